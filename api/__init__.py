@@ -1,0 +1,1 @@
+"""The FastAPI application, its settings, database plumbing, authentication and CLI."""

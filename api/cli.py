@@ -1,0 +1,264 @@
+"""The `coopnet` command line: serve, db upgrade/downgrade, demo load, token issue,
+schema export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from api.settings import Settings, get_settings
+
+GSS = re.compile(r"^E(06|08|09|10)[0-9]{6}$")
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL to use: DATABASE_URL, or an embedded server under the data dir
+    (started here, stopped when the last process using it exits)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from api.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.data_dir / "pg")
+    server.start()
+    server.ensure_database("coopnet")
+    try:
+        yield server.url("coopnet")
+    finally:
+        server.stop()
+
+
+def _upgrade(url: str) -> None:
+    from api.migrate import upgrade
+
+    upgrade(url)
+
+
+async def _load_demo(url: str) -> bool:
+    from api.db import create_engine, session_factory
+    from care.demo import load_demo
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            loaded = await load_demo(session)
+            await session.commit()
+            return loaded
+    finally:
+        await engine.dispose()
+
+
+async def _check_token_subject(url: str, role: str, member: int | None, la: str | None) -> str | None:
+    """Why a token for this subject makes no sense, or None when it does."""
+    from sqlalchemy import select
+
+    from api.db import create_engine
+    from care.models import LocalAuthority, Member, PaProfile, ServiceUserProfile
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            if la is not None:
+                found = await conn.scalar(
+                    select(LocalAuthority.gss_code).where(LocalAuthority.gss_code == la)
+                )
+                if found is None:
+                    return f"No local authority {la} is known to this instance."
+            if member is None:
+                return None
+            row = (
+                await conn.execute(
+                    select(
+                        Member.membership_class,
+                        PaProfile.member_id.label("pa"),
+                        ServiceUserProfile.member_id.label("su"),
+                    )
+                    .outerjoin(PaProfile, PaProfile.member_id == Member.id)
+                    .outerjoin(ServiceUserProfile, ServiceUserProfile.member_id == Member.id)
+                    .where(Member.id == member)
+                )
+            ).first()
+            if row is None:
+                return f"No member {member}."
+            expected = {
+                "PA": row.pa is not None,
+                "SERVICE_USER": row.su is not None,
+                "CARER": row.membership_class == "CARER",
+                "COORDINATOR": row.membership_class == "WORKER",
+                "ADMIN": True,
+            }
+            if not expected.get(role, True):
+                return f"Member {member} cannot act as {role}."
+            return None
+    finally:
+        await engine.dispose()
+
+
+def _token_service(settings: Settings):  # type: ignore[no-untyped-def]
+    from api.auth import TokenService, load_or_create_keys
+
+    return TokenService(
+        load_or_create_keys(settings), settings.jwt_issuer, settings.jwt_audience,
+        settings.jwt_ttl_seconds,
+    )
+
+
+EXAMPLE_QUERY = """{
+  clusters(first: 10) {
+    totalCount
+    edges { node { id name kind status localAuthority { name }
+      serviceUsers(first: 3) { edges { node { name needs } } } } }
+  }
+}"""
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.logging import configure_logging
+    from care.enums import Role
+
+    configure_logging(settings.log_format, settings.log_level)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    with database(settings) as url:
+        _upgrade(url)
+        if args.dev:
+            loaded = asyncio.run(_load_demo(url))
+            token = _token_service(settings).issue(Role.ADMIN)
+            print(
+                f"\nDemo co-op {'loaded' if loaded else 'already present'}. "
+                f"GraphiQL: http://{host}:{port}/graphql\n\n"
+                f"Admin token (8 hours):\n{token}\n\n"
+                "Example:\n"
+                f"curl -s http://{host}:{port}/graphql -H 'Content-Type: application/json' \\\n"
+                f"  -H 'Authorization: Bearer {token}' \\\n"
+                "  -d '{\"query\": \"{ clusters(first: 10) { totalCount edges { node "
+                "{ name kind localAuthority { name } } } } }\"}'\n\n"
+                f"In GraphiQL, add the header {{\"Authorization\": \"Bearer <token>\"}} "
+                f"and run:\n{EXAMPLE_QUERY}\n",
+                flush=True,
+            )
+        app = create_app(settings, url)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            proxy_headers=True,
+            forwarded_allow_ips=args.forwarded_allow_ips,
+            log_config=None,
+        )
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from api.migrate import downgrade, upgrade
+
+    with database(settings) as url:
+        if args.action == "upgrade":
+            upgrade(url, args.revision or "head")
+        else:
+            downgrade(url, args.revision or "-1")
+    print(f"database {args.action} done")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    with database(settings) as url:
+        _upgrade(url)
+        loaded = asyncio.run(_load_demo(url))
+    print("demo co-op loaded" if loaded else "demo co-op already present: nothing changed")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from care.enums import Role
+
+    role = Role(args.role)
+    if role not in (Role.ADMIN, Role.LA_ANALYST) and args.member is None:
+        print(f"error: --member is required for role {role.value}", file=sys.stderr)
+        return 2
+    if role is Role.LA_ANALYST:
+        if args.la is None or not GSS.match(args.la):
+            print("error: LA_ANALYST needs --la with a GSS code like E09000003", file=sys.stderr)
+            return 2
+        if args.member is not None:
+            print("error: an LA analyst token names no member", file=sys.stderr)
+            return 2
+    elif args.la is not None:
+        print("error: --la only applies to LA_ANALYST", file=sys.stderr)
+        return 2
+    with database(settings) as url:
+        problem = asyncio.run(_check_token_subject(url, role.value, args.member, args.la))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    import datetime as dt
+
+    token = _token_service(settings).issue(
+        role, member_id=args.member, la_code=args.la,
+        ttl=dt.timedelta(seconds=args.ttl) if args.ttl else None,
+    )
+    print(token)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from schema import create_schema
+
+    print(create_schema().as_str())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coopnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the GraphQL server")
+    serve.add_argument("--dev", action="store_true",
+                       help="load the demo co-op and print an admin token")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+                       help="proxies whose X-Forwarded-* headers are trusted")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("revision", nargs="?",
+                    help="target (default: head for upgrade, -1 for downgrade)")
+    db.set_defaults(func=cmd_db)
+
+    demo = sub.add_parser("demo", help="demo data")
+    demo.add_argument("action", choices=["load"])
+    demo.set_defaults(func=cmd_demo)
+
+    token = sub.add_parser("token", help="bearer tokens")
+    token.add_argument("action", choices=["issue"])
+    token.add_argument("--role", required=True,
+                       choices=["ADMIN", "COORDINATOR", "PA", "SERVICE_USER", "CARER",
+                                "LA_ANALYST"])
+    token.add_argument("--member", type=int, help="member id the token speaks for")
+    token.add_argument("--la", help="GSS code (LA_ANALYST only)")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+
+    schema = sub.add_parser("schema", help="GraphQL schema")
+    schema.add_argument("action", choices=["export"])
+    schema.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, get_settings()) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Configuration from the environment (see README, "Configuration")."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Any PostgreSQL 15+; when unset an embedded server is started with data under data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    debug: bool = False
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "INFO"
+
+    # Tokens: EdDSA (Ed25519) keys; generated under data_dir on first start when unset.
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = "coopnet"
+    jwt_audience: str = "coopnet"
+    jwt_ttl_seconds: int = 8 * 3600
+
+    # Request protection
+    max_query_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_query_cost: int = 5000
+    max_page_size: int = 100
+    db_pool_size: int = 10
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

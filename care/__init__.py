@@ -1,0 +1,1 @@
+"""The care domain: models and the services that hold the rules. No HTTP, no GraphQL."""

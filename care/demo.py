@@ -1,0 +1,868 @@
+"""A deterministic demo co-operative, for development, screenshots and trying the API.
+
+`load_demo` builds "Northside Care Co-operative", a multi-stakeholder co-op in Barnet
+(outer north London) that has expanded across the boundary into Enfield: four clusters,
+their service users, carers and PA teams, two pools, PA availability and eight weeks of
+rota (four past, four ahead of `today`). Every person is fictional; phone numbers are in
+Ofcom's drama range and e-mail addresses use the reserved example.org domain.
+
+All randomness comes from one `random.Random(2026)`, consumed in a fixed order, so the
+same `today` on an empty database always gives the same rows and the same ids. The loader
+only adds rows to the session (flushing where it needs generated ids); the caller commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.enums import (
+    ClusterKind,
+    ClusterStatus,
+    CoopKind,
+    CqcStatus,
+    Funding,
+    MembershipClass,
+    VisitStatus,
+)
+from care.models import (
+    AvailabilityWindow,
+    CarerLink,
+    Cluster,
+    ClusterPa,
+    ClusterServiceUser,
+    Coop,
+    LocalAuthority,
+    LocalAuthorityNeighbour,
+    Member,
+    PaProfile,
+    PaSkill,
+    Pool,
+    PoolCluster,
+    PoolPa,
+    RegularPa,
+    ServiceUserProfile,
+    Visit,
+    WeeklyAvailability,
+)
+
+SEED = 2026
+LONDON = ZoneInfo("Europe/London")
+HORIZON_DAYS = 28  # rota and availability run from today - 28 days to today + 28 days
+# Not a database rule: the gap a PA needs to get from one visit to the next.
+TRAVEL_GAP = dt.timedelta(minutes=15)
+
+# --- Places ---------------------------------------------------------------------------
+
+BARNET, BRENT, CAMDEN = "E09000003", "E09000005", "E09000007"
+ENFIELD, HARINGEY, HARROW = "E09000010", "E09000014", "E09000015"
+
+LOCAL_AUTHORITIES = {
+    BARNET: "Barnet",
+    BRENT: "Brent",
+    CAMDEN: "Camden",
+    ENFIELD: "Enfield",
+    HARINGEY: "Haringey",
+    HARROW: "Harrow",
+}
+
+# Real adjacencies among these boroughs.
+NEIGHBOURS = [
+    (BARNET, ENFIELD),
+    (BARNET, HARINGEY),
+    (BARNET, HARROW),
+    (BARNET, BRENT),
+    (BARNET, CAMDEN),
+    (ENFIELD, HARINGEY),
+    (HARINGEY, CAMDEN),
+    (BRENT, HARROW),
+    (BRENT, CAMDEN),
+]
+
+# Approximate centres of the postcode districts people live in (latitude, longitude).
+DISTRICTS: dict[str, tuple[float, float]] = {
+    "EN4": (51.6450, -0.1600),  # Cockfosters, East Barnet
+    "EN5": (51.6500, -0.2050),  # Chipping Barnet
+    "N2": (51.5900, -0.1700),  # East Finchley
+    "N3": (51.6000, -0.1930),  # Finchley Central
+    "N11": (51.6150, -0.1400),  # Friern Barnet, New Southgate
+    "N12": (51.6130, -0.1770),  # North Finchley
+    "N13": (51.6190, -0.1050),  # Palmers Green
+    "N14": (51.6350, -0.1280),  # Southgate
+    "N20": (51.6300, -0.1750),  # Whetstone, Totteridge
+    "N21": (51.6350, -0.1000),  # Winchmore Hill
+    "NW4": (51.5880, -0.2270),  # Hendon
+    "NW7": (51.6150, -0.2400),  # Mill Hill
+}
+POSTCODE_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # letters used in the inward code
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    kind: ClusterKind
+    la_code: str
+    districts: tuple[str, ...]  # stored on the cluster (geographic clusters only)
+    home_districts: tuple[str, ...]  # where its people live
+    centre: tuple[float, float] | None
+    radius_km: Decimal | None
+    need_tags: tuple[str, ...]
+    likely_needs: tuple[str, ...]  # needs drawn for its service users
+    opened_days_ago: int
+
+
+CLUSTERS = [
+    ClusterSpec(
+        name="Chipping Barnet & Whetstone",
+        kind=ClusterKind.GEOGRAPHIC,
+        la_code=BARNET,
+        districts=("EN5", "N20"),
+        home_districts=("EN5", "N20"),
+        centre=(51.6400, -0.1900),
+        radius_km=Decimal("3.00"),
+        need_tags=(),
+        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        opened_days_ago=1400,
+    ),
+    ClusterSpec(
+        name="Finchley & Friern Barnet",
+        kind=ClusterKind.GEOGRAPHIC,
+        la_code=BARNET,
+        districts=("N12", "N3", "N11"),
+        home_districts=("N12", "N3", "N11"),
+        centre=(51.6080, -0.1700),
+        radius_km=Decimal("2.50"),
+        need_tags=(),
+        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        opened_days_ago=1100,
+    ),
+    # The cross-boundary expansion into the neighbouring authority.
+    ClusterSpec(
+        name="Southgate & Palmers Green",
+        kind=ClusterKind.GEOGRAPHIC,
+        la_code=ENFIELD,
+        districts=("N14", "N13", "N21"),
+        home_districts=("N14", "N13", "N21"),
+        centre=(51.6280, -0.1150),
+        radius_km=Decimal("2.50"),
+        need_tags=(),
+        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        opened_days_ago=240,
+    ),
+    ClusterSpec(
+        name="Barnet neurological support",
+        kind=ClusterKind.NEED_BASED,
+        la_code=BARNET,
+        districts=(),
+        home_districts=("NW4", "NW7", "N3", "N2", "EN4", "N12"),
+        centre=None,
+        radius_km=None,
+        need_tags=("multiple-sclerosis", "neurological"),
+        likely_needs=("mobility", "hoist", "medication"),
+        opened_days_ago=700,
+    ),
+]
+SERVICE_USERS_PER_CLUSTER = 8
+TEAM_SIZES = (6, 6, 5, 6)  # PAs whose home cluster is each of CLUSTERS
+FLOATING_PAS = 2  # PAs in pools only, who cover across clusters
+# (index of a PA among those of its home cluster, other cluster it also works in)
+SECOND_CLUSTERS = [((0, 0), 1), ((1, 1), 2), ((1, 2), 3)]
+CARERS = 12
+SUPPORTERS = 4
+
+# --- People -------------------------------------------------------------------------
+
+FEMALE_NAMES = (
+    "Margaret", "Patricia", "Jean", "Barbara", "Susan", "Linda", "Helen", "Ruth", "Irene",
+    "Joan", "Sheila", "Maureen", "Priya", "Aisha", "Fatima", "Grace", "Chloe", "Sophie",
+    "Hannah", "Emma", "Yasmin", "Nkechi", "Rachel", "Deborah", "Eleni", "Sinead", "Bridget",
+    "Anjali", "Olivia", "Zainab", "Magdalena", "Esther", "Shirley", "Valerie", "Lorraine",
+    "Dimitra", "Monique", "Joy", "Comfort", "Beatriz",
+)  # fmt: skip
+MALE_NAMES = (
+    "David", "John", "Michael", "Peter", "Robert", "Derek", "Kenneth", "Brian", "Alan",
+    "Raymond", "Trevor", "Stanley", "Arthur", "Colin", "Rajesh", "Sanjay", "Mohammed",
+    "Tariq", "Kwame", "Emeka", "Tomasz", "Andreas", "Kostas", "Liam", "Connor", "Daniel",
+    "James", "Samuel", "Hassan", "Winston", "Desmond", "Neil", "Gareth", "Marek", "Ibrahim",
+    "Oluwaseun", "Yusuf", "Nikhil",
+)  # fmt: skip
+SURNAMES = (
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Evans", "Thomas", "Roberts",
+    "Walker", "Wright", "Thompson", "White", "Hughes", "Edwards", "Green", "Hall", "Wood",
+    "Harris", "Clarke", "Patel", "Shah", "Khan", "Begum", "Ahmed", "Okafor", "Adeyemi",
+    "Mensah", "Boateng", "Kowalski", "Nowak", "Georgiou", "Papadopoulos", "Christodoulou",
+    "O'Brien", "Murphy", "Kelly", "Byrne", "Cohen", "Levy", "Goldberg", "Friedman",
+    "Campbell", "Stewart", "Morgan", "Hussain", "Chowdhury", "Singh", "Kaur", "Gill",
+    "Mistry", "Lewis", "Baker", "Carter", "Fletcher", "Osei", "Nwosu", "Silva", "Costa",
+    "Ferreira", "Hamilton", "Reid", "Fraser", "Doyle", "Kaya", "Demir", "Yilmaz",
+)  # fmt: skip
+
+FUNDING_WEIGHTS = {
+    Funding.DIRECT_PAYMENT: 40,
+    Funding.PERSONAL_BUDGET: 15,
+    Funding.LA_COMMISSIONED: 15,
+    Funding.NHS_CHC: 10,
+    Funding.SELF_FUNDED: 20,
+}
+# relationship -> names to draw from (None: either); spouses live with the person.
+CARER_RELATIONSHIPS: dict[str, tuple[str, ...] | None] = {
+    "wife": FEMALE_NAMES,
+    "husband": MALE_NAMES,
+    "partner": None,
+    "daughter": FEMALE_NAMES,
+    "son": MALE_NAMES,
+    "niece": FEMALE_NAMES,
+    "brother": MALE_NAMES,
+    "friend": None,
+    "neighbour": None,
+}
+LIVES_WITH = {"wife", "husband", "partner"}
+FAMILY = LIVES_WITH | {"daughter", "son", "niece", "brother"}
+
+# --- Skills and the rota --------------------------------------------------------------
+
+SKILLS = (
+    "medication",
+    "hoist",
+    "dementia",
+    "mobility",
+    "first-aid",
+    "catheter-care",
+    "multiple-sclerosis",
+)
+NEURO_SKILLS = ("multiple-sclerosis", "hoist", "mobility")
+
+EARLY = (dt.time(7), dt.time(13))
+LATE = (dt.time(14), dt.time(21))
+SHIFT_STYLES = {"early": [EARLY], "late": [LATE], "both": [EARLY, LATE]}
+SHIFT_STYLE_WEIGHTS = {"early": 35, "late": 20, "both": 45}
+
+MORNING_STARTS = [dt.time(h, m) for h in (7, 8, 9) for m in (30, 0)] + [dt.time(10)]
+EVENING_STARTS = [dt.time(h, m) for h in (17, 18, 19) for m in (0, 30)]
+MORNING_TASKS = ("help getting up", "personal care", "help with breakfast")
+LUNCH_TASKS = ("prepare lunch", "light housework")
+EVENING_TASKS = ("prepare evening meal", "help getting ready for bed")
+NEED_TASKS = {
+    "medication": "medication prompt",
+    "hoist": "hoist transfer",
+    "dementia": "reassurance and orientation",
+    "mobility": "help with walking",
+    "multiple-sclerosis": "stretching exercises",
+}
+ONE_OFF_TASKS = (
+    "accompany to GP appointment",
+    "accompany to hospital appointment",
+    "help with shopping",
+    "accompany to day centre",
+)
+MISSED_RATE = 0.02  # past visits that did not happen
+UNCONFIRMED_RATE = 0.05  # completed visits nobody has confirmed yet
+CARER_CONFIRMS_RATE = 0.35  # of confirmations, where the person has a carer
+
+
+@dataclass
+class _Pa:
+    member: Member
+    profile: PaProfile
+    clusters: list[int]
+    skills: dict[str, dt.date | None]
+    shifts: dict[int, list[tuple[dt.time, dt.time]]]  # ISO weekday -> shifts
+
+    def can_work(self, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether the visit lies inside one of the PA's shifts that day."""
+        return any(
+            a <= start.time() and end.time() <= b
+            for a, b in self.shifts.get(start.isoweekday(), [])
+        )
+
+    def missing_skills(self, needs: Iterable[str], on: dt.date) -> int:
+        valid = {s for s, expires in self.skills.items() if expires is None or expires >= on}
+        return sum(1 for n in needs if n in SKILLS and n not in valid)
+
+
+@dataclass
+class _ServiceUser:
+    member: Member
+    profile: ServiceUserProfile
+    cluster: int
+    needs: list[str]
+    carers: list[Member] = field(default_factory=list)
+    regular_pas: list[_Pa] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A recurring weekly visit of a service user."""
+
+    weekday: int
+    start: dt.time
+    minutes: int
+    tasks: tuple[str, ...]
+    series_id: str | None
+
+
+@dataclass
+class _Booking:
+    user: _ServiceUser
+    start: dt.datetime
+    end: dt.datetime
+    tasks: tuple[str, ...]
+    series_id: str | None
+    pa: _Pa | None = None
+
+
+class _People:
+    """Draws unique names, phone numbers and addresses."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.used_names: set[str] = set()
+        self.phones = list(range(1000))
+        rng.shuffle(self.phones)
+
+    def name(self, first_names: Sequence[str] | None = None, surname: str | None = None) -> str:
+        rng = self.rng
+        for _ in range(1000):
+            first = rng.choice(first_names or rng.choice((FEMALE_NAMES, MALE_NAMES)))
+            full = f"{first} {surname or rng.choice(SURNAMES)}"
+            if full not in self.used_names:
+                self.used_names.add(full)
+                return full
+        raise RuntimeError("ran out of demo names")
+
+    def member(
+        self,
+        membership_class: MembershipClass,
+        joined_on: dt.date,
+        district: str | None,
+        spread_km: float = 0.8,
+        name: str | None = None,
+    ) -> Member:
+        name = name or self.name()
+        latitude = longitude = None
+        postcode = None
+        if district is not None:
+            postcode = self.postcode(district)
+            latitude, longitude = _jitter(self.rng, DISTRICTS[district], spread_km)
+        return Member(
+            name=name,
+            email=_email(name),
+            phone=f"07700 900{self.phones.pop():03d}",
+            postcode=postcode,
+            latitude=latitude,
+            longitude=longitude,
+            membership_class=membership_class.value,
+            joined_on=joined_on,
+        )
+
+    def postcode(self, district: str) -> str:
+        rng = self.rng
+        return f"{district} {rng.randint(1, 9)}{rng.choice(POSTCODE_LETTERS)}" + rng.choice(
+            POSTCODE_LETTERS
+        )
+
+
+def _email(name: str) -> str:
+    local = ".".join("".join(c for c in part if c.isalpha()) for part in name.lower().split())
+    return f"{local}@example.org"
+
+
+def _jitter(rng: random.Random, centre: tuple[float, float], km: float) -> tuple[float, float]:
+    lat, lon = centre
+    lat += rng.gauss(0, km) / 111.0
+    lon += rng.gauss(0, km) / (111.0 * math.cos(math.radians(lat)))
+    return round(lat, 5), round(lon, 5)
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _at(day: dt.date, time: dt.time) -> dt.datetime:
+    """Local wall-clock time in London as an aware datetime (BST or GMT as the day has it)."""
+    return dt.datetime.combine(day, time, tzinfo=LONDON)
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+def _quarter_hours(minutes: float) -> int:
+    return int(15 * round(minutes / 15))
+
+
+# --- Loading --------------------------------------------------------------------------
+
+
+async def load_demo(session: AsyncSession, today: dt.date | None = None) -> bool:
+    """Add the demo co-op to an empty database. Returns False (and adds nothing) if a co-op
+    is already there. Flushes but does not commit."""
+    if await session.scalar(select(Coop.id).limit(1)) is not None:
+        return False
+    today = today or dt.datetime.now(LONDON).date()
+    rng = random.Random(SEED)
+    people = _People(rng)
+
+    await _add_local_authorities(session)
+    session.add(
+        Coop(
+            id=1,
+            name="Northside Care Co-operative",
+            kind=CoopKind.MULTI_STAKEHOLDER.value,
+            society_number="RS008417",
+            cqc_provider_id="1-123456789",
+            cqc_status=CqcStatus.REGISTERED.value,
+            home_la_code=BARNET,
+            description=(
+                "A multi-stakeholder home-care co-operative of service users, family carers "
+                "and personal assistants in Barnet, now growing into Enfield. "
+                "(Demo data: every person is fictional.)"
+            ),
+        )
+    )
+
+    # Members first: everything else refers to their generated ids.
+    support_workers = [
+        people.member(
+            MembershipClass.WORKER,
+            today - dt.timedelta(spec.opened_days_ago + 30),
+            spec.home_districts[0],
+        )
+        for spec in CLUSTERS
+    ]
+    users = [
+        _service_user(rng, people, today, c)
+        for c in range(len(CLUSTERS))
+        for _ in range(SERVICE_USERS_PER_CLUSTER)
+    ]
+    pas = _pas(rng, people, today)
+    carer_links = _carers(rng, people, today, users)
+    supporters = [
+        people.member(
+            MembershipClass.SUPPORTER,
+            today - dt.timedelta(rng.randint(30, 1500)),
+            rng.choice(CLUSTERS[rng.randrange(2)].home_districts),
+        )
+        for _ in range(SUPPORTERS)
+    ]
+    session.add_all(support_workers)
+    session.add_all(u.member for u in users)
+    session.add_all(p.member for p in pas)
+    session.add_all(carer for carer, _, _ in carer_links)
+    session.add_all(supporters)
+    await session.flush()
+
+    clusters = [_cluster(spec, today, support_workers[i].id) for i, spec in enumerate(CLUSTERS)]
+    pools = [
+        Pool(name="Barnet pool", shared_with_partners=False),
+        Pool(name="North London shared pool", shared_with_partners=True),
+    ]
+    for u in users:
+        u.profile.member_id = u.member.id
+    for p in pas:
+        p.profile.member_id = p.member.id
+    session.add_all(clusters)
+    session.add_all(pools)
+    session.add_all(u.profile for u in users)
+    session.add_all(p.profile for p in pas)
+    await session.flush()
+
+    _choose_regular_pas(rng, users, pas)
+    pool_clusters = {0: [0, 1], 1: [2, 3]}  # pool index -> cluster indexes it serves
+    session.add_all(_links(users, pas, clusters, pools, pool_clusters, carer_links))
+    patterns = _weekly_patterns(pas, today)
+    session.add_all(patterns)
+    await session.flush()
+
+    session.add_all(_availability_windows(patterns, today))
+    session.add_all(_visits(rng, today, users, pas))
+    await session.flush()
+    return True
+
+
+async def _add_local_authorities(session: AsyncSession) -> None:
+    """Add the boroughs and their adjacencies, skipping any already loaded."""
+    have = set(await session.scalars(select(LocalAuthority.gss_code)))
+    session.add_all(
+        LocalAuthority(gss_code=code, name=name)
+        for code, name in LOCAL_AUTHORITIES.items()
+        if code not in have
+    )
+    pairs = {
+        (r.la_a, r.la_b)
+        for r in await session.execute(
+            select(LocalAuthorityNeighbour.la_a, LocalAuthorityNeighbour.la_b)
+        )
+    }
+    ordered = sorted({(min(a, b), max(a, b)) for a, b in NEIGHBOURS} - pairs)
+    session.add_all(LocalAuthorityNeighbour(la_a=a, la_b=b) for a, b in ordered)
+    # The neighbours refer to the authorities; flush them in that order.
+    await session.flush()
+
+
+def _service_user(
+    rng: random.Random, people: _People, today: dt.date, cluster: int
+) -> _ServiceUser:
+    spec = CLUSTERS[cluster]
+    joined = today - dt.timedelta(rng.randint(20, spec.opened_days_ago))
+    member = people.member(
+        MembershipClass.SERVICE_USER, joined, rng.choice(spec.home_districts), spread_km=0.6
+    )
+    needs = {"personal-care"} if rng.random() < 0.9 else set()
+    needs.update(spec.need_tags[:1])  # need-based clusters: the need they are built around
+    needs.update(rng.sample(spec.likely_needs, rng.randint(1, 3)))
+    funding = rng.choices(list(FUNDING_WEIGHTS), weights=list(FUNDING_WEIGHTS.values()))[0]
+    profile = ServiceUserProfile(
+        funding=funding.value,
+        needs=sorted(needs),
+        planned_weekly_hours=Decimal(rng.randrange(10, 51)) / 2,  # 5 to 25 hours
+    )
+    return _ServiceUser(member=member, profile=profile, cluster=cluster, needs=sorted(needs))
+
+
+def _pas(rng: random.Random, people: _People, today: dt.date) -> list[_Pa]:
+    """Each cluster's own team, then the floating PAs; some also work in a second cluster."""
+    homes: list[int | None] = [c for c, size in enumerate(TEAM_SIZES) for _ in range(size)]
+    homes += [None] * FLOATING_PAS
+    opt_outs = set(rng.sample(range(len(homes)), 2))
+    pas: list[_Pa] = []
+    for i, home in enumerate(homes):
+        spec = CLUSTERS[home] if home is not None else CLUSTERS[1]
+        member = people.member(
+            MembershipClass.WORKER,
+            today - dt.timedelta(rng.randint(60, min(1800, spec.opened_days_ago + 200))),
+            rng.choice(spec.home_districts),
+            spread_km=1.5,
+        )
+        hours = Decimal(rng.choice(["16", "20", "22.5", "24", "25", "30", "32", "35", "37.5"]))
+        profile = PaProfile(
+            dbs_checked_on=today - dt.timedelta(rng.randint(14, 700)),
+            contracted_weekly_hours=hours,
+            # At or above the National Living Wage (1271p an hour from April 2025).
+            hourly_pay_pence=rng.randrange(1290, 1505, 5),
+            max_travel_km=Decimal(rng.choice([5, 6, 8, 10, 12, 15])),
+            working_time_opt_out=i in opt_outs,
+        )
+        neuro = home == 3
+        pas.append(
+            _Pa(
+                member=member,
+                profile=profile,
+                clusters=[home] if home is not None else [],
+                skills=_skills(rng, today, neuro),
+                shifts=_shifts(rng, hours),
+            )
+        )
+    starts = [sum(TEAM_SIZES[:c]) for c in range(len(TEAM_SIZES))]
+    for (home, index), other in SECOND_CLUSTERS:
+        pa = pas[starts[home] + index]
+        pa.clusters.append(other)
+        if CLUSTERS[other].kind is ClusterKind.NEED_BASED:
+            pa.skills.update(_skills(rng, today, neuro=True, extra=0))
+    return pas
+
+
+def _skills(
+    rng: random.Random, today: dt.date, neuro: bool, extra: int | None = None
+) -> dict[str, dt.date | None]:
+    """Skills with training expiry dates: mostly current, a few lapsed, some never expire."""
+    names = {"personal-care"}
+    if neuro:
+        names.update(NEURO_SKILLS)
+    names.update(rng.sample(SKILLS, rng.randint(2, 4) if extra is None else extra))
+    skills: dict[str, dt.date | None] = {}
+    for name in sorted(names):
+        roll = rng.random()
+        if roll < 0.07:
+            skills[name] = today - dt.timedelta(rng.randint(5, 150))
+        elif roll < 0.17:
+            skills[name] = None
+        else:
+            skills[name] = today + dt.timedelta(rng.randint(20, 720))
+    return skills
+
+
+def _shifts(rng: random.Random, hours: Decimal) -> dict[int, list[tuple[dt.time, dt.time]]]:
+    """Working days and shifts; more contracted hours, more days."""
+    days = 4 if hours <= 20 else 5 if hours <= 30 else 6
+    style = rng.choices(list(SHIFT_STYLE_WEIGHTS), weights=list(SHIFT_STYLE_WEIGHTS.values()))[0]
+    return {day: list(SHIFT_STYLES[style]) for day in sorted(rng.sample(range(1, 8), days))}
+
+
+def _carers(
+    rng: random.Random, people: _People, today: dt.date, users: list[_ServiceUser]
+) -> list[tuple[Member, _ServiceUser, str]]:
+    """Unpaid carers: spouses share the home, family often the surname."""
+    cared_for = rng.sample(users, CARERS - 1)
+    cared_for.append(cared_for[0])  # one person has two carers
+    links: list[tuple[Member, _ServiceUser, str]] = []
+    for user in cared_for:
+        # A second carer is family or a friend living elsewhere, and not a second spouse.
+        taken = {rel for _, u, rel in links if u is user}
+        excluded = taken | LIVES_WITH if taken else set()
+        relationship = rng.choice([r for r in CARER_RELATIONSHIPS if r not in excluded])
+        surname = user.member.name.split(" ", 1)[1]
+        name = people.name(
+            CARER_RELATIONSHIPS[relationship],
+            surname if relationship in FAMILY and rng.random() < 0.8 else None,
+        )
+        joined = max(user.member.joined_on, today - dt.timedelta(rng.randint(10, 900)))
+        if relationship in LIVES_WITH:
+            carer = people.member(MembershipClass.CARER, joined, None, name=name)
+            carer.postcode = user.member.postcode
+            carer.latitude, carer.longitude = user.member.latitude, user.member.longitude
+        else:
+            district = rng.choice(CLUSTERS[user.cluster].home_districts)
+            carer = people.member(MembershipClass.CARER, joined, district, name=name)
+        user.carers.append(carer)
+        links.append((carer, user, relationship))
+    return links
+
+
+def _cluster(spec: ClusterSpec, today: dt.date, support_worker_id: int) -> Cluster:
+    centre = spec.centre or (None, None)
+    return Cluster(
+        name=spec.name,
+        kind=spec.kind.value,
+        la_code=spec.la_code,
+        support_worker_id=support_worker_id,
+        status=ClusterStatus.ACTIVE.value,
+        centre_latitude=centre[0],
+        centre_longitude=centre[1],
+        radius_km=spec.radius_km,
+        postcode_districts=list(spec.districts),
+        need_tags=list(spec.need_tags),
+        created_at=_at(today - dt.timedelta(spec.opened_days_ago), dt.time(9)),
+    )
+
+
+def _choose_regular_pas(rng: random.Random, users: list[_ServiceUser], pas: list[_Pa]) -> None:
+    """One or two named PAs for each person, from their cluster team, skills permitting."""
+    for c in range(len(CLUSTERS)):
+        team = [p for p in pas if c in p.clusters]
+        for i, user in enumerate(u for u in users if u.cluster == c):
+            gaps = {id(p): p.missing_skills(user.needs, dt.date.max) for p in team}
+            best = [p for p in team if gaps[id(p)] == min(gaps.values())]
+            # Spread people over the team rather than giving everyone the same PA.
+            first = best[i % len(best)]
+            user.regular_pas = [first]
+            if rng.random() < 0.6:
+                user.regular_pas.append(rng.choice([p for p in team if p is not first]))
+
+
+def _links(
+    users: list[_ServiceUser],
+    pas: list[_Pa],
+    clusters: list[Cluster],
+    pools: list[Pool],
+    pool_clusters: dict[int, list[int]],
+    carer_links: list[tuple[Member, _ServiceUser, str]],
+) -> list[object]:
+    rows: list[object] = []
+    for u in users:
+        rows.append(
+            ClusterServiceUser(cluster_id=clusters[u.cluster].id, service_user_id=u.member.id)
+        )
+        rows.extend(
+            RegularPa(service_user_id=u.member.id, pa_id=p.member.id) for p in u.regular_pas
+        )
+    rows.extend(
+        CarerLink(carer_id=carer.id, service_user_id=user.member.id, relationship=relationship)
+        for carer, user, relationship in carer_links
+    )
+    for p in pas:
+        rows.extend(ClusterPa(cluster_id=clusters[c].id, pa_id=p.member.id) for c in p.clusters)
+        rows.extend(
+            PaSkill(pa_id=p.member.id, skill=skill, expires_on=expires)
+            for skill, expires in p.skills.items()
+        )
+    for index, served in pool_clusters.items():
+        pool_id = pools[index].id
+        rows.extend(PoolCluster(pool_id=pool_id, cluster_id=clusters[c].id) for c in served)
+        # A pool holds the teams of the clusters it serves; floating PAs are in every pool.
+        rows.extend(
+            PoolPa(pool_id=pool_id, pa_id=p.member.id)
+            for p in pas
+            if not p.clusters or set(p.clusters) & set(served)
+        )
+    return rows
+
+
+def _weekly_patterns(pas: list[_Pa], today: dt.date) -> list[WeeklyAvailability]:
+    valid_from = today - dt.timedelta(HORIZON_DAYS)
+    return [
+        WeeklyAvailability(
+            pa_id=p.member.id,
+            weekday=day,
+            start_time=start,
+            end_time=end,
+            valid_from=valid_from,
+            valid_until=None,
+        )
+        for p in pas
+        for day, shifts in p.shifts.items()
+        for start, end in shifts
+    ]
+
+
+def _availability_windows(
+    patterns: list[WeeklyAvailability], today: dt.date
+) -> list[AvailabilityWindow]:
+    """Expand the weekly patterns over the horizon (both ends included). A PA's shifts on a
+    day never overlap, so neither do the windows."""
+    days = _days(today - dt.timedelta(HORIZON_DAYS), today + dt.timedelta(HORIZON_DAYS + 1))
+    return [
+        AvailabilityWindow(
+            pa_id=p.pa_id,
+            during=Range(_at(day, p.start_time), _at(day, p.end_time), bounds="[)"),
+            weekly_availability_id=p.id,
+        )
+        for p in patterns
+        for day in days
+        if day.isoweekday() == p.weekday
+    ]
+
+
+def _weekly_slots(rng: random.Random, user: _ServiceUser) -> list[_Slot]:
+    """A weekly routine near the planned hours: a morning call on each care day, then an
+    evening call and a lunch call as the hours allow."""
+    hours = float(user.profile.planned_weekly_hours)
+    days = sorted(rng.sample(range(1, 8), max(3, min(7, round(hours / 3)))))
+    per_day = hours * 60 / len(days)
+    morning = _quarter_hours(min(90, max(30, per_day * 0.6)))
+    rest = per_day - morning
+    evening = _quarter_hours(min(90, rest)) if rest >= 25 else 0
+    rest -= evening
+    lunch = _quarter_hours(min(60, rest)) if rest >= 25 else 0
+
+    extras = [task for need, task in NEED_TASKS.items() if need in user.needs]
+    recurring = rng.random() < 0.8  # the rest are booked visit by visit, without a series
+    routine = [
+        (morning, rng.choice(MORNING_STARTS), MORNING_TASKS),
+        (evening, rng.choice(EVENING_STARTS), EVENING_TASKS),
+        (lunch, dt.time(12, 30) if lunch <= 30 else dt.time(12), LUNCH_TASKS),
+    ]
+    slots: list[_Slot] = []
+    for minutes, start, base in routine:
+        if minutes == 0:
+            continue
+        tasks = tuple(rng.sample(base, rng.randint(1, len(base)))) + tuple(
+            rng.sample(extras, min(len(extras), rng.randint(0, 2)))
+        )
+        series_id = _uuid(rng) if recurring else None
+        slots.extend(_Slot(day, start, minutes, tasks, series_id) for day in days)
+    return slots
+
+
+def _visits(
+    rng: random.Random, today: dt.date, users: list[_ServiceUser], pas: list[_Pa]
+) -> list[Visit]:
+    first, last = today - dt.timedelta(HORIZON_DAYS), today + dt.timedelta(HORIZON_DAYS)
+    bookings: list[_Booking] = []
+    for user in users:
+        slots = _weekly_slots(rng, user)
+        for day in _days(first, last):
+            for s in slots:
+                if s.weekday == day.isoweekday():
+                    start = _at(day, s.start)
+                    end = start + dt.timedelta(minutes=s.minutes)
+                    bookings.append(_Booking(user, start, end, s.tasks, s.series_id))
+    # A few one-off afternoon visits, when nobody has a routine call.
+    for user in rng.sample(users, 8):
+        day = first + dt.timedelta(rng.randrange(2 * HORIZON_DAYS))
+        start = _at(day, rng.choice([dt.time(14), dt.time(14, 30), dt.time(15)]))
+        end = start + dt.timedelta(minutes=rng.choice([90, 120]))
+        bookings.append(_Booking(user, start, end, (rng.choice(ONE_OFF_TASKS),), None))
+
+    bookings.sort(key=lambda b: (b.start, b.user.member.id))
+    _assign(bookings, pas)
+    _absence(bookings, today, pas)
+    return [_visit(rng, b, today) for b in bookings]
+
+
+def _assign(bookings: list[_Booking], pas: list[_Pa]) -> None:
+    """Give each visit (in start order) a PA from the person's cluster team who is on shift
+    and free: regular PAs first, then the best-skilled, then whoever has worked least that
+    week. Visits nobody can take stay unassigned. Because visits come in start order, a PA
+    is free if the visit starts after the end of their last one (plus travel)."""
+    teams = {c: [p for p in pas if c in p.clusters] for c in range(len(CLUSTERS))}
+    busy_until: dict[int, dt.datetime] = {}
+    week_minutes: dict[tuple[int, int], float] = defaultdict(float)
+    for b in bookings:
+        week = b.start.isocalendar().week
+        day = b.start.date()
+        free = [
+            p
+            for p in teams[b.user.cluster]
+            if p.can_work(b.start, b.end)
+            and (id(p) not in busy_until or busy_until[id(p)] + TRAVEL_GAP <= b.start)
+        ]
+        if not free:
+            continue
+        b.pa = min(
+            free,
+            key=lambda p: (
+                p not in b.user.regular_pas,
+                p.missing_skills(b.user.needs, day),
+                week_minutes[(id(p), week)],
+                p.member.id,
+            ),
+        )
+        busy_until[id(b.pa)] = b.end
+        week_minutes[(id(b.pa), week)] += (b.end - b.start).total_seconds() / 60
+
+
+def _absence(bookings: list[_Booking], today: dt.date, pas: list[_Pa]) -> None:
+    """A PA in the first cluster is off sick for two days next week: their visits then are
+    left needing cover. It is whoever has most visits on those days, so there is some."""
+    days = {today + dt.timedelta(2), today + dt.timedelta(3)}
+    counts: dict[int, int] = defaultdict(int)
+    for b in bookings:
+        if b.pa is not None and 0 in b.pa.clusters and b.start.date() in days:
+            counts[b.pa.member.id] += 1
+    if not counts:
+        return
+    absent = min(counts, key=lambda pa_id: (-counts[pa_id], pa_id))
+    for b in bookings:
+        if b.pa is not None and b.pa.member.id == absent and b.start.date() in days:
+            b.pa = None
+
+
+def _visit(rng: random.Random, b: _Booking, today: dt.date) -> Visit:
+    pa_id = b.pa.member.id if b.pa is not None else None
+    confirmed_by: Member | None = None
+    confirmed_at = None
+    if b.start.date() >= today:
+        status = VisitStatus.SCHEDULED if pa_id is not None else VisitStatus.NEEDS_COVER
+    elif pa_id is None or rng.random() < MISSED_RATE:
+        status = VisitStatus.MISSED
+    else:
+        status = VisitStatus.COMPLETED
+        # Confirmed by the person who received the visit, or their carer, afterwards.
+        if rng.random() >= UNCONFIRMED_RATE:
+            carers = b.user.carers
+            use_carer = carers and rng.random() < CARER_CONFIRMS_RATE
+            confirmed_by = rng.choice(carers) if use_carer else b.user.member
+            confirmed_at = b.end + dt.timedelta(minutes=rng.randint(5, 180))
+    return Visit(
+        service_user_id=b.user.member.id,
+        pa_id=pa_id,
+        during=Range(b.start, b.end, bounds="[)"),
+        tasks=list(b.tasks),
+        status=status.value,
+        series_id=b.series_id,
+        confirmed_by_id=confirmed_by.id if confirmed_by is not None else None,
+        confirmed_at=confirmed_at,
+        checked_in_at=None,
+    )

@@ -1,0 +1,63 @@
+"""Enumerations of the domain. Stored as text with CHECK constraints so adding a value is
+a plain migration, and exposed to GraphQL unchanged."""
+
+from enum import StrEnum
+
+
+class CoopKind(StrEnum):
+    WORKER = "WORKER"
+    MULTI_STAKEHOLDER = "MULTI_STAKEHOLDER"
+    CONSUMER = "CONSUMER"
+
+
+class CqcStatus(StrEnum):
+    REGISTERED = "REGISTERED"
+    APPLIED = "APPLIED"
+    NOT_REGISTERED = "NOT_REGISTERED"
+
+
+class MembershipClass(StrEnum):
+    SERVICE_USER = "SERVICE_USER"
+    CARER = "CARER"
+    WORKER = "WORKER"
+    SUPPORTER = "SUPPORTER"
+
+
+class Funding(StrEnum):
+    DIRECT_PAYMENT = "DIRECT_PAYMENT"
+    PERSONAL_BUDGET = "PERSONAL_BUDGET"
+    LA_COMMISSIONED = "LA_COMMISSIONED"
+    NHS_CHC = "NHS_CHC"
+    SELF_FUNDED = "SELF_FUNDED"
+
+
+class ClusterKind(StrEnum):
+    GEOGRAPHIC = "GEOGRAPHIC"
+    NEED_BASED = "NEED_BASED"
+
+
+class ClusterStatus(StrEnum):
+    PLANNED = "PLANNED"
+    ACTIVE = "ACTIVE"
+    CLOSED = "CLOSED"
+
+
+class VisitStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    NEEDS_COVER = "NEEDS_COVER"
+    COMPLETED = "COMPLETED"
+    MISSED = "MISSED"
+    CANCELLED = "CANCELLED"
+
+
+# Visits in these states hold the PA's time; the exclusion constraint covers exactly these.
+ACTIVE_VISIT_STATUSES = (VisitStatus.SCHEDULED, VisitStatus.COMPLETED)
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    COORDINATOR = "COORDINATOR"
+    PA = "PA"
+    SERVICE_USER = "SERVICE_USER"
+    CARER = "CARER"
+    LA_ANALYST = "LA_ANALYST"

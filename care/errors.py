@@ -1,0 +1,43 @@
+"""Domain errors: raised by services for a caller's mistake, turned into typed payload
+errors by the GraphQL layer. Nothing is written when one is raised (the mutation runs in a
+savepoint that is rolled back)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    REQUIRED = "REQUIRED"
+    INVALID = "INVALID"
+    INVALID_RANGE = "INVALID_RANGE"
+    NOT_FOUND = "NOT_FOUND"  # unknown, or not visible to the caller: indistinguishable
+    FORBIDDEN = "FORBIDDEN"  # visible, but the caller may not change it
+    OVERLAP = "OVERLAP"
+    CONFLICT = "CONFLICT"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    CLOSED = "CLOSED"
+
+
+class DomainError(Exception):
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class DomainErrors(Exception):
+    """Several input problems found at once (reported together)."""
+
+    def __init__(self, errors: list[DomainError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
+def not_found(what: str, field: str | None = "id") -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, f"No {what} with that id.", field)
+
+
+def forbidden(message: str = "You may not do this.", field: str | None = None) -> DomainError:
+    return DomainError(ErrorCode.FORBIDDEN, message, field)

@@ -1,0 +1,395 @@
+"""SQLAlchemy models of the co-op's data.
+
+Relationships are not declared: every read goes through explicit, set-based queries in
+`care/queries.py` (guarded by the predicates in `care/policy.py`), so nothing loads by
+accident and no query count grows with the size of a result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, TSTZRANGE, ExcludeConstraint, Range
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from care.enums import (
+    ClusterKind,
+    ClusterStatus,
+    CoopKind,
+    CqcStatus,
+    Funding,
+    MembershipClass,
+    VisitStatus,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+GSS_CODE_PATTERN = "^E(06|08|09|10)[0-9]{6}$"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+Base.metadata.naming_convention = NAMING  # type: ignore[assignment]
+
+
+def enum_check(column: str, enum: type[StrEnum]) -> CheckConstraint:
+    values = ", ".join(f"'{v.value}'" for v in enum)
+    return CheckConstraint(f"{column} IN ({values})", name=f"{column}_valid")
+
+
+def valid_range_check(column: str) -> CheckConstraint:
+    # A finite range whose end is after its start: tstzrange alone accepts '(,)' and 'empty'.
+    return CheckConstraint(
+        f"NOT isempty({column}) AND NOT lower_inf({column}) AND NOT upper_inf({column})",
+        name=f"{column}_bounded",
+    )
+
+
+class LocalAuthority(Base):
+    __tablename__ = "local_authority"
+    __table_args__ = (CheckConstraint(f"gss_code ~ '{GSS_CODE_PATTERN}'", name="gss_code_valid"),)
+
+    gss_code: Mapped[str] = mapped_column(String(9), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+
+
+class LocalAuthorityNeighbour(Base):
+    """One row per unordered pair (stored with a < b); queries read it both ways."""
+
+    __tablename__ = "local_authority_neighbour"
+    __table_args__ = (CheckConstraint("la_a < la_b", name="ordered_pair"),)
+
+    la_a: Mapped[str] = mapped_column(
+        ForeignKey("local_authority.gss_code", ondelete="CASCADE"), primary_key=True
+    )
+    la_b: Mapped[str] = mapped_column(
+        ForeignKey("local_authority.gss_code", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Coop(Base):
+    """The co-op this instance serves: exactly one row."""
+
+    __tablename__ = "coop"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        enum_check("kind", CoopKind),
+        enum_check("cqc_status", CqcStatus),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    society_number: Mapped[str | None] = mapped_column(Text)
+    cqc_provider_id: Mapped[str | None] = mapped_column(Text)
+    cqc_status: Mapped[str] = mapped_column(String(32), default=CqcStatus.NOT_REGISTERED.value)
+    home_la_code: Mapped[str] = mapped_column(ForeignKey("local_authority.gss_code"))
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Member(Base):
+    __tablename__ = "member"
+    __table_args__ = (
+        enum_check("membership_class", MembershipClass),
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
+        CheckConstraint(
+            "(latitude IS NULL) = (longitude IS NULL)", name="location_complete"
+        ),
+        CheckConstraint("length(trim(name)) > 0", name="name_present"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    postcode: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column()
+    longitude: Mapped[float | None] = mapped_column()
+    membership_class: Mapped[str] = mapped_column(String(16), index=True)
+    joined_on: Mapped[dt.date] = mapped_column(Date, server_default=func.current_date())
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ServiceUserProfile(Base):
+    __tablename__ = "service_user_profile"
+    __table_args__ = (
+        enum_check("funding", Funding),
+        CheckConstraint("planned_weekly_hours >= 0", name="hours_non_negative"),
+    )
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), primary_key=True
+    )
+    funding: Mapped[str] = mapped_column(String(24))
+    needs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    planned_weekly_hours: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="0")
+
+
+class CarerLink(Base):
+    __tablename__ = "carer_link"
+
+    carer_id: Mapped[int] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), primary_key=True
+    )
+    service_user_id: Mapped[int] = mapped_column(
+        ForeignKey("service_user_profile.member_id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    relationship: Mapped[str | None] = mapped_column(Text)
+
+
+class PaProfile(Base):
+    """A personal assistant. Their home location is the member's latitude/longitude."""
+
+    __tablename__ = "pa_profile"
+    __table_args__ = (
+        CheckConstraint("contracted_weekly_hours >= 0", name="hours_non_negative"),
+        CheckConstraint("hourly_pay_pence > 0", name="pay_positive"),
+        CheckConstraint("max_travel_km >= 0", name="travel_non_negative"),
+    )
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), primary_key=True
+    )
+    dbs_checked_on: Mapped[dt.date | None] = mapped_column(Date)
+    contracted_weekly_hours: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="0")
+    hourly_pay_pence: Mapped[int] = mapped_column(Integer)
+    max_travel_km: Mapped[Decimal] = mapped_column(Numeric(6, 2), server_default="10")
+    working_time_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class PaSkill(Base):
+    __tablename__ = "pa_skill"
+    __table_args__ = (CheckConstraint("length(trim(skill)) > 0", name="skill_present"),)
+
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), primary_key=True
+    )
+    skill: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class RegularPa(Base):
+    """A PA the service user knows and prefers ("named regular PA")."""
+
+    __tablename__ = "regular_pa"
+
+    service_user_id: Mapped[int] = mapped_column(
+        ForeignKey("service_user_profile.member_id", ondelete="CASCADE"), primary_key=True
+    )
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Cluster(Base):
+    __tablename__ = "cluster"
+    __table_args__ = (
+        enum_check("kind", ClusterKind),
+        enum_check("status", ClusterStatus),
+        CheckConstraint(
+            "kind <> 'GEOGRAPHIC' OR (centre_latitude IS NOT NULL AND radius_km > 0)"
+            " OR cardinality(postcode_districts) > 0",
+            name="geographic_has_area",
+        ),
+        CheckConstraint(
+            "kind <> 'NEED_BASED' OR cardinality(need_tags) > 0", name="need_based_has_needs"
+        ),
+        CheckConstraint(
+            "(centre_latitude IS NULL) = (centre_longitude IS NULL)", name="centre_complete"
+        ),
+        CheckConstraint("length(trim(name)) > 0", name="name_present"),
+        Index("ix_cluster_la_kind", "la_code", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    la_code: Mapped[str] = mapped_column(ForeignKey("local_authority.gss_code"))
+    support_worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), server_default=ClusterStatus.PLANNED.value)
+    centre_latitude: Mapped[float | None] = mapped_column()
+    centre_longitude: Mapped[float | None] = mapped_column()
+    radius_km: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    postcode_districts: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'")
+    )
+    need_tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ClusterServiceUser(Base):
+    __tablename__ = "cluster_service_user"
+
+    cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("cluster.id", ondelete="CASCADE"), primary_key=True
+    )
+    service_user_id: Mapped[int] = mapped_column(
+        ForeignKey("service_user_profile.member_id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+
+
+class ClusterPa(Base):
+    __tablename__ = "cluster_pa"
+
+    cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("cluster.id", ondelete="CASCADE"), primary_key=True
+    )
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Pool(Base):
+    __tablename__ = "pool"
+    __table_args__ = (CheckConstraint("length(trim(name)) > 0", name="name_present"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    shared_with_partners: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class PoolPa(Base):
+    __tablename__ = "pool_pa"
+
+    pool_id: Mapped[int] = mapped_column(
+        ForeignKey("pool.id", ondelete="CASCADE"), primary_key=True
+    )
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class PoolCluster(Base):
+    __tablename__ = "pool_cluster"
+
+    pool_id: Mapped[int] = mapped_column(
+        ForeignKey("pool.id", ondelete="CASCADE"), primary_key=True
+    )
+    cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("cluster.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class WeeklyAvailability(Base):
+    """A PA's recurring free time (local wall-clock times in Europe/London).
+
+    Design: patterns are expanded into concrete `AvailabilityWindow` rows over a rolling
+    horizon when they are set (and topped up at start), so every availability query works
+    on plain ranges with a GiST index and never re-derives recurrences.
+    """
+
+    __tablename__ = "weekly_availability"
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 1 AND 7", name="weekday_iso"),
+        CheckConstraint("end_time > start_time", name="end_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), index=True
+    )
+    weekday: Mapped[int] = mapped_column(Integer)  # ISO: 1 = Monday
+    start_time: Mapped[dt.time] = mapped_column()
+    end_time: Mapped[dt.time] = mapped_column()
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class AvailabilityWindow(Base):
+    __tablename__ = "availability_window"
+    __table_args__ = (
+        valid_range_check("during"),
+        ExcludeConstraint(
+            (text("pa_id"), "="), (text("during"), "&&"), name="availability_no_overlap",
+            using="gist",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    pa_id: Mapped[int] = mapped_column(ForeignKey("pa_profile.member_id", ondelete="CASCADE"))
+    during: Mapped[Range[dt.datetime]] = mapped_column(TSTZRANGE)
+    weekly_availability_id: Mapped[int | None] = mapped_column(
+        ForeignKey("weekly_availability.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Visit(Base):
+    __tablename__ = "visit"
+    __table_args__ = (
+        valid_range_check("during"),
+        enum_check("status", VisitStatus),
+        CheckConstraint(
+            "status <> 'NEEDS_COVER' OR pa_id IS NULL", name="needs_cover_unassigned"
+        ),
+        CheckConstraint(
+            "(confirmed_at IS NULL) = (confirmed_by_id IS NULL)", name="confirmation_complete"
+        ),
+        # The last guard against double-booking a PA, whatever the application does.
+        ExcludeConstraint(
+            (text("pa_id"), "="),
+            (text("during"), "&&"),
+            name="visit_pa_no_overlap",
+            using="gist",
+            where=text("pa_id IS NOT NULL AND status IN ('SCHEDULED', 'COMPLETED')"),
+        ),
+        Index("ix_visit_service_user_during", "service_user_id", "during", postgresql_using="gist"),
+        Index("ix_visit_status", "status"),
+        Index("ix_visit_pa_id", "pa_id"),
+        Index("ix_visit_during", "during", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    service_user_id: Mapped[int] = mapped_column(
+        ForeignKey("service_user_profile.member_id", ondelete="CASCADE")
+    )
+    pa_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="SET NULL")
+    )
+    during: Mapped[Range[dt.datetime]] = mapped_column(TSTZRANGE)
+    tasks: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    status: Mapped[str] = mapped_column(String(16), server_default=VisitStatus.SCHEDULED.value)
+    series_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    checked_in_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,0 +1,53 @@
+"""Keyset pagination in SQL, for one list or for many parents at once.
+
+A page is requested as (first, after); `after` is the sort key of the last row seen.
+Per-parent pages (a connection on every item of a list) are cut with window functions in
+one statement, so nested connections cost one query per level, not one per parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    first: int
+    after: tuple[Any, ...] | None = None
+
+
+def page(
+    stmt: Select,
+    sort_keys: Sequence[ColumnElement[Any]],
+    request: PageRequest,
+    *,
+    parent: ColumnElement[Any] | None = None,
+) -> Select:
+    """Wrap `stmt` so it returns at most first+1 rows (per parent when given), after the
+    cursor, with `_total` (rows per parent before the cursor cut) and `_parent` columns.
+
+    The extra row tells whether there is a next page.
+    """
+    extra: list[ColumnElement[Any]] = [
+        func.count().over(partition_by=[parent] if parent is not None else None).label("_total")
+    ]
+    if parent is not None:
+        extra.append(parent.label("_parent"))
+    extra += [key.label(f"_k{i}") for i, key in enumerate(sort_keys)]
+    # Level 1: every visible row with its total; level 2: the cursor cut and ranking.
+    counted = stmt.add_columns(*extra).subquery()
+    keys = [counted.c[f"_k{i}"] for i in range(len(sort_keys))]
+    ranked = select(counted).add_columns(
+        func.row_number()
+        .over(partition_by=[counted.c._parent] if parent is not None else None, order_by=keys)
+        .label("_rn")
+    )
+    if request.after is not None:
+        ranked = ranked.where(tuple_(*keys) > tuple_(*request.after))
+    sub = ranked.subquery()
+    order = [sub.c._parent] if parent is not None else []
+    return select(sub).where(sub.c._rn <= request.first + 1).order_by(*order, sub.c._rn)

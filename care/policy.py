@@ -1,0 +1,263 @@
+"""Who may see what, as SQL predicates every read query composes.
+
+Each function returns a boolean SQL expression over the given table. Rows a caller may not
+see are filtered in SQL (never loaded); fields a caller may not see are computed as a
+boolean column next to the row (a "mask") and blanked before they leave the service.
+Later readers (partners, LA analysts, compiled read paths) reuse these predicates.
+
+The rules (see docs/architecture.md, "Privacy"):
+- Admins see everything.
+- A service user's personal data (contact, postcode, location, funding, visit tasks) is
+  readable by the person, their linked carers, coordinators of their cluster and admins;
+  and by a PA only while the PA has a visit with the person between 7 days ago and
+  14 days ahead.
+- PAs on the person's cluster team see their name and needs. PAs see their own visits.
+- LA analysts and anonymous callers see no member, visit or availability at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import aliased
+
+from care.enums import MembershipClass, Role, VisitStatus
+from care.models import (
+    CarerLink,
+    Cluster,
+    ClusterPa,
+    ClusterServiceUser,
+    Member,
+    Visit,
+)
+from care.viewer import Viewer
+
+RECENT_VISIT_BEFORE = dt.timedelta(days=7)
+RECENT_VISIT_AHEAD = dt.timedelta(days=14)
+
+
+# --- building blocks: sets of ids related to the viewer --------------------------------
+
+
+def supported_cluster_ids(viewer: Viewer) -> Select:
+    return select(Cluster.id).where(Cluster.support_worker_id == viewer.member_id)
+
+
+def team_cluster_ids(viewer: Viewer) -> Select:
+    return select(ClusterPa.cluster_id).where(ClusterPa.pa_id == viewer.member_id)
+
+
+def service_users_of_clusters(cluster_ids: Select) -> Select:
+    return select(ClusterServiceUser.service_user_id).where(
+        ClusterServiceUser.cluster_id.in_(cluster_ids)
+    )
+
+
+def linked_service_user_ids(viewer: Viewer) -> Select:
+    return select(CarerLink.service_user_id).where(CarerLink.carer_id == viewer.member_id)
+
+
+def carers_of(service_user_ids: Select) -> Select:
+    return select(CarerLink.carer_id).where(CarerLink.service_user_id.in_(service_user_ids))
+
+
+def recent_visit_service_user_ids(viewer: Viewer) -> Select:
+    """Service users the viewer (a PA) visits between 7 days ago and 14 days ahead."""
+    v = aliased(Visit)
+    window = func.tstzrange(
+        literal(viewer.now - RECENT_VISIT_BEFORE), literal(viewer.now + RECENT_VISIT_AHEAD)
+    )
+    return select(v.service_user_id).where(
+        v.pa_id == viewer.member_id,
+        v.status != VisitStatus.CANCELLED.value,
+        v.during.op("&&")(window),
+    )
+
+
+def pas_visiting(service_user_ids: Select) -> Select:
+    v = aliased(Visit)
+    return select(v.pa_id).where(
+        v.service_user_id.in_(service_user_ids),
+        v.pa_id.is_not(None),
+        v.status != VisitStatus.CANCELLED.value,
+    )
+
+
+def support_workers_of(service_user_ids: Select) -> Select:
+    return select(Cluster.support_worker_id).where(
+        Cluster.id.in_(
+            select(ClusterServiceUser.cluster_id).where(
+                ClusterServiceUser.service_user_id.in_(service_user_ids)
+            )
+        ),
+        Cluster.support_worker_id.is_not(None),
+    )
+
+
+def _own(viewer: Viewer) -> Select:
+    return select(literal(viewer.member_id))
+
+
+# --- members -----------------------------------------------------------------------
+
+
+def member_visible(viewer: Viewer, member: type[Member] | object = Member) -> ColumnElement[bool]:
+    """May the viewer know this member exists, with their name (and a service user's needs)?"""
+    m = member
+    mid = m.id  # type: ignore[attr-defined]
+    role = viewer.role
+    if role is Role.ADMIN:
+        return true()
+    if role is None or role is Role.LA_ANALYST or viewer.member_id is None:
+        return false()
+    me = mid == viewer.member_id
+    if role is Role.COORDINATOR:
+        mine = service_users_of_clusters(supported_cluster_ids(viewer))
+        return or_(
+            me,
+            m.membership_class == MembershipClass.WORKER.value,  # type: ignore[attr-defined]
+            mid.in_(mine),
+            mid.in_(carers_of(mine)),
+        )
+    if role is Role.PA:
+        teams = team_cluster_ids(viewer)
+        return or_(
+            me,
+            mid.in_(service_users_of_clusters(teams)),
+            mid.in_(recent_or_any_visit_service_users(viewer)),
+            mid.in_(select(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
+            mid.in_(
+                select(Cluster.support_worker_id).where(
+                    Cluster.id.in_(teams), Cluster.support_worker_id.is_not(None)
+                )
+            ),
+        )
+    if role is Role.SERVICE_USER:
+        own = _own(viewer)
+        return or_(
+            me,
+            mid.in_(carers_of(own)),
+            mid.in_(pas_visiting(own)),
+            mid.in_(support_workers_of(own)),
+        )
+    if role is Role.CARER:
+        linked = linked_service_user_ids(viewer)
+        return or_(
+            me,
+            mid.in_(linked),
+            mid.in_(pas_visiting(linked)),
+            mid.in_(support_workers_of(linked)),
+        )
+    return false()
+
+
+def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
+    """Service users a PA has (or had) any visit with: PAs see their own visits, and a
+    visit names its service user."""
+    v = aliased(Visit)
+    return select(v.service_user_id).where(v.pa_id == viewer.member_id)
+
+
+def member_personal_visible(
+    viewer: Viewer, member: type[Member] | object = Member
+) -> ColumnElement[bool]:
+    """May the viewer read this member's personal data (contact, postcode, location,
+    funding)? Always combined with `member_visible`."""
+    m = member
+    mid = m.id  # type: ignore[attr-defined]
+    role = viewer.role
+    if role is Role.ADMIN:
+        return true()
+    if role is None or role is Role.LA_ANALYST or viewer.member_id is None:
+        return false()
+    me = mid == viewer.member_id
+    if role is Role.COORDINATOR:
+        mine = service_users_of_clusters(supported_cluster_ids(viewer))
+        return or_(
+            me,
+            m.membership_class == MembershipClass.WORKER.value,  # type: ignore[attr-defined]
+            mid.in_(mine),
+            mid.in_(carers_of(mine)),
+        )
+    if role is Role.PA:
+        return or_(me, mid.in_(recent_visit_service_user_ids(viewer)))
+    if role is Role.SERVICE_USER:
+        return or_(me, mid.in_(carers_of(_own(viewer))))
+    if role is Role.CARER:
+        return or_(me, mid.in_(linked_service_user_ids(viewer)))
+    return false()
+
+
+# --- visits ------------------------------------------------------------------------
+
+
+def visit_visible(viewer: Viewer, visit: type[Visit] | object = Visit) -> ColumnElement[bool]:
+    v = visit
+    role = viewer.role
+    if role is Role.ADMIN:
+        return true()
+    if role is None or role is Role.LA_ANALYST or viewer.member_id is None:
+        return false()
+    su = v.service_user_id  # type: ignore[attr-defined]
+    pa = v.pa_id  # type: ignore[attr-defined]
+    if role is Role.COORDINATOR:
+        clusters = supported_cluster_ids(viewer)
+        return or_(
+            su.in_(service_users_of_clusters(clusters)),
+            pa.in_(select(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(clusters))),
+        )
+    if role is Role.PA:
+        return pa == viewer.member_id
+    if role is Role.SERVICE_USER:
+        return su == viewer.member_id
+    if role is Role.CARER:
+        return su.in_(linked_service_user_ids(viewer))
+    return false()
+
+
+def visit_tasks_visible(viewer: Viewer, visit: type[Visit] | object = Visit) -> ColumnElement[bool]:
+    """Tasks describe care in detail: the person's circle, and a PA only while they have a
+    visit with the person between 7 days ago and 14 days ahead."""
+    v = visit
+    role = viewer.role
+    if role is Role.PA:
+        su = v.service_user_id  # type: ignore[attr-defined]
+        return and_(
+            v.pa_id == viewer.member_id,  # type: ignore[attr-defined]
+            su.in_(recent_visit_service_user_ids(viewer)),
+        )
+    return visit_visible(viewer, visit)
+
+
+# --- everything else ----------------------------------------------------------------
+
+
+def sees_coop_records(viewer: Viewer) -> bool:
+    """Clusters, pools and their structure are internal to the co-op (not personal data)."""
+    return viewer.in_coop
+
+
+def availability_visible(viewer: Viewer, pa_id_column: ColumnElement[int]) -> ColumnElement[bool]:
+    role = viewer.role
+    if role in (Role.ADMIN, Role.COORDINATOR):
+        return true()
+    if role is Role.PA and viewer.member_id is not None:
+        return pa_id_column == viewer.member_id
+    return false()
+
+
+def member_exists_visible(viewer: Viewer, member_id: int) -> Select:
+    """`SELECT EXISTS` for one member id under the visibility rule (used by mutations)."""
+    return select(exists().where(Member.id == member_id, member_visible(viewer)))

@@ -1,0 +1,493 @@
+"""Every read statement of the service, built on the predicates of `care.policy`.
+
+Functions return SQLAlchemy `Select`s; the GraphQL layer executes them (batched by
+DataLoaders). Rows the viewer may not see are filtered here; masked fields come back as
+NULL, so nothing personal leaves the database for a caller who may not read it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union,
+)
+
+from care import policy
+from care.models import (
+    AvailabilityWindow,
+    CarerLink,
+    Cluster,
+    ClusterPa,
+    ClusterServiceUser,
+    Coop,
+    LocalAuthority,
+    LocalAuthorityNeighbour,
+    Member,
+    PaProfile,
+    PaSkill,
+    Pool,
+    PoolCluster,
+    PoolPa,
+    RegularPa,
+    ServiceUserProfile,
+    Visit,
+)
+from care.paging import PageRequest, page
+from care.viewer import Viewer
+
+
+def _masked(mask: ColumnElement[bool], column: Any, name: str) -> Any:
+    return case((mask, column), else_=null()).label(name)
+
+
+# --- co-op and local authorities -----------------------------------------------------
+
+
+def coop() -> Select:
+    return select(Coop)
+
+
+def local_authorities(codes: Sequence[str] | None = None) -> Select:
+    stmt = select(LocalAuthority.gss_code, LocalAuthority.name).order_by(LocalAuthority.gss_code)
+    if codes is not None:
+        stmt = stmt.where(LocalAuthority.gss_code.in_(codes))
+    return stmt
+
+
+def la_neighbours(codes: Sequence[str]) -> Select:
+    """(la, neighbour) pairs, read both ways from the ordered pair table."""
+    a = select(
+        LocalAuthorityNeighbour.la_a.label("la"), LocalAuthorityNeighbour.la_b.label("neighbour")
+    ).where(LocalAuthorityNeighbour.la_a.in_(codes))
+    b = select(
+        LocalAuthorityNeighbour.la_b.label("la"), LocalAuthorityNeighbour.la_a.label("neighbour")
+    ).where(LocalAuthorityNeighbour.la_b.in_(codes))
+    u = union(a, b).subquery()
+    return (
+        select(u.c.la, LocalAuthority.gss_code, LocalAuthority.name)
+        .join(LocalAuthority, LocalAuthority.gss_code == u.c.neighbour)
+        .order_by(u.c.la, LocalAuthority.gss_code)
+    )
+
+
+# --- members -------------------------------------------------------------------------
+
+
+def _member_select(viewer: Viewer) -> Select:
+    personal = policy.member_personal_visible(viewer)
+    return (
+        select(
+            Member.id,
+            Member.name,
+            Member.membership_class,
+            Member.joined_on,
+            Member.active,
+            personal.label("personal"),
+            _masked(personal, Member.email, "email"),
+            _masked(personal, Member.phone, "phone"),
+            _masked(personal, Member.postcode, "postcode"),
+            _masked(personal, Member.latitude, "latitude"),
+            _masked(personal, Member.longitude, "longitude"),
+            ServiceUserProfile.member_id.label("su_id"),
+            _masked(personal, ServiceUserProfile.funding, "funding"),
+            ServiceUserProfile.needs,
+            _masked(personal, ServiceUserProfile.planned_weekly_hours, "planned_weekly_hours"),
+            PaProfile.member_id.label("pa_id"),
+            _masked(personal, PaProfile.dbs_checked_on, "dbs_checked_on"),
+            PaProfile.contracted_weekly_hours,
+            _masked(personal, PaProfile.hourly_pay_pence, "hourly_pay_pence"),
+            PaProfile.max_travel_km,
+            PaProfile.working_time_opt_out,
+        )
+        .outerjoin(ServiceUserProfile, ServiceUserProfile.member_id == Member.id)
+        .outerjoin(PaProfile, PaProfile.member_id == Member.id)
+        .where(policy.member_visible(viewer))
+    )
+
+
+def members_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _member_select(viewer).where(Member.id.in_(ids))
+
+
+def members(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    membership_class: str | None = None,
+    active: bool | None = None,
+    name_contains: str | None = None,
+) -> Select:
+    stmt = _member_select(viewer)
+    if membership_class is not None:
+        stmt = stmt.where(Member.membership_class == membership_class)
+    if active is not None:
+        stmt = stmt.where(Member.active == active)
+    if name_contains:
+        stmt = stmt.where(Member.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\"))
+    return page(stmt, [Member.id], request)
+
+
+def service_users(viewer: Viewer, request: PageRequest) -> Select:
+    stmt = _member_select(viewer).where(ServiceUserProfile.member_id.is_not(None))
+    return page(stmt, [Member.id], request)
+
+
+def personal_assistants(viewer: Viewer, request: PageRequest) -> Select:
+    stmt = _member_select(viewer).where(PaProfile.member_id.is_not(None))
+    return page(stmt, [Member.id], request)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def cluster_service_users(viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest) -> Select:
+    stmt = _member_select(viewer).join(
+        ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id
+    ).where(ClusterServiceUser.cluster_id.in_(cluster_ids))
+    return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
+
+
+def cluster_personal_assistants(
+    viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
+) -> Select:
+    stmt = _member_select(viewer).join(ClusterPa, ClusterPa.pa_id == Member.id).where(
+        ClusterPa.cluster_id.in_(cluster_ids)
+    )
+    return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
+
+
+def pool_personal_assistants(viewer: Viewer, pool_ids: Sequence[int], request: PageRequest) -> Select:
+    stmt = _member_select(viewer).join(PoolPa, PoolPa.pa_id == Member.id).where(
+        PoolPa.pool_id.in_(pool_ids)
+    )
+    return page(stmt, [Member.id], request, parent=PoolPa.pool_id)
+
+
+def carers_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> Select:
+    return (
+        _member_select(viewer)
+        .add_columns(CarerLink.service_user_id.label("_parent"))
+        .join(CarerLink, CarerLink.carer_id == Member.id)
+        .where(CarerLink.service_user_id.in_(service_user_ids))
+        .order_by(CarerLink.service_user_id, Member.id)
+    )
+
+
+def service_users_of_carers(viewer: Viewer, carer_ids: Sequence[int]) -> Select:
+    return (
+        _member_select(viewer)
+        .add_columns(CarerLink.carer_id.label("_parent"))
+        .join(CarerLink, CarerLink.service_user_id == Member.id)
+        .where(CarerLink.carer_id.in_(carer_ids))
+        .order_by(CarerLink.carer_id, Member.id)
+    )
+
+
+def regular_pas_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> Select:
+    return (
+        _member_select(viewer)
+        .add_columns(RegularPa.service_user_id.label("_parent"))
+        .join(RegularPa, RegularPa.pa_id == Member.id)
+        .where(RegularPa.service_user_id.in_(service_user_ids))
+        .order_by(RegularPa.service_user_id, Member.id)
+    )
+
+
+def pa_skills(pa_ids: Sequence[int]) -> Select:
+    return (
+        select(PaSkill.pa_id.label("_parent"), PaSkill.skill, PaSkill.expires_on)
+        .where(PaSkill.pa_id.in_(pa_ids))
+        .order_by(PaSkill.pa_id, PaSkill.skill)
+    )
+
+
+# --- clusters and pools ----------------------------------------------------------------
+
+CLUSTER_COLUMNS = (
+    Cluster.id,
+    Cluster.name,
+    Cluster.kind,
+    Cluster.la_code,
+    Cluster.support_worker_id,
+    Cluster.status,
+    Cluster.centre_latitude,
+    Cluster.centre_longitude,
+    Cluster.radius_km,
+    Cluster.postcode_districts,
+    Cluster.need_tags,
+    Cluster.created_at,
+    Cluster.closed_at,
+)
+
+
+def _cluster_select(viewer: Viewer) -> Select:
+    stmt = select(*CLUSTER_COLUMNS)
+    if not policy.sees_coop_records(viewer):
+        stmt = stmt.where(literal(False))
+    return stmt
+
+
+def clusters(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    la_code: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+) -> Select:
+    stmt = _cluster_select(viewer)
+    if la_code is not None:
+        stmt = stmt.where(Cluster.la_code == la_code)
+    if kind is not None:
+        stmt = stmt.where(Cluster.kind == kind)
+    if status is not None:
+        stmt = stmt.where(Cluster.status == status)
+    return page(stmt, [Cluster.id], request)
+
+
+def clusters_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _cluster_select(viewer).where(Cluster.id.in_(ids))
+
+
+def clusters_of_members(viewer: Viewer, member_ids: Sequence[int]) -> Select:
+    """Clusters a service user belongs to or a PA works in, keyed by member."""
+    su = (
+        _cluster_select(viewer)
+        .add_columns(ClusterServiceUser.service_user_id.label("_parent"))
+        .join(ClusterServiceUser, ClusterServiceUser.cluster_id == Cluster.id)
+        .where(ClusterServiceUser.service_user_id.in_(member_ids))
+    )
+    pa = (
+        _cluster_select(viewer)
+        .add_columns(ClusterPa.pa_id.label("_parent"))
+        .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
+        .where(ClusterPa.pa_id.in_(member_ids))
+    )
+    u = union(su, pa).subquery()
+    return select(u).order_by(u.c._parent, u.c.id)
+
+
+def clusters_of_pools(viewer: Viewer, pool_ids: Sequence[int]) -> Select:
+    return (
+        _cluster_select(viewer)
+        .add_columns(PoolCluster.pool_id.label("_parent"))
+        .join(PoolCluster, PoolCluster.cluster_id == Cluster.id)
+        .where(PoolCluster.pool_id.in_(pool_ids))
+        .order_by(PoolCluster.pool_id, Cluster.id)
+    )
+
+
+POOL_COLUMNS = (Pool.id, Pool.name, Pool.shared_with_partners)
+
+
+def _pool_select(viewer: Viewer) -> Select:
+    stmt = select(*POOL_COLUMNS)
+    if not policy.sees_coop_records(viewer):
+        stmt = stmt.where(literal(False))
+    return stmt
+
+
+def pools(viewer: Viewer) -> Select:
+    return _pool_select(viewer).order_by(Pool.id)
+
+
+def pools_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _pool_select(viewer).where(Pool.id.in_(ids))
+
+
+def pools_of_clusters(viewer: Viewer, cluster_ids: Sequence[int]) -> Select:
+    return (
+        _pool_select(viewer)
+        .add_columns(PoolCluster.cluster_id.label("_parent"))
+        .join(PoolCluster, PoolCluster.pool_id == Pool.id)
+        .where(PoolCluster.cluster_id.in_(cluster_ids))
+        .order_by(PoolCluster.cluster_id, Pool.id)
+    )
+
+
+def pools_of_pas(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
+    return (
+        _pool_select(viewer)
+        .add_columns(PoolPa.pa_id.label("_parent"))
+        .join(PoolPa, PoolPa.pool_id == Pool.id)
+        .where(PoolPa.pa_id.in_(pa_ids))
+        .order_by(PoolPa.pa_id, Pool.id)
+    )
+
+
+# --- rota: visits and availability ----------------------------------------------------
+
+
+def _visit_select(viewer: Viewer) -> Select:
+    return select(
+        Visit.id,
+        Visit.service_user_id,
+        Visit.pa_id,
+        func.lower(Visit.during).label("starts_at"),
+        func.upper(Visit.during).label("ends_at"),
+        _masked(policy.visit_tasks_visible(viewer), Visit.tasks, "tasks"),
+        Visit.status,
+        Visit.series_id,
+        Visit.confirmed_by_id,
+        Visit.confirmed_at,
+        Visit.checked_in_at,
+    ).where(policy.visit_visible(viewer))
+
+
+def _visit_filters(
+    stmt: Select,
+    *,
+    starts_from: dt.datetime | None,
+    starts_before: dt.datetime | None,
+    statuses: Sequence[str] | None,
+    cluster_id: int | None = None,
+    pa_id: int | None = None,
+    service_user_id: int | None = None,
+) -> Select:
+    if starts_from is not None or starts_before is not None:
+        # Overlap with the asked range, so a GiST index on `during` serves it.
+        stmt = stmt.where(Visit.during.op("&&")(func.tstzrange(starts_from, starts_before)))
+    if statuses:
+        stmt = stmt.where(Visit.status.in_(statuses))
+    if cluster_id is not None:
+        stmt = stmt.where(
+            Visit.service_user_id.in_(
+                select(ClusterServiceUser.service_user_id).where(
+                    ClusterServiceUser.cluster_id == cluster_id
+                )
+            )
+        )
+    if pa_id is not None:
+        stmt = stmt.where(Visit.pa_id == pa_id)
+    if service_user_id is not None:
+        stmt = stmt.where(Visit.service_user_id == service_user_id)
+    return stmt
+
+
+VISIT_SORT = (func.lower(Visit.during), Visit.id)
+
+
+def visits(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    starts_from: dt.datetime | None = None,
+    starts_before: dt.datetime | None = None,
+    statuses: Sequence[str] | None = None,
+    cluster_id: int | None = None,
+    pa_id: int | None = None,
+    service_user_id: int | None = None,
+) -> Select:
+    stmt = _visit_filters(
+        _visit_select(viewer),
+        starts_from=starts_from,
+        starts_before=starts_before,
+        statuses=statuses,
+        cluster_id=cluster_id,
+        pa_id=pa_id,
+        service_user_id=service_user_id,
+    )
+    return page(stmt, VISIT_SORT, request)
+
+
+def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _visit_select(viewer).where(Visit.id.in_(ids))
+
+
+def visits_of(
+    viewer: Viewer,
+    owner: str,
+    owner_ids: Sequence[int],
+    request: PageRequest,
+    *,
+    starts_from: dt.datetime | None = None,
+    starts_before: dt.datetime | None = None,
+    statuses: Sequence[str] | None = None,
+) -> Select:
+    """Visits of many service users (owner="service_user") or PAs (owner="pa"), a page each."""
+    column = Visit.service_user_id if owner == "service_user" else Visit.pa_id
+    stmt = _visit_filters(
+        _visit_select(viewer).where(column.in_(owner_ids)),
+        starts_from=starts_from,
+        starts_before=starts_before,
+        statuses=statuses,
+    )
+    return page(stmt, VISIT_SORT, request, parent=column)
+
+
+def _availability_select(viewer: Viewer) -> Select:
+    return select(
+        AvailabilityWindow.id,
+        AvailabilityWindow.pa_id,
+        func.lower(AvailabilityWindow.during).label("starts_at"),
+        func.upper(AvailabilityWindow.during).label("ends_at"),
+        AvailabilityWindow.weekly_availability_id,
+    ).where(policy.availability_visible(viewer, AvailabilityWindow.pa_id))
+
+
+AVAILABILITY_SORT = (func.lower(AvailabilityWindow.during), AvailabilityWindow.id)
+
+
+def _availability_range(
+    stmt: Select, starts_from: dt.datetime | None, starts_before: dt.datetime | None
+) -> Select:
+    if starts_from is not None or starts_before is not None:
+        stmt = stmt.where(
+            AvailabilityWindow.during.op("&&")(func.tstzrange(starts_from, starts_before))
+        )
+    return stmt
+
+
+def availability(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    pa_id: int | None = None,
+    starts_from: dt.datetime | None = None,
+    starts_before: dt.datetime | None = None,
+    pool_id: int | None = None,
+) -> Select:
+    stmt = _availability_range(_availability_select(viewer), starts_from, starts_before)
+    if pa_id is not None:
+        stmt = stmt.where(AvailabilityWindow.pa_id == pa_id)
+    if pool_id is not None:
+        stmt = stmt.where(
+            AvailabilityWindow.pa_id.in_(select(PoolPa.pa_id).where(PoolPa.pool_id == pool_id))
+        )
+    return page(stmt, AVAILABILITY_SORT, request)
+
+
+def availability_of_pas(
+    viewer: Viewer,
+    pa_ids: Sequence[int],
+    request: PageRequest,
+    *,
+    starts_from: dt.datetime | None = None,
+    starts_before: dt.datetime | None = None,
+) -> Select:
+    stmt = _availability_range(
+        _availability_select(viewer).where(AvailabilityWindow.pa_id.in_(pa_ids)),
+        starts_from,
+        starts_before,
+    )
+    return page(stmt, AVAILABILITY_SORT, request, parent=AvailabilityWindow.pa_id)
+
+
+def availability_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _availability_select(viewer).where(AvailabilityWindow.id.in_(ids))
+
+
+__all__ = ["and_", "or_"]

@@ -1,0 +1,1 @@
+"""The peer protocol between co-op instances (arrives with the federation issue)."""

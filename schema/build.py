@@ -1,0 +1,65 @@
+"""Assemble the schema with its protections and caches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import strawberry
+from graphql import OperationType
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from schema.context import Context
+from schema.mutations import Mutation
+from schema.query import Query
+from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
+
+
+class UnitOfWork(SchemaExtension):
+    """One transaction per request: a mutation operation commits at its end (each mutation
+    field already ran in its own savepoint); queries only read and roll back."""
+
+    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+        yield
+        ctx = self.execution_context.context
+        if not isinstance(ctx, Context):
+            return
+        operation = self.execution_context.operation_type
+        if operation is OperationType.MUTATION:
+            async with ctx.db_lock:
+                await ctx.session.commit()
+
+
+def create_schema(
+    *,
+    max_depth: int = 10,
+    max_aliases: int = 15,
+    max_tokens: int = 2000,
+    max_cost: int = 5000,
+    default_page_size: int = 20,
+    debug: bool = False,
+) -> strawberry.Schema:
+    from schema.limits import QueryCostLimiter
+
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[ServiceUser, PersonalAssistant, Carer, CoopMember],
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: ParserCache(maxsize=256),  # the caches are module-level: they span requests
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: ValidationCache(maxsize=256),
+            lambda: QueryCostLimiter(max_cost=max_cost, default_page_size=default_page_size),
+            UnitOfWork,
+        ],
+        config=StrawberryConfig(disable_field_suggestions=not debug),
+    )

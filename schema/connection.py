@@ -1,0 +1,113 @@
+"""Relay connections: opaque keyset cursors, page size limits, and building a
+connection from the rows `care.paging.page` returns."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import orjson
+import strawberry
+from graphql import GraphQLError
+from sqlalchemy import Row
+from strawberry import relay
+
+from care.paging import PageRequest
+from schema.context import Info
+
+NodeT = TypeVar("NodeT")
+
+
+@strawberry.type(description="An edge in a connection: a node and its cursor.")
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type(description="A page of results (Relay connection) with the total count.")
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: relay.PageInfo
+    total_count: int = strawberry.field(
+        description="All results the caller may see, across pages."
+    )
+
+    @strawberry.field(description="The nodes of this page, without cursors.")
+    def nodes(self) -> list[NodeT]:
+        return [edge.node for edge in self.edges]
+
+
+def encode_cursor(keys: Sequence[Any]) -> str:
+    parts = [
+        {"t": k.isoformat()} if isinstance(k, dt.datetime) else k for k in keys
+    ]
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> tuple[Any, ...]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = orjson.loads(raw)
+        if not isinstance(parts, list) or len(parts) != arity:
+            raise ValueError
+        out: list[Any] = []
+        for p in parts:
+            if isinstance(p, dict):
+                out.append(dt.datetime.fromisoformat(p["t"]))
+            elif isinstance(p, int | str):
+                out.append(p)
+            else:
+                raise ValueError
+        return tuple(out)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GraphQLError(
+            "Invalid cursor: pass a cursor this connection returned.",
+            extensions={"code": "BAD_USER_INPUT"},
+        ) from exc
+
+
+def page_request(info: Info, first: int | None, after: str | None, arity: int = 1) -> PageRequest:
+    limits = info.context.limits
+    size = limits.default_page_size if first is None else first
+    if size < 1 or size > limits.max_page_size:
+        raise GraphQLError(
+            f"`first` must be between 1 and {limits.max_page_size}.",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
+    return PageRequest(first=size, after=decode_cursor(after, arity) if after else None)
+
+
+def build_connection(
+    rows: Sequence[Row[Any]],
+    request: PageRequest,
+    to_node: Callable[[Row[Any]], Any],
+    arity: int = 1,
+) -> Connection[Any]:
+    """Rows come from `care.paging.page` (at most first+1, with _total and _k* keys)."""
+    has_next = len(rows) > request.first
+    rows = rows[: request.first]
+    edges = [
+        Edge(cursor=encode_cursor([getattr(r, f"_k{i}") for i in range(arity)]), node=to_node(r))
+        for r in rows
+    ]
+    # The total is counted before the cursor cut; an empty page past the end reports 0.
+    total = rows[0]._total if rows else 0
+    return Connection(
+        edges=edges,
+        page_info=relay.PageInfo(
+            has_next_page=has_next,
+            has_previous_page=request.after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=total,
+    )
+
+
+def group_by_parent(rows: Sequence[Row[Any]]) -> dict[Any, list[Row[Any]]]:
+    grouped: dict[Any, list[Row[Any]]] = {}
+    for r in rows:
+        grouped.setdefault(r._parent, []).append(r)
+    return grouped

@@ -1,0 +1,56 @@
+"""The per-request context: the caller, one database session, and the DataLoaders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info as StrawberryInfo
+
+from care.viewer import Viewer
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_page_size: int = 100
+    default_page_size: int = 20
+    max_query_cost: int = 5000
+
+
+class Context(BaseContext):
+    def __init__(self, session: AsyncSession, viewer: Viewer, limits: Limits) -> None:
+        super().__init__()
+        self.session = session
+        self.viewer = viewer
+        self.limits = limits
+        # Sibling resolvers run concurrently but one AsyncSession must not: serialise use.
+        self.db_lock = asyncio.Lock()
+        self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
+        self.statements = 0  # SQL statements run for this request (reported in debug)
+
+    async def rows(self, stmt: Select) -> list[Row[Any]]:
+        async with self.db_lock:
+            self.statements += 1
+            result = await self.session.execute(stmt)
+            return list(result.all())
+
+    def clear_loaders(self) -> None:
+        self._loaders.clear()
+
+    def loader(
+        self, key: Hashable, load: Callable[[list[Any]], Awaitable[list[Any]]]
+    ) -> DataLoader[Any, Any]:
+        found = self._loaders.get(key)
+        if found is None:
+            found = DataLoader(load_fn=load)
+            self._loaders[key] = found
+        return found
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,77 @@
+"""Runs one mutation in a savepoint: a domain error or a violated constraint rolls back
+everything the mutation wrote and comes back as typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.errors import DomainError, DomainErrors, ErrorCode
+from care.viewer import Viewer
+from schema.context import Info
+
+T = TypeVar("T")
+
+# Constraint names (see care/models.py) and what they mean to a caller.
+CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
+    "visit_pa_no_overlap": (
+        ErrorCode.OVERLAP, "The PA already has a visit at that time.", "paId"
+    ),
+    "availability_no_overlap": (
+        ErrorCode.OVERLAP, "This overlaps another availability window of the PA.", "startsAt"
+    ),
+    "ck_visit_during_bounded": (ErrorCode.INVALID_RANGE, "The end must be after the start.",
+                                "endsAt"),
+    "ck_availability_window_during_bounded": (
+        ErrorCode.INVALID_RANGE, "The end must be after the start.", "endsAt"
+    ),
+}
+
+
+def _constraint_name(exc: DBAPIError) -> str | None:
+    cause = exc.orig
+    while cause is not None:
+        name = getattr(cause, "constraint_name", None)
+        if name:
+            return str(name)
+        cause = cause.__cause__
+    return None
+
+
+def error_for_integrity(exc: DBAPIError) -> DomainError:
+    name = _constraint_name(exc)
+    if name in CONSTRAINT_ERRORS:
+        code, message, field = CONSTRAINT_ERRORS[name]
+        return DomainError(code, message, field)
+    if name and name.startswith("fk_"):
+        return DomainError(ErrorCode.NOT_FOUND, "A referenced record does not exist.", None)
+    if name and name.startswith("uq_"):
+        return DomainError(ErrorCode.ALREADY_EXISTS, "That already exists.", None)
+    return DomainError(ErrorCode.INVALID, "The change breaks a rule of the data.", None)
+
+
+async def run_mutation(
+    info: Info, action: Callable[[AsyncSession, Viewer], Awaitable[T]]
+) -> tuple[T | None, list[DomainError]]:
+    ctx = info.context
+    async with ctx.db_lock:
+        try:
+            async with ctx.session.begin_nested():
+                result = await action(ctx.session, ctx.viewer)
+        except DomainError as e:
+            return None, [e]
+        except DomainErrors as e:
+            return None, e.errors
+        except IntegrityError as e:
+            return None, [error_for_integrity(e)]
+        except DBAPIError as e:
+            # Data errors (e.g. a range PostgreSQL rejects) are the caller's input too.
+            if str(getattr(e.orig, "sqlstate", "")).startswith("22"):
+                return None, [DomainError(ErrorCode.INVALID, "A value is not acceptable.")]
+            raise
+    # Later reads in this request must see the change, not cached rows.
+    ctx.clear_loaders()
+    return result, []

@@ -1,0 +1,187 @@
+"""Root query fields. Resolvers are thin: check who may ask, then delegate to
+`care.queries` through the context."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+from strawberry import relay
+
+from care import queries
+from schema.connection import Connection, build_connection, page_request
+from schema.context import Info
+from schema.permissions import MEMBER_TYPES, decode_id, require_coop_member
+from schema.types import (
+    AvailabilityWindow,
+    Cluster,
+    ClusterKind,
+    ClusterStatus,
+    Coop,
+    LocalAuthority,
+    Member,
+    MembershipClass,
+    Pool,
+    Visit,
+    VisitStatus,
+    availability_from_row,
+    cluster_from_row,
+    load_cluster,
+    load_member,
+    member_from_row,
+    pool_from_row,
+    visit_from_row,
+)
+
+
+@strawberry.type
+class Query:
+    node: relay.Node | None = relay.node()
+
+    @strawberry.field(description="The signed-in person, or null for anonymous callers.")
+    async def me(self, info: Info) -> Member | None:
+        viewer = info.context.viewer
+        if viewer.member_id is None:
+            return None
+        return await load_member(info, viewer.member_id)
+
+    @strawberry.field(description="The co-op's public profile. Open to anonymous callers.")
+    async def coop(self, info: Info) -> Coop | None:
+        rows = await info.context.rows(queries.coop())
+        if not rows:
+            return None
+        c = rows[0][0]
+        return Coop(
+            name=c.name,
+            kind=c.kind,
+            society_number=c.society_number,
+            cqc_provider_id=c.cqc_provider_id,
+            cqc_status=c.cqc_status,
+            description=c.description,
+            home_la_code=c.home_la_code,
+        )
+
+    @strawberry.field(description="Local authorities known to this instance (public).")
+    async def local_authorities(self, info: Info) -> list[LocalAuthority]:
+        rows = await info.context.rows(queries.local_authorities())
+        return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
+
+    @strawberry.field(description="Clusters, filtered by local authority, kind and status.")
+    async def clusters(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        local_authority: str | None = None,
+        kind: ClusterKind | None = None,
+        status: ClusterStatus | None = None,
+    ) -> Connection[Cluster]:
+        require_coop_member(info.context.viewer)
+        request = page_request(info, first, after)
+        rows = await info.context.rows(
+            queries.clusters(
+                info.context.viewer,
+                request,
+                la_code=local_authority,
+                kind=kind.value if kind else None,
+                status=status.value if status else None,
+            )
+        )
+        return build_connection(rows, request, cluster_from_row)
+
+    @strawberry.field
+    async def cluster(self, info: Info, id: relay.GlobalID) -> Cluster | None:
+        require_coop_member(info.context.viewer)
+        cluster_id = decode_id(id, "Cluster")
+        return await load_cluster(info, cluster_id) if cluster_id is not None else None
+
+    @strawberry.field(description="Members the caller may see, filtered by class.")
+    async def members(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        membership_class: MembershipClass | None = None,
+        active: bool | None = None,
+        name_contains: str | None = None,
+    ) -> Connection[Member]:
+        require_coop_member(info.context.viewer)
+        request = page_request(info, first, after)
+        rows = await info.context.rows(
+            queries.members(
+                info.context.viewer,
+                request,
+                membership_class=membership_class.value if membership_class else None,
+                active=active,
+                name_contains=name_contains,
+            )
+        )
+        return build_connection(rows, request, member_from_row)
+
+    @strawberry.field
+    async def pools(self, info: Info) -> list[Pool]:
+        require_coop_member(info.context.viewer)
+        rows = await info.context.rows(queries.pools(info.context.viewer))
+        return [pool_from_row(r) for r in rows]
+
+    @strawberry.field(description="Visits the caller may see, earliest first.")
+    async def visits(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        starts_from: dt.datetime | None = None,
+        starts_before: dt.datetime | None = None,
+        status: list[VisitStatus] | None = None,
+        cluster_id: relay.GlobalID | None = None,
+        pa_id: relay.GlobalID | None = None,
+        service_user_id: relay.GlobalID | None = None,
+    ) -> Connection[Visit]:
+        require_coop_member(info.context.viewer)
+        request = page_request(info, first, after, arity=2)
+        rows = await info.context.rows(
+            queries.visits(
+                info.context.viewer,
+                request,
+                starts_from=starts_from,
+                starts_before=starts_before,
+                statuses=[s.value for s in status] if status else None,
+                cluster_id=_filter_id(cluster_id, "Cluster"),
+                pa_id=_filter_id(pa_id, "PersonalAssistant"),
+                service_user_id=_filter_id(service_user_id, "ServiceUser"),
+            )
+        )
+        return build_connection(rows, request, visit_from_row, arity=2)
+
+    @strawberry.field(description="PA availability windows, for one PA or one pool.")
+    async def availability(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        pa_id: relay.GlobalID | None = None,
+        pool_id: relay.GlobalID | None = None,
+        starts_from: dt.datetime | None = None,
+        starts_before: dt.datetime | None = None,
+    ) -> Connection[AvailabilityWindow]:
+        require_coop_member(info.context.viewer)
+        request = page_request(info, first, after, arity=2)
+        rows = await info.context.rows(
+            queries.availability(
+                info.context.viewer,
+                request,
+                pa_id=_filter_id(pa_id, "PersonalAssistant"),
+                pool_id=_filter_id(pool_id, "Pool"),
+                starts_from=starts_from,
+                starts_before=starts_before,
+            )
+        )
+        return build_connection(rows, request, availability_from_row, arity=2)
+
+
+def _filter_id(global_id: relay.GlobalID | None, type_name: str) -> int | None:
+    """A filter on an id of the wrong type matches nothing (-1 is never an id)."""
+    if global_id is None:
+        return None
+    found = decode_id(global_id, type_name, *(MEMBER_TYPES if type_name in MEMBER_TYPES else ()))
+    return found if found is not None else -1

@@ -1,0 +1,564 @@
+"""The object types of the graph. Plain attributes are filled from SQL rows; relations
+resolve through per-request DataLoaders (one statement per relation and page request)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import strawberry
+from sqlalchemy import Row
+from strawberry import relay
+
+from care import enums, queries
+from schema import loaders
+from schema.connection import Connection, build_connection, page_request
+from schema.context import Info
+
+CoopKind = strawberry.enum(enums.CoopKind)
+CqcStatus = strawberry.enum(enums.CqcStatus)
+MembershipClass = strawberry.enum(enums.MembershipClass)
+Funding = strawberry.enum(enums.Funding)
+ClusterKind = strawberry.enum(enums.ClusterKind)
+ClusterStatus = strawberry.enum(enums.ClusterStatus)
+VisitStatus = strawberry.enum(enums.VisitStatus)
+Role = strawberry.enum(enums.Role)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# --- local authorities and the co-op ----------------------------------------------------
+
+
+@strawberry.type(description="An English council with adult social care duties.")
+class LocalAuthority:
+    gss_code: str = strawberry.field(description="ONS GSS code, e.g. E09000003.")
+    name: str
+
+    @strawberry.field(description="Neighbouring local authorities (symmetric).")
+    async def neighbours(self, info: Info) -> list[LocalAuthority]:
+        rows = await loaders.grouped(info.context, "la_neighbours", queries.la_neighbours).load(
+            self.gss_code
+        )
+        return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
+
+
+async def load_local_authority(info: Info, code: str) -> LocalAuthority | None:
+    row = await loaders.by_id(
+        info.context,
+        "local_authority",
+        lambda codes: queries.local_authorities(codes).add_columns(
+            queries.LocalAuthority.gss_code.label("id")
+        ),
+    ).load(code)
+    return LocalAuthority(gss_code=row.gss_code, name=row.name) if row else None
+
+
+@strawberry.type(description="The co-operative this instance serves (public profile).")
+class Coop:
+    name: str
+    kind: CoopKind
+    society_number: str | None
+    cqc_provider_id: str | None
+    cqc_status: CqcStatus
+    description: str | None
+    home_la_code: strawberry.Private[str]
+
+    @strawberry.field
+    async def home_local_authority(self, info: Info) -> LocalAuthority | None:
+        return await load_local_authority(info, self.home_la_code)
+
+
+# --- members -------------------------------------------------------------------------
+
+
+@strawberry.interface(
+    description=(
+        "A person in the co-op. Contact details, postcode and location are null unless "
+        "the caller may read this person's personal data."
+    )
+)
+class Member(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+    membership_class: MembershipClass
+    joined_on: dt.date
+    active: bool
+    email: str | None
+    phone: str | None
+    postcode: str | None
+    latitude: float | None
+    longitude: float | None
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        out = []
+        for node_id in node_ids:
+            member = await load_member(info, int(node_id)) if node_id.isdigit() else None
+            out.append(member if isinstance(member, cls) else None)
+        return out
+
+    @strawberry.field(description="Clusters this person is served by or works in.")
+    async def clusters(self, info: Info) -> list[Cluster]:
+        rows = await loaders.grouped(
+            info.context,
+            "member_clusters",
+            lambda ids: queries.clusters_of_members(info.context.viewer, ids),
+        ).load(self.id)
+        return [cluster_from_row(r) for r in rows]
+
+
+@strawberry.type(description="A skill or training a PA holds.")
+class Skill:
+    name: str
+    expires_on: dt.date | None
+
+
+@strawberry.type(description="A person receiving care.")
+class ServiceUser(Member):
+    funding: Funding | None = strawberry.field(description="Personal data: null if not allowed.")
+    needs: list[str]
+    planned_weekly_hours: float | None
+
+    @strawberry.field(description="Unpaid carers linked to this person.")
+    async def carers(self, info: Info) -> list[Carer]:
+        rows = await loaders.grouped(
+            info.context,
+            "carers",
+            lambda ids: queries.carers_of_service_users(info.context.viewer, ids),
+        ).load(self.id)
+        return [m for m in map(member_from_row, rows) if isinstance(m, Carer)]
+
+    @strawberry.field(description="PAs this person knows and prefers.")
+    async def regular_personal_assistants(self, info: Info) -> list[PersonalAssistant]:
+        rows = await loaders.grouped(
+            info.context,
+            "regular_pas",
+            lambda ids: queries.regular_pas_of_service_users(info.context.viewer, ids),
+        ).load(self.id)
+        return [m for m in map(member_from_row, rows) if isinstance(m, PersonalAssistant)]
+
+    @strawberry.field(description="This person's visits, earliest first.")
+    async def visits(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        starts_from: dt.datetime | None = None,
+        starts_before: dt.datetime | None = None,
+        status: list[VisitStatus] | None = None,
+    ) -> Connection[Visit]:
+        return await _visits_of(info, "service_user", self.id, first, after, starts_from,
+                                starts_before, status)
+
+
+@strawberry.type(description="A personal assistant: a paid care worker.")
+class PersonalAssistant(Member):
+    dbs_checked_on: dt.date | None
+    contracted_weekly_hours: float
+    hourly_pay_pence: int | None
+    max_travel_km: float
+    working_time_opt_out: bool
+
+    @strawberry.field
+    async def skills(self, info: Info) -> list[Skill]:
+        rows = await loaders.grouped(info.context, "skills", queries.pa_skills).load(self.id)
+        return [Skill(name=r.skill, expires_on=r.expires_on) for r in rows]
+
+    @strawberry.field
+    async def pools(self, info: Info) -> list[Pool]:
+        rows = await loaders.grouped(
+            info.context, "pa_pools", lambda ids: queries.pools_of_pas(info.context.viewer, ids)
+        ).load(self.id)
+        return [pool_from_row(r) for r in rows]
+
+    @strawberry.field(description="Free time; visible to the PA, coordinators and admins.")
+    async def availability(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        starts_from: dt.datetime | None = None,
+        starts_before: dt.datetime | None = None,
+    ) -> Connection[AvailabilityWindow]:
+        request = page_request(info, first, after, arity=2)
+        viewer = info.context.viewer
+        rows = await loaders.paged(
+            info.context,
+            ("pa_availability", starts_from, starts_before),
+            request,
+            lambda ids: queries.availability_of_pas(
+                viewer, ids, request, starts_from=starts_from, starts_before=starts_before
+            ),
+        ).load(self.id)
+        return build_connection(rows, request, availability_from_row, arity=2)
+
+    @strawberry.field(description="Visits booked with this PA, earliest first.")
+    async def visits(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        starts_from: dt.datetime | None = None,
+        starts_before: dt.datetime | None = None,
+        status: list[VisitStatus] | None = None,
+    ) -> Connection[Visit]:
+        return await _visits_of(info, "pa", self.id, first, after, starts_from, starts_before,
+                                status)
+
+
+@strawberry.type(description="An unpaid family carer linked to one or more service users.")
+class Carer(Member):
+    @strawberry.field(description="The service users this carer is linked to.")
+    async def cares_for(self, info: Info) -> list[ServiceUser]:
+        rows = await loaders.grouped(
+            info.context,
+            "cares_for",
+            lambda ids: queries.service_users_of_carers(info.context.viewer, ids),
+        ).load(self.id)
+        return [m for m in map(member_from_row, rows) if isinstance(m, ServiceUser)]
+
+
+@strawberry.type(description="Any other member: supporters, support workers who are not PAs.")
+class CoopMember(Member):
+    pass
+
+
+def member_from_row(row: Row[Any]) -> Member:
+    common: dict[str, Any] = dict(
+        id=row.id,
+        name=row.name,
+        membership_class=enums.MembershipClass(row.membership_class),
+        joined_on=row.joined_on,
+        active=row.active,
+        email=row.email,
+        phone=row.phone,
+        postcode=row.postcode,
+        latitude=row.latitude,
+        longitude=row.longitude,
+    )
+    if row.su_id is not None:
+        return ServiceUser(
+            **common,
+            funding=enums.Funding(row.funding) if row.funding else None,
+            needs=list(row.needs or []),
+            planned_weekly_hours=_float(row.planned_weekly_hours),
+        )
+    if row.pa_id is not None:
+        return PersonalAssistant(
+            **common,
+            dbs_checked_on=row.dbs_checked_on,
+            contracted_weekly_hours=float(row.contracted_weekly_hours),
+            hourly_pay_pence=row.hourly_pay_pence,
+            max_travel_km=float(row.max_travel_km),
+            working_time_opt_out=row.working_time_opt_out,
+        )
+    if row.membership_class == enums.MembershipClass.CARER.value:
+        return Carer(**common)
+    return CoopMember(**common)
+
+
+async def load_member(info: Info, member_id: int) -> Member | None:
+    viewer = info.context.viewer
+    row = await loaders.by_id(
+        info.context, "member", lambda ids: queries.members_by_id(viewer, ids)
+    ).load(member_id)
+    return member_from_row(row) if row is not None else None
+
+
+# --- clusters and pools ----------------------------------------------------------------
+
+
+@strawberry.type(description="A point on the map (WGS84).")
+class GeoPoint:
+    latitude: float
+    longitude: float
+
+
+@strawberry.type(description="A team of PAs around a group of service users in one area or of one need.")
+class Cluster(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+    kind: ClusterKind
+    status: ClusterStatus
+    centre: GeoPoint | None
+    radius_km: float | None
+    postcode_districts: list[str]
+    need_tags: list[str]
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+    la_code: strawberry.Private[str]
+    support_worker_id: strawberry.Private[int | None]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return [await load_cluster(info, int(i)) if i.isdigit() else None for i in node_ids]
+
+    @strawberry.field
+    async def local_authority(self, info: Info) -> LocalAuthority | None:
+        return await load_local_authority(info, self.la_code)
+
+    @strawberry.field(description="The support worker (coordinator) who runs the cluster.")
+    async def support_worker(self, info: Info) -> Member | None:
+        if self.support_worker_id is None:
+            return None
+        return await load_member(info, self.support_worker_id)
+
+    @strawberry.field
+    async def service_users(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[ServiceUser]:
+        request = page_request(info, first, after)
+        viewer = info.context.viewer
+        rows = await loaders.paged(
+            info.context,
+            "cluster_service_users",
+            request,
+            lambda ids: queries.cluster_service_users(viewer, ids, request),
+        ).load(self.id)
+        return build_connection(rows, request, member_from_row)
+
+    @strawberry.field(description="The cluster's PA team.")
+    async def personal_assistants(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[PersonalAssistant]:
+        request = page_request(info, first, after)
+        viewer = info.context.viewer
+        rows = await loaders.paged(
+            info.context,
+            "cluster_pas",
+            request,
+            lambda ids: queries.cluster_personal_assistants(viewer, ids, request),
+        ).load(self.id)
+        return build_connection(rows, request, member_from_row)
+
+    @strawberry.field(description="Pools of PAs that serve this cluster.")
+    async def pools(self, info: Info) -> list[Pool]:
+        rows = await loaders.grouped(
+            info.context,
+            "cluster_pools",
+            lambda ids: queries.pools_of_clusters(info.context.viewer, ids),
+        ).load(self.id)
+        return [pool_from_row(r) for r in rows]
+
+
+def cluster_from_row(row: Row[Any]) -> Cluster:
+    centre = (
+        GeoPoint(latitude=row.centre_latitude, longitude=row.centre_longitude)
+        if row.centre_latitude is not None
+        else None
+    )
+    return Cluster(
+        id=row.id,
+        name=row.name,
+        kind=enums.ClusterKind(row.kind),
+        status=enums.ClusterStatus(row.status),
+        centre=centre,
+        radius_km=_float(row.radius_km),
+        postcode_districts=list(row.postcode_districts or []),
+        need_tags=list(row.need_tags or []),
+        created_at=row.created_at,
+        closed_at=row.closed_at,
+        la_code=row.la_code,
+        support_worker_id=row.support_worker_id,
+    )
+
+
+async def load_cluster(info: Info, cluster_id: int) -> Cluster | None:
+    viewer = info.context.viewer
+    row = await loaders.by_id(
+        info.context, "cluster", lambda ids: queries.clusters_by_id(viewer, ids)
+    ).load(cluster_id)
+    return cluster_from_row(row) if row is not None else None
+
+
+@strawberry.type(description="A set of PAs shared by several clusters.")
+class Pool(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+    shared_with_partners: bool = strawberry.field(
+        description="Offered to partner co-ops once federation is set up."
+    )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        viewer = info.context.viewer
+        loader = loaders.by_id(info.context, "pool", lambda ids: queries.pools_by_id(viewer, ids))
+        out: list[Pool | None] = []
+        for i in node_ids:
+            row = await loader.load(int(i)) if i.isdigit() else None
+            out.append(pool_from_row(row) if row else None)
+        return out
+
+    @strawberry.field
+    async def clusters(self, info: Info) -> list[Cluster]:
+        rows = await loaders.grouped(
+            info.context,
+            "pool_clusters",
+            lambda ids: queries.clusters_of_pools(info.context.viewer, ids),
+        ).load(self.id)
+        return [cluster_from_row(r) for r in rows]
+
+    @strawberry.field
+    async def personal_assistants(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[PersonalAssistant]:
+        request = page_request(info, first, after)
+        viewer = info.context.viewer
+        rows = await loaders.paged(
+            info.context,
+            "pool_pas",
+            request,
+            lambda ids: queries.pool_personal_assistants(viewer, ids, request),
+        ).load(self.id)
+        return build_connection(rows, request, member_from_row)
+
+
+def pool_from_row(row: Row[Any]) -> Pool:
+    return Pool(id=row.id, name=row.name, shared_with_partners=row.shared_with_partners)
+
+
+# --- rota --------------------------------------------------------------------------
+
+
+@strawberry.type(description="A period when a PA is free to work.")
+class AvailabilityWindow(relay.Node):
+    id: relay.NodeID[int]
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    from_weekly_pattern: bool = strawberry.field(
+        description="True when expanded from a weekly pattern rather than set directly."
+    )
+    pa_id: strawberry.Private[int]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        viewer = info.context.viewer
+        loader = loaders.by_id(
+            info.context, "availability", lambda ids: queries.availability_by_id(viewer, ids)
+        )
+        out: list[AvailabilityWindow | None] = []
+        for i in node_ids:
+            row = await loader.load(int(i)) if i.isdigit() else None
+            out.append(availability_from_row(row) if row else None)
+        return out
+
+    @strawberry.field
+    async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
+        member = await load_member(info, self.pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+
+def availability_from_row(row: Row[Any]) -> AvailabilityWindow:
+    return AvailabilityWindow(
+        id=row.id,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        from_weekly_pattern=row.weekly_availability_id is not None,
+        pa_id=row.pa_id,
+    )
+
+
+@strawberry.type(description="A booked period of care for a service user by a PA.")
+class Visit(relay.Node):
+    id: relay.NodeID[int]
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    status: VisitStatus
+    tasks: list[str] | None = strawberry.field(
+        description="What the visit involves; null unless the caller may read it."
+    )
+    series_id: str | None = strawberry.field(description="Shared by visits booked as a series.")
+    confirmed_at: dt.datetime | None = strawberry.field(
+        description="When the service user or a linked carer confirmed the visit took place."
+    )
+    checked_in_at: dt.datetime | None = strawberry.field(
+        description="Optional check-in by the PA; never required."
+    )
+    service_user_id: strawberry.Private[int]
+    pa_id: strawberry.Private[int | None]
+    confirmed_by_id: strawberry.Private[int | None]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return [await load_visit(info, int(i)) if i.isdigit() else None for i in node_ids]
+
+    @strawberry.field
+    async def service_user(self, info: Info) -> ServiceUser | None:
+        member = await load_member(info, self.service_user_id)
+        return member if isinstance(member, ServiceUser) else None
+
+    @strawberry.field(description="The PA booked; null while the visit needs cover.")
+    async def pa(self, info: Info) -> PersonalAssistant | None:
+        if self.pa_id is None:
+            return None
+        member = await load_member(info, self.pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+    @strawberry.field(description="Who confirmed the visit (the service user or a carer).")
+    async def confirmed_by(self, info: Info) -> Member | None:
+        if self.confirmed_by_id is None:
+            return None
+        return await load_member(info, self.confirmed_by_id)
+
+
+def visit_from_row(row: Row[Any]) -> Visit:
+    return Visit(
+        id=row.id,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        status=enums.VisitStatus(row.status),
+        tasks=list(row.tasks) if row.tasks is not None else None,
+        series_id=row.series_id,
+        confirmed_at=row.confirmed_at,
+        checked_in_at=row.checked_in_at,
+        service_user_id=row.service_user_id,
+        pa_id=row.pa_id,
+        confirmed_by_id=row.confirmed_by_id,
+    )
+
+
+async def load_visit(info: Info, visit_id: int) -> Visit | None:
+    viewer = info.context.viewer
+    row = await loaders.by_id(
+        info.context, "visit", lambda ids: queries.visits_by_id(viewer, ids)
+    ).load(visit_id)
+    return visit_from_row(row) if row is not None else None
+
+
+async def _visits_of(
+    info: Info,
+    owner: str,
+    owner_id: int,
+    first: int | None,
+    after: str | None,
+    starts_from: dt.datetime | None,
+    starts_before: dt.datetime | None,
+    status: list[enums.VisitStatus] | None,
+) -> Connection[Visit]:
+    request = page_request(info, first, after, arity=2)
+    viewer = info.context.viewer
+    statuses = tuple(s.value for s in status) if status else None
+    rows = await loaders.paged(
+        info.context,
+        ("visits_of", owner, starts_from, starts_before, statuses),
+        request,
+        lambda ids: queries.visits_of(
+            viewer, owner, ids, request, starts_from=starts_from, starts_before=starts_before,
+            statuses=statuses,
+        ),
+    ).load(owner_id)
+    return build_connection(rows, request, visit_from_row, arity=2)

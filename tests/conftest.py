@@ -1,0 +1,194 @@
+"""Test fixtures: a real PostgreSQL (TEST_DATABASE_URL, else an embedded server under
+./var/test-pg), migrated once per run and emptied after every test; the ASGI app driven
+through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from api.app import create_app
+from api.db import create_engine, session_factory
+from api.settings import Settings
+from care.enums import Role
+from care.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _in_thread(fn: Any, *args: Any) -> None:
+    """Alembic's env runs its own event loop: keep it off the test loop's thread."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from api.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(ROOT / "var" / "test-pg")
+    server.start()
+    server.ensure_database("coopnet_test")
+    yield server.url("coopnet_test")
+    server.stop()
+
+
+def _reset_schema(url: str) -> None:
+    async def reset() -> None:
+        engine = create_engine(url, pool_size=1)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    asyncio.run(reset())
+
+
+@pytest.fixture(scope="session")
+def migrated_url(database_url: str) -> str:
+    from api.migrate import upgrade
+
+    _in_thread(_reset_schema, database_url)
+    _in_thread(upgrade, database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, migrated_url: str) -> Settings:
+    return Settings(
+        database_url=migrated_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        debug=False,
+    )
+
+
+class StatementCounter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.strip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN")):
+            return
+        self.count += 1
+        self.statements.append(statement)
+
+
+@pytest.fixture(scope="session")
+async def app_state(settings: Settings, migrated_url: str) -> AsyncIterator[Any]:
+    app = create_app(settings, migrated_url)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+def app(app_state: Any) -> Any:
+    return app_state
+
+
+@pytest.fixture
+def sql_counter(app: Any) -> Iterator[StatementCounter]:
+    counter = StatementCounter()
+    engine: AsyncEngine = app.state.engine
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(engine.sync_engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+
+
+@pytest.fixture(autouse=True)
+async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    yield
+    if "migrated_url" not in request.fixturenames and "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app_state")
+    engine: AsyncEngine = app.state.engine
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def db(app: Any) -> AsyncIterator[AsyncSession]:
+    """A session for arranging data directly (committed by the test)."""
+    async with session_factory(app.state.engine)() as session:
+        yield session
+
+
+class Api:
+    """Post GraphQL to the app as a given caller."""
+
+    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+        self.client = client
+        self.tokens = app.state.tokens
+
+    def token(self, role: Role | str, member: int | None = None, la: str | None = None) -> str:
+        return self.tokens.issue(Role(role), member_id=member, la_code=la)
+
+    async def post(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        return await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=h
+        )
+
+    async def query(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        as_: tuple[Role | str, int | None] | None = None,
+    ) -> dict[str, Any]:
+        if as_ is not None:
+            token = self.token(as_[0], as_[1])
+        response = await self.post(query, variables, token=token)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        as_: tuple[Role | str, int | None] | None = None,
+    ) -> dict[str, Any]:
+        body = await self.query(query, variables, token=token, as_=as_)
+        assert not body.get("errors"), body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, app: Any) -> Api:
+    return Api(client, app)
