@@ -2,11 +2,17 @@
 
 import strawberry
 
+from schema.mutations.availability import AvailabilityMutations
 from schema.mutations.clusters import ClusterMutations
+from schema.mutations.members import MemberMutations
+from schema.mutations.pools import PoolMutations
+from schema.mutations.visits import VisitMutations
 
 
 @strawberry.type
-class Mutation(ClusterMutations):
+class Mutation(
+    MemberMutations, ClusterMutations, PoolMutations, AvailabilityMutations, VisitMutations
+):
     pass
 
 

@@ -1,0 +1,10 @@
+"""Pools mutations."""
+
+from __future__ import annotations
+
+import strawberry
+
+
+@strawberry.type
+class PoolMutations:
+    pass
