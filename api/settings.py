@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = 8 * 3600
 
     # Request protection
-    max_query_depth: int = 10
+    max_query_depth: int = 12
     max_aliases: int = 15
     max_tokens: int = 2000
     max_query_cost: int = 5000

@@ -243,15 +243,22 @@ SKILLS = (
 )
 NEURO_SKILLS = ("multiple-sclerosis", "hoist", "mobility")
 
-EARLY = (dt.time(7), dt.time(13))
+EARLY = (dt.time(7), dt.time(14))
 LATE = (dt.time(14), dt.time(21))
 SHIFT_STYLES = {"early": [EARLY], "late": [LATE], "both": [EARLY, LATE]}
-SHIFT_STYLE_WEIGHTS = {"early": 35, "late": 20, "both": 45}
+# Dealt out in turn within a team, so every day has early and late cover.
+SHIFT_STYLE_CYCLE = ("both", "early", "both", "late", "both", "early", "both")
 
-MORNING_STARTS = [dt.time(h, m) for h in (7, 8, 9) for m in (30, 0)] + [dt.time(10)]
-EVENING_STARTS = [dt.time(h, m) for h in (17, 18, 19) for m in (0, 30)]
+# Start times are spread out: everyone wanting 6pm is what makes real rotas impossible.
+MORNING_STARTS = [dt.time(h, m) for h in (7, 8, 9, 10) for m in (0, 30)]
+# Lunch calls last 45 minutes at most, so all end by 14:00.
+LUNCH_STARTS = [dt.time(11, 45)] + [dt.time(h, m) for h in (12, 13) for m in (0, 15, 30)]
+AFTERNOON_STARTS = [dt.time(14), dt.time(14, 30), dt.time(15)]
+EVENING_STARTS = [dt.time(16, 30)] + [dt.time(h, m) for h in (17, 18, 19) for m in (0, 30)]
+EVENING_STARTS += [dt.time(20)]
 MORNING_TASKS = ("help getting up", "personal care", "help with breakfast")
 LUNCH_TASKS = ("prepare lunch", "light housework")
+AFTERNOON_TASKS = ("companionship", "accompany on a walk", "help with shopping")
 EVENING_TASKS = ("prepare evening meal", "help getting ready for bed")
 NEED_TASKS = {
     "medication": "medication prompt",
@@ -398,6 +405,18 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
+def _ends_by(starts: list[dt.time], minutes: int, hour: int, minute: int) -> list[dt.time]:
+    """The start times from which a visit of `minutes` ends by hour:minute."""
+    limit = hour * 60 + minute
+    return [t for t in starts if t.hour * 60 + t.minute + minutes <= limit]
+
+
+def _latest(start: dt.time, minutes: int, end_by: dt.time) -> dt.time:
+    """`start`, or earlier if a visit of `minutes` would otherwise end after `end_by`."""
+    latest = dt.datetime.combine(dt.date.min, end_by) - dt.timedelta(minutes=minutes)
+    return min(start, latest.time())
+
+
 def _quarter_hours(minutes: float) -> int:
     return int(15 * round(minutes / 15))
 
@@ -526,7 +545,8 @@ def _service_user(
     profile = ServiceUserProfile(
         funding=funding.value,
         needs=sorted(needs),
-        planned_weekly_hours=Decimal(rng.randrange(10, 51)) / 2,  # 5 to 25 hours
+        # 5 to 25 hours, most people nearer 10.
+        planned_weekly_hours=Decimal(round(rng.triangular(5, 25, 10) * 2)) / 2,
     )
     return _ServiceUser(member=member, profile=profile, cluster=cluster, needs=sorted(needs))
 
@@ -535,6 +555,8 @@ def _pas(rng: random.Random, people: _People, today: dt.date) -> list[_Pa]:
     """Each cluster's own team, then the floating PAs; some also work in a second cluster."""
     homes: list[int | None] = [c for c, size in enumerate(TEAM_SIZES) for _ in range(size)]
     homes += [None] * FLOATING_PAS
+    # Where each team's rota of days off starts, so teams differ.
+    day_off_offsets = [rng.randrange(7) for _ in range(len(TEAM_SIZES) + 1)]
     opt_outs = set(rng.sample(range(len(homes)), 2))
     pas: list[_Pa] = []
     for i, home in enumerate(homes):
@@ -561,7 +583,9 @@ def _pas(rng: random.Random, people: _People, today: dt.date) -> list[_Pa]:
                 profile=profile,
                 clusters=[home] if home is not None else [],
                 skills=_skills(rng, today, neuro),
-                shifts=_shifts(rng, hours),
+                shifts=_shifts(
+                    hours, homes[:i].count(home), day_off_offsets[-1 if home is None else home]
+                ),
             )
         )
     starts = [sum(TEAM_SIZES[:c]) for c in range(len(TEAM_SIZES))]
@@ -593,11 +617,14 @@ def _skills(
     return skills
 
 
-def _shifts(rng: random.Random, hours: Decimal) -> dict[int, list[tuple[dt.time, dt.time]]]:
-    """Working days and shifts; more contracted hours, more days."""
-    days = 4 if hours <= 20 else 5 if hours <= 30 else 6
-    style = rng.choices(list(SHIFT_STYLE_WEIGHTS), weights=list(SHIFT_STYLE_WEIGHTS.values()))[0]
-    return {day: list(SHIFT_STYLES[style]) for day in sorted(rng.sample(range(1, 8), days))}
+def _shifts(hours: Decimal, position: int, offset: int) -> dict[int, list[tuple[dt.time, dt.time]]]:
+    """Working days and shifts of the `position`th PA of a team. More contracted hours, more
+    days; consecutive days off, staggered through the team so each day is covered alike."""
+    days_off = 3 if hours <= 20 else 2 if hours <= 30 else 1
+    first_off = offset + 3 * position
+    off = {(first_off + k) % 7 + 1 for k in range(days_off)}
+    style = SHIFT_STYLE_CYCLE[position % len(SHIFT_STYLE_CYCLE)]
+    return {day: list(SHIFT_STYLES[style]) for day in range(1, 8) if day not in off}
 
 
 def _carers(
@@ -734,24 +761,30 @@ def _availability_windows(
     ]
 
 
-def _weekly_slots(rng: random.Random, user: _ServiceUser) -> list[_Slot]:
-    """A weekly routine near the planned hours: a morning call on each care day, then an
-    evening call and a lunch call as the hours allow."""
+def _weekly_slots(
+    rng: random.Random, user: _ServiceUser, starts: tuple[dt.time, dt.time, dt.time]
+) -> list[_Slot]:
+    """A weekly routine near the planned hours: a morning call on each care day, then a
+    short evening call, then a lunchtime or afternoon call as the hours allow."""
+    morning_start, lunch_start, evening_start = starts
     hours = float(user.profile.planned_weekly_hours)
     days = sorted(rng.sample(range(1, 8), max(3, min(7, round(hours / 3)))))
     per_day = hours * 60 / len(days)
-    morning = _quarter_hours(min(90, max(30, per_day * 0.6)))
+    morning = _quarter_hours(min(75, max(30, per_day * 0.5)))
     rest = per_day - morning
-    evening = _quarter_hours(min(90, rest)) if rest >= 25 else 0
+    evening = _quarter_hours(min(60, rest)) if rest >= 25 else 0
     rest -= evening
-    lunch = _quarter_hours(min(60, rest)) if rest >= 25 else 0
+    daytime = _quarter_hours(min(120, rest)) if rest >= 25 else 0
 
     extras = [task for need, task in NEED_TASKS.items() if need in user.needs]
     recurring = rng.random() < 0.8  # the rest are booked visit by visit, without a series
     routine = [
-        (morning, rng.choice(MORNING_STARTS), MORNING_TASKS),
-        (evening, rng.choice(EVENING_STARTS), EVENING_TASKS),
-        (lunch, dt.time(12, 30) if lunch <= 30 else dt.time(12), LUNCH_TASKS),
+        (morning, morning_start, MORNING_TASKS),
+        (evening, evening_start, EVENING_TASKS),
+        # A short call fits in at lunchtime; a long one is an afternoon out.
+        (daytime, _latest(lunch_start, daytime, dt.time(14)), LUNCH_TASKS)
+        if daytime <= 45
+        else (daytime, rng.choice(_ends_by(AFTERNOON_STARTS, daytime, 16, 30)), AFTERNOON_TASKS),
     ]
     slots: list[_Slot] = []
     for minutes, start, base in routine:
@@ -770,19 +803,30 @@ def _visits(
 ) -> list[Visit]:
     first, last = today - dt.timedelta(HORIZON_DAYS), today + dt.timedelta(HORIZON_DAYS)
     bookings: list[_Booking] = []
+    # Like a coordinator, give the people of a cluster different times, as far as they go.
+    routines: dict[int, list[_Slot]] = {}
+    for c in range(len(CLUSTERS)):
+        times = [rng.sample(t, len(t)) for t in (MORNING_STARTS, LUNCH_STARTS, EVENING_STARTS)]
+        for i, user in enumerate(u for u in users if u.cluster == c):
+            morning, lunch, evening = (t[i % len(t)] for t in times)
+            routines[id(user)] = _weekly_slots(rng, user, (morning, lunch, evening))
     for user in users:
-        slots = _weekly_slots(rng, user)
         for day in _days(first, last):
-            for s in slots:
+            for s in routines[id(user)]:
                 if s.weekday == day.isoweekday():
                     start = _at(day, s.start)
                     end = start + dt.timedelta(minutes=s.minutes)
                     bookings.append(_Booking(user, start, end, s.tasks, s.series_id))
-    # A few one-off afternoon visits, when nobody has a routine call.
-    for user in rng.sample(users, 8):
+    # A few one-off visits (14:00 to 16:00 at most) for people with no afternoon routine,
+    # so they cannot overlap the person's other visits.
+    free_afternoons = [
+        u for u in users if not any(s.start.hour in (14, 15) for s in routines[id(u)])
+    ]
+    for user in rng.sample(free_afternoons, min(8, len(free_afternoons))):
         day = first + dt.timedelta(rng.randrange(2 * HORIZON_DAYS))
-        start = _at(day, rng.choice([dt.time(14), dt.time(14, 30), dt.time(15)]))
-        end = start + dt.timedelta(minutes=rng.choice([90, 120]))
+        start_time, minutes = rng.choice([(dt.time(14), 120), (dt.time(14, 30), 90)])
+        start = _at(day, start_time)
+        end = start + dt.timedelta(minutes=minutes)
         bookings.append(_Booking(user, start, end, (rng.choice(ONE_OFF_TASKS),), None))
 
     bookings.sort(key=lambda b: (b.start, b.user.member.id))

@@ -28,26 +28,26 @@ def page(
     parent: ColumnElement[Any] | None = None,
 ) -> Select:
     """Wrap `stmt` so it returns at most first+1 rows (per parent when given), after the
-    cursor, with `_total` (rows per parent before the cursor cut) and `_parent` columns.
+    cursor, with `pg_total` (rows per parent before the cursor cut) and `pg_parent` columns.
 
     The extra row tells whether there is a next page.
     """
     extra: list[ColumnElement[Any]] = [
-        func.count().over(partition_by=[parent] if parent is not None else None).label("_total")
+        func.count().over(partition_by=[parent] if parent is not None else None).label("pg_total")
     ]
     if parent is not None:
-        extra.append(parent.label("_parent"))
-    extra += [key.label(f"_k{i}") for i, key in enumerate(sort_keys)]
+        extra.append(parent.label("pg_parent"))
+    extra += [key.label(f"pg_k{i}") for i, key in enumerate(sort_keys)]
     # Level 1: every visible row with its total; level 2: the cursor cut and ranking.
     counted = stmt.add_columns(*extra).subquery()
-    keys = [counted.c[f"_k{i}"] for i in range(len(sort_keys))]
+    keys = [counted.c[f"pg_k{i}"] for i in range(len(sort_keys))]
     ranked = select(counted).add_columns(
         func.row_number()
-        .over(partition_by=[counted.c._parent] if parent is not None else None, order_by=keys)
-        .label("_rn")
+        .over(partition_by=[counted.c.pg_parent] if parent is not None else None, order_by=keys)
+        .label("pg_rank")
     )
     if request.after is not None:
         ranked = ranked.where(tuple_(*keys) > tuple_(*request.after))
     sub = ranked.subquery()
-    order = [sub.c._parent] if parent is not None else []
-    return select(sub).where(sub.c._rn <= request.first + 1).order_by(*order, sub.c._rn)
+    order = [sub.c.pg_parent] if parent is not None else []
+    return select(sub).where(sub.c.pg_rank <= request.first + 1).order_by(*order, sub.c.pg_rank)

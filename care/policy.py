@@ -18,6 +18,7 @@ The rules (see docs/architecture.md, "Privacy"):
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -51,26 +52,33 @@ RECENT_VISIT_AHEAD = dt.timedelta(days=14)
 # --- building blocks: sets of ids related to the viewer --------------------------------
 
 
+def _set(*columns: Any) -> Select:
+    """A set of ids that depends only on the viewer: never correlated with the outer query
+    (which may join the same tables, e.g. cluster_service_user)."""
+    return select(*columns).correlate(None)
+
+
+
 def supported_cluster_ids(viewer: Viewer) -> Select:
-    return select(Cluster.id).where(Cluster.support_worker_id == viewer.member_id)
+    return _set(Cluster.id).where(Cluster.support_worker_id == viewer.member_id)
 
 
 def team_cluster_ids(viewer: Viewer) -> Select:
-    return select(ClusterPa.cluster_id).where(ClusterPa.pa_id == viewer.member_id)
+    return _set(ClusterPa.cluster_id).where(ClusterPa.pa_id == viewer.member_id)
 
 
 def service_users_of_clusters(cluster_ids: Select) -> Select:
-    return select(ClusterServiceUser.service_user_id).where(
+    return _set(ClusterServiceUser.service_user_id).where(
         ClusterServiceUser.cluster_id.in_(cluster_ids)
     )
 
 
 def linked_service_user_ids(viewer: Viewer) -> Select:
-    return select(CarerLink.service_user_id).where(CarerLink.carer_id == viewer.member_id)
+    return _set(CarerLink.service_user_id).where(CarerLink.carer_id == viewer.member_id)
 
 
 def carers_of(service_user_ids: Select) -> Select:
-    return select(CarerLink.carer_id).where(CarerLink.service_user_id.in_(service_user_ids))
+    return _set(CarerLink.carer_id).where(CarerLink.service_user_id.in_(service_user_ids))
 
 
 def recent_visit_service_user_ids(viewer: Viewer) -> Select:
@@ -79,7 +87,7 @@ def recent_visit_service_user_ids(viewer: Viewer) -> Select:
     window = func.tstzrange(
         literal(viewer.now - RECENT_VISIT_BEFORE), literal(viewer.now + RECENT_VISIT_AHEAD)
     )
-    return select(v.service_user_id).where(
+    return _set(v.service_user_id).where(
         v.pa_id == viewer.member_id,
         v.status != VisitStatus.CANCELLED.value,
         v.during.op("&&")(window),
@@ -88,7 +96,7 @@ def recent_visit_service_user_ids(viewer: Viewer) -> Select:
 
 def pas_visiting(service_user_ids: Select) -> Select:
     v = aliased(Visit)
-    return select(v.pa_id).where(
+    return _set(v.pa_id).where(
         v.service_user_id.in_(service_user_ids),
         v.pa_id.is_not(None),
         v.status != VisitStatus.CANCELLED.value,
@@ -96,9 +104,9 @@ def pas_visiting(service_user_ids: Select) -> Select:
 
 
 def support_workers_of(service_user_ids: Select) -> Select:
-    return select(Cluster.support_worker_id).where(
+    return _set(Cluster.support_worker_id).where(
         Cluster.id.in_(
-            select(ClusterServiceUser.cluster_id).where(
+            _set(ClusterServiceUser.cluster_id).where(
                 ClusterServiceUser.service_user_id.in_(service_user_ids)
             )
         ),
@@ -107,7 +115,7 @@ def support_workers_of(service_user_ids: Select) -> Select:
 
 
 def _own(viewer: Viewer) -> Select:
-    return select(literal(viewer.member_id))
+    return _set(literal(viewer.member_id))
 
 
 # --- members -----------------------------------------------------------------------
@@ -137,9 +145,9 @@ def member_visible(viewer: Viewer, member: type[Member] | object = Member) -> Co
             me,
             mid.in_(service_users_of_clusters(teams)),
             mid.in_(recent_or_any_visit_service_users(viewer)),
-            mid.in_(select(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
+            mid.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
             mid.in_(
-                select(Cluster.support_worker_id).where(
+                _set(Cluster.support_worker_id).where(
                     Cluster.id.in_(teams), Cluster.support_worker_id.is_not(None)
                 )
             ),
@@ -167,7 +175,7 @@ def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
     """Service users a PA has (or had) any visit with: PAs see their own visits, and a
     visit names its service user."""
     v = aliased(Visit)
-    return select(v.service_user_id).where(v.pa_id == viewer.member_id)
+    return _set(v.service_user_id).where(v.pa_id == viewer.member_id)
 
 
 def member_personal_visible(
@@ -216,7 +224,7 @@ def visit_visible(viewer: Viewer, visit: type[Visit] | object = Visit) -> Column
         clusters = supported_cluster_ids(viewer)
         return or_(
             su.in_(service_users_of_clusters(clusters)),
-            pa.in_(select(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(clusters))),
+            pa.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(clusters))),
         )
     if role is Role.PA:
         return pa == viewer.member_id

@@ -179,7 +179,7 @@ def pool_personal_assistants(viewer: Viewer, pool_ids: Sequence[int], request: P
 def carers_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> Select:
     return (
         _member_select(viewer)
-        .add_columns(CarerLink.service_user_id.label("_parent"))
+        .add_columns(CarerLink.service_user_id.label("pg_parent"))
         .join(CarerLink, CarerLink.carer_id == Member.id)
         .where(CarerLink.service_user_id.in_(service_user_ids))
         .order_by(CarerLink.service_user_id, Member.id)
@@ -189,7 +189,7 @@ def carers_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> 
 def service_users_of_carers(viewer: Viewer, carer_ids: Sequence[int]) -> Select:
     return (
         _member_select(viewer)
-        .add_columns(CarerLink.carer_id.label("_parent"))
+        .add_columns(CarerLink.carer_id.label("pg_parent"))
         .join(CarerLink, CarerLink.service_user_id == Member.id)
         .where(CarerLink.carer_id.in_(carer_ids))
         .order_by(CarerLink.carer_id, Member.id)
@@ -199,7 +199,7 @@ def service_users_of_carers(viewer: Viewer, carer_ids: Sequence[int]) -> Select:
 def regular_pas_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> Select:
     return (
         _member_select(viewer)
-        .add_columns(RegularPa.service_user_id.label("_parent"))
+        .add_columns(RegularPa.service_user_id.label("pg_parent"))
         .join(RegularPa, RegularPa.pa_id == Member.id)
         .where(RegularPa.service_user_id.in_(service_user_ids))
         .order_by(RegularPa.service_user_id, Member.id)
@@ -208,7 +208,7 @@ def regular_pas_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]
 
 def pa_skills(pa_ids: Sequence[int]) -> Select:
     return (
-        select(PaSkill.pa_id.label("_parent"), PaSkill.skill, PaSkill.expires_on)
+        select(PaSkill.pa_id.label("pg_parent"), PaSkill.skill, PaSkill.expires_on)
         .where(PaSkill.pa_id.in_(pa_ids))
         .order_by(PaSkill.pa_id, PaSkill.skill)
     )
@@ -266,24 +266,24 @@ def clusters_of_members(viewer: Viewer, member_ids: Sequence[int]) -> Select:
     """Clusters a service user belongs to or a PA works in, keyed by member."""
     su = (
         _cluster_select(viewer)
-        .add_columns(ClusterServiceUser.service_user_id.label("_parent"))
+        .add_columns(ClusterServiceUser.service_user_id.label("pg_parent"))
         .join(ClusterServiceUser, ClusterServiceUser.cluster_id == Cluster.id)
         .where(ClusterServiceUser.service_user_id.in_(member_ids))
     )
     pa = (
         _cluster_select(viewer)
-        .add_columns(ClusterPa.pa_id.label("_parent"))
+        .add_columns(ClusterPa.pa_id.label("pg_parent"))
         .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
         .where(ClusterPa.pa_id.in_(member_ids))
     )
     u = union(su, pa).subquery()
-    return select(u).order_by(u.c._parent, u.c.id)
+    return select(u).order_by(u.c.pg_parent, u.c.id)
 
 
 def clusters_of_pools(viewer: Viewer, pool_ids: Sequence[int]) -> Select:
     return (
         _cluster_select(viewer)
-        .add_columns(PoolCluster.pool_id.label("_parent"))
+        .add_columns(PoolCluster.pool_id.label("pg_parent"))
         .join(PoolCluster, PoolCluster.cluster_id == Cluster.id)
         .where(PoolCluster.pool_id.in_(pool_ids))
         .order_by(PoolCluster.pool_id, Cluster.id)
@@ -311,7 +311,7 @@ def pools_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
 def pools_of_clusters(viewer: Viewer, cluster_ids: Sequence[int]) -> Select:
     return (
         _pool_select(viewer)
-        .add_columns(PoolCluster.cluster_id.label("_parent"))
+        .add_columns(PoolCluster.cluster_id.label("pg_parent"))
         .join(PoolCluster, PoolCluster.pool_id == Pool.id)
         .where(PoolCluster.cluster_id.in_(cluster_ids))
         .order_by(PoolCluster.cluster_id, Pool.id)
@@ -321,7 +321,7 @@ def pools_of_clusters(viewer: Viewer, cluster_ids: Sequence[int]) -> Select:
 def pools_of_pas(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
     return (
         _pool_select(viewer)
-        .add_columns(PoolPa.pa_id.label("_parent"))
+        .add_columns(PoolPa.pa_id.label("pg_parent"))
         .join(PoolPa, PoolPa.pool_id == Pool.id)
         .where(PoolPa.pa_id.in_(pa_ids))
         .order_by(PoolPa.pa_id, Pool.id)

@@ -39,7 +39,7 @@ class UnitOfWork(SchemaExtension):
 
 def create_schema(
     *,
-    max_depth: int = 10,
+    max_depth: int = 12,
     max_aliases: int = 15,
     max_tokens: int = 2000,
     max_cost: int = 5000,

@@ -85,15 +85,15 @@ def build_connection(
     to_node: Callable[[Row[Any]], Any],
     arity: int = 1,
 ) -> Connection[Any]:
-    """Rows come from `care.paging.page` (at most first+1, with _total and _k* keys)."""
+    """Rows come from `care.paging.page` (at most first+1, with pg_total and pg_k* keys)."""
     has_next = len(rows) > request.first
     rows = rows[: request.first]
     edges = [
-        Edge(cursor=encode_cursor([getattr(r, f"_k{i}") for i in range(arity)]), node=to_node(r))
+        Edge(cursor=encode_cursor([getattr(r, f"pg_k{i}") for i in range(arity)]), node=to_node(r))
         for r in rows
     ]
     # The total is counted before the cursor cut; an empty page past the end reports 0.
-    total = rows[0]._total if rows else 0
+    total = rows[0].pg_total if rows else 0
     return Connection(
         edges=edges,
         page_info=relay.PageInfo(
@@ -109,5 +109,5 @@ def build_connection(
 def group_by_parent(rows: Sequence[Row[Any]]) -> dict[Any, list[Row[Any]]]:
     grouped: dict[Any, list[Row[Any]]] = {}
     for r in rows:
-        grouped.setdefault(r._parent, []).append(r)
+        grouped.setdefault(r.pg_parent, []).append(r)
     return grouped

@@ -30,7 +30,7 @@ def by_id(
 def grouped(
     ctx: Context, key: Hashable, statement: Callable[[Sequence[Any]], Select]
 ) -> DataLoader[Any, list[Row[Any]]]:
-    """Rows per parent (`_parent` column), for short unpaginated lists."""
+    """Rows per parent (`pg_parent` column), for short unpaginated lists."""
 
     async def load(parents: list[Any]) -> list[list[Row[Any]]]:
         rows = await ctx.rows(statement(parents))
