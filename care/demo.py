@@ -497,7 +497,7 @@ async def load_demo(session: AsyncSession, today: dt.date | None = None) -> bool
     session.add_all(p.profile for p in pas)
     await session.flush()
 
-    _choose_regular_pas(rng, users, pas)
+    _choose_regular_pas(rng, today, users, pas)
     pool_clusters = {0: [0, 1], 1: [2, 3]}  # pool index -> cluster indexes it serves
     session.add_all(_links(users, pas, clusters, pools, pool_clusters, carer_links))
     patterns = _weekly_patterns(pas, today)
@@ -526,8 +526,6 @@ async def _add_local_authorities(session: AsyncSession) -> None:
     }
     ordered = sorted({(min(a, b), max(a, b)) for a, b in NEIGHBOURS} - pairs)
     session.add_all(LocalAuthorityNeighbour(la_a=a, la_b=b) for a, b in ordered)
-    # The neighbours refer to the authorities; flush them in that order.
-    await session.flush()
 
 
 def _service_user(
@@ -560,6 +558,7 @@ def _pas(rng: random.Random, people: _People, today: dt.date) -> list[_Pa]:
     opt_outs = set(rng.sample(range(len(homes)), 2))
     pas: list[_Pa] = []
     for i, home in enumerate(homes):
+        # Floating PAs live centrally, in the Finchley cluster's area.
         spec = CLUSTERS[home] if home is not None else CLUSTERS[1]
         member = people.member(
             MembershipClass.WORKER,
@@ -571,12 +570,12 @@ def _pas(rng: random.Random, people: _People, today: dt.date) -> list[_Pa]:
         profile = PaProfile(
             dbs_checked_on=today - dt.timedelta(rng.randint(14, 700)),
             contracted_weekly_hours=hours,
-            # At or above the National Living Wage (1271p an hour from April 2025).
+            # At or above the National Living Wage (1271p an hour from April 2026).
             hourly_pay_pence=rng.randrange(1290, 1505, 5),
             max_travel_km=Decimal(rng.choice([5, 6, 8, 10, 12, 15])),
             working_time_opt_out=i in opt_outs,
         )
-        neuro = home == 3
+        neuro = home is not None and CLUSTERS[home].kind is ClusterKind.NEED_BASED
         pas.append(
             _Pa(
                 member=member,
@@ -674,12 +673,14 @@ def _cluster(spec: ClusterSpec, today: dt.date, support_worker_id: int) -> Clust
     )
 
 
-def _choose_regular_pas(rng: random.Random, users: list[_ServiceUser], pas: list[_Pa]) -> None:
+def _choose_regular_pas(
+    rng: random.Random, today: dt.date, users: list[_ServiceUser], pas: list[_Pa]
+) -> None:
     """One or two named PAs for each person, from their cluster team, skills permitting."""
     for c in range(len(CLUSTERS)):
         team = [p for p in pas if c in p.clusters]
         for i, user in enumerate(u for u in users if u.cluster == c):
-            gaps = {id(p): p.missing_skills(user.needs, dt.date.max) for p in team}
+            gaps = {id(p): p.missing_skills(user.needs, today) for p in team}
             best = [p for p in team if gaps[id(p)] == min(gaps.values())]
             # Spread people over the team rather than giving everyone the same PA.
             first = best[i % len(best)]
@@ -747,7 +748,8 @@ def _availability_windows(
     patterns: list[WeeklyAvailability], today: dt.date
 ) -> list[AvailabilityWindow]:
     """Expand the weekly patterns over the horizon (both ends included). A PA's shifts on a
-    day never overlap, so neither do the windows."""
+    day never overlap (the early one ends as the late one starts, and ranges are half-open),
+    so neither do the windows."""
     days = _days(today - dt.timedelta(HORIZON_DAYS), today + dt.timedelta(HORIZON_DAYS + 1))
     return [
         AvailabilityWindow(
@@ -837,34 +839,41 @@ def _visits(
 
 def _assign(bookings: list[_Booking], pas: list[_Pa]) -> None:
     """Give each visit (in start order) a PA from the person's cluster team who is on shift
-    and free: regular PAs first, then the best-skilled, then whoever has worked least that
-    week. Visits nobody can take stay unassigned. Because visits come in start order, a PA
-    is free if the visit starts after the end of their last one (plus travel)."""
+    and free, preferring PAs within their contracted hours that week, then regular PAs,
+    then the best-skilled, then the least busy. Nobody goes over 48 hours a week without
+    having opted out of the Working Time Regulations. Visits nobody can take stay
+    unassigned. Because visits come in start order, a PA is free if the visit starts after
+    the end of their last one (plus travel)."""
     teams = {c: [p for p in pas if c in p.clusters] for c in range(len(CLUSTERS))}
     busy_until: dict[int, dt.datetime] = {}
     week_minutes: dict[tuple[int, int], float] = defaultdict(float)
     for b in bookings:
         week = b.start.isocalendar().week
         day = b.start.date()
-        free = [
-            p
-            for p in teams[b.user.cluster]
-            if p.can_work(b.start, b.end)
-            and (id(p) not in busy_until or busy_until[id(p)] + TRAVEL_GAP <= b.start)
-        ]
-        if not free:
-            continue
-        b.pa = min(
-            free,
-            key=lambda p: (
+        minutes = (b.end - b.start).total_seconds() / 60
+        ranked: list[tuple[tuple[bool, bool, int, float, int], _Pa]] = []
+        for p in teams[b.user.cluster]:
+            load = week_minutes[(id(p), week)] + minutes
+            if (
+                not p.can_work(b.start, b.end)
+                or (id(p) in busy_until and b.start < busy_until[id(p)] + TRAVEL_GAP)
+                or (load > 48 * 60 and not p.profile.working_time_opt_out)
+            ):
+                continue
+            contracted = float(p.profile.contracted_weekly_hours) * 60
+            rank = (
+                load > contracted,
                 p not in b.user.regular_pas,
                 p.missing_skills(b.user.needs, day),
-                week_minutes[(id(p), week)],
+                load / contracted,
                 p.member.id,
-            ),
-        )
+            )
+            ranked.append((rank, p))
+        if not ranked:
+            continue
+        b.pa = min(ranked, key=lambda r: r[0])[1]
         busy_until[id(b.pa)] = b.end
-        week_minutes[(id(b.pa), week)] += (b.end - b.start).total_seconds() / 60
+        week_minutes[(id(b.pa), week)] += minutes
 
 
 def _absence(bookings: list[_Booking], today: dt.date, pas: list[_Pa]) -> None:

@@ -37,6 +37,17 @@ class UnitOfWork(SchemaExtension):
                 await ctx.session.commit()
 
 
+class StatementCount(SchemaExtension):
+    """Reports the SQL statements a request ran in `extensions.sqlStatements`, to admins
+    only (operators use it to check that query counts stay flat)."""
+
+    def get_results(self) -> dict[str, int]:
+        ctx = self.execution_context.context
+        if isinstance(ctx, Context) and ctx.viewer.is_admin:
+            return {"sqlStatements": ctx.statements}
+        return {}
+
+
 def create_schema(
     *,
     max_depth: int = 12,
@@ -60,6 +71,7 @@ def create_schema(
             lambda: ValidationCache(maxsize=256),
             lambda: QueryCostLimiter(max_cost=max_cost, default_page_size=default_page_size),
             UnitOfWork,
+            StatementCount,
         ],
         config=StrawberryConfig(disable_field_suggestions=not debug),
     )

@@ -105,9 +105,16 @@ async def app_state(settings: Settings, migrated_url: str) -> AsyncIterator[Any]
         yield app
 
 
+TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+
+
 @pytest.fixture
-def app(app_state: Any) -> Any:
-    return app_state
+async def app(app_state: Any) -> AsyncIterator[Any]:
+    """The app; every table is emptied after the test, so tests stay independent."""
+    yield app_state
+    engine: AsyncEngine = app_state.state.engine
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
@@ -124,20 +131,6 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
-
-
-TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-
-
-@pytest.fixture(autouse=True)
-async def _clean_database(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    yield
-    if "migrated_url" not in request.fixturenames and "app" not in request.fixturenames:
-        return
-    app = request.getfixturevalue("app_state")
-    engine: AsyncEngine = app.state.engine
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture

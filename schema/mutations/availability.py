@@ -1,10 +1,175 @@
-"""Availability mutations."""
+"""Availability mutations: one-off windows and weekly patterns of a PA."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import strawberry
+from strawberry import relay
+
+from care import queries
+from care.enums import Role
+from care.errors import DomainError, not_found
+from care.services import availability as service
+from schema.context import Info
+from schema.errors import AvailabilityError, AvailabilityErrorCode, to_errors
+from schema.mutations.runner import run_mutation
+from schema.permissions import decode_id, require_role
+from schema.types import AvailabilityWindow, availability_from_row
+
+
+@strawberry.input(description="A period when a PA is free to work (at most 24 hours).")
+class AddAvailabilityWindowInput:
+    pa_id: relay.GlobalID
+    starts_at: dt.datetime = strawberry.field(description="With a UTC offset.")
+    ends_at: dt.datetime = strawberry.field(description="With a UTC offset; after startsAt.")
+    merge: bool = strawberry.field(
+        default=False,
+        description="Join windows this overlaps or touches into one, instead of failing.",
+    )
+
+
+@strawberry.input(description="A weekly slot in local (Europe/London) wall-clock time.")
+class WeeklySlotInput:
+    weekday: int = strawberry.field(description="ISO weekday: 1 = Monday ... 7 = Sunday.")
+    start_time: dt.time
+    end_time: dt.time = strawberry.field(description="After startTime, the same day.")
+
+
+@strawberry.input(description="A PA's weekly availability; it replaces their patterns.")
+class SetWeeklyAvailabilityInput:
+    pa_id: relay.GlobalID
+    slots: list[WeeklySlotInput] = strawberry.field(
+        description="An empty list clears the PA's weekly availability."
+    )
+    valid_from: dt.date | None = strawberry.field(default=None,
+                                                  description="Default: today.")
+    valid_until: dt.date | None = None
+
+
+@strawberry.type(description="A weekly slot in local (Europe/London) wall-clock time.")
+class WeeklySlot:
+    weekday: int = strawberry.field(description="ISO weekday: 1 = Monday ... 7 = Sunday.")
+    start_time: dt.time
+    end_time: dt.time
+
+
+@strawberry.type
+class AvailabilityPayload:
+    window: AvailabilityWindow | None
+    removed_id: strawberry.ID | None = strawberry.field(
+        description="The id of the window removed by removeAvailabilityWindow."
+    )
+    errors: list[AvailabilityError]
+
+
+@strawberry.type
+class WeeklyAvailabilityPayload:
+    slots: list[WeeklySlot] | None
+    valid_from: dt.date | None
+    valid_until: dt.date | None
+    windows_created: int | None = strawberry.field(
+        description="Windows expanded from the pattern up to the planning horizon."
+    )
+    windows_skipped: int | None = strawberry.field(
+        description="Dates left out because the PA already has a window overlapping them."
+    )
+    errors: list[AvailabilityError]
+
+
+def _errors(errors: list[DomainError]) -> list[AvailabilityError]:
+    return to_errors(AvailabilityError, AvailabilityErrorCode, errors)
+
+
+def _pa_id(global_id: relay.GlobalID, errors: list[DomainError]) -> int:
+    value = decode_id(global_id, "PersonalAssistant")
+    if value is None:
+        errors.append(not_found("personal assistant", "paId"))
+        return -1
+    return value
+
+
+async def _window_payload(info: Info, window_id: int | None, errors: list[DomainError]
+                          ) -> AvailabilityPayload:
+    window = None
+    if window_id is not None and not errors:
+        rows = await info.context.rows(
+            queries.availability_by_id(info.context.viewer, [window_id])
+        )
+        window = availability_from_row(rows[0]) if rows else None
+    return AvailabilityPayload(window=window, removed_id=None, errors=_errors(errors))
+
+
+def _weekly_payload(result: service.WeeklyResult | None, errors: list[DomainError]
+                    ) -> WeeklyAvailabilityPayload:
+    if result is None or errors:
+        return WeeklyAvailabilityPayload(slots=None, valid_from=None, valid_until=None,
+                                         windows_created=None, windows_skipped=None,
+                                         errors=_errors(errors))
+    return WeeklyAvailabilityPayload(
+        slots=[WeeklySlot(weekday=s.weekday, start_time=s.start_time, end_time=s.end_time)
+               for s in result.slots],
+        valid_from=result.valid_from,
+        valid_until=result.valid_until,
+        windows_created=result.created,
+        windows_skipped=result.skipped,
+        errors=[],
+    )
 
 
 @strawberry.type
 class AvailabilityMutations:
-    pass
+    @strawberry.mutation(description="Add a one-off availability window (the PA themselves, "
+                                     "admins and coordinators).")
+    async def add_availability_window(
+        self, info: Info, input: AddAvailabilityWindowInput
+    ) -> AvailabilityPayload:
+        require_role(info.context.viewer, *Role)
+        errors: list[DomainError] = []
+        pa_id = _pa_id(input.pa_id, errors)
+        if errors:
+            return await _window_payload(info, None, errors)
+        window_id, errors = await run_mutation(
+            info,
+            lambda s, v: service.add_window(
+                s, v, pa_id, input.starts_at, input.ends_at, merge=input.merge
+            ),
+        )
+        return await _window_payload(info, window_id, errors)
+
+    @strawberry.mutation(description="Remove an availability window; one from a weekly "
+                                     "pattern becomes an exception to it.")
+    async def remove_availability_window(
+        self, info: Info, id: relay.GlobalID
+    ) -> AvailabilityPayload:
+        require_role(info.context.viewer, *Role)
+        window_id = decode_id(id, "AvailabilityWindow")
+        if window_id is None:
+            return AvailabilityPayload(
+                window=None, removed_id=None,
+                errors=_errors([not_found("availability window", "id")]),
+            )
+        removed, errors = await run_mutation(
+            info, lambda s, v: service.remove_window(s, v, window_id)
+        )
+        removed_id = strawberry.ID(str(id)) if removed is not None and not errors else None
+        return AvailabilityPayload(window=None, removed_id=removed_id, errors=_errors(errors))
+
+    @strawberry.mutation(description="Replace a PA's weekly availability and expand it into "
+                                     "windows over the coming weeks.")
+    async def set_weekly_availability(
+        self, info: Info, input: SetWeeklyAvailabilityInput
+    ) -> WeeklyAvailabilityPayload:
+        require_role(info.context.viewer, *Role)
+        errors: list[DomainError] = []
+        pa_id = _pa_id(input.pa_id, errors)
+        if errors:
+            return _weekly_payload(None, errors)
+        slots = [service.Slot(s.weekday, s.start_time, s.end_time) for s in input.slots]
+        result, errors = await run_mutation(
+            info,
+            lambda s, v: service.set_weekly_availability(
+                s, v, pa_id, slots, input.valid_from, input.valid_until
+            ),
+        )
+        return _weekly_payload(result, errors)

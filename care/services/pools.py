@@ -1,0 +1,148 @@
+"""Pools: shared sets of PAs serving several clusters. Admins and coordinators run them."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.enums import ClusterStatus
+from care.errors import DomainError, DomainErrors, ErrorCode, not_found
+from care.models import Cluster, PaProfile, Pool, PoolCluster, PoolPa
+from care.services.access import require_manager
+from care.viewer import Viewer
+
+
+def _already_exists() -> DomainError:
+    return DomainError(ErrorCode.ALREADY_EXISTS, "A pool with that name already exists.", "name")
+
+
+def _clean_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise DomainError(ErrorCode.REQUIRED, "A pool needs a name.", "name")
+    return cleaned
+
+
+async def _name_taken(session: AsyncSession, name: str, except_id: int | None = None) -> bool:
+    condition = Pool.name == name
+    if except_id is not None:
+        condition = condition & (Pool.id != except_id)
+    return bool(await session.scalar(select(exists().where(condition))))
+
+
+async def _require_pool(session: AsyncSession, pool_id: int, field: str = "poolId") -> Pool:
+    pool = await session.get(Pool, pool_id)
+    if pool is None:
+        raise not_found("pool", field)
+    return pool
+
+
+async def create_pool(
+    session: AsyncSession, viewer: Viewer, name: str, shared_with_partners: bool = False
+) -> int:
+    require_manager(viewer)
+    cleaned = _clean_name(name)
+    if await _name_taken(session, cleaned):
+        raise _already_exists()
+    # ON CONFLICT on the unique name: a concurrent create of the same name loses cleanly.
+    pool_id = await session.scalar(
+        insert(Pool)
+        .values(name=cleaned, shared_with_partners=shared_with_partners)
+        .on_conflict_do_nothing(index_elements=[Pool.name])
+        .returning(Pool.id)
+    )
+    if pool_id is None:
+        raise _already_exists()
+    return int(pool_id)
+
+
+async def update_pool(
+    session: AsyncSession,
+    viewer: Viewer,
+    pool_id: int,
+    name: str | None = None,
+    shared_with_partners: bool | None = None,
+) -> int:
+    """Change the given fields; None leaves a field as it is."""
+    require_manager(viewer)
+    pool = await _require_pool(session, pool_id, "id")
+    if name is not None:
+        cleaned = _clean_name(name)
+        if await _name_taken(session, cleaned, except_id=pool_id):
+            raise _already_exists()
+        pool.name = cleaned
+    if shared_with_partners is not None:
+        pool.shared_with_partners = shared_with_partners
+    # The unique constraint stays the last guard against a concurrent rename.
+    await session.flush()
+    return pool_id
+
+
+async def add_personal_assistant(
+    session: AsyncSession, viewer: Viewer, pool_id: int, pa_id: int
+) -> int:
+    require_manager(viewer)
+    errors: list[DomainError] = []
+    if await session.get(Pool, pool_id) is None:
+        errors.append(not_found("pool", "poolId"))
+    if not await session.scalar(select(exists().where(PaProfile.member_id == pa_id))):
+        errors.append(not_found("personal assistant", "paId"))
+    if errors:
+        raise DomainErrors(errors)
+    await session.execute(
+        insert(PoolPa).values(pool_id=pool_id, pa_id=pa_id).on_conflict_do_nothing()
+    )
+    return pool_id
+
+
+async def remove_personal_assistant(
+    session: AsyncSession, viewer: Viewer, pool_id: int, pa_id: int
+) -> int:
+    require_manager(viewer)
+    await _require_pool(session, pool_id)
+    result = await session.execute(
+        delete(PoolPa).where(PoolPa.pool_id == pool_id, PoolPa.pa_id == pa_id)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise DomainError(ErrorCode.NOT_FOUND, "That PA is not in this pool.", "paId")
+    return pool_id
+
+
+async def add_cluster(
+    session: AsyncSession, viewer: Viewer, pool_id: int, cluster_id: int
+) -> int:
+    require_manager(viewer)
+    errors: list[DomainError] = []
+    if await session.get(Pool, pool_id) is None:
+        errors.append(not_found("pool", "poolId"))
+    status = await session.scalar(select(Cluster.status).where(Cluster.id == cluster_id))
+    if status is None:
+        errors.append(not_found("cluster", "clusterId"))
+    elif status == ClusterStatus.CLOSED.value:
+        # A closed cluster serves no one: a pool must not be planned around it.
+        errors.append(
+            DomainError(ErrorCode.INVALID, "A closed cluster cannot join a pool.", "clusterId")
+        )
+    if errors:
+        raise DomainErrors(errors)
+    await session.execute(
+        insert(PoolCluster).values(pool_id=pool_id, cluster_id=cluster_id).on_conflict_do_nothing()
+    )
+    return pool_id
+
+
+async def remove_cluster(
+    session: AsyncSession, viewer: Viewer, pool_id: int, cluster_id: int
+) -> int:
+    require_manager(viewer)
+    await _require_pool(session, pool_id)
+    result = await session.execute(
+        delete(PoolCluster).where(
+            PoolCluster.pool_id == pool_id, PoolCluster.cluster_id == cluster_id
+        )
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise DomainError(ErrorCode.NOT_FOUND, "That cluster is not served by this pool.",
+                          "clusterId")
+    return pool_id
