@@ -36,7 +36,8 @@ class KeyPair:
 def generate_key_pair() -> KeyPair:
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     public_pem = key.public_key().public_bytes(

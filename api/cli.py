@@ -7,8 +7,8 @@ import argparse
 import asyncio
 import re
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from api.settings import Settings, get_settings
 
@@ -53,7 +53,9 @@ async def _load_demo(url: str) -> bool:
         await engine.dispose()
 
 
-async def _check_token_subject(url: str, role: str, member: int | None, la: str | None) -> str | None:
+async def _check_token_subject(
+    url: str, role: str, member: int | None, la: str | None
+) -> str | None:
     """Why a token for this subject makes no sense, or None when it does."""
     from sqlalchemy import select
 
@@ -103,7 +105,9 @@ def _token_service(settings: Settings):  # type: ignore[no-untyped-def]
     from api.auth import TokenService, load_or_create_keys
 
     return TokenService(
-        load_or_create_keys(settings), settings.jwt_issuer, settings.jwt_audience,
+        load_or_create_keys(settings),
+        settings.jwt_issuer,
+        settings.jwt_audience,
         settings.jwt_ttl_seconds,
     )
 
@@ -139,9 +143,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 "Example:\n"
                 f"curl -s http://{host}:{port}/graphql -H 'Content-Type: application/json' \\\n"
                 f"  -H 'Authorization: Bearer {token}' \\\n"
-                "  -d '{\"query\": \"{ clusters(first: 10) { totalCount edges { node "
+                '  -d \'{"query": "{ clusters(first: 10) { totalCount edges { node '
                 "{ name kind localAuthority { name } } } } }\"}'\n\n"
-                f"In GraphiQL, add the header {{\"Authorization\": \"Bearer <token>\"}} "
+                f'In GraphiQL, add the header {{"Authorization": "Bearer <token>"}} '
                 f"and run:\n{EXAMPLE_QUERY}\n",
                 flush=True,
             )
@@ -202,7 +206,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
     token = _token_service(settings).issue(
-        role, member_id=args.member, la_code=args.la,
+        role,
+        member_id=args.member,
+        la_code=args.la,
         ttl=dt.timedelta(seconds=args.ttl) if args.ttl else None,
     )
     print(token)
@@ -221,18 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the GraphQL server")
-    serve.add_argument("--dev", action="store_true",
-                       help="load the demo co-op and print an admin token")
+    serve.add_argument(
+        "--dev", action="store_true", help="load the demo co-op and print an admin token"
+    )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1",
-                       help="proxies whose X-Forwarded-* headers are trusted")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies whose X-Forwarded-* headers are trusted",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade", "downgrade"])
-    db.add_argument("revision", nargs="?",
-                    help="target (default: head for upgrade, -1 for downgrade)")
+    db.add_argument(
+        "revision", nargs="?", help="target (default: head for upgrade, -1 for downgrade)"
+    )
     db.set_defaults(func=cmd_db)
 
     demo = sub.add_parser("demo", help="demo data")
@@ -241,9 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="bearer tokens")
     token.add_argument("action", choices=["issue"])
-    token.add_argument("--role", required=True,
-                       choices=["ADMIN", "COORDINATOR", "PA", "SERVICE_USER", "CARER",
-                                "LA_ANALYST"])
+    token.add_argument(
+        "--role",
+        required=True,
+        choices=["ADMIN", "COORDINATOR", "PA", "SERVICE_USER", "CARER", "LA_ANALYST"],
+    )
     token.add_argument("--member", type=int, help="member id the token speaks for")
     token.add_argument("--la", help="GSS code (LA_ANALYST only)")
     token.add_argument("--ttl", type=int, help="lifetime in seconds")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import warnings
+from typing import Any
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 class EmbeddedPostgres:
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
-        self._server = None
+        self._server: Any = None
 
     def start(self) -> None:
         with warnings.catch_warnings():
@@ -37,9 +38,7 @@ class EmbeddedPostgres:
 
     def ensure_database(self, database: str) -> None:
         assert self._server is not None
-        exists = self._server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = '{database}';"
-        )
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
         if "(1 row)" not in exists:
             try:
                 self._server.psql(f'CREATE DATABASE "{database}";')

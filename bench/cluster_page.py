@@ -43,8 +43,12 @@ CLUSTERS = "{ clusters(first: 10) { edges { node { id name } } } }"
 
 def issue_token() -> str:
     coopnet = Path(sys.executable).with_name("coopnet")
-    out = subprocess.run([str(coopnet), "token", "issue", "--role", "ADMIN"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(coopnet), "token", "issue", "--role", "ADMIN"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -90,13 +94,16 @@ async def run(url: str, token: str, seconds: float, clients: int) -> None:
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     print(f"cluster page: {len(users)} service users, {visits} visits with their PAs")
     print(f"clients={clients} seconds={elapsed:.1f} requests={len(latencies)} errors={errors}")
-    print(f"requests/s={len(latencies) / elapsed:.1f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
-          f"sql_statements_per_request={statements}")
+    print(
+        f"requests/s={len(latencies) / elapsed:.1f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+        f"sql_statements_per_request={statements}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8000/graphql")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=10)

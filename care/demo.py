@@ -518,6 +518,8 @@ async def _add_local_authorities(session: AsyncSession) -> None:
         for code, name in LOCAL_AUTHORITIES.items()
         if code not in have
     )
+    # Flush between dependent tables: without relationships, one flush has no insert order.
+    await session.flush()
     pairs = {
         (r.la_a, r.la_b)
         for r in await session.execute(
@@ -526,6 +528,7 @@ async def _add_local_authorities(session: AsyncSession) -> None:
     }
     ordered = sorted({(min(a, b), max(a, b)) for a, b in NEIGHBOURS} - pairs)
     session.add_all(LocalAuthorityNeighbour(la_a=a, la_b=b) for a, b in ordered)
+    await session.flush()
 
 
 def _service_user(

@@ -118,9 +118,7 @@ class Member(Base):
         enum_check("membership_class", MembershipClass),
         CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
         CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
-        CheckConstraint(
-            "(latitude IS NULL) = (longitude IS NULL)", name="location_complete"
-        ),
+        CheckConstraint("(latitude IS NULL) = (longitude IS NULL)", name="location_complete"),
         CheckConstraint("length(trim(name)) > 0", name="name_present"),
     )
 
@@ -243,9 +241,7 @@ class Cluster(Base):
     centre_latitude: Mapped[float | None] = mapped_column()
     centre_longitude: Mapped[float | None] = mapped_column()
     radius_km: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
-    postcode_districts: Mapped[list[str]] = mapped_column(
-        ARRAY(Text), server_default=text("'{}'")
-    )
+    postcode_districts: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     need_tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
@@ -338,7 +334,9 @@ class AvailabilityWindow(Base):
     __table_args__ = (
         valid_range_check("during"),
         ExcludeConstraint(
-            (text("pa_id"), "="), (text("during"), "&&"), name="availability_no_overlap",
+            (text("pa_id"), "="),
+            (text("during"), "&&"),
+            name="availability_no_overlap",
             using="gist",
         ),
     )
@@ -356,9 +354,7 @@ class Visit(Base):
     __table_args__ = (
         valid_range_check("during"),
         enum_check("status", VisitStatus),
-        CheckConstraint(
-            "status <> 'NEEDS_COVER' OR pa_id IS NULL", name="needs_cover_unassigned"
-        ),
+        CheckConstraint("status <> 'NEEDS_COVER' OR pa_id IS NULL", name="needs_cover_unassigned"),
         CheckConstraint(
             "(confirmed_at IS NULL) = (confirmed_by_id IS NULL)", name="confirmation_complete"
         ),

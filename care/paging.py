@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy.orm import QueryableAttribute
+
+Column = ColumnElement[Any] | QueryableAttribute[Any]
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,10 @@ class PageRequest:
 
 def page(
     stmt: Select,
-    sort_keys: Sequence[ColumnElement[Any]],
+    sort_keys: Sequence[Column],
     request: PageRequest,
     *,
-    parent: ColumnElement[Any] | None = None,
+    parent: Column | None = None,
 ) -> Select:
     """Wrap `stmt` so it returns at most first+1 rows (per parent when given), after the
     cursor, with `pg_total` (rows per parent before the cursor cut) and `pg_parent` columns.

@@ -58,7 +58,6 @@ def _set(*columns: Any) -> Select:
     return select(*columns).correlate(None)
 
 
-
 def supported_cluster_ids(viewer: Viewer) -> Select:
     return _set(Cluster.id).where(Cluster.support_worker_id == viewer.member_id)
 
@@ -121,7 +120,7 @@ def _own(viewer: Viewer) -> Select:
 # --- members -----------------------------------------------------------------------
 
 
-def member_visible(viewer: Viewer, member: type[Member] | object = Member) -> ColumnElement[bool]:
+def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
     """May the viewer know this member exists, with their name (and a service user's needs)?"""
     m = member
     mid = m.id  # type: ignore[attr-defined]
@@ -179,7 +178,7 @@ def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
 
 
 def member_personal_visible(
-    viewer: Viewer, member: type[Member] | object = Member
+    viewer: Viewer, member: Any = Member
 ) -> ColumnElement[bool]:
     """May the viewer read this member's personal data (contact, postcode, location,
     funding)? Always combined with `member_visible`."""
@@ -211,7 +210,7 @@ def member_personal_visible(
 # --- visits ------------------------------------------------------------------------
 
 
-def visit_visible(viewer: Viewer, visit: type[Visit] | object = Visit) -> ColumnElement[bool]:
+def visit_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
     v = visit
     role = viewer.role
     if role is Role.ADMIN:
@@ -235,7 +234,7 @@ def visit_visible(viewer: Viewer, visit: type[Visit] | object = Visit) -> Column
     return false()
 
 
-def visit_tasks_visible(viewer: Viewer, visit: type[Visit] | object = Visit) -> ColumnElement[bool]:
+def visit_tasks_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
     """Tasks describe care in detail: the person's circle, and a PA only while they have a
     visit with the person between 7 days ago and 14 days ahead."""
     v = visit
@@ -257,7 +256,7 @@ def sees_coop_records(viewer: Viewer) -> bool:
     return viewer.in_coop
 
 
-def availability_visible(viewer: Viewer, pa_id_column: ColumnElement[int]) -> ColumnElement[bool]:
+def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[bool]:
     role = viewer.role
     if role in (Role.ADMIN, Role.COORDINATOR):
         return true()

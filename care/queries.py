@@ -153,25 +153,35 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def cluster_service_users(viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest) -> Select:
-    stmt = _member_select(viewer).join(
-        ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id
-    ).where(ClusterServiceUser.cluster_id.in_(cluster_ids))
+def cluster_service_users(
+    viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
+) -> Select:
+    stmt = (
+        _member_select(viewer)
+        .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
+        .where(ClusterServiceUser.cluster_id.in_(cluster_ids))
+    )
     return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
 
 
 def cluster_personal_assistants(
     viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
 ) -> Select:
-    stmt = _member_select(viewer).join(ClusterPa, ClusterPa.pa_id == Member.id).where(
-        ClusterPa.cluster_id.in_(cluster_ids)
+    stmt = (
+        _member_select(viewer)
+        .join(ClusterPa, ClusterPa.pa_id == Member.id)
+        .where(ClusterPa.cluster_id.in_(cluster_ids))
     )
     return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
 
 
-def pool_personal_assistants(viewer: Viewer, pool_ids: Sequence[int], request: PageRequest) -> Select:
-    stmt = _member_select(viewer).join(PoolPa, PoolPa.pa_id == Member.id).where(
-        PoolPa.pool_id.in_(pool_ids)
+def pool_personal_assistants(
+    viewer: Viewer, pool_ids: Sequence[int], request: PageRequest
+) -> Select:
+    stmt = (
+        _member_select(viewer)
+        .join(PoolPa, PoolPa.pa_id == Member.id)
+        .where(PoolPa.pool_id.in_(pool_ids))
     )
     return page(stmt, [Member.id], request, parent=PoolPa.pool_id)
 

@@ -30,9 +30,7 @@ class Edge(Generic[NodeT]):
 class Connection(Generic[NodeT]):
     edges: list[Edge[NodeT]]
     page_info: relay.PageInfo
-    total_count: int = strawberry.field(
-        description="All results the caller may see, across pages."
-    )
+    total_count: int = strawberry.field(description="All results the caller may see, across pages.")
 
     @strawberry.field(description="The nodes of this page, without cursors.")
     def nodes(self) -> list[NodeT]:
@@ -40,9 +38,7 @@ class Connection(Generic[NodeT]):
 
 
 def encode_cursor(keys: Sequence[Any]) -> str:
-    parts = [
-        {"t": k.isoformat()} if isinstance(k, dt.datetime) else k for k in keys
-    ]
+    parts = [{"t": k.isoformat()} if isinstance(k, dt.datetime) else k for k in keys]
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 
 

@@ -12,7 +12,7 @@ from care.errors import DomainError, ErrorCode
 
 
 def _codes(name: str, *codes: ErrorCode) -> type[Enum]:
-    return strawberry.enum(Enum(name, {c.value: c.value for c in codes}))  # type: ignore[return-value]
+    return strawberry.enum(Enum(name, {c.value: c.value for c in codes}))  # type: ignore[call-overload,no-any-return]
 
 
 _COMMON = (ErrorCode.REQUIRED, ErrorCode.INVALID, ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN)
@@ -24,7 +24,11 @@ AvailabilityErrorCode = _codes(
     "AvailabilityErrorCode", *_COMMON, ErrorCode.INVALID_RANGE, ErrorCode.OVERLAP
 )
 VisitErrorCode = _codes(
-    "VisitErrorCode", *_COMMON, ErrorCode.INVALID_RANGE, ErrorCode.OVERLAP, ErrorCode.CONFLICT,
+    "VisitErrorCode",
+    *_COMMON,
+    ErrorCode.INVALID_RANGE,
+    ErrorCode.OVERLAP,
+    ErrorCode.CONFLICT,
     ErrorCode.CLOSED,
 )
 
@@ -64,9 +68,7 @@ class VisitError:
     code: VisitErrorCode  # type: ignore[valid-type]
 
 
-def to_errors(
-    error_type: type, code_enum: type[Enum], errors: list[DomainError]
-) -> list:  # type: ignore[type-arg]
+def to_errors(error_type: type, code_enum: type[Enum], errors: list[DomainError]) -> list:  # type: ignore[type-arg]
     out = []
     for e in errors:
         code = code_enum.__members__.get(e.code.value, code_enum.__members__["INVALID"])

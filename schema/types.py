@@ -16,14 +16,27 @@ from schema import loaders
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
 
-CoopKind = strawberry.enum(enums.CoopKind)
-CqcStatus = strawberry.enum(enums.CqcStatus)
-MembershipClass = strawberry.enum(enums.MembershipClass)
-Funding = strawberry.enum(enums.Funding)
-ClusterKind = strawberry.enum(enums.ClusterKind)
-ClusterStatus = strawberry.enum(enums.ClusterStatus)
-VisitStatus = strawberry.enum(enums.VisitStatus)
-Role = strawberry.enum(enums.Role)
+# Registered with Strawberry in place, so annotations use the domain enums themselves.
+for _enum in (
+    enums.CoopKind,
+    enums.CqcStatus,
+    enums.MembershipClass,
+    enums.Funding,
+    enums.ClusterKind,
+    enums.ClusterStatus,
+    enums.VisitStatus,
+    enums.Role,
+):
+    strawberry.enum(_enum)
+
+CoopKind = enums.CoopKind
+CqcStatus = enums.CqcStatus
+MembershipClass = enums.MembershipClass
+Funding = enums.Funding
+ClusterKind = enums.ClusterKind
+ClusterStatus = enums.ClusterStatus
+VisitStatus = enums.VisitStatus
+Role = enums.Role
 
 
 def _float(value: Any) -> float | None:
@@ -153,8 +166,9 @@ class ServiceUser(Member):
         starts_before: dt.datetime | None = None,
         status: list[VisitStatus] | None = None,
     ) -> Connection[Visit]:
-        return await _visits_of(info, "service_user", self.id, first, after, starts_from,
-                                starts_before, status)
+        return await _visits_of(
+            info, "service_user", self.id, first, after, starts_from, starts_before, status
+        )
 
 
 @strawberry.type(description="A personal assistant: a paid care worker.")
@@ -208,8 +222,9 @@ class PersonalAssistant(Member):
         starts_before: dt.datetime | None = None,
         status: list[VisitStatus] | None = None,
     ) -> Connection[Visit]:
-        return await _visits_of(info, "pa", self.id, first, after, starts_from, starts_before,
-                                status)
+        return await _visits_of(
+            info, "pa", self.id, first, after, starts_from, starts_before, status
+        )
 
 
 @strawberry.type(description="An unpaid family carer linked to one or more service users.")
@@ -280,7 +295,9 @@ class GeoPoint:
     longitude: float
 
 
-@strawberry.type(description="A team of PAs around a group of service users in one area or of one need.")
+@strawberry.type(
+    description="A team of PAs around a group of service users in one area or of one need."
+)
 class Cluster(relay.Node):
     id: relay.NodeID[int]
     name: str
@@ -557,7 +574,12 @@ async def _visits_of(
         ("visits_of", owner, starts_from, starts_before, statuses),
         request,
         lambda ids: queries.visits_of(
-            viewer, owner, ids, request, starts_from=starts_from, starts_before=starts_before,
+            viewer,
+            owner,
+            ids,
+            request,
+            starts_from=starts_from,
+            starts_before=starts_before,
             statuses=statuses,
         ),
     ).load(owner_id)

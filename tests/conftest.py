@@ -151,7 +151,11 @@ class Api:
         return self.tokens.issue(Role(role), member_id=member, la_code=la)
 
     async def post(
-        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         h = dict(headers or {})
@@ -162,7 +166,11 @@ class Api:
         )
 
     async def query(
-        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
         as_: tuple[Role | str, int | None] | None = None,
     ) -> dict[str, Any]:
         if as_ is not None:
@@ -173,7 +181,11 @@ class Api:
         return body
 
     async def data(
-        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
         as_: tuple[Role | str, int | None] | None = None,
     ) -> dict[str, Any]:
         body = await self.query(query, variables, token=token, as_=as_)

@@ -66,35 +66,78 @@ class Build:
 
     async def coop(self) -> Coop:
         return await self._add(
-            Coop(id=1, name="Test Care Co-op", kind="MULTI_STAKEHOLDER", cqc_status="REGISTERED",
-                 home_la_code=BARNET, society_number="RS001", cqc_provider_id="1-000000001")
+            Coop(
+                id=1,
+                name="Test Care Co-op",
+                kind="MULTI_STAKEHOLDER",
+                cqc_status="REGISTERED",
+                home_la_code=BARNET,
+                society_number="RS001",
+                cqc_provider_id="1-000000001",
+            )
         )
 
     async def worker(self, name: str = "Sam Support") -> Member:
         return await self._add(Member(name=name, membership_class="WORKER"))
 
-    async def service_user(self, name: str = "Ada User", *, needs: list[str] | None = None,
-                           cluster: Cluster | None = None, **kw: Any) -> Member:
+    async def service_user(
+        self,
+        name: str = "Ada User",
+        *,
+        needs: list[str] | None = None,
+        cluster: Cluster | None = None,
+        **kw: Any,
+    ) -> Member:
         m = await self._add(
-            Member(name=name, membership_class="SERVICE_USER", email=kw.get("email", "ada@example.org"),
-                   phone="07700 900001", postcode="N12 0AA", latitude=51.615, longitude=-0.176)
+            Member(
+                name=name,
+                membership_class="SERVICE_USER",
+                email=kw.get("email", "ada@example.org"),
+                phone="07700 900001",
+                postcode="N12 0AA",
+                latitude=51.615,
+                longitude=-0.176,
+            )
         )
-        await self._add(ServiceUserProfile(member_id=m.id, funding="DIRECT_PAYMENT",
-                                           needs=needs or ["personal-care"],
-                                           planned_weekly_hours=Decimal("10")))
+        await self._add(
+            ServiceUserProfile(
+                member_id=m.id,
+                funding="DIRECT_PAYMENT",
+                needs=needs or ["personal-care"],
+                planned_weekly_hours=Decimal("10"),
+            )
+        )
         if cluster is not None:
             await self._add(ClusterServiceUser(cluster_id=cluster.id, service_user_id=m.id))
         return m
 
-    async def pa(self, name: str = "Pat Assistant", *, cluster: Cluster | None = None,
-                 skills: list[str] | None = None) -> Member:
+    async def pa(
+        self,
+        name: str = "Pat Assistant",
+        *,
+        cluster: Cluster | None = None,
+        skills: list[str] | None = None,
+    ) -> Member:
         m = await self._add(
-            Member(name=name, membership_class="WORKER", email="pat@example.org",
-                   phone="07700 900002", postcode="N20 9AA", latitude=51.63, longitude=-0.17)
+            Member(
+                name=name,
+                membership_class="WORKER",
+                email="pat@example.org",
+                phone="07700 900002",
+                postcode="N20 9AA",
+                latitude=51.63,
+                longitude=-0.17,
+            )
         )
-        await self._add(PaProfile(member_id=m.id, dbs_checked_on=dt.date.today(),
-                                  contracted_weekly_hours=Decimal("30"), hourly_pay_pence=1345,
-                                  max_travel_km=Decimal("10")))
+        await self._add(
+            PaProfile(
+                member_id=m.id,
+                dbs_checked_on=dt.date.today(),
+                contracted_weekly_hours=Decimal("30"),
+                hourly_pay_pence=1345,
+                max_travel_km=Decimal("10"),
+            )
+        )
         for skill in skills or []:
             await self._add(PaSkill(pa_id=m.id, skill=skill))
         if cluster is not None:
@@ -102,22 +145,43 @@ class Build:
         return m
 
     async def carer(self, of: Member, name: str = "Cara Carer") -> Member:
-        m = await self._add(Member(name=name, membership_class="CARER", email="cara@example.org",
-                                   phone="07700 900003", postcode="N12 0AB"))
+        m = await self._add(
+            Member(
+                name=name,
+                membership_class="CARER",
+                email="cara@example.org",
+                phone="07700 900003",
+                postcode="N12 0AB",
+            )
+        )
         await self._add(CarerLink(carer_id=m.id, service_user_id=of.id, relationship="daughter"))
         return m
 
-    async def cluster(self, name: str = "Finchley", *, support_worker: Member | None = None,
-                      la: str = BARNET) -> Cluster:
+    async def cluster(
+        self, name: str = "Finchley", *, support_worker: Member | None = None, la: str = BARNET
+    ) -> Cluster:
         return await self._add(
-            Cluster(name=name, kind="GEOGRAPHIC", la_code=la, status="ACTIVE",
-                    centre_latitude=51.61, centre_longitude=-0.18, radius_km=Decimal("3"),
-                    postcode_districts=["N12"], need_tags=[],
-                    support_worker_id=support_worker.id if support_worker else None)
+            Cluster(
+                name=name,
+                kind="GEOGRAPHIC",
+                la_code=la,
+                status="ACTIVE",
+                centre_latitude=51.61,
+                centre_longitude=-0.18,
+                radius_km=Decimal("3"),
+                postcode_districts=["N12"],
+                need_tags=[],
+                support_worker_id=support_worker.id if support_worker else None,
+            )
         )
 
-    async def pool(self, name: str = "Pool", *, pas: list[Member] = (),  # type: ignore[assignment]
-                   clusters: list[Cluster] = ()) -> Pool:  # type: ignore[assignment]
+    async def pool(
+        self,
+        name: str = "Pool",
+        *,
+        pas: list[Member] = (),  # type: ignore[assignment]
+        clusters: list[Cluster] = (),
+    ) -> Pool:  # type: ignore[assignment]
         p = await self._add(Pool(name=name))
         for pa in pas:
             await self._add(PoolPa(pool_id=p.id, pa_id=pa.id))
@@ -128,17 +192,28 @@ class Build:
     async def regular(self, su: Member, pa: Member) -> None:
         await self._add(RegularPa(service_user_id=su.id, pa_id=pa.id))
 
-    async def visit(self, su: Member, pa: Member | None, start: dt.datetime,
-                    minutes: int = 60, status: str = "SCHEDULED",
-                    tasks: list[str] | None = None) -> Visit:
+    async def visit(
+        self,
+        su: Member,
+        pa: Member | None,
+        start: dt.datetime,
+        minutes: int = 60,
+        status: str = "SCHEDULED",
+        tasks: list[str] | None = None,
+    ) -> Visit:
         return await self._add(
-            Visit(service_user_id=su.id, pa_id=pa.id if pa else None,
-                  during=Range(start, start + dt.timedelta(minutes=minutes), bounds="[)"),
-                  status=status, tasks=tasks if tasks is not None else ["breakfast"])
+            Visit(
+                service_user_id=su.id,
+                pa_id=pa.id if pa else None,
+                during=Range(start, start + dt.timedelta(minutes=minutes), bounds="[)"),
+                status=status,
+                tasks=tasks if tasks is not None else ["breakfast"],
+            )
         )
 
     async def window(self, pa: Member, start: dt.datetime, hours: float = 4) -> AvailabilityWindow:
         return await self._add(
-            AvailabilityWindow(pa_id=pa.id, during=Range(start, start + dt.timedelta(hours=hours),
-                                                          bounds="[)"))
+            AvailabilityWindow(
+                pa_id=pa.id, during=Range(start, start + dt.timedelta(hours=hours), bounds="[)")
+            )
         )

@@ -27,13 +27,17 @@ async def _tables_and_revision(url: str) -> tuple[set[str], str | None]:
     engine = create_engine(url, pool_size=1)
     async with engine.connect() as conn:
         tables = set(
-            (await conn.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
+            (
+                await conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                )
+            ).scalars()
         )
         revision = None
         if "alembic_version" in tables:
-            revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))
-                        ).scalar()
+            revision = (
+                await conn.execute(text("SELECT version_num FROM alembic_version"))
+            ).scalar()
     await engine.dispose()
     return tables, revision
 

@@ -106,7 +106,8 @@ async def _absorb_neighbours(
         delete(AvailabilityWindow)
         .where(
             AvailabilityWindow.pa_id == pa_id,
-            AvailabilityWindow.during.op("&&")(during) | AvailabilityWindow.during.op("-|-")(during),
+            AvailabilityWindow.during.op("&&")(during)
+            | AvailabilityWindow.during.op("-|-")(during),
         )
         .returning(func.lower(AvailabilityWindow.during), func.upper(AvailabilityWindow.during))
     )

@@ -58,27 +58,30 @@ async def _validate(session: AsyncSession, viewer: Viewer, f: ClusterFields) -> 
     if f.name is not UNSET and (not isinstance(f.name, str) or not f.name.strip()):
         errors.append(DomainError(ErrorCode.REQUIRED, "A cluster needs a name.", "name"))
     if f.la_code is not UNSET:
-        found = await session.scalar(
-            select(exists().where(LocalAuthority.gss_code == f.la_code))
-        )
+        found = await session.scalar(select(exists().where(LocalAuthority.gss_code == f.la_code)))
         if not found:
             errors.append(
-                DomainError(ErrorCode.NOT_FOUND, "No local authority with that GSS code.",
-                            "localAuthority")
+                DomainError(
+                    ErrorCode.NOT_FOUND, "No local authority with that GSS code.", "localAuthority"
+                )
             )
     if isinstance(f.centre, tuple):
         lat, lon = f.centre
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            errors.append(DomainError(ErrorCode.INVALID, "Latitude or longitude out of range.",
-                                      "centre"))
+            errors.append(
+                DomainError(ErrorCode.INVALID, "Latitude or longitude out of range.", "centre")
+            )
     if isinstance(f.radius_km, float | int) and f.radius_km <= 0:
         errors.append(DomainError(ErrorCode.INVALID, "The radius must be positive.", "radiusKm"))
     if isinstance(f.postcode_districts, list):
         bad = [d for d in f.postcode_districts if not POSTCODE_DISTRICT.match(d.strip().upper())]
         if bad:
             errors.append(
-                DomainError(ErrorCode.INVALID, f"Not postcode districts: {', '.join(bad)}.",
-                            "postcodeDistricts")
+                DomainError(
+                    ErrorCode.INVALID,
+                    f"Not postcode districts: {', '.join(bad)}.",
+                    "postcodeDistricts",
+                )
             )
     if isinstance(f.support_worker_id, int):
         worker = await session.scalar(
@@ -87,8 +90,13 @@ async def _validate(session: AsyncSession, viewer: Viewer, f: ClusterFields) -> 
         if worker is None:
             errors.append(not_found("member", "supportWorkerId"))
         elif worker != MembershipClass.WORKER.value:
-            errors.append(DomainError(ErrorCode.INVALID, "The support worker must be a worker "
-                                      "member of the co-op.", "supportWorkerId"))
+            errors.append(
+                DomainError(
+                    ErrorCode.INVALID,
+                    "The support worker must be a worker member of the co-op.",
+                    "supportWorkerId",
+                )
+            )
     if errors:
         raise DomainErrors(errors)
 
@@ -104,8 +112,7 @@ def _check_shape(cluster: Cluster) -> None:
                 "centre",
             )
     if cluster.kind == ClusterKind.NEED_BASED.value and not cluster.need_tags:
-        raise DomainError(ErrorCode.REQUIRED, "A need-based cluster needs need tags.",
-                          "needTags")
+        raise DomainError(ErrorCode.REQUIRED, "A need-based cluster needs need tags.", "needTags")
 
 
 def _apply(cluster: Cluster, f: ClusterFields) -> None:
@@ -213,8 +220,9 @@ async def remove_service_user(
         )
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise DomainError(ErrorCode.NOT_FOUND, "That person is not in this cluster.",
-                          "serviceUserId")
+        raise DomainError(
+            ErrorCode.NOT_FOUND, "That person is not in this cluster.", "serviceUserId"
+        )
     return cluster_id
 
 

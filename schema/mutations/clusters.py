@@ -79,14 +79,19 @@ def _fields(
 
 
 async def _payload(info: Info, cluster_id: int | None, errors: list[DomainError]) -> ClusterPayload:
-    cluster = await load_cluster(info, cluster_id) if cluster_id is not None and not errors else None
-    return ClusterPayload(
-        cluster=cluster, errors=to_errors(ClusterError, ClusterErrorCode, errors)
+    cluster = (
+        await load_cluster(info, cluster_id) if cluster_id is not None and not errors else None
     )
+    return ClusterPayload(cluster=cluster, errors=to_errors(ClusterError, ClusterErrorCode, errors))
 
 
-def _id(global_id: relay.GlobalID, type_names: tuple[str, ...], what: str, field: str,
-        errors: list[DomainError]) -> int:
+def _id(
+    global_id: relay.GlobalID,
+    type_names: tuple[str, ...],
+    what: str,
+    field: str,
+    errors: list[DomainError],
+) -> int:
     value = decode_id(global_id, *type_names)
     if value is None:
         errors.append(not_found(what, field))

@@ -34,7 +34,7 @@ class SkillInput:
 @strawberry.input(description="A person who will receive care.")
 class RegisterServiceUserInput:
     name: str
-    funding: Funding
+    funding: Funding  # type: ignore[valid-type]
     needs: list[str]
     planned_weekly_hours: float
     email: str | None = None
@@ -79,7 +79,7 @@ class RegisterCarerInput:
 @strawberry.input(description="A supporter, or a worker who is not a PA (SUPPORTER or WORKER).")
 class RegisterMemberInput:
     name: str
-    membership_class: MembershipClass
+    membership_class: MembershipClass  # type: ignore[valid-type]
     email: str | None = None
     phone: str | None = None
     postcode: str | None = None
@@ -102,7 +102,7 @@ class UpdateMemberInput:
 
 @strawberry.input(description="Fields to change; those left out (or null) stay as they are.")
 class UpdateServiceUserInput:
-    funding: Funding | None = None
+    funding: Funding | None = None  # type: ignore[valid-type]
     needs: list[str] | None = None
     planned_weekly_hours: float | None = None
 

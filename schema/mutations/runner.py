@@ -17,22 +17,27 @@ T = TypeVar("T")
 
 # Constraint names (see care/models.py) and what they mean to a caller.
 CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
-    "visit_pa_no_overlap": (
-        ErrorCode.OVERLAP, "The PA already has a visit at that time.", "paId"
-    ),
+    "visit_pa_no_overlap": (ErrorCode.OVERLAP, "The PA already has a visit at that time.", "paId"),
     "availability_no_overlap": (
-        ErrorCode.OVERLAP, "This overlaps another availability window of the PA.", "startsAt"
+        ErrorCode.OVERLAP,
+        "This overlaps another availability window of the PA.",
+        "startsAt",
     ),
-    "ck_visit_during_bounded": (ErrorCode.INVALID_RANGE, "The end must be after the start.",
-                                "endsAt"),
+    "ck_visit_during_bounded": (
+        ErrorCode.INVALID_RANGE,
+        "The end must be after the start.",
+        "endsAt",
+    ),
     "ck_availability_window_during_bounded": (
-        ErrorCode.INVALID_RANGE, "The end must be after the start.", "endsAt"
+        ErrorCode.INVALID_RANGE,
+        "The end must be after the start.",
+        "endsAt",
     ),
 }
 
 
 def _constraint_name(exc: DBAPIError) -> str | None:
-    cause = exc.orig
+    cause: BaseException | None = exc.orig
     while cause is not None:
         name = getattr(cause, "constraint_name", None)
         if name:

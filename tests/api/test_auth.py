@@ -21,7 +21,8 @@ async def test_anonymous_sees_only_public_profile(api: Api, db) -> None:  # type
     await db.commit()
     body = await api.query("{ coop { name kind homeLocalAuthority { gssCode } } }")
     assert body["data"]["coop"] == {
-        "name": "Test Care Co-op", "kind": "MULTI_STAKEHOLDER",
+        "name": "Test Care Co-op",
+        "kind": "MULTI_STAKEHOLDER",
         "homeLocalAuthority": {"gssCode": "E09000003"},
     }
     body = await api.query(CLUSTERS)

@@ -18,10 +18,8 @@ COOPNET = str(Path(sys.executable).with_name("coopnet"))
 
 
 def run(args: list[str], settings: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": settings.database_url,
-           "DATA_DIR": str(settings.data_dir)}
-    return subprocess.run([COOPNET, *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "DATA_DIR": str(settings.data_dir)}
+    return subprocess.run([COOPNET, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def claims(token: str, app: Any) -> dict[str, Any]:
@@ -31,8 +29,9 @@ def claims(token: str, app: Any) -> dict[str, Any]:
     return decoded
 
 
-async def test_token_issue_prints_only_the_token_last(settings: Any, app: Any,
-                                                     db: AsyncSession) -> None:
+async def test_token_issue_prints_only_the_token_last(
+    settings: Any, app: Any, db: AsyncSession
+) -> None:
     b = Build(db)
     await b.las()
     pa = await b.pa()
@@ -50,15 +49,19 @@ async def test_token_issue_prints_only_the_token_last(settings: Any, app: Any,
     assert claims(analyst.stdout.strip().splitlines()[-1], app)["la"] == "E09000003"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--role", "PA"], "--member is required"),
-    (["--role", "PA", "--member", "99999"], "No member 99999"),
-    (["--role", "LA_ANALYST"], "needs --la"),
-    (["--role", "LA_ANALYST", "--la", "W06000001"], "needs --la"),
-    (["--role", "LA_ANALYST", "--la", "E09000999"], "No local authority"),
-])
-async def test_token_issue_refuses_nonsense(settings: Any, db: AsyncSession, args: list[str],
-                                            message: str) -> None:
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--role", "PA"], "--member is required"),
+        (["--role", "PA", "--member", "99999"], "No member 99999"),
+        (["--role", "LA_ANALYST"], "needs --la"),
+        (["--role", "LA_ANALYST", "--la", "W06000001"], "needs --la"),
+        (["--role", "LA_ANALYST", "--la", "E09000999"], "No local authority"),
+    ],
+)
+async def test_token_issue_refuses_nonsense(
+    settings: Any, db: AsyncSession, args: list[str], message: str
+) -> None:
     await Build(db).las()
     await db.commit()
     out = run(["token", "issue", *args], settings)

@@ -58,8 +58,18 @@ async def world(db: AsyncSession) -> World:
     await b.visit(su, pa_far_visit, at(days=20), tasks=["shopping"])
     await b.visit(other_su, pa_stranger, at(days=1), tasks=["lunch"])
     await db.commit()
-    return World(su, other_su, carer, coordinator, other_coordinator, pa_with_visit,
-                 pa_far_visit, pa_on_team, pa_stranger, visit)
+    return World(
+        su,
+        other_su,
+        carer,
+        coordinator,
+        other_coordinator,
+        pa_with_visit,
+        pa_far_visit,
+        pa_on_team,
+        pa_stranger,
+        visit,
+    )
 
 
 async def person(api: Api, w: World, token: str | None) -> dict[str, Any] | None:
@@ -69,8 +79,15 @@ async def person(api: Api, w: World, token: str | None) -> dict[str, Any] | None
     return node
 
 
-PERSONAL_FIELDS = ("email", "phone", "postcode", "latitude", "longitude", "funding",
-                   "plannedWeeklyHours")
+PERSONAL_FIELDS = (
+    "email",
+    "phone",
+    "postcode",
+    "latitude",
+    "longitude",
+    "funding",
+    "plannedWeeklyHours",
+)
 
 
 def assert_full(node: dict[str, Any] | None) -> None:
@@ -102,9 +119,7 @@ async def test_people_allowed_read_personal_data(api: Api, world: World, who: st
     assert_full(await person(api, world, token))
 
 
-async def test_pa_on_team_without_a_visit_sees_name_and_needs_only(
-    api: Api, world: World
-) -> None:
+async def test_pa_on_team_without_a_visit_sees_name_and_needs_only(api: Api, world: World) -> None:
     assert_name_only(await person(api, world, api.token(Role.PA, world.pa_on_team.id)))
 
 
@@ -114,8 +129,9 @@ async def test_pa_whose_visit_is_beyond_14_days_sees_name_and_needs_only(
     assert_name_only(await person(api, world, api.token(Role.PA, world.pa_far_visit.id)))
 
 
-@pytest.mark.parametrize("who", ["pa_stranger", "other_su", "other_coordinator", "analyst",
-                                 "anonymous"])
+@pytest.mark.parametrize(
+    "who", ["pa_stranger", "other_su", "other_coordinator", "analyst", "anonymous"]
+)
 async def test_strangers_cannot_see_the_person_at_all(api: Api, world: World, who: str) -> None:
     token = {
         "pa_stranger": api.token(Role.PA, world.pa_stranger.id),
@@ -172,8 +188,9 @@ async def test_visit_tasks_hidden_from_a_pa_beyond_the_window(api: Api, world: W
     assert node["serviceUser"]["name"] == "Ada User"
 
 
-@pytest.mark.parametrize("who,count", [("self", 2), ("carer", 2), ("coordinator", 2),
-                                        ("other_su", 1), ("analyst", None)])
+@pytest.mark.parametrize(
+    "who,count", [("self", 2), ("carer", 2), ("coordinator", 2), ("other_su", 1), ("analyst", None)]
+)
 async def test_visit_lists_per_role(api: Api, world: World, who: str, count: int | None) -> None:
     token = {
         "self": api.token(Role.SERVICE_USER, world.su.id),
@@ -217,6 +234,8 @@ async def test_availability_is_private_to_the_pa_and_managers(
     su = await api.data(query, token=api.token(Role.SERVICE_USER, world.su.id))
     coordinator = await api.data(query, token=api.token(Role.COORDINATOR, world.coordinator.id))
     assert (own, other, su, coordinator) == (
-        {"availability": {"totalCount": 1}}, {"availability": {"totalCount": 0}},
-        {"availability": {"totalCount": 0}}, {"availability": {"totalCount": 1}},
+        {"availability": {"totalCount": 1}},
+        {"availability": {"totalCount": 0}},
+        {"availability": {"totalCount": 0}},
+        {"availability": {"totalCount": 1}},
     )

@@ -51,7 +51,9 @@ async def test_nested_query_statement_count_is_constant(
     edges = data["clusters"]["edges"]
     assert len(edges) == 50
     visits = [
-        v for c in edges for s in c["node"]["serviceUsers"]["edges"]
+        v
+        for c in edges
+        for s in c["node"]["serviceUsers"]["edges"]
         for v in s["node"]["visits"]["edges"]
     ]
     assert len(visits) == 200

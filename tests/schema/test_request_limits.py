@@ -84,7 +84,8 @@ async def test_introspection_stays_on(api: Api) -> None:
 
 
 async def test_no_stack_trace_on_malformed_request(api: Api) -> None:
-    r = await api.client.post("/graphql", content=b"{not json", headers={
-        "Content-Type": "application/json"})
+    r = await api.client.post(
+        "/graphql", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400
     assert "Traceback" not in r.text

@@ -1,0 +1,243 @@
+"""Pool mutations through the API: who may act, validation, idempotent membership."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.enums import Role
+from care.models import Pool, PoolCluster, PoolPa
+from tests.conftest import Api
+from tests.factories import BARNET, Build, gid
+
+POOL_FIELDS = "pool { id name sharedWithPartners } errors { field message code }"
+
+CREATE = f"""mutation($input: CreatePoolInput!) {{ createPool(input: $input) {{ {POOL_FIELDS} }} }}"""
+UPDATE = f"""mutation($id: ID!, $input: UpdatePoolInput!) {{
+  updatePool(id: $id, input: $input) {{ {POOL_FIELDS} }} }}"""
+
+
+def _membership(name: str, arg: str) -> str:
+    return f"""mutation($pool: ID!, $other: ID!) {{
+      {name}(poolId: $pool, {arg}: $other) {{
+        pool {{ id name clusters {{ name }} personalAssistants {{ nodes {{ name }} }} }}
+        errors {{ field message code }} }} }}"""
+
+
+ADD_PA = _membership("addPersonalAssistantToPool", "paId")
+REMOVE_PA = _membership("removePersonalAssistantFromPool", "paId")
+ADD_CLUSTER = _membership("addClusterToPool", "clusterId")
+REMOVE_CLUSTER = _membership("removeClusterFromPool", "clusterId")
+
+ADMIN = (Role.ADMIN, None)
+
+
+async def _count(db: AsyncSession, model: type) -> int:
+    await db.rollback()  # see the API's committed writes, not an old snapshot
+    return int(await db.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def _pool_rows(db: AsyncSession) -> list[tuple[str, bool]]:
+    await db.rollback()
+    rows = await db.execute(select(Pool.name, Pool.shared_with_partners).order_by(Pool.id))
+    return [(r.name, r.shared_with_partners) for r in rows]
+
+
+def _errors(data: dict[str, Any], field: str) -> list[tuple[str | None, str]]:
+    return [(e["field"], e["code"]) for e in data[field]["errors"]]
+
+
+async def _setup(db: AsyncSession) -> dict[str, Any]:
+    b = Build(db)
+    await b.las()
+    await b.coop()
+    coordinator = await b.worker("Cora Coordinator")
+    cluster = await b.cluster(support_worker=coordinator)
+    closed = await b.cluster("Old Barnet")
+    closed.status = "CLOSED"
+    pa = await b.pa()
+    other_pa = await b.pa("Pip Other")
+    su = await b.service_user(cluster=cluster)
+    pool = await b.pool("North")
+    await db.commit()
+    return dict(coordinator=coordinator.id, cluster=cluster.id, closed=closed.id, pa=pa.id,
+                other_pa=other_pa.id, su=su.id, pool=pool.id)
+
+
+# --- create and update ---------------------------------------------------------------
+
+
+async def test_admin_creates_pool(api: Api, db: AsyncSession) -> None:
+    data = await api.data(CREATE, {"input": {"name": "  South  ", "sharedWithPartners": True}},
+                          as_=ADMIN)
+    payload = data["createPool"]
+    assert payload["errors"] == []
+    assert payload["pool"]["name"] == "South"
+    assert payload["pool"]["sharedWithPartners"] is True
+    assert await _pool_rows(db) == [("South", True)]
+    # The returned id is the pool's global id.
+    back = await api.data("query($id: ID!) { node(id: $id) { ... on Pool { name } } }",
+                          {"id": payload["pool"]["id"]}, as_=ADMIN)
+    assert back["node"] == {"name": "South"}
+
+
+async def test_coordinator_creates_pool_not_shared_by_default(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    data = await api.data(CREATE, {"input": {"name": "South"}},
+                          as_=(Role.COORDINATOR, ids["coordinator"]))
+    assert data["createPool"]["pool"]["sharedWithPartners"] is False
+    assert ("South", False) in await _pool_rows(db)
+
+
+async def test_other_roles_are_forbidden(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    callers = [(Role.PA, ids["pa"]), (Role.SERVICE_USER, ids["su"])]
+    for caller in callers:
+        data = await api.data(CREATE, {"input": {"name": "Sneaky"}}, as_=caller)
+        assert _errors(data, "createPool") == [(None, "FORBIDDEN")]
+        assert data["createPool"]["pool"] is None
+        data = await api.data(ADD_PA, {"pool": gid("Pool", ids["pool"]),
+                                       "other": gid("PersonalAssistant", ids["pa"])}, as_=caller)
+        assert _errors(data, "addPersonalAssistantToPool") == [(None, "FORBIDDEN")]
+    analyst = api.token(Role.LA_ANALYST, la=BARNET)
+    data = await api.data(CREATE, {"input": {"name": "Sneaky"}}, token=analyst)
+    assert _errors(data, "createPool") == [(None, "FORBIDDEN")]
+    assert await _pool_rows(db) == [("North", False)]
+    assert await _count(db, PoolPa) == 0
+
+
+async def test_anonymous_is_unauthenticated(api: Api, db: AsyncSession) -> None:
+    body = await api.query(CREATE, {"input": {"name": "South"}})
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    body = await api.query(ADD_CLUSTER, {"pool": gid("Pool", 1), "other": gid("Cluster", 1)})
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert await _count(db, Pool) == 0
+
+
+async def test_duplicate_and_blank_names(api: Api, db: AsyncSession) -> None:
+    await _setup(db)
+    data = await api.data(CREATE, {"input": {"name": "North"}}, as_=ADMIN)
+    assert _errors(data, "createPool") == [("name", "ALREADY_EXISTS")]
+    assert "already exists" in data["createPool"]["errors"][0]["message"]
+    data = await api.data(CREATE, {"input": {"name": "   "}}, as_=ADMIN)
+    assert _errors(data, "createPool") == [("name", "REQUIRED")]
+    assert await _pool_rows(db) == [("North", False)]
+
+
+async def test_update_pool(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    pool = gid("Pool", ids["pool"])
+    data = await api.data(UPDATE, {"id": pool, "input": {"sharedWithPartners": True}},
+                          as_=(Role.COORDINATOR, ids["coordinator"]))
+    assert data["updatePool"]["pool"] == {"id": pool, "name": "North",
+                                          "sharedWithPartners": True}
+    data = await api.data(UPDATE, {"id": pool, "input": {"name": "North East"}}, as_=ADMIN)
+    assert data["updatePool"]["pool"]["name"] == "North East"
+    # Keeping its own name is not a clash.
+    data = await api.data(UPDATE, {"id": pool, "input": {"name": "North East"}}, as_=ADMIN)
+    assert data["updatePool"]["errors"] == []
+    assert await _pool_rows(db) == [("North East", True)]
+
+
+async def test_update_errors_change_nothing(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    await api.data(CREATE, {"input": {"name": "South"}}, as_=ADMIN)
+    pool = gid("Pool", ids["pool"])
+    cases = [
+        (pool, {"name": "South", "sharedWithPartners": True}, ("name", "ALREADY_EXISTS")),
+        (pool, {"name": "", "sharedWithPartners": True}, ("name", "REQUIRED")),
+        (gid("Pool", 999), {"name": "West"}, ("id", "NOT_FOUND")),
+        (gid("Cluster", ids["cluster"]), {"name": "West"}, ("id", "NOT_FOUND")),
+    ]
+    for target, fields, expected in cases:
+        data = await api.data(UPDATE, {"id": target, "input": fields}, as_=ADMIN)
+        assert _errors(data, "updatePool") == [expected], fields
+        assert data["updatePool"]["pool"] is None
+    data = await api.data(UPDATE, {"id": pool, "input": {"name": "West"}},
+                          as_=(Role.PA, ids["pa"]))
+    assert _errors(data, "updatePool") == [(None, "FORBIDDEN")]
+    assert await _pool_rows(db) == [("North", False), ("South", False)]
+
+
+# --- personal assistants -------------------------------------------------------------
+
+
+async def test_add_and_remove_personal_assistant(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    args = {"pool": gid("Pool", ids["pool"]), "other": gid("PersonalAssistant", ids["pa"])}
+    for _ in range(2):  # adding twice is harmless
+        data = await api.data(ADD_PA, args, as_=(Role.COORDINATOR, ids["coordinator"]))
+        payload = data["addPersonalAssistantToPool"]
+        assert payload["errors"] == []
+        assert payload["pool"]["personalAssistants"]["nodes"] == [{"name": "Pat Assistant"}]
+    assert await _count(db, PoolPa) == 1
+    pools = await api.data("query($id: ID!) { node(id: $id) { ... on PersonalAssistant "
+                           "{ pools { name } } } }", {"id": args["other"]}, as_=ADMIN)
+    assert pools["node"]["pools"] == [{"name": "North"}]
+
+    data = await api.data(REMOVE_PA, args, as_=ADMIN)
+    assert data["removePersonalAssistantFromPool"]["errors"] == []
+    assert data["removePersonalAssistantFromPool"]["pool"]["personalAssistants"]["nodes"] == []
+    assert await _count(db, PoolPa) == 0
+    data = await api.data(REMOVE_PA, args, as_=ADMIN)
+    assert _errors(data, "removePersonalAssistantFromPool") == [("paId", "NOT_FOUND")]
+
+
+async def test_personal_assistant_not_found(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    pool = gid("Pool", ids["pool"])
+    for other in (gid("PersonalAssistant", 999), gid("PersonalAssistant", ids["su"]),
+                  gid("ServiceUser", ids["pa"])):
+        data = await api.data(ADD_PA, {"pool": pool, "other": other}, as_=ADMIN)
+        assert _errors(data, "addPersonalAssistantToPool") == [("paId", "NOT_FOUND")]
+    data = await api.data(ADD_PA, {"pool": gid("Pool", 999), "other": gid("PersonalAssistant",
+                                                                           999)}, as_=ADMIN)
+    assert sorted(_errors(data, "addPersonalAssistantToPool")) == [
+        ("paId", "NOT_FOUND"), ("poolId", "NOT_FOUND")
+    ]
+    data = await api.data(REMOVE_PA, {"pool": gid("Pool", 999),
+                                      "other": gid("PersonalAssistant", ids["pa"])}, as_=ADMIN)
+    assert _errors(data, "removePersonalAssistantFromPool") == [("poolId", "NOT_FOUND")]
+    assert await _count(db, PoolPa) == 0
+
+
+# --- clusters ------------------------------------------------------------------------
+
+
+async def test_add_and_remove_cluster(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    args = {"pool": gid("Pool", ids["pool"]), "other": gid("Cluster", ids["cluster"])}
+    for _ in range(2):
+        data = await api.data(ADD_CLUSTER, args, as_=ADMIN)
+        assert data["addClusterToPool"]["errors"] == []
+        assert data["addClusterToPool"]["pool"]["clusters"] == [{"name": "Finchley"}]
+    assert await _count(db, PoolCluster) == 1
+    back = await api.data("query($id: ID!) { cluster(id: $id) { pools { name } } }",
+                          {"id": args["other"]}, as_=(Role.COORDINATOR, ids["coordinator"]))
+    assert back["cluster"]["pools"] == [{"name": "North"}]
+
+    data = await api.data(REMOVE_CLUSTER, args, as_=(Role.COORDINATOR, ids["coordinator"]))
+    assert data["removeClusterFromPool"]["errors"] == []
+    assert data["removeClusterFromPool"]["pool"]["clusters"] == []
+    data = await api.data(REMOVE_CLUSTER, args, as_=ADMIN)
+    assert _errors(data, "removeClusterFromPool") == [("clusterId", "NOT_FOUND")]
+    assert await _count(db, PoolCluster) == 0
+
+
+async def test_closed_or_unknown_cluster_cannot_join(api: Api, db: AsyncSession) -> None:
+    ids = await _setup(db)
+    pool = gid("Pool", ids["pool"])
+    data = await api.data(ADD_CLUSTER, {"pool": pool, "other": gid("Cluster", ids["closed"])},
+                          as_=ADMIN)
+    assert _errors(data, "addClusterToPool") == [("clusterId", "INVALID")]
+    assert "closed" in data["addClusterToPool"]["errors"][0]["message"]
+    for other in (gid("Cluster", 999), gid("Pool", ids["pool"])):
+        data = await api.data(ADD_CLUSTER, {"pool": pool, "other": other}, as_=ADMIN)
+        assert _errors(data, "addClusterToPool") == [("clusterId", "NOT_FOUND")]
+    data = await api.data(ADD_CLUSTER, {"pool": gid("Pool", 999),
+                                        "other": gid("Cluster", ids["cluster"])}, as_=ADMIN)
+    assert _errors(data, "addClusterToPool") == [("poolId", "NOT_FOUND")]
+    assert await _count(db, PoolCluster) == 0
