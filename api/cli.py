@@ -101,6 +101,21 @@ async def _check_token_subject(
         await engine.dispose()
 
 
+async def _extend_availability(url: str) -> int:
+    """Top up windows expanded from weekly patterns to the horizon (idempotent)."""
+    from api.db import create_engine, session_factory
+    from care.services.availability import extend_weekly_availability
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            created = await extend_weekly_availability(session)
+            await session.commit()
+            return created
+    finally:
+        await engine.dispose()
+
+
 def _token_service(settings: Settings):  # type: ignore[no-untyped-def]
     from api.auth import TokenService, load_or_create_keys
 
@@ -133,8 +148,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.port
     with database(settings) as url:
         _upgrade(url)
+        loaded = asyncio.run(_load_demo(url)) if args.dev else False
+        asyncio.run(_extend_availability(url))
         if args.dev:
-            loaded = asyncio.run(_load_demo(url))
             token = _token_service(settings).issue(Role.ADMIN)
             print(
                 f"\nDemo co-op {'loaded' if loaded else 'already present'}. "

@@ -94,7 +94,7 @@ def _range(starts_at: dt.datetime, ends_at: dt.datetime) -> Range[dt.datetime]:
 
 async def _overlap_exists(session: AsyncSession, pa_id: int, during: Range[dt.datetime]) -> bool:
     return bool(await session.scalar(select(exists().where(
-        AvailabilityWindow.pa_id == pa_id, AvailabilityWindow.during.op("&&")(during)
+        AvailabilityWindow.pa_id == pa_id, AvailabilityWindow.during.overlaps(during)
     ))))
 
 
@@ -106,8 +106,8 @@ async def _absorb_neighbours(
         delete(AvailabilityWindow)
         .where(
             AvailabilityWindow.pa_id == pa_id,
-            AvailabilityWindow.during.op("&&")(during)
-            | AvailabilityWindow.during.op("-|-")(during),
+            AvailabilityWindow.during.overlaps(during)
+            | AvailabilityWindow.during.adjacent_to(during),
         )
         .returning(func.lower(AvailabilityWindow.during), func.upper(AvailabilityWindow.during))
     )

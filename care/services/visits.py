@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Integer, column, exists, func, or_, select, values
 from sqlalchemy.dialects.postgresql import TSTZRANGE, Range
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from care import policy
 from care.enums import ACTIVE_VISIT_STATUSES, Role, VisitStatus
@@ -139,6 +140,13 @@ def clean_tasks(tasks: Sequence[str]) -> list[str]:
 def _raise_any(errors: list[DomainError]) -> None:
     if errors:
         raise DomainErrors(errors)
+
+
+def visit_times(visit: Visit) -> TimeRange:
+    """A stored visit's start and end (the `during_bounded` check makes both present)."""
+    lower, upper = visit.during.lower, visit.during.upper
+    assert lower is not None and upper is not None
+    return lower, upper
 
 
 def _during(starts_at: dt.datetime, ends_at: dt.datetime) -> Range[dt.datetime]:
@@ -268,7 +276,7 @@ async def _pa_name(session: AsyncSession, pa_id: int) -> str:
 
 async def _clashes(
     session: AsyncSession,
-    owner: ColumnElement[int | None],
+    owner: InstrumentedAttribute[int] | InstrumentedAttribute[int | None],
     owner_id: int,
     ranges: Sequence[TimeRange],
     statuses: Sequence[str],
@@ -501,7 +509,7 @@ async def assign_visit_pa(
         raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be given "
                           "a PA.", "id")
     name = await _pa_for(session, visit.service_user_id, pa_id)
-    when = (visit.during.lower, visit.during.upper)
+    when = visit_times(visit)
     hits = await _clashes(session, Visit.pa_id, pa_id, [when], PA_BUSY, exclude_id=visit.id)
     _raise_any([
         DomainError(ErrorCode.OVERLAP, f"{name} already has a visit on {describe(s, e)} "
@@ -529,7 +537,7 @@ async def confirm_visit(
     if visit.status != VisitStatus.SCHEDULED.value:
         raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be "
                           "confirmed.", "id")
-    if visit.during.lower > viewer.now:
+    if visit_times(visit)[0] > viewer.now:
         raise DomainError(ErrorCode.INVALID, "A visit can be confirmed once it has started.",
                           "id")
     visit.status = (VisitStatus.COMPLETED if took_place else VisitStatus.MISSED).value
@@ -550,7 +558,8 @@ async def check_in_visit(session: AsyncSession, viewer: Viewer, visit_id: int) -
     if visit.status not in PA_BUSY:
         raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be "
                           "checked in to.", "id")
-    if not (visit.during.lower - CHECK_IN_OPENS <= viewer.now <= visit.during.upper):
+    starts_at, ends_at = visit_times(visit)
+    if not (starts_at - CHECK_IN_OPENS <= viewer.now <= ends_at):
         raise DomainError(ErrorCode.INVALID, "Check-in opens an hour before the visit and "
                           "closes at its end.", "id")
     visit.checked_in_at = viewer.now

@@ -23,6 +23,7 @@ CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
         "This overlaps another availability window of the PA.",
         "startsAt",
     ),
+    "uq_pool_name": (ErrorCode.ALREADY_EXISTS, "A pool with that name already exists.", "name"),
     "ck_visit_during_bounded": (
         ErrorCode.INVALID_RANGE,
         "The end must be after the start.",

@@ -3,18 +3,20 @@ validation (nothing written on error) and who may do what."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
 from care.models import (
     CarerLink,
+    Cluster,
     ClusterPa,
     ClusterServiceUser,
     Member,
@@ -182,8 +184,6 @@ async def node(api: Api, query: str, type_name: str, pk: int) -> dict[str, Any]:
 
 
 def pk_of(data: dict[str, Any]) -> int:
-    import base64
-
     raw = base64.b64decode(result(data)["member"]["id"]).decode()
     return int(raw.split(":")[1])
 
@@ -222,7 +222,7 @@ async def test_admin_registers_a_service_user_without_a_cluster(
     pk = pk_of(data)
     member = await db.get(Member, pk)
     assert member is not None and member.membership_class == "SERVICE_USER"
-    assert member.joined_on == dt.date.today()
+    assert member.joined_on == await db.scalar(select(func.current_date()))
     links = await db.scalars(
         select(ClusterServiceUser).where(ClusterServiceUser.service_user_id == pk)
     )
@@ -714,9 +714,8 @@ async def carer_links(db: AsyncSession) -> set[tuple[int, int, str | None]]:
 
 
 async def test_link_and_unlink_a_carer(api: Api, db: AsyncSession, world: World) -> None:
-    b = Build(db)
-    second = await b.service_user("Cy Second", cluster=await db.get_one(
-        type(await b.cluster("spare")), world.cluster_id))
+    cluster = await db.get_one(Cluster, world.cluster_id)
+    second = await Build(db).service_user("Cy Second", cluster=cluster)
     await db.commit()
     token = as_coordinator(api, world)
     carer, su = gid("Carer", world.carer.id), gid("ServiceUser", second.id)

@@ -14,7 +14,8 @@ from tests.factories import BARNET, Build, gid
 
 POOL_FIELDS = "pool { id name sharedWithPartners } errors { field message code }"
 
-CREATE = f"""mutation($input: CreatePoolInput!) {{ createPool(input: $input) {{ {POOL_FIELDS} }} }}"""
+CREATE = f"""mutation($input: CreatePoolInput!) {{
+  createPool(input: $input) {{ {POOL_FIELDS} }} }}"""
 UPDATE = f"""mutation($id: ID!, $input: UpdatePoolInput!) {{
   updatePool(id: $id, input: $input) {{ {POOL_FIELDS} }} }}"""
 
