@@ -41,6 +41,7 @@ from care.models import (
     ClusterPa,
     ClusterServiceUser,
     Member,
+    PaProfile,
     Visit,
 )
 from care.viewer import Viewer
@@ -194,7 +195,7 @@ def member_personal_visible(
         mine = service_users_of_clusters(supported_cluster_ids(viewer))
         return or_(
             me,
-            m.membership_class == MembershipClass.WORKER.value,  # type: ignore[attr-defined]
+            mid.in_(_set(PaProfile.member_id)),  # the PAs they deploy, not fellow staff
             mid.in_(mine),
             mid.in_(carers_of(mine)),
         )

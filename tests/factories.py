@@ -78,7 +78,9 @@ class Build:
         )
 
     async def worker(self, name: str = "Sam Support") -> Member:
-        return await self._add(Member(name=name, membership_class="WORKER"))
+        return await self._add(
+            Member(name=name, membership_class="WORKER", email="staff@example.org")
+        )
 
     async def service_user(
         self,
