@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.graphql import OperationType
 
 from schema.context import Context
+from schema.error_codes import CoopSchema
 from schema.mutations import Mutation
 from schema.query import Query
 from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
@@ -59,7 +60,7 @@ def create_schema(
 ) -> strawberry.Schema:
     from schema.limits import QueryCostLimiter
 
-    return strawberry.Schema(
+    return CoopSchema(
         query=Query,
         mutation=Mutation,
         types=[ServiceUser, PersonalAssistant, Carer, CoopMember],

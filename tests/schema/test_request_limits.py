@@ -89,3 +89,19 @@ async def test_no_stack_trace_on_malformed_request(api: Api) -> None:
     )
     assert r.status_code == 400
     assert "Traceback" not in r.text
+
+
+async def test_limit_errors_carry_codes(api: Api) -> None:
+    deep = "id"
+    for _ in range(8):
+        deep = f"clusters {{ edges {{ node {{ pools {{ clusters {{ {deep} }} }} }} }} }}"
+    cases = {
+        "{ " + deep + " }": "QUERY_TOO_DEEP",
+        "{ " + " ".join(f"a{i}: coop {{ name }}" for i in range(40)) + " }": "TOO_MANY_ALIASES",
+        "{ coop { " + " ".join(["name"] * 3000) + " } }": "TOO_MANY_TOKENS",
+        "{ coop { name }": "GRAPHQL_PARSE_FAILED",
+        "{ nothing }": "GRAPHQL_VALIDATION_FAILED",
+    }
+    for query, code in cases.items():
+        body = await api.query(query, token=admin(api))
+        assert body["errors"][0]["extensions"]["code"] == code, (code, body["errors"])
