@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import warnings
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)

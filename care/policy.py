@@ -178,9 +178,7 @@ def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
     return _set(v.service_user_id).where(v.pa_id == viewer.member_id)
 
 
-def member_personal_visible(
-    viewer: Viewer, member: Any = Member
-) -> ColumnElement[bool]:
+def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
     """May the viewer read this member's personal data (contact, postcode, location,
     funding)? Always combined with `member_visible`."""
     m = member

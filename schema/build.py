@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import strawberry
 from strawberry.extensions import (
@@ -49,15 +52,24 @@ class StatementCount(SchemaExtension):
         return {}
 
 
-def create_schema(
-    *,
-    max_depth: int = 12,
-    max_aliases: int = 15,
-    max_tokens: int = 2000,
-    max_cost: int = 5000,
-    default_page_size: int = 20,
-    debug: bool = False,
-) -> strawberry.Schema:
+@dataclass(frozen=True)
+class SchemaOptions:
+    max_depth: int = 12
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_cost: int = 5000
+    default_page_size: int = 20
+    debug: bool = False
+
+
+def create_schema(**options: Any) -> strawberry.Schema:
+    """The schema with its limits. Built once per set of options and process: Strawberry's
+    relay `node` field cannot be converted into a second schema."""
+    return _build(SchemaOptions(**options))
+
+
+@cache
+def _build(o: SchemaOptions) -> strawberry.Schema:
     from schema.limits import QueryCostLimiter
 
     return CoopSchema(
@@ -65,14 +77,14 @@ def create_schema(
         mutation=Mutation,
         types=[ServiceUser, PersonalAssistant, Carer, CoopMember],
         extensions=[
-            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: MaxTokensLimiter(max_token_count=o.max_tokens),
             lambda: ParserCache(maxsize=256),  # the caches are module-level: they span requests
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            lambda: QueryDepthLimiter(max_depth=o.max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=o.max_aliases),
             lambda: ValidationCache(maxsize=256),
-            lambda: QueryCostLimiter(max_cost=max_cost, default_page_size=default_page_size),
+            lambda: QueryCostLimiter(max_cost=o.max_cost, default_page_size=o.default_page_size),
             UnitOfWork,
             StatementCount,
         ],
-        config=StrawberryConfig(disable_field_suggestions=not debug),
+        config=StrawberryConfig(disable_field_suggestions=not o.debug),
     )

@@ -69,22 +69,25 @@ async def require_pa_access(session: AsyncSession, viewer: Viewer, pa_id: int) -
 # --- one-off windows -----------------------------------------------------------------
 
 
-def _window_errors(starts_at: dt.datetime, ends_at: dt.datetime, now: dt.datetime
-                   ) -> list[DomainError]:
+def _window_errors(
+    starts_at: dt.datetime, ends_at: dt.datetime, now: dt.datetime
+) -> list[DomainError]:
     naive = [f for f, v in (("startsAt", starts_at), ("endsAt", ends_at)) if v.tzinfo is None]
     if naive:
-        return [DomainError(ErrorCode.INVALID, "Give the time with its UTC offset.", f)
-                for f in naive]
+        return [
+            DomainError(ErrorCode.INVALID, "Give the time with its UTC offset.", f) for f in naive
+        ]
     if ends_at <= starts_at:
-        return [DomainError(ErrorCode.INVALID_RANGE, "The end must be after the start.",
-                            "endsAt")]
+        return [DomainError(ErrorCode.INVALID_RANGE, "The end must be after the start.", "endsAt")]
     errors = []
     if ends_at - starts_at > MAX_WINDOW:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE,
-                                  "A window may last at most 24 hours.", "endsAt"))
+        errors.append(
+            DomainError(ErrorCode.INVALID_RANGE, "A window may last at most 24 hours.", "endsAt")
+        )
     if ends_at <= now:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE, "The window is in the past.",
-                                  "startsAt"))
+        errors.append(
+            DomainError(ErrorCode.INVALID_RANGE, "The window is in the past.", "startsAt")
+        )
     return errors
 
 
@@ -93,9 +96,15 @@ def _range(starts_at: dt.datetime, ends_at: dt.datetime) -> Range[dt.datetime]:
 
 
 async def _overlap_exists(session: AsyncSession, pa_id: int, during: Range[dt.datetime]) -> bool:
-    return bool(await session.scalar(select(exists().where(
-        AvailabilityWindow.pa_id == pa_id, AvailabilityWindow.during.overlaps(during)
-    ))))
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    AvailabilityWindow.pa_id == pa_id, AvailabilityWindow.during.overlaps(during)
+                )
+            )
+        )
+    )
 
 
 async def _absorb_neighbours(
@@ -136,8 +145,9 @@ async def add_window(
     if merge:
         during = await _absorb_neighbours(session, pa_id, during)
     elif await _overlap_exists(session, pa_id, during):
-        raise DomainError(ErrorCode.OVERLAP,
-                          "This overlaps another availability window of the PA.", "startsAt")
+        raise DomainError(
+            ErrorCode.OVERLAP, "This overlaps another availability window of the PA.", "startsAt"
+        )
     window = AvailabilityWindow(pa_id=pa_id, during=during)
     session.add(window)
     await session.flush()  # the exclusion constraint is the last guard against a race
@@ -167,18 +177,31 @@ def _slot_errors(slots: list[Slot]) -> list[DomainError]:
     errors: list[DomainError] = []
     for i, s in enumerate(slots):
         if not 1 <= s.weekday <= 7:
-            errors.append(DomainError(ErrorCode.INVALID, "The weekday must be 1 (Monday) "
-                                      "to 7 (Sunday).", f"slots[{i}].weekday"))
+            errors.append(
+                DomainError(
+                    ErrorCode.INVALID,
+                    "The weekday must be 1 (Monday) to 7 (Sunday).",
+                    f"slots[{i}].weekday",
+                )
+            )
         if s.start_time.tzinfo is not None or s.end_time.tzinfo is not None:
-            errors.append(DomainError(ErrorCode.INVALID, "Give local wall-clock times "
-                                      "without an offset.", f"slots[{i}]"))
+            errors.append(
+                DomainError(
+                    ErrorCode.INVALID,
+                    "Give local wall-clock times without an offset.",
+                    f"slots[{i}]",
+                )
+            )
         elif s.end_time <= s.start_time:
-            errors.append(DomainError(ErrorCode.INVALID_RANGE, "The end must be after the "
-                                      "start (slots cannot run past midnight).",
-                                      f"slots[{i}].endTime"))
+            errors.append(
+                DomainError(
+                    ErrorCode.INVALID_RANGE,
+                    "The end must be after the start (slots cannot run past midnight).",
+                    f"slots[{i}].endTime",
+                )
+            )
     if not errors and _slots_overlap(slots):
-        errors.append(DomainError(ErrorCode.OVERLAP, "Two slots overlap on the same day.",
-                                  "slots"))
+        errors.append(DomainError(ErrorCode.OVERLAP, "Two slots overlap on the same day.", "slots"))
     return errors
 
 
@@ -192,28 +215,43 @@ def _slots_overlap(slots: list[Slot]) -> bool:
 
 def _date_errors(valid_from: dt.date, valid_until: dt.date | None) -> list[DomainError]:
     if valid_until is not None and valid_until < valid_from:
-        return [DomainError(ErrorCode.INVALID_RANGE, "validUntil must not be before "
-                            "validFrom.", "validUntil")]
+        return [
+            DomainError(
+                ErrorCode.INVALID_RANGE, "validUntil must not be before validFrom.", "validUntil"
+            )
+        ]
     return []
 
 
 async def _replace_patterns(
-    session: AsyncSession, pa_id: int, slots: list[Slot], valid_from: dt.date,
-    valid_until: dt.date | None, now: dt.datetime,
+    session: AsyncSession,
+    pa_id: int,
+    slots: list[Slot],
+    valid_from: dt.date,
+    valid_until: dt.date | None,
+    now: dt.datetime,
 ) -> list[Slot]:
     """Drop the PA's patterns and store the new ones. Windows that have started are kept
     (detached from the pattern); later ones go with the pattern (FK cascade)."""
     old = select(WeeklyAvailability.id).where(WeeklyAvailability.pa_id == pa_id)
     await session.execute(
         update(AvailabilityWindow)
-        .where(AvailabilityWindow.weekly_availability_id.in_(old),
-               func.lower(AvailabilityWindow.during) < now)
+        .where(
+            AvailabilityWindow.weekly_availability_id.in_(old),
+            func.lower(AvailabilityWindow.during) < now,
+        )
         .values(weekly_availability_id=None)
     )
     await session.execute(delete(WeeklyAvailability).where(WeeklyAvailability.pa_id == pa_id))
     rows = [
-        WeeklyAvailability(pa_id=pa_id, weekday=s.weekday, start_time=s.start_time,
-                           end_time=s.end_time, valid_from=valid_from, valid_until=valid_until)
+        WeeklyAvailability(
+            pa_id=pa_id,
+            weekday=s.weekday,
+            start_time=s.start_time,
+            end_time=s.end_time,
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
         for s in slots
     ]
     session.add_all(rows)
@@ -237,8 +275,9 @@ async def set_weekly_availability(
         raise DomainErrors(errors)
     stored = await _replace_patterns(session, pa_id, slots, start, valid_until, viewer.now)
     created, skipped = await _expand(session, local_today(), viewer.now, pa_id)
-    return WeeklyResult(slots=stored, valid_from=start, valid_until=valid_until,
-                        created=created, skipped=skipped)
+    return WeeklyResult(
+        slots=stored, valid_from=start, valid_until=valid_until, created=created, skipped=skipped
+    )
 
 
 async def extend_weekly_availability(session: AsyncSession, today: dt.date | None = None) -> int:
@@ -304,8 +343,16 @@ async def _expand(
     session: AsyncSession, today: dt.date, now: dt.datetime, pa_id: int | None
 ) -> tuple[int, int]:
     """Expand patterns (one PA's, or everyone's); returns (created, skipped)."""
-    row = (await session.execute(EXPAND_SQL, {
-        "today": today, "last_day": today + HORIZON, "zone": LOCAL_ZONE_NAME,
-        "now": now, "pa_id": pa_id,
-    })).one()
+    row = (
+        await session.execute(
+            EXPAND_SQL,
+            {
+                "today": today,
+                "last_day": today + HORIZON,
+                "zone": LOCAL_ZONE_NAME,
+                "now": now,
+                "pa_id": pa_id,
+            },
+        )
+    ).one()
     return int(row.created), int(row.candidates - row.created)

@@ -210,8 +210,12 @@ async def _visible_ids(
 
 
 async def _require_visible(
-    session: AsyncSession, viewer: Viewer, member_id: int, kind: ColumnElement[bool] | None,
-    what: str, field_name: str,
+    session: AsyncSession,
+    viewer: Viewer,
+    member_id: int,
+    kind: ColumnElement[bool] | None,
+    what: str,
+    field_name: str,
 ) -> None:
     conditions = [Member.id == member_id, policy.member_visible(viewer)]
     if kind is not None:
@@ -227,9 +231,7 @@ async def _require_member_manager(session: AsyncSession, viewer: Viewer, member_
         return
     if viewer.role is Role.COORDINATOR:
         allowed = await session.scalar(
-            select(
-                exists().where(Member.id == member_id, policy.member_personal_visible(viewer))
-            )
+            select(exists().where(Member.id == member_id, policy.member_personal_visible(viewer)))
         )
         if allowed:
             return
@@ -328,7 +330,10 @@ async def _add_member(session: AsyncSession, f: MemberFields, cls: MembershipCla
 
 
 async def register_service_user(
-    session: AsyncSession, viewer: Viewer, member: MemberFields, profile: ServiceUserFields,
+    session: AsyncSession,
+    viewer: Viewer,
+    member: MemberFields,
+    profile: ServiceUserFields,
     cluster_id: int | None,
 ) -> int:
     require_manager(viewer)
@@ -347,7 +352,10 @@ async def register_service_user(
 
 
 async def register_personal_assistant(
-    session: AsyncSession, viewer: Viewer, member: MemberFields, profile: PaFields,
+    session: AsyncSession,
+    viewer: Viewer,
+    member: MemberFields,
+    profile: PaFields,
     cluster_id: int | None,
 ) -> int:
     require_manager(viewer)
@@ -360,8 +368,9 @@ async def register_personal_assistant(
     _apply_pa(pa, profile)
     session.add(pa)
     await session.flush()
-    await _replace_skills(session, row.id, profile.skills if isinstance(profile.skills, list)
-                          else [])
+    await _replace_skills(
+        session, row.id, profile.skills if isinstance(profile.skills, list) else []
+    )
     if cluster_id is not None:
         session.add(ClusterPa(cluster_id=cluster_id, pa_id=row.id))
         await session.flush()
@@ -372,20 +381,25 @@ async def _service_user_problems(
     session: AsyncSession, viewer: Viewer, service_user_ids: list[int]
 ) -> list[DomainError]:
     if not service_user_ids:
-        return [DomainError(ErrorCode.REQUIRED, "Name the person they care for.",
-                            "serviceUserIds")]
+        return [DomainError(ErrorCode.REQUIRED, "Name the person they care for.", "serviceUserIds")]
     visible = await _visible_ids(session, viewer, service_user_ids, _is_service_user())
     if visible != set(service_user_ids):
         return [not_found("service user", "serviceUserIds")]
     for su_id in visible:
         if not await may_manage_service_user(session, viewer, su_id):
-            return [forbidden("You do not coordinate care for every one of those people.",
-                              "serviceUserIds")]
+            return [
+                forbidden(
+                    "You do not coordinate care for every one of those people.", "serviceUserIds"
+                )
+            ]
     return []
 
 
 async def register_carer(
-    session: AsyncSession, viewer: Viewer, member: MemberFields, service_user_ids: list[int],
+    session: AsyncSession,
+    viewer: Viewer,
+    member: MemberFields,
+    service_user_ids: list[int],
     relationship: str | None,
 ) -> int:
     require_manager(viewer)
@@ -410,8 +424,12 @@ async def register_member(
         raise forbidden("Only admins may register members this way.")
     errors = _clean_contact(member)
     if cls not in (MembershipClass.SUPPORTER, MembershipClass.WORKER):
-        errors.append(_invalid("membershipClass", "Use registerServiceUser or registerCarer "
-                               "for service users and carers."))
+        errors.append(
+            _invalid(
+                "membershipClass",
+                "Use registerServiceUser or registerCarer for service users and carers.",
+            )
+        )
     _raise_if(errors)
     return (await _add_member(session, member, cls)).id
 
@@ -473,7 +491,10 @@ async def update_personal_assistant(
 
 
 async def link_carer(
-    session: AsyncSession, viewer: Viewer, carer_id: int, service_user_id: int,
+    session: AsyncSession,
+    viewer: Viewer,
+    carer_id: int,
+    service_user_id: int,
     relationship: str | None,
 ) -> int:
     """Link (or re-link, updating the relationship when one is given); returns the
@@ -508,8 +529,9 @@ async def unlink_carer(
         )
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise DomainError(ErrorCode.NOT_FOUND, "That carer is not linked to this person.",
-                          "carerId")
+        raise DomainError(
+            ErrorCode.NOT_FOUND, "That carer is not linked to this person.", "carerId"
+        )
     return service_user_id
 
 

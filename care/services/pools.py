@@ -109,9 +109,7 @@ async def remove_personal_assistant(
     return pool_id
 
 
-async def add_cluster(
-    session: AsyncSession, viewer: Viewer, pool_id: int, cluster_id: int
-) -> int:
+async def add_cluster(session: AsyncSession, viewer: Viewer, pool_id: int, cluster_id: int) -> int:
     require_manager(viewer)
     errors: list[DomainError] = []
     if await session.get(Pool, pool_id) is None:
@@ -143,6 +141,7 @@ async def remove_cluster(
         )
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise DomainError(ErrorCode.NOT_FOUND, "That cluster is not served by this pool.",
-                          "clusterId")
+        raise DomainError(
+            ErrorCode.NOT_FOUND, "That cluster is not served by this pool.", "clusterId"
+        )
     return pool_id

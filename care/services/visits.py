@@ -158,18 +158,22 @@ def range_errors(
 ) -> list[DomainError]:
     errors: list[DomainError] = []
     if ends_at <= starts_at:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE, "The end must be after the start.",
-                                  "endsAt"))
+        errors.append(
+            DomainError(ErrorCode.INVALID_RANGE, "The end must be after the start.", "endsAt")
+        )
     elif ends_at - starts_at > MAX_VISIT_LENGTH:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE, "A visit lasts at most 24 hours.",
-                                  "endsAt"))
+        errors.append(
+            DomainError(ErrorCode.INVALID_RANGE, "A visit lasts at most 24 hours.", "endsAt")
+        )
     if starts_at < now:
-        errors.append(DomainError(
-            ErrorCode.INVALID_RANGE,
-            "Visits are booked ahead: this start is in the past. A visit that happened is "
-            "recorded by its confirmation.",
-            "startsAt",
-        ))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID_RANGE,
+                "Visits are booked ahead: this start is in the past. A visit that happened is "
+                "recorded by its confirmation.",
+                "startsAt",
+            )
+        )
     return errors
 
 
@@ -207,8 +211,10 @@ async def _managed_service_user(
     if not visible:
         raise not_found("service user", "serviceUserId")
     if not await may_manage_service_user(session, viewer, service_user_id):
-        raise forbidden("Only admins and coordinators of this person's cluster may book their "
-                        "visits.", "serviceUserId")
+        raise forbidden(
+            "Only admins and coordinators of this person's cluster may book their visits.",
+            "serviceUserId",
+        )
     await _lock_service_user(session, service_user_id)
 
 
@@ -229,8 +235,9 @@ async def _managed_visit(session: AsyncSession, viewer: Viewer, visit_id: int) -
     _require_rota_manager(viewer)
     visit = await _visible_visit(session, viewer, visit_id)
     if not await may_manage_service_user(session, viewer, visit.service_user_id):
-        raise forbidden("Only admins and coordinators of the person's cluster may change this "
-                        "visit.", "id")
+        raise forbidden(
+            "Only admins and coordinators of the person's cluster may change this visit.", "id"
+        )
     return visit
 
 
@@ -309,19 +316,24 @@ async def _single_overlaps(
     errors: list[DomainError] = []
     if pa is not None:
         for _, s, e in await _clashes(session, Visit.pa_id, pa[0], [when], PA_BUSY, exclude_id):
-            errors.append(DomainError(
-                ErrorCode.OVERLAP, f"{pa[1]} already has a visit on {describe(s, e)} (UK time).",
-                "paId",
-            ))
+            errors.append(
+                DomainError(
+                    ErrorCode.OVERLAP,
+                    f"{pa[1]} already has a visit on {describe(s, e)} (UK time).",
+                    "paId",
+                )
+            )
     person = await _clashes(
         session, Visit.service_user_id, service_user_id, [when], PERSON_BOOKED, exclude_id
     )
     for _, s, e in person:
-        errors.append(DomainError(
-            ErrorCode.OVERLAP,
-            f"This person already has a visit on {describe(s, e)} (UK time).",
-            "startsAt",
-        ))
+        errors.append(
+            DomainError(
+                ErrorCode.OVERLAP,
+                f"This person already has a visit on {describe(s, e)} (UK time).",
+                "startsAt",
+            )
+        )
     return errors
 
 
@@ -339,9 +351,7 @@ async def schedule_visit(session: AsyncSession, viewer: Viewer, booking: Booking
         except DomainError as e:
             errors.append(e)
     _raise_any(errors)
-    _raise_any(
-        await _single_overlaps(session, booking.service_user_id, pa, (starts_at, ends_at))
-    )
+    _raise_any(await _single_overlaps(session, booking.service_user_id, pa, (starts_at, ends_at)))
     visit = Visit(
         service_user_id=booking.service_user_id,
         pa_id=booking.pa_id,
@@ -354,29 +364,60 @@ async def schedule_visit(session: AsyncSession, viewer: Viewer, booking: Booking
     return visit.id
 
 
-def _series_errors(series: SeriesBooking, first: dt.datetime, now: dt.datetime
-                   ) -> list[DomainError]:
+def _series_errors(
+    series: SeriesBooking, first: dt.datetime, now: dt.datetime
+) -> list[DomainError]:
     errors: list[DomainError] = []
     first_day = first.astimezone(LONDON).date()
     if not series.weekdays or any(d < 1 or d > 7 for d in series.weekdays):
-        errors.append(DomainError(ErrorCode.INVALID, "Weekdays are 1 (Monday) to 7 (Sunday); "
-                                  "give at least one.", "weekdays"))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID,
+                "Weekdays are 1 (Monday) to 7 (Sunday); give at least one.",
+                "weekdays",
+            )
+        )
     elif first_day.isoweekday() not in series.weekdays:
-        errors.append(DomainError(ErrorCode.INVALID, "The first visit must fall on one of the "
-                                  f"chosen weekdays ({day_of(first)} does not).",
-                                  "firstStartsAt"))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID,
+                "The first visit must fall on one of the "
+                f"chosen weekdays ({day_of(first)} does not).",
+                "firstStartsAt",
+            )
+        )
     if not 0 < series.duration_minutes <= MAX_VISIT_LENGTH.total_seconds() // 60:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE, "A visit lasts more than 0 minutes "
-                                  "and at most 24 hours.", "durationMinutes"))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID_RANGE,
+                "A visit lasts more than 0 minutes and at most 24 hours.",
+                "durationMinutes",
+            )
+        )
     if first < now:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE, "Visits are booked ahead: the first "
-                                  "start is in the past.", "firstStartsAt"))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID_RANGE,
+                "Visits are booked ahead: the first start is in the past.",
+                "firstStartsAt",
+            )
+        )
     if series.until < first_day:
-        errors.append(DomainError(ErrorCode.INVALID_RANGE, "The series must end on or after "
-                                  "the day of the first visit.", "until"))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID_RANGE,
+                "The series must end on or after the day of the first visit.",
+                "until",
+            )
+        )
     elif (series.until - first_day).days >= MAX_SERIES_DAYS:
-        errors.append(DomainError(ErrorCode.INVALID, "A series runs for at most 26 weeks; book "
-                                  "another series to go further.", "until"))
+        errors.append(
+            DomainError(
+                ErrorCode.INVALID,
+                "A series runs for at most 26 weeks; book another series to go further.",
+                "until",
+            )
+        )
     return errors
 
 
@@ -397,13 +438,17 @@ def series_ranges(series: SeriesBooking, first: dt.datetime) -> list[TimeRange]:
 
 def _check_series_shape(ranges: list[TimeRange]) -> None:
     if len(ranges) > MAX_SERIES_VISITS:
-        raise DomainError(ErrorCode.INVALID, f"A series has at most {MAX_SERIES_VISITS} "
-                          "visits.", "until")
+        raise DomainError(
+            ErrorCode.INVALID, f"A series has at most {MAX_SERIES_VISITS} visits.", "until"
+        )
     # Long visits on consecutive days can run into each other (more so across a clock change).
     for (_, prev_end), (start, _) in zip(ranges, ranges[1:], strict=False):
         if start < prev_end:
-            raise DomainError(ErrorCode.INVALID_RANGE, "Visits of this series would overlap "
-                              "each other.", "durationMinutes")
+            raise DomainError(
+                ErrorCode.INVALID_RANGE,
+                "Visits of this series would overlap each other.",
+                "durationMinutes",
+            )
 
 
 async def _series_overlaps(
@@ -415,15 +460,25 @@ async def _series_overlaps(
         hits = await _clashes(session, Visit.pa_id, series.pa_id, ranges, PA_BUSY)
         if hits:
             dates = ", ".join(dict.fromkeys(day_of(ranges[n][0]) for n, _, _ in hits))
-            errors.append(DomainError(ErrorCode.OVERLAP, f"{pa_name} already has visits at "
-                                      f"these times of the series: {dates}.", "paId"))
+            errors.append(
+                DomainError(
+                    ErrorCode.OVERLAP,
+                    f"{pa_name} already has visits at these times of the series: {dates}.",
+                    "paId",
+                )
+            )
     hits = await _clashes(
         session, Visit.service_user_id, series.service_user_id, ranges, PERSON_BOOKED
     )
     if hits:
         dates = ", ".join(dict.fromkeys(day_of(ranges[n][0]) for n, _, _ in hits))
-        errors.append(DomainError(ErrorCode.OVERLAP, "This person already has visits at these "
-                                  f"times of the series: {dates}.", "firstStartsAt"))
+        errors.append(
+            DomainError(
+                ErrorCode.OVERLAP,
+                f"This person already has visits at these times of the series: {dates}.",
+                "firstStartsAt",
+            )
+        )
     return errors
 
 
@@ -448,8 +503,14 @@ async def schedule_recurring_visits(
     status = (VisitStatus.NEEDS_COVER if series.pa_id is None else VisitStatus.SCHEDULED).value
     tasks = clean_tasks(series.tasks)
     visits = [
-        Visit(service_user_id=series.service_user_id, pa_id=series.pa_id,
-              during=_during(s, e), tasks=list(tasks), status=status, series_id=series_id)
+        Visit(
+            service_user_id=series.service_user_id,
+            pa_id=series.pa_id,
+            during=_during(s, e),
+            tasks=list(tasks),
+            status=status,
+            series_id=series_id,
+        )
         for s, e in ranges
     ]
     session.add_all(visits)
@@ -469,17 +530,20 @@ async def reschedule_visit(
 ) -> int:
     visit = await _managed_visit(session, viewer, visit_id)
     if visit.status not in CHANGEABLE:
-        raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be "
-                          "rescheduled.", "id")
+        raise DomainError(
+            ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be rescheduled.", "id"
+        )
     starts_at, ends_at = to_utc(starts_at), to_utc(ends_at)
     _raise_any(range_errors(starts_at, ends_at, viewer.now))
     await _lock_service_user(session, visit.service_user_id)
     pa = None
     if visit.pa_id is not None:
         pa = (visit.pa_id, await _pa_name(session, visit.pa_id))
-    _raise_any(await _single_overlaps(
-        session, visit.service_user_id, pa, (starts_at, ends_at), exclude_id=visit.id
-    ))
+    _raise_any(
+        await _single_overlaps(
+            session, visit.service_user_id, pa, (starts_at, ends_at), exclude_id=visit.id
+        )
+    )
     visit.during = _during(starts_at, ends_at)
     await session.flush()
     return visit.id
@@ -491,31 +555,37 @@ async def cancel_visit(
     """Cancelling frees the PA's time: the exclusion constraint covers active visits only."""
     visit = await _managed_visit(session, viewer, visit_id)
     if visit.status not in CHANGEABLE:
-        raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be "
-                          "cancelled.", "id")
+        raise DomainError(
+            ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be cancelled.", "id"
+        )
     if reason is not None and len(reason.strip()) > MAX_REASON_LENGTH:
-        raise DomainError(ErrorCode.INVALID, f"Keep the reason under {MAX_REASON_LENGTH} "
-                          "characters.", "reason")
+        raise DomainError(
+            ErrorCode.INVALID, f"Keep the reason under {MAX_REASON_LENGTH} characters.", "reason"
+        )
     visit.status = VisitStatus.CANCELLED.value
     await session.flush()
     return visit.id
 
 
-async def assign_visit_pa(
-    session: AsyncSession, viewer: Viewer, visit_id: int, pa_id: int
-) -> int:
+async def assign_visit_pa(session: AsyncSession, viewer: Viewer, visit_id: int, pa_id: int) -> int:
     visit = await _managed_visit(session, viewer, visit_id)
     if visit.status not in CHANGEABLE:
-        raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be given "
-                          "a PA.", "id")
+        raise DomainError(
+            ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be given a PA.", "id"
+        )
     name = await _pa_for(session, visit.service_user_id, pa_id)
     when = visit_times(visit)
     hits = await _clashes(session, Visit.pa_id, pa_id, [when], PA_BUSY, exclude_id=visit.id)
-    _raise_any([
-        DomainError(ErrorCode.OVERLAP, f"{name} already has a visit on {describe(s, e)} "
-                    "(UK time).", "paId")
-        for _, s, e in hits
-    ])
+    _raise_any(
+        [
+            DomainError(
+                ErrorCode.OVERLAP,
+                f"{name} already has a visit on {describe(s, e)} (UK time).",
+                "paId",
+            )
+            for _, s, e in hits
+        ]
+    )
     visit.pa_id = pa_id
     visit.status = VisitStatus.SCHEDULED.value
     await session.flush()
@@ -529,17 +599,16 @@ async def confirm_visit(
     session: AsyncSession, viewer: Viewer, visit_id: int, took_place: bool = True
 ) -> int:
     if viewer.role not in CONFIRMERS:
-        raise forbidden("A visit is confirmed by the person who received it or their carer.",
-                        "id")
+        raise forbidden("A visit is confirmed by the person who received it or their carer.", "id")
     visit = await _visible_visit(session, viewer, visit_id)
     if visit.confirmed_at is not None:
         raise DomainError(ErrorCode.INVALID, "This visit has already been confirmed.", "id")
     if visit.status != VisitStatus.SCHEDULED.value:
-        raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be "
-                          "confirmed.", "id")
+        raise DomainError(
+            ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be confirmed.", "id"
+        )
     if visit_times(visit)[0] > viewer.now:
-        raise DomainError(ErrorCode.INVALID, "A visit can be confirmed once it has started.",
-                          "id")
+        raise DomainError(ErrorCode.INVALID, "A visit can be confirmed once it has started.", "id")
     visit.status = (VisitStatus.COMPLETED if took_place else VisitStatus.MISSED).value
     visit.confirmed_by_id = viewer.member_id
     visit.confirmed_at = viewer.now
@@ -556,12 +625,16 @@ async def check_in_visit(session: AsyncSession, viewer: Viewer, visit_id: int) -
     if visit.checked_in_at is not None:
         raise DomainError(ErrorCode.INVALID, "You have already checked in to this visit.", "id")
     if visit.status not in PA_BUSY:
-        raise DomainError(ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be "
-                          "checked in to.", "id")
+        raise DomainError(
+            ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be checked in to.", "id"
+        )
     starts_at, ends_at = visit_times(visit)
     if not (starts_at - CHECK_IN_OPENS <= viewer.now <= ends_at):
-        raise DomainError(ErrorCode.INVALID, "Check-in opens an hour before the visit and "
-                          "closes at its end.", "id")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Check-in opens an hour before the visit and closes at its end.",
+            "id",
+        )
     visit.checked_in_at = viewer.now
     await session.flush()
     return visit.id

@@ -42,8 +42,7 @@ class SetWeeklyAvailabilityInput:
     slots: list[WeeklySlotInput] = strawberry.field(
         description="An empty list clears the PA's weekly availability."
     )
-    valid_from: dt.date | None = strawberry.field(default=None,
-                                                  description="Default: today.")
+    valid_from: dt.date | None = strawberry.field(default=None, description="Default: today.")
     valid_until: dt.date | None = None
 
 
@@ -89,26 +88,33 @@ def _pa_id(global_id: relay.GlobalID, errors: list[DomainError]) -> int:
     return value
 
 
-async def _window_payload(info: Info, window_id: int | None, errors: list[DomainError]
-                          ) -> AvailabilityPayload:
+async def _window_payload(
+    info: Info, window_id: int | None, errors: list[DomainError]
+) -> AvailabilityPayload:
     window = None
     if window_id is not None and not errors:
-        rows = await info.context.rows(
-            queries.availability_by_id(info.context.viewer, [window_id])
-        )
+        rows = await info.context.rows(queries.availability_by_id(info.context.viewer, [window_id]))
         window = availability_from_row(rows[0]) if rows else None
     return AvailabilityPayload(window=window, removed_id=None, errors=_errors(errors))
 
 
-def _weekly_payload(result: service.WeeklyResult | None, errors: list[DomainError]
-                    ) -> WeeklyAvailabilityPayload:
+def _weekly_payload(
+    result: service.WeeklyResult | None, errors: list[DomainError]
+) -> WeeklyAvailabilityPayload:
     if result is None or errors:
-        return WeeklyAvailabilityPayload(slots=None, valid_from=None, valid_until=None,
-                                         windows_created=None, windows_skipped=None,
-                                         errors=_errors(errors))
+        return WeeklyAvailabilityPayload(
+            slots=None,
+            valid_from=None,
+            valid_until=None,
+            windows_created=None,
+            windows_skipped=None,
+            errors=_errors(errors),
+        )
     return WeeklyAvailabilityPayload(
-        slots=[WeeklySlot(weekday=s.weekday, start_time=s.start_time, end_time=s.end_time)
-               for s in result.slots],
+        slots=[
+            WeeklySlot(weekday=s.weekday, start_time=s.start_time, end_time=s.end_time)
+            for s in result.slots
+        ],
         valid_from=result.valid_from,
         valid_until=result.valid_until,
         windows_created=result.created,
@@ -119,8 +125,10 @@ def _weekly_payload(result: service.WeeklyResult | None, errors: list[DomainErro
 
 @strawberry.type
 class AvailabilityMutations:
-    @strawberry.mutation(description="Add a one-off availability window (the PA themselves, "
-                                     "admins and coordinators).")
+    @strawberry.mutation(
+        description="Add a one-off availability window (the PA themselves, "
+        "admins and coordinators)."
+    )
     async def add_availability_window(
         self, info: Info, input: AddAvailabilityWindowInput
     ) -> AvailabilityPayload:
@@ -137,8 +145,10 @@ class AvailabilityMutations:
         )
         return await _window_payload(info, window_id, errors)
 
-    @strawberry.mutation(description="Remove an availability window; one from a weekly "
-                                     "pattern becomes an exception to it.")
+    @strawberry.mutation(
+        description="Remove an availability window; one from a weekly "
+        "pattern becomes an exception to it."
+    )
     async def remove_availability_window(
         self, info: Info, id: relay.GlobalID
     ) -> AvailabilityPayload:
@@ -146,7 +156,8 @@ class AvailabilityMutations:
         window_id = decode_id(id, "AvailabilityWindow")
         if window_id is None:
             return AvailabilityPayload(
-                window=None, removed_id=None,
+                window=None,
+                removed_id=None,
                 errors=_errors([not_found("availability window", "id")]),
             )
         removed, errors = await run_mutation(
@@ -155,8 +166,10 @@ class AvailabilityMutations:
         removed_id = strawberry.ID(str(id)) if removed is not None and not errors else None
         return AvailabilityPayload(window=None, removed_id=removed_id, errors=_errors(errors))
 
-    @strawberry.mutation(description="Replace a PA's weekly availability and expand it into "
-                                     "windows over the coming weeks.")
+    @strawberry.mutation(
+        description="Replace a PA's weekly availability and expand it into "
+        "windows over the coming weeks."
+    )
     async def set_weekly_availability(
         self, info: Info, input: SetWeeklyAvailabilityInput
     ) -> WeeklyAvailabilityPayload:

@@ -216,15 +216,17 @@ async def _payload(info: Info, member_id: int | None, errors: list[DomainError])
 
 @strawberry.type
 class MemberMutations:
-    @strawberry.mutation(description="Register a service user (admins; coordinators into "
-                         "one of their clusters).")
+    @strawberry.mutation(
+        description="Register a service user (admins; coordinators into one of their clusters)."
+    )
     async def register_service_user(
         self, info: Info, input: RegisterServiceUserInput
     ) -> MemberPayload:
         contact, profile = _contact(input), _service_user_fields(input)
         cluster_id = _id(input.cluster_id, "Cluster") if input.cluster_id is not None else None
-        return await _run(info, lambda s, v: service.register_service_user(
-            s, v, contact, profile, cluster_id))
+        return await _run(
+            info, lambda s, v: service.register_service_user(s, v, contact, profile, cluster_id)
+        )
 
     @strawberry.mutation(description="Register a personal assistant (admins and coordinators).")
     async def register_personal_assistant(
@@ -232,26 +234,35 @@ class MemberMutations:
     ) -> MemberPayload:
         contact, profile = _contact(input), _pa_fields(input)
         cluster_id = _id(input.cluster_id, "Cluster") if input.cluster_id is not None else None
-        return await _run(info, lambda s, v: service.register_personal_assistant(
-            s, v, contact, profile, cluster_id))
+        return await _run(
+            info,
+            lambda s, v: service.register_personal_assistant(s, v, contact, profile, cluster_id),
+        )
 
-    @strawberry.mutation(description="Register an unpaid carer linked to service users "
-                         "(admins; coordinators for people in their clusters).")
+    @strawberry.mutation(
+        description="Register an unpaid carer linked to service users "
+        "(admins; coordinators for people in their clusters)."
+    )
     async def register_carer(self, info: Info, input: RegisterCarerInput) -> MemberPayload:
         contact = _contact(input)
         su_ids = [_id(i, "ServiceUser") for i in input.service_user_ids]
-        return await _run(info, lambda s, v: service.register_carer(
-            s, v, contact, su_ids, input.relationship))
+        return await _run(
+            info, lambda s, v: service.register_carer(s, v, contact, su_ids, input.relationship)
+        )
 
-    @strawberry.mutation(description="Register a supporter or a worker who is not a PA "
-                         "(admins only).")
+    @strawberry.mutation(
+        description="Register a supporter or a worker who is not a PA (admins only)."
+    )
     async def register_member(self, info: Info, input: RegisterMemberInput) -> MemberPayload:
         contact = _contact(input)
-        return await _run(info, lambda s, v: service.register_member(
-            s, v, contact, input.membership_class))
+        return await _run(
+            info, lambda s, v: service.register_member(s, v, contact, input.membership_class)
+        )
 
-    @strawberry.mutation(description="Change a member's contact details or status (admins, "
-                         "their coordinators; anyone their own contact details).")
+    @strawberry.mutation(
+        description="Change a member's contact details or status (admins, "
+        "their coordinators; anyone their own contact details)."
+    )
     async def update_member(
         self, info: Info, id: relay.GlobalID, input: UpdateMemberInput
     ) -> MemberPayload:
@@ -270,31 +281,38 @@ class MemberMutations:
         self, info: Info, id: relay.GlobalID, input: UpdatePersonalAssistantInput
     ) -> MemberPayload:
         member_id, fields = _id(id, "PersonalAssistant"), _pa_fields(input)
-        return await _run(info, lambda s, v: service.update_personal_assistant(
-            s, v, member_id, fields))
+        return await _run(
+            info, lambda s, v: service.update_personal_assistant(s, v, member_id, fields)
+        )
 
     @strawberry.mutation(description="Link a carer to a service user; returns the service user.")
     async def link_carer(
-        self, info: Info, carer_id: relay.GlobalID, service_user_id: relay.GlobalID,
+        self,
+        info: Info,
+        carer_id: relay.GlobalID,
+        service_user_id: relay.GlobalID,
         relationship: str | None = None,
     ) -> MemberPayload:
         cid, sid = _id(carer_id, "Carer"), _id(service_user_id, "ServiceUser")
         return await _run(info, lambda s, v: service.link_carer(s, v, cid, sid, relationship))
 
-    @strawberry.mutation(description="Remove a carer's link to a service user; returns the "
-                         "service user.")
+    @strawberry.mutation(
+        description="Remove a carer's link to a service user; returns the service user."
+    )
     async def unlink_carer(
         self, info: Info, carer_id: relay.GlobalID, service_user_id: relay.GlobalID
     ) -> MemberPayload:
         cid, sid = _id(carer_id, "Carer"), _id(service_user_id, "ServiceUser")
         return await _run(info, lambda s, v: service.unlink_carer(s, v, cid, sid))
 
-    @strawberry.mutation(description="Replace a service user's regular PAs; returns the "
-                         "service user.")
+    @strawberry.mutation(
+        description="Replace a service user's regular PAs; returns the service user."
+    )
     async def set_regular_personal_assistants(
         self, info: Info, service_user_id: relay.GlobalID, pa_ids: list[relay.GlobalID]
     ) -> MemberPayload:
         sid = _id(service_user_id, "ServiceUser")
         pids = [_id(p, "PersonalAssistant") for p in pa_ids]
-        return await _run(info, lambda s, v: service.set_regular_personal_assistants(
-            s, v, sid, pids))
+        return await _run(
+            info, lambda s, v: service.set_regular_personal_assistants(s, v, sid, pids)
+        )

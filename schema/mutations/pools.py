@@ -46,8 +46,9 @@ def _signed_in(info: Info) -> None:
     require_role(info.context.viewer, *Role)
 
 
-def _id(global_id: relay.GlobalID, type_name: str, what: str, field: str,
-        errors: list[DomainError]) -> int:
+def _id(
+    global_id: relay.GlobalID, type_name: str, what: str, field: str, errors: list[DomainError]
+) -> int:
     value = decode_id(global_id, type_name)
     if value is None:
         errors.append(not_found(what, field))
@@ -100,12 +101,11 @@ class PoolMutations:
     async def create_pool(self, info: Info, input: CreatePoolInput) -> PoolPayload:
         _signed_in(info)
         shared = bool(input.shared_with_partners)
-        return await _run(
-            info, [], lambda s, v: service.create_pool(s, v, input.name, shared)
-        )
+        return await _run(info, [], lambda s, v: service.create_pool(s, v, input.name, shared))
 
-    @strawberry.mutation(description="Rename a pool or change its sharing (admins and "
-                                     "coordinators).")
+    @strawberry.mutation(
+        description="Rename a pool or change its sharing (admins and coordinators)."
+    )
     async def update_pool(
         self, info: Info, id: relay.GlobalID, input: UpdatePoolInput
     ) -> PoolPayload:

@@ -75,7 +75,12 @@ async def run_mutation(
             return None, [error_for_integrity(e)]
         except DBAPIError as e:
             # Data errors (e.g. a range PostgreSQL rejects) are the caller's input too.
-            if str(getattr(e.orig, "sqlstate", "")).startswith("22"):
+            state = str(getattr(e.orig, "sqlstate", ""))
+            if state in ("40001", "40P01"):  # serialization failure, deadlock: retryable
+                return None, [
+                    DomainError(ErrorCode.CONFLICT, "Another change got there first: retry.")
+                ]
+            if state.startswith("22"):
                 return None, [DomainError(ErrorCode.INVALID, "A value is not acceptable.")]
             raise
     # Later reads in this request must see the change, not cached rows.

@@ -27,8 +27,10 @@ from schema.types import Visit, load_visit
 VisitAction = Callable[[AsyncSession, Viewer, int], Awaitable[int]]
 
 
-@strawberry.input(description="A visit to book. Without a PA it is booked as needing cover. "
-                  "Times without an offset are UK (Europe/London) times.")
+@strawberry.input(
+    description="A visit to book. Without a PA it is booked as needing cover. "
+    "Times without an offset are UK (Europe/London) times."
+)
 class ScheduleVisitInput:
     service_user_id: relay.GlobalID
     starts_at: dt.datetime
@@ -37,8 +39,10 @@ class ScheduleVisitInput:
     tasks: list[str] | None = None
 
 
-@strawberry.input(description="Weekly visits at the UK wall-clock time of the first one, "
-                  "which stays the same when the clocks change. At most 26 weeks.")
+@strawberry.input(
+    description="Weekly visits at the UK wall-clock time of the first one, "
+    "which stays the same when the clocks change. At most 26 weeks."
+)
 class ScheduleRecurringVisitsInput:
     service_user_id: relay.GlobalID
     first_starts_at: dt.datetime
@@ -75,8 +79,9 @@ class RecurringVisitsPayload:
     errors: list[VisitError]
 
 
-def _id(global_id: relay.GlobalID, type_name: str, what: str, field: str,
-        errors: list[DomainError]) -> int:
+def _id(
+    global_id: relay.GlobalID, type_name: str, what: str, field: str, errors: list[DomainError]
+) -> int:
     value = decode_id(global_id, type_name)
     if value is None:
         errors.append(not_found(what, field))
@@ -126,8 +131,9 @@ class VisitMutations:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
         booking = Booking(
-            service_user_id=_id(input.service_user_id, "ServiceUser", "service user",
-                                "serviceUserId", errors),
+            service_user_id=_id(
+                input.service_user_id, "ServiceUser", "service user", "serviceUserId", errors
+            ),
             pa_id=_optional_pa(input.pa_id, errors),
             starts_at=input.starts_at,
             ends_at=input.ends_at,
@@ -140,16 +146,19 @@ class VisitMutations:
         )
         return await _payload(info, visit_id, errors)
 
-    @strawberry.mutation(description="Book a weekly series, all or nothing: if any visit "
-                         "would clash, nothing is booked and the clashing dates are listed.")
+    @strawberry.mutation(
+        description="Book a weekly series, all or nothing: if any visit "
+        "would clash, nothing is booked and the clashing dates are listed."
+    )
     async def schedule_recurring_visits(
         self, info: Info, input: ScheduleRecurringVisitsInput
     ) -> RecurringVisitsPayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
         series = SeriesBooking(
-            service_user_id=_id(input.service_user_id, "ServiceUser", "service user",
-                                "serviceUserId", errors),
+            service_user_id=_id(
+                input.service_user_id, "ServiceUser", "service user", "serviceUserId", errors
+            ),
             pa_id=_optional_pa(input.pa_id, errors),
             first_starts_at=input.first_starts_at,
             duration_minutes=input.duration_minutes,
@@ -169,23 +178,26 @@ class VisitMutations:
         self, info: Info, id: relay.GlobalID, input: RescheduleVisitInput
     ) -> VisitPayload:
         require_coop_member(info.context.viewer)
-        return await _change(info, id, lambda s, v, vid: service.reschedule_visit(
-            s, v, vid, input.starts_at, input.ends_at
-        ))
+        return await _change(
+            info,
+            id,
+            lambda s, v, vid: service.reschedule_visit(s, v, vid, input.starts_at, input.ends_at),
+        )
 
     @strawberry.mutation(description="Cancel a visit; the PA's time becomes free again.")
     async def cancel_visit(
         self,
         info: Info,
         id: relay.GlobalID,
-        reason: Annotated[str | None, strawberry.argument(
-            description="Why (at most 500 characters); checked, not yet stored."
-        )] = None,
+        reason: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Why (at most 500 characters); checked, not yet stored."
+            ),
+        ] = None,
     ) -> VisitPayload:
         require_coop_member(info.context.viewer)
-        return await _change(
-            info, id, lambda s, v, vid: service.cancel_visit(s, v, vid, reason)
-        )
+        return await _change(info, id, lambda s, v, vid: service.cancel_visit(s, v, vid, reason))
 
     @strawberry.mutation(description="Give a visit a PA (or another PA); it becomes SCHEDULED.")
     async def assign_visit_pa(
@@ -198,8 +210,10 @@ class VisitMutations:
             info, id, lambda s, v, vid: service.assign_visit_pa(s, v, vid, pa), errors
         )
 
-    @strawberry.mutation(description="Confirm that a visit took place (or did not): only by "
-                         "the person who received it or a linked carer.")
+    @strawberry.mutation(
+        description="Confirm that a visit took place (or did not): only by "
+        "the person who received it or a linked carer."
+    )
     async def confirm_visit(
         self, info: Info, id: relay.GlobalID, input: ConfirmVisitInput | None = None
     ) -> VisitPayload:
@@ -209,8 +223,10 @@ class VisitMutations:
             info, id, lambda s, v, vid: service.confirm_visit(s, v, vid, took_place)
         )
 
-    @strawberry.mutation(description="Optional check-in by the visit's PA, from an hour "
-                         "before the start to the end. Nothing requires it.")
+    @strawberry.mutation(
+        description="Optional check-in by the visit's PA, from an hour "
+        "before the start to the end. Nothing requires it."
+    )
     async def check_in_visit(self, info: Info, id: relay.GlobalID) -> VisitPayload:
         require_coop_member(info.context.viewer)
         return await _change(info, id, service.check_in_visit)

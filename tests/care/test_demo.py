@@ -38,23 +38,30 @@ async def test_demo_loads_once_and_is_deterministic(db: AsyncSession) -> None:
     assert 22 <= first["pas"] <= 28
     assert first["pools"] == 2
     assert first["visits"] > 1000
-    checksum = await db.scalar(text(
-        "SELECT md5(string_agg(id || ':' || coalesce(pa_id, 0) || ':' || during::text, ','"
-        " ORDER BY id)) FROM visit"))
+    checksum = await db.scalar(
+        text(
+            "SELECT md5(string_agg(id || ':' || coalesce(pa_id, 0) || ':' || during::text, ','"
+            " ORDER BY id)) FROM visit"
+        )
+    )
 
     assert await load_demo(db, today) is False
     await db.commit()
     assert await counts(db) == first
 
     # Same input, same data: wipe and load again.
-    await db.execute(text("TRUNCATE coop, member, cluster, pool, local_authority "
-                          "RESTART IDENTITY CASCADE"))
+    await db.execute(
+        text("TRUNCATE coop, member, cluster, pool, local_authority RESTART IDENTITY CASCADE")
+    )
     await db.commit()
     assert await load_demo(db, today) is True
     await db.commit()
-    again = await db.scalar(text(
-        "SELECT md5(string_agg(id || ':' || coalesce(pa_id, 0) || ':' || during::text, ','"
-        " ORDER BY id)) FROM visit"))
+    again = await db.scalar(
+        text(
+            "SELECT md5(string_agg(id || ':' || coalesce(pa_id, 0) || ':' || during::text, ','"
+            " ORDER BY id)) FROM visit"
+        )
+    )
     assert again == checksum
 
 

@@ -51,8 +51,7 @@ async def _setup(db: AsyncSession) -> dict[str, int]:
     su = await b.service_user()
     carer = await b.carer(su)
     await db.commit()
-    return dict(coordinator=coordinator.id, pa=pa.id, other=other.id, su=su.id,
-                carer=carer.id)
+    return dict(coordinator=coordinator.id, pa=pa.id, other=other.id, su=su.id, carer=carer.id)
 
 
 def _pa(pk: int) -> str:
@@ -74,8 +73,7 @@ def _codes(payload: dict[str, Any]) -> list[tuple[str | None, str]]:
 async def _windows(db: AsyncSession, pa_id: int | None = None) -> list[tuple[Any, ...]]:
     """(start, end, weekly pattern id) of windows in the database, earliest first."""
     await db.rollback()  # a new snapshot: see what the API committed
-    stmt = select(AvailabilityWindow).order_by(AvailabilityWindow.pa_id,
-                                               AvailabilityWindow.during)
+    stmt = select(AvailabilityWindow).order_by(AvailabilityWindow.pa_id, AvailabilityWindow.during)
     if pa_id is not None:
         stmt = stmt.where(AvailabilityWindow.pa_id == pa_id)
     rows = (await db.scalars(stmt)).all()
@@ -85,8 +83,10 @@ async def _windows(db: AsyncSession, pa_id: int | None = None) -> list[tuple[Any
 async def _patterns(db: AsyncSession) -> list[tuple[Any, ...]]:
     await db.rollback()
     rows = (await db.scalars(select(WeeklyAvailability).order_by(WeeklyAvailability.id))).all()
-    return [(p.id, p.pa_id, p.weekday, p.start_time, p.end_time, p.valid_from, p.valid_until)
-            for p in rows]
+    return [
+        (p.id, p.pa_id, p.weekday, p.start_time, p.end_time, p.valid_from, p.valid_until)
+        for p in rows
+    ]
 
 
 async def _snapshot(db: AsyncSession) -> tuple[list[Any], list[Any]]:
@@ -97,8 +97,11 @@ def _today() -> dt.date:
     return dt.datetime.now(LONDON).date()
 
 
-def _expected(slots: list[tuple[int, dt.time, dt.time]], valid_from: dt.date,
-              valid_until: dt.date | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
+def _expected(
+    slots: list[tuple[int, dt.time, dt.time]],
+    valid_from: dt.date,
+    valid_until: dt.date | None = None,
+) -> list[tuple[dt.datetime, dt.datetime]]:
     """The windows a pattern should expand to, computed independently with zoneinfo."""
     today, now = _today(), dt.datetime.now(UTC)
     last = today + HORIZON
@@ -117,8 +120,9 @@ def _expected(slots: list[tuple[int, dt.time, dt.time]], valid_from: dt.date,
 
 
 def _slot_input(slots: list[tuple[int, dt.time, dt.time]]) -> list[dict[str, Any]]:
-    return [{"weekday": w, "startTime": s.isoformat(), "endTime": e.isoformat()}
-            for w, s, e in slots]
+    return [
+        {"weekday": w, "startTime": s.isoformat(), "endTime": e.isoformat()} for w, s, e in slots
+    ]
 
 
 def _next_weekday(weekday: int, after: dt.date) -> dt.date:
@@ -145,9 +149,17 @@ NINE, NOON = dt.time(9), dt.time(12)
 async def test_pa_adds_own_window(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     start = at(days=1)
-    data = await api.data(ADD, {"input": {"paId": _pa(ids["pa"]), "startsAt": _iso(start),
-                                          "endsAt": _iso(start + dt.timedelta(hours=3))}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        ADD,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "startsAt": _iso(start),
+                "endsAt": _iso(start + dt.timedelta(hours=3)),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     payload = data["addAvailabilityWindow"]
     assert payload["errors"] == []
     window = payload["window"]
@@ -165,9 +177,17 @@ async def test_managers_add_for_any_pa(api: Api, db: AsyncSession) -> None:
     start = at(days=2)
     for i, caller in enumerate([(Role.COORDINATOR, ids["coordinator"]), ADMIN]):
         s = start + dt.timedelta(hours=5 * i)
-        data = await api.data(ADD, {"input": {"paId": _pa(ids["pa"]), "startsAt": _iso(s),
-                                              "endsAt": _iso(s + dt.timedelta(hours=4))}},
-                              as_=caller)
+        data = await api.data(
+            ADD,
+            {
+                "input": {
+                    "paId": _pa(ids["pa"]),
+                    "startsAt": _iso(s),
+                    "endsAt": _iso(s + dt.timedelta(hours=4)),
+                }
+            },
+            as_=caller,
+        )
         assert data["addAvailabilityWindow"]["errors"] == []
     read = await api.data(READ, {"pa": _pa(ids["pa"])}, as_=ADMIN)
     assert read["availability"]["totalCount"] == 2
@@ -176,10 +196,19 @@ async def test_managers_add_for_any_pa(api: Api, db: AsyncSession) -> None:
 async def test_others_may_not_add(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     start = at(days=1)
-    variables = {"input": {"paId": _pa(ids["pa"]), "startsAt": _iso(start),
-                           "endsAt": _iso(start + dt.timedelta(hours=2))}}
-    tokens = [api.token(Role.PA, ids["other"]), api.token(Role.SERVICE_USER, ids["su"]),
-              api.token(Role.CARER, ids["carer"]), api.token(Role.LA_ANALYST, la=BARNET)]
+    variables = {
+        "input": {
+            "paId": _pa(ids["pa"]),
+            "startsAt": _iso(start),
+            "endsAt": _iso(start + dt.timedelta(hours=2)),
+        }
+    }
+    tokens = [
+        api.token(Role.PA, ids["other"]),
+        api.token(Role.SERVICE_USER, ids["su"]),
+        api.token(Role.CARER, ids["carer"]),
+        api.token(Role.LA_ANALYST, la=BARNET),
+    ]
     for token in tokens:
         data = await api.data(ADD, variables, token=token)
         assert _codes(data["addAvailabilityWindow"]) == [("paId", "FORBIDDEN")]
@@ -194,9 +223,17 @@ async def test_unknown_pa_is_not_found(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     start = at(days=1)
     for pa in (_pa(999), _pa(ids["su"]), gid("ServiceUser", ids["pa"])):
-        data = await api.data(ADD, {"input": {"paId": pa, "startsAt": _iso(start),
-                                              "endsAt": _iso(start + dt.timedelta(hours=1))}},
-                              as_=ADMIN)
+        data = await api.data(
+            ADD,
+            {
+                "input": {
+                    "paId": pa,
+                    "startsAt": _iso(start),
+                    "endsAt": _iso(start + dt.timedelta(hours=1)),
+                }
+            },
+            as_=ADMIN,
+        )
         assert _codes(data["addAvailabilityWindow"]) == [("paId", "NOT_FOUND")]
     assert await _windows(db) == []
 
@@ -208,14 +245,20 @@ async def test_bad_windows_are_rejected(api: Api, db: AsyncSession) -> None:
     cases = [
         (_iso(start), _iso(start), [("endsAt", "INVALID_RANGE")]),
         (_iso(start), _iso(start - dt.timedelta(hours=1)), [("endsAt", "INVALID_RANGE")]),
-        (_iso(start), _iso(start + dt.timedelta(hours=24, minutes=1)),
-         [("endsAt", "INVALID_RANGE")]),
+        (
+            _iso(start),
+            _iso(start + dt.timedelta(hours=24, minutes=1)),
+            [("endsAt", "INVALID_RANGE")],
+        ),
         (_iso(at(days=-2)), _iso(at(days=-2, hours=3)), [("startsAt", "INVALID_RANGE")]),
         (naive, _iso(start + dt.timedelta(hours=1)), [("startsAt", "INVALID")]),
     ]
     for starts, ends, expected in cases:
-        data = await api.data(ADD, {"input": {"paId": _pa(ids["pa"]), "startsAt": starts,
-                                              "endsAt": ends}}, as_=(Role.PA, ids["pa"]))
+        data = await api.data(
+            ADD,
+            {"input": {"paId": _pa(ids["pa"]), "startsAt": starts, "endsAt": ends}},
+            as_=(Role.PA, ids["pa"]),
+        )
         assert _codes(data["addAvailabilityWindow"]) == expected, (starts, ends)
         assert data["addAvailabilityWindow"]["window"] is None
     assert await _windows(db) == []
@@ -227,21 +270,43 @@ async def test_overlap_is_rejected_and_touching_is_fine(api: Api, db: AsyncSessi
     await Build(db).window(await db.get_one(Member, ids["pa"]), start, hours=2)
     await db.commit()
     before = await _windows(db)
-    data = await api.data(ADD, {"input": {"paId": _pa(ids["pa"]),
-                                          "startsAt": _iso(start + dt.timedelta(hours=1)),
-                                          "endsAt": _iso(start + dt.timedelta(hours=3))}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        ADD,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "startsAt": _iso(start + dt.timedelta(hours=1)),
+                "endsAt": _iso(start + dt.timedelta(hours=3)),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     assert _codes(data["addAvailabilityWindow"]) == [("startsAt", "OVERLAP")]
     assert await _windows(db) == before
-    data = await api.data(ADD, {"input": {"paId": _pa(ids["pa"]),
-                                          "startsAt": _iso(start + dt.timedelta(hours=2)),
-                                          "endsAt": _iso(start + dt.timedelta(hours=3))}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        ADD,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "startsAt": _iso(start + dt.timedelta(hours=2)),
+                "endsAt": _iso(start + dt.timedelta(hours=3)),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     assert data["addAvailabilityWindow"]["errors"] == []
     # Another PA's windows never get in the way.
-    data = await api.data(ADD, {"input": {"paId": _pa(ids["other"]), "startsAt": _iso(start),
-                                          "endsAt": _iso(start + dt.timedelta(hours=3))}},
-                          as_=(Role.PA, ids["other"]))
+    data = await api.data(
+        ADD,
+        {
+            "input": {
+                "paId": _pa(ids["other"]),
+                "startsAt": _iso(start),
+                "endsAt": _iso(start + dt.timedelta(hours=3)),
+            }
+        },
+        as_=(Role.PA, ids["other"]),
+    )
     assert data["addAvailabilityWindow"]["errors"] == []
     assert len(await _windows(db)) == 3
 
@@ -255,10 +320,18 @@ async def test_merge_joins_overlapping_and_touching_windows(api: Api, db: AsyncS
     await b.window(pa, base + dt.timedelta(hours=3), hours=1)  # [3h, 4h): touched
     await b.window(pa, base + dt.timedelta(hours=6), hours=1)  # [6h, 7h): apart
     await db.commit()
-    data = await api.data(ADD, {"input": {"paId": _pa(ids["pa"]), "merge": True,
-                                          "startsAt": _iso(base + dt.timedelta(hours=1)),
-                                          "endsAt": _iso(base + dt.timedelta(hours=3))}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        ADD,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "merge": True,
+                "startsAt": _iso(base + dt.timedelta(hours=1)),
+                "endsAt": _iso(base + dt.timedelta(hours=3)),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     window = data["addAvailabilityWindow"]["window"]
     assert _parse(window["startsAt"]) == base
     assert _parse(window["endsAt"]) == base + dt.timedelta(hours=4)
@@ -278,8 +351,7 @@ async def test_remove_window(api: Api, db: AsyncSession) -> None:
     theirs = await b.window(await db.get_one(Member, ids["other"]), at(days=1))
     ended = await b.window(await db.get_one(Member, ids["pa"]), at(days=-1))
     await db.commit()
-    mine_id, theirs_id, ended_id = (gid("AvailabilityWindow", w.id)
-                                    for w in (mine, theirs, ended))
+    mine_id, theirs_id, ended_id = (gid("AvailabilityWindow", w.id) for w in (mine, theirs, ended))
     pa = (Role.PA, ids["pa"])
     cases = [
         (theirs_id, pa, [("id", "NOT_FOUND")]),  # a PA cannot see another PA's windows
@@ -295,10 +367,8 @@ async def test_remove_window(api: Api, db: AsyncSession) -> None:
     assert len(await _windows(db)) == 3
 
     data = await api.data(REMOVE, {"id": mine_id}, as_=pa)
-    assert data["removeAvailabilityWindow"] == {"window": None, "removedId": mine_id,
-                                                "errors": []}
-    data = await api.data(REMOVE, {"id": theirs_id}, as_=(Role.COORDINATOR,
-                                                          ids["coordinator"]))
+    assert data["removeAvailabilityWindow"] == {"window": None, "removedId": mine_id, "errors": []}
+    data = await api.data(REMOVE, {"id": theirs_id}, as_=(Role.COORDINATOR, ids["coordinator"]))
     assert data["removeAvailabilityWindow"]["removedId"] == theirs_id
     assert [w[0] for w in await _windows(db)] == [ended.during.lower]
 
@@ -310,9 +380,17 @@ async def test_pa_sets_own_weekly_availability(api: Api, db: AsyncSession) -> No
     ids = await _setup(db)
     slots = [(1, NINE, NOON), (4, dt.time(14), dt.time(17, 30))]
     valid_from = _today() + dt.timedelta(days=1)
-    data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input(slots),
-                                          "validFrom": valid_from.isoformat()}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input(slots),
+                "validFrom": valid_from.isoformat(),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     payload = data["setWeeklyAvailability"]
     expected = _expected(slots, valid_from)
     assert payload["errors"] == []
@@ -358,8 +436,9 @@ async def test_others_may_not_set_weekly_availability(api: Api, db: AsyncSession
 async def test_invalid_patterns_change_nothing(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     pa = (Role.PA, ids["pa"])
-    data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]),
-                                          "slots": _slot_input([(2, NINE, NOON)])}}, as_=pa)
+    data = await api.data(
+        SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input([(2, NINE, NOON)])}}, as_=pa
+    )
     assert data["setWeeklyAvailability"]["windowsCreated"] > 0
     before = await _snapshot(db)
     today = _today()
@@ -370,14 +449,19 @@ async def test_invalid_patterns_change_nothing(api: Api, db: AsyncSession) -> No
         ([(3, NINE, NINE)], {}, [("slots[0].endTime", "INVALID_RANGE")]),
         ([(1, NINE, NOON), (8, NINE, NOON)], {}, [("slots[1].weekday", "INVALID")]),
         ([(0, NINE, NOON)], {}, [("slots[0].weekday", "INVALID")]),
-        ([(1, NINE, NOON)],
-         {"validFrom": (today + dt.timedelta(days=3)).isoformat(),
-          "validUntil": (today + dt.timedelta(days=2)).isoformat()},
-         [("validUntil", "INVALID_RANGE")]),
+        (
+            [(1, NINE, NOON)],
+            {
+                "validFrom": (today + dt.timedelta(days=3)).isoformat(),
+                "validUntil": (today + dt.timedelta(days=2)).isoformat(),
+            },
+            [("validUntil", "INVALID_RANGE")],
+        ),
     ]
     for slots, dates, expected in cases:
-        data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]),
-                                              "slots": _slot_input(slots), **dates}}, as_=pa)
+        data = await api.data(
+            SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input(slots), **dates}}, as_=pa
+        )
         assert _codes(data["setWeeklyAvailability"]) == expected, slots
         assert data["setWeeklyAvailability"]["windowsCreated"] is None
     assert await _snapshot(db) == before
@@ -385,22 +469,39 @@ async def test_invalid_patterns_change_nothing(api: Api, db: AsyncSession) -> No
 
 async def test_replacing_keeps_past_windows(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
-    old = WeeklyAvailability(pa_id=ids["pa"], weekday=3, start_time=NINE, end_time=NOON,
-                             valid_from=_today() - dt.timedelta(days=30))
+    old = WeeklyAvailability(
+        pa_id=ids["pa"],
+        weekday=3,
+        start_time=NINE,
+        end_time=NOON,
+        valid_from=_today() - dt.timedelta(days=30),
+    )
     db.add(old)
     await db.flush()
     past = at(days=-7)
     future = at(days=7)
     for start in (past, future):
-        db.add(AvailabilityWindow(pa_id=ids["pa"], weekly_availability_id=old.id,
-                                  during=Range(start, start + dt.timedelta(hours=3),
-                                               bounds="[)")))
+        db.add(
+            AvailabilityWindow(
+                pa_id=ids["pa"],
+                weekly_availability_id=old.id,
+                during=Range(start, start + dt.timedelta(hours=3), bounds="[)"),
+            )
+        )
     await db.commit()
     slots = [(5, dt.time(18), dt.time(20))]
     valid_from = _today() + dt.timedelta(days=1)
-    data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input(slots),
-                                          "validFrom": valid_from.isoformat()}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input(slots),
+                "validFrom": valid_from.isoformat(),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     assert data["setWeeklyAvailability"]["errors"] == []
     patterns = await _patterns(db)
     assert [(p[2], p[3], p[4]) for p in patterns] == slots
@@ -411,9 +512,7 @@ async def test_replacing_keeps_past_windows(api: Api, db: AsyncSession) -> None:
     assert {w[2] for w in stored[1:]} == {patterns[0][0]}
 
 
-async def test_dates_clashing_with_one_off_windows_are_skipped(
-    api: Api, db: AsyncSession
-) -> None:
+async def test_dates_clashing_with_one_off_windows_are_skipped(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     valid_from = _today() + dt.timedelta(days=1)
     slots = [(2, NINE, NOON)]
@@ -422,9 +521,17 @@ async def test_dates_clashing_with_one_off_windows_are_skipped(
     pa = await db.get_one(Member, ids["pa"])
     await Build(db).window(pa, clash_start, hours=4)
     await db.commit()
-    data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input(slots),
-                                          "validFrom": valid_from.isoformat()}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input(slots),
+                "validFrom": valid_from.isoformat(),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     payload = data["setWeeklyAvailability"]
     assert (payload["windowsCreated"], payload["windowsSkipped"]) == (len(expected) - 1, 1)
     stored = await _windows(db, ids["pa"])
@@ -438,29 +545,43 @@ async def test_empty_slots_clear_and_valid_until_limits(api: Api, db: AsyncSessi
     valid_from = _today() + dt.timedelta(days=1)
     valid_until = valid_from + dt.timedelta(days=13)
     slots = [(d, NINE, NOON) for d in range(1, 8)]
-    data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input(slots),
-                                          "validFrom": valid_from.isoformat(),
-                                          "validUntil": valid_until.isoformat()}}, as_=pa)
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input(slots),
+                "validFrom": valid_from.isoformat(),
+                "validUntil": valid_until.isoformat(),
+            }
+        },
+        as_=pa,
+    )
     assert data["setWeeklyAvailability"]["windowsCreated"] == 14
     assert data["setWeeklyAvailability"]["validUntil"] == valid_until.isoformat()
-    assert [(s, e) for s, e, _ in await _windows(db)] == _expected(slots, valid_from,
-                                                                     valid_until)
+    assert [(s, e) for s, e, _ in await _windows(db)] == _expected(slots, valid_from, valid_until)
     data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]), "slots": []}}, as_=pa)
     assert data["setWeeklyAvailability"]["slots"] == []
     assert data["setWeeklyAvailability"]["windowsCreated"] == 0
     assert await _snapshot(db) == ([], [])
 
 
-async def test_expansion_keeps_local_time_across_clock_change(
-    api: Api, db: AsyncSession
-) -> None:
+async def test_expansion_keeps_local_time_across_clock_change(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     change = _next_clock_change(_today())
     monday_before, monday_after = change - dt.timedelta(days=6), change + dt.timedelta(days=1)
-    data = await api.data(SET, {"input": {
-        "paId": _pa(ids["pa"]), "slots": _slot_input([(1, NINE, NOON)]),
-        "validFrom": monday_before.isoformat(), "validUntil": monday_after.isoformat(),
-    }}, as_=(Role.PA, ids["pa"]))
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input([(1, NINE, NOON)]),
+                "validFrom": monday_before.isoformat(),
+                "validUntil": monday_after.isoformat(),
+            }
+        },
+        as_=(Role.PA, ids["pa"]),
+    )
     assert data["setWeeklyAvailability"]["errors"] == []
     # The clock change may lie beyond the horizon: expand as the daily job would then.
     await extend_weekly_availability(db, today=monday_before)
@@ -480,8 +601,17 @@ async def test_extension_tops_up_once(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     pa = (Role.PA, ids["pa"])
     slots = [(d, NINE, dt.time(10)) for d in range(1, 8)]
-    data = await api.data(SET, {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input(slots),
-                                          "validFrom": _today().isoformat()}}, as_=pa)
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input(slots),
+                "validFrom": _today().isoformat(),
+            }
+        },
+        as_=pa,
+    )
     created = data["setWeeklyAvailability"]["windowsCreated"]
     assert created == len(_expected(slots, _today()))
     assert await extend_weekly_availability(db) == 0  # nothing new today
@@ -493,8 +623,11 @@ async def test_extension_tops_up_once(api: Api, db: AsyncSession) -> None:
     assert data["removeAvailabilityWindow"]["errors"] == []
     # A one-off window beyond today's horizon makes its date be skipped.
     horizon_end = dt.datetime.combine(_today() + HORIZON, NINE, LONDON)
-    await Build(db).window(await db.get_one(Member, ids["pa"]),
-                           (horizon_end + dt.timedelta(days=3)).astimezone(UTC), hours=1)
+    await Build(db).window(
+        await db.get_one(Member, ids["pa"]),
+        (horizon_end + dt.timedelta(days=3)).astimezone(UTC),
+        hours=1,
+    )
     await db.commit()
 
     week_later = _today() + dt.timedelta(days=7)
@@ -506,4 +639,3 @@ async def test_extension_tops_up_once(api: Api, db: AsyncSession) -> None:
     assert _parse(exception["startsAt"]) not in {s for s, _, _ in stored}
     last_day = max(s for s, _, p in stored if p is not None).astimezone(LONDON).date()
     assert last_day == week_later + HORIZON
-

@@ -58,14 +58,22 @@ async def base(db: AsyncSession) -> dict[str, Any]:
     return {"coordinator": coordinator, "other": other, "cluster": cluster, "su": su, "pa": pa}
 
 
-async def test_coordinator_creates_a_cluster_and_runs_it(
-    api: Api, base: dict[str, Any]
-) -> None:
+async def test_coordinator_creates_a_cluster_and_runs_it(api: Api, base: dict[str, Any]) -> None:
     token = api.token(Role.COORDINATOR, base["coordinator"].id)
-    data = await api.data(CREATE, {"input": {
-        "name": "Whetstone", "kind": "GEOGRAPHIC", "localAuthority": "E09000003",
-        "postcodeDistricts": ["n20", " N11 "], "centre": {"latitude": 51.63, "longitude": -0.17},
-        "radiusKm": 2.5}}, token=token)
+    data = await api.data(
+        CREATE,
+        {
+            "input": {
+                "name": "Whetstone",
+                "kind": "GEOGRAPHIC",
+                "localAuthority": "E09000003",
+                "postcodeDistricts": ["n20", " N11 "],
+                "centre": {"latitude": 51.63, "longitude": -0.17},
+                "radiusKm": 2.5,
+            }
+        },
+        token=token,
+    )
     payload = data["createCluster"]
     assert payload["errors"] == []
     cluster = payload["cluster"]
@@ -79,30 +87,50 @@ async def test_coordinator_creates_a_cluster_and_runs_it(
 
 
 async def test_need_based_cluster_keeps_its_needs(api: Api, base: dict[str, Any]) -> None:
-    data = await api.data(CREATE, {"input": {
-        "name": "MS support", "kind": "NEED_BASED", "localAuthority": "E09000003",
-        "needTags": ["Multiple-Sclerosis", "neurological", "neurological"]}},
-        token=api.token(Role.ADMIN))
+    data = await api.data(
+        CREATE,
+        {
+            "input": {
+                "name": "MS support",
+                "kind": "NEED_BASED",
+                "localAuthority": "E09000003",
+                "needTags": ["Multiple-Sclerosis", "neurological", "neurological"],
+            }
+        },
+        token=api.token(Role.ADMIN),
+    )
     assert data["createCluster"]["cluster"]["needTags"] == ["multiple-sclerosis", "neurological"]
 
 
-@pytest.mark.parametrize("change,field,code", [
-    ({"name": "  "}, "name", "REQUIRED"),
-    ({"localAuthority": "E09999999"}, "localAuthority", "NOT_FOUND"),
-    ({"postcodeDistricts": ["not a district"]}, "postcodeDistricts", "INVALID"),
-    ({"radiusKm": -1, "centre": {"latitude": 51.6, "longitude": -0.2}}, "radiusKm", "INVALID"),
-    ({"centre": {"latitude": 95, "longitude": 0}, "radiusKm": 2}, "centre", "INVALID"),
-    ({"postcodeDistricts": []}, "centre", "REQUIRED"),
-    ({"kind": "NEED_BASED", "needTags": []}, "needTags", "REQUIRED"),
-    ({"supportWorkerId": gid("ServiceUser", 424242)}, "supportWorkerId", "NOT_FOUND"),
-])
+@pytest.mark.parametrize(
+    "change,field,code",
+    [
+        ({"name": "  "}, "name", "REQUIRED"),
+        ({"localAuthority": "E09999999"}, "localAuthority", "NOT_FOUND"),
+        ({"postcodeDistricts": ["not a district"]}, "postcodeDistricts", "INVALID"),
+        ({"radiusKm": -1, "centre": {"latitude": 51.6, "longitude": -0.2}}, "radiusKm", "INVALID"),
+        ({"centre": {"latitude": 95, "longitude": 0}, "radiusKm": 2}, "centre", "INVALID"),
+        ({"postcodeDistricts": []}, "centre", "REQUIRED"),
+        ({"kind": "NEED_BASED", "needTags": []}, "needTags", "REQUIRED"),
+        ({"supportWorkerId": gid("ServiceUser", 424242)}, "supportWorkerId", "NOT_FOUND"),
+    ],
+)
 async def test_bad_cluster_input_is_refused_and_changes_nothing(
-    api: Api, db: AsyncSession, base: dict[str, Any], change: dict[str, Any], field: str,
+    api: Api,
+    db: AsyncSession,
+    base: dict[str, Any],
+    change: dict[str, Any],
+    field: str,
     code: str,
 ) -> None:
     before = await cluster_count(db)
-    data = {"name": "New", "kind": "GEOGRAPHIC", "localAuthority": "E09000003",
-            "postcodeDistricts": ["N12"], **change}
+    data = {
+        "name": "New",
+        "kind": "GEOGRAPHIC",
+        "localAuthority": "E09000003",
+        "postcodeDistricts": ["N12"],
+        **change,
+    }
     result = await api.data(CREATE, {"input": data}, token=api.token(Role.ADMIN))
     payload = result["createCluster"]
     assert payload["cluster"] is None
@@ -113,20 +141,39 @@ async def test_bad_cluster_input_is_refused_and_changes_nothing(
 
 
 async def test_support_worker_must_be_a_worker(api: Api, base: dict[str, Any]) -> None:
-    result = await api.data(CREATE, {"input": {
-        "name": "X", "kind": "GEOGRAPHIC", "localAuthority": "E09000003",
-        "postcodeDistricts": ["N12"], "supportWorkerId": gid("ServiceUser", base["su"].id)}},
-        token=api.token(Role.ADMIN))
+    result = await api.data(
+        CREATE,
+        {
+            "input": {
+                "name": "X",
+                "kind": "GEOGRAPHIC",
+                "localAuthority": "E09000003",
+                "postcodeDistricts": ["N12"],
+                "supportWorkerId": gid("ServiceUser", base["su"].id),
+            }
+        },
+        token=api.token(Role.ADMIN),
+    )
     assert result["createCluster"]["errors"][0]["code"] == "INVALID"
 
 
 @pytest.mark.parametrize("role", [Role.PA, Role.SERVICE_USER, Role.CARER])
-async def test_only_managers_create_clusters(api: Api, base: dict[str, Any], db: AsyncSession,
-                                             role: Role) -> None:
+async def test_only_managers_create_clusters(
+    api: Api, base: dict[str, Any], db: AsyncSession, role: Role
+) -> None:
     member = base["pa"] if role is Role.PA else base["su"]
-    result = await api.data(CREATE, {"input": {
-        "name": "X", "kind": "GEOGRAPHIC", "localAuthority": "E09000003",
-        "postcodeDistricts": ["N12"]}}, token=api.token(role, member.id))
+    result = await api.data(
+        CREATE,
+        {
+            "input": {
+                "name": "X",
+                "kind": "GEOGRAPHIC",
+                "localAuthority": "E09000003",
+                "postcodeDistricts": ["N12"],
+            }
+        },
+        token=api.token(role, member.id),
+    )
     assert result["createCluster"]["errors"][0]["code"] == "FORBIDDEN"
     assert await cluster_count(db) == 1
 
@@ -134,10 +181,13 @@ async def test_only_managers_create_clusters(api: Api, base: dict[str, Any], db:
 async def test_update_and_close(api: Api, base: dict[str, Any]) -> None:
     token = api.token(Role.COORDINATOR, base["coordinator"].id)
     cid = gid("Cluster", base["cluster"].id)
-    data = await api.data(UPDATE, {"id": cid, "input": {"name": "Finchley Central",
-                                                         "status": "ACTIVE"}}, token=token)
-    assert data["updateCluster"] == {"cluster": {"name": "Finchley Central",
-                                                 "status": "ACTIVE"}, "errors": []}
+    data = await api.data(
+        UPDATE, {"id": cid, "input": {"name": "Finchley Central", "status": "ACTIVE"}}, token=token
+    )
+    assert data["updateCluster"] == {
+        "cluster": {"name": "Finchley Central", "status": "ACTIVE"},
+        "errors": [],
+    }
     closed = await api.data(CLOSE, {"id": cid}, token=token)
     assert closed["closeCluster"]["cluster"]["status"] == "CLOSED"
     again = await api.data(CLOSE, {"id": cid}, token=token)
@@ -146,12 +196,13 @@ async def test_update_and_close(api: Api, base: dict[str, Any]) -> None:
     assert renamed["updateCluster"]["errors"][0]["code"] == "CLOSED"
 
 
-async def test_other_coordinator_cannot_change_the_cluster(
-    api: Api, base: dict[str, Any]
-) -> None:
+async def test_other_coordinator_cannot_change_the_cluster(api: Api, base: dict[str, Any]) -> None:
     token = api.token(Role.COORDINATOR, base["other"].id)
-    data = await api.data(UPDATE, {"id": gid("Cluster", base["cluster"].id),
-                                   "input": {"name": "Mine now"}}, token=token)
+    data = await api.data(
+        UPDATE,
+        {"id": gid("Cluster", base["cluster"].id), "input": {"name": "Mine now"}},
+        token=token,
+    )
     assert data["updateCluster"]["errors"][0]["code"] == "FORBIDDEN"
 
 
@@ -171,8 +222,7 @@ async def test_team_and_service_users(api: Api, db: AsyncSession, base: dict[str
     twice = await api.data(ADD_SU, su, token=token)  # idempotent
     assert twice["addServiceUserToCluster"]["errors"] == []
     team = await api.data(ADD_PA, pa, token=token)
-    assert team["addPersonalAssistantToCluster"]["cluster"]["personalAssistants"][
-        "totalCount"] == 1
+    assert team["addPersonalAssistantToCluster"]["cluster"]["personalAssistants"]["totalCount"] == 1
     assert await db.scalar(select(func.count()).select_from(ClusterPa)) == 1
 
     removed = await api.data(REMOVE_SU, su, token=token)
@@ -181,12 +231,16 @@ async def test_team_and_service_users(api: Api, db: AsyncSession, base: dict[str
     await api.data(REMOVE_PA, pa, token=token)
     gone = await api.data(REMOVE_PA, pa, token=token)
     assert gone["removePersonalAssistantFromCluster"]["errors"] == [
-        {"field": "paId", "code": "NOT_FOUND"}]
+        {"field": "paId", "code": "NOT_FOUND"}
+    ]
 
 
 async def test_wrong_kind_of_id_is_not_found(api: Api, base: dict[str, Any]) -> None:
-    data = await api.data(ADD_SU, {"c": gid("Cluster", base["cluster"].id),
-                                    "s": gid("PersonalAssistant", base["pa"].id)},
-                          token=api.token(Role.ADMIN))
+    data = await api.data(
+        ADD_SU,
+        {"c": gid("Cluster", base["cluster"].id), "s": gid("PersonalAssistant", base["pa"].id)},
+        token=api.token(Role.ADMIN),
+    )
     assert data["addServiceUserToCluster"]["errors"] == [
-        {"field": "serviceUserId", "code": "NOT_FOUND"}]
+        {"field": "serviceUserId", "code": "NOT_FOUND"}
+    ]

@@ -29,7 +29,13 @@ from tests.conftest import Api
 from tests.factories import Build, gid
 
 MEMBER_TABLES = (
-    Member, ServiceUserProfile, PaProfile, PaSkill, CarerLink, ClusterServiceUser, ClusterPa,
+    Member,
+    ServiceUserProfile,
+    PaProfile,
+    PaSkill,
+    CarerLink,
+    ClusterServiceUser,
+    ClusterPa,
     RegularPa,
 )
 PAYLOAD = "member { id name } errors { field code message }"
@@ -163,7 +169,9 @@ def as_coordinator(api: Api, w: World) -> str:
 
 def su_input(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "name": "Edna Newcome", "funding": "PERSONAL_BUDGET", "needs": ["Hoist", " mobility "],
+        "name": "Edna Newcome",
+        "funding": "PERSONAL_BUDGET",
+        "needs": ["Hoist", " mobility "],
         "plannedWeeklyHours": 12.5,
     }
     return {**base, **changes}
@@ -171,7 +179,9 @@ def su_input(**changes: Any) -> dict[str, Any]:
 
 def pa_input(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "name": "Priya Assistant", "contractedWeeklyHours": 24, "hourlyPayPence": 1350,
+        "name": "Priya Assistant",
+        "contractedWeeklyHours": 24,
+        "hourlyPayPence": 1350,
         "maxTravelKm": 8,
     }
     return {**base, **changes}
@@ -194,21 +204,39 @@ def pk_of(data: dict[str, Any]) -> int:
 async def test_admin_registers_a_service_user_into_a_cluster(
     api: Api, db: AsyncSession, world: World
 ) -> None:
-    data = await api.data(REGISTER_SU, {"input": su_input(
-        email=" edna@example.org ", phone="020 7946 0000", postcode="n12  0aa",
-        location={"latitude": 51.6, "longitude": -0.18}, joinedOn="2026-01-05",
-        clusterId=gid("Cluster", world.cluster_id),
-    )}, token=as_admin(api))
+    data = await api.data(
+        REGISTER_SU,
+        {
+            "input": su_input(
+                email=" edna@example.org ",
+                phone="020 7946 0000",
+                postcode="n12  0aa",
+                location={"latitude": 51.6, "longitude": -0.18},
+                joinedOn="2026-01-05",
+                clusterId=gid("Cluster", world.cluster_id),
+            )
+        },
+        token=as_admin(api),
+    )
     assert result(data)["errors"] == []
     assert result(data)["member"]["name"] == "Edna Newcome"
     pk = pk_of(data)
     person = await node(api, SERVICE_USER, "ServiceUser", pk)
     assert person == {
-        "__typename": "ServiceUser", "name": "Edna Newcome", "email": "edna@example.org",
-        "phone": "020 7946 0000", "postcode": "N12 0AA", "latitude": 51.6, "longitude": -0.18,
-        "joinedOn": "2026-01-05", "membershipClass": "SERVICE_USER",
-        "funding": "PERSONAL_BUDGET", "needs": ["hoist", "mobility"], "plannedWeeklyHours": 12.5,
-        "clusters": [{"id": gid("Cluster", world.cluster_id)}], "carers": [],
+        "__typename": "ServiceUser",
+        "name": "Edna Newcome",
+        "email": "edna@example.org",
+        "phone": "020 7946 0000",
+        "postcode": "N12 0AA",
+        "latitude": 51.6,
+        "longitude": -0.18,
+        "joinedOn": "2026-01-05",
+        "membershipClass": "SERVICE_USER",
+        "funding": "PERSONAL_BUDGET",
+        "needs": ["hoist", "mobility"],
+        "plannedWeeklyHours": 12.5,
+        "clusters": [{"id": gid("Cluster", world.cluster_id)}],
+        "carers": [],
         "regularPersonalAssistants": [],
     }
     profile = await db.get(ServiceUserProfile, pk)
@@ -233,9 +261,16 @@ async def test_coordinator_registers_into_own_cluster_and_can_then_see_the_perso
     api: Api, world: World
 ) -> None:
     token = as_coordinator(api, world)
-    data = await api.data(REGISTER_SU, {"input": su_input(
-        clusterId=gid("Cluster", world.cluster_id), email="edna@example.org",
-    )}, token=token)
+    data = await api.data(
+        REGISTER_SU,
+        {
+            "input": su_input(
+                clusterId=gid("Cluster", world.cluster_id),
+                email="edna@example.org",
+            )
+        },
+        token=token,
+    )
     assert result(data)["errors"] == []
     pk = pk_of(data)
     seen = await api.data(SERVICE_USER, {"id": gid("ServiceUser", pk)}, token=token)
@@ -262,8 +297,9 @@ async def test_coordinator_must_register_into_a_cluster_of_theirs(
     }
     before = await snapshot(db)
     extra = {"clusterId": ids[cluster]} if cluster else {}
-    data = await api.data(REGISTER_SU, {"input": su_input(**extra)},
-                          token=as_coordinator(api, world))
+    data = await api.data(
+        REGISTER_SU, {"input": su_input(**extra)}, token=as_coordinator(api, world)
+    )
     assert errors(data) == [expected]
     assert result(data)["member"] is None
     assert await snapshot(db) == before
@@ -297,13 +333,27 @@ async def test_several_problems_are_reported_together(
     api: Api, db: AsyncSession, world: World
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(REGISTER_SU, {"input": su_input(
-        name="", email="nope", postcode="nowhere", plannedWeeklyHours=200,
-    )}, token=as_coordinator(api, world))
-    assert sorted(errors(data)) == sorted([
-        ("name", "REQUIRED"), ("email", "INVALID"), ("postcode", "INVALID"),
-        ("plannedWeeklyHours", "INVALID"), ("clusterId", "REQUIRED"),
-    ])
+    data = await api.data(
+        REGISTER_SU,
+        {
+            "input": su_input(
+                name="",
+                email="nope",
+                postcode="nowhere",
+                plannedWeeklyHours=200,
+            )
+        },
+        token=as_coordinator(api, world),
+    )
+    assert sorted(errors(data)) == sorted(
+        [
+            ("name", "REQUIRED"),
+            ("email", "INVALID"),
+            ("postcode", "INVALID"),
+            ("plannedWeeklyHours", "INVALID"),
+            ("clusterId", "REQUIRED"),
+        ]
+    )
     assert await snapshot(db) == before
 
 
@@ -313,24 +363,42 @@ async def test_several_problems_are_reported_together(
 async def test_coordinator_registers_a_pa_with_skills_into_their_cluster(
     api: Api, db: AsyncSession, world: World
 ) -> None:
-    data = await api.data(REGISTER_PA, {"input": pa_input(
-        email="priya@example.org", postcode="N20 9AB",
-        location={"latitude": 51.63, "longitude": -0.17}, dbsCheckedOn="2026-01-10",
-        workingTimeOptOut=True, hourlyPayPence=1100,  # below the NLW: apprentice rates exist
-        skills=[{"name": "Hoist", "expiresOn": "2027-03-01"}, {"name": "medication"}],
-        clusterId=gid("Cluster", world.cluster_id),
-    )}, token=as_coordinator(api, world))
+    data = await api.data(
+        REGISTER_PA,
+        {
+            "input": pa_input(
+                email="priya@example.org",
+                postcode="N20 9AB",
+                location={"latitude": 51.63, "longitude": -0.17},
+                dbsCheckedOn="2026-01-10",
+                workingTimeOptOut=True,
+                hourlyPayPence=1100,  # below the NLW: apprentice rates exist
+                skills=[{"name": "Hoist", "expiresOn": "2027-03-01"}, {"name": "medication"}],
+                clusterId=gid("Cluster", world.cluster_id),
+            )
+        },
+        token=as_coordinator(api, world),
+    )
     assert result(data)["errors"] == []
     pk = pk_of(data)
     pa = await node(api, PERSONAL_ASSISTANT, "PersonalAssistant", pk)
     assert pa == {
-        "__typename": "PersonalAssistant", "name": "Priya Assistant",
-        "email": "priya@example.org", "postcode": "N20 9AB", "latitude": 51.63,
-        "longitude": -0.17, "membershipClass": "WORKER", "dbsCheckedOn": "2026-01-10",
-        "contractedWeeklyHours": 24.0, "hourlyPayPence": 1100, "maxTravelKm": 8.0,
+        "__typename": "PersonalAssistant",
+        "name": "Priya Assistant",
+        "email": "priya@example.org",
+        "postcode": "N20 9AB",
+        "latitude": 51.63,
+        "longitude": -0.17,
+        "membershipClass": "WORKER",
+        "dbsCheckedOn": "2026-01-10",
+        "contractedWeeklyHours": 24.0,
+        "hourlyPayPence": 1100,
+        "maxTravelKm": 8.0,
         "workingTimeOptOut": True,
-        "skills": [{"name": "hoist", "expiresOn": "2027-03-01"},
-                   {"name": "medication", "expiresOn": None}],
+        "skills": [
+            {"name": "hoist", "expiresOn": "2027-03-01"},
+            {"name": "medication", "expiresOn": None},
+        ],
         "clusters": [{"id": gid("Cluster", world.cluster_id)}],
     }
     team = await db.scalars(select(ClusterPa.pa_id).where(ClusterPa.cluster_id == world.cluster_id))
@@ -373,9 +441,11 @@ async def test_pa_validation_writes_nothing(
 
 async def test_skill_expiry_must_be_a_date(api: Api, db: AsyncSession, world: World) -> None:
     before = await snapshot(db)
-    body = await api.query(REGISTER_PA, {"input": pa_input(
-        skills=[{"name": "hoist", "expiresOn": "next spring"}]
-    )}, token=as_admin(api))
+    body = await api.query(
+        REGISTER_PA,
+        {"input": pa_input(skills=[{"name": "hoist", "expiresOn": "next spring"}])},
+        token=as_admin(api),
+    )
     assert body["errors"] and body.get("data") is None
     assert await snapshot(db) == before
 
@@ -384,9 +454,11 @@ async def test_coordinator_cannot_put_a_pa_in_another_coordinators_cluster(
     api: Api, db: AsyncSession, world: World
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(REGISTER_PA, {"input": pa_input(
-        clusterId=gid("Cluster", world.other_cluster_id)
-    )}, token=as_coordinator(api, world))
+    data = await api.data(
+        REGISTER_PA,
+        {"input": pa_input(clusterId=gid("Cluster", world.other_cluster_id))},
+        token=as_coordinator(api, world),
+    )
     assert errors(data) == [("clusterId", "FORBIDDEN")]
     assert await snapshot(db) == before
 
@@ -394,20 +466,32 @@ async def test_coordinator_cannot_put_a_pa_in_another_coordinators_cluster(
 # --- registering carers and other members ------------------------------------------------
 
 
-async def test_coordinator_registers_a_carer_of_their_service_user(
-    api: Api, world: World
-) -> None:
+async def test_coordinator_registers_a_carer_of_their_service_user(api: Api, world: World) -> None:
     token = as_coordinator(api, world)
-    data = await api.data(REGISTER_CARER, {"input": {
-        "name": "Carl Carer", "email": "carl@example.org", "relationship": " son ",
-        "serviceUserIds": [gid("ServiceUser", world.su.id), gid("ServiceUser", world.su.id)],
-    }}, token=token)
+    data = await api.data(
+        REGISTER_CARER,
+        {
+            "input": {
+                "name": "Carl Carer",
+                "email": "carl@example.org",
+                "relationship": " son ",
+                "serviceUserIds": [
+                    gid("ServiceUser", world.su.id),
+                    gid("ServiceUser", world.su.id),
+                ],
+            }
+        },
+        token=token,
+    )
     assert result(data)["errors"] == []
     pk = pk_of(data)
     carer = await api.data(CARER, {"id": gid("Carer", pk)}, token=token)
     assert carer["node"] == {
-        "__typename": "Carer", "name": "Carl Carer", "email": "carl@example.org",
-        "membershipClass": "CARER", "caresFor": [{"id": gid("ServiceUser", world.su.id)}],
+        "__typename": "Carer",
+        "name": "Carl Carer",
+        "email": "carl@example.org",
+        "membershipClass": "CARER",
+        "caresFor": [{"id": gid("ServiceUser", world.su.id)}],
     }
     person = await node(api, SERVICE_USER, "ServiceUser", world.su.id)
     assert {"id": gid("Carer", pk)} in person["carers"]
@@ -415,8 +499,11 @@ async def test_coordinator_registers_a_carer_of_their_service_user(
 
 @pytest.mark.parametrize(
     ("who", "expected"),
-    [("outside", ("serviceUserIds", "NOT_FOUND")), ("nobody", ("serviceUserIds", "REQUIRED")),
-     ("pa", ("serviceUserIds", "NOT_FOUND"))],
+    [
+        ("outside", ("serviceUserIds", "NOT_FOUND")),
+        ("nobody", ("serviceUserIds", "REQUIRED")),
+        ("pa", ("serviceUserIds", "NOT_FOUND")),
+    ],
 )
 async def test_carer_needs_service_users_the_coordinator_manages(
     api: Api, db: AsyncSession, world: World, who: str, expected: tuple[str, str]
@@ -427,27 +514,42 @@ async def test_carer_needs_service_users_the_coordinator_manages(
         "pa": [gid("ServiceUser", world.pa.id)],  # a PA disguised as a service user
     }[who]
     before = await snapshot(db)
-    data = await api.data(REGISTER_CARER, {"input": {"name": "Carl", "serviceUserIds": ids}},
-                          token=as_coordinator(api, world))
+    data = await api.data(
+        REGISTER_CARER,
+        {"input": {"name": "Carl", "serviceUserIds": ids}},
+        token=as_coordinator(api, world),
+    )
     assert errors(data) == [expected]
     assert await snapshot(db) == before
 
 
-@pytest.mark.parametrize(("cls", "typename"), [("SUPPORTER", "CoopMember"),
-                                               ("WORKER", "CoopMember")])
+@pytest.mark.parametrize(
+    ("cls", "typename"), [("SUPPORTER", "CoopMember"), ("WORKER", "CoopMember")]
+)
 async def test_admin_registers_supporters_and_support_workers(
     api: Api, db: AsyncSession, world: World, cls: str, typename: str
 ) -> None:
-    data = await api.data(REGISTER_MEMBER, {"input": {
-        "name": "Sue Porter", "membershipClass": cls, "postcode": "en1 1aa",
-    }}, token=as_admin(api))
+    data = await api.data(
+        REGISTER_MEMBER,
+        {
+            "input": {
+                "name": "Sue Porter",
+                "membershipClass": cls,
+                "postcode": "en1 1aa",
+            }
+        },
+        token=as_admin(api),
+    )
     pk = pk_of(data)
     member = await db.get(Member, pk)
     assert member is not None
     assert (member.membership_class, member.postcode) == (cls, "EN1 1AA")
     assert await db.get(PaProfile, pk) is None
-    body = await api.data("query($id: ID!) { node(id: $id) { __typename } }",
-                          {"id": result(data)["member"]["id"]}, token=as_admin(api))
+    body = await api.data(
+        "query($id: ID!) { node(id: $id) { __typename } }",
+        {"id": result(data)["member"]["id"]},
+        token=as_admin(api),
+    )
     assert body["node"]["__typename"] == typename
 
 
@@ -456,8 +558,9 @@ async def test_register_member_refuses_service_users_and_carers(
     api: Api, db: AsyncSession, world: World, cls: str
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(REGISTER_MEMBER, {"input": {"name": "X", "membershipClass": cls}},
-                          token=as_admin(api))
+    data = await api.data(
+        REGISTER_MEMBER, {"input": {"name": "X", "membershipClass": cls}}, token=as_admin(api)
+    )
     assert errors(data) == [("membershipClass", "INVALID")]
     assert await snapshot(db) == before
 
@@ -466,8 +569,11 @@ async def test_coordinators_may_not_register_other_members(
     api: Api, db: AsyncSession, world: World
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(REGISTER_MEMBER, {"input": {"name": "X", "membershipClass": "SUPPORTER"}},
-                          token=as_coordinator(api, world))
+    data = await api.data(
+        REGISTER_MEMBER,
+        {"input": {"name": "X", "membershipClass": "SUPPORTER"}},
+        token=as_coordinator(api, world),
+    )
     assert errors(data) == [(None, "FORBIDDEN")]
     assert await snapshot(db) == before
 
@@ -520,18 +626,34 @@ async def test_anonymous_callers_must_authenticate(
 async def test_coordinator_updates_a_service_user_of_their_cluster(
     api: Api, db: AsyncSession, world: World
 ) -> None:
-    data = await api.data(UPDATE_MEMBER, {"id": gid("ServiceUser", world.su.id), "input": {
-        "name": " Ada Lovelace ", "email": None, "postcode": "n3 1aa",
-        "location": {"latitude": 51.6, "longitude": -0.19}, "active": False,
-    }}, token=as_coordinator(api, world))
+    data = await api.data(
+        UPDATE_MEMBER,
+        {
+            "id": gid("ServiceUser", world.su.id),
+            "input": {
+                "name": " Ada Lovelace ",
+                "email": None,
+                "postcode": "n3 1aa",
+                "location": {"latitude": 51.6, "longitude": -0.19},
+                "active": False,
+            },
+        },
+        token=as_coordinator(api, world),
+    )
     assert result(data)["errors"] == []
     assert result(data)["member"] == {
-        "id": gid("ServiceUser", world.su.id), "name": "Ada Lovelace", "email": None,
-        "phone": "07700 900001", "postcode": "N3 1AA", "latitude": 51.6, "longitude": -0.19,
+        "id": gid("ServiceUser", world.su.id),
+        "name": "Ada Lovelace",
+        "email": None,
+        "phone": "07700 900001",
+        "postcode": "N3 1AA",
+        "latitude": 51.6,
+        "longitude": -0.19,
         "active": False,
     }
-    row = (await db.execute(select(Member.email, Member.active).where(
-        Member.id == world.su.id))).one()
+    row = (
+        await db.execute(select(Member.email, Member.active).where(Member.id == world.su.id))
+    ).one()
     assert tuple(row) == (None, False)
 
 
@@ -552,8 +674,11 @@ async def test_coordinator_cannot_update_a_service_user_outside_their_clusters(
 
 async def test_a_member_updates_their_own_phone(api: Api, db: AsyncSession, world: World) -> None:
     token = api.token(Role.PA, world.pa.id)
-    data = await api.data(UPDATE_MEMBER, {"id": gid("PersonalAssistant", world.pa.id),
-                                          "input": {"phone": " 07700 900999 "}}, token=token)
+    data = await api.data(
+        UPDATE_MEMBER,
+        {"id": gid("PersonalAssistant", world.pa.id), "input": {"phone": " 07700 900999 "}},
+        token=token,
+    )
     assert result(data)["errors"] == []
     assert result(data)["member"]["phone"] == "07700 900999"
     phone = await db.scalar(select(Member.phone).where(Member.id == world.pa.id))
@@ -567,54 +692,78 @@ async def test_a_member_may_not_change_their_own_active_flag(
     me = world.pa if role is Role.PA else world.coordinator
     type_name = "PersonalAssistant" if role is Role.PA else "CoopMember"
     before = await snapshot(db)
-    data = await api.data(UPDATE_MEMBER, {"id": gid(type_name, me.id),
-                                          "input": {"active": False, "phone": "1"}},
-                          token=api.token(role, me.id))
+    data = await api.data(
+        UPDATE_MEMBER,
+        {"id": gid(type_name, me.id), "input": {"active": False, "phone": "1"}},
+        token=api.token(role, me.id),
+    )
     assert errors(data) == [("active", "FORBIDDEN")]
     assert await snapshot(db) == before
 
 
 async def test_a_pa_may_not_update_a_teammate(api: Api, db: AsyncSession, world: World) -> None:
     before = await snapshot(db)
-    data = await api.data(UPDATE_MEMBER, {"id": gid("PersonalAssistant", world.teammate.id),
-                                          "input": {"phone": "1"}},
-                          token=api.token(Role.PA, world.pa.id))
+    data = await api.data(
+        UPDATE_MEMBER,
+        {"id": gid("PersonalAssistant", world.teammate.id), "input": {"phone": "1"}},
+        token=api.token(Role.PA, world.pa.id),
+    )
     assert errors(data) == [("id", "FORBIDDEN")]  # they can see the teammate, not change them
     assert await snapshot(db) == before
 
 
 @pytest.mark.parametrize(
     ("changes", "expected"),
-    [({"name": ""}, ("name", "REQUIRED")), ({"email": "a@b"}, ("email", "INVALID")),
-     ({"postcode": "ZZZ"}, ("postcode", "INVALID")),
-     ({"location": {"latitude": 0, "longitude": 181}}, ("location", "INVALID"))],
+    [
+        ({"name": ""}, ("name", "REQUIRED")),
+        ({"email": "a@b"}, ("email", "INVALID")),
+        ({"postcode": "ZZZ"}, ("postcode", "INVALID")),
+        ({"location": {"latitude": 0, "longitude": 181}}, ("location", "INVALID")),
+    ],
 )
 async def test_update_member_validation_writes_nothing(
     api: Api, db: AsyncSession, world: World, changes: dict[str, Any], expected: tuple[str, str]
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(UPDATE_MEMBER, {"id": gid("Carer", world.carer.id), "input": changes},
-                          token=api.token(Role.CARER, world.carer.id))
+    data = await api.data(
+        UPDATE_MEMBER,
+        {"id": gid("Carer", world.carer.id), "input": changes},
+        token=api.token(Role.CARER, world.carer.id),
+    )
     assert errors(data) == [expected]
     assert await snapshot(db) == before
 
 
 async def test_unknown_member_is_not_found(api: Api, db: AsyncSession, world: World) -> None:
-    data = await api.data(UPDATE_MEMBER, {"id": gid("CoopMember", 987654), "input": {"name": "X"}},
-                          token=as_admin(api))
+    data = await api.data(
+        UPDATE_MEMBER,
+        {"id": gid("CoopMember", 987654), "input": {"name": "X"}},
+        token=as_admin(api),
+    )
     assert errors(data) == [("id", "NOT_FOUND")]
 
 
 async def test_coordinator_updates_a_service_users_care_details(
     api: Api, db: AsyncSession, world: World
 ) -> None:
-    data = await api.data(UPDATE_SU, {"id": gid("ServiceUser", world.su.id), "input": {
-        "funding": "NHS_CHC", "needs": ["Dementia", "dementia", ""], "plannedWeeklyHours": 20,
-    }}, token=as_coordinator(api, world))
+    data = await api.data(
+        UPDATE_SU,
+        {
+            "id": gid("ServiceUser", world.su.id),
+            "input": {
+                "funding": "NHS_CHC",
+                "needs": ["Dementia", "dementia", ""],
+                "plannedWeeklyHours": 20,
+            },
+        },
+        token=as_coordinator(api, world),
+    )
     assert result(data)["errors"] == []
     person = await node(api, SERVICE_USER, "ServiceUser", world.su.id)
     assert (person["funding"], person["needs"], person["plannedWeeklyHours"]) == (
-        "NHS_CHC", ["dementia"], 20.0
+        "NHS_CHC",
+        ["dementia"],
+        20.0,
     )
 
 
@@ -626,9 +775,11 @@ async def test_care_details_are_for_admins_and_coordinators(
     api: Api, db: AsyncSession, world: World, role: Role, expected: tuple[str | None, str]
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(UPDATE_SU, {"id": gid("ServiceUser", world.su.id),
-                                      "input": {"plannedWeeklyHours": 40}},
-                          token=caller_token(api, world, role))
+    data = await api.data(
+        UPDATE_SU,
+        {"id": gid("ServiceUser", world.su.id), "input": {"plannedWeeklyHours": 40}},
+        token=caller_token(api, world, role),
+    )
     assert errors(data) == [expected]
     assert await snapshot(db) == before
 
@@ -637,11 +788,17 @@ async def test_update_service_user_validation_writes_nothing(
     api: Api, db: AsyncSession, world: World
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(UPDATE_SU, {"id": gid("ServiceUser", world.su.id),
-                                      "input": {"plannedWeeklyHours": 169}}, token=as_admin(api))
+    data = await api.data(
+        UPDATE_SU,
+        {"id": gid("ServiceUser", world.su.id), "input": {"plannedWeeklyHours": 169}},
+        token=as_admin(api),
+    )
     assert errors(data) == [("plannedWeeklyHours", "INVALID")]
-    not_su = await api.data(UPDATE_SU, {"id": gid("ServiceUser", world.pa.id),
-                                        "input": {"plannedWeeklyHours": 1}}, token=as_admin(api))
+    not_su = await api.data(
+        UPDATE_SU,
+        {"id": gid("ServiceUser", world.pa.id), "input": {"plannedWeeklyHours": 1}},
+        token=as_admin(api),
+    )
     assert errors(not_su) == [("id", "NOT_FOUND")]
     assert await snapshot(db) == before
 
@@ -649,25 +806,52 @@ async def test_update_service_user_validation_writes_nothing(
 async def test_coordinator_updates_a_pa_and_replaces_their_skills(
     api: Api, db: AsyncSession, world: World
 ) -> None:
-    data = await api.data(UPDATE_PA, {"id": gid("PersonalAssistant", world.pa.id), "input": {
-        "dbsCheckedOn": None, "contractedWeeklyHours": 16, "hourlyPayPence": 1400,
-        "maxTravelKm": 0, "workingTimeOptOut": True,
-        "skills": [{"name": "first-aid", "expiresOn": "2026-12-31"}, {"name": "Dementia"}],
-    }}, token=as_coordinator(api, world))
+    data = await api.data(
+        UPDATE_PA,
+        {
+            "id": gid("PersonalAssistant", world.pa.id),
+            "input": {
+                "dbsCheckedOn": None,
+                "contractedWeeklyHours": 16,
+                "hourlyPayPence": 1400,
+                "maxTravelKm": 0,
+                "workingTimeOptOut": True,
+                "skills": [{"name": "first-aid", "expiresOn": "2026-12-31"}, {"name": "Dementia"}],
+            },
+        },
+        token=as_coordinator(api, world),
+    )
     assert result(data)["errors"] == []
     pa = await node(api, PERSONAL_ASSISTANT, "PersonalAssistant", world.pa.id)
-    assert {k: pa[k] for k in ("dbsCheckedOn", "contractedWeeklyHours", "hourlyPayPence",
-                               "maxTravelKm", "workingTimeOptOut", "skills")} == {
-        "dbsCheckedOn": None, "contractedWeeklyHours": 16.0, "hourlyPayPence": 1400,
-        "maxTravelKm": 0.0, "workingTimeOptOut": True,
-        "skills": [{"name": "dementia", "expiresOn": None},
-                   {"name": "first-aid", "expiresOn": "2026-12-31"}],
+    assert {
+        k: pa[k]
+        for k in (
+            "dbsCheckedOn",
+            "contractedWeeklyHours",
+            "hourlyPayPence",
+            "maxTravelKm",
+            "workingTimeOptOut",
+            "skills",
+        )
+    } == {
+        "dbsCheckedOn": None,
+        "contractedWeeklyHours": 16.0,
+        "hourlyPayPence": 1400,
+        "maxTravelKm": 0.0,
+        "workingTimeOptOut": True,
+        "skills": [
+            {"name": "dementia", "expiresOn": None},
+            {"name": "first-aid", "expiresOn": "2026-12-31"},
+        ],
     }
 
 
 async def test_update_pa_leaves_out_fields_alone(api: Api, db: AsyncSession, world: World) -> None:
-    data = await api.data(UPDATE_PA, {"id": gid("PersonalAssistant", world.pa.id),
-                                      "input": {"hourlyPayPence": 1500}}, token=as_admin(api))
+    data = await api.data(
+        UPDATE_PA,
+        {"id": gid("PersonalAssistant", world.pa.id), "input": {"hourlyPayPence": 1500}},
+        token=as_admin(api),
+    )
     assert result(data)["errors"] == []
     pa = await node(api, PERSONAL_ASSISTANT, "PersonalAssistant", world.pa.id)
     assert pa["hourlyPayPence"] == 1500
@@ -677,26 +861,33 @@ async def test_update_pa_leaves_out_fields_alone(api: Api, db: AsyncSession, wor
 
 @pytest.mark.parametrize(
     ("changes", "expected"),
-    [({"skills": [{"name": "a"}, {"name": "A"}]}, ("skills", "INVALID")),
-     ({"hourlyPayPence": 0}, ("hourlyPayPence", "INVALID")),
-     ({"maxTravelKm": -0.1}, ("maxTravelKm", "INVALID")),
-     ({"contractedWeeklyHours": -2}, ("contractedWeeklyHours", "INVALID"))],
+    [
+        ({"skills": [{"name": "a"}, {"name": "A"}]}, ("skills", "INVALID")),
+        ({"hourlyPayPence": 0}, ("hourlyPayPence", "INVALID")),
+        ({"maxTravelKm": -0.1}, ("maxTravelKm", "INVALID")),
+        ({"contractedWeeklyHours": -2}, ("contractedWeeklyHours", "INVALID")),
+    ],
 )
 async def test_update_pa_validation_writes_nothing(
     api: Api, db: AsyncSession, world: World, changes: dict[str, Any], expected: tuple[str, str]
 ) -> None:
     before = await snapshot(db)
-    data = await api.data(UPDATE_PA, {"id": gid("PersonalAssistant", world.pa.id),
-                                      "input": changes}, token=as_admin(api))
+    data = await api.data(
+        UPDATE_PA,
+        {"id": gid("PersonalAssistant", world.pa.id), "input": changes},
+        token=as_admin(api),
+    )
     assert errors(data) == [expected]
     assert await snapshot(db) == before
 
 
 async def test_a_pa_may_not_change_their_own_pay(api: Api, db: AsyncSession, world: World) -> None:
     before = await snapshot(db)
-    data = await api.data(UPDATE_PA, {"id": gid("PersonalAssistant", world.pa.id),
-                                      "input": {"hourlyPayPence": 9999}},
-                          token=api.token(Role.PA, world.pa.id))
+    data = await api.data(
+        UPDATE_PA,
+        {"id": gid("PersonalAssistant", world.pa.id), "input": {"hourlyPayPence": 9999}},
+        token=api.token(Role.PA, world.pa.id),
+    )
     assert errors(data) == [(None, "FORBIDDEN")]
     assert await snapshot(db) == before
 
@@ -740,16 +931,23 @@ async def test_coordinator_cannot_link_carers_outside_their_clusters(
 ) -> None:
     before = await snapshot(db)
     token = as_coordinator(api, world)
-    outside = await api.data(LINK_CARER, {"carer": gid("Carer", world.carer.id),
-                                          "su": gid("ServiceUser", world.other_su.id)},
-                             token=token)
+    outside = await api.data(
+        LINK_CARER,
+        {"carer": gid("Carer", world.carer.id), "su": gid("ServiceUser", world.other_su.id)},
+        token=token,
+    )
     assert errors(outside) == [("serviceUserId", "NOT_FOUND")]
-    not_a_carer = await api.data(LINK_CARER, {"carer": gid("Carer", world.pa.id),
-                                              "su": gid("ServiceUser", world.su.id)}, token=token)
+    not_a_carer = await api.data(
+        LINK_CARER,
+        {"carer": gid("Carer", world.pa.id), "su": gid("ServiceUser", world.su.id)},
+        token=token,
+    )
     assert errors(not_a_carer) == [("carerId", "NOT_FOUND")]
-    by_carer = await api.data(UNLINK_CARER, {"carer": gid("Carer", world.carer.id),
-                                             "su": gid("ServiceUser", world.su.id)},
-                              token=api.token(Role.CARER, world.carer.id))
+    by_carer = await api.data(
+        UNLINK_CARER,
+        {"carer": gid("Carer", world.carer.id), "su": gid("ServiceUser", world.su.id)},
+        token=api.token(Role.CARER, world.carer.id),
+    )
     assert errors(by_carer) == [(None, "FORBIDDEN")]
     assert await snapshot(db) == before
 
@@ -773,17 +971,24 @@ async def test_set_regular_pas_replaces_the_set(api: Api, db: AsyncSession, worl
 
 
 async def test_set_regular_pas_checks_every_id(api: Api, db: AsyncSession, world: World) -> None:
-    await api.data(SET_REGULARS, {"su": gid("ServiceUser", world.su.id),
-                                  "pas": [gid("PersonalAssistant", world.pa.id)]},
-                   token=as_admin(api))
+    await api.data(
+        SET_REGULARS,
+        {"su": gid("ServiceUser", world.su.id), "pas": [gid("PersonalAssistant", world.pa.id)]},
+        token=as_admin(api),
+    )
     before = await snapshot(db)
     token = as_coordinator(api, world)
-    unknown = await api.data(SET_REGULARS, {
-        "su": gid("ServiceUser", world.su.id),
-        "pas": [gid("PersonalAssistant", world.teammate.id), gid("PersonalAssistant", 5555)],
-    }, token=token)
+    unknown = await api.data(
+        SET_REGULARS,
+        {
+            "su": gid("ServiceUser", world.su.id),
+            "pas": [gid("PersonalAssistant", world.teammate.id), gid("PersonalAssistant", 5555)],
+        },
+        token=token,
+    )
     assert errors(unknown) == [("paIds", "NOT_FOUND")]
-    outside = await api.data(SET_REGULARS, {"su": gid("ServiceUser", world.other_su.id),
-                                            "pas": []}, token=token)
+    outside = await api.data(
+        SET_REGULARS, {"su": gid("ServiceUser", world.other_su.id), "pas": []}, token=token
+    )
     assert errors(outside) == [("serviceUserId", "NOT_FOUND")]
     assert await snapshot(db) == before

@@ -63,31 +63,43 @@ async def _setup(db: AsyncSession) -> dict[str, Any]:
     su = await b.service_user(cluster=cluster)
     pool = await b.pool("North")
     await db.commit()
-    return dict(coordinator=coordinator.id, cluster=cluster.id, closed=closed.id, pa=pa.id,
-                other_pa=other_pa.id, su=su.id, pool=pool.id)
+    return dict(
+        coordinator=coordinator.id,
+        cluster=cluster.id,
+        closed=closed.id,
+        pa=pa.id,
+        other_pa=other_pa.id,
+        su=su.id,
+        pool=pool.id,
+    )
 
 
 # --- create and update ---------------------------------------------------------------
 
 
 async def test_admin_creates_pool(api: Api, db: AsyncSession) -> None:
-    data = await api.data(CREATE, {"input": {"name": "  South  ", "sharedWithPartners": True}},
-                          as_=ADMIN)
+    data = await api.data(
+        CREATE, {"input": {"name": "  South  ", "sharedWithPartners": True}}, as_=ADMIN
+    )
     payload = data["createPool"]
     assert payload["errors"] == []
     assert payload["pool"]["name"] == "South"
     assert payload["pool"]["sharedWithPartners"] is True
     assert await _pool_rows(db) == [("South", True)]
     # The returned id is the pool's global id.
-    back = await api.data("query($id: ID!) { node(id: $id) { ... on Pool { name } } }",
-                          {"id": payload["pool"]["id"]}, as_=ADMIN)
+    back = await api.data(
+        "query($id: ID!) { node(id: $id) { ... on Pool { name } } }",
+        {"id": payload["pool"]["id"]},
+        as_=ADMIN,
+    )
     assert back["node"] == {"name": "South"}
 
 
 async def test_coordinator_creates_pool_not_shared_by_default(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
-    data = await api.data(CREATE, {"input": {"name": "South"}},
-                          as_=(Role.COORDINATOR, ids["coordinator"]))
+    data = await api.data(
+        CREATE, {"input": {"name": "South"}}, as_=(Role.COORDINATOR, ids["coordinator"])
+    )
     assert data["createPool"]["pool"]["sharedWithPartners"] is False
     assert ("South", False) in await _pool_rows(db)
 
@@ -99,8 +111,11 @@ async def test_other_roles_are_forbidden(api: Api, db: AsyncSession) -> None:
         data = await api.data(CREATE, {"input": {"name": "Sneaky"}}, as_=caller)
         assert _errors(data, "createPool") == [(None, "FORBIDDEN")]
         assert data["createPool"]["pool"] is None
-        data = await api.data(ADD_PA, {"pool": gid("Pool", ids["pool"]),
-                                       "other": gid("PersonalAssistant", ids["pa"])}, as_=caller)
+        data = await api.data(
+            ADD_PA,
+            {"pool": gid("Pool", ids["pool"]), "other": gid("PersonalAssistant", ids["pa"])},
+            as_=caller,
+        )
         assert _errors(data, "addPersonalAssistantToPool") == [(None, "FORBIDDEN")]
     analyst = api.token(Role.LA_ANALYST, la=BARNET)
     data = await api.data(CREATE, {"input": {"name": "Sneaky"}}, token=analyst)
@@ -131,10 +146,12 @@ async def test_duplicate_and_blank_names(api: Api, db: AsyncSession) -> None:
 async def test_update_pool(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     pool = gid("Pool", ids["pool"])
-    data = await api.data(UPDATE, {"id": pool, "input": {"sharedWithPartners": True}},
-                          as_=(Role.COORDINATOR, ids["coordinator"]))
-    assert data["updatePool"]["pool"] == {"id": pool, "name": "North",
-                                          "sharedWithPartners": True}
+    data = await api.data(
+        UPDATE,
+        {"id": pool, "input": {"sharedWithPartners": True}},
+        as_=(Role.COORDINATOR, ids["coordinator"]),
+    )
+    assert data["updatePool"]["pool"] == {"id": pool, "name": "North", "sharedWithPartners": True}
     data = await api.data(UPDATE, {"id": pool, "input": {"name": "North East"}}, as_=ADMIN)
     assert data["updatePool"]["pool"]["name"] == "North East"
     # Keeping its own name is not a clash.
@@ -157,8 +174,7 @@ async def test_update_errors_change_nothing(api: Api, db: AsyncSession) -> None:
         data = await api.data(UPDATE, {"id": target, "input": fields}, as_=ADMIN)
         assert _errors(data, "updatePool") == [expected], fields
         assert data["updatePool"]["pool"] is None
-    data = await api.data(UPDATE, {"id": pool, "input": {"name": "West"}},
-                          as_=(Role.PA, ids["pa"]))
+    data = await api.data(UPDATE, {"id": pool, "input": {"name": "West"}}, as_=(Role.PA, ids["pa"]))
     assert _errors(data, "updatePool") == [(None, "FORBIDDEN")]
     assert await _pool_rows(db) == [("North", False), ("South", False)]
 
@@ -175,8 +191,11 @@ async def test_add_and_remove_personal_assistant(api: Api, db: AsyncSession) -> 
         assert payload["errors"] == []
         assert payload["pool"]["personalAssistants"]["nodes"] == [{"name": "Pat Assistant"}]
     assert await _count(db, PoolPa) == 1
-    pools = await api.data("query($id: ID!) { node(id: $id) { ... on PersonalAssistant "
-                           "{ pools { name } } } }", {"id": args["other"]}, as_=ADMIN)
+    pools = await api.data(
+        "query($id: ID!) { node(id: $id) { ... on PersonalAssistant { pools { name } } } }",
+        {"id": args["other"]},
+        as_=ADMIN,
+    )
     assert pools["node"]["pools"] == [{"name": "North"}]
 
     data = await api.data(REMOVE_PA, args, as_=ADMIN)
@@ -190,17 +209,25 @@ async def test_add_and_remove_personal_assistant(api: Api, db: AsyncSession) -> 
 async def test_personal_assistant_not_found(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     pool = gid("Pool", ids["pool"])
-    for other in (gid("PersonalAssistant", 999), gid("PersonalAssistant", ids["su"]),
-                  gid("ServiceUser", ids["pa"])):
+    for other in (
+        gid("PersonalAssistant", 999),
+        gid("PersonalAssistant", ids["su"]),
+        gid("ServiceUser", ids["pa"]),
+    ):
         data = await api.data(ADD_PA, {"pool": pool, "other": other}, as_=ADMIN)
         assert _errors(data, "addPersonalAssistantToPool") == [("paId", "NOT_FOUND")]
-    data = await api.data(ADD_PA, {"pool": gid("Pool", 999), "other": gid("PersonalAssistant",
-                                                                           999)}, as_=ADMIN)
+    data = await api.data(
+        ADD_PA, {"pool": gid("Pool", 999), "other": gid("PersonalAssistant", 999)}, as_=ADMIN
+    )
     assert sorted(_errors(data, "addPersonalAssistantToPool")) == [
-        ("paId", "NOT_FOUND"), ("poolId", "NOT_FOUND")
+        ("paId", "NOT_FOUND"),
+        ("poolId", "NOT_FOUND"),
     ]
-    data = await api.data(REMOVE_PA, {"pool": gid("Pool", 999),
-                                      "other": gid("PersonalAssistant", ids["pa"])}, as_=ADMIN)
+    data = await api.data(
+        REMOVE_PA,
+        {"pool": gid("Pool", 999), "other": gid("PersonalAssistant", ids["pa"])},
+        as_=ADMIN,
+    )
     assert _errors(data, "removePersonalAssistantFromPool") == [("poolId", "NOT_FOUND")]
     assert await _count(db, PoolPa) == 0
 
@@ -216,8 +243,11 @@ async def test_add_and_remove_cluster(api: Api, db: AsyncSession) -> None:
         assert data["addClusterToPool"]["errors"] == []
         assert data["addClusterToPool"]["pool"]["clusters"] == [{"name": "Finchley"}]
     assert await _count(db, PoolCluster) == 1
-    back = await api.data("query($id: ID!) { cluster(id: $id) { pools { name } } }",
-                          {"id": args["other"]}, as_=(Role.COORDINATOR, ids["coordinator"]))
+    back = await api.data(
+        "query($id: ID!) { cluster(id: $id) { pools { name } } }",
+        {"id": args["other"]},
+        as_=(Role.COORDINATOR, ids["coordinator"]),
+    )
     assert back["cluster"]["pools"] == [{"name": "North"}]
 
     data = await api.data(REMOVE_CLUSTER, args, as_=(Role.COORDINATOR, ids["coordinator"]))
@@ -231,14 +261,16 @@ async def test_add_and_remove_cluster(api: Api, db: AsyncSession) -> None:
 async def test_closed_or_unknown_cluster_cannot_join(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     pool = gid("Pool", ids["pool"])
-    data = await api.data(ADD_CLUSTER, {"pool": pool, "other": gid("Cluster", ids["closed"])},
-                          as_=ADMIN)
+    data = await api.data(
+        ADD_CLUSTER, {"pool": pool, "other": gid("Cluster", ids["closed"])}, as_=ADMIN
+    )
     assert _errors(data, "addClusterToPool") == [("clusterId", "INVALID")]
     assert "closed" in data["addClusterToPool"]["errors"][0]["message"]
     for other in (gid("Cluster", 999), gid("Pool", ids["pool"])):
         data = await api.data(ADD_CLUSTER, {"pool": pool, "other": other}, as_=ADMIN)
         assert _errors(data, "addClusterToPool") == [("clusterId", "NOT_FOUND")]
-    data = await api.data(ADD_CLUSTER, {"pool": gid("Pool", 999),
-                                        "other": gid("Cluster", ids["cluster"])}, as_=ADMIN)
+    data = await api.data(
+        ADD_CLUSTER, {"pool": gid("Pool", 999), "other": gid("Cluster", ids["cluster"])}, as_=ADMIN
+    )
     assert _errors(data, "addClusterToPool") == [("poolId", "NOT_FOUND")]
     assert await _count(db, PoolCluster) == 0

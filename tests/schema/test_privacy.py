@@ -244,9 +244,9 @@ async def test_availability_is_private_to_the_pa_and_managers(
 async def test_coordinators_read_pa_contacts_but_not_fellow_staff(api: Api, world: World) -> None:
     query = """query($id: ID!) { node(id: $id) { ... on Member { name email } } }"""
     token = api.token(Role.COORDINATOR, world.coordinator.id)
-    colleague = await api.data(query, {"id": gid("CoopMember", world.other_coordinator.id)},
-                               token=token)
+    colleague = await api.data(
+        query, {"id": gid("CoopMember", world.other_coordinator.id)}, token=token
+    )
     assert colleague["node"] == {"name": "Otto Ordinator", "email": None}
-    pa = await api.data(query, {"id": gid("PersonalAssistant", world.pa_stranger.id)},
-                        token=token)
+    pa = await api.data(query, {"id": gid("PersonalAssistant", world.pa_stranger.id)}, token=token)
     assert pa["node"] == {"name": "Sid Stranger", "email": "pat@example.org"}

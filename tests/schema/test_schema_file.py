@@ -17,7 +17,16 @@ def test_committed_schema_matches_the_code() -> None:
 
 def test_contract_type_names_are_present() -> None:
     sdl = SCHEMA_FILE.read_text()
-    for name in ("LocalAuthority", "Coop", "ServiceUser", "PersonalAssistant", "Carer",
-                 "Cluster", "Pool", "AvailabilityWindow", "Visit"):
+    for name in (
+        "LocalAuthority",
+        "Coop",
+        "ServiceUser",
+        "PersonalAssistant",
+        "Carer",
+        "Cluster",
+        "Pool",
+        "AvailabilityWindow",
+        "Visit",
+    ):
         assert f"type {name} " in sdl, name
     assert "interface Member implements Node" in sdl

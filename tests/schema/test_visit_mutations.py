@@ -81,8 +81,19 @@ async def w(db: AsyncSession) -> World:
     outsider_pa = await b.pa("Sid Stranger", cluster=other)
     await b.pool("North pool", pas=[pool_pa], clusters=[cluster])
     await db.commit()
-    return World(coordinator, other_coordinator, su, su2, other_su, carer, pa, pa2, pool_pa,
-                 outsider_pa, cluster)
+    return World(
+        coordinator,
+        other_coordinator,
+        su,
+        su2,
+        other_su,
+        carer,
+        pa,
+        pa2,
+        pool_pa,
+        outsider_pa,
+        cluster,
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -100,8 +111,13 @@ def parse(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
-def booking(su: Member, start: dt.datetime, minutes: int = 60, pa: Member | None = None,
-            tasks: list[str] | None = None) -> dict[str, Any]:
+def booking(
+    su: Member,
+    start: dt.datetime,
+    minutes: int = 60,
+    pa: Member | None = None,
+    tasks: list[str] | None = None,
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "serviceUserId": gid("ServiceUser", su.id),
         "startsAt": iso(start),
@@ -123,10 +139,19 @@ async def schedule(api: Api, token: str, data: dict[str, Any]) -> dict[str, Any]
 async def visit_rows(db: AsyncSession) -> list[tuple[Any, ...]]:
     """Every visit as plain values (never the session's cached objects)."""
     result = await db.execute(
-        select(Visit.id, Visit.service_user_id, Visit.pa_id, func.lower(Visit.during),
-               func.upper(Visit.during), Visit.status, Visit.series_id, Visit.tasks,
-               Visit.confirmed_by_id, Visit.confirmed_at, Visit.checked_in_at)
-        .order_by(Visit.id)
+        select(
+            Visit.id,
+            Visit.service_user_id,
+            Visit.pa_id,
+            func.lower(Visit.during),
+            func.upper(Visit.during),
+            Visit.status,
+            Visit.series_id,
+            Visit.tasks,
+            Visit.confirmed_by_id,
+            Visit.confirmed_at,
+            Visit.checked_in_at,
+        ).order_by(Visit.id)
     )
     rows = [tuple(r) for r in result.all()]
     await db.commit()  # end the read so the next one sees later commits
@@ -150,11 +175,11 @@ def visit_id(payload: dict[str, Any]) -> int:
 # --- booking -------------------------------------------------------------------------------
 
 
-async def test_schedule_visit_with_team_pa_reads_back(api: Api, db: AsyncSession, w: World
-                                                      ) -> None:
+async def test_schedule_visit_with_team_pa_reads_back(api: Api, db: AsyncSession, w: World) -> None:
     start = at(days=2)
-    out = await schedule(api, coord(api, w), booking(w.su, start, 90, w.pa,
-                                                     ["breakfast", "  ", "meds"]))
+    out = await schedule(
+        api, coord(api, w), booking(w.su, start, 90, w.pa, ["breakfast", "  ", "meds"])
+    )
     assert out["errors"] == []
     visit = out["visit"]
     assert visit["status"] == "SCHEDULED"
@@ -166,8 +191,13 @@ async def test_schedule_visit_with_team_pa_reads_back(api: Api, db: AsyncSession
 
     node = (await api.data(NODE, {"id": visit["id"]}, token=coord(api, w)))["node"]
     assert node == visit
-    listed = (await api.data(VISITS_OF_PA, {"pa": gid("PersonalAssistant", w.pa.id)},
-                             token=api.token(Role.PA, w.pa.id)))["visits"]
+    listed = (
+        await api.data(
+            VISITS_OF_PA,
+            {"pa": gid("PersonalAssistant", w.pa.id)},
+            token=api.token(Role.PA, w.pa.id),
+        )
+    )["visits"]
     assert listed["totalCount"] == 1
     assert listed["nodes"][0]["id"] == visit["id"]
     rows = await visit_rows(db)
@@ -207,20 +237,28 @@ BAD_BOOKINGS = [
     ("end_before_start", {"endsAt": -30}, "INVALID_RANGE", "endsAt"),
     ("end_equals_start", {"endsAt": 0}, "INVALID_RANGE", "endsAt"),
     ("longer_than_a_day", {"endsAt": 24 * 60 + 1}, "INVALID_RANGE", "endsAt"),
-    ("start_in_the_past", {"startsAt": -3 * 24 * 60, "endsAt": -3 * 24 * 60 + 60},
-     "INVALID_RANGE", "startsAt"),
+    (
+        "start_in_the_past",
+        {"startsAt": -3 * 24 * 60, "endsAt": -3 * 24 * 60 + 60},
+        "INVALID_RANGE",
+        "startsAt",
+    ),
     ("unknown_pa", {"paId": gid("PersonalAssistant", 999999)}, "NOT_FOUND", "paId"),
     ("pa_id_of_another_type", {"paId": gid("Cluster", 1)}, "NOT_FOUND", "paId"),
-    ("unknown_service_user", {"serviceUserId": gid("ServiceUser", 999999)}, "NOT_FOUND",
-     "serviceUserId"),
+    (
+        "unknown_service_user",
+        {"serviceUserId": gid("ServiceUser", 999999)},
+        "NOT_FOUND",
+        "serviceUserId",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "change", "code", "field"), BAD_BOOKINGS,
-                         ids=[b[0] for b in BAD_BOOKINGS])
+@pytest.mark.parametrize(
+    ("name", "change", "code", "field"), BAD_BOOKINGS, ids=[b[0] for b in BAD_BOOKINGS]
+)
 async def test_bad_booking_is_refused_and_writes_nothing(
-    api: Api, db: AsyncSession, w: World, name: str, change: dict[str, Any], code: str,
-    field: str
+    api: Api, db: AsyncSession, w: World, name: str, change: dict[str, Any], code: str, field: str
 ) -> None:
     start = at(days=2)
     await schedule(api, coord(api, w), booking(w.su2, at(days=9), pa=w.pa))  # unrelated
@@ -235,8 +273,7 @@ async def test_bad_booking_is_refused_and_writes_nothing(
     assert await visit_rows(db) == before
 
 
-async def test_a_member_who_is_not_a_pa_is_not_found(api: Api, db: AsyncSession, w: World
-                                                     ) -> None:
+async def test_a_member_who_is_not_a_pa_is_not_found(api: Api, db: AsyncSession, w: World) -> None:
     data = booking(w.su, at(days=2))
     data["paId"] = gid("PersonalAssistant", w.coordinator.id)
     error = only_error(await schedule(api, coord(api, w), data))
@@ -244,22 +281,23 @@ async def test_a_member_who_is_not_a_pa_is_not_found(api: Api, db: AsyncSession,
     assert await visit_rows(db) == []
 
 
-async def test_pa_outside_team_and_pools_is_invalid(api: Api, db: AsyncSession, w: World
-                                                    ) -> None:
-    error = only_error(await schedule(api, coord(api, w),
-                                      booking(w.su, at(days=2), pa=w.outsider_pa)))
+async def test_pa_outside_team_and_pools_is_invalid(api: Api, db: AsyncSession, w: World) -> None:
+    error = only_error(
+        await schedule(api, coord(api, w), booking(w.su, at(days=2), pa=w.outsider_pa))
+    )
     assert (error["code"], error["field"]) == ("INVALID", "paId")
     assert "Sid Stranger" in error["message"] and "cover" in error["message"]
     assert await visit_rows(db) == []
 
 
-async def test_several_problems_are_reported_together(api: Api, db: AsyncSession, w: World
-                                                      ) -> None:
+async def test_several_problems_are_reported_together(api: Api, db: AsyncSession, w: World) -> None:
     data = booking(w.su, at(days=-1), pa=w.outsider_pa)
     data["endsAt"] = iso(at(days=-2))
     out = await schedule(api, coord(api, w), data)
     assert {(e["code"], e["field"]) for e in out["errors"]} == {
-        ("INVALID_RANGE", "endsAt"), ("INVALID_RANGE", "startsAt"), ("INVALID", "paId")
+        ("INVALID_RANGE", "endsAt"),
+        ("INVALID_RANGE", "startsAt"),
+        ("INVALID", "paId"),
     }
     assert await visit_rows(db) == []
 
@@ -269,8 +307,9 @@ async def test_double_booking_a_pa_is_refused(api: Api, db: AsyncSession, w: Wor
     first = await schedule(api, coord(api, w), booking(w.su, start, 60, w.pa))
     assert first["errors"] == []
     before = await visit_rows(db)
-    second = await schedule(api, coord(api, w),
-                            booking(w.su2, start + dt.timedelta(minutes=30), 60, w.pa))
+    second = await schedule(
+        api, coord(api, w), booking(w.su2, start + dt.timedelta(minutes=30), 60, w.pa)
+    )
     error = only_error(second)
     assert (error["code"], error["field"]) == ("OVERLAP", "paId")
     local = start.astimezone(LONDON)
@@ -281,8 +320,9 @@ async def test_double_booking_a_pa_is_refused(api: Api, db: AsyncSession, w: Wor
 async def test_back_to_back_visits_do_not_clash(api: Api, db: AsyncSession, w: World) -> None:
     start = at(days=2)
     assert (await schedule(api, coord(api, w), booking(w.su, start, 60, w.pa)))["errors"] == []
-    nxt = await schedule(api, coord(api, w),
-                         booking(w.su2, start + dt.timedelta(minutes=60), 60, w.pa))
+    nxt = await schedule(
+        api, coord(api, w), booking(w.su2, start + dt.timedelta(minutes=60), 60, w.pa)
+    )
     assert nxt["errors"] == []
 
 
@@ -292,9 +332,11 @@ async def test_service_user_cannot_have_overlapping_visits(
     start = at(days=2)
     assert (await schedule(api, coord(api, w), booking(w.su, start)))["errors"] == []  # cover
     before = await visit_rows(db)
-    error = only_error(await schedule(
-        api, coord(api, w), booking(w.su, start + dt.timedelta(minutes=15), 30, w.pa2)
-    ))
+    error = only_error(
+        await schedule(
+            api, coord(api, w), booking(w.su, start + dt.timedelta(minutes=15), 30, w.pa2)
+        )
+    )
     assert (error["code"], error["field"]) == ("OVERLAP", "startsAt")
     assert await visit_rows(db) == before
 
@@ -307,9 +349,16 @@ async def test_database_rejects_an_overlap_written_directly(db: AsyncSession, w:
     await b.visit(w.su2, w.pa, start, 60, status="CANCELLED")  # inactive: allowed
     await b.visit(w.su2, w.pa, start - dt.timedelta(minutes=60), 60)  # touching: allowed
     await db.commit()
-    db.add(Visit(service_user_id=w.su2.id, pa_id=w.pa.id, status="COMPLETED",
-                 during=Range(start + dt.timedelta(minutes=59),
-                              start + dt.timedelta(minutes=120), bounds="[)")))
+    db.add(
+        Visit(
+            service_user_id=w.su2.id,
+            pa_id=w.pa.id,
+            status="COMPLETED",
+            during=Range(
+                start + dt.timedelta(minutes=59), start + dt.timedelta(minutes=120), bounds="[)"
+            ),
+        )
+    )
     with pytest.raises(IntegrityError) as caught:
         await db.flush()
     assert "visit_pa_no_overlap" in str(caught.value)
@@ -325,20 +374,28 @@ async def test_concurrent_bookings_of_one_pa_leave_exactly_one(
     await db.commit()
     start = at(days=4)
     token = coord(api, w)
-    payloads = await asyncio.gather(*(
-        api.data(SCHEDULE, {"input": booking(p, start + dt.timedelta(minutes=5 * i), 60, w.pa)},
-                 token=token)
-        for i, p in enumerate(people)
-    ))
+    payloads = await asyncio.gather(
+        *(
+            api.data(
+                SCHEDULE,
+                {"input": booking(p, start + dt.timedelta(minutes=5 * i), 60, w.pa)},
+                token=token,
+            )
+            for i, p in enumerate(people)
+        )
+    )
     results = [p["scheduleVisit"] for p in payloads]
     booked = [r for r in results if r["visit"] is not None]
     refused = [r for r in results if r["visit"] is None]
     assert len(booked) == 1
     assert len(refused) == 9
-    assert all([(e["code"], e["field"]) for e in r["errors"]] == [("OVERLAP", "paId")]
-               for r in refused)
+    assert all(
+        [(e["code"], e["field"]) for e in r["errors"]] == [("OVERLAP", "paId")] for r in refused
+    )
     active = await db.scalar(
-        select(func.count()).select_from(Visit).where(
+        select(func.count())
+        .select_from(Visit)
+        .where(
             Visit.pa_id == w.pa.id,
             Visit.status.in_(["SCHEDULED", "COMPLETED"]),
             Visit.during.op("&&")(func.tstzrange(start, start + dt.timedelta(minutes=105))),
@@ -354,15 +411,23 @@ async def test_concurrent_bookings_for_one_person_leave_exactly_one(
     """No constraint covers a person's own overlaps: the service serialises their bookings."""
     start = at(days=4)
     token = coord(api, w)
-    payloads = await asyncio.gather(*(
-        api.data(SCHEDULE, {"input": booking(w.su, start + dt.timedelta(minutes=5 * i), 60)},
-                 token=token)
-        for i in range(6)
-    ))
+    payloads = await asyncio.gather(
+        *(
+            api.data(
+                SCHEDULE,
+                {"input": booking(w.su, start + dt.timedelta(minutes=5 * i), 60)},
+                token=token,
+            )
+            for i in range(6)
+        )
+    )
     results = [p["scheduleVisit"] for p in payloads]
     assert sum(r["visit"] is not None for r in results) == 1
-    assert all([(e["code"], e["field"]) for e in r["errors"]] == [("OVERLAP", "startsAt")]
-               for r in results if r["visit"] is None)
+    assert all(
+        [(e["code"], e["field"]) for e in r["errors"]] == [("OVERLAP", "startsAt")]
+        for r in results
+        if r["visit"] is None
+    )
     assert len(await visit_rows(db)) == 1
 
 
@@ -376,8 +441,7 @@ async def test_anonymous_is_unauthenticated_and_analysts_forbidden(
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     analyst = api.token(Role.LA_ANALYST, la="E09000003")
-    body = await api.query(SCHEDULE, {"input": booking(w.su, at(days=2), pa=w.pa)},
-                           token=analyst)
+    body = await api.query(SCHEDULE, {"input": booking(w.su, at(days=2), pa=w.pa)}, token=analyst)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert await visit_rows(db) == []
 
@@ -394,8 +458,9 @@ async def test_coordinator_of_another_cluster_gets_not_found(
 @pytest.mark.parametrize("role", ["SERVICE_USER", "CARER", "PA"])
 async def test_other_roles_may_not_book(api: Api, db: AsyncSession, w: World, role: str) -> None:
     member = {"SERVICE_USER": w.su, "CARER": w.carer, "PA": w.pa}[role]
-    error = only_error(await schedule(api, api.token(Role(role), member.id),
-                                      booking(w.su, at(days=2), pa=w.pa)))
+    error = only_error(
+        await schedule(api, api.token(Role(role), member.id), booking(w.su, at(days=2), pa=w.pa))
+    )
     assert error["code"] == "FORBIDDEN"
     assert await visit_rows(db) == []
 
@@ -412,14 +477,17 @@ async def test_visible_but_unmanaged_visit_is_forbidden_and_unseen_is_not_found(
     await db.commit()
     before = await visit_rows(db)
     other = api.token(Role.COORDINATOR, w.other_coordinator.id)
-    hidden = only_error((await api.data(CANCEL, {"id": gid("Visit", mine.id)},
-                                        token=other))["cancelVisit"])
+    hidden = only_error(
+        (await api.data(CANCEL, {"id": gid("Visit", mine.id)}, token=other))["cancelVisit"]
+    )
     assert (hidden["code"], hidden["field"]) == ("NOT_FOUND", "id")
-    seen = only_error((await api.data(CANCEL, {"id": gid("Visit", visit.id)},
-                                      token=coord(api, w)))["cancelVisit"])
+    seen = only_error(
+        (await api.data(CANCEL, {"id": gid("Visit", visit.id)}, token=coord(api, w)))["cancelVisit"]
+    )
     assert (seen["code"], seen["field"]) == ("FORBIDDEN", "id")
-    unknown = only_error((await api.data(CANCEL, {"id": gid("Visit", 999999)},
-                                         token=coord(api, w)))["cancelVisit"])
+    unknown = only_error(
+        (await api.data(CANCEL, {"id": gid("Visit", 999999)}, token=coord(api, w)))["cancelVisit"]
+    )
     assert (unknown["code"], unknown["field"]) == ("NOT_FOUND", "id")
     assert await visit_rows(db) == before
 
@@ -440,8 +508,14 @@ def day_text(value: dt.datetime) -> str:
     return f"{value:%a} {value.day} {value:%b %Y}"
 
 
-def series(su: Member, first: dt.datetime | str, weekdays: list[int], until: dt.date,
-           pa: Member | None = None, minutes: int = 60) -> dict[str, Any]:
+def series(
+    su: Member,
+    first: dt.datetime | str,
+    weekdays: list[int],
+    until: dt.date,
+    pa: Member | None = None,
+    minutes: int = 60,
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "serviceUserId": gid("ServiceUser", su.id),
         "firstStartsAt": first if isinstance(first, str) else iso(first),
@@ -477,8 +551,7 @@ async def test_series_keeps_uk_wall_clock_time_across_a_clock_change(
     assert all((t.hour, t.minute) == (9, 30) for t in local)
     assert {t.isoweekday() for t in local} == {1, 4}
     assert len({t.utcoffset() for t in local}) == 2  # both sides of the change
-    assert all(parse(v["endsAt"]) - parse(v["startsAt"]) == dt.timedelta(hours=1)
-               for v in visits)
+    assert all(parse(v["endsAt"]) - parse(v["startsAt"]) == dt.timedelta(hours=1) for v in visits)
     assert len({v["seriesId"] for v in visits}) == 1 and visits[0]["seriesId"] == out["seriesId"]
     assert all(v["status"] == "SCHEDULED" and v["tasks"] == ["lunch"] for v in visits)
     rows = await visit_rows(db)
@@ -487,17 +560,21 @@ async def test_series_keeps_uk_wall_clock_time_across_a_clock_change(
 
 async def test_series_is_all_or_nothing(api: Api, db: AsyncSession, w: World) -> None:
     b = Build(db)
-    first = dt.datetime.combine((dt.datetime.now(LONDON) + dt.timedelta(days=2)).date(),
-                                dt.time(10), LONDON)
+    first = dt.datetime.combine(
+        (dt.datetime.now(LONDON) + dt.timedelta(days=2)).date(), dt.time(10), LONDON
+    )
     third = first + dt.timedelta(days=14)
     await b.visit(w.su2, w.pa, third.astimezone(dt.UTC) + dt.timedelta(minutes=30), 60)
-    await b.visit(w.su, None, (first + dt.timedelta(days=21)).astimezone(dt.UTC), 30,
-                  status="NEEDS_COVER")
+    await b.visit(
+        w.su, None, (first + dt.timedelta(days=21)).astimezone(dt.UTC), 30, status="NEEDS_COVER"
+    )
     await db.commit()
     before = await visit_rows(db)
-    out = await recurring(api, coord(api, w), series(
-        w.su, first, [first.isoweekday()], (first + dt.timedelta(days=28)).date(), w.pa
-    ))
+    out = await recurring(
+        api,
+        coord(api, w),
+        series(w.su, first, [first.isoweekday()], (first + dt.timedelta(days=28)).date(), w.pa),
+    )
     assert out["visits"] == [] and out["seriesId"] is None
     errors = {e["field"]: e for e in out["errors"]}
     assert {e["code"] for e in out["errors"]} == {"OVERLAP"}
@@ -523,16 +600,15 @@ BAD_SERIES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "change", "code", "field"), BAD_SERIES,
-                         ids=[b[0] for b in BAD_SERIES])
+@pytest.mark.parametrize(
+    ("name", "change", "code", "field"), BAD_SERIES, ids=[b[0] for b in BAD_SERIES]
+)
 async def test_bad_series_is_refused_and_writes_nothing(
-    api: Api, db: AsyncSession, w: World, name: str, change: dict[str, Any], code: str,
-    field: str
+    api: Api, db: AsyncSession, w: World, name: str, change: dict[str, Any], code: str, field: str
 ) -> None:
     first = at(days=2)
     first_day = first.astimezone(LONDON).date()
-    data = series(w.su, first, [first_day.isoweekday()], first_day + dt.timedelta(days=20),
-                  w.pa)
+    data = series(w.su, first, [first_day.isoweekday()], first_day + dt.timedelta(days=20), w.pa)
     for key, value in change.items():
         if key == "weekdays" and value == "other":
             data[key] = [first_day.isoweekday() % 7 + 1]
@@ -549,12 +625,14 @@ async def test_bad_series_is_refused_and_writes_nothing(
     assert await visit_rows(db) == []
 
 
-async def test_series_with_an_outside_pa_is_invalid(api: Api, db: AsyncSession, w: World
-                                                    ) -> None:
+async def test_series_with_an_outside_pa_is_invalid(api: Api, db: AsyncSession, w: World) -> None:
     first = at(days=2)
     day = first.astimezone(LONDON).date()
-    out = await recurring(api, coord(api, w), series(w.su, first, [day.isoweekday()],
-                                                     day + dt.timedelta(days=14), w.outsider_pa))
+    out = await recurring(
+        api,
+        coord(api, w),
+        series(w.su, first, [day.isoweekday()], day + dt.timedelta(days=14), w.outsider_pa),
+    )
     assert [(e["code"], e["field"]) for e in out["errors"]] == [("INVALID", "paId")]
     assert await visit_rows(db) == []
 
@@ -562,8 +640,9 @@ async def test_series_with_an_outside_pa_is_invalid(api: Api, db: AsyncSession, 
 async def test_series_without_pa_needs_cover(api: Api, db: AsyncSession, w: World) -> None:
     first = at(days=1)
     day = first.astimezone(LONDON).date()
-    out = await recurring(api, coord(api, w), series(w.su, first, [day.isoweekday()],
-                                                     day + dt.timedelta(days=7 * 25)))
+    out = await recurring(
+        api, coord(api, w), series(w.su, first, [day.isoweekday()], day + dt.timedelta(days=7 * 25))
+    )
     assert out["errors"] == []
     assert len(out["visits"]) == 26
     assert {v["status"] for v in out["visits"]} == {"NEEDS_COVER"}
@@ -577,8 +656,11 @@ async def test_cancel_frees_the_pas_time(api: Api, db: AsyncSession, w: World) -
     first = await schedule(api, coord(api, w), booking(w.su, start, 60, w.pa))
     blocked = await schedule(api, coord(api, w), booking(w.su2, start, 60, w.pa))
     assert only_error(blocked)["code"] == "OVERLAP"
-    cancelled = (await api.data(CANCEL, {"id": first["visit"]["id"], "reason": "In hospital"},
-                                token=coord(api, w)))["cancelVisit"]
+    cancelled = (
+        await api.data(
+            CANCEL, {"id": first["visit"]["id"], "reason": "In hospital"}, token=coord(api, w)
+        )
+    )["cancelVisit"]
     assert cancelled["errors"] == []
     assert cancelled["visit"]["status"] == "CANCELLED"
     again = await schedule(api, coord(api, w), booking(w.su2, start, 60, w.pa))
@@ -594,14 +676,21 @@ async def test_finished_visits_cannot_be_cancelled_or_rescheduled(
     visit = await Build(db).visit(w.su, w.pa, at(days=-1), status=status)
     await db.commit()
     before = await visit_rows(db)
-    out = (await api.data(CANCEL, {"id": gid("Visit", visit.id)},
-                          token=coord(api, w)))["cancelVisit"]
+    out = (await api.data(CANCEL, {"id": gid("Visit", visit.id)}, token=coord(api, w)))[
+        "cancelVisit"
+    ]
     error = only_error(out)
     assert (error["code"], error["field"]) == ("INVALID", "id")
-    moved = (await api.data(RESCHEDULE, {
-        "id": gid("Visit", visit.id),
-        "input": {"startsAt": iso(at(days=2)), "endsAt": iso(at(days=2, hours=1))},
-    }, token=coord(api, w)))["rescheduleVisit"]
+    moved = (
+        await api.data(
+            RESCHEDULE,
+            {
+                "id": gid("Visit", visit.id),
+                "input": {"startsAt": iso(at(days=2)), "endsAt": iso(at(days=2, hours=1))},
+            },
+            token=coord(api, w),
+        )
+    )["rescheduleVisit"]
     error = only_error(moved)
     assert (error["code"], error["field"]) == ("INVALID", "id")
     assert error["message"] == f"A {status.lower()} visit cannot be rescheduled."
@@ -612,8 +701,11 @@ async def test_overlong_cancel_reason_is_invalid(api: Api, db: AsyncSession, w: 
     visit = await Build(db).visit(w.su, w.pa, at(days=2))
     await db.commit()
     before = await visit_rows(db)
-    out = (await api.data(CANCEL, {"id": gid("Visit", visit.id), "reason": "x" * 501},
-                          token=coord(api, w)))["cancelVisit"]
+    out = (
+        await api.data(
+            CANCEL, {"id": gid("Visit", visit.id), "reason": "x" * 501}, token=coord(api, w)
+        )
+    )["cancelVisit"]
     assert (only_error(out)["code"], only_error(out)["field"]) == ("INVALID", "reason")
     assert await visit_rows(db) == before
 
@@ -621,37 +713,61 @@ async def test_overlong_cancel_reason_is_invalid(api: Api, db: AsyncSession, w: 
 async def test_reschedule_moves_a_visit(api: Api, db: AsyncSession, w: World) -> None:
     first = await schedule(api, coord(api, w), booking(w.su, at(days=2), 60, w.pa))
     new_start = at(days=2, hours=1)
-    out = (await api.data(RESCHEDULE, {
-        "id": first["visit"]["id"],
-        # Overlaps its own old time: the visit does not clash with itself.
-        "input": {"startsAt": iso(new_start - dt.timedelta(minutes=30)),
-                  "endsAt": iso(new_start + dt.timedelta(minutes=30))},
-    }, token=coord(api, w)))["rescheduleVisit"]
+    out = (
+        await api.data(
+            RESCHEDULE,
+            {
+                "id": first["visit"]["id"],
+                # Overlaps its own old time: the visit does not clash with itself.
+                "input": {
+                    "startsAt": iso(new_start - dt.timedelta(minutes=30)),
+                    "endsAt": iso(new_start + dt.timedelta(minutes=30)),
+                },
+            },
+            token=coord(api, w),
+        )
+    )["rescheduleVisit"]
     assert out["errors"] == []
     node = (await api.data(NODE, {"id": first["visit"]["id"]}, token=coord(api, w)))["node"]
     assert parse(node["startsAt"]) == new_start - dt.timedelta(minutes=30)
     assert node["status"] == "SCHEDULED"
 
 
-async def test_reschedule_refuses_a_clash_and_a_bad_range(api: Api, db: AsyncSession, w: World
-                                                          ) -> None:
+async def test_reschedule_refuses_a_clash_and_a_bad_range(
+    api: Api, db: AsyncSession, w: World
+) -> None:
     start = at(days=2)
     a = await schedule(api, coord(api, w), booking(w.su, start, 60, w.pa))
-    b = await schedule(api, coord(api, w), booking(w.su2, start + dt.timedelta(hours=3), 60,
-                                                   w.pa))
+    b = await schedule(api, coord(api, w), booking(w.su2, start + dt.timedelta(hours=3), 60, w.pa))
     before = await visit_rows(db)
-    clash = (await api.data(RESCHEDULE, {
-        "id": b["visit"]["id"],
-        "input": {"startsAt": iso(start + dt.timedelta(minutes=30)),
-                  "endsAt": iso(start + dt.timedelta(minutes=90))},
-    }, token=coord(api, w)))["rescheduleVisit"]
+    clash = (
+        await api.data(
+            RESCHEDULE,
+            {
+                "id": b["visit"]["id"],
+                "input": {
+                    "startsAt": iso(start + dt.timedelta(minutes=30)),
+                    "endsAt": iso(start + dt.timedelta(minutes=90)),
+                },
+            },
+            token=coord(api, w),
+        )
+    )["rescheduleVisit"]
     assert (only_error(clash)["code"], only_error(clash)["field"]) == ("OVERLAP", "paId")
-    backwards = (await api.data(RESCHEDULE, {
-        "id": a["visit"]["id"],
-        "input": {"startsAt": iso(start), "endsAt": iso(start - dt.timedelta(minutes=1))},
-    }, token=coord(api, w)))["rescheduleVisit"]
+    backwards = (
+        await api.data(
+            RESCHEDULE,
+            {
+                "id": a["visit"]["id"],
+                "input": {"startsAt": iso(start), "endsAt": iso(start - dt.timedelta(minutes=1))},
+            },
+            token=coord(api, w),
+        )
+    )["rescheduleVisit"]
     assert (only_error(backwards)["code"], only_error(backwards)["field"]) == (
-        "INVALID_RANGE", "endsAt")
+        "INVALID_RANGE",
+        "endsAt",
+    )
     assert await visit_rows(db) == before
 
 
@@ -661,18 +777,30 @@ async def test_assign_pa_to_a_visit_needing_cover(api: Api, db: AsyncSession, w:
     busy = await schedule(api, coord(api, w), booking(w.su2, start, 60, w.pa))
     assert busy["errors"] == []
     before = await visit_rows(db)
-    clash = (await api.data(ASSIGN, {"id": cover["visit"]["id"],
-                                     "paId": gid("PersonalAssistant", w.pa.id)},
-                            token=coord(api, w)))["assignVisitPa"]
+    clash = (
+        await api.data(
+            ASSIGN,
+            {"id": cover["visit"]["id"], "paId": gid("PersonalAssistant", w.pa.id)},
+            token=coord(api, w),
+        )
+    )["assignVisitPa"]
     assert (only_error(clash)["code"], only_error(clash)["field"]) == ("OVERLAP", "paId")
-    outside = (await api.data(ASSIGN, {"id": cover["visit"]["id"],
-                                       "paId": gid("PersonalAssistant", w.outsider_pa.id)},
-                              token=coord(api, w)))["assignVisitPa"]
+    outside = (
+        await api.data(
+            ASSIGN,
+            {"id": cover["visit"]["id"], "paId": gid("PersonalAssistant", w.outsider_pa.id)},
+            token=coord(api, w),
+        )
+    )["assignVisitPa"]
     assert (only_error(outside)["code"], only_error(outside)["field"]) == ("INVALID", "paId")
     assert await visit_rows(db) == before
-    ok = (await api.data(ASSIGN, {"id": cover["visit"]["id"],
-                                  "paId": gid("PersonalAssistant", w.pool_pa.id)},
-                         token=coord(api, w)))["assignVisitPa"]
+    ok = (
+        await api.data(
+            ASSIGN,
+            {"id": cover["visit"]["id"], "paId": gid("PersonalAssistant", w.pool_pa.id)},
+            token=coord(api, w),
+        )
+    )["assignVisitPa"]
     assert ok["errors"] == []
     assert ok["visit"]["status"] == "SCHEDULED"
     assert ok["visit"]["pa"]["name"] == "Polly Pool"
@@ -702,9 +830,13 @@ async def test_service_user_confirms_a_visit_once(api: Api, db: AsyncSession, w:
 async def test_carer_reports_a_missed_visit(api: Api, db: AsyncSession, w: World) -> None:
     visit = await Build(db).visit(w.su, w.pa, at(hours=-2))
     await db.commit()
-    out = (await api.data(CONFIRM, {"id": gid("Visit", visit.id),
-                                    "input": {"tookPlace": False}},
-                          token=api.token(Role.CARER, w.carer.id)))["confirmVisit"]
+    out = (
+        await api.data(
+            CONFIRM,
+            {"id": gid("Visit", visit.id), "input": {"tookPlace": False}},
+            token=api.token(Role.CARER, w.carer.id),
+        )
+    )["confirmVisit"]
     assert out["errors"] == []
     assert out["visit"]["status"] == "MISSED"
     rows = await visit_rows(db)
@@ -718,8 +850,9 @@ async def test_staff_may_not_confirm(api: Api, db: AsyncSession, w: World, role:
     await db.commit()
     before = await visit_rows(db)
     member = {"PA": w.pa.id, "COORDINATOR": w.coordinator.id, "ADMIN": None}[role]
-    out = (await api.data(CONFIRM, {"id": gid("Visit", visit.id)},
-                          token=api.token(Role(role), member)))["confirmVisit"]
+    out = (
+        await api.data(CONFIRM, {"id": gid("Visit", visit.id)}, token=api.token(Role(role), member))
+    )["confirmVisit"]
     assert only_error(out)["code"] == "FORBIDDEN"
     assert await visit_rows(db) == before
 
@@ -728,21 +861,33 @@ async def test_stranger_service_user_gets_not_found(api: Api, db: AsyncSession, 
     visit = await Build(db).visit(w.su, w.pa, at(hours=-2))
     await db.commit()
     before = await visit_rows(db)
-    out = (await api.data(CONFIRM, {"id": gid("Visit", visit.id)},
-                          token=api.token(Role.SERVICE_USER, w.other_su.id)))["confirmVisit"]
-    unknown = (await api.data(CONFIRM, {"id": gid("Visit", 999999)},
-                              token=api.token(Role.SERVICE_USER, w.other_su.id)))["confirmVisit"]
+    out = (
+        await api.data(
+            CONFIRM,
+            {"id": gid("Visit", visit.id)},
+            token=api.token(Role.SERVICE_USER, w.other_su.id),
+        )
+    )["confirmVisit"]
+    unknown = (
+        await api.data(
+            CONFIRM, {"id": gid("Visit", 999999)}, token=api.token(Role.SERVICE_USER, w.other_su.id)
+        )
+    )["confirmVisit"]
     assert only_error(out) == only_error(unknown)
     assert (only_error(out)["code"], only_error(out)["field"]) == ("NOT_FOUND", "id")
     assert await visit_rows(db) == before
 
 
-async def test_visit_not_yet_started_cannot_be_confirmed(api: Api, db: AsyncSession, w: World
-                                                         ) -> None:
+async def test_visit_not_yet_started_cannot_be_confirmed(
+    api: Api, db: AsyncSession, w: World
+) -> None:
     visit = await Build(db).visit(w.su, w.pa, at(hours=2))
     await db.commit()
-    out = (await api.data(CONFIRM, {"id": gid("Visit", visit.id)},
-                          token=api.token(Role.SERVICE_USER, w.su.id)))["confirmVisit"]
+    out = (
+        await api.data(
+            CONFIRM, {"id": gid("Visit", visit.id)}, token=api.token(Role.SERVICE_USER, w.su.id)
+        )
+    )["confirmVisit"]
     assert (only_error(out)["code"], only_error(out)["field"]) == ("INVALID", "id")
     assert (await visit_rows(db))[0][5] == "SCHEDULED"
 
@@ -759,13 +904,14 @@ async def test_pa_checks_in_once_within_the_window(api: Api, db: AsyncSession, w
     before = await visit_rows(db)
     again = (await api.data(CHECK_IN, {"id": gid("Visit", soon.id)}, token=token))["checkInVisit"]
     assert (only_error(again)["code"], only_error(again)["field"]) == ("INVALID", "id")
-    early = (await api.data(CHECK_IN, {"id": gid("Visit", later.id)},
-                            token=token))["checkInVisit"]
+    early = (await api.data(CHECK_IN, {"id": gid("Visit", later.id)}, token=token))["checkInVisit"]
     assert (only_error(early)["code"], only_error(early)["field"]) == ("INVALID", "id")
-    other_pa = (await api.data(CHECK_IN, {"id": gid("Visit", later.id)},
-                               token=api.token(Role.PA, w.pa2.id)))["checkInVisit"]
+    other_pa = (
+        await api.data(CHECK_IN, {"id": gid("Visit", later.id)}, token=api.token(Role.PA, w.pa2.id))
+    )["checkInVisit"]
     assert only_error(other_pa)["code"] == "NOT_FOUND"
-    coordinator = (await api.data(CHECK_IN, {"id": gid("Visit", later.id)},
-                                  token=coord(api, w)))["checkInVisit"]
+    coordinator = (await api.data(CHECK_IN, {"id": gid("Visit", later.id)}, token=coord(api, w)))[
+        "checkInVisit"
+    ]
     assert only_error(coordinator)["code"] == "FORBIDDEN"
     assert await visit_rows(db) == before
