@@ -9,6 +9,7 @@ from typing import Any
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -72,6 +73,12 @@ def create_schema(**options: Any) -> strawberry.Schema:
 def _build(o: SchemaOptions) -> strawberry.Schema:
     from schema.limits import QueryCostLimiter
 
+    # The depth and alias limiters are validation rules whose classes are created per
+    # limiter instance; build them once so the validation cache (keyed by the rules) hits.
+    rules = [
+        *QueryDepthLimiter(max_depth=o.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=o.max_aliases).validation_rules,
+    ]
     return CoopSchema(
         query=Query,
         mutation=Mutation,
@@ -79,8 +86,7 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=o.max_tokens),
             lambda: ParserCache(maxsize=256),  # the caches are module-level: they span requests
-            lambda: QueryDepthLimiter(max_depth=o.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=o.max_aliases),
+            lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=256),
             lambda: QueryCostLimiter(max_cost=o.max_cost, default_page_size=o.default_page_size),
             UnitOfWork,
