@@ -61,3 +61,32 @@ class Role(StrEnum):
     SERVICE_USER = "SERVICE_USER"
     CARER = "CARER"
     LA_ANALYST = "LA_ANALYST"
+
+
+class AbsenceKind(StrEnum):
+    HOLIDAY = "HOLIDAY"
+    SICKNESS = "SICKNESS"
+    TRAINING = "TRAINING"
+    OTHER = "OTHER"
+
+
+class CoverReason(StrEnum):
+    ABSENCE = "ABSENCE"  # the PA is away
+    MISSED = "MISSED"  # the person reported the visit missed while it could still be saved
+    MANUAL = "MANUAL"  # a coordinator asked (a PA who left, a change of plan)
+
+
+class CoverRequestStatus(StrEnum):
+    OPEN = "OPEN"
+    FILLED = "FILLED"
+    RETURNED = "RETURNED"  # the original PA took the visit back (absence cancelled/shortened)
+    CANCELLED = "CANCELLED"  # the visit was cancelled or a coordinator closed the request
+
+
+class CoverOfferStatus(StrEnum):
+    OPEN = "OPEN"  # past expires_at an open offer counts as EXPIRED
+    ACCEPTED = "ACCEPTED"
+    DECLINED = "DECLINED"
+    WITHDRAWN = "WITHDRAWN"  # the coordinator took it back
+    CLOSED = "CLOSED"  # another PA's acceptance filled the request, or it was cancelled
+    EXPIRED = "EXPIRED"

@@ -26,13 +26,17 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TSTZRANGE, ExcludeConstraint, Range
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from care.enums import (
     ClusterKind,
     ClusterStatus,
     CoopKind,
+    AbsenceKind,
+    CoverOfferStatus,
+    CoverReason,
+    CoverRequestStatus,
     CqcStatus,
     Funding,
     MembershipClass,
@@ -110,6 +114,14 @@ class Coop(Base):
     cqc_status: Mapped[str] = mapped_column(String(32), default=CqcStatus.NOT_REGISTERED.value)
     home_la_code: Mapped[str] = mapped_column(ForeignKey("local_authority.gss_code"))
     description: Mapped[str | None] = mapped_column(Text)
+    # Cover rules, per co-op (see docs/cover.md).
+    dbs_valid_months: Mapped[int] = mapped_column(Integer, server_default="36")
+    max_weekly_hours: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="48")
+    min_daily_rest_hours: Mapped[Decimal] = mapped_column(Numeric(4, 2), server_default="11")
+    cover_offer_ttl_minutes: Mapped[int] = mapped_column(Integer, server_default="120")
+    cover_weights: Mapped[dict[str, float]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
 
 
 class Member(Base):
@@ -389,3 +401,108 @@ class Visit(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class Absence(Base):
+    """A PA's holiday, sickness or training. Active absences of one PA never overlap."""
+
+    __tablename__ = "absence"
+    __table_args__ = (
+        valid_range_check("during"),
+        enum_check("kind", AbsenceKind),
+        ExcludeConstraint(
+            (text("pa_id"), "="),
+            (text("during"), "&&"),
+            name="absence_no_overlap",
+            using="gist",
+            where=text("cancelled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    during: Mapped[Range[dt.datetime]] = mapped_column(TSTZRANGE)
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CoverRequest(Base):
+    """A visit that needs another PA. At most one open request per visit."""
+
+    __tablename__ = "cover_request"
+    __table_args__ = (
+        enum_check("status", CoverRequestStatus),
+        enum_check("reason", CoverReason),
+        CheckConstraint(
+            "(status = 'FILLED') = (filled_by_pa_id IS NOT NULL)", name="filled_has_pa"
+        ),
+        CheckConstraint("(status = 'OPEN') = (closed_at IS NULL)", name="closed_when_not_open"),
+        Index(
+            "uq_cover_request_open_visit",
+            "visit_id",
+            unique=True,
+            postgresql_where=text("status = 'OPEN'"),
+        ),
+        Index("ix_cover_request_status_opened", "status", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default="OPEN")
+    absence_id: Mapped[int | None] = mapped_column(
+        ForeignKey("absence.id", ondelete="SET NULL"), index=True
+    )
+    original_pa_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="SET NULL")
+    )
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
+    opened_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    filled_by_pa_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="SET NULL"), index=True
+    )
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class CoverOffer(Base):
+    """A cover request offered to one PA. An open offer past `expires_at` is expired."""
+
+    __tablename__ = "cover_offer"
+    __table_args__ = (
+        enum_check("status", CoverOfferStatus),
+        CheckConstraint("expires_at > offered_at", name="expires_after_offered"),
+        CheckConstraint(
+            "(status = 'OPEN') = (responded_at IS NULL)", name="responded_when_not_open"
+        ),
+        Index(
+            "uq_cover_offer_open_pa",
+            "cover_request_id",
+            "pa_id",
+            unique=True,
+            postgresql_where=text("status = 'OPEN'"),
+        ),
+        Index("ix_cover_offer_pa_status", "pa_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    cover_request_id: Mapped[int] = mapped_column(
+        ForeignKey("cover_request.id", ondelete="CASCADE"), index=True
+    )
+    pa_id: Mapped[int] = mapped_column(ForeignKey("pa_profile.member_id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), server_default="OPEN")
+    offered_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
+    offered_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

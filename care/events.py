@@ -1,0 +1,49 @@
+"""Domain events, published with PostgreSQL NOTIFY inside the writing transaction.
+
+NOTIFY is delivered only when the transaction commits (and never if it rolls back), so a
+subscriber hears of a change exactly when it becomes visible, on every process listening
+to the channel. Payloads carry ids only: a listener re-reads the records under the
+subscriber's own privacy rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+CHANNEL = "coopnet_events"
+
+
+@dataclass(frozen=True)
+class CoverEvent:
+    """Something happened to a cover request or one of its offers.
+
+    kind: REQUEST_OPENED, REQUEST_FILLED, REQUEST_RETURNED, REQUEST_CANCELLED,
+          OFFER_MADE, OFFER_DECLINED, OFFER_WITHDRAWN, OFFER_CLOSED
+    """
+
+    kind: str
+    cover_request_id: int
+    visit_id: int
+    cluster_ids: list[int] = field(default_factory=list)
+    offer_id: int | None = None
+    pa_id: int | None = None  # the PA an offer event concerns
+
+    def to_json(self) -> str:
+        return orjson.dumps({"type": "cover", **asdict(self)}).decode()
+
+    @staticmethod
+    def from_json(raw: str | bytes) -> CoverEvent | None:
+        data: dict[str, Any] = orjson.loads(raw)
+        if data.pop("type", None) != "cover":
+            return None
+        return CoverEvent(**data)
+
+
+async def publish(session: AsyncSession, event: CoverEvent) -> None:
+    """Queue the event in the current transaction (sent at commit)."""
+    await session.execute(select(func.pg_notify(CHANNEL, event.to_json())))
