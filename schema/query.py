@@ -9,8 +9,10 @@ import strawberry
 from strawberry import relay
 
 from care import queries
+from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
+from schema.figures import FigureQueries
 from schema.permissions import MEMBER_TYPES, decode_id, require_coop_member
 from schema.types import (
     AvailabilityWindow,
@@ -35,7 +37,7 @@ from schema.types import (
 
 
 @strawberry.type
-class Query:
+class Query(CandidateQueries, FigureQueries):
     node: relay.Node | None = relay.node()
 
     @strawberry.field(description="The signed-in person, or null for anonymous callers.")

@@ -2,16 +2,24 @@
 
 import strawberry
 
+from schema.mutations.absences import AbsenceMutations
 from schema.mutations.availability import AvailabilityMutations
 from schema.mutations.clusters import ClusterMutations
 from schema.mutations.members import MemberMutations
+from schema.mutations.offers import OfferMutations
 from schema.mutations.pools import PoolMutations
 from schema.mutations.visits import VisitMutations
 
 
 @strawberry.type
 class Mutation(
-    MemberMutations, ClusterMutations, PoolMutations, AvailabilityMutations, VisitMutations
+    MemberMutations,
+    ClusterMutations,
+    PoolMutations,
+    AvailabilityMutations,
+    VisitMutations,
+    AbsenceMutations,
+    OfferMutations,
 ):
     pass
 

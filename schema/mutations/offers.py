@@ -1,0 +1,10 @@
+"""Cover offer mutations."""
+
+from __future__ import annotations
+
+import strawberry
+
+
+@strawberry.type
+class OfferMutations:
+    pass
