@@ -40,6 +40,8 @@ from care.models import (
     Cluster,
     ClusterPa,
     ClusterServiceUser,
+    CoverOffer,
+    CoverRequest,
     Member,
     PaProfile,
     Visit,
@@ -114,6 +116,15 @@ def support_workers_of(service_user_ids: Select) -> Select:
     )
 
 
+def offered_visit_ids(viewer: Viewer) -> Select:
+    """Visits whose cover has been offered to the viewer (a PA), whatever the offer's state."""
+    return _set(CoverRequest.visit_id).where(
+        CoverRequest.id.in_(
+            _set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == viewer.member_id)
+        )
+    )
+
+
 def _own(viewer: Viewer) -> Select:
     return _set(literal(viewer.member_id))
 
@@ -145,6 +156,7 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
             me,
             mid.in_(service_users_of_clusters(teams)),
             mid.in_(recent_or_any_visit_service_users(viewer)),
+            mid.in_(_set(Visit.service_user_id).where(Visit.id.in_(offered_visit_ids(viewer)))),
             mid.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
             mid.in_(
                 _set(Cluster.support_worker_id).where(
@@ -225,7 +237,9 @@ def visit_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
             pa.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(clusters))),
         )
     if role is Role.PA:
-        return pa == viewer.member_id
+        # Their own visits, and visits offered to them as cover (time and person only:
+        # tasks stay masked until the visit is theirs).
+        return or_(pa == viewer.member_id, v.id.in_(offered_visit_ids(viewer)))  # type: ignore[attr-defined]
     if role is Role.SERVICE_USER:
         return su == viewer.member_id
     if role is Role.CARER:
@@ -267,3 +281,43 @@ def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[boo
 def member_exists_visible(viewer: Viewer, member_id: int) -> Select:
     """`SELECT EXISTS` for one member id under the visibility rule (used by mutations)."""
     return select(exists().where(Member.id == member_id, member_visible(viewer)))
+
+
+# --- cover: absences, cover requests, offers ---------------------------------------------
+
+
+def absence_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
+    """A PA's absences: the PA, and the co-op's managers who arrange cover."""
+    role = viewer.role
+    if role in (Role.ADMIN, Role.COORDINATOR):
+        return true()
+    if role is Role.PA and viewer.member_id is not None:
+        return absence.pa_id == viewer.member_id  # type: ignore[no-any-return]
+    return false()
+
+
+def cover_request_visible(viewer: Viewer, request: Any) -> ColumnElement[bool]:
+    """Whoever may see the visit; and a PA the request was offered to (they need to know
+    what they are accepting)."""
+    v = aliased(Visit)
+    visit_ok = request.visit_id.in_(_set(v.id).where(visit_visible(viewer, v)))
+    if viewer.role is Role.PA and viewer.member_id is not None:
+        offered = request.id.in_(
+            _set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == viewer.member_id)
+        )
+        return or_(visit_ok, offered)
+    return visit_ok  # type: ignore[no-any-return]
+
+
+def cover_offer_visible(viewer: Viewer, offer: Any) -> ColumnElement[bool]:
+    role = viewer.role
+    if role is Role.ADMIN:
+        return true()
+    if role is Role.COORDINATOR:
+        r = aliased(CoverRequest)
+        return offer.cover_request_id.in_(  # type: ignore[no-any-return]
+            _set(r.id).where(cover_request_visible(viewer, r))
+        )
+    if role is Role.PA and viewer.member_id is not None:
+        return offer.pa_id == viewer.member_id  # type: ignore[no-any-return]
+    return false()

@@ -19,19 +19,21 @@ from sqlalchemy import (
     func,
     literal,
     null,
-    or_,
     select,
     union,
 )
 
 from care import policy
 from care.models import (
+    Absence,
     AvailabilityWindow,
     CarerLink,
     Cluster,
     ClusterPa,
     ClusterServiceUser,
     Coop,
+    CoverOffer,
+    CoverRequest,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
@@ -500,4 +502,131 @@ def availability_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _availability_select(viewer).where(AvailabilityWindow.id.in_(ids))
 
 
-__all__ = ["and_", "or_"]
+# --- cover ---------------------------------------------------------------------------
+
+
+def _absence_select(viewer: Viewer) -> Select:
+    return select(
+        Absence.id,
+        Absence.pa_id,
+        Absence.kind,
+        func.lower(Absence.during).label("starts_at"),
+        func.upper(Absence.during).label("ends_at"),
+        Absence.note,
+        Absence.created_at,
+        Absence.cancelled_at,
+    ).where(policy.absence_visible(viewer, Absence))
+
+
+def absences(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    pa_id: int | None = None,
+    starts_from: dt.datetime | None = None,
+    starts_before: dt.datetime | None = None,
+    include_cancelled: bool = False,
+) -> Select:
+    stmt = _absence_select(viewer)
+    if pa_id is not None:
+        stmt = stmt.where(Absence.pa_id == pa_id)
+    if starts_from is not None or starts_before is not None:
+        stmt = stmt.where(Absence.during.op("&&")(func.tstzrange(starts_from, starts_before)))
+    if not include_cancelled:
+        stmt = stmt.where(Absence.cancelled_at.is_(None))
+    return page(stmt, (func.lower(Absence.during), Absence.id), request)
+
+
+def absences_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _absence_select(viewer).where(Absence.id.in_(ids))
+
+
+def _cover_request_select(viewer: Viewer) -> Select:
+    return (
+        select(
+            CoverRequest.id,
+            CoverRequest.visit_id,
+            CoverRequest.reason,
+            CoverRequest.status,
+            CoverRequest.absence_id,
+            CoverRequest.original_pa_id,
+            CoverRequest.opened_at,
+            CoverRequest.filled_by_pa_id,
+            CoverRequest.closed_at,
+            CoverRequest.note,
+            func.lower(Visit.during).label("visit_starts_at"),
+        )
+        .join(Visit, Visit.id == CoverRequest.visit_id)
+        .where(policy.cover_request_visible(viewer, CoverRequest))
+    )
+
+
+def cover_requests(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    cluster_id: int | None = None,
+    statuses: Sequence[str] | None = None,
+    visit_starts_from: dt.datetime | None = None,
+) -> Select:
+    """Cover requests by the time of their visit, soonest first."""
+    stmt = _cover_request_select(viewer)
+    if cluster_id is not None:
+        stmt = stmt.where(
+            Visit.service_user_id.in_(
+                select(ClusterServiceUser.service_user_id).where(
+                    ClusterServiceUser.cluster_id == cluster_id
+                )
+            )
+        )
+    if statuses:
+        stmt = stmt.where(CoverRequest.status.in_(statuses))
+    if visit_starts_from is not None:
+        stmt = stmt.where(func.lower(Visit.during) >= visit_starts_from)
+    return page(stmt, (func.lower(Visit.during), CoverRequest.id), request)
+
+
+def cover_requests_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _cover_request_select(viewer).where(CoverRequest.id.in_(ids))
+
+
+def _offer_select(viewer: Viewer) -> Select:
+    # An open offer past its expiry is reported as EXPIRED without anyone writing it.
+    effective = case(
+        (
+            and_(CoverOffer.status == "OPEN", CoverOffer.expires_at <= func.now()),
+            literal("EXPIRED"),
+        ),
+        else_=CoverOffer.status,
+    )
+    return select(
+        CoverOffer.id,
+        CoverOffer.cover_request_id,
+        CoverOffer.pa_id,
+        effective.label("status"),
+        CoverOffer.offered_at,
+        CoverOffer.expires_at,
+        CoverOffer.responded_at,
+    ).where(policy.cover_offer_visible(viewer, CoverOffer))
+
+
+def offers_of_requests(viewer: Viewer, request_ids: Sequence[int]) -> Select:
+    return (
+        _offer_select(viewer)
+        .add_columns(CoverOffer.cover_request_id.label("pg_parent"))
+        .where(CoverOffer.cover_request_id.in_(request_ids))
+        .order_by(CoverOffer.cover_request_id, CoverOffer.id)
+    )
+
+
+def offers_for_pa(
+    viewer: Viewer, request: PageRequest, pa_id: int, *, open_only: bool = True
+) -> Select:
+    stmt = _offer_select(viewer).where(CoverOffer.pa_id == pa_id)
+    if open_only:
+        stmt = stmt.where(CoverOffer.status == "OPEN", CoverOffer.expires_at > func.now())
+    return page(stmt, (CoverOffer.id,), request)
+
+
+def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _offer_select(viewer).where(CoverOffer.id.in_(ids))

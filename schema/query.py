@@ -9,25 +9,33 @@ import strawberry
 from strawberry import relay
 
 from care import queries
+from care.enums import Role
 from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
 from schema.figures import FigureQueries
-from schema.permissions import MEMBER_TYPES, decode_id, require_coop_member
+from schema.permissions import MEMBER_TYPES, decode_id, require_coop_member, require_role
 from schema.types import (
+    Absence,
     AvailabilityWindow,
     Cluster,
     ClusterKind,
     ClusterStatus,
     Coop,
+    CoverOffer,
+    CoverRequest,
+    CoverRequestStatus,
     LocalAuthority,
     Member,
     MembershipClass,
     Pool,
     Visit,
     VisitStatus,
+    absence_from_row,
     availability_from_row,
     cluster_from_row,
+    cover_offer_from_row,
+    cover_request_from_row,
     load_cluster,
     load_member,
     member_from_row,
@@ -179,6 +187,65 @@ class Query(CandidateQueries, FigureQueries):
             )
         )
         return build_connection(rows, request, availability_from_row, arity=2)
+
+    @strawberry.field(description="A PA's absences (the PA, coordinators and admins).")
+    async def absences(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        pa_id: relay.GlobalID | None = None,
+        starts_from: dt.datetime | None = None,
+        starts_before: dt.datetime | None = None,
+        include_cancelled: bool = False,
+    ) -> Connection[Absence]:
+        require_coop_member(info.context.viewer)
+        request = page_request(info, first, after, arity=2)
+        rows = await info.context.rows(
+            queries.absences(
+                info.context.viewer,
+                request,
+                pa_id=_filter_id(pa_id, "PersonalAssistant"),
+                starts_from=starts_from,
+                starts_before=starts_before,
+                include_cancelled=include_cancelled,
+            )
+        )
+        return build_connection(rows, request, absence_from_row, arity=2)
+
+    @strawberry.field(description="Cover requests by visit time, soonest first.")
+    async def cover_requests(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        cluster_id: relay.GlobalID | None = None,
+        status: list[CoverRequestStatus] | None = None,
+        visit_starts_from: dt.datetime | None = None,
+    ) -> Connection[CoverRequest]:
+        require_coop_member(info.context.viewer)
+        request = page_request(info, first, after, arity=2)
+        rows = await info.context.rows(
+            queries.cover_requests(
+                info.context.viewer,
+                request,
+                cluster_id=_filter_id(cluster_id, "Cluster"),
+                statuses=[s.value for s in status] if status else None,
+                visit_starts_from=visit_starts_from,
+            )
+        )
+        return build_connection(rows, request, cover_request_from_row, arity=2)
+
+    @strawberry.field(description="The signed-in PA's open (unexpired) cover offers.")
+    async def my_cover_offers(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[CoverOffer]:
+        viewer = info.context.viewer
+        require_role(viewer, Role.PA)
+        assert viewer.member_id is not None
+        request = page_request(info, first, after)
+        rows = await info.context.rows(queries.offers_for_pa(viewer, request, viewer.member_id))
+        return build_connection(rows, request, cover_offer_from_row)
 
 
 def _filter_id(global_id: relay.GlobalID | None, type_name: str) -> int | None:

@@ -26,6 +26,10 @@ for _enum in (
     enums.ClusterStatus,
     enums.VisitStatus,
     enums.Role,
+    enums.AbsenceKind,
+    enums.CoverReason,
+    enums.CoverRequestStatus,
+    enums.CoverOfferStatus,
 ):
     strawberry.enum(_enum)
 
@@ -37,6 +41,10 @@ ClusterKind = enums.ClusterKind
 ClusterStatus = enums.ClusterStatus
 VisitStatus = enums.VisitStatus
 Role = enums.Role
+AbsenceKind = enums.AbsenceKind
+CoverReason = enums.CoverReason
+CoverRequestStatus = enums.CoverRequestStatus
+CoverOfferStatus = enums.CoverOfferStatus
 
 
 def _float(value: Any) -> float | None:
@@ -584,3 +592,173 @@ async def _visits_of(
         ),
     ).load(owner_id)
     return build_connection(rows, request, visit_from_row, arity=2)
+
+
+# --- cover ---------------------------------------------------------------------------
+
+
+@strawberry.type(description="A PA's holiday, sickness, training or other time away.")
+class Absence(relay.Node):
+    id: relay.NodeID[int]
+    kind: AbsenceKind
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    note: str | None
+    created_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    pa_id: strawberry.Private[int]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return [await load_absence(info, int(i)) if i.isdigit() else None for i in node_ids]
+
+    @strawberry.field
+    async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
+        member = await load_member(info, self.pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+
+def absence_from_row(row: Row[Any]) -> Absence:
+    return Absence(
+        id=row.id,
+        kind=enums.AbsenceKind(row.kind),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        note=row.note,
+        created_at=row.created_at,
+        cancelled_at=row.cancelled_at,
+        pa_id=row.pa_id,
+    )
+
+
+async def load_absence(info: Info, absence_id: int) -> Absence | None:
+    viewer = info.context.viewer
+    row = await loaders.by_id(
+        info.context, "absence", lambda ids: queries.absences_by_id(viewer, ids)
+    ).load(absence_id)
+    return absence_from_row(row) if row is not None else None
+
+
+@strawberry.type(description="A visit that needs another PA, and how it was covered.")
+class CoverRequest(relay.Node):
+    id: relay.NodeID[int]
+    reason: CoverReason
+    status: CoverRequestStatus
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    note: str | None
+    visit_starts_at: dt.datetime
+    visit_id: strawberry.Private[int]
+    absence_id: strawberry.Private[int | None]
+    original_pa_id: strawberry.Private[int | None]
+    filled_by_pa_id: strawberry.Private[int | None]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return [await load_cover_request(info, int(i)) if i.isdigit() else None for i in node_ids]
+
+    @strawberry.field
+    async def visit(self, info: Info) -> Visit | None:
+        return await load_visit(info, self.visit_id)
+
+    @strawberry.field(description="The absence that opened this request, if any.")
+    async def absence(self, info: Info) -> Absence | None:
+        return await load_absence(info, self.absence_id) if self.absence_id else None
+
+    @strawberry.field(description="The PA who had the visit before it needed cover.")
+    async def original_pa(self, info: Info) -> PersonalAssistant | None:
+        if self.original_pa_id is None:
+            return None
+        member = await load_member(info, self.original_pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+    @strawberry.field(description="The PA whose acceptance filled the request.")
+    async def filled_by(self, info: Info) -> PersonalAssistant | None:
+        if self.filled_by_pa_id is None:
+            return None
+        member = await load_member(info, self.filled_by_pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+    @strawberry.field(description="Offers made for this request that the caller may see.")
+    async def offers(self, info: Info) -> list[CoverOffer]:
+        viewer = info.context.viewer
+        rows = await loaders.grouped(
+            info.context, "request_offers", lambda ids: queries.offers_of_requests(viewer, ids)
+        ).load(self.id)
+        return [cover_offer_from_row(r) for r in rows]
+
+
+def cover_request_from_row(row: Row[Any]) -> CoverRequest:
+    return CoverRequest(
+        id=row.id,
+        reason=enums.CoverReason(row.reason),
+        status=enums.CoverRequestStatus(row.status),
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+        note=row.note,
+        visit_starts_at=row.visit_starts_at,
+        visit_id=row.visit_id,
+        absence_id=row.absence_id,
+        original_pa_id=row.original_pa_id,
+        filled_by_pa_id=row.filled_by_pa_id,
+    )
+
+
+async def load_cover_request(info: Info, request_id: int) -> CoverRequest | None:
+    viewer = info.context.viewer
+    row = await loaders.by_id(
+        info.context, "cover_request", lambda ids: queries.cover_requests_by_id(viewer, ids)
+    ).load(request_id)
+    return cover_request_from_row(row) if row is not None else None
+
+
+@strawberry.type(description="A cover request offered to one PA.")
+class CoverOffer(relay.Node):
+    id: relay.NodeID[int]
+    status: CoverOfferStatus = strawberry.field(
+        description="EXPIRED once an open offer passes expiresAt."
+    )
+    offered_at: dt.datetime
+    expires_at: dt.datetime
+    responded_at: dt.datetime | None
+    cover_request_id: strawberry.Private[int]
+    pa_id: strawberry.Private[int]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return [await load_cover_offer(info, int(i)) if i.isdigit() else None for i in node_ids]
+
+    @strawberry.field
+    async def cover_request(self, info: Info) -> CoverRequest | None:
+        return await load_cover_request(info, self.cover_request_id)
+
+    @strawberry.field
+    async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
+        member = await load_member(info, self.pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+
+def cover_offer_from_row(row: Row[Any]) -> CoverOffer:
+    return CoverOffer(
+        id=row.id,
+        status=enums.CoverOfferStatus(row.status),
+        offered_at=row.offered_at,
+        expires_at=row.expires_at,
+        responded_at=row.responded_at,
+        cover_request_id=row.cover_request_id,
+        pa_id=row.pa_id,
+    )
+
+
+async def load_cover_offer(info: Info, offer_id: int) -> CoverOffer | None:
+    viewer = info.context.viewer
+    row = await loaders.by_id(
+        info.context, "cover_offer", lambda ids: queries.offers_by_id(viewer, ids)
+    ).load(offer_id)
+    return cover_offer_from_row(row) if row is not None else None
