@@ -23,6 +23,21 @@ CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
         "This overlaps another availability window of the PA.",
         "startsAt",
     ),
+    "absence_no_overlap": (
+        ErrorCode.OVERLAP,
+        "This overlaps another absence of the PA.",
+        "startsAt",
+    ),
+    "uq_cover_request_open_visit": (
+        ErrorCode.CONFLICT,
+        "The visit already has an open cover request.",
+        "visitId",
+    ),
+    "uq_cover_offer_open_pa": (
+        ErrorCode.CONFLICT,
+        "The PA already has an open offer for this request.",
+        "paIds",
+    ),
     "uq_pool_name": (ErrorCode.ALREADY_EXISTS, "A pool with that name already exists.", "name"),
     "ck_visit_during_bounded": (
         ErrorCode.INVALID_RANGE,

@@ -1,0 +1,184 @@
+"""Who sees absences, cover requests and offers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.enums import Role
+from care.models import Absence, CoverOffer, CoverRequest
+from tests.conftest import Api
+from tests.factories import Build, at
+
+REQUESTS = """{ coverRequests { totalCount edges { node { status reason
+  visit { startsAt tasks serviceUser { name email } }
+  originalPa { name } offers { status personalAssistant { name } } } } } }"""
+ABSENCES = "{ absences { totalCount edges { node { kind personalAssistant { name } } } } }"
+MY_OFFERS = "{ myCoverOffers { totalCount edges { node { status coverRequest { status } } } } }"
+
+
+@dataclass
+class Cover:
+    coordinator: Any
+    other_coordinator: Any
+    su: Any
+    other_su: Any
+    carer: Any
+    absent_pa: Any
+    offered_pa: Any
+    stranger_pa: Any
+
+
+@pytest.fixture
+async def cover(db: AsyncSession) -> Cover:
+    b = Build(db)
+    await b.las()
+    await b.coop()
+    coordinator = await b.worker("Cora Ordinator")
+    other_coordinator = await b.worker("Otto Ordinator")
+    cluster = await b.cluster("Finchley", support_worker=coordinator)
+    other_cluster = await b.cluster("East", support_worker=other_coordinator)
+    su = await b.service_user("Ada User", cluster=cluster)
+    other_su = await b.service_user("Bob Other", cluster=other_cluster)
+    carer = await b.carer(su)
+    absent_pa = await b.pa("Abe Sent", cluster=cluster)
+    offered_pa = await b.pa("Opal Offered")
+    stranger_pa = await b.pa("Sid Stranger", cluster=other_cluster)
+    visit = await b.visit(su, None, at(days=2), status="NEEDS_COVER", tasks=["hoist"])
+    start = at(days=1)
+    absence = Absence(
+        pa_id=absent_pa.id,
+        kind="SICKNESS",
+        during=Range(start, start + dt.timedelta(days=3), bounds="[)"),
+    )
+    db.add(absence)
+    await db.flush()
+    request = CoverRequest(
+        visit_id=visit.id, reason="ABSENCE", absence_id=absence.id, original_pa_id=absent_pa.id
+    )
+    db.add(request)
+    await db.flush()
+    db.add(
+        CoverOffer(
+            cover_request_id=request.id,
+            pa_id=offered_pa.id,
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2),
+        )
+    )
+    await db.commit()
+    return Cover(
+        coordinator, other_coordinator, su, other_su, carer, absent_pa, offered_pa, stranger_pa
+    )
+
+
+def tokens(api: Api, c: Cover) -> dict[str, str | None]:
+    return {
+        "admin": api.token(Role.ADMIN),
+        "coordinator": api.token(Role.COORDINATOR, c.coordinator.id),
+        "other_coordinator": api.token(Role.COORDINATOR, c.other_coordinator.id),
+        "su": api.token(Role.SERVICE_USER, c.su.id),
+        "other_su": api.token(Role.SERVICE_USER, c.other_su.id),
+        "carer": api.token(Role.CARER, c.carer.id),
+        "absent_pa": api.token(Role.PA, c.absent_pa.id),
+        "offered_pa": api.token(Role.PA, c.offered_pa.id),
+        "stranger_pa": api.token(Role.PA, c.stranger_pa.id),
+        "analyst": api.tokens.issue(Role.LA_ANALYST, la_code="E09000003"),
+        "anonymous": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "who,count",
+    [
+        ("admin", 1),
+        ("coordinator", 1),
+        ("other_coordinator", 0),
+        ("su", 1),
+        ("other_su", 0),
+        ("carer", 1),
+        ("absent_pa", 0),
+        ("offered_pa", 1),
+        ("stranger_pa", 0),
+    ],
+)
+async def test_cover_request_visibility(api: Api, cover: Cover, who: str, count: int) -> None:
+    data = await api.data(REQUESTS, token=tokens(api, cover)[who])
+    assert data["coverRequests"]["totalCount"] == count
+
+
+@pytest.mark.parametrize("who,code", [("analyst", "FORBIDDEN"), ("anonymous", "UNAUTHENTICATED")])
+async def test_outsiders_get_no_cover_requests(api: Api, cover: Cover, who: str, code: str) -> None:
+    body = await api.query(REQUESTS, token=tokens(api, cover)[who])
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == code
+
+
+async def test_offered_pa_sees_time_and_name_but_not_tasks_or_contact(
+    api: Api, cover: Cover
+) -> None:
+    data = await api.data(REQUESTS, token=tokens(api, cover)["offered_pa"])
+    node = data["coverRequests"]["edges"][0]["node"]
+    assert node["visit"]["tasks"] is None
+    assert node["visit"]["serviceUser"] == {"name": "Ada User", "email": None}
+    assert node["offers"] == [{"status": "OPEN", "personalAssistant": {"name": "Opal Offered"}}]
+
+
+async def test_coordinator_sees_everything_about_the_request(api: Api, cover: Cover) -> None:
+    data = await api.data(REQUESTS, token=tokens(api, cover)["coordinator"])
+    node = data["coverRequests"]["edges"][0]["node"]
+    assert node["visit"]["tasks"] == ["hoist"]
+    assert node["visit"]["serviceUser"]["email"] == "ada@example.org"
+    assert node["originalPa"] == {"name": "Abe Sent"}
+    assert len(node["offers"]) == 1
+
+
+async def test_the_person_sees_their_request_but_not_who_was_asked(api: Api, cover: Cover) -> None:
+    data = await api.data(REQUESTS, token=tokens(api, cover)["su"])
+    assert data["coverRequests"]["edges"][0]["node"]["offers"] == []
+
+
+@pytest.mark.parametrize(
+    "who,count",
+    [
+        ("admin", 1),
+        ("coordinator", 1),
+        ("absent_pa", 1),
+        ("offered_pa", 0),
+        ("su", 0),
+    ],
+)
+async def test_absence_visibility(api: Api, cover: Cover, who: str, count: int) -> None:
+    data = await api.data(ABSENCES, token=tokens(api, cover)[who])
+    assert data["absences"]["totalCount"] == count
+
+
+async def test_my_cover_offers_are_my_own(api: Api, cover: Cover) -> None:
+    mine = await api.data(MY_OFFERS, token=tokens(api, cover)["offered_pa"])
+    assert mine["myCoverOffers"]["totalCount"] == 1
+    theirs = await api.data(MY_OFFERS, token=tokens(api, cover)["stranger_pa"])
+    assert theirs["myCoverOffers"]["totalCount"] == 0
+    coordinator = await api.query(MY_OFFERS, token=tokens(api, cover)["coordinator"])
+    assert coordinator["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_expired_offer_is_reported_expired_and_not_listed(
+    api: Api, cover: Cover, db: AsyncSession
+) -> None:
+    from sqlalchemy import text
+
+    await db.execute(
+        text(
+            "UPDATE cover_offer SET offered_at = now() - interval '3 hours', "
+            "expires_at = now() - interval '1 minute'"
+        )
+    )
+    await db.commit()
+    mine = await api.data(MY_OFFERS, token=tokens(api, cover)["offered_pa"])
+    assert mine["myCoverOffers"]["totalCount"] == 0
+    data = await api.data(REQUESTS, token=tokens(api, cover)["coordinator"])
+    assert data["coverRequests"]["edges"][0]["node"]["offers"][0]["status"] == "EXPIRED"
