@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -65,6 +66,15 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         description="GraphQL service for federated networks of social-care co-operatives",
         lifespan=lifespan,
     )
+    if settings.cors_origin_list:
+        # Bearer tokens, not cookies: no credentials mode needed.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.state.tokens = tokens
     app.state.settings = settings
 

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_query_cost: int = 5000
     max_page_size: int = 100
     db_pool_size: int = 10
+    # Browser frontends on other origins (comma-separated, or * for any).
+    cors_origins: str = ""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
 @lru_cache
