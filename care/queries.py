@@ -119,6 +119,10 @@ def _member_select(viewer: Viewer) -> Select:
     )
 
 
+# Every member read goes through this select: rows filtered and fields masked by policy.
+member_select = _member_select
+
+
 def members_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _member_select(viewer).where(Member.id.in_(ids))
 

@@ -1,10 +1,181 @@
-"""Figures the co-op needs: continuity and cover, for coordinators and admins."""
+"""Figures the co-op needs: continuity and cover, for coordinators and admins.
+
+Thin resolvers over `care.figures`: each root field runs one SQL statement, whatever the
+number of clusters or service users, and builds its objects from the rows."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Annotated, Any
+
 import strawberry
+from graphql import GraphQLError
+from sqlalchemy import Row
+from strawberry import relay
+
+from care import figures
+from care.errors import DomainError
+from care.viewer import Viewer
+from schema.context import Info
+from schema.permissions import decode_id, forbidden, unauthenticated
+from schema.types import Cluster, ServiceUser, cluster_from_row, member_from_row
+
+
+@strawberry.type(
+    description=(
+        "Cover and delivery figures of one cluster over a half-open period [from, to). "
+        "Cover requests count by when they were opened, visits by when they start; a "
+        "cluster's service users are those in the cluster."
+    )
+)
+class ClusterFigures:
+    cluster: Cluster
+    from_: dt.datetime = strawberry.field(name="from", description="Start of the period.")
+    to: dt.datetime = strawberry.field(description="End of the period (excluded).")
+    cover_requests_opened: int = strawberry.field(
+        description="Cover requests (any status) for visits of the cluster's service users, "
+        "opened in the period."
+    )
+    cover_requests_filled: int = strawberry.field(
+        description="Of the cover requests opened in the period, those now FILLED."
+    )
+    fill_rate: float | None = strawberry.field(
+        description="coverRequestsFilled / coverRequestsOpened; null when none were opened."
+    )
+    median_time_to_fill_minutes: float | None = strawberry.field(
+        description="Median minutes from opening to filling, over the filled requests "
+        "counted above; null when none."
+    )
+    visits_missed: int = strawberry.field(
+        description="Visits reported MISSED that start in the period."
+    )
+    visits_completed: int = strawberry.field(
+        description="Visits COMPLETED that start in the period."
+    )
+    hours_delivered: float = strawberry.field(
+        description="Total length in hours of the completed visits counted above."
+    )
+
+
+@strawberry.type(
+    description=(
+        "Continuity of care for one person over the 28 days up to now. Only visits that "
+        "took place (COMPLETED) count; scheduled, uncovered, missed and cancelled visits "
+        "do not."
+    )
+)
+class ContinuityFigures:
+    service_user: ServiceUser
+    distinct_pas_last_28_days: int = strawberry.field(
+        description="Different PAs who made the person's completed visits."
+    )
+    visits_last_28_days: int = strawberry.field(description="The person's completed visits.")
+    visits_by_regular_pas: int = strawberry.field(
+        description="Of those, the visits made by one of the person's regular PAs."
+    )
+    regular_pa_share: float | None = strawberry.field(
+        description="visitsByRegularPas / visitsLast28Days; null when there were no visits."
+    )
+
+
+def _require_figure_role(viewer: Viewer) -> None:
+    if viewer.is_anonymous:
+        raise unauthenticated()
+    if not figures.may_ask(viewer):
+        raise forbidden()
+
+
+def _bad_input(error: DomainError) -> GraphQLError:
+    return GraphQLError(error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field})
+
+
+def _cluster_figures_from_row(row: Row[Any], period: figures.Period) -> ClusterFigures:
+    return ClusterFigures(
+        cluster=cluster_from_row(row),
+        from_=period.start,
+        to=period.end,
+        cover_requests_opened=row.cover_requests_opened,
+        cover_requests_filled=row.cover_requests_filled,
+        fill_rate=row.fill_rate,
+        median_time_to_fill_minutes=row.median_time_to_fill_minutes,
+        visits_missed=row.visits_missed,
+        visits_completed=row.visits_completed,
+        hours_delivered=float(row.hours_delivered),
+    )
+
+
+def _continuity_from_row(row: Row[Any]) -> ContinuityFigures | None:
+    member = member_from_row(row)
+    if not isinstance(member, ServiceUser):
+        return None
+    return ContinuityFigures(
+        service_user=member,
+        distinct_pas_last_28_days=row.distinct_pas_last_28_days,
+        visits_last_28_days=row.visits_last_28_days,
+        visits_by_regular_pas=row.visits_by_regular_pas,
+        regular_pa_share=row.regular_pa_share,
+    )
 
 
 @strawberry.type
 class FigureQueries:
-    pass
+    @strawberry.field(
+        description=(
+            "Cover and delivery figures per cluster, for admins (any cluster) and "
+            "coordinators (the clusters they support). Without `clusterIds`: every cluster "
+            "the caller may manage, by id; with it: those of them asked for, in the order "
+            "asked, each once (others are left out, as unknown ones are). The period is "
+            "[from, to): by default the 28 days up to now; `to` defaults to now and `from` "
+            "to 28 days before `to`. Times without a UTC offset are London time. "
+            "`from` must be before `to`, and the period at most 366 days long."
+        )
+    )
+    async def cluster_figures(
+        self,
+        info: Info,
+        cluster_ids: list[relay.GlobalID] | None = None,
+        from_: Annotated[dt.datetime | None, strawberry.argument(name="from")] = None,
+        to: dt.datetime | None = None,
+    ) -> list[ClusterFigures]:
+        viewer = info.context.viewer
+        _require_figure_role(viewer)
+        try:
+            period = figures.period(viewer, from_, to)
+        except DomainError as error:
+            raise _bad_input(error) from error
+        ids: list[int] | None = None
+        if cluster_ids is not None:
+            limit = info.context.limits.max_page_size
+            if len(cluster_ids) > limit:
+                raise GraphQLError(
+                    f"Ask for at most {limit} clusters at once.",
+                    extensions={"code": "BAD_USER_INPUT", "field": "clusterIds"},
+                )
+            decoded = (decode_id(g, "Cluster") for g in cluster_ids)
+            ids = list(dict.fromkeys(i for i in decoded if i is not None))
+            if not ids:
+                return []
+        rows = await info.context.rows(figures.cluster_figures(viewer, ids, period))
+        found = [_cluster_figures_from_row(r, period) for r in rows]
+        if ids is not None:
+            position = {cluster_id: n for n, cluster_id in enumerate(ids)}
+            found.sort(key=lambda f: position[f.cluster.id])
+        return found
+
+    @strawberry.field(
+        description=(
+            "Continuity of care for every service user of a cluster, by member id, over the "
+            "28 days up to now. For admins and the cluster's coordinator; an unknown cluster "
+            "or one the caller does not support gives an empty list."
+        )
+    )
+    async def service_user_continuity(
+        self, info: Info, cluster_id: relay.GlobalID
+    ) -> list[ContinuityFigures]:
+        viewer = info.context.viewer
+        _require_figure_role(viewer)
+        cid = decode_id(cluster_id, "Cluster")
+        if cid is None:
+            return []
+        rows = await info.context.rows(figures.service_user_continuity(viewer, cid))
+        return [f for f in map(_continuity_from_row, rows) if f is not None]

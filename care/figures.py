@@ -1,0 +1,273 @@
+"""Figures the co-op needs: cover and delivery per cluster, continuity per service user.
+
+For admins and coordinators. Every figure is an aggregate computed in SQL; each function
+returns ONE statement, set-based over all the clusters (or service users) asked for.
+
+Definitions (see also the GraphQL field descriptions in `schema/figures.py`):
+
+- Which service users belong to a cluster: `cluster_service_user`, the same relation
+  every other read uses. A person in two clusters counts in both.
+- Periods are half-open, `[from, to)`, on the *start* of what is counted: a cover request's
+  `opened_at`, a visit's start (`lower(during)`). A visit that starts inside the period
+  counts in full, even if it ends after `to`.
+- Per cluster, over the period:
+  - `cover_requests_opened`: cover requests (any status) for visits of the cluster's
+    service users, opened in the period.
+  - `cover_requests_filled`: those of them whose status is FILLED.
+  - `fill_rate`: filled / opened; NULL when none were opened.
+  - `median_time_to_fill_minutes`: median (`percentile_cont(0.5)`) of
+    `closed_at - opened_at`, in minutes, over those filled; NULL when none.
+  - `visits_missed`: visits with status MISSED starting in the period.
+  - `visits_completed`: visits with status COMPLETED starting in the period.
+  - `hours_delivered`: the summed length, in hours, of those completed visits.
+- Per service user, over the 28 days up to now (`[now - 28 days, now)`), counting only
+  COMPLETED visits (a visit that took place: confirmed by the person, or completed by the
+  service). SCHEDULED, NEEDS_COVER, MISSED and CANCELLED visits do not count:
+  - `visits`: those visits.
+  - `distinct_pas`: the number of different PAs who made them.
+  - `visits_by_regular_pas`: those made by one of the person's named regular PAs
+    (`regular_pa`).
+  - `regular_pa_share`: visits_by_regular_pas / visits; NULL when there were none.
+
+Who may ask: admins (every cluster) and coordinators (the clusters they support). A cluster
+the caller may not manage is left out of the result, exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Float,
+    Select,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    select,
+    true,
+)
+
+from care import policy, queries
+from care.enums import CoverRequestStatus, Role, VisitStatus
+from care.errors import DomainError, ErrorCode
+from care.models import (
+    Cluster,
+    ClusterServiceUser,
+    CoverRequest,
+    Member,
+    RegularPa,
+    Visit,
+)
+from care.services.visits import to_utc
+from care.viewer import Viewer
+
+DEFAULT_PERIOD = dt.timedelta(days=28)
+MAX_PERIOD = dt.timedelta(days=366)
+CONTINUITY_WINDOW = dt.timedelta(days=28)
+# Visits that count as care delivered (for hours and continuity).
+DELIVERED = VisitStatus.COMPLETED.value
+
+FIGURE_ROLES = (Role.ADMIN, Role.COORDINATOR)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open period [start, end) in UTC."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+
+def period(viewer: Viewer, start: dt.datetime | None, end: dt.datetime | None) -> Period:
+    """The period asked for. Defaults: `end` is now, `start` is 28 days before `end`.
+    A time without a UTC offset is London wall-clock time (as everywhere in the rota).
+
+    Raises `DomainError(INVALID_RANGE)` when start >= end or the period is longer than
+    366 days."""
+    end_utc = to_utc(end) if end is not None else viewer.now
+    start_utc = to_utc(start) if start is not None else end_utc - DEFAULT_PERIOD
+    if start_utc >= end_utc:
+        raise DomainError(ErrorCode.INVALID_RANGE, "`from` must be before `to`.", "from")
+    if end_utc - start_utc > MAX_PERIOD:
+        raise DomainError(
+            ErrorCode.INVALID_RANGE,
+            f"A period can be at most {MAX_PERIOD.days} days long.",
+            "to",
+        )
+    return Period(start_utc, end_utc)
+
+
+def may_ask(viewer: Viewer) -> bool:
+    return viewer.role in FIGURE_ROLES and (viewer.is_admin or viewer.member_id is not None)
+
+
+def cluster_managed(viewer: Viewer, cluster_id: Any) -> ColumnElement[bool]:
+    """May the viewer read the figures of this cluster? Admins: every cluster;
+    coordinators: the clusters they support; anyone else: none."""
+    if viewer.role is Role.ADMIN:
+        return true()
+    if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
+        return cluster_id.in_(policy.supported_cluster_ids(viewer))
+    return false()
+
+
+def _at(value: dt.datetime) -> ColumnElement[dt.datetime]:
+    return literal(value, DateTime(timezone=True))
+
+
+def _minutes(interval: ColumnElement[Any]) -> ColumnElement[Any]:
+    return cast(func.extract("epoch", interval), Float) / 60.0
+
+
+def _starts_in(p: Period) -> ColumnElement[bool]:
+    """A visit starts in [start, end). The overlap test is implied by the start test; it is
+    there so the GiST index on (service_user_id, during) serves the query."""
+    start, end = _at(p.start), _at(p.end)
+    return and_(
+        Visit.during.op("&&")(func.tstzrange(start, end, "[)")),
+        func.lower(Visit.during) >= start,
+        func.lower(Visit.during) < end,
+    )
+
+
+def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period) -> Select:
+    """One row per cluster the viewer manages (all of them when `cluster_ids` is None, else
+    those among `cluster_ids`), ordered by id: the cluster's columns
+    (`queries.CLUSTER_COLUMNS`) and the figures over the period."""
+    clusters = select(Cluster.id).where(cluster_managed(viewer, Cluster.id))
+    if cluster_ids is not None:
+        clusters = clusters.where(Cluster.id.in_(cluster_ids))
+    chosen = clusters.cte("chosen")
+
+    filled = CoverRequest.status == CoverRequestStatus.FILLED.value
+    cover = (
+        select(
+            ClusterServiceUser.cluster_id.label("cluster_id"),
+            func.count().label("opened"),
+            func.count().filter(filled).label("filled"),
+            func.percentile_cont(0.5)
+            .within_group(_minutes(CoverRequest.closed_at - CoverRequest.opened_at))
+            .filter(filled)
+            .label("median_minutes"),
+        )
+        .select_from(ClusterServiceUser)
+        .join(Visit, Visit.service_user_id == ClusterServiceUser.service_user_id)
+        .join(CoverRequest, CoverRequest.visit_id == Visit.id)
+        .where(
+            ClusterServiceUser.cluster_id.in_(select(chosen.c.id)),
+            CoverRequest.opened_at >= p.start,
+            CoverRequest.opened_at < p.end,
+        )
+        .group_by(ClusterServiceUser.cluster_id)
+        .subquery("cover")
+    )
+
+    completed = Visit.status == VisitStatus.COMPLETED.value
+    hours = cast(func.extract("epoch", func.upper(Visit.during) - func.lower(Visit.during)), Float)
+    delivery = (
+        select(
+            ClusterServiceUser.cluster_id.label("cluster_id"),
+            func.count().filter(Visit.status == VisitStatus.MISSED.value).label("missed"),
+            func.count().filter(completed).label("completed"),
+            (func.sum(hours).filter(completed) / 3600.0).label("hours"),
+        )
+        .select_from(ClusterServiceUser)
+        .join(Visit, Visit.service_user_id == ClusterServiceUser.service_user_id)
+        .where(
+            ClusterServiceUser.cluster_id.in_(select(chosen.c.id)),
+            Visit.status.in_([VisitStatus.MISSED.value, VisitStatus.COMPLETED.value]),
+            _starts_in(p),
+        )
+        .group_by(ClusterServiceUser.cluster_id)
+        .subquery("delivery")
+    )
+
+    opened = func.coalesce(cover.c.opened, 0)
+    filled_count = func.coalesce(cover.c.filled, 0)
+    return (
+        select(
+            *queries.CLUSTER_COLUMNS,
+            opened.label("cover_requests_opened"),
+            filled_count.label("cover_requests_filled"),
+            case(
+                (opened > 0, cast(filled_count, Float) / cast(opened, Float)),
+                else_=None,
+            ).label("fill_rate"),
+            cover.c.median_minutes.label("median_time_to_fill_minutes"),
+            func.coalesce(delivery.c.missed, 0).label("visits_missed"),
+            func.coalesce(delivery.c.completed, 0).label("visits_completed"),
+            func.coalesce(delivery.c.hours, 0.0).label("hours_delivered"),
+        )
+        .where(Cluster.id.in_(select(chosen.c.id)))
+        .outerjoin(cover, cover.c.cluster_id == Cluster.id)
+        .outerjoin(delivery, delivery.c.cluster_id == Cluster.id)
+        .order_by(Cluster.id)
+    )
+
+
+def continuity_window(viewer: Viewer) -> Period:
+    return Period(viewer.now - CONTINUITY_WINDOW, viewer.now)
+
+
+def service_user_continuity(viewer: Viewer, cluster_id: int) -> Select:
+    """One row per service user of the cluster the viewer may see, if the viewer manages
+    the cluster (else no rows), ordered by member id: the member columns of
+    `queries` (with the same privacy masks) and the continuity figures over the 28 days up
+    to `viewer.now`."""
+    window = continuity_window(viewer)
+    regular = RegularPa.pa_id.is_not(None)
+    figures = (
+        select(
+            Visit.service_user_id.label("service_user_id"),
+            func.count().label("visits"),
+            func.count(func.distinct(Visit.pa_id)).label("distinct_pas"),
+            func.count().filter(regular).label("by_regular"),
+        )
+        .outerjoin(
+            RegularPa,
+            and_(
+                RegularPa.service_user_id == Visit.service_user_id,
+                RegularPa.pa_id == Visit.pa_id,
+            ),
+        )
+        .where(
+            Visit.service_user_id.in_(
+                select(ClusterServiceUser.service_user_id).where(
+                    ClusterServiceUser.cluster_id == cluster_id
+                )
+            ),
+            Visit.status == DELIVERED,
+            _starts_in(window),
+        )
+        .group_by(Visit.service_user_id)
+        .subquery("continuity")
+    )
+    visits = func.coalesce(figures.c.visits, 0)
+    by_regular = func.coalesce(figures.c.by_regular, 0)
+    return (
+        queries.member_select(viewer)
+        .add_columns(
+            visits.label("visits_last_28_days"),
+            func.coalesce(figures.c.distinct_pas, 0).label("distinct_pas_last_28_days"),
+            by_regular.label("visits_by_regular_pas"),
+            case(
+                (visits > 0, cast(by_regular, Float) / cast(visits, Float)),
+                else_=None,
+            ).label("regular_pa_share"),
+        )
+        .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
+        .outerjoin(figures, figures.c.service_user_id == Member.id)
+        .where(
+            ClusterServiceUser.cluster_id == cluster_id,
+            cluster_managed(viewer, ClusterServiceUser.cluster_id),
+        )
+        .order_by(Member.id)
+    )
