@@ -564,6 +564,10 @@ async def cancel_visit(
         )
     visit.status = VisitStatus.CANCELLED.value
     await session.flush()
+    # Imported here: cover_requests builds on this module's helpers.
+    from care.services.cover_requests import settle_for_visit
+
+    await settle_for_visit(session, visit.id, filled_by_pa_id=None)
     return visit.id
 
 
@@ -589,6 +593,9 @@ async def assign_visit_pa(session: AsyncSession, viewer: Viewer, visit_id: int, 
     visit.pa_id = pa_id
     visit.status = VisitStatus.SCHEDULED.value
     await session.flush()
+    from care.services.cover_requests import settle_for_visit
+
+    await settle_for_visit(session, visit.id, filled_by_pa_id=pa_id)
     return visit.id
 
 

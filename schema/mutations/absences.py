@@ -1,10 +1,293 @@
-"""Absence and cover request mutations."""
+"""Absence and cover request mutations: record, change and cancel a PA's absence (which
+opens cover requests and gives visits back), open and cancel a cover request, and the
+person's report that a visit under way was missed. The rules live in
+`care.services.absences` and `care.services.cover_requests`; this module decodes ids,
+builds payloads, and defines the cover area's typed errors (also used by the offers)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from enum import Enum
+from typing import Annotated
+
 import strawberry
+from strawberry import relay
+
+from care.enums import AbsenceKind
+from care.errors import DomainError, ErrorCode, not_found
+from care.services import absences as absence_service
+from care.services import cover_requests as request_service
+from care.services.absences import AbsenceChange, AbsenceResult, NewAbsence
+from care.services.cover_requests import MissedReport
+from schema.context import Info
+from schema.errors import to_errors
+from schema.mutations.runner import run_mutation
+from schema.permissions import decode_id, require_coop_member
+from schema.types import (
+    Absence,
+    CoverRequest,
+    Visit,
+    load_absence,
+    load_cover_request,
+    load_visit,
+)
+
+_COVER_CODES = (
+    ErrorCode.REQUIRED,
+    ErrorCode.INVALID,
+    ErrorCode.INVALID_RANGE,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.OVERLAP,
+    ErrorCode.CONFLICT,
+    ErrorCode.CLOSED,
+)
+
+# Errors of the cover area: absences, cover requests and offers.
+CoverErrorCode = strawberry.enum(  # type: ignore[call-overload]
+    Enum("CoverErrorCode", {c.value: c.value for c in _COVER_CODES}),
+    description="What went wrong with an absence, a cover request or an offer.",
+)
+
+
+@strawberry.type(description="A caller's mistake in a cover mutation (nothing was changed).")
+class CoverError:
+    field: str | None
+    message: str
+    code: CoverErrorCode  # type: ignore[valid-type]
+
+
+def cover_errors(errors: list[DomainError]) -> list[CoverError]:
+    return to_errors(CoverError, CoverErrorCode, errors)
+
+
+# --- inputs and payloads -----------------------------------------------------------------
+
+
+@strawberry.input(
+    description="A PA's time away. Times without an offset are UK (Europe/London) times."
+)
+class RecordAbsenceInput:
+    pa_id: relay.GlobalID
+    kind: AbsenceKind
+    starts_at: dt.datetime
+    ends_at: dt.datetime = strawberry.field(description="After startsAt; at most 366 days later.")
+    note: str | None = None
+
+
+@strawberry.input(description="Move either end of an absence (shorten or extend) or its note.")
+class UpdateAbsenceInput:
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    note: str | None = strawberry.field(
+        default=None, description="Replaces the note; an empty string clears it."
+    )
+
+
+@strawberry.type
+class AbsencePayload:
+    absence: Absence | None
+    cover_requests: list[CoverRequest] = strawberry.field(
+        description="Cover requests this change opened or gave back to the PA (RETURNED), "
+        "soonest visit first; only those the caller may see (a PA no longer sees a visit "
+        "handed over for cover)."
+    )
+    errors: list[CoverError]
+
+
+@strawberry.type
+class CoverRequestPayload:
+    cover_request: CoverRequest | None
+    errors: list[CoverError]
+
+
+@strawberry.type
+class ReportVisitMissedPayload:
+    visit: Visit | None
+    cover_request: CoverRequest | None = strawberry.field(
+        description="The request opened to save the rest of the visit; null when too little "
+        "of it was left (the visit is then MISSED)."
+    )
+    errors: list[CoverError]
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _id(
+    global_id: relay.GlobalID, type_name: str, what: str, field: str, errors: list[DomainError]
+) -> int:
+    value = decode_id(global_id, type_name)
+    if value is None:
+        errors.append(not_found(what, field))
+        return -1
+    return value
+
+
+async def _absence_payload(
+    info: Info, result: AbsenceResult | None, errors: list[DomainError]
+) -> AbsencePayload:
+    if result is None or errors:
+        return AbsencePayload(absence=None, cover_requests=[], errors=cover_errors(errors))
+    absence, *requests = await asyncio.gather(  # batched: one query per type
+        load_absence(info, result.absence_id),
+        *(load_cover_request(info, i) for i in result.cover_request_ids),
+    )
+    shown = sorted(
+        (r for r in requests if isinstance(r, CoverRequest)),
+        key=lambda r: (r.visit_starts_at, r.id),
+    )
+    return AbsencePayload(
+        absence=absence if isinstance(absence, Absence) else None,
+        cover_requests=shown,
+        errors=[],
+    )
+
+
+async def _request_payload(
+    info: Info, request_id: int | None, errors: list[DomainError]
+) -> CoverRequestPayload:
+    found = None
+    if request_id is not None and not errors:
+        found = await load_cover_request(info, request_id)
+    return CoverRequestPayload(cover_request=found, errors=cover_errors(errors))
+
+
+async def _missed_payload(
+    info: Info, report: MissedReport | None, errors: list[DomainError]
+) -> ReportVisitMissedPayload:
+    if report is None or errors:
+        return ReportVisitMissedPayload(visit=None, cover_request=None, errors=cover_errors(errors))
+    request_id = report.cover_request_id
+    visit, request = await asyncio.gather(
+        load_visit(info, report.visit_id),
+        load_cover_request(info, request_id) if request_id is not None else _none(),
+    )
+    return ReportVisitMissedPayload(visit=visit, cover_request=request, errors=[])
+
+
+async def _none() -> None:
+    return None
+
+
+# --- mutations ---------------------------------------------------------------------------
 
 
 @strawberry.type
 class AbsenceMutations:
-    pass
+    @strawberry.mutation(
+        description="Record a PA's absence (the PA, coordinators, admins). In the same "
+        "transaction every scheduled visit of the PA that overlaps it and has not started "
+        "needs cover: the PA is unassigned and a cover request opens for each."
+    )
+    async def record_absence(self, info: Info, input: RecordAbsenceInput) -> AbsencePayload:
+        require_coop_member(info.context.viewer)
+        errors: list[DomainError] = []
+        new = NewAbsence(
+            pa_id=_id(input.pa_id, "PersonalAssistant", "personal assistant", "paId", errors),
+            kind=input.kind,
+            starts_at=input.starts_at,
+            ends_at=input.ends_at,
+            note=input.note,
+        )
+        if errors:
+            return await _absence_payload(info, None, errors)
+        result, errors = await run_mutation(
+            info, lambda s, v: absence_service.record_absence(s, v, new)
+        )
+        return await _absence_payload(info, result, errors)
+
+    @strawberry.mutation(
+        description="Shorten or extend an absence. Visits it no longer covers go back to "
+        "their PA when the PA is free (requests RETURNED); newly covered visits need cover."
+    )
+    async def update_absence(
+        self, info: Info, id: relay.GlobalID, input: UpdateAbsenceInput
+    ) -> AbsencePayload:
+        require_coop_member(info.context.viewer)
+        errors: list[DomainError] = []
+        absence_id = _id(id, "Absence", "absence", "id", errors)
+        if errors:
+            return await _absence_payload(info, None, errors)
+        change = AbsenceChange(starts_at=input.starts_at, ends_at=input.ends_at, note=input.note)
+        result, errors = await run_mutation(
+            info, lambda s, v: absence_service.update_absence(s, v, absence_id, change)
+        )
+        return await _absence_payload(info, result, errors)
+
+    @strawberry.mutation(
+        description="Cancel an absence: visits still waiting for cover go back to their PA "
+        "when the PA is free (requests RETURNED); filled requests stay filled."
+    )
+    async def cancel_absence(self, info: Info, id: relay.GlobalID) -> AbsencePayload:
+        require_coop_member(info.context.viewer)
+        errors: list[DomainError] = []
+        absence_id = _id(id, "Absence", "absence", "id", errors)
+        if errors:
+            return await _absence_payload(info, None, errors)
+        result, errors = await run_mutation(
+            info, lambda s, v: absence_service.cancel_absence(s, v, absence_id)
+        )
+        return await _absence_payload(info, result, errors)
+
+    @strawberry.mutation(
+        description="Ask for cover for a visit that has not started (coordinators of the "
+        "person, admins); a booked PA is unassigned."
+    )
+    async def open_cover_request(
+        self,
+        info: Info,
+        visit_id: relay.GlobalID,
+        note: Annotated[
+            str | None, strawberry.argument(description="Why (at most 1000 characters).")
+        ] = None,
+    ) -> CoverRequestPayload:
+        require_coop_member(info.context.viewer)
+        errors: list[DomainError] = []
+        vid = _id(visit_id, "Visit", "visit", "visitId", errors)
+        if errors:
+            return await _request_payload(info, None, errors)
+        result, errors = await run_mutation(
+            info, lambda s, v: request_service.open_cover_request(s, v, vid, note)
+        )
+        return await _request_payload(info, result, errors)
+
+    @strawberry.mutation(
+        description="Close an open cover request without cover (CANCELLED) and its open "
+        "offers. The visit still needs cover: cancel it or assign a PA."
+    )
+    async def cancel_cover_request(
+        self,
+        info: Info,
+        id: relay.GlobalID,
+        note: Annotated[
+            str | None,
+            strawberry.argument(description="Why; added to the request's note."),
+        ] = None,
+    ) -> CoverRequestPayload:
+        require_coop_member(info.context.viewer)
+        errors: list[DomainError] = []
+        request_id = _id(id, "CoverRequest", "cover request", "id", errors)
+        if errors:
+            return await _request_payload(info, None, errors)
+        result, errors = await run_mutation(
+            info, lambda s, v: request_service.cancel_cover_request(s, v, request_id, note)
+        )
+        return await _request_payload(info, result, errors)
+
+    @strawberry.mutation(
+        description="The person (or a linked carer) reports that the PA has not turned up "
+        "to a visit under way. With at least 15 minutes left the visit needs cover and a "
+        "MISSED cover request opens; otherwise the visit is MISSED."
+    )
+    async def report_visit_missed(self, info: Info, id: relay.GlobalID) -> ReportVisitMissedPayload:
+        require_coop_member(info.context.viewer)
+        errors: list[DomainError] = []
+        visit_id = _id(id, "Visit", "visit", "id", errors)
+        if errors:
+            return await _missed_payload(info, None, errors)
+        result, errors = await run_mutation(
+            info, lambda s, v: request_service.report_visit_missed(s, v, visit_id)
+        )
+        return await _missed_payload(info, result, errors)

@@ -1,0 +1,263 @@
+"""A PA's absences (holiday, sickness, training, other) and the cover they cause.
+
+Rules (see docs/cover.md, "Absences and cover requests"):
+- Who: a PA records and changes their own absences; admins and coordinators anyone's
+  (any coordinator, as for availability: cover is arranged across clusters). Other roles,
+  and a PA acting for someone else, are FORBIDDEN before anything is read. An absence the
+  caller may not see is NOT_FOUND, like an unknown id.
+- Times: the end after the start, at most 366 days long. Times without an offset are
+  Europe/London wall-clock times. An absence wholly in the past may be recorded (sickness
+  written down afterwards): it is history and opens no cover requests.
+- Active absences of one PA never overlap: checked here to name the clash (OVERLAP), with
+  the exclusion constraint `absence_no_overlap` as the final guard.
+- Recording an absence, in the same transaction: every SCHEDULED visit of the PA that
+  overlaps it (even partly) and has not started becomes NEEDS_COVER without a PA, and an
+  OPEN cover request (reason ABSENCE) opens for each. Visits that have started or ended
+  are history and are left alone.
+- Extending an absence does the same for the visits it newly covers. Cancelling or
+  shortening it returns each visit of its still OPEN requests that no active absence
+  covers any more to the original PA, when that PA is free then (see
+  `cover_requests.return_to_original_pa`); otherwise the request stays open. Requests
+  already FILLED stay filled: cover was found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care import policy
+from care.enums import AbsenceKind, Role
+from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
+from care.models import Absence, Member, PaProfile
+from care.services.access import MANAGERS
+from care.services.cover_requests import (
+    Pending,
+    Touched,
+    announce,
+    clean_note,
+    open_for_pa_visits,
+    return_to_original_pa,
+)
+from care.services.visits import describe, to_utc
+from care.viewer import Viewer
+
+MAX_ABSENCE_LENGTH = dt.timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class NewAbsence:
+    pa_id: int
+    kind: AbsenceKind
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class AbsenceChange:
+    """Fields to change; None leaves a field as it is. An empty note clears the note."""
+
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class AbsenceResult:
+    absence_id: int
+    opened: list[Touched] = field(default_factory=list)  # requests opened by this change
+    returned: list[Touched] = field(default_factory=list)  # visits given back to the PA
+
+    @property
+    def cover_request_ids(self) -> list[int]:
+        return sorted(t.request_id for t in [*self.opened, *self.returned])
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def _require_absence_role(viewer: Viewer) -> None:
+    if viewer.role not in (*MANAGERS, Role.PA):
+        raise forbidden("Absences are recorded by the PA or by a coordinator.")
+
+
+def _range_errors(starts_at: dt.datetime, ends_at: dt.datetime) -> list[DomainError]:
+    if ends_at <= starts_at:
+        return [DomainError(ErrorCode.INVALID_RANGE, "The end must be after the start.", "endsAt")]
+    if ends_at - starts_at > MAX_ABSENCE_LENGTH:
+        return [
+            DomainError(
+                ErrorCode.INVALID_RANGE,
+                "An absence lasts at most 366 days; record a longer one in parts.",
+                "endsAt",
+            )
+        ]
+    return []
+
+
+def _during(starts_at: dt.datetime, ends_at: dt.datetime) -> Range[dt.datetime]:
+    return Range(starts_at, ends_at, bounds="[)")
+
+
+async def _overlap_errors(
+    session: AsyncSession,
+    pa_id: int,
+    during: Range[dt.datetime],
+    exclude_id: int | None = None,
+) -> list[DomainError]:
+    stmt = (
+        select(Absence.kind, func.lower(Absence.during), func.upper(Absence.during))
+        .where(
+            Absence.pa_id == pa_id,
+            Absence.cancelled_at.is_(None),
+            Absence.during.op("&&")(during),
+        )
+        .order_by(func.lower(Absence.during))
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Absence.id != exclude_id)
+    return [
+        DomainError(
+            ErrorCode.OVERLAP,
+            f"This overlaps another absence of the PA ({kind.lower()}, "
+            f"{describe(start, end)} UK time).",
+            "startsAt",
+        )
+        for kind, start, end in (await session.execute(stmt)).all()
+    ]
+
+
+async def _require_pa(session: AsyncSession, viewer: Viewer, pa_id: int) -> None:
+    own = viewer.role is Role.PA and viewer.member_id == pa_id
+    if viewer.role not in MANAGERS and not own:
+        raise forbidden("A PA records only their own absences.", "paId")
+    found = await session.scalar(
+        select(
+            exists().where(
+                PaProfile.member_id == pa_id,
+                Member.id == PaProfile.member_id,
+                policy.member_visible(viewer),
+            )
+        )
+    )
+    if not found:
+        raise not_found("personal assistant", "paId")
+
+
+async def _visible_absence(session: AsyncSession, viewer: Viewer, absence_id: int) -> Absence:
+    """The absence, locked for this change; NOT_FOUND when unknown or hidden; CLOSED when
+    it was cancelled."""
+    _require_absence_role(viewer)
+    absence = await session.scalar(
+        select(Absence)
+        .where(Absence.id == absence_id, policy.absence_visible(viewer, Absence))
+        .with_for_update(of=Absence)
+        .execution_options(populate_existing=True)
+    )
+    if absence is None:
+        raise not_found("absence")
+    if absence.cancelled_at is not None:
+        raise DomainError(ErrorCode.CLOSED, "This absence has been cancelled.", "id")
+    return absence
+
+
+def _bounds(absence: Absence) -> tuple[dt.datetime, dt.datetime]:
+    lower, upper = absence.during.lower, absence.during.upper
+    assert lower is not None and upper is not None  # the during_bounded check
+    return lower, upper
+
+
+# --- the operations ----------------------------------------------------------------------
+
+
+async def record_absence(session: AsyncSession, viewer: Viewer, new: NewAbsence) -> AbsenceResult:
+    await _require_pa(session, viewer, new.pa_id)
+    starts_at, ends_at = to_utc(new.starts_at), to_utc(new.ends_at)
+    errors = _range_errors(starts_at, ends_at)
+    try:
+        note = clean_note(new.note)
+    except DomainError as e:
+        errors.append(e)
+    if errors:
+        raise DomainErrors(errors)
+    during = _during(starts_at, ends_at)
+    overlaps = await _overlap_errors(session, new.pa_id, during)
+    if overlaps:
+        raise DomainErrors(overlaps)
+    absence = Absence(
+        pa_id=new.pa_id,
+        kind=new.kind.value,
+        during=during,
+        note=note,
+        recorded_by_id=viewer.member_id,
+    )
+    session.add(absence)
+    await session.flush()  # `absence_no_overlap` speaks here if a race slipped through
+    opened = await open_for_pa_visits(
+        session,
+        pa_id=new.pa_id,
+        during=during,
+        absence_id=absence.id,
+        opened_by_id=viewer.member_id,
+        now=viewer.now,
+    )
+    await announce(session, [Pending("REQUEST_OPENED", t.request_id, t.visit_id) for t in opened])
+    return AbsenceResult(absence.id, opened=opened)
+
+
+async def update_absence(
+    session: AsyncSession, viewer: Viewer, absence_id: int, change: AbsenceChange
+) -> AbsenceResult:
+    """Move either end (shorten or extend) and/or change the note."""
+    absence = await _visible_absence(session, viewer, absence_id)
+    old_start, old_end = _bounds(absence)
+    starts_at = to_utc(change.starts_at) if change.starts_at is not None else old_start
+    ends_at = to_utc(change.ends_at) if change.ends_at is not None else old_end
+    errors = _range_errors(starts_at, ends_at)
+    note: str | None = None
+    try:
+        note = clean_note(change.note)
+    except DomainError as e:
+        errors.append(e)
+    if errors:
+        raise DomainErrors(errors)
+    during = _during(starts_at, ends_at)
+    if (starts_at, ends_at) != (old_start, old_end):
+        overlaps = await _overlap_errors(session, absence.pa_id, during, exclude_id=absence.id)
+        if overlaps:
+            raise DomainErrors(overlaps)
+    if change.note is not None:
+        absence.note = note
+    if (starts_at, ends_at) == (old_start, old_end):
+        await session.flush()
+        return AbsenceResult(absence.id)
+    absence.during = during
+    await session.flush()
+    returned, events = await return_to_original_pa(session, absence.id, viewer.now)
+    opened = await open_for_pa_visits(
+        session,
+        pa_id=absence.pa_id,
+        during=during,
+        absence_id=absence.id,
+        opened_by_id=viewer.member_id,
+        now=viewer.now,
+    )
+    events += [Pending("REQUEST_OPENED", t.request_id, t.visit_id) for t in opened]
+    await announce(session, events)
+    return AbsenceResult(absence.id, opened=opened, returned=returned)
+
+
+async def cancel_absence(session: AsyncSession, viewer: Viewer, absence_id: int) -> AbsenceResult:
+    """The PA will be there after all: the absence is cancelled (kept, with `cancelled_at`)
+    and its uncovered visits go back to the PA where they are free."""
+    absence = await _visible_absence(session, viewer, absence_id)
+    absence.cancelled_at = viewer.now
+    await session.flush()
+    returned, events = await return_to_original_pa(session, absence.id, viewer.now)
+    await announce(session, events)
+    return AbsenceResult(absence.id, returned=returned)
