@@ -2,29 +2,71 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from api.auth import AuthError, TokenService, load_or_create_keys
 from api.db import create_engine, session_factory
+from api.events import (
+    EventHub,
+    LiveWSHandler,
+    TextWebSocketAdapter,
+    authenticate_connection,
+    http_subscription_refused,
+    is_http_subscription,
+)
 from api.migrate import current_revision, head_revision
 from api.settings import Settings
 from schema import create_schema
 from schema.context import Context, Limits
+from schema.subscriptions import LiveContext
 
 
 class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
+    # Subscriptions: graphql-transport-ws only (see api/events.py).
+    websocket_adapter_class = TextWebSocketAdapter
+    graphql_transport_ws_handler_class = LiveWSHandler
+
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        assert context.request is not None
+        await authenticate_connection(context.request.app.state.tokens, context)
+        return UNSET
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        # Subscriptions run over the websocket only (an HTTP request holds a session).
+        if isinstance(request_data, GraphQLRequestData) and is_http_subscription(
+            request_data.query, request_data.operation_name
+        ):
+            return http_subscription_refused()
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:
@@ -47,18 +89,40 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         engine = create_engine(database_url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        events = EventHub(
+            database_url,
+            queue_size=settings.event_queue_size,
+            keepalive_seconds=settings.event_keepalive_seconds,
+        )
+        app.state.events = events
+        await events.start()
+        # Everything built so far (schema, models, compiled SQL) lives as long as the process:
+        # keep it out of the collector's sweeps, and sweep less often. GraphQL responses make
+        # many short-lived objects; default thresholds gave p99 spikes (bench/).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         yield
+        await events.stop()
         await engine.dispose()
 
-    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-        sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession | None]:
+        if connection.scope["type"] == "websocket":
+            yield None  # a websocket holds no session: each event opens a short one
+            return
+        sessions: async_sessionmaker[AsyncSession] = connection.app.state.sessions
         async with sessions() as session:
             yield session
 
     async def get_context(
-        request: Request, session: AsyncSession = Depends(get_session)
+        connection: HTTPConnection, session: AsyncSession | None = Depends(get_session)
     ) -> Context:
-        viewer = tokens.viewer_from_header(request.headers.get("authorization"))
+        if session is None:
+            # One context per websocket; its viewer comes from `connection_params`
+            # (FastJSONGraphQLRouter.on_ws_connect).
+            state = connection.app.state
+            return LiveContext(sessions=state.sessions, events=state.events, limits=limits)
+        viewer = tokens.viewer_from_header(connection.headers.get("authorization"))
         return Context(session=session, viewer=viewer, limits=limits)
 
     app = FastAPI(
@@ -90,7 +154,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         )
 
     graphql = FastJSONGraphQLRouter(
-        schema, context_getter=get_context, graphql_ide="graphiql", path="/graphql"
+        schema,
+        context_getter=get_context,
+        graphql_ide="graphiql",
+        path="/graphql",
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        # Browser pages of the CORS origins may open the websocket too (tokens, no cookies).
+        allowed_origins=settings.cors_origin_list,
     )
     app.include_router(graphql)
 

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_query_cost: int = 5000
     max_page_size: int = 100
     db_pool_size: int = 10
+
+    # Live updates (subscriptions): events a slow subscriber may have queued before the
+    # oldest are dropped, and how often the LISTEN connection is checked.
+    event_queue_size: int = 100
+    event_keepalive_seconds: float = 30.0
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
 

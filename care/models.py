@@ -30,10 +30,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, ExcludeConst
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from care.enums import (
+    AbsenceKind,
     ClusterKind,
     ClusterStatus,
     CoopKind,
-    AbsenceKind,
     CoverOfferStatus,
     CoverReason,
     CoverRequestStatus,
@@ -351,6 +351,13 @@ class AvailabilityWindow(Base):
             name="availability_no_overlap",
             using="gist",
         ),
+        # Windows containing a visit, for the candidate search (migration 0003).
+        Index(
+            "ix_availability_window_during",
+            "during",
+            postgresql_using="spgist",
+            postgresql_include=["pa_id"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -382,6 +389,13 @@ class Visit(Base):
         Index("ix_visit_status", "status"),
         Index("ix_visit_pa_id", "pa_id"),
         Index("ix_visit_during", "during", postgresql_using="gist"),
+        # A PA's active visits by time, read per candidate (migration 0003).
+        Index(
+            "ix_visit_pa_active_during",
+            "pa_id",
+            "during",
+            postgresql_where=text("pa_id IS NOT NULL AND status IN ('SCHEDULED', 'COMPLETED')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -205,7 +205,8 @@ def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnEleme
         mine = service_users_of_clusters(supported_cluster_ids(viewer))
         return or_(
             me,
-            mid.in_(_set(PaProfile.member_id)),  # the PAs they deploy, not fellow staff
+            # The PAs they deploy, not fellow staff (EXISTS: one index probe per row).
+            exists().where(aliased(PaProfile).member_id == mid),
             mid.in_(mine),
             mid.in_(carers_of(mine)),
         )

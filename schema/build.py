@@ -24,6 +24,7 @@ from schema.context import Context
 from schema.error_codes import CoopSchema
 from schema.mutations import Mutation
 from schema.query import Query
+from schema.subscriptions import Subscription
 from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
 
 
@@ -82,6 +83,7 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
     return CoopSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[ServiceUser, PersonalAssistant, Carer, CoopMember],
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=o.max_tokens),

@@ -1,0 +1,389 @@
+"""Live updates: the per-process event listener and the websocket side of subscriptions.
+
+Services publish `care.events.CoverEvent`s with `pg_notify` inside their transaction, so
+PostgreSQL delivers each one, at commit, to every connection that LISTENs on the channel.
+Each app process (each uvicorn worker) keeps ONE dedicated asyncpg connection for that
+(`EventHub`), started and stopped with the app, re-connected with capped exponential
+backoff if it drops. The hub fans every event out to the in-process subscribers, each with
+a bounded queue that it fills without ever waiting: a slow subscriber loses its oldest
+events (logged), it never blocks the others nor grows without limit.
+
+Events raised while the listener is re-connecting are not replayed: a client that needs
+the full picture re-reads it with a query after (re)subscribing.
+
+The websocket side (graphql-transport-ws only): `connection_params` carry the bearer
+token (`authenticate_connection`), the connection is refused with close code 4403 when
+the token is not valid, and only subscriptions run over the socket (`LiveWSHandler`);
+over HTTP, subscriptions are refused (`is_http_subscription`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import asyncpg
+import jwt
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from sqlalchemy.engine import make_url
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage,
+    SubscribeMessage,
+)
+from strawberry.types import ExecutionResult
+
+from api.auth import AuthError, TokenService
+from care.events import CHANNEL, CoverEvent
+from schema.context import Context
+from schema.subscriptions import LiveContext
+
+log = logging.getLogger("coopnet.events")
+
+Accept = Callable[[CoverEvent], bool]
+
+# --- the listener ---------------------------------------------------------------------
+
+
+class Subscriber:
+    """One subscription's queue of events: bounded, filled without waiting (the oldest
+    event is dropped when full), read with `async for`. Only events `accept` takes are
+    queued, so a subscriber's queue never fills with other people's events."""
+
+    def __init__(self, accept: Accept, maxsize: int, name: str) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.accept = accept
+        self.maxsize = maxsize
+        self.name = name
+        self.dropped = 0
+        self._items: deque[CoverEvent] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def offer(self, event: CoverEvent) -> None:
+        if self._closed:
+            return
+        try:
+            wanted = self.accept(event)
+        except Exception:  # noqa: BLE001 - one bad filter must not stop the fan-out
+            log.exception("subscriber %s: filter failed on %s", self.name, event.kind)
+            return
+        if not wanted:
+            return
+        if len(self._items) >= self.maxsize:
+            self._items.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning(
+                    "subscriber %s is slow: dropped %d event(s) so far, oldest first",
+                    self.name,
+                    self.dropped,
+                )
+        self._items.append(event)
+        self._ready.set()
+
+    def close(self) -> None:
+        """End the iteration once the queued events are read."""
+        self._closed = True
+        self._ready.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> CoverEvent:
+        while not self._items:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+def listener_dsn(database_url: str) -> str:
+    """A libpq-style URL for asyncpg from any of the URL spellings the app accepts."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class EventHub:
+    """The process's one LISTEN connection and its in-process subscribers."""
+
+    APPLICATION_NAME = "coopnet-events"
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        channel: str = CHANNEL,
+        queue_size: int = 100,
+        keepalive_seconds: float = 30.0,
+        reconnect_min_seconds: float = 0.2,
+        reconnect_max_seconds: float = 30.0,
+        connect: Callable[..., Any] = asyncpg.connect,
+    ) -> None:
+        self._dsn = listener_dsn(database_url)
+        self.channel = channel
+        self.queue_size = queue_size
+        self.keepalive_seconds = keepalive_seconds
+        self.reconnect_min_seconds = reconnect_min_seconds
+        self.reconnect_max_seconds = reconnect_max_seconds
+        self._connect = connect
+        self._subscribers: set[Subscriber] = set()
+        self._listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._backend_pid: int | None = None
+        self._serial = 0
+        self.connects = 0  # successful LISTENs since start (1 + re-connections)
+
+    # state, for operators and tests
+    @property
+    def listening(self) -> bool:
+        return self._listening.is_set()
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL backend that LISTENs for this process (while connected)."""
+        return self._backend_pid
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self, wait_seconds: float = 5.0) -> None:
+        """Start listening; wait (bounded) for the first LISTEN so that events committed
+        after startup reach this process. A database that is down does not stop the app:
+        the listener keeps re-trying in the background."""
+        if self._task is not None:
+            return
+        self._task = asyncio.create_task(self._run(), name="coopnet-event-listener")
+        try:
+            await asyncio.wait_for(self._listening.wait(), timeout=wait_seconds)
+        except TimeoutError:
+            log.warning("event listener not connected after %.1fs; still trying", wait_seconds)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        for subscriber in list(self._subscribers):
+            subscriber.close()
+
+    async def wait_listening(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._listening.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def subscribe(self, accept: Accept) -> AsyncIterator[Subscriber]:
+        """A subscriber for the events `accept` takes, removed when the block ends."""
+        self._serial += 1
+        subscriber = Subscriber(accept, self.queue_size, f"#{self._serial}")
+        self._subscribers.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+            subscriber.close()
+
+    def dispatch(self, payload: str | bytes) -> None:
+        """Hand one NOTIFY payload to every subscriber (never waits)."""
+        try:
+            event = CoverEvent.from_json(payload)
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignored a malformed event on %s: %s", self.channel, exc)
+            return
+        if event is None:
+            return
+        for subscriber in list(self._subscribers):
+            subscriber.offer(event)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.dispatch(payload)
+
+    async def _run(self) -> None:
+        delay = self.reconnect_min_seconds
+        while True:
+            conn: Any = None
+            try:
+                conn = await self._connect(
+                    self._dsn,
+                    timeout=10,
+                    server_settings={"application_name": self.APPLICATION_NAME},
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                await conn.add_listener(self.channel, self._on_notify)
+                self._backend_pid = conn.get_server_pid()
+                self.connects += 1
+                self._listening.set()
+                log.info("listening on %s (backend %s)", self.channel, self._backend_pid)
+                delay = self.reconnect_min_seconds
+                await self._watch(conn, lost)
+                log.warning("event listener lost its connection; re-connecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: back off and retry
+                log.warning(
+                    "event listener failed (%s: %s); retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+            finally:
+                self._listening.clear()
+                self._backend_pid = None
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            # Full jitter, so that many workers do not all reconnect at the same instant.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.reconnect_max_seconds)
+
+    async def _watch(self, conn: Any, lost: asyncio.Event) -> None:
+        """Return when the connection is gone: closed under us (termination listener) or
+        silently dead (the periodic `SELECT 1` fails or times out)."""
+        while True:
+            try:
+                await asyncio.wait_for(lost.wait(), timeout=self.keepalive_seconds)
+                return
+            except TimeoutError:
+                await conn.fetchval("SELECT 1", timeout=self.keepalive_seconds)
+
+
+# --- the websocket side -------------------------------------------------------------------
+
+
+class TextWebSocketAdapter(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages are text frames; the app's JSON encoder gives bytes."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        data = self.view.encode_json(message)
+        text = data.decode() if isinstance(data, bytes) else data
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
+def _token_from_params(params: object) -> str | None:
+    """`{"Authorization": "Bearer <token>"}` (any case of the key) or `{"token": ...}`."""
+    if not isinstance(params, Mapping):
+        return None
+    for key, value in params.items():
+        if isinstance(key, str) and key.lower() == "authorization":
+            if not isinstance(value, str):
+                raise AuthError("Use 'Authorization: Bearer <token>'.")
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthError("Use 'Authorization: Bearer <token>'.")
+            return token.strip()
+    raw = params.get("token")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise AuthError("The token must be a string.")
+    return raw.strip()
+
+
+def _expiry(token: str) -> dt.datetime | None:
+    """The `exp` of a token that has just been verified."""
+    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    return dt.datetime.fromtimestamp(exp, dt.UTC) if isinstance(exp, int | float) else None
+
+
+async def authenticate_connection(tokens: TokenService, context: Context) -> None:
+    """`on_ws_connect`: make the connection's viewer from its `connection_params`. No
+    token: anonymous (subscriptions then answer UNAUTHENTICATED). A token that cannot be
+    trusted: the connection is refused (graphql-transport-ws close 4403 "Forbidden")."""
+    if not isinstance(context, LiveContext):
+        return
+    try:
+        token = _token_from_params(context.connection_params)
+        if token is None:
+            return
+        viewer = tokens.verify(token)
+    except AuthError as exc:
+        log.info("websocket refused: %s", exc)
+        raise ConnectionRejectionError({"message": str(exc)}) from exc
+    context.authenticate(viewer, _expiry(token))
+
+
+MAX_PEEK_TOKENS = 10_000  # bounds the look at the operation type; the limits apply later
+
+
+def operation_type(query: object, operation_name: object) -> OperationType | None:
+    """The type of the operation to run; None when the document does not say (it does
+    not parse, or names no single operation): the schema then reports the error."""
+    if not isinstance(query, str):
+        return None
+    try:
+        document = parse(query, no_location=True, max_tokens=MAX_PEEK_TOKENS)
+    except GraphQLError:
+        return None
+    operation = get_operation_ast(
+        document, operation_name if isinstance(operation_name, str) else None
+    )
+    return operation.operation if operation is not None else None
+
+
+def is_http_subscription(query: str | None, operation_name: str | None) -> bool:
+    """A subscription sent over HTTP (refused: they run over the websocket). Only
+    documents that mention the keyword are parsed."""
+    return (
+        query is not None
+        and "subscription" in query
+        and operation_type(query, operation_name) is OperationType.SUBSCRIPTION
+    )
+
+
+def http_subscription_refused() -> ExecutionResult:
+    return ExecutionResult(
+        data=None,
+        errors=[
+            GraphQLError(
+                "Subscriptions are served over a websocket (graphql-transport-ws) at /graphql.",
+                extensions={"code": "BAD_REQUEST"},
+            )
+        ],
+    )
+
+
+class LiveWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Subscriptions only: queries and mutations go to `POST /graphql`, where each request
+    has its unit of work (a websocket holds no database session)."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            payload = message.get("payload") or {}
+            kind = operation_type(payload.get("query"), payload.get("operationName"))
+            if kind is not None and kind is not OperationType.SUBSCRIPTION:
+                error = GraphQLError(
+                    "Only subscriptions run over the websocket; send queries and "
+                    "mutations to POST /graphql.",
+                    extensions={"code": "BAD_REQUEST"},
+                )
+                await self.send_message(
+                    ErrorMessage(id=message["id"], type="error", payload=[error.formatted])
+                )
+                return
+        await super().handle_subscribe(message)

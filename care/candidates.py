@@ -1,0 +1,732 @@
+"""Ranked cover candidates: which PAs could take a visit, best first, and why.
+
+The search is one set-based SQL statement (`candidates_statement`): every hard rule is a
+predicate and every preference a column, evaluated by PostgreSQL for all PAs at once, with
+the score computed and ranked in SQL. Nothing here loops over PAs in Python. The rules and
+weights are documented for coordinators and developers in docs/cover.md ("Candidates").
+
+Hard rules (a PA failing any one is not a candidate):
+1. An availability window contains the whole visit.
+2. No active visit (SCHEDULED, COMPLETED) and no active absence (not cancelled) overlaps it.
+3. Every need tag of the service user is matched by a PA skill of the same name that has
+   not expired on the visit's local (Europe/London) date.
+4. A DBS check no older than `coop.dbs_valid_months` months on the visit's date.
+5. Home within `pa_profile.max_travel_km` of the person (haversine); skipped when either
+   location is unknown.
+6. Working Time, unless the PA opted out: (a) hours of active visits in the 7 days centred
+   on the visit, plus the visit, at most `coop.max_weekly_hours`; (b) at least
+   `coop.min_daily_rest_hours` between the last end on the day before and the first start
+   on the visit's day, and between the last end on the visit's day and the first start on
+   the day after (the visit included, local calendar days).
+7. An active member with a PA profile, other than the visit's current PA, whom the caller
+   may see.
+
+Preferences (each part in [0, 1], times its weight; the score is their sum): continuity,
+regularPa, sameCluster, samePool, travel, contractHours, fairness. `coop.cover_weights`
+overrides any of `DEFAULT_WEIGHTS`. Ties break on distance (unknown last), then PA id.
+
+Sources: `LocalCandidates` searches this co-op's PAs. The federation issue adds partner
+co-ops as further `CandidateSource`s; `find_cover_candidates` merges and ranks them all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Interval,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    exists,
+    false,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause
+
+from care import policy
+from care.enums import ACTIVE_VISIT_STATUSES, CoverRequestStatus, Role
+from care.errors import forbidden, not_found
+from care.models import (
+    Absence,
+    AvailabilityWindow,
+    ClusterPa,
+    ClusterServiceUser,
+    Coop,
+    CoverRequest,
+    Member,
+    PaProfile,
+    PaSkill,
+    PoolCluster,
+    PoolPa,
+    RegularPa,
+    ServiceUserProfile,
+    Visit,
+)
+from care.services.access import MANAGERS
+from care.services.visits import MAX_VISIT_LENGTH
+from care.viewer import Viewer
+
+LOCAL_SOURCE = "LOCAL"
+LOCAL_ZONE = "Europe/London"
+
+# Weights of the preferences, by the name a co-op uses in `coop.cover_weights`.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "regularPa": 3.0,
+    "continuity": 3.0,
+    "sameCluster": 2.0,
+    "samePool": 1.0,
+    "travel": 1.0,
+    "contractHours": 1.0,
+    "fairness": 1.0,
+}
+# Used when the co-op row is missing (a fresh instance): the same as the column defaults.
+DEFAULT_DBS_VALID_MONTHS = 36
+DEFAULT_MAX_WEEKLY_HOURS = 48.0
+DEFAULT_MIN_DAILY_REST_HOURS = 11.0
+
+CONTINUITY_PERIOD = dt.timedelta(weeks=8)
+CONTINUITY_FULL_AT = 8  # visits to the person in the period that earn the whole part
+FAIRNESS_PERIOD = dt.timedelta(days=28)
+WORKING_TIME_WINDOW = dt.timedelta(days=7)  # rolling, centred on the visit
+# A PA's visits are read by start time; one starting up to the longest visit the service
+# books before a range may still reach into it.
+LONGEST_VISIT = MAX_VISIT_LENGTH
+EARTH_RADIUS_KM = 6371.0088
+
+ACTIVE = tuple(s.value for s in ACTIVE_VISIT_STATUSES)
+
+# Runs one read statement: the GraphQL context's `rows` (which counts statements), or
+# `session_fetch(session)`.
+Fetch = Callable[[Select], Awaitable[Sequence[Row[Any]]]]
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """Each preference's weighted contribution to the score."""
+
+    continuity: float
+    regular_pa: float
+    same_cluster: float
+    same_pool: float
+    travel: float
+    contract_hours: float
+    fairness: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    pa_id: int
+    source: str
+    score: float
+    parts: ScoreParts
+    distance_km: float | None
+    visits_to_person_last_8_weeks: int
+    is_regular_pa: bool
+    same_cluster: bool
+    same_pool: bool
+    hours_in_week: float  # active visit hours already booked in the rolling 7-day window
+    contracted_weekly_hours: float
+    covers_last_28_days: int
+
+
+@dataclass(frozen=True)
+class CoverTarget:
+    """The visit to cover, as a candidate source needs it."""
+
+    visit_id: int
+    service_user_id: int
+    current_pa_id: int | None
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    needs: tuple[str, ...]
+
+
+class CandidateSource(Protocol):
+    """Somewhere candidates come from: this co-op, later a partner co-op."""
+
+    name: str
+
+    async def candidates(
+        self, viewer: Viewer, target: CoverTarget, limit: int
+    ) -> list[Candidate]: ...
+
+
+# --- the statement ------------------------------------------------------------------------
+#
+# Constants are written into the SQL (`_k`), never sent as parameters: the statement text
+# is the same for every request, and PostgreSQL's cached generic plan can still match the
+# partial indexes on visit status and fold the time zone arithmetic. Only the visit id, the
+# request time, the caller's identity, the limit and the optional PA ids are parameters.
+
+
+def _k(value: str | float) -> ColumnElement[Any]:
+    """A constant of this module, rendered inline in the SQL."""
+    return literal(value, literal_execute=True)
+
+
+def _interval(period: dt.timedelta) -> ColumnElement[dt.timedelta]:
+    return literal_column(f"interval '{int(period.total_seconds())} seconds'", Interval)
+
+
+def _f(value: Any) -> ColumnElement[float]:
+    return cast(value, Float)
+
+
+def _hours(interval: Any) -> ColumnElement[float]:
+    return _f(func.extract("epoch", interval)) / _k(3600.0)
+
+
+def _local(moment: Any) -> ColumnElement[dt.datetime]:
+    """A point in time as London wall-clock time (timestamp without time zone)."""
+    return func.timezone(_k(LOCAL_ZONE), moment)
+
+
+def _at_local(day: Any) -> ColumnElement[dt.datetime]:
+    """Local midnight starting a date (or a local timestamp), as a point in time."""
+    return func.timezone(_k(LOCAL_ZONE), cast(day, TIMESTAMP))
+
+
+def _weight(weights: Any, name: str) -> ColumnElement[float]:
+    """The co-op's weight for a part when it set a number, else the default."""
+    key = _k(name)
+    return case(
+        (func.jsonb_typeof(weights.op("->")(key)) == _k("number"), _f(weights.op("->>")(key))),
+        else_=_k(DEFAULT_WEIGHTS[name]),
+    ).label(f"w_{name}")
+
+
+def _target(visit_id: Any) -> Any:
+    """The visit with everything the rules need about it, its person and the co-op."""
+    su = Member.__table__.alias("su")
+    starts = func.lower(Visit.during)
+    ends = func.upper(Visit.during)
+    day = cast(_local(starts), Date)
+    monday = func.date_trunc(_k("week"), cast(day, TIMESTAMP))
+    half = _interval(WORKING_TIME_WINDOW / 2)
+    day_before, day_after_end = _at_local(day - _k(1)), _at_local(day + _k(2))
+    week_from = _at_local(monday)
+    week_to = _at_local(monday + _interval(dt.timedelta(days=7)))
+    reach_from = func.least(starts - half, week_from, day_before) - _interval(LONGEST_VISIT)
+    reach_to = func.greatest(ends + half, week_to, day_after_end)
+    weights = type_coerce(func.coalesce(Coop.cover_weights, literal_column("'{}'::jsonb")), JSONB)
+    return (
+        select(
+            Visit.id.label("visit_id"),
+            Visit.service_user_id,
+            Visit.pa_id.label("current_pa_id"),
+            Visit.during,
+            starts.label("starts_at"),
+            ends.label("ends_at"),
+            _hours(ends - starts).label("hours"),
+            day.label("day"),
+            su.c.latitude,
+            su.c.longitude,
+            ServiceUserProfile.needs,
+            func.coalesce(Coop.dbs_valid_months, _k(DEFAULT_DBS_VALID_MONTHS)).label("dbs_months"),
+            _f(func.coalesce(Coop.max_weekly_hours, _k(DEFAULT_MAX_WEEKLY_HOURS))).label(
+                "max_hours"
+            ),
+            _f(func.coalesce(Coop.min_daily_rest_hours, _k(DEFAULT_MIN_DAILY_REST_HOURS))).label(
+                "rest_hours"
+            ),
+            # The Working Time window, the local days around the visit, its local week.
+            (starts - half).label("wtr_from"),
+            (ends + half).label("wtr_to"),
+            day_before.label("day_before"),
+            _at_local(day).label("day_start"),
+            _at_local(day + _k(1)).label("day_after"),
+            day_after_end.label("day_after_end"),
+            week_from.label("week_from"),
+            week_to.label("week_to"),
+            # The PA's visits to read: starting from a day before the earliest of these to
+            # the end of the latest, as singleton ranges for a btree range scan.
+            func.tstzrange(reach_from, reach_from, _k("[]")).label("reach_from"),
+            func.tstzrange(reach_to, reach_to, _k("[]")).label("reach_to"),
+            *(_weight(weights, name) for name in DEFAULT_WEIGHTS),
+        )
+        .join(su, su.c.id == Visit.service_user_id)
+        .join(ServiceUserProfile, ServiceUserProfile.member_id == Visit.service_user_id)
+        .outerjoin(Coop, true())
+        .where(Visit.id == visit_id)
+        .cte("t")
+    )
+
+
+def _distance_km(t: Any, pa: Any) -> ColumnElement[float]:
+    """Great-circle distance (haversine) from the PA's home to the person; NULL if either
+    location is unknown."""
+    half_dlat = func.radians(pa.latitude - t.c.latitude) * _k(0.5)
+    half_dlon = func.radians(pa.longitude - t.c.longitude) * _k(0.5)
+    a = func.power(func.sin(half_dlat), _k(2)) + func.cos(func.radians(t.c.latitude)) * func.cos(
+        func.radians(pa.latitude)
+    ) * func.power(func.sin(half_dlon), _k(2))
+    return _f(_k(2 * EARTH_RADIUS_KM) * func.asin(func.sqrt(a)))
+
+
+def _active(visit: Any = Visit) -> ColumnElement[bool]:
+    """The visit holds its PA's time (what the exclusion constraint covers)."""
+    return visit.status.in_([_k(s) for s in ACTIVE])  # type: ignore[no-any-return]
+
+
+def candidates_statement(
+    viewer: Viewer,
+    visit_id: int,
+    *,
+    limit: int | None,
+    pa_ids: Sequence[int] | None = None,
+) -> Select:
+    """The eligible PAs for a visit with their score, parts and facts, best first.
+
+    `limit` cuts the ranked list (None: all). `pa_ids` restricts the search to those PAs
+    (e.g. to check that an offer goes to a candidate). Only PAs the viewer may see as
+    members are returned (`care.policy.member_visible`); the caller checks who may ask.
+
+    The search itself (`_ranked`) is built and compiled once per shape and process: it is
+    large, and building it or even computing SQLAlchemy's cache key for it costs more
+    Python time per request than PostgreSQL needs to run it. Each request only binds its
+    values and wraps it in the viewer's visibility rule, the order and the limit.
+    """
+    sees_all = viewer.role is Role.ADMIN
+    limited = sees_all and limit is not None  # others are limited after the rule
+    search, columns = _compiled(limited=limited, restricted=pa_ids is not None)
+    values: dict[str, Any] = {
+        "visit_id": visit_id,
+        "now": viewer.now,
+        "continuity_from": viewer.now - CONTINUITY_PERIOD,
+        "fairness_from": viewer.now - FAIRNESS_PERIOD,
+    }
+    if limited:
+        values["limit"] = limit
+    if pa_ids is not None:
+        values["pa_ids"] = list(pa_ids)
+    found = search.bindparams(**values).columns(*columns).subquery("found")
+    stmt = select(found).order_by(*_order(found))
+    if not sees_all:
+        stmt = stmt.where(
+            select(Member.id)
+            .where(Member.id == found.c.pa_id, policy.member_visible(viewer))
+            .exists()
+        )
+    return stmt.limit(limit) if limit is not None else stmt
+
+
+def _order(ranked: Any) -> list[ColumnElement[Any]]:
+    """Best first: score, then shorter distance (unknown last), then PA id."""
+    return [ranked.c.score.desc(), ranked.c.distance_km.asc().nulls_last(), ranked.c.pa_id]
+
+
+# The search's parameters: everything else in it is a constant.
+PARAMETERS: dict[str, Any] = {
+    "visit_id": BigInteger(),
+    "now": DateTime(timezone=True),
+    "continuity_from": DateTime(timezone=True),
+    "fairness_from": DateTime(timezone=True),
+    "limit": Integer(),
+    "pa_ids": ARRAY(BigInteger),
+}
+
+
+@functools.cache
+def _compiled(*, limited: bool, restricted: bool) -> tuple[TextClause, list[ColumnClause[Any]]]:
+    """`_ranked` as PostgreSQL SQL text with named parameters, and its result columns."""
+    stmt = _ranked(limited=limited, restricted=restricted)
+    compiled = stmt.compile(
+        dialect=postgresql.psycopg2.dialect(paramstyle="named"),  # no casts on binds
+        compile_kwargs={"render_postcompile": True},  # constants (`_k`) inline
+    )
+    names = set(compiled.params)
+    assert names <= set(PARAMETERS), f"unexpected parameters in the candidate search: {names}"
+    text_stmt = text(compiled.string).bindparams(
+        *(bindparam(name, type_=PARAMETERS[name]) for name in sorted(names))
+    )
+    columns = [column(str(c.key), c.type) for c in stmt.selected_columns]
+    return text_stmt, columns
+
+
+@functools.cache
+def _ranked(*, limited: bool, restricted: bool) -> Select:
+    """Every eligible PA, ranked, for any viewer: the statement behind
+    `candidates_statement`, with the request's values as named parameters."""
+    now = bindparam("now", None, type_=DateTime(timezone=True))
+    continuity_from = bindparam("continuity_from", None, type_=DateTime(timezone=True))
+    fairness_from = bindparam("fairness_from", None, type_=DateTime(timezone=True))
+    t = _target(bindparam("visit_id", None, type_=BigInteger))
+
+    # Rules 1, 4, 5, 7: cheap tests per PA, starting from the availability windows that
+    # contain the visit (SP-GiST index on during). Materialised, so that the costlier
+    # tests below run on this shorter list only.
+    pa = Member.__table__.alias("pa_member")
+    distance = select(_distance_km(t, pa.c).label("km")).correlate(t, pa).lateral("distance")
+    km = distance.c.km
+    near_q = (
+        select(
+            PaProfile.member_id.label("pa_id"),
+            _f(PaProfile.max_travel_km).label("max_km"),
+            _f(PaProfile.contracted_weekly_hours).label("contracted"),
+            PaProfile.working_time_opt_out.label("opt_out"),
+            km,
+        )
+        .select_from(t)
+        .join(AvailabilityWindow, AvailabilityWindow.during.op("@>")(t.c.during))
+        .join(PaProfile, PaProfile.member_id == AvailabilityWindow.pa_id)
+        .join(pa, pa.c.id == PaProfile.member_id)
+        .join(distance, true())
+        .where(
+            pa.c.active,
+            PaProfile.member_id.is_distinct_from(t.c.current_pa_id),
+            PaProfile.dbs_checked_on >= t.c.day - func.make_interval(_k(0), t.c.dbs_months),
+            or_(km.is_(None), km <= PaProfile.max_travel_km),
+        )
+    )
+    if restricted:
+        pa_ids = cast(bindparam("pa_ids", None), ARRAY(BigInteger))  # untyped: no "::" in text
+        near_q = near_q.where(PaProfile.member_id == func.any(pa_ids))
+    near = near_q.cte("near").prefix_with("MATERIALIZED")
+
+    # Rules 2 (absences) and 3 (skills: no need of the person lacks a skill in date).
+    need = func.unnest(t.c.needs).table_valued("need").alias("need")
+    lacks_skill = (
+        select(_k(1))
+        .select_from(need)
+        .where(
+            ~exists()
+            .where(
+                PaSkill.pa_id == near.c.pa_id,
+                PaSkill.skill == need.c.need,
+                or_(PaSkill.expires_on.is_(None), PaSkill.expires_on >= t.c.day),
+            )
+            .correlate_except(PaSkill)  # near and t come from two levels up
+        )
+        .exists()
+    )
+    away = exists().where(
+        Absence.pa_id == near.c.pa_id,
+        Absence.cancelled_at.is_(None),
+        Absence.during.op("&&")(t.c.during),
+    )
+    eligible = (
+        select(near)
+        .select_from(near)
+        .join(t, true())
+        .where(not_(lacks_skill), not_(away))
+        .cte("eligible")
+    )
+
+    # Rules 2 (visits) and 6, and the hours booked: one pass over each PA's active visits
+    # around the visit (a btree range scan, see migration 0003), aggregated with filters.
+    # Plain timestamp arithmetic: cheaper than range operators, and run for every PA.
+    start, end = func.lower(Visit.during), func.upper(Visit.during)
+
+    def overlaps(lo: Any, hi: Any) -> ColumnElement[bool]:
+        return and_(start < hi, end > lo)
+
+    def clipped_hours(lo: Any, hi: Any) -> ColumnElement[float]:
+        inside = func.least(end, hi) - func.greatest(start, lo)
+        return func.coalesce(_hours(func.sum(inside).filter(overlaps(lo, hi))), _k(0.0))
+
+    def starting(lo: Any, hi: Any) -> ColumnElement[bool]:
+        return and_(start >= lo, start < hi)
+
+    load = (
+        select(
+            func.coalesce(func.bool_or(overlaps(t.c.starts_at, t.c.ends_at)), false()).label(
+                "clash"
+            ),
+            clipped_hours(t.c.wtr_from, t.c.wtr_to).label("window_hours"),
+            clipped_hours(t.c.week_from, t.c.week_to).label("week_hours"),
+            func.max(end).filter(starting(t.c.day_before, t.c.day_start)).label("before_end"),
+            func.min(start).filter(starting(t.c.day_start, t.c.day_after)).label("day_first"),
+            func.max(end).filter(starting(t.c.day_start, t.c.day_after)).label("day_last"),
+            func.min(start).filter(starting(t.c.day_after, t.c.day_after_end)).label("after_start"),
+        )
+        .where(
+            Visit.pa_id == eligible.c.pa_id,
+            _active(),
+            # Ranges sort by lower bound first: this selects visits by start time.
+            Visit.during >= t.c.reach_from,
+            Visit.during < t.c.reach_to,
+        )
+        .lateral("load")
+    )
+    rested = and_(
+        or_(
+            load.c.before_end.is_(None),
+            _hours(func.least(load.c.day_first, t.c.starts_at) - load.c.before_end)
+            >= t.c.rest_hours,
+        ),
+        or_(
+            load.c.after_start.is_(None),
+            _hours(load.c.after_start - func.greatest(load.c.day_last, t.c.ends_at))
+            >= t.c.rest_hours,
+        ),
+    )
+    # The opt-out (regulation 5) lifts the weekly limit only: daily rest still applies.
+    working_time = and_(
+        or_(eligible.c.opt_out, load.c.window_hours + t.c.hours <= t.c.max_hours),
+        rested,
+    )
+
+    # Preferences.
+    continuity_visits = (
+        select(Visit.pa_id, func.count().label("n"))
+        .select_from(t)
+        .join(
+            Visit,
+            and_(
+                Visit.service_user_id == t.c.service_user_id,
+                Visit.during.op("&&")(func.tstzrange(continuity_from, now)),
+            ),
+        )
+        .where(_active(), Visit.pa_id.is_not(None), start >= continuity_from, start < now)
+        .group_by(Visit.pa_id)
+        .cte("continuity")
+    )
+    person_clusters = select(ClusterServiceUser.cluster_id).where(
+        ClusterServiceUser.service_user_id == t.c.service_user_id
+    )
+    is_regular = exists().where(
+        RegularPa.service_user_id == t.c.service_user_id, RegularPa.pa_id == eligible.c.pa_id
+    )
+    in_cluster = exists().where(
+        ClusterPa.pa_id == eligible.c.pa_id, ClusterPa.cluster_id.in_(person_clusters)
+    )
+    in_pool = exists().where(
+        PoolPa.pa_id == eligible.c.pa_id,
+        PoolPa.pool_id.in_(
+            select(PoolCluster.pool_id).where(PoolCluster.cluster_id.in_(person_clusters))
+        ),
+    )
+    covers = (
+        select(func.count())
+        .where(
+            CoverRequest.filled_by_pa_id == eligible.c.pa_id,
+            CoverRequest.status == _k(CoverRequestStatus.FILLED.value),
+            CoverRequest.closed_at >= fairness_from,
+        )
+        .scalar_subquery()
+    )
+    visits_to_person = func.coalesce(continuity_visits.c.n, _k(0))
+    zero, one = _k(0.0), _k(1.0)
+    facts = (
+        select(
+            eligible.c.pa_id,
+            eligible.c.km,
+            eligible.c.contracted,
+            load.c.window_hours,
+            visits_to_person.label("visits_to_person"),
+            is_regular.label("is_regular"),
+            in_cluster.label("in_cluster"),
+            in_pool.label("in_pool"),
+            covers.label("covers"),
+            # The parts before weighting, each in [0, 1].
+            func.least(_f(visits_to_person) / _k(float(CONTINUITY_FULL_AT)), one).label(
+                "p_continuity"
+            ),
+            case(
+                (eligible.c.km.is_(None), zero),
+                (eligible.c.max_km <= zero, one),
+                else_=func.greatest(zero, one - eligible.c.km / eligible.c.max_km),
+            ).label("p_travel"),
+            case(
+                (eligible.c.contracted <= zero, zero),
+                else_=func.least(
+                    one,
+                    func.greatest(
+                        zero,
+                        (eligible.c.contracted - load.c.week_hours) / eligible.c.contracted,
+                    ),
+                ),
+            ).label("p_contract"),
+            *(t.c[f"w_{name}"] for name in DEFAULT_WEIGHTS),
+        )
+        .select_from(eligible)
+        .join(t, true())
+        .join(load, true())
+        .outerjoin(continuity_visits, continuity_visits.c.pa_id == eligible.c.pa_id)
+        .where(not_(load.c.clash), working_time)
+        .cte("facts")
+        .prefix_with("MATERIALIZED")  # the EXISTS columns are computed once per PA
+    )
+
+    def flag(column: Any) -> ColumnElement[float]:
+        return case((column, one), else_=zero)
+
+    parts = {
+        "continuity": facts.c.w_continuity * facts.c.p_continuity,
+        "regular_pa": facts.c.w_regularPa * flag(facts.c.is_regular),
+        "same_cluster": facts.c.w_sameCluster * flag(facts.c.in_cluster),
+        "same_pool": facts.c.w_samePool * flag(facts.c.in_pool),
+        "travel": facts.c.w_travel * facts.c.p_travel,
+        "contract_hours": facts.c.w_contractHours * facts.c.p_contract,
+        "fairness": facts.c.w_fairness / (one + _f(facts.c.covers)),
+    }
+    scored = select(
+        facts.c.pa_id,
+        facts.c.km.label("distance_km"),
+        facts.c.visits_to_person,
+        facts.c.is_regular,
+        facts.c.in_cluster,
+        facts.c.in_pool,
+        facts.c.window_hours.label("hours_in_week"),
+        facts.c.contracted.label("contracted_weekly_hours"),
+        facts.c.covers,
+        *(expr.label(f"part_{name}") for name, expr in parts.items()),
+    ).subquery("scored")
+    score = sum((scored.c[f"part_{name}"] for name in parts), start=zero)
+    ranked = select(scored, score.label("score")).subquery("ranked")
+    stmt = select(ranked).order_by(*_order(ranked))
+    if limited:
+        stmt = stmt.limit(bindparam("limit", None, type_=Integer))
+    return stmt
+
+
+def candidate_from_row(row: Row[Any], source: str = LOCAL_SOURCE) -> Candidate:
+    return Candidate(
+        pa_id=int(row.pa_id),
+        source=source,
+        score=float(row.score),
+        parts=ScoreParts(
+            continuity=float(row.part_continuity),
+            regular_pa=float(row.part_regular_pa),
+            same_cluster=float(row.part_same_cluster),
+            same_pool=float(row.part_same_pool),
+            travel=float(row.part_travel),
+            contract_hours=float(row.part_contract_hours),
+            fairness=float(row.part_fairness),
+        ),
+        distance_km=None if row.distance_km is None else float(row.distance_km),
+        visits_to_person_last_8_weeks=int(row.visits_to_person),
+        is_regular_pa=bool(row.is_regular),
+        same_cluster=bool(row.in_cluster),
+        same_pool=bool(row.in_pool),
+        hours_in_week=float(row.hours_in_week),
+        contracted_weekly_hours=float(row.contracted_weekly_hours),
+        covers_last_28_days=int(row.covers),
+    )
+
+
+# --- who may ask, and the search ----------------------------------------------------------
+
+
+def target_statement(viewer: Viewer, visit_id: int) -> Select:
+    """The visit if the caller may see it, and whether they manage its service user: the
+    rule of `care.services.access.may_manage_service_user`, composed into one read."""
+    if viewer.role is Role.ADMIN:
+        manages: ColumnElement[bool] = true()
+    elif viewer.role is Role.COORDINATOR:
+        manages = exists().where(
+            ClusterServiceUser.service_user_id == Visit.service_user_id,
+            ClusterServiceUser.cluster_id.in_(policy.supported_cluster_ids(viewer)),
+        )
+    else:
+        manages = false()
+    return (
+        select(
+            Visit.id,
+            Visit.service_user_id,
+            Visit.pa_id,
+            func.lower(Visit.during).label("starts_at"),
+            func.upper(Visit.during).label("ends_at"),
+            ServiceUserProfile.needs,
+            manages.label("manages"),
+        )
+        .join(ServiceUserProfile, ServiceUserProfile.member_id == Visit.service_user_id)
+        .where(Visit.id == visit_id, policy.visit_visible(viewer))
+    )
+
+
+class LocalCandidates:
+    """This co-op's own PAs."""
+
+    name = LOCAL_SOURCE
+
+    def __init__(self, fetch: Fetch) -> None:
+        self.fetch = fetch
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        rows = await self.fetch(candidates_statement(viewer, target.visit_id, limit=limit))
+        return [candidate_from_row(r, self.name) for r in rows]
+
+
+def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Best first: score, then shorter distance (unknown last), then source and PA id. The
+    same order as the SQL, so one source's list keeps its order."""
+    return sorted(
+        candidates,
+        key=lambda c: (
+            -c.score,
+            c.distance_km is None,
+            c.distance_km or 0.0,
+            c.source != LOCAL_SOURCE,
+            c.source,
+            c.pa_id,
+        ),
+    )
+
+
+async def find_cover_candidates(
+    fetch: Fetch,
+    viewer: Viewer,
+    visit_id: int,
+    first: int,
+    sources: Sequence[CandidateSource] | None = None,
+) -> list[Candidate]:
+    """The best `first` candidates for a visit from every source.
+
+    Admins, and coordinators of a cluster the visit's person belongs to, may ask. A visit
+    the caller cannot see is NOT_FOUND, like an unknown one; one they see but do not manage
+    (a coordinator whose team PA has it) is FORBIDDEN.
+    """
+    if viewer.role not in MANAGERS:
+        raise forbidden("Only admins and coordinators may look for cover.")
+    found = await fetch(target_statement(viewer, visit_id))
+    if not found:
+        raise not_found("visit")
+    row = found[0]
+    if not row.manages:
+        raise forbidden("Only admins and coordinators of this person's cluster may look for cover.")
+    target = CoverTarget(
+        visit_id=row.id,
+        service_user_id=row.service_user_id,
+        current_pa_id=row.pa_id,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        needs=tuple(row.needs or ()),
+    )
+    merged: list[Candidate] = []
+    for source in sources if sources is not None else [LocalCandidates(fetch)]:
+        merged.extend(await source.candidates(viewer, target, first))
+    return rank(merged)[:first]
+
+
+def session_fetch(session: Any) -> Fetch:
+    """A `Fetch` over an AsyncSession (for services and tests outside a request)."""
+
+    async def fetch(stmt: Select) -> Sequence[Row[Any]]:
+        return list((await session.execute(stmt)).all())
+
+    return fetch

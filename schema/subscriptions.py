@@ -1,0 +1,207 @@
+"""Root subscription fields: live cover requests for coordinators, live offers for PAs.
+
+Subscriptions run over a websocket (graphql-transport-ws) whose context, `LiveContext`,
+holds no database session: events arrive from the process's listener (`api/events.py`)
+with ids only, and each is re-read in a short session of its own, as the subscriber, so
+the usual privacy rules decide what they see. Who may subscribe is checked when the
+subscription starts (an `error` message: UNAUTHENTICATED, FORBIDDEN) and again on every
+event (the stream then ends with that error): a token that has expired, or a coordinator
+who no longer supports the cluster, hears nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, cast
+
+import strawberry
+from graphql import GraphQLError
+from sqlalchemy import exists, false, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry import relay
+
+from care import policy
+from care.enums import Role
+from care.events import CoverEvent
+from care.models import Cluster
+from care.viewer import ANONYMOUS, Viewer
+from schema.context import Context, Info, Limits
+from schema.permissions import decode_id, forbidden, unauthenticated
+from schema.types import CoverOffer, CoverRequest, load_cover_offer, load_cover_request
+
+
+class EventSource(Protocol):
+    """Where live events come from (the process's `api.events.EventHub`)."""
+
+    def subscribe(
+        self, accept: Callable[[CoverEvent], bool]
+    ) -> AbstractAsyncContextManager[AsyncIterator[CoverEvent]]: ...
+
+
+class _NoSession:
+    """Stands in for the session outside an event: any use is a programming error."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("A subscription has a database session only while it handles an event.")
+
+
+_NO_SESSION = cast(AsyncSession, _NoSession())
+
+
+class LiveContext(Context):
+    """The context of one websocket connection (shared by its subscriptions)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        events: EventSource,
+        limits: Limits,
+        viewer: Viewer = ANONYMOUS,
+    ) -> None:
+        super().__init__(session=_NO_SESSION, viewer=viewer, limits=limits)
+        self.sessions = sessions
+        self.events = events
+        self.expires_at: dt.datetime | None = None
+        # One event at a time per connection: its subscriptions share this context.
+        self._event_lock = asyncio.Lock()
+
+    def authenticate(self, viewer: Viewer, expires_at: dt.datetime | None) -> None:
+        self.viewer = viewer
+        self.expires_at = expires_at
+
+    def check_token(self) -> None:
+        if self.expires_at is not None and dt.datetime.now(dt.UTC) >= self.expires_at:
+            raise GraphQLError(
+                "The token has expired: connect again with a fresh one.",
+                extensions={"code": "UNAUTHENTICATED"},
+            )
+
+    @asynccontextmanager
+    async def event_scope(self) -> AsyncIterator[None]:
+        """A short session (and fresh loaders, and the current time for the privacy
+        windows) for reading one event and resolving what is sent for it."""
+        async with self._event_lock, self.sessions() as session:
+            self.session = session
+            self.viewer = dataclasses.replace(self.viewer, now=dt.datetime.now(dt.UTC))
+            self.clear_loaders()
+            self.statements = 0
+            try:
+                yield
+            finally:
+                self.session = _NO_SESSION
+                self.clear_loaders()
+
+
+def _live(info: Info) -> LiveContext:
+    ctx = info.context
+    if not isinstance(ctx, LiveContext):
+        raise GraphQLError(
+            "Subscriptions are served over a websocket (graphql-transport-ws) at /graphql.",
+            extensions={"code": "BAD_REQUEST"},
+        )
+    return ctx
+
+
+def may_follow_cluster(viewer: Viewer, cluster_id: int) -> Any:
+    """`SELECT EXISTS`: may the viewer follow this cluster's cover requests? Admins any
+    cluster; coordinators the clusters they support."""
+    if viewer.role is Role.ADMIN:
+        return select(exists().where(Cluster.id == cluster_id))
+    if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
+        return select(
+            exists().where(
+                Cluster.id == cluster_id, Cluster.id.in_(policy.supported_cluster_ids(viewer))
+            )
+        )
+    return select(exists().where(false()))
+
+
+async def _may_follow(ctx: LiveContext, cluster_id: int) -> bool:
+    rows = await ctx.rows(may_follow_cluster(ctx.viewer, cluster_id))
+    return bool(rows[0][0])
+
+
+async def _cover_requests(
+    info: Info, ctx: LiveContext, cluster_id: int
+) -> AsyncGenerator[CoverRequest, None]:
+    async with ctx.events.subscribe(lambda e: cluster_id in e.cluster_ids) as events:
+        async for event in events:
+            ctx.check_token()
+            async with ctx.event_scope():
+                if not await _may_follow(ctx, cluster_id):
+                    raise forbidden()
+                request = await load_cover_request(info, event.cover_request_id)
+                if request is None:  # gone, or not visible to this subscriber
+                    continue
+                yield request
+
+
+async def _offers(info: Info, ctx: LiveContext, pa_id: int) -> AsyncGenerator[CoverOffer, None]:
+    def mine(event: CoverEvent) -> bool:
+        # OFFER_* events, and REQUEST_FILLED, which names the accepted offer.
+        return event.offer_id is not None and event.pa_id == pa_id
+
+    async with ctx.events.subscribe(mine) as events:
+        async for event in events:
+            ctx.check_token()
+            assert event.offer_id is not None
+            async with ctx.event_scope():
+                offer = await load_cover_offer(info, event.offer_id)
+                if offer is None:
+                    continue
+                yield offer
+
+
+@strawberry.type(
+    description=(
+        "Live updates, over a websocket at /graphql (graphql-transport-ws). Authenticate "
+        'in the connection_init payload: {"Authorization": "Bearer <token>"}.'
+    )
+)
+class Subscription:
+    @strawberry.subscription(
+        description=(
+            "The cover requests of one cluster, each time one opens or changes (offers "
+            "made, declined, filled, returned, cancelled). For admins and the cluster's "
+            "coordinator. Events raised while not connected are not replayed: query "
+            "`coverRequests` after subscribing for the current state."
+        )
+    )
+    async def cover_requests(
+        self, info: Info, cluster_id: relay.GlobalID
+    ) -> AsyncGenerator[CoverRequest, None]:
+        ctx = _live(info)
+        viewer = ctx.viewer
+        if viewer.is_anonymous:
+            raise unauthenticated()
+        if viewer.role not in (Role.ADMIN, Role.COORDINATOR):
+            raise forbidden()
+        ctx.check_token()
+        cid = decode_id(cluster_id, "Cluster")
+        if cid is None:
+            raise forbidden()
+        async with ctx.event_scope():
+            allowed = await _may_follow(ctx, cid)
+        if not allowed:  # unknown clusters look the same as those of other coordinators
+            raise forbidden()
+        return _cover_requests(info, ctx, cid)
+
+    @strawberry.subscription(
+        description=(
+            "The signed-in PA's cover offers, each time one is made to them or changes "
+            "(accepted, declined, withdrawn, closed). For PAs."
+        )
+    )
+    async def my_cover_offers(self, info: Info) -> AsyncGenerator[CoverOffer, None]:
+        ctx = _live(info)
+        viewer = ctx.viewer
+        if viewer.is_anonymous:
+            raise unauthenticated()
+        if viewer.role is not Role.PA or viewer.member_id is None:
+            raise forbidden()
+        ctx.check_token()
+        return _offers(info, ctx, viewer.member_id)

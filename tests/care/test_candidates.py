@@ -1,0 +1,141 @@
+"""The candidate search as a service: several sources merged and ranked together (the
+federation issue adds partner co-ops as sources), and the search restricted to given PAs
+(to check that an offer goes to a candidate)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.candidates import (
+    LOCAL_SOURCE,
+    Candidate,
+    CoverTarget,
+    LocalCandidates,
+    ScoreParts,
+    candidates_statement,
+    find_cover_candidates,
+    rank,
+    session_fetch,
+)
+from care.enums import Role
+from care.errors import DomainError, ErrorCode
+from care.models import Member, Visit
+from care.viewer import Viewer
+from tests.factories import Build
+
+LONDON = ZoneInfo("Europe/London")
+ADMIN = Viewer(role=Role.ADMIN)
+
+
+def local(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=LONDON).astimezone(dt.UTC)
+
+
+async def arrange(db: AsyncSession) -> tuple[Visit, list[Member], Member, Member]:
+    """A visit needing cover, three available PAs and one who is busy."""
+    b = Build(db)
+    await b.las()
+    await b.coop()
+    coordinator = await b.worker("Cora Ordinator")
+    cluster = await b.cluster(support_worker=coordinator)
+    su = await b.service_user(cluster=cluster)
+    day = dt.datetime.now(LONDON).date() + dt.timedelta(days=5)
+    visit = await b.visit(su, None, local(day, 10), status="NEEDS_COVER")
+    pas = []
+    for i in range(4):
+        pa = await b.pa(f"PA {i}", cluster=cluster if i == 0 else None, skills=["personal-care"])
+        await b.window(pa, local(day, 8), hours=6)
+        pas.append(pa)
+    busy = pas.pop()
+    await b.visit(su, busy, local(day, 10))
+    await db.commit()
+    return visit, pas, busy, coordinator
+
+
+def remote(pa_id: int, score: float, km: float | None) -> Candidate:
+    return Candidate(
+        pa_id=pa_id,
+        source="partner.example.org",
+        score=score,
+        parts=ScoreParts(0, 0, 0, 0, 0, 0, score),
+        distance_km=km,
+        visits_to_person_last_8_weeks=0,
+        is_regular_pa=False,
+        same_cluster=False,
+        same_pool=False,
+        hours_in_week=0,
+        contracted_weekly_hours=0,
+        covers_last_28_days=0,
+    )
+
+
+@dataclasses.dataclass
+class PartnerSource:
+    """Stands in for a partner co-op's candidates."""
+
+    offered: list[Candidate]
+    name: str = "partner.example.org"
+    asked: list[tuple[CoverTarget, int]] = dataclasses.field(default_factory=list)
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        self.asked.append((target, limit))
+        return self.offered[:limit]
+
+
+async def test_sources_are_merged_and_ranked_together(db: AsyncSession) -> None:
+    visit, pas, _, _ = await arrange(db)
+    fetch = session_fetch(db)
+    local_only = await find_cover_candidates(fetch, ADMIN, visit.id, 10)
+    assert [c.pa_id for c in local_only] == [pas[0].id, pas[1].id, pas[2].id]  # team first
+    top, second = local_only[0].score, local_only[1].score
+    assert top > second
+
+    partner = PartnerSource(
+        [remote(9001, top + 1, 30.0), remote(9002, second, 0.5), remote(9003, 0.1, 2.0)]
+    )
+    merged = await find_cover_candidates(
+        fetch, ADMIN, visit.id, 4, sources=[LocalCandidates(fetch), partner]
+    )
+    assert [(c.source, c.pa_id) for c in merged] == [
+        ("partner.example.org", 9001),
+        (LOCAL_SOURCE, pas[0].id),
+        ("partner.example.org", 9002),  # the same score as pas[1] and pas[2], but nearer
+        (LOCAL_SOURCE, pas[1].id),
+    ]
+    target, limit = partner.asked[0]
+    assert (target.visit_id, target.current_pa_id, limit) == (visit.id, None, 4)
+    assert target.needs == ("personal-care",)
+    assert target.ends_at - target.starts_at == dt.timedelta(hours=1)
+
+
+async def test_rank_matches_the_sql_order(db: AsyncSession) -> None:
+    visit, _, _, _ = await arrange(db)
+    found = await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)
+    assert rank(list(reversed(found))) == found
+
+
+async def test_search_restricted_to_given_pas(db: AsyncSession) -> None:
+    visit, pas, busy, _ = await arrange(db)
+    stmt = candidates_statement(ADMIN, visit.id, limit=None, pa_ids=[pas[1].id, busy.id])
+    rows = (await db.execute(stmt)).all()
+    assert [r.pa_id for r in rows] == [pas[1].id]
+    nobody = candidates_statement(ADMIN, visit.id, limit=None, pa_ids=[])
+    assert (await db.execute(nobody)).all() == []
+
+
+async def test_refusals(db: AsyncSession) -> None:
+    visit, _, _, coordinator = await arrange(db)
+    fetch = session_fetch(db)
+    with pytest.raises(DomainError) as refused:
+        await find_cover_candidates(fetch, Viewer(role=Role.PA, member_id=1), visit.id, 5)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    with pytest.raises(DomainError) as missing:
+        await find_cover_candidates(fetch, ADMIN, visit.id + 1000, 5)
+    assert missing.value.code is ErrorCode.NOT_FOUND
+    mine = Viewer(role=Role.COORDINATOR, member_id=coordinator.id)
+    assert len(await find_cover_candidates(fetch, mine, visit.id, 5)) == 3
