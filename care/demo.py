@@ -23,17 +23,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import insert, literal, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import (
+    AbsenceKind,
     ClusterKind,
     ClusterStatus,
     CoopKind,
+    CoverReason,
     CqcStatus,
     Funding,
     MembershipClass,
+    Role,
     VisitStatus,
 )
 from care.models import (
@@ -43,6 +46,7 @@ from care.models import (
     ClusterPa,
     ClusterServiceUser,
     Coop,
+    CoverRequest,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
@@ -56,6 +60,8 @@ from care.models import (
     Visit,
     WeeklyAvailability,
 )
+from care.services.absences import NewAbsence, record_absence
+from care.viewer import Viewer
 
 SEED = 2026
 LONDON = ZoneInfo("Europe/London")
@@ -505,9 +511,43 @@ async def load_demo(session: AsyncSession, today: dt.date | None = None) -> bool
     await session.flush()
 
     session.add_all(_availability_windows(patterns, today))
-    session.add_all(_visits(rng, today, users, pas))
+    visits, sick_pa = _visits(rng, today, users, pas)
+    session.add_all(visits)
     await session.flush()
+    await _open_cover(session, today, sick_pa)
     return True
+
+
+async def _open_cover(session: AsyncSession, today: dt.date, sick_pa: int | None) -> None:
+    """Cover as the service would have it: the sick PA's absence goes through the absence
+    service (their visits need cover, a request each), and every other visit nobody could
+    take gets a request too."""
+    if sick_pa is not None:
+        start = dt.datetime.combine(today + dt.timedelta(2), dt.time(), LONDON)
+        await record_absence(
+            session,
+            Viewer(role=Role.ADMIN),
+            NewAbsence(
+                pa_id=sick_pa,
+                kind=AbsenceKind.SICKNESS,
+                starts_at=start,
+                ends_at=start + dt.timedelta(days=2),
+                note="Off sick (demo).",
+            ),
+        )
+    await session.execute(
+        insert(CoverRequest).from_select(
+            ["visit_id", "reason", "note"],
+            select(
+                Visit.id,
+                literal(CoverReason.MANUAL.value),
+                literal("No team PA was free when the rota was drawn up."),
+            ).where(
+                Visit.status == VisitStatus.NEEDS_COVER.value,
+                ~Visit.id.in_(select(CoverRequest.visit_id)),
+            ),
+        )
+    )
 
 
 async def _add_local_authorities(session: AsyncSession) -> None:
@@ -805,7 +845,7 @@ def _weekly_slots(
 
 def _visits(
     rng: random.Random, today: dt.date, users: list[_ServiceUser], pas: list[_Pa]
-) -> list[Visit]:
+) -> tuple[list[Visit], int | None]:
     first, last = today - dt.timedelta(HORIZON_DAYS), today + dt.timedelta(HORIZON_DAYS)
     bookings: list[_Booking] = []
     # Like a coordinator, give the people of a cluster different times, as far as they go.
@@ -836,8 +876,7 @@ def _visits(
 
     bookings.sort(key=lambda b: (b.start, b.user.member.id))
     _assign(bookings, pas)
-    _absence(bookings, today, pas)
-    return [_visit(rng, b, today) for b in bookings]
+    return [_visit(rng, b, today) for b in bookings], _sick_pa(bookings, today)
 
 
 def _assign(bookings: list[_Booking], pas: list[_Pa]) -> None:
@@ -879,20 +918,18 @@ def _assign(bookings: list[_Booking], pas: list[_Pa]) -> None:
         week_minutes[(id(b.pa), week)] += minutes
 
 
-def _absence(bookings: list[_Booking], today: dt.date, pas: list[_Pa]) -> None:
-    """A PA in the first cluster is off sick for two days next week: their visits then are
-    left needing cover. It is whoever has most visits on those days, so there is some."""
+def _sick_pa(bookings: list[_Booking], today: dt.date) -> int | None:
+    """A PA in the first cluster who will be off sick for two days next week (recorded
+    through the absence service once the rota is stored): whoever has most visits on those
+    days, so there is cover to find."""
     days = {today + dt.timedelta(2), today + dt.timedelta(3)}
     counts: dict[int, int] = defaultdict(int)
     for b in bookings:
         if b.pa is not None and 0 in b.pa.clusters and b.start.date() in days:
             counts[b.pa.member.id] += 1
     if not counts:
-        return
-    absent = min(counts, key=lambda pa_id: (-counts[pa_id], pa_id))
-    for b in bookings:
-        if b.pa is not None and b.pa.member.id == absent and b.start.date() in days:
-            b.pa = None
+        return None
+    return min(counts, key=lambda pa_id: (-counts[pa_id], pa_id))
 
 
 def _visit(rng: random.Random, b: _Booking, today: dt.date) -> Visit:

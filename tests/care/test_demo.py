@@ -78,3 +78,22 @@ async def test_demo_clusters_answer_the_readme_query(api: Api, db: AsyncSession)
     assert kinds == {"GEOGRAPHIC", "NEED_BASED"}
     boroughs = {e["node"]["localAuthority"]["name"] for e in data["clusters"]["edges"]}
     assert boroughs == {"Barnet", "Enfield"}
+
+
+async def test_demo_visits_needing_cover_have_open_requests(db: AsyncSession) -> None:
+    await load_demo(db)
+    await db.commit()
+    orphans = await db.scalar(
+        text(
+            "SELECT count(*) FROM visit v WHERE v.status = 'NEEDS_COVER' AND NOT EXISTS ("
+            " SELECT 1 FROM cover_request r WHERE r.visit_id = v.id AND r.status = 'OPEN')"
+        )
+    )
+    assert orphans == 0
+    from_absence = await db.scalar(
+        text(
+            "SELECT count(*) FROM cover_request r JOIN absence a ON a.id = r.absence_id "
+            "WHERE a.kind = 'SICKNESS'"
+        )
+    )
+    assert from_absence > 0
