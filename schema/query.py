@@ -34,6 +34,7 @@ from schema.types import (
     absence_from_row,
     availability_from_row,
     cluster_from_row,
+    coop_from_row,
     cover_offer_from_row,
     cover_request_from_row,
     load_cluster,
@@ -60,16 +61,7 @@ class Query(CandidateQueries, FigureQueries):
         rows = await info.context.rows(queries.coop())
         if not rows:
             return None
-        c = rows[0][0]
-        return Coop(
-            name=c.name,
-            kind=c.kind,
-            society_number=c.society_number,
-            cqc_provider_id=c.cqc_provider_id,
-            cqc_status=c.cqc_status,
-            description=c.description,
-            home_la_code=c.home_la_code,
-        )
+        return coop_from_row(rows[0][0])
 
     @strawberry.field(description="Local authorities known to this instance (public).")
     async def local_authorities(self, info: Info) -> list[LocalAuthority]:

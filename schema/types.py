@@ -87,10 +87,68 @@ class Coop:
     cqc_status: CqcStatus
     description: str | None
     home_la_code: strawberry.Private[str]
+    rules: strawberry.Private[CoverRules]
 
     @strawberry.field
     async def home_local_authority(self, info: Info) -> LocalAuthority | None:
         return await load_local_authority(info, self.home_la_code)
+
+    @strawberry.field(description="The rules cover follows; null outside the co-op.")
+    def cover_rules(self, info: Info) -> CoverRules | None:
+        return self.rules if info.context.viewer.in_coop else None
+
+
+@strawberry.type(description="The co-op's rules for cover (see docs/cover.md).")
+class CoverRules:
+    dbs_valid_months: int = strawberry.field(description="A DBS check counts this long.")
+    max_weekly_hours: float = strawberry.field(
+        description="Working Time: hours in the 7 days around a visit (unless opted out)."
+    )
+    min_daily_rest_hours: float = strawberry.field(description="Rest between working days.")
+    cover_offer_ttl_minutes: int = strawberry.field(description="How long offers stay open.")
+    weights: CoverWeights
+
+
+@strawberry.type(description="Weights of the candidate score's parts.")
+class CoverWeights:
+    regular_pa: float
+    continuity: float
+    same_cluster: float
+    same_pool: float
+    travel: float
+    contract_hours: float
+    fairness: float
+
+
+def coop_from_row(c: Any) -> Coop:
+    from care.services.coop import effective_weights
+
+    w = effective_weights(c.cover_weights)
+    rules = CoverRules(
+        dbs_valid_months=c.dbs_valid_months,
+        max_weekly_hours=float(c.max_weekly_hours),
+        min_daily_rest_hours=float(c.min_daily_rest_hours),
+        cover_offer_ttl_minutes=c.cover_offer_ttl_minutes,
+        weights=CoverWeights(
+            regular_pa=w["regularPa"],
+            continuity=w["continuity"],
+            same_cluster=w["sameCluster"],
+            same_pool=w["samePool"],
+            travel=w["travel"],
+            contract_hours=w["contractHours"],
+            fairness=w["fairness"],
+        ),
+    )
+    return Coop(
+        name=c.name,
+        kind=enums.CoopKind(c.kind),
+        society_number=c.society_number,
+        cqc_provider_id=c.cqc_provider_id,
+        cqc_status=enums.CqcStatus(c.cqc_status),
+        description=c.description,
+        home_la_code=c.home_la_code,
+        rules=rules,
+    )
 
 
 # --- members -------------------------------------------------------------------------

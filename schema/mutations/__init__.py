@@ -5,6 +5,7 @@ import strawberry
 from schema.mutations.absences import AbsenceMutations
 from schema.mutations.availability import AvailabilityMutations
 from schema.mutations.clusters import ClusterMutations
+from schema.mutations.coop import CoopMutations
 from schema.mutations.members import MemberMutations
 from schema.mutations.offers import OfferMutations
 from schema.mutations.pools import PoolMutations
@@ -20,6 +21,7 @@ class Mutation(
     VisitMutations,
     AbsenceMutations,
     OfferMutations,
+    CoopMutations,
 ):
     pass
 
