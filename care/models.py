@@ -132,6 +132,13 @@ class Member(Base):
         CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
         CheckConstraint("(latitude IS NULL) = (longitude IS NULL)", name="location_complete"),
         CheckConstraint("length(trim(name)) > 0", name="name_present"),
+        # `members(nameContains:)` is an ILIKE '%...%' search: trigrams serve it.
+        Index(
+            "ix_member_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -412,6 +419,7 @@ class Visit(Base):
     confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id"))
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     checked_in_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -355,6 +355,7 @@ def _visit_select(viewer: Viewer) -> Select:
         func.lower(Visit.during).label("starts_at"),
         func.upper(Visit.during).label("ends_at"),
         _masked(policy.visit_tasks_visible(viewer), Visit.tasks, "tasks"),
+        _masked(policy.visit_tasks_visible(viewer), Visit.cancel_reason, "cancel_reason"),
         Visit.status,
         Visit.series_id,
         Visit.confirmed_by_id,

@@ -569,6 +569,9 @@ class Visit(relay.Node):
     checked_in_at: dt.datetime | None = strawberry.field(
         description="Optional check-in by the PA; never required."
     )
+    cancel_reason: str | None = strawberry.field(
+        description="Why the visit was cancelled; null unless the caller may read its tasks."
+    )
     service_user_id: strawberry.Private[int]
     pa_id: strawberry.Private[int | None]
     confirmed_by_id: strawberry.Private[int | None]
@@ -608,6 +611,7 @@ def visit_from_row(row: Row[Any]) -> Visit:
         series_id=row.series_id,
         confirmed_at=row.confirmed_at,
         checked_in_at=row.checked_in_at,
+        cancel_reason=row.cancel_reason,
         service_user_id=row.service_user_id,
         pa_id=row.pa_id,
         confirmed_by_id=row.confirmed_by_id,

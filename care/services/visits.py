@@ -29,8 +29,7 @@ Rules:
   not take place marks it MISSED and records who said so.
 - Check-in: optional, by the visit's own PA, from an hour before the start to the end.
   Nothing depends on it.
-- Cancelling accepts a reason, which is validated but not stored: the visit table has no
-  column for it yet.
+- Cancelling may give a reason (at most 500 characters), kept with the visit.
 """
 
 from __future__ import annotations
@@ -563,6 +562,7 @@ async def cancel_visit(
             ErrorCode.INVALID, f"Keep the reason under {MAX_REASON_LENGTH} characters.", "reason"
         )
     visit.status = VisitStatus.CANCELLED.value
+    visit.cancel_reason = reason.strip() or None if reason is not None else None
     await session.flush()
     # Imported here: cover_requests builds on this module's helpers.
     from care.services.cover_requests import settle_for_visit

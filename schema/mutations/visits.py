@@ -191,9 +191,7 @@ class VisitMutations:
         id: relay.GlobalID,
         reason: Annotated[
             str | None,
-            strawberry.argument(
-                description="Why (at most 500 characters); checked, not yet stored."
-            ),
+            strawberry.argument(description="Why (at most 500 characters); kept with the visit."),
         ] = None,
     ) -> VisitPayload:
         require_coop_member(info.context.viewer)

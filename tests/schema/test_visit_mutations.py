@@ -663,6 +663,12 @@ async def test_cancel_frees_the_pas_time(api: Api, db: AsyncSession, w: World) -
     )["cancelVisit"]
     assert cancelled["errors"] == []
     assert cancelled["visit"]["status"] == "CANCELLED"
+    reason = await api.data(
+        "query($id: ID!) { node(id: $id) { ... on Visit { cancelReason } } }",
+        {"id": first["visit"]["id"]},
+        token=coord(api, w),
+    )
+    assert reason["node"] == {"cancelReason": "In hospital"}
     again = await schedule(api, coord(api, w), booking(w.su2, start, 60, w.pa))
     assert again["errors"] == []
     rows = await visit_rows(db)
