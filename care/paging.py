@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select, tuple_
 from sqlalchemy.orm import QueryableAttribute
 
 Column = ColumnElement[Any] | QueryableAttribute[Any]
@@ -50,7 +50,20 @@ def page(
         .label("pg_rank")
     )
     if request.after is not None:
-        ranked = ranked.where(tuple_(*keys) > tuple_(*request.after))
+        after = [
+            bindparam(f"page_after_{i}", value, type_=key.type)
+            for i, (key, value) in enumerate(zip(keys, request.after, strict=True))
+        ]
+        ranked = ranked.where(tuple_(*keys) > tuple_(*after))
     sub = ranked.subquery()
     order = [sub.c.pg_parent] if parent is not None else []
-    return select(sub).where(sub.c.pg_rank <= request.first + 1).order_by(*order, sub.c.pg_rank)
+    limit = bindparam("page_limit", request.first + 1, type_=Integer)
+    return select(sub).where(sub.c.pg_rank <= limit).order_by(*order, sub.c.pg_rank)
+
+
+def page_params(request: PageRequest) -> dict[str, Any]:
+    """The values of a page's named parameters (to rerun a statement `page` built)."""
+    values: dict[str, Any] = {"page_limit": request.first + 1}
+    for i, value in enumerate(request.after or ()):
+        values[f"page_after_{i}"] = value
+    return values

@@ -21,13 +21,16 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    BindParameter,
     ColumnElement,
+    DateTime,
     Select,
     and_,
+    bindparam,
     exists,
     false,
     func,
-    literal,
     or_,
     select,
     true,
@@ -52,6 +55,29 @@ RECENT_VISIT_BEFORE = dt.timedelta(days=7)
 RECENT_VISIT_AHEAD = dt.timedelta(days=14)
 
 
+# --- the viewer's values ------------------------------------------------------------------
+
+
+def me(viewer: Viewer) -> BindParameter[int]:
+    """The viewer's member id as a named parameter: a statement built for one viewer can be
+    run again for another of the same role with `viewer_params` (see care/queries.py)."""
+    return bindparam("viewer_member_id", viewer.member_id, type_=BigInteger)
+
+
+def viewer_params(viewer: Viewer) -> dict[str, Any]:
+    """Values of the named parameters the predicates below use."""
+    return {
+        "viewer_member_id": viewer.member_id,
+        "recent_from": viewer.now - RECENT_VISIT_BEFORE,
+        "recent_to": viewer.now + RECENT_VISIT_AHEAD,
+    }
+
+
+def shape(viewer: Viewer) -> tuple[Role | None, bool]:
+    """What decides a predicate's SQL text (as opposed to its parameter values)."""
+    return viewer.role, viewer.member_id is None
+
+
 # --- building blocks: sets of ids related to the viewer --------------------------------
 
 
@@ -62,11 +88,11 @@ def _set(*columns: Any) -> Select:
 
 
 def supported_cluster_ids(viewer: Viewer) -> Select:
-    return _set(Cluster.id).where(Cluster.support_worker_id == viewer.member_id)
+    return _set(Cluster.id).where(Cluster.support_worker_id == me(viewer))
 
 
 def team_cluster_ids(viewer: Viewer) -> Select:
-    return _set(ClusterPa.cluster_id).where(ClusterPa.pa_id == viewer.member_id)
+    return _set(ClusterPa.cluster_id).where(ClusterPa.pa_id == me(viewer))
 
 
 def service_users_of_clusters(cluster_ids: Select) -> Select:
@@ -76,7 +102,7 @@ def service_users_of_clusters(cluster_ids: Select) -> Select:
 
 
 def linked_service_user_ids(viewer: Viewer) -> Select:
-    return _set(CarerLink.service_user_id).where(CarerLink.carer_id == viewer.member_id)
+    return _set(CarerLink.service_user_id).where(CarerLink.carer_id == me(viewer))
 
 
 def carers_of(service_user_ids: Select) -> Select:
@@ -87,10 +113,11 @@ def recent_visit_service_user_ids(viewer: Viewer) -> Select:
     """Service users the viewer (a PA) visits between 7 days ago and 14 days ahead."""
     v = aliased(Visit)
     window = func.tstzrange(
-        literal(viewer.now - RECENT_VISIT_BEFORE), literal(viewer.now + RECENT_VISIT_AHEAD)
+        bindparam("recent_from", viewer.now - RECENT_VISIT_BEFORE, type_=DateTime(timezone=True)),
+        bindparam("recent_to", viewer.now + RECENT_VISIT_AHEAD, type_=DateTime(timezone=True)),
     )
     return _set(v.service_user_id).where(
-        v.pa_id == viewer.member_id,
+        v.pa_id == me(viewer),
         v.status != VisitStatus.CANCELLED.value,
         v.during.op("&&")(window),
     )
@@ -119,14 +146,12 @@ def support_workers_of(service_user_ids: Select) -> Select:
 def offered_visit_ids(viewer: Viewer) -> Select:
     """Visits whose cover has been offered to the viewer (a PA), whatever the offer's state."""
     return _set(CoverRequest.visit_id).where(
-        CoverRequest.id.in_(
-            _set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == viewer.member_id)
-        )
+        CoverRequest.id.in_(_set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == me(viewer)))
     )
 
 
 def _own(viewer: Viewer) -> Select:
-    return _set(literal(viewer.member_id))
+    return _set(me(viewer))
 
 
 # --- members -----------------------------------------------------------------------
@@ -141,11 +166,11 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
         return true()
     if role is None or role is Role.LA_ANALYST or viewer.member_id is None:
         return false()
-    me = mid == viewer.member_id
+    itself = mid == me(viewer)
     if role is Role.COORDINATOR:
         mine = service_users_of_clusters(supported_cluster_ids(viewer))
         return or_(
-            me,
+            itself,
             m.membership_class == MembershipClass.WORKER.value,  # type: ignore[attr-defined]
             mid.in_(mine),
             mid.in_(carers_of(mine)),
@@ -153,7 +178,7 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
     if role is Role.PA:
         teams = team_cluster_ids(viewer)
         return or_(
-            me,
+            itself,
             mid.in_(service_users_of_clusters(teams)),
             mid.in_(recent_or_any_visit_service_users(viewer)),
             mid.in_(_set(Visit.service_user_id).where(Visit.id.in_(offered_visit_ids(viewer)))),
@@ -167,7 +192,7 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
     if role is Role.SERVICE_USER:
         own = _own(viewer)
         return or_(
-            me,
+            itself,
             mid.in_(carers_of(own)),
             mid.in_(pas_visiting(own)),
             mid.in_(support_workers_of(own)),
@@ -175,7 +200,7 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
     if role is Role.CARER:
         linked = linked_service_user_ids(viewer)
         return or_(
-            me,
+            itself,
             mid.in_(linked),
             mid.in_(pas_visiting(linked)),
             mid.in_(support_workers_of(linked)),
@@ -187,7 +212,7 @@ def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
     """Service users a PA has (or had) any visit with: PAs see their own visits, and a
     visit names its service user."""
     v = aliased(Visit)
-    return _set(v.service_user_id).where(v.pa_id == viewer.member_id)
+    return _set(v.service_user_id).where(v.pa_id == me(viewer))
 
 
 def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
@@ -200,22 +225,22 @@ def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnEleme
         return true()
     if role is None or role is Role.LA_ANALYST or viewer.member_id is None:
         return false()
-    me = mid == viewer.member_id
+    itself = mid == me(viewer)
     if role is Role.COORDINATOR:
         mine = service_users_of_clusters(supported_cluster_ids(viewer))
         return or_(
-            me,
+            itself,
             # The PAs they deploy, not fellow staff (EXISTS: one index probe per row).
             exists().where(aliased(PaProfile).member_id == mid),
             mid.in_(mine),
             mid.in_(carers_of(mine)),
         )
     if role is Role.PA:
-        return or_(me, mid.in_(recent_visit_service_user_ids(viewer)))
+        return or_(itself, mid.in_(recent_visit_service_user_ids(viewer)))
     if role is Role.SERVICE_USER:
-        return or_(me, mid.in_(carers_of(_own(viewer))))
+        return or_(itself, mid.in_(carers_of(_own(viewer))))
     if role is Role.CARER:
-        return or_(me, mid.in_(linked_service_user_ids(viewer)))
+        return or_(itself, mid.in_(linked_service_user_ids(viewer)))
     return false()
 
 
@@ -240,9 +265,9 @@ def visit_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
     if role is Role.PA:
         # Their own visits, and visits offered to them as cover (time and person only:
         # tasks stay masked until the visit is theirs).
-        return or_(pa == viewer.member_id, v.id.in_(offered_visit_ids(viewer)))  # type: ignore[attr-defined]
+        return or_(pa == me(viewer), v.id.in_(offered_visit_ids(viewer)))  # type: ignore[attr-defined]
     if role is Role.SERVICE_USER:
-        return su == viewer.member_id
+        return su == me(viewer)
     if role is Role.CARER:
         return su.in_(linked_service_user_ids(viewer))
     return false()
@@ -256,7 +281,7 @@ def visit_tasks_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[boo
     if role is Role.PA:
         su = v.service_user_id  # type: ignore[attr-defined]
         return and_(
-            v.pa_id == viewer.member_id,  # type: ignore[attr-defined]
+            v.pa_id == me(viewer),  # type: ignore[attr-defined]
             su.in_(recent_visit_service_user_ids(viewer)),
         )
     return visit_visible(viewer, visit)
@@ -275,7 +300,7 @@ def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[boo
     if role in (Role.ADMIN, Role.COORDINATOR):
         return true()
     if role is Role.PA and viewer.member_id is not None:
-        return pa_id_column == viewer.member_id
+        return pa_id_column == me(viewer)
     return false()
 
 
@@ -293,7 +318,7 @@ def absence_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
     if role in (Role.ADMIN, Role.COORDINATOR):
         return true()
     if role is Role.PA and viewer.member_id is not None:
-        return absence.pa_id == viewer.member_id  # type: ignore[no-any-return]
+        return absence.pa_id == me(viewer)  # type: ignore[no-any-return]
     return false()
 
 
@@ -304,7 +329,7 @@ def cover_request_visible(viewer: Viewer, request: Any) -> ColumnElement[bool]:
     visit_ok = request.visit_id.in_(_set(v.id).where(visit_visible(viewer, v)))
     if viewer.role is Role.PA and viewer.member_id is not None:
         offered = request.id.in_(
-            _set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == viewer.member_id)
+            _set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == me(viewer))
         )
         return or_(visit_ok, offered)
     return visit_ok  # type: ignore[no-any-return]
@@ -320,5 +345,5 @@ def cover_offer_visible(viewer: Viewer, offer: Any) -> ColumnElement[bool]:
             _set(r.id).where(cover_request_visible(viewer, r))
         )
     if role is Role.PA and viewer.member_id is not None:
-        return offer.pa_id == viewer.member_id  # type: ignore[no-any-return]
+        return offer.pa_id == me(viewer)  # type: ignore[no-any-return]
     return false()

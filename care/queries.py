@@ -8,13 +8,16 @@ NULL, so nothing personal leaves the database for a caller who may not read it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    DateTime,
     Select,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -46,8 +49,27 @@ from care.models import (
     ServiceUserProfile,
     Visit,
 )
-from care.paging import PageRequest, page
+from care.paging import PageRequest, page, page_params
 from care.viewer import Viewer
+
+# Statements reused across requests, by shape (see `_reuse`).
+_TEMPLATES: dict[Hashable, Select] = {}
+
+
+def _reuse(key: Hashable, build: Callable[[], Select], viewer: Viewer, **values: Any) -> Select:
+    """Build a statement once per shape (the function, the viewer's role, which filters are
+    on) and run it again with this call's values. Building the privacy predicates and the
+    paging wrappers is most of the Python cost of a read; compiled SQL is cached by
+    SQLAlchemy either way. Every value that varies is a named parameter: the viewer's
+    (`policy.viewer_params`), the page's (`paging.page_params`) and the ones given here."""
+    stmt = _TEMPLATES.get(key)
+    if stmt is None:
+        stmt = _TEMPLATES[key] = build()
+    return stmt.params(**policy.viewer_params(viewer), **values)
+
+
+def _ids(values: Sequence[Any], name: str = "ids") -> BindParameter[Any]:
+    return bindparam(name, list(values), expanding=True)
 
 
 def _masked(mask: ColumnElement[bool], column: Any, name: str) -> Any:
@@ -124,7 +146,12 @@ member_select = _member_select
 
 
 def members_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
-    return _member_select(viewer).where(Member.id.in_(ids))
+    return _reuse(
+        ("members_by_id", policy.shape(viewer)),
+        lambda: _member_select(viewer).where(Member.id.in_(_ids(ids))),
+        viewer,
+        ids=list(ids),
+    )
 
 
 def members(
@@ -162,23 +189,31 @@ def _escape_like(text: str) -> str:
 def cluster_service_users(
     viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
 ) -> Select:
-    stmt = (
-        _member_select(viewer)
-        .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
-        .where(ClusterServiceUser.cluster_id.in_(cluster_ids))
-    )
-    return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
+    def build() -> Select:
+        stmt = (
+            _member_select(viewer)
+            .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
+            .where(ClusterServiceUser.cluster_id.in_(_ids(cluster_ids)))
+        )
+        return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
+
+    key = ("cluster_service_users", policy.shape(viewer), request.after is not None)
+    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request))
 
 
 def cluster_personal_assistants(
     viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
 ) -> Select:
-    stmt = (
-        _member_select(viewer)
-        .join(ClusterPa, ClusterPa.pa_id == Member.id)
-        .where(ClusterPa.cluster_id.in_(cluster_ids))
-    )
-    return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
+    def build() -> Select:
+        stmt = (
+            _member_select(viewer)
+            .join(ClusterPa, ClusterPa.pa_id == Member.id)
+            .where(ClusterPa.cluster_id.in_(_ids(cluster_ids)))
+        )
+        return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
+
+    key = ("cluster_personal_assistants", policy.shape(viewer), request.after is not None)
+    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request))
 
 
 def pool_personal_assistants(
@@ -275,7 +310,12 @@ def clusters(
 
 
 def clusters_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
-    return _cluster_select(viewer).where(Cluster.id.in_(ids))
+    return _reuse(
+        ("clusters_by_id", policy.shape(viewer)),
+        lambda: _cluster_select(viewer).where(Cluster.id.in_(_ids(ids))),
+        viewer,
+        ids=list(ids),
+    )
 
 
 def clusters_of_members(viewer: Viewer, member_ids: Sequence[int]) -> Select:
@@ -376,9 +416,16 @@ def _visit_filters(
 ) -> Select:
     if starts_from is not None or starts_before is not None:
         # Overlap with the asked range, so a GiST index on `during` serves it.
-        stmt = stmt.where(Visit.during.op("&&")(func.tstzrange(starts_from, starts_before)))
+        stmt = stmt.where(
+            Visit.during.op("&&")(
+                func.tstzrange(
+                    bindparam("starts_from", starts_from, type_=DateTime(timezone=True)),
+                    bindparam("starts_before", starts_before, type_=DateTime(timezone=True)),
+                )
+            )
+        )
     if statuses:
-        stmt = stmt.where(Visit.status.in_(statuses))
+        stmt = stmt.where(Visit.status.in_(_ids(statuses, "statuses")))
     if cluster_id is not None:
         stmt = stmt.where(
             Visit.service_user_id.in_(
@@ -421,7 +468,12 @@ def visits(
 
 
 def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
-    return _visit_select(viewer).where(Visit.id.in_(ids))
+    return _reuse(
+        ("visits_by_id", policy.shape(viewer)),
+        lambda: _visit_select(viewer).where(Visit.id.in_(_ids(ids))),
+        viewer,
+        ids=list(ids),
+    )
 
 
 def visits_of(
@@ -436,13 +488,31 @@ def visits_of(
 ) -> Select:
     """Visits of many service users (owner="service_user") or PAs (owner="pa"), a page each."""
     column = Visit.service_user_id if owner == "service_user" else Visit.pa_id
-    stmt = _visit_filters(
-        _visit_select(viewer).where(column.in_(owner_ids)),
-        starts_from=starts_from,
-        starts_before=starts_before,
-        statuses=statuses,
+
+    def build() -> Select:
+        stmt = _visit_filters(
+            _visit_select(viewer).where(column.in_(_ids(owner_ids))),
+            starts_from=starts_from,
+            starts_before=starts_before,
+            statuses=statuses,
+        )
+        return page(stmt, VISIT_SORT, request, parent=column)
+
+    ranged = starts_from is not None or starts_before is not None
+    key = (
+        "visits_of",
+        owner,
+        policy.shape(viewer),
+        request.after is not None,
+        ranged,
+        bool(statuses),
     )
-    return page(stmt, VISIT_SORT, request, parent=column)
+    values: dict[str, Any] = {"ids": list(owner_ids), **page_params(request)}
+    if ranged:
+        values.update(starts_from=starts_from, starts_before=starts_before)
+    if statuses:
+        values["statuses"] = list(statuses)
+    return _reuse(key, build, viewer, **values)
 
 
 def _availability_select(viewer: Viewer) -> Select:

@@ -1,0 +1,47 @@
+"""Reused statements carry the values of the call, never those of an earlier viewer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.dialects import postgresql
+
+from care import queries
+from care.enums import Role
+from care.paging import PageRequest
+from care.viewer import Viewer
+
+
+def params(stmt: object) -> dict[str, object]:
+    compiled = stmt.compile(dialect=postgresql.dialect())  # type: ignore[attr-defined]
+    return dict(compiled.params)
+
+
+def test_second_viewer_gets_their_own_values() -> None:
+    early = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    late = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    first = queries.members_by_id(Viewer(role=Role.PA, member_id=11, now=early), [1, 2])
+    second = queries.members_by_id(Viewer(role=Role.PA, member_id=22, now=late), [3])
+    assert params(first)["viewer_member_id"] == 11
+    got = params(second)
+    assert got["viewer_member_id"] == 22
+    assert got["ids"] == [3]
+    assert got["recent_from"] == late - dt.timedelta(days=7)
+
+
+def test_pages_and_filters_follow_the_call() -> None:
+    viewer = Viewer(role=Role.COORDINATOR, member_id=5)
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    queries.visits_of(viewer, "pa", [1], PageRequest(5), starts_from=start)
+    later = queries.visits_of(
+        Viewer(role=Role.COORDINATOR, member_id=6),
+        "pa",
+        [2, 3],
+        PageRequest(10),
+        starts_from=start + dt.timedelta(days=1),
+    )
+    got = params(later)
+    assert (got["viewer_member_id"], got["ids"], got["page_limit"]) == (6, [2, 3], 11)
+    assert got["starts_from"] == start + dt.timedelta(days=1)
+    after = queries.cluster_service_users(viewer, [4], PageRequest(3, after=(17,)))
+    assert (params(after)["page_after_0"], params(after)["page_limit"]) == (17, 4)
