@@ -171,7 +171,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Any:
-        """The database answers and the schema is at the latest migration (readiness)."""
+        """The database answers and the schema is at the latest migration (readiness).
+        Also says whether the live-update listener is connected."""
         engine: AsyncEngine = request.app.state.engine
         try:
             async with engine.connect() as conn:
@@ -187,6 +188,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 status_code=503,
                 content={"status": "migrating", "revision": revision, "head": head},
             )
-        return {"status": "ready", "revision": revision}
+        # Live updates degrade while the listener reconnects; queries and mutations do not.
+        events = "listening" if request.app.state.events.listening else "reconnecting"
+        return {"status": "ready", "revision": revision, "events": events}
 
     return app

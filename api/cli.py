@@ -101,6 +101,30 @@ async def _check_token_subject(
         await engine.dispose()
 
 
+async def _demo_people(url: str) -> list[tuple[str, int]]:
+    """A coordinator and a PA to suggest tokens for (the first cluster's)."""
+    from sqlalchemy import select
+
+    from api.db import create_engine
+    from care.models import Cluster, ClusterPa
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Cluster.support_worker_id, ClusterPa.pa_id)
+                    .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
+                    .where(Cluster.support_worker_id.is_not(None))
+                    .order_by(Cluster.id, ClusterPa.pa_id)
+                    .limit(1)
+                )
+            ).first()
+    finally:
+        await engine.dispose()
+    return [("COORDINATOR", int(row[0])), ("PA", int(row[1]))] if row else []
+
+
 async def _extend_availability(url: str) -> int:
     """Top up windows expanded from weekly patterns to the horizon (idempotent)."""
     from api.db import create_engine, session_factory
@@ -165,6 +189,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 f"and run:\n{EXAMPLE_QUERY}\n",
                 flush=True,
             )
+            people = asyncio.run(_demo_people(url))
+            if people:
+                print(
+                    "Tokens for other roles, e.g. a coordinator and a PA of the demo:\n"
+                    + "".join(
+                        f"  .venv/bin/coopnet token issue --role {role} --member {member}\n"
+                        for role, member in people
+                    ),
+                    flush=True,
+                )
         app = create_app(settings, url)
         uvicorn.run(
             app,

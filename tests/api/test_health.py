@@ -15,6 +15,7 @@ async def test_readyz_reports_migrations_at_head(client: httpx.AsyncClient) -> N
     r = await client.get("/readyz")
     assert r.status_code == 200, r.text
     assert r.json()["revision"] == head_revision()
+    assert r.json()["events"] == "listening"
 
 
 async def test_graphiql_is_served(client: httpx.AsyncClient) -> None:
