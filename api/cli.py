@@ -122,7 +122,9 @@ async def _demo_people(url: str) -> list[tuple[str, int]]:
             ).first()
     finally:
         await engine.dispose()
-    return [("COORDINATOR", int(row[0])), ("PA", int(row[1]))] if row else []
+    if row is None or row.support_worker_id is None:
+        return []
+    return [("COORDINATOR", row.support_worker_id), ("PA", row.pa_id)]
 
 
 async def _extend_availability(url: str) -> int:
