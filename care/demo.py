@@ -780,6 +780,8 @@ def _weekly_patterns(pas: list[_Pa], today: dt.date) -> list[WeeklyAvailability]
             end_time=end,
             valid_from=valid_from,
             valid_until=None,
+            # The demo lays out windows itself up to here (see _availability_windows).
+            expanded_through=today + dt.timedelta(HORIZON_DAYS),
         )
         for p in pas
         for day, shifts in p.shifts.items()

@@ -346,6 +346,8 @@ class WeeklyAvailability(Base):
     end_time: Mapped[dt.time] = mapped_column()
     valid_from: Mapped[dt.date] = mapped_column(Date)
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    # The last local date already expanded into windows (None: not yet).
+    expanded_through: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class AvailabilityWindow(Base):

@@ -4,9 +4,9 @@ Weekly patterns (local wall-clock times in Europe/London) are expanded into conc
 `availability_window` rows up to `HORIZON` ahead, so every read and every match works on
 plain ranges. `extend_weekly_availability` tops the expansion up as days pass.
 
-The expansion remembers how far it got per PA as the latest local date of a window made
-from that PA's patterns (there is no column for it), so a removed window (an exception to
-the pattern) is never recreated unless it was the PA's latest expanded one.
+Each pattern remembers the last local date it was expanded through
+(`weekly_availability.expanded_through`), so a top-up only adds later dates and a window
+removed as an exception to the pattern is never recreated.
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ async def extend_weekly_availability(session: AsyncSession, today: dt.date | Non
     return created
 
 
-# One statement expands patterns into windows. Per PA it starts after the latest date
-# already expanded (see the module docstring), at validFrom or today, whichever is later,
+# One statement expands patterns into windows. Per pattern it starts after the date it was
+# last expanded through, at validFrom or today, whichever is later,
 # and stops at validUntil or the horizon. Local date + time is converted with the zone, so
 # 09:00 stays 09:00 on both sides of a clock change. Dates where the PA already has an
 # overlapping window are skipped; ON CONFLICT DO NOTHING also skips any a concurrent
@@ -296,12 +296,7 @@ async def extend_weekly_availability(session: AsyncSession, today: dt.date | Non
 EXPAND_SQL = text("""
 WITH pattern AS (
     SELECT w.id, w.pa_id, w.weekday, w.start_time, w.end_time,
-           greatest(w.valid_from, CAST(:today AS date), (
-               SELECT max((lower(a.during) AT TIME ZONE :zone)::date) + 1
-               FROM availability_window a
-               JOIN weekly_availability e ON e.id = a.weekly_availability_id
-               WHERE e.pa_id = w.pa_id
-           )) AS first_day,
+           greatest(w.valid_from, CAST(:today AS date), w.expanded_through + 1) AS first_day,
            least(w.valid_until, CAST(:last_day AS date)) AS last_day
     FROM weekly_availability w
     WHERE CAST(:pa_id AS bigint) IS NULL OR w.pa_id = CAST(:pa_id AS bigint)
@@ -334,8 +329,15 @@ inserted AS (
     )
     ON CONFLICT DO NOTHING
     RETURNING 1
+),
+advanced AS (
+    UPDATE weekly_availability w SET expanded_through = p.last_day
+    FROM pattern p
+    WHERE w.id = p.id AND p.last_day >= p.first_day
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM live) AS candidates, (SELECT count(*) FROM inserted) AS created
+SELECT (SELECT count(*) FROM live) AS candidates, (SELECT count(*) FROM inserted) AS created,
+       (SELECT count(*) FROM advanced) AS advanced
 """)
 
 

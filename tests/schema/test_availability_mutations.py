@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -639,3 +639,37 @@ async def test_extension_tops_up_once(api: Api, db: AsyncSession) -> None:
     assert _parse(exception["startsAt"]) not in {s for s, _, _ in stored}
     last_day = max(s for s, _, p in stored if p is not None).astimezone(LONDON).date()
     assert last_day == week_later + HORIZON
+
+
+async def test_removing_the_latest_expanded_window_is_kept(api: Api, db: AsyncSession) -> None:
+    """The top-up starts after the date each pattern was expanded through, so even the
+    last window of the horizon, removed as an exception, stays removed."""
+    ids = await _setup(db)
+    pa = (Role.PA, ids["pa"])
+    slots = [(d, NINE, dt.time(10)) for d in range(1, 8)]
+    data = await api.data(
+        SET,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "slots": _slot_input(slots),
+                "validFrom": _today().isoformat(),
+            }
+        },
+        as_=pa,
+    )
+    created = data["setWeeklyAvailability"]["windowsCreated"]
+    stored = await _windows(db, ids["pa"])
+    latest = max(s for s, _, _ in stored)
+    window_id = await db.scalar(
+        text("SELECT id FROM availability_window WHERE pa_id = :pa AND lower(during) = :s"),
+        {"pa": ids["pa"], "s": latest},
+    )
+    removed = await api.data(REMOVE, {"id": gid("AvailabilityWindow", window_id)}, as_=pa)
+    assert removed["removeAvailabilityWindow"]["errors"] == []
+
+    assert await extend_weekly_availability(db) == 0
+    await db.commit()
+    after = await _windows(db, ids["pa"])
+    assert len(after) == created - 1
+    assert latest not in {s for s, _, _ in after}
