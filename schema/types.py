@@ -3,15 +3,17 @@ resolve through per-request DataLoaders (one statement per relation and page req
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy import Row
+from sqlalchemy import Row, Select
 from strawberry import relay
 
 from care import enums, queries
+from care.viewer import Viewer
 from schema import loaders
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
@@ -49,6 +51,35 @@ CoverOfferStatus = enums.CoverOfferStatus
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+NodeT = TypeVar("NodeT")
+Loader = Callable[[Info, int], Awaitable[NodeT | None]]
+
+
+def by_id_loader(
+    name: str,
+    statement: Callable[[Viewer, Sequence[int]], Select],
+    to_node: Callable[[Row[Any]], NodeT],
+) -> Loader[NodeT]:
+    """`load(info, id)` for one kind of node: batched per request, under the caller's
+    privacy rules; None for ids the caller may not see."""
+
+    async def load(info: Info, pk: int) -> NodeT | None:
+        viewer = info.context.viewer
+        row = await loaders.by_id(info.context, name, lambda ids: statement(viewer, ids)).load(pk)
+        return to_node(row) if row is not None else None
+
+    return load
+
+
+async def resolve_ids(info: Info, node_ids: Iterable[str], load: Loader[Any]) -> list[Any]:
+    """Relay's resolve_nodes: all ids loaded together (one statement for any number)."""
+
+    async def one(node_id: str) -> Any:
+        return await load(info, int(node_id)) if node_id.isdigit() else None
+
+    return list(await asyncio.gather(*(one(i) for i in node_ids)))
 
 
 # --- local authorities and the co-op ----------------------------------------------------
@@ -176,11 +207,8 @@ class Member(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        out = []
-        for node_id in node_ids:
-            member = await load_member(info, int(node_id)) if node_id.isdigit() else None
-            out.append(member if isinstance(member, cls) else None)
-        return out
+        found = await resolve_ids(info, node_ids, load_member)
+        return [member if isinstance(member, cls) else None for member in found]
 
     @strawberry.field(description="Clusters this person is served by or works in.")
     async def clusters(self, info: Info) -> list[Cluster]:
@@ -344,12 +372,12 @@ def member_from_row(row: Row[Any]) -> Member:
     return CoopMember(**common)
 
 
-async def load_member(info: Info, member_id: int) -> Member | None:
-    viewer = info.context.viewer
-    row = await loaders.by_id(
-        info.context, "member", lambda ids: queries.members_by_id(viewer, ids)
-    ).load(member_id)
-    return member_from_row(row) if row is not None else None
+load_member: Loader[Member] = by_id_loader("member", queries.members_by_id, member_from_row)
+
+
+async def load_pa(info: Info, member_id: int | None) -> PersonalAssistant | None:
+    member = await load_member(info, member_id) if member_id is not None else None
+    return member if isinstance(member, PersonalAssistant) else None
 
 
 # --- clusters and pools ----------------------------------------------------------------
@@ -382,7 +410,7 @@ class Cluster(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        return [await load_cluster(info, int(i)) if i.isdigit() else None for i in node_ids]
+        return await resolve_ids(info, node_ids, load_cluster)
 
     @strawberry.field
     async def local_authority(self, info: Info) -> LocalAuthority | None:
@@ -454,12 +482,7 @@ def cluster_from_row(row: Row[Any]) -> Cluster:
     )
 
 
-async def load_cluster(info: Info, cluster_id: int) -> Cluster | None:
-    viewer = info.context.viewer
-    row = await loaders.by_id(
-        info.context, "cluster", lambda ids: queries.clusters_by_id(viewer, ids)
-    ).load(cluster_id)
-    return cluster_from_row(row) if row is not None else None
+load_cluster: Loader[Cluster] = by_id_loader("cluster", queries.clusters_by_id, cluster_from_row)
 
 
 @strawberry.type(description="A set of PAs shared by several clusters.")
@@ -474,13 +497,7 @@ class Pool(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        viewer = info.context.viewer
-        loader = loaders.by_id(info.context, "pool", lambda ids: queries.pools_by_id(viewer, ids))
-        out: list[Pool | None] = []
-        for i in node_ids:
-            row = await loader.load(int(i)) if i.isdigit() else None
-            out.append(pool_from_row(row) if row else None)
-        return out
+        return await resolve_ids(info, node_ids, load_pool)
 
     @strawberry.field
     async def clusters(self, info: Info) -> list[Cluster]:
@@ -510,6 +527,9 @@ def pool_from_row(row: Row[Any]) -> Pool:
     return Pool(id=row.id, name=row.name, shared_with_partners=row.shared_with_partners)
 
 
+load_pool: Loader[Pool] = by_id_loader("pool", queries.pools_by_id, pool_from_row)
+
+
 # --- rota --------------------------------------------------------------------------
 
 
@@ -527,20 +547,11 @@ class AvailabilityWindow(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        viewer = info.context.viewer
-        loader = loaders.by_id(
-            info.context, "availability", lambda ids: queries.availability_by_id(viewer, ids)
-        )
-        out: list[AvailabilityWindow | None] = []
-        for i in node_ids:
-            row = await loader.load(int(i)) if i.isdigit() else None
-            out.append(availability_from_row(row) if row else None)
-        return out
+        return await resolve_ids(info, node_ids, load_availability_window)
 
     @strawberry.field
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
-        member = await load_member(info, self.pa_id)
-        return member if isinstance(member, PersonalAssistant) else None
+        return await load_pa(info, self.pa_id)
 
 
 def availability_from_row(row: Row[Any]) -> AvailabilityWindow:
@@ -551,6 +562,11 @@ def availability_from_row(row: Row[Any]) -> AvailabilityWindow:
         from_weekly_pattern=row.weekly_availability_id is not None,
         pa_id=row.pa_id,
     )
+
+
+load_availability_window: Loader[AvailabilityWindow] = by_id_loader(
+    "availability", queries.availability_by_id, availability_from_row
+)
 
 
 @strawberry.type(description="A booked period of care for a service user by a PA.")
@@ -580,7 +596,7 @@ class Visit(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        return [await load_visit(info, int(i)) if i.isdigit() else None for i in node_ids]
+        return await resolve_ids(info, node_ids, load_visit)
 
     @strawberry.field
     async def service_user(self, info: Info) -> ServiceUser | None:
@@ -589,10 +605,7 @@ class Visit(relay.Node):
 
     @strawberry.field(description="The PA booked; null while the visit needs cover.")
     async def pa(self, info: Info) -> PersonalAssistant | None:
-        if self.pa_id is None:
-            return None
-        member = await load_member(info, self.pa_id)
-        return member if isinstance(member, PersonalAssistant) else None
+        return await load_pa(info, self.pa_id)
 
     @strawberry.field(description="Who confirmed the visit (the service user or a carer).")
     async def confirmed_by(self, info: Info) -> Member | None:
@@ -618,12 +631,7 @@ def visit_from_row(row: Row[Any]) -> Visit:
     )
 
 
-async def load_visit(info: Info, visit_id: int) -> Visit | None:
-    viewer = info.context.viewer
-    row = await loaders.by_id(
-        info.context, "visit", lambda ids: queries.visits_by_id(viewer, ids)
-    ).load(visit_id)
-    return visit_from_row(row) if row is not None else None
+load_visit: Loader[Visit] = by_id_loader("visit", queries.visits_by_id, visit_from_row)
 
 
 async def _visits_of(
@@ -674,12 +682,11 @@ class Absence(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        return [await load_absence(info, int(i)) if i.isdigit() else None for i in node_ids]
+        return await resolve_ids(info, node_ids, load_absence)
 
     @strawberry.field
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
-        member = await load_member(info, self.pa_id)
-        return member if isinstance(member, PersonalAssistant) else None
+        return await load_pa(info, self.pa_id)
 
 
 def absence_from_row(row: Row[Any]) -> Absence:
@@ -695,12 +702,7 @@ def absence_from_row(row: Row[Any]) -> Absence:
     )
 
 
-async def load_absence(info: Info, absence_id: int) -> Absence | None:
-    viewer = info.context.viewer
-    row = await loaders.by_id(
-        info.context, "absence", lambda ids: queries.absences_by_id(viewer, ids)
-    ).load(absence_id)
-    return absence_from_row(row) if row is not None else None
+load_absence: Loader[Absence] = by_id_loader("absence", queries.absences_by_id, absence_from_row)
 
 
 @strawberry.type(description="A visit that needs another PA, and how it was covered.")
@@ -721,7 +723,7 @@ class CoverRequest(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        return [await load_cover_request(info, int(i)) if i.isdigit() else None for i in node_ids]
+        return await resolve_ids(info, node_ids, load_cover_request)
 
     @strawberry.field
     async def visit(self, info: Info) -> Visit | None:
@@ -733,17 +735,11 @@ class CoverRequest(relay.Node):
 
     @strawberry.field(description="The PA who had the visit before it needed cover.")
     async def original_pa(self, info: Info) -> PersonalAssistant | None:
-        if self.original_pa_id is None:
-            return None
-        member = await load_member(info, self.original_pa_id)
-        return member if isinstance(member, PersonalAssistant) else None
+        return await load_pa(info, self.original_pa_id)
 
     @strawberry.field(description="The PA whose acceptance filled the request.")
     async def filled_by(self, info: Info) -> PersonalAssistant | None:
-        if self.filled_by_pa_id is None:
-            return None
-        member = await load_member(info, self.filled_by_pa_id)
-        return member if isinstance(member, PersonalAssistant) else None
+        return await load_pa(info, self.filled_by_pa_id)
 
     @strawberry.field(description="Offers made for this request that the caller may see.")
     async def offers(self, info: Info) -> list[CoverOffer]:
@@ -770,12 +766,9 @@ def cover_request_from_row(row: Row[Any]) -> CoverRequest:
     )
 
 
-async def load_cover_request(info: Info, request_id: int) -> CoverRequest | None:
-    viewer = info.context.viewer
-    row = await loaders.by_id(
-        info.context, "cover_request", lambda ids: queries.cover_requests_by_id(viewer, ids)
-    ).load(request_id)
-    return cover_request_from_row(row) if row is not None else None
+load_cover_request: Loader[CoverRequest] = by_id_loader(
+    "cover_request", queries.cover_requests_by_id, cover_request_from_row
+)
 
 
 @strawberry.type(description="A cover request offered to one PA.")
@@ -794,7 +787,7 @@ class CoverOffer(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Any]:
-        return [await load_cover_offer(info, int(i)) if i.isdigit() else None for i in node_ids]
+        return await resolve_ids(info, node_ids, load_cover_offer)
 
     @strawberry.field
     async def cover_request(self, info: Info) -> CoverRequest | None:
@@ -802,8 +795,7 @@ class CoverOffer(relay.Node):
 
     @strawberry.field
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
-        member = await load_member(info, self.pa_id)
-        return member if isinstance(member, PersonalAssistant) else None
+        return await load_pa(info, self.pa_id)
 
 
 def cover_offer_from_row(row: Row[Any]) -> CoverOffer:
@@ -818,9 +810,6 @@ def cover_offer_from_row(row: Row[Any]) -> CoverOffer:
     )
 
 
-async def load_cover_offer(info: Info, offer_id: int) -> CoverOffer | None:
-    viewer = info.context.viewer
-    row = await loaders.by_id(
-        info.context, "cover_offer", lambda ids: queries.offers_by_id(viewer, ids)
-    ).load(offer_id)
-    return cover_offer_from_row(row) if row is not None else None
+load_cover_offer: Loader[CoverOffer] = by_id_loader(
+    "cover_offer", queries.offers_by_id, cover_offer_from_row
+)
