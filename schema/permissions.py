@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from strawberry import relay
 
 from care.enums import Role
+from care.errors import DomainError, not_found
 from care.viewer import Viewer
 
 
@@ -43,6 +44,23 @@ def decode_id(global_id: relay.GlobalID | None, *type_names: str) -> int | None:
     if global_id.type_name not in type_names or not global_id.node_id.isdigit():
         return None
     return int(global_id.node_id)
+
+
+def id_or_error(
+    global_id: relay.GlobalID,
+    type_names: str | tuple[str, ...],
+    what: str,
+    field: str,
+    errors: list[DomainError],
+) -> int:
+    """The database id behind a mutation's input id; on a wrong type or a malformed id,
+    a NOT_FOUND error for `field` is added and -1 (never an id) returned."""
+    names = (type_names,) if isinstance(type_names, str) else type_names
+    value = decode_id(global_id, *names)
+    if value is None:
+        errors.append(not_found(what, field))
+        return -1
+    return value
 
 
 MEMBER_TYPES = ("ServiceUser", "PersonalAssistant", "Carer", "CoopMember")

@@ -15,7 +15,7 @@ import strawberry
 from strawberry import relay
 
 from care.enums import AbsenceKind
-from care.errors import DomainError, ErrorCode, not_found
+from care.errors import DomainError, ErrorCode
 from care.services import absences as absence_service
 from care.services import cover_requests as request_service
 from care.services.absences import AbsenceChange, AbsenceResult, NewAbsence
@@ -23,7 +23,7 @@ from care.services.cover_requests import MissedReport
 from schema.context import Info
 from schema.errors import to_errors
 from schema.mutations.runner import run_mutation
-from schema.permissions import decode_id, require_coop_member
+from schema.permissions import id_or_error, require_coop_member
 from schema.types import (
     Absence,
     CoverRequest,
@@ -115,16 +115,6 @@ class ReportVisitMissedPayload:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _id(
-    global_id: relay.GlobalID, type_name: str, what: str, field: str, errors: list[DomainError]
-) -> int:
-    value = decode_id(global_id, type_name)
-    if value is None:
-        errors.append(not_found(what, field))
-        return -1
-    return value
-
-
 async def _absence_payload(
     info: Info, result: AbsenceResult | None, errors: list[DomainError]
 ) -> AbsencePayload:
@@ -185,7 +175,9 @@ class AbsenceMutations:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
         new = NewAbsence(
-            pa_id=_id(input.pa_id, "PersonalAssistant", "personal assistant", "paId", errors),
+            pa_id=id_or_error(
+                input.pa_id, "PersonalAssistant", "personal assistant", "paId", errors
+            ),
             kind=input.kind,
             starts_at=input.starts_at,
             ends_at=input.ends_at,
@@ -207,7 +199,7 @@ class AbsenceMutations:
     ) -> AbsencePayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        absence_id = _id(id, "Absence", "absence", "id", errors)
+        absence_id = id_or_error(id, "Absence", "absence", "id", errors)
         if errors:
             return await _absence_payload(info, None, errors)
         change = AbsenceChange(starts_at=input.starts_at, ends_at=input.ends_at, note=input.note)
@@ -223,7 +215,7 @@ class AbsenceMutations:
     async def cancel_absence(self, info: Info, id: relay.GlobalID) -> AbsencePayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        absence_id = _id(id, "Absence", "absence", "id", errors)
+        absence_id = id_or_error(id, "Absence", "absence", "id", errors)
         if errors:
             return await _absence_payload(info, None, errors)
         result, errors = await run_mutation(
@@ -245,7 +237,7 @@ class AbsenceMutations:
     ) -> CoverRequestPayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        vid = _id(visit_id, "Visit", "visit", "visitId", errors)
+        vid = id_or_error(visit_id, "Visit", "visit", "visitId", errors)
         if errors:
             return await _request_payload(info, None, errors)
         result, errors = await run_mutation(
@@ -268,7 +260,7 @@ class AbsenceMutations:
     ) -> CoverRequestPayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        request_id = _id(id, "CoverRequest", "cover request", "id", errors)
+        request_id = id_or_error(id, "CoverRequest", "cover request", "id", errors)
         if errors:
             return await _request_payload(info, None, errors)
         result, errors = await run_mutation(
@@ -284,7 +276,7 @@ class AbsenceMutations:
     async def report_visit_missed(self, info: Info, id: relay.GlobalID) -> ReportVisitMissedPayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        visit_id = _id(id, "Visit", "visit", "id", errors)
+        visit_id = id_or_error(id, "Visit", "visit", "id", errors)
         if errors:
             return await _missed_payload(info, None, errors)
         result, errors = await run_mutation(

@@ -11,7 +11,7 @@ from care.services.clusters import ClusterFields
 from schema.context import Info
 from schema.errors import ClusterError, ClusterErrorCode, to_errors
 from schema.mutations.runner import run_mutation
-from schema.permissions import MEMBER_TYPES, decode_id
+from schema.permissions import MEMBER_TYPES, decode_id, id_or_error
 from schema.types import Cluster, ClusterKind, ClusterStatus, load_cluster
 
 
@@ -85,20 +85,6 @@ async def _payload(info: Info, cluster_id: int | None, errors: list[DomainError]
     return ClusterPayload(cluster=cluster, errors=to_errors(ClusterError, ClusterErrorCode, errors))
 
 
-def _id(
-    global_id: relay.GlobalID,
-    type_names: tuple[str, ...],
-    what: str,
-    field: str,
-    errors: list[DomainError],
-) -> int:
-    value = decode_id(global_id, *type_names)
-    if value is None:
-        errors.append(not_found(what, field))
-        return -1
-    return value
-
-
 @strawberry.type
 class ClusterMutations:
     @strawberry.mutation(description="Open a cluster (admins and coordinators).")
@@ -117,7 +103,7 @@ class ClusterMutations:
         self, info: Info, id: relay.GlobalID, input: UpdateClusterInput
     ) -> ClusterPayload:
         errors: list[DomainError] = []
-        cluster_id = _id(id, ("Cluster",), "cluster", "id", errors)
+        cluster_id = id_or_error(id, "Cluster", "cluster", "id", errors)
         fields = _fields(input, errors)
         if errors:
             return await _payload(info, None, errors)
@@ -129,7 +115,7 @@ class ClusterMutations:
     @strawberry.mutation(description="Close a cluster; its records stay for the figures.")
     async def close_cluster(self, info: Info, id: relay.GlobalID) -> ClusterPayload:
         errors: list[DomainError] = []
-        cluster_id = _id(id, ("Cluster",), "cluster", "id", errors)
+        cluster_id = id_or_error(id, "Cluster", "cluster", "id", errors)
         if errors:
             return await _payload(info, None, errors)
         result, errors = await run_mutation(
@@ -142,8 +128,8 @@ class ClusterMutations:
         self, info: Info, cluster_id: relay.GlobalID, service_user_id: relay.GlobalID
     ) -> ClusterPayload:
         errors: list[DomainError] = []
-        cid = _id(cluster_id, ("Cluster",), "cluster", "clusterId", errors)
-        sid = _id(service_user_id, ("ServiceUser",), "service user", "serviceUserId", errors)
+        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
+        sid = id_or_error(service_user_id, "ServiceUser", "service user", "serviceUserId", errors)
         if errors:
             return await _payload(info, None, errors)
         result, errors = await run_mutation(
@@ -156,8 +142,8 @@ class ClusterMutations:
         self, info: Info, cluster_id: relay.GlobalID, service_user_id: relay.GlobalID
     ) -> ClusterPayload:
         errors: list[DomainError] = []
-        cid = _id(cluster_id, ("Cluster",), "cluster", "clusterId", errors)
-        sid = _id(service_user_id, ("ServiceUser",), "service user", "serviceUserId", errors)
+        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
+        sid = id_or_error(service_user_id, "ServiceUser", "service user", "serviceUserId", errors)
         if errors:
             return await _payload(info, None, errors)
         result, errors = await run_mutation(
@@ -170,8 +156,8 @@ class ClusterMutations:
         self, info: Info, cluster_id: relay.GlobalID, pa_id: relay.GlobalID
     ) -> ClusterPayload:
         errors: list[DomainError] = []
-        cid = _id(cluster_id, ("Cluster",), "cluster", "clusterId", errors)
-        pid = _id(pa_id, ("PersonalAssistant",), "personal assistant", "paId", errors)
+        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
+        pid = id_or_error(pa_id, "PersonalAssistant", "personal assistant", "paId", errors)
         if errors:
             return await _payload(info, None, errors)
         result, errors = await run_mutation(
@@ -184,8 +170,8 @@ class ClusterMutations:
         self, info: Info, cluster_id: relay.GlobalID, pa_id: relay.GlobalID
     ) -> ClusterPayload:
         errors: list[DomainError] = []
-        cid = _id(cluster_id, ("Cluster",), "cluster", "clusterId", errors)
-        pid = _id(pa_id, ("PersonalAssistant",), "personal assistant", "paId", errors)
+        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
+        pid = id_or_error(pa_id, "PersonalAssistant", "personal assistant", "paId", errors)
         if errors:
             return await _payload(info, None, errors)
         result, errors = await run_mutation(

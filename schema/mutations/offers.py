@@ -16,7 +16,7 @@ from schema.context import Info
 from schema.errors import to_errors
 from schema.mutations.absences import CoverError, CoverErrorCode
 from schema.mutations.runner import run_mutation
-from schema.permissions import decode_id, require_coop_member
+from schema.permissions import decode_id, id_or_error, require_coop_member
 from schema.types import CoverOffer, load_cover_offer
 
 
@@ -62,7 +62,7 @@ def _errors(errors: list[DomainError]) -> list[CoverError]:
     return to_errors(CoverError, CoverErrorCode, errors)
 
 
-def _decode(
+def _optional(
     global_id: relay.GlobalID | None,
     type_name: str,
     what: str,
@@ -71,10 +71,7 @@ def _decode(
 ) -> int | None:
     if global_id is None:
         return None
-    value = decode_id(global_id, type_name)
-    if value is None:
-        errors.append(not_found(what, field))
-    return value
+    return id_or_error(global_id, type_name, what, field, errors)
 
 
 async def _offer_payload(
@@ -86,8 +83,8 @@ async def _offer_payload(
 
 async def _answer(info: Info, id: relay.GlobalID, action: service.OfferAction) -> CoverOfferPayload:
     errors: list[DomainError] = []
-    offer_id = _decode(id, "CoverOffer", "cover offer", "id", errors)
-    if offer_id is None:
+    offer_id = id_or_error(id, "CoverOffer", "cover offer", "id", errors)
+    if errors:
         return await _offer_payload(info, None, errors)
     result, errors = await run_mutation(info, lambda s, v: action(s, v, offer_id))
     return await _offer_payload(info, result, errors)
@@ -102,7 +99,7 @@ class OfferMutations:
     async def offer_cover(self, info: Info, input: OfferCoverInput) -> OfferCoverPayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        request_id = _decode(
+        request_id = id_or_error(
             input.cover_request_id, "CoverRequest", "cover request", "coverRequestId", errors
         )
         pa_ids: list[int] | None = None
@@ -113,11 +110,11 @@ class OfferMutations:
             pa_ids = [d for d in decoded if d is not None]
         target = OfferTarget(
             pa_ids=pa_ids,
-            cluster_id=_decode(input.cluster_id, "Cluster", "cluster", "clusterId", errors),
-            pool_id=_decode(input.pool_id, "Pool", "pool", "poolId", errors),
+            cluster_id=_optional(input.cluster_id, "Cluster", "cluster", "clusterId", errors),
+            pool_id=_optional(input.pool_id, "Pool", "pool", "poolId", errors),
         )
         result: OfferResult | None = None
-        if not errors and request_id is not None:
+        if not errors:
             rid = request_id
             result, errors = await run_mutation(
                 info,

@@ -10,13 +10,13 @@ from strawberry import relay
 
 from care import queries
 from care.enums import Role
-from care.errors import DomainError, not_found
+from care.errors import DomainError
 from care.services import pools as service
 from care.viewer import Viewer
 from schema.context import Info
 from schema.errors import PoolError, PoolErrorCode, to_errors
 from schema.mutations.runner import run_mutation
-from schema.permissions import decode_id, require_role
+from schema.permissions import id_or_error, require_role
 from schema.types import Pool, pool_from_row
 
 
@@ -44,16 +44,6 @@ def _signed_in(info: Info) -> None:
     """Anonymous callers get a top-level UNAUTHENTICATED; any signed-in role reaches the
     service, which answers FORBIDDEN in the payload when the role may not act."""
     require_role(info.context.viewer, *Role)
-
-
-def _id(
-    global_id: relay.GlobalID, type_name: str, what: str, field: str, errors: list[DomainError]
-) -> int:
-    value = decode_id(global_id, type_name)
-    if value is None:
-        errors.append(not_found(what, field))
-        return -1
-    return value
 
 
 async def _payload(info: Info, pool_id: int | None, errors: list[DomainError]) -> PoolPayload:
@@ -86,8 +76,8 @@ async def _membership(
     """Add or remove a PA or cluster: `member` is (type name, what, field)."""
     _signed_in(info)
     errors: list[DomainError] = []
-    pid = _id(pool_id, "Pool", "pool", "poolId", errors)
-    mid = _id(member_id, *member, errors)
+    pid = id_or_error(pool_id, "Pool", "pool", "poolId", errors)
+    mid = id_or_error(member_id, *member, errors)
     return await _run(info, errors, lambda s, v: action(s, v, pid, mid))
 
 
@@ -111,7 +101,7 @@ class PoolMutations:
     ) -> PoolPayload:
         _signed_in(info)
         errors: list[DomainError] = []
-        pool_id = _id(id, "Pool", "pool", "id", errors)
+        pool_id = id_or_error(id, "Pool", "pool", "id", errors)
         return await _run(
             info,
             errors,

@@ -13,14 +13,14 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry import relay
 
-from care.errors import DomainError, not_found
+from care.errors import DomainError
 from care.services import visits as service
 from care.services.visits import Booking, SeriesBooking
 from care.viewer import Viewer
 from schema.context import Info
 from schema.errors import VisitError, VisitErrorCode, to_errors
 from schema.mutations.runner import run_mutation
-from schema.permissions import decode_id, require_coop_member
+from schema.permissions import id_or_error, require_coop_member
 from schema.types import Visit, load_visit
 
 # A change to one visit: (session, viewer, visit id) -> visit id.
@@ -79,20 +79,10 @@ class RecurringVisitsPayload:
     errors: list[VisitError]
 
 
-def _id(
-    global_id: relay.GlobalID, type_name: str, what: str, field: str, errors: list[DomainError]
-) -> int:
-    value = decode_id(global_id, type_name)
-    if value is None:
-        errors.append(not_found(what, field))
-        return -1
-    return value
-
-
 def _optional_pa(global_id: relay.GlobalID | None, errors: list[DomainError]) -> int | None:
     if global_id is None:
         return None
-    return _id(global_id, "PersonalAssistant", "personal assistant", "paId", errors)
+    return id_or_error(global_id, "PersonalAssistant", "personal assistant", "paId", errors)
 
 
 async def _payload(info: Info, visit_id: int | None, errors: list[DomainError]) -> VisitPayload:
@@ -117,7 +107,7 @@ async def _change(
 ) -> VisitPayload:
     """Decode the visit id and run one change to it (unless an argument was already bad)."""
     errors = errors if errors is not None else []
-    visit_id = _id(id, "Visit", "visit", "id", errors)
+    visit_id = id_or_error(id, "Visit", "visit", "id", errors)
     if errors:
         return await _payload(info, None, errors)
     result, errors = await run_mutation(info, lambda s, v: action(s, v, visit_id))
@@ -131,7 +121,7 @@ class VisitMutations:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
         booking = Booking(
-            service_user_id=_id(
+            service_user_id=id_or_error(
                 input.service_user_id, "ServiceUser", "service user", "serviceUserId", errors
             ),
             pa_id=_optional_pa(input.pa_id, errors),
@@ -156,7 +146,7 @@ class VisitMutations:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
         series = SeriesBooking(
-            service_user_id=_id(
+            service_user_id=id_or_error(
                 input.service_user_id, "ServiceUser", "service user", "serviceUserId", errors
             ),
             pa_id=_optional_pa(input.pa_id, errors),
@@ -203,7 +193,7 @@ class VisitMutations:
     ) -> VisitPayload:
         require_coop_member(info.context.viewer)
         errors: list[DomainError] = []
-        pa = _id(pa_id, "PersonalAssistant", "personal assistant", "paId", errors)
+        pa = id_or_error(pa_id, "PersonalAssistant", "personal assistant", "paId", errors)
         return await _change(
             info, id, lambda s, v, vid: service.assign_visit_pa(s, v, vid, pa), errors
         )
