@@ -8,11 +8,13 @@ subscriber's own privacy rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 CHANNEL = "coopnet_events"
@@ -46,4 +48,15 @@ class CoverEvent:
 
 async def publish(session: AsyncSession, event: CoverEvent) -> None:
     """Queue the event in the current transaction (sent at commit)."""
-    await session.execute(select(func.pg_notify(CHANNEL, event.to_json())))
+    await publish_all(session, [event])
+
+
+async def publish_all(session: AsyncSession, events: Sequence[CoverEvent]) -> None:
+    """Queue several events in one statement (one NOTIFY each, delivered in order at
+    commit), so the statement count does not grow with the number of events."""
+    if not events:
+        return
+    payloads = func.unnest(
+        cast(literal([e.to_json() for e in events]), ARRAY(String))
+    ).column_valued("payload")
+    await session.execute(select(func.pg_notify(CHANNEL, payloads)))

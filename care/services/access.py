@@ -14,10 +14,12 @@ from care.viewer import Viewer
 MANAGERS = (Role.ADMIN, Role.COORDINATOR)
 
 
-def require_manager(viewer: Viewer) -> None:
+def require_manager(
+    viewer: Viewer, message: str = "Only admins and coordinators may do this."
+) -> None:
     """Admins and coordinators run the co-op's records."""
     if viewer.role not in MANAGERS:
-        raise forbidden("Only admins and coordinators may do this.")
+        raise forbidden(message)
 
 
 async def member_is_visible(session: AsyncSession, viewer: Viewer, member_id: int) -> bool:

@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, Range
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -50,7 +50,7 @@ from care.enums import (
     VisitStatus,
 )
 from care.errors import DomainError, ErrorCode, forbidden, not_found
-from care.events import CHANNEL, CoverEvent
+from care.events import CoverEvent, publish_all
 from care.models import (
     Absence,
     ClusterServiceUser,
@@ -59,7 +59,7 @@ from care.models import (
     Member,
     Visit,
 )
-from care.services.access import MANAGERS, may_manage_service_user
+from care.services.access import may_manage_service_user, require_manager
 from care.services.visits import describe, status_word, visit_times
 from care.viewer import Viewer
 
@@ -138,19 +138,20 @@ async def announce(session: AsyncSession, pending: Sequence[Pending]) -> None:
     if not pending:
         return
     clusters = await visit_clusters(session, [p.visit_id for p in pending])
-    payloads = [
-        CoverEvent(
-            kind=p.kind,
-            cover_request_id=p.request_id,
-            visit_id=p.visit_id,
-            cluster_ids=clusters.get(p.visit_id, []),
-            offer_id=p.offer_id,
-            pa_id=p.pa_id,
-        ).to_json()
-        for p in pending
-    ]
-    payload = func.unnest(cast(literal(payloads), ARRAY(String))).column_valued("payload")
-    await session.execute(select(func.pg_notify(CHANNEL, payload)))
+    await publish_all(
+        session,
+        [
+            CoverEvent(
+                kind=p.kind,
+                cover_request_id=p.request_id,
+                visit_id=p.visit_id,
+                cluster_ids=clusters.get(p.visit_id, []),
+                offer_id=p.offer_id,
+                pa_id=p.pa_id,
+            )
+            for p in pending
+        ],
+    )
 
 
 # --- set-based changes (used by absences and the single-request operations) ---------------
@@ -312,11 +313,6 @@ async def return_to_original_pa(
 # --- one request at a time ---------------------------------------------------------------
 
 
-def _require_manager(viewer: Viewer) -> None:
-    if viewer.role not in MANAGERS:
-        raise forbidden("Only admins and coordinators manage cover requests.")
-
-
 async def _managed_visit(session: AsyncSession, viewer: Viewer, visit_id: int, field: str) -> Visit:
     """The visit, locked; NOT_FOUND when unknown or hidden, FORBIDDEN when visible but the
     caller does not manage the person."""
@@ -373,7 +369,7 @@ async def open_cover_request(
 ) -> int:
     """A coordinator of the person (or an admin) asks for cover for a future visit, e.g.
     because its PA has left. A booked PA is unassigned and recorded as the original PA."""
-    _require_manager(viewer)
+    require_manager(viewer, "Only admins and coordinators manage cover requests.")
     text = clean_note(note)
     visit = await _managed_visit(session, viewer, visit_id, "visitId")
     changeable = (VisitStatus.SCHEDULED.value, VisitStatus.NEEDS_COVER.value)
@@ -404,7 +400,7 @@ async def cancel_cover_request(
     """Close an open request without cover (CANCELLED) and its open offers. The visit stays
     NEEDS_COVER: the coordinator then cancels it or assigns a PA with the visit mutations.
     A note is added to the request's note."""
-    _require_manager(viewer)
+    require_manager(viewer, "Only admins and coordinators manage cover requests.")
     text = clean_note(note)
     request = await session.scalar(
         select(CoverRequest)

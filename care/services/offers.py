@@ -37,7 +37,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, exists, func, select, text, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -52,12 +52,11 @@ from care.enums import (
     VisitStatus,
 )
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
-from care.events import CHANNEL, CoverEvent, publish
+from care.events import CoverEvent, publish, publish_all
 from care.models import (
     Absence,
     Cluster,
     ClusterPa,
-    ClusterServiceUser,
     Coop,
     CoverOffer,
     CoverRequest,
@@ -67,7 +66,8 @@ from care.models import (
     PoolPa,
     Visit,
 )
-from care.services.access import MANAGERS, may_manage_service_user
+from care.services.access import may_manage_service_user, require_manager
+from care.services.cover_requests import visit_clusters
 from care.services.visits import LONDON, day_of, describe, status_word
 from care.viewer import Viewer
 
@@ -101,11 +101,6 @@ class OfferResult:
 
 
 # --- reading and locking -----------------------------------------------------------------
-
-
-def _require_manager(viewer: Viewer) -> None:
-    if viewer.role not in MANAGERS:
-        raise forbidden("Only admins and coordinators offer cover.")
 
 
 def _require_pa(viewer: Viewer) -> int:
@@ -151,25 +146,8 @@ async def _lock_offer(session: AsyncSession, offer_id: int) -> CoverOffer:
     return offer
 
 
-async def _cluster_ids(session: AsyncSession, service_user_id: int) -> list[int]:
-    rows = await session.scalars(
-        select(ClusterServiceUser.cluster_id)
-        .where(ClusterServiceUser.service_user_id == service_user_id)
-        .order_by(ClusterServiceUser.cluster_id)
-    )
-    return list(rows)
-
-
-async def _publish_all(session: AsyncSession, events: Sequence[CoverEvent]) -> None:
-    """Several events in one statement (one NOTIFY each), so the statement count does not
-    grow with the number of offers."""
-    if len(events) == 1:
-        await publish(session, events[0])
-    elif events:
-        await session.execute(
-            text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"),
-            {"channel": CHANNEL, "payloads": [e.to_json() for e in events]},
-        )
+async def _cluster_ids(session: AsyncSession, visit_id: int) -> list[int]:
+    return (await visit_clusters(session, [visit_id])).get(visit_id, [])
 
 
 def _visit_end(visit: Visit) -> dt.datetime:
@@ -358,7 +336,7 @@ async def offer_cover(
     target: OfferTarget,
     expires_in_minutes: int | None = None,
 ) -> OfferResult:
-    _require_manager(viewer)
+    require_manager(viewer, "Only admins and coordinators offer cover.")
     errors = _target_errors(target, expires_in_minutes)
     if errors:
         raise DomainErrors(errors)
@@ -421,8 +399,8 @@ async def offer_cover(
     ]
     session.add_all(offers)
     await session.flush()  # the partial unique index uq_cover_offer_open_pa guards here
-    clusters = await _cluster_ids(session, visit.service_user_id)
-    await _publish_all(
+    clusters = await _cluster_ids(session, visit.id)
+    await publish_all(
         session,
         [
             CoverEvent(
@@ -461,10 +439,7 @@ async def _answerable(
 async def _offer_event(
     session: AsyncSession, kind: str, request: CoverRequest, offer: CoverOffer
 ) -> None:
-    service_user_id = await session.scalar(
-        select(Visit.service_user_id).where(Visit.id == request.visit_id)
-    )
-    clusters = await _cluster_ids(session, int(service_user_id)) if service_user_id else []
+    clusters = await _cluster_ids(session, request.visit_id)
     await publish(
         session,
         CoverEvent(
@@ -479,7 +454,7 @@ async def _offer_event(
 
 
 async def withdraw_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> int:
-    _require_manager(viewer)
+    require_manager(viewer, "Only admins and coordinators offer cover.")
     request, offer = await _answerable(session, viewer, offer_id, own=False)
     service_user_id = await session.scalar(
         select(Visit.service_user_id).where(Visit.id == request.visit_id)
@@ -622,7 +597,7 @@ async def accept_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> 
             .execution_options(synchronize_session=False)
         )
     ).all()
-    clusters = await _cluster_ids(session, visit.service_user_id)
+    clusters = await _cluster_ids(session, visit.id)
 
     def event(kind: str, oid: int, pid: int) -> CoverEvent:
         return CoverEvent(
@@ -634,7 +609,7 @@ async def accept_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> 
             pa_id=pid,
         )
 
-    await _publish_all(
+    await publish_all(
         session,
         [event("REQUEST_FILLED", offer.id, pa_id)]
         + [event("OFFER_CLOSED", r.id, r.pa_id) for r in closed],
