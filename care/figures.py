@@ -48,11 +48,9 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    false,
     func,
     literal,
     select,
-    true,
 )
 
 from care import policy, queries
@@ -109,16 +107,6 @@ def may_ask(viewer: Viewer) -> bool:
     return viewer.role in FIGURE_ROLES and (viewer.is_admin or viewer.member_id is not None)
 
 
-def cluster_managed(viewer: Viewer, cluster_id: Any) -> ColumnElement[bool]:
-    """May the viewer read the figures of this cluster? Admins: every cluster;
-    coordinators: the clusters they support; anyone else: none."""
-    if viewer.role is Role.ADMIN:
-        return true()
-    if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
-        return cluster_id.in_(policy.supported_cluster_ids(viewer))
-    return false()
-
-
 def _at(value: dt.datetime) -> ColumnElement[dt.datetime]:
     return literal(value, DateTime(timezone=True))
 
@@ -142,7 +130,7 @@ def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period
     """One row per cluster the viewer manages (all of them when `cluster_ids` is None, else
     those among `cluster_ids`), ordered by id: the cluster's columns
     (`queries.CLUSTER_COLUMNS`) and the figures over the period."""
-    clusters = select(Cluster.id).where(cluster_managed(viewer, Cluster.id))
+    clusters = select(Cluster.id).where(policy.cluster_managed(viewer, Cluster.id))
     if cluster_ids is not None:
         clusters = clusters.where(Cluster.id.in_(cluster_ids))
     chosen = clusters.cte("chosen")
@@ -267,7 +255,7 @@ def service_user_continuity(viewer: Viewer, cluster_id: int) -> Select:
         .outerjoin(figures, figures.c.service_user_id == Member.id)
         .where(
             ClusterServiceUser.cluster_id == cluster_id,
-            cluster_managed(viewer, ClusterServiceUser.cluster_id),
+            policy.cluster_managed(viewer, ClusterServiceUser.cluster_id),
         )
         .order_by(Member.id)
     )

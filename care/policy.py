@@ -150,6 +150,16 @@ def offered_visit_ids(viewer: Viewer) -> Select:
     )
 
 
+def cluster_managed(viewer: Viewer, cluster_id: Any) -> ColumnElement[bool]:
+    """May the viewer run this cluster (its figures, its live cover feed, its records)?
+    Admins: every cluster; coordinators: the clusters they support; anyone else: none."""
+    if viewer.role is Role.ADMIN:
+        return true()
+    if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
+        return cluster_id.in_(supported_cluster_ids(viewer))  # type: ignore[no-any-return]
+    return false()
+
+
 def _own(viewer: Viewer) -> Select:
     return _set(me(viewer))
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy import exists, false, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry import relay
 
@@ -109,15 +109,9 @@ def _live(info: Info) -> LiveContext:
 def may_follow_cluster(viewer: Viewer, cluster_id: int) -> Any:
     """`SELECT EXISTS`: may the viewer follow this cluster's cover requests? Admins any
     cluster; coordinators the clusters they support."""
-    if viewer.role is Role.ADMIN:
-        return select(exists().where(Cluster.id == cluster_id))
-    if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
-        return select(
-            exists().where(
-                Cluster.id == cluster_id, Cluster.id.in_(policy.supported_cluster_ids(viewer))
-            )
-        )
-    return select(exists().where(false()))
+    return select(
+        exists().where(Cluster.id == cluster_id, policy.cluster_managed(viewer, Cluster.id))
+    )
 
 
 async def _may_follow(ctx: LiveContext, cluster_id: int) -> bool:

@@ -41,14 +41,10 @@ async def may_manage_cluster(session: AsyncSession, viewer: Viewer, cluster_id: 
     """Admins manage every cluster; a coordinator the clusters they support."""
     if viewer.role is Role.ADMIN:
         return True
-    if viewer.role is not Role.COORDINATOR:
-        return False
     return bool(
         await session.scalar(
             select(
-                exists().where(
-                    Cluster.id == cluster_id, Cluster.support_worker_id == viewer.member_id
-                )
+                exists().where(Cluster.id == cluster_id, policy.cluster_managed(viewer, Cluster.id))
             )
         )
     )
