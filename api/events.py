@@ -187,13 +187,6 @@ class EventHub:
         for subscriber in list(self._subscribers):
             subscriber.close()
 
-    async def wait_listening(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._listening.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
-
     @asynccontextmanager
     async def subscribe(self, accept: Accept) -> AsyncIterator[Subscriber]:
         """A subscriber for the events `accept` takes, removed when the block ends."""

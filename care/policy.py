@@ -314,11 +314,6 @@ def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[boo
     return false()
 
 
-def member_exists_visible(viewer: Viewer, member_id: int) -> Select:
-    """`SELECT EXISTS` for one member id under the visibility rule (used by mutations)."""
-    return select(exists().where(Member.id == member_id, member_visible(viewer)))
-
-
 # --- cover: absences, cover requests, offers ---------------------------------------------
 
 

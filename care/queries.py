@@ -172,16 +172,6 @@ def members(
     return page(stmt, [Member.id], request)
 
 
-def service_users(viewer: Viewer, request: PageRequest) -> Select:
-    stmt = _member_select(viewer).where(ServiceUserProfile.member_id.is_not(None))
-    return page(stmt, [Member.id], request)
-
-
-def personal_assistants(viewer: Viewer, request: PageRequest) -> Select:
-    stmt = _member_select(viewer).where(PaProfile.member_id.is_not(None))
-    return page(stmt, [Member.id], request)
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

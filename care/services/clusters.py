@@ -22,6 +22,7 @@ from care.models import (
     PaProfile,
     ServiceUserProfile,
 )
+from care.services import UNSET
 from care.services.access import (
     may_manage_cluster,
     require_manager,
@@ -30,7 +31,6 @@ from care.services.access import (
 from care.viewer import Viewer
 
 POSTCODE_DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")
-UNSET: object = object()
 
 
 @dataclass

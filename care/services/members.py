@@ -36,10 +36,9 @@ from care.models import (
     RegularPa,
     ServiceUserProfile,
 )
+from care.services import UNSET
 from care.services.access import may_manage_cluster, may_manage_service_user, require_manager
 from care.viewer import Viewer
-
-UNSET: object = object()  # "not given": the field keeps its value on update
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 MAX_EMAIL_LENGTH = 254
