@@ -11,8 +11,9 @@ import strawberry
 from care.errors import DomainError, ErrorCode
 
 
-def _codes(name: str, *codes: ErrorCode) -> type[Enum]:
-    return strawberry.enum(Enum(name, {c.value: c.value for c in codes}))  # type: ignore[call-overload,no-any-return]
+def _codes(name: str, *codes: ErrorCode, description: str | None = None) -> type[Enum]:
+    members = Enum(name, {c.value: c.value for c in codes})  # type: ignore[misc]
+    return strawberry.enum(members, description=description)  # type: ignore[call-overload,no-any-return]
 
 
 _COMMON = (ErrorCode.REQUIRED, ErrorCode.INVALID, ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN)
@@ -30,6 +31,20 @@ VisitErrorCode = _codes(
     ErrorCode.OVERLAP,
     ErrorCode.CONFLICT,
     ErrorCode.CLOSED,
+)
+
+# Absences, cover requests and offers.
+CoverErrorCode = _codes(
+    "CoverErrorCode",
+    ErrorCode.REQUIRED,
+    ErrorCode.INVALID,
+    ErrorCode.INVALID_RANGE,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.OVERLAP,
+    ErrorCode.CONFLICT,
+    ErrorCode.CLOSED,
+    description="What went wrong with an absence, a cover request or an offer.",
 )
 
 
@@ -68,9 +83,20 @@ class VisitError:
     code: VisitErrorCode  # type: ignore[valid-type]
 
 
+@strawberry.type(description="A caller's mistake in a cover mutation (nothing was changed).")
+class CoverError:
+    field: str | None
+    message: str
+    code: CoverErrorCode  # type: ignore[valid-type]
+
+
 def to_errors(error_type: type, code_enum: type[Enum], errors: list[DomainError]) -> list:  # type: ignore[type-arg]
     out = []
     for e in errors:
         code = code_enum.__members__.get(e.code.value, code_enum.__members__["INVALID"])
         out.append(error_type(field=e.field, message=e.message, code=code))
     return out
+
+
+def cover_errors(errors: list[DomainError]) -> list[CoverError]:
+    return to_errors(CoverError, CoverErrorCode, errors)

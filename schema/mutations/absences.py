@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from enum import Enum
 from typing import Annotated
 
 import strawberry
 from strawberry import relay
 
 from care.enums import AbsenceKind
-from care.errors import DomainError, ErrorCode
+from care.errors import DomainError
 from care.services import absences as absence_service
 from care.services import cover_requests as request_service
 from care.services.absences import AbsenceChange, AbsenceResult, NewAbsence
 from care.services.cover_requests import MissedReport
 from schema.context import Info
-from schema.errors import to_errors
+from schema.errors import CoverError, cover_errors
 from schema.mutations.runner import run_mutation
 from schema.permissions import id_or_error, require_coop_member
 from schema.types import (
@@ -32,35 +31,6 @@ from schema.types import (
     load_cover_request,
     load_visit,
 )
-
-_COVER_CODES = (
-    ErrorCode.REQUIRED,
-    ErrorCode.INVALID,
-    ErrorCode.INVALID_RANGE,
-    ErrorCode.NOT_FOUND,
-    ErrorCode.FORBIDDEN,
-    ErrorCode.OVERLAP,
-    ErrorCode.CONFLICT,
-    ErrorCode.CLOSED,
-)
-
-# Errors of the cover area: absences, cover requests and offers.
-CoverErrorCode = strawberry.enum(  # type: ignore[call-overload]
-    Enum("CoverErrorCode", {c.value: c.value for c in _COVER_CODES}),
-    description="What went wrong with an absence, a cover request or an offer.",
-)
-
-
-@strawberry.type(description="A caller's mistake in a cover mutation (nothing was changed).")
-class CoverError:
-    field: str | None
-    message: str
-    code: CoverErrorCode  # type: ignore[valid-type]
-
-
-def cover_errors(errors: list[DomainError]) -> list[CoverError]:
-    return to_errors(CoverError, CoverErrorCode, errors)
-
 
 # --- inputs and payloads -----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from care import queries
 from care.enums import Role
 from care.services import coop as service
 from schema.context import Info
-from schema.mutations.absences import CoverError, cover_errors
+from schema.errors import CoverError, cover_errors
 from schema.mutations.runner import run_mutation
 from schema.permissions import require_role
 from schema.types import Coop, coop_from_row

@@ -13,8 +13,7 @@ from care.errors import DomainError, not_found
 from care.services import offers as service
 from care.services.offers import OfferResult, OfferTarget
 from schema.context import Info
-from schema.errors import to_errors
-from schema.mutations.absences import CoverError, CoverErrorCode
+from schema.errors import CoverError, cover_errors
 from schema.mutations.runner import run_mutation
 from schema.permissions import decode_id, id_or_error, require_coop_member
 from schema.types import CoverOffer, load_cover_offer
@@ -58,10 +57,6 @@ class CoverOfferPayload:
     errors: list[CoverError]
 
 
-def _errors(errors: list[DomainError]) -> list[CoverError]:
-    return to_errors(CoverError, CoverErrorCode, errors)
-
-
 def _optional(
     global_id: relay.GlobalID | None,
     type_name: str,
@@ -78,7 +73,7 @@ async def _offer_payload(
     info: Info, offer_id: int | None, errors: list[DomainError]
 ) -> CoverOfferPayload:
     offer = await load_cover_offer(info, offer_id) if offer_id is not None and not errors else None
-    return CoverOfferPayload(offer=offer, errors=_errors(errors))
+    return CoverOfferPayload(offer=offer, errors=cover_errors(errors))
 
 
 async def _answer(info: Info, id: relay.GlobalID, action: service.OfferAction) -> CoverOfferPayload:
@@ -121,7 +116,7 @@ class OfferMutations:
                 lambda s, v: service.offer_cover(s, v, rid, target, input.expires_in_minutes),
             )
         if result is None or errors:
-            return OfferCoverPayload(offers=[], skipped=0, errors=_errors(errors))
+            return OfferCoverPayload(offers=[], skipped=0, errors=cover_errors(errors))
         loaded = await asyncio.gather(*(load_cover_offer(info, i) for i in result.offer_ids))
         return OfferCoverPayload(
             offers=[o for o in loaded if o is not None], skipped=result.skipped, errors=[]
