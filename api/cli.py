@@ -7,10 +7,19 @@ import argparse
 import asyncio
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from api.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported lazily at run time: `coopnet token issue` should start fast
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from api.auth import TokenService
+
+T = TypeVar("T")
 
 GSS = re.compile(r"^E(06|08|09|10)[0-9]{6}$")
 
@@ -39,110 +48,105 @@ def _upgrade(url: str) -> None:
     upgrade(url)
 
 
-async def _load_demo(url: str) -> bool:
+async def _in_session(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one session on a short-lived engine and commit."""
     from api.db import create_engine, session_factory
-    from care.demo import load_demo
 
     engine = create_engine(url, pool_size=1)
     try:
         async with session_factory(engine)() as session:
-            loaded = await load_demo(session)
+            result = await work(session)
             await session.commit()
-            return loaded
+            return result
     finally:
         await engine.dispose()
 
 
+async def _load_demo(session: AsyncSession) -> bool:
+    from care.demo import load_demo
+
+    return await load_demo(session)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    demo_loaded: bool
+    people: list[tuple[str, int]]  # roles and members to suggest tokens for
+
+
+async def _prepare(session: AsyncSession, dev: bool) -> Prepared:
+    """Before serving: the demo (with --dev), and weekly availability topped up to the
+    horizon (idempotent)."""
+    from care.services.availability import extend_weekly_availability
+
+    loaded = await _load_demo(session) if dev else False
+    await extend_weekly_availability(session)
+    return Prepared(loaded, await _demo_people(session) if dev else [])
+
+
 async def _check_token_subject(
-    url: str, role: str, member: int | None, la: str | None
+    session: AsyncSession, role: str, member: int | None, la: str | None
 ) -> str | None:
     """Why a token for this subject makes no sense, or None when it does."""
     from sqlalchemy import select
 
-    from api.db import create_engine
     from care.models import LocalAuthority, Member, PaProfile, ServiceUserProfile
 
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            if la is not None:
-                found = await conn.scalar(
-                    select(LocalAuthority.gss_code).where(LocalAuthority.gss_code == la)
-                )
-                if found is None:
-                    return f"No local authority {la} is known to this instance."
-            if member is None:
-                return None
-            row = (
-                await conn.execute(
-                    select(
-                        Member.membership_class,
-                        PaProfile.member_id.label("pa"),
-                        ServiceUserProfile.member_id.label("su"),
-                    )
-                    .outerjoin(PaProfile, PaProfile.member_id == Member.id)
-                    .outerjoin(ServiceUserProfile, ServiceUserProfile.member_id == Member.id)
-                    .where(Member.id == member)
-                )
-            ).first()
-            if row is None:
-                return f"No member {member}."
-            expected = {
-                "PA": row.pa is not None,
-                "SERVICE_USER": row.su is not None,
-                "CARER": row.membership_class == "CARER",
-                "COORDINATOR": row.membership_class == "WORKER",
-                "ADMIN": True,
-            }
-            if not expected.get(role, True):
-                return f"Member {member} cannot act as {role}."
-            return None
-    finally:
-        await engine.dispose()
+    if la is not None:
+        found = await session.scalar(
+            select(LocalAuthority.gss_code).where(LocalAuthority.gss_code == la)
+        )
+        if found is None:
+            return f"No local authority {la} is known to this instance."
+    if member is None:
+        return None
+    row = (
+        await session.execute(
+            select(
+                Member.membership_class,
+                PaProfile.member_id.label("pa"),
+                ServiceUserProfile.member_id.label("su"),
+            )
+            .outerjoin(PaProfile, PaProfile.member_id == Member.id)
+            .outerjoin(ServiceUserProfile, ServiceUserProfile.member_id == Member.id)
+            .where(Member.id == member)
+        )
+    ).first()
+    if row is None:
+        return f"No member {member}."
+    expected = {
+        "PA": row.pa is not None,
+        "SERVICE_USER": row.su is not None,
+        "CARER": row.membership_class == "CARER",
+        "COORDINATOR": row.membership_class == "WORKER",
+        "ADMIN": True,
+    }
+    if not expected.get(role, True):
+        return f"Member {member} cannot act as {role}."
+    return None
 
 
-async def _demo_people(url: str) -> list[tuple[str, int]]:
+async def _demo_people(session: AsyncSession) -> list[tuple[str, int]]:
     """A coordinator and a PA to suggest tokens for (the first cluster's)."""
     from sqlalchemy import select
 
-    from api.db import create_engine
     from care.models import Cluster, ClusterPa
 
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(Cluster.support_worker_id, ClusterPa.pa_id)
-                    .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
-                    .where(Cluster.support_worker_id.is_not(None))
-                    .order_by(Cluster.id, ClusterPa.pa_id)
-                    .limit(1)
-                )
-            ).first()
-    finally:
-        await engine.dispose()
+    row = (
+        await session.execute(
+            select(Cluster.support_worker_id, ClusterPa.pa_id)
+            .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
+            .where(Cluster.support_worker_id.is_not(None))
+            .order_by(Cluster.id, ClusterPa.pa_id)
+            .limit(1)
+        )
+    ).first()
     if row is None or row.support_worker_id is None:
         return []
     return [("COORDINATOR", row.support_worker_id), ("PA", row.pa_id)]
 
 
-async def _extend_availability(url: str) -> int:
-    """Top up windows expanded from weekly patterns to the horizon (idempotent)."""
-    from api.db import create_engine, session_factory
-    from care.services.availability import extend_weekly_availability
-
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            created = await extend_weekly_availability(session)
-            await session.commit()
-            return created
-    finally:
-        await engine.dispose()
-
-
-def _token_service(settings: Settings):  # type: ignore[no-untyped-def]
+def _token_service(settings: Settings) -> TokenService:
     from api.auth import TokenService, load_or_create_keys
 
     return TokenService(
@@ -174,12 +178,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.port
     with database(settings) as url:
         _upgrade(url)
-        loaded = asyncio.run(_load_demo(url)) if args.dev else False
-        asyncio.run(_extend_availability(url))
+        prepared = asyncio.run(_in_session(url, lambda s: _prepare(s, args.dev)))
         if args.dev:
             token = _token_service(settings).issue(Role.ADMIN)
             print(
-                f"\nDemo co-op {'loaded' if loaded else 'already present'}. "
+                f"\nDemo co-op {'loaded' if prepared.demo_loaded else 'already present'}. "
                 f"GraphiQL: http://{host}:{port}/graphql\n\n"
                 f"Admin token (8 hours):\n{token}\n\n"
                 "Example:\n"
@@ -191,13 +194,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 f"and run:\n{EXAMPLE_QUERY}\n",
                 flush=True,
             )
-            people = asyncio.run(_demo_people(url))
-            if people:
+            if prepared.people:
                 print(
                     "Tokens for other roles, e.g. a coordinator and a PA of the demo:\n"
                     + "".join(
                         f"  .venv/bin/coopnet token issue --role {role} --member {member}\n"
-                        for role, member in people
+                        for role, member in prepared.people
                     ),
                     flush=True,
                 )
@@ -228,7 +230,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as url:
         _upgrade(url)
-        loaded = asyncio.run(_load_demo(url))
+        loaded = asyncio.run(_in_session(url, _load_demo))
     print("demo co-op loaded" if loaded else "demo co-op already present: nothing changed")
     return 0
 
@@ -251,7 +253,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         print("error: --la only applies to LA_ANALYST", file=sys.stderr)
         return 2
     with database(settings) as url:
-        problem = asyncio.run(_check_token_subject(url, role.value, args.member, args.la))
+        problem = asyncio.run(
+            _in_session(url, lambda s: _check_token_subject(s, role.value, args.member, args.la))
+        )
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

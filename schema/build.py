@@ -22,6 +22,7 @@ from strawberry.types.graphql import OperationType
 
 from schema.context import Context
 from schema.error_codes import CoopSchema
+from schema.limits import QueryCostLimiter
 from schema.mutations import Mutation
 from schema.query import Query
 from schema.subscriptions import Subscription
@@ -72,8 +73,6 @@ def create_schema(**options: Any) -> strawberry.Schema:
 
 @cache
 def _build(o: SchemaOptions) -> strawberry.Schema:
-    from schema.limits import QueryCostLimiter
-
     # The depth and alias limiters are validation rules whose classes are created per
     # limiter instance; build them once so the validation cache (keyed by the rules) hits.
     rules = [

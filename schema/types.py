@@ -13,6 +13,7 @@ from sqlalchemy import Row, Select
 from strawberry import relay
 
 from care import enums, queries
+from care.services.coop import effective_weights
 from care.viewer import Viewer
 from schema import loaders
 from schema.connection import Connection, build_connection, page_request
@@ -152,8 +153,6 @@ class CoverWeights:
 
 
 def coop_from_row(c: Any) -> Coop:
-    from care.services.coop import effective_weights
-
     w = effective_weights(c.cover_weights)
     rules = CoverRules(
         dbs_valid_months=c.dbs_valid_months,
