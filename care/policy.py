@@ -11,7 +11,12 @@ The rules (see docs/architecture.md, "Privacy"):
   readable by the person, their linked carers, coordinators of their cluster and admins;
   and by a PA only while the PA has a visit with the person between 7 days ago and
   14 days ahead.
-- PAs on the person's cluster team see their name and needs. PAs see their own visits.
+- PAs on the person's cluster team see their name and needs. PAs see their own visits,
+  and a visit while its cover is offered to them (the offer open and unexpired).
+- Coordinators see the visits of the service users of the clusters they support, and no
+  other visit: a PA's time elsewhere is busy time only (`busy_time_visible`).
+- A PA's absences: the PA, admins, and coordinators of a cluster whose team includes the
+  PA; the absence's note (it may hold health details) only the PA and admins.
 - LA analysts and anonymous callers see no member, visit or availability at all.
 """
 
@@ -37,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from care.enums import MembershipClass, Role, VisitStatus
+from care.enums import CoverOfferStatus, MembershipClass, Role, VisitStatus
 from care.models import (
     CarerLink,
     Cluster,
@@ -143,11 +148,20 @@ def support_workers_of(service_user_ids: Select) -> Select:
     )
 
 
-def offered_visit_ids(viewer: Viewer) -> Select:
-    """Visits whose cover has been offered to the viewer (a PA), whatever the offer's state."""
-    return _set(CoverRequest.visit_id).where(
-        CoverRequest.id.in_(_set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == me(viewer)))
+def open_offer_request_ids(viewer: Viewer) -> Select:
+    """Cover requests offered to the viewer (a PA) by an offer still open: OPEN and not yet
+    expired. A declined, withdrawn, closed or expired offer grants nothing, and an accepted
+    one made the visit the PA's own."""
+    return _set(CoverOffer.cover_request_id).where(
+        CoverOffer.pa_id == me(viewer),
+        CoverOffer.status == CoverOfferStatus.OPEN.value,
+        CoverOffer.expires_at > func.now(),
     )
+
+
+def offered_visit_ids(viewer: Viewer) -> Select:
+    """Visits whose cover is offered to the viewer (a PA) by an open offer."""
+    return _set(CoverRequest.visit_id).where(CoverRequest.id.in_(open_offer_request_ids(viewer)))
 
 
 def cluster_managed(viewer: Viewer, cluster_id: Any) -> ColumnElement[bool]:
@@ -267,14 +281,13 @@ def visit_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
     su = v.service_user_id  # type: ignore[attr-defined]
     pa = v.pa_id  # type: ignore[attr-defined]
     if role is Role.COORDINATOR:
-        clusters = supported_cluster_ids(viewer)
-        return or_(
-            su.in_(service_users_of_clusters(clusters)),
-            pa.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(clusters))),
-        )
+        # Only their clusters' people: a visit of a PA of their team elsewhere would tell
+        # them whom the PA visits and what for. They see that time as busy time instead.
+        mine = service_users_of_clusters(supported_cluster_ids(viewer))
+        return su.in_(mine)  # type: ignore[no-any-return]
     if role is Role.PA:
-        # Their own visits, and visits offered to them as cover (time and person only:
-        # tasks stay masked until the visit is theirs).
+        # Their own visits, and visits offered to them as cover while the offer is open
+        # (time and person only: tasks stay masked until the visit is theirs).
         return or_(pa == me(viewer), v.id.in_(offered_visit_ids(viewer)))  # type: ignore[attr-defined]
     if role is Role.SERVICE_USER:
         return su == me(viewer)
@@ -317,26 +330,58 @@ def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[boo
 # --- cover: absences, cover requests, offers ---------------------------------------------
 
 
+def team_pa_ids(viewer: Viewer) -> Select:
+    """PAs on the teams of the clusters the viewer (a coordinator) supports."""
+    return _set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(supported_cluster_ids(viewer)))
+
+
 def absence_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
-    """A PA's absences: the PA, and the co-op's managers who arrange cover."""
+    """A PA's absences: the PA, admins, and the coordinators who arrange the PA's cover
+    (of a cluster whose team includes the PA)."""
     role = viewer.role
-    if role in (Role.ADMIN, Role.COORDINATOR):
+    if role is Role.ADMIN:
         return true()
-    if role is Role.PA and viewer.member_id is not None:
+    if viewer.member_id is None:
+        return false()
+    if role is Role.COORDINATOR:
+        return absence.pa_id.in_(team_pa_ids(viewer))  # type: ignore[no-any-return]
+    if role is Role.PA:
         return absence.pa_id == me(viewer)  # type: ignore[no-any-return]
     return false()
 
 
+def absence_note_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
+    """An absence's note may hold health details: the PA and admins only (a coordinator
+    needs the dates and the kind to arrange cover, not the reason)."""
+    if viewer.role is Role.ADMIN:
+        return true()
+    if viewer.role is Role.PA and viewer.member_id is not None:
+        return absence.pa_id == me(viewer)  # type: ignore[no-any-return]
+    return false()
+
+
+def busy_time_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[bool]:
+    """When a PA is busy (visits and absences as bare periods: no person, kind or note):
+    admins, every coordinator (rota planning across clusters) and the PA themself."""
+    return availability_visible(viewer, pa_id_column)
+
+
+def may_read_busy_time(viewer: Viewer, pa_id: int) -> bool:
+    """`busy_time_visible` for one PA, decided before reading (null rather than empty)."""
+    if viewer.role is Role.ADMIN:
+        return True
+    if viewer.member_id is None:
+        return False
+    return viewer.role is Role.COORDINATOR or (viewer.role is Role.PA and viewer.member_id == pa_id)
+
+
 def cover_request_visible(viewer: Viewer, request: Any) -> ColumnElement[bool]:
-    """Whoever may see the visit; and a PA the request was offered to (they need to know
-    what they are accepting)."""
+    """Whoever may see the visit; and a PA the request is offered to while the offer is
+    open (they need to know what they are accepting)."""
     v = aliased(Visit)
     visit_ok = request.visit_id.in_(_set(v.id).where(visit_visible(viewer, v)))
     if viewer.role is Role.PA and viewer.member_id is not None:
-        offered = request.id.in_(
-            _set(CoverOffer.cover_request_id).where(CoverOffer.pa_id == me(viewer))
-        )
-        return or_(visit_ok, offered)
+        return or_(visit_ok, request.id.in_(open_offer_request_ids(viewer)))
     return visit_ok  # type: ignore[no-any-return]
 
 

@@ -24,9 +24,11 @@ from sqlalchemy import (
     null,
     select,
     union,
+    union_all,
 )
 
 from care import policy
+from care.enums import ACTIVE_VISIT_STATUSES
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -567,6 +569,63 @@ def availability_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _availability_select(viewer).where(AvailabilityWindow.id.in_(ids))
 
 
+# Busy time is read a window at a time; a bound keeps the work an argument can cause small.
+MAX_BUSY_RANGE = dt.timedelta(days=62)
+
+
+def busy_periods_of_pas(
+    viewer: Viewer, pa_ids: Sequence[int], starts_from: dt.datetime, starts_before: dt.datetime
+) -> Select:
+    """When each PA is busy within [starts_from, starts_before): their active visits
+    (SCHEDULED, COMPLETED) and uncancelled absences, clipped to the range, overlapping and
+    touching periods merged (`range_agg`), keyed by PA. Bare periods: nothing says whose
+    visit or what kind of absence, so a coordinator may plan a PA's time in other clusters
+    without seeing those clusters' people. One statement for any number of PAs."""
+
+    def build() -> Select:
+        window = func.tstzrange(
+            bindparam("busy_from", type_=DateTime(timezone=True)),
+            bindparam("busy_before", type_=DateTime(timezone=True)),
+        )
+        visible = policy.busy_time_visible
+        ids = _ids(pa_ids)
+        visits = select(Visit.pa_id.label("pa_id"), Visit.during.label("during")).where(
+            Visit.pa_id.in_(ids),
+            Visit.status.in_([s.value for s in ACTIVE_VISIT_STATUSES]),
+            Visit.during.op("&&")(window),
+            visible(viewer, Visit.pa_id),
+        )
+        away = select(Absence.pa_id.label("pa_id"), Absence.during.label("during")).where(
+            Absence.pa_id.in_(ids),
+            Absence.cancelled_at.is_(None),
+            Absence.during.op("&&")(window),
+            visible(viewer, Absence.pa_id),
+        )
+        spans = union_all(visits, away).subquery()
+        merged = (
+            select(
+                spans.c.pa_id,
+                func.unnest(func.range_agg(spans.c.during.op("*")(window))).label("period"),
+            )
+            .group_by(spans.c.pa_id)
+            .subquery()
+        )
+        return select(
+            merged.c.pa_id.label("pg_parent"),
+            func.lower(merged.c.period).label("starts_at"),
+            func.upper(merged.c.period).label("ends_at"),
+        ).order_by(merged.c.pa_id, func.lower(merged.c.period))
+
+    return _reuse(
+        ("busy_periods_of_pas", policy.shape(viewer)),
+        build,
+        viewer,
+        ids=list(pa_ids),
+        busy_from=starts_from,
+        busy_before=starts_before,
+    )
+
+
 # --- cover ---------------------------------------------------------------------------
 
 
@@ -577,7 +636,7 @@ def _absence_select(viewer: Viewer) -> Select:
         Absence.kind,
         func.lower(Absence.during).label("starts_at"),
         func.upper(Absence.during).label("ends_at"),
-        Absence.note,
+        _masked(policy.absence_note_visible(viewer, Absence), Absence.note, "note"),
         Absence.created_at,
         Absence.cancelled_at,
     ).where(policy.absence_visible(viewer, Absence))

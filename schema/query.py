@@ -180,7 +180,12 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, availability_from_row, arity=2)
 
-    @strawberry.field(description="A PA's absences (the PA, coordinators and admins).")
+    @strawberry.field(
+        description=(
+            "A PA's absences: the PA's own, every absence for admins, and for coordinators "
+            "those of the PAs on their clusters' teams."
+        )
+    )
     async def absences(
         self,
         info: Info,

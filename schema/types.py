@@ -9,11 +9,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy import Row, Select
 from strawberry import relay
 
-from care import enums, queries
+from care import enums, policy, queries
 from care.services.coop import effective_weights
+from care.services.visits import to_utc
 from care.viewer import Viewer
 from schema import loaders
 from schema.connection import Connection, build_connection, page_request
@@ -318,6 +320,63 @@ class PersonalAssistant(Member):
         return await _visits_of(
             info, "pa", self.id, first, after, starts_from, starts_before, status
         )
+
+    @strawberry.field(
+        description=(
+            "When this PA is busy in [startsFrom, startsBefore): their scheduled and "
+            "completed visits and their absences, as bare periods (no person, visit or "
+            "kind), clipped to the range, overlapping and touching periods merged, earliest "
+            "first. For rota planning across clusters: admins, coordinators and the PA "
+            "themself; null for anyone else. Times without a UTC offset are London time; "
+            f"the range must be non-empty and at most {queries.MAX_BUSY_RANGE.days} days."
+        )
+    )
+    async def busy_periods(
+        self, info: Info, starts_from: dt.datetime, starts_before: dt.datetime
+    ) -> list[BusyPeriod] | None:
+        start, end = _busy_range(starts_from, starts_before)
+        viewer = info.context.viewer
+        if not policy.may_read_busy_time(viewer, self.id):
+            return None
+        rows = await loaders.grouped(
+            info.context,
+            ("busy_periods", start, end),
+            lambda ids: queries.busy_periods_of_pas(viewer, ids, start, end),
+        ).load(self.id)
+        return [BusyPeriod(starts_at=r.starts_at, ends_at=r.ends_at) for r in rows]
+
+
+@strawberry.type(description="A period when a PA is busy (on a visit or away), nothing more.")
+class BusyPeriod:
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+
+def _busy_range(
+    starts_from: dt.datetime, starts_before: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    """The asked range in UTC, or BAD_USER_INPUT when it is empty, too long or off the
+    calendar (a time near year 1 or 9999 whose offset moves it past the end)."""
+
+    def bad(message: str, field: str) -> GraphQLError:
+        return GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "field": field})
+
+    try:
+        start = to_utc(starts_from)
+    except (OverflowError, ValueError) as exc:
+        raise bad("`startsFrom` is out of range.", "startsFrom") from exc
+    try:
+        end = to_utc(starts_before)
+    except (OverflowError, ValueError) as exc:
+        raise bad("`startsBefore` is out of range.", "startsBefore") from exc
+    if start >= end:
+        raise bad("`startsFrom` must be before `startsBefore`.", "startsBefore")
+    if end - start > queries.MAX_BUSY_RANGE:
+        raise bad(
+            f"Ask for at most {queries.MAX_BUSY_RANGE.days} days of busy time at once.",
+            "startsBefore",
+        )
+    return start, end
 
 
 @strawberry.type(description="An unpaid family carer linked to one or more service users.")
@@ -672,7 +731,9 @@ class Absence(relay.Node):
     kind: AbsenceKind
     starts_at: dt.datetime
     ends_at: dt.datetime
-    note: str | None
+    note: str | None = strawberry.field(
+        description="May hold health details: null unless the caller is the PA or an admin."
+    )
     created_at: dt.datetime
     cancelled_at: dt.datetime | None
     pa_id: strawberry.Private[int]

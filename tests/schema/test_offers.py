@@ -632,7 +632,8 @@ async def test_decline(api: Api, db: AsyncSession, w: World) -> None:
     out = await answer(api, DECLINE, mine, pa_token(api, w.pa))
     assert out["errors"] == []
     assert out["offer"]["status"] == "DECLINED"
-    assert out["offer"]["coverRequest"]["status"] == "OPEN"
+    # A declined offer no longer shows the request (the person, the visit time).
+    assert out["offer"]["coverRequest"] is None
     assert [(r[1], r[2]) for r in await offer_rows(db)] == [
         (w.pa.id, "DECLINED"),
         (w.pa2.id, "OPEN"),

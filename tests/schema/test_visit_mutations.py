@@ -465,12 +465,12 @@ async def test_other_roles_may_not_book(api: Api, db: AsyncSession, w: World, ro
     assert await visit_rows(db) == []
 
 
-async def test_visible_but_unmanaged_visit_is_forbidden_and_unseen_is_not_found(
+async def test_other_clusters_visits_are_not_found_even_with_a_team_pa(
     api: Api, db: AsyncSession, w: World
 ) -> None:
     b = Build(db)
-    # The other coordinator sees this visit (its PA is on their team) but does not manage
-    # the person; a coordinator who sees nothing of it gets NOT_FOUND, as for an unknown id.
+    # A coordinator sees (and so changes) only their own clusters' visits: one whose PA is on
+    # their team but whose person is elsewhere is NOT_FOUND, as for an unknown id.
     visit = await b.visit(w.other_su, w.outsider_pa, at(days=2))
     mine = await b.visit(w.su, w.pa, at(days=3))
     db.add(ClusterPa(cluster_id=w.cluster.id, pa_id=w.outsider_pa.id))
@@ -484,7 +484,7 @@ async def test_visible_but_unmanaged_visit_is_forbidden_and_unseen_is_not_found(
     seen = only_error(
         (await api.data(CANCEL, {"id": gid("Visit", visit.id)}, token=coord(api, w)))["cancelVisit"]
     )
-    assert (seen["code"], seen["field"]) == ("FORBIDDEN", "id")
+    assert (seen["code"], seen["field"]) == ("NOT_FOUND", "id")
     unknown = only_error(
         (await api.data(CANCEL, {"id": gid("Visit", 999999)}, token=coord(api, w)))["cancelVisit"]
     )
