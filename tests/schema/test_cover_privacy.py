@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from care.models import Absence, CoverOffer, CoverRequest
+from care.models import Absence, CoverOffer, CoverRequest, Visit
 from tests.conftest import Api
-from tests.factories import Build, at
+from tests.factories import Build, at, gid
 
 REQUESTS = """{ coverRequests { totalCount edges { node { status reason
   visit { startsAt tasks serviceUser { name email } }
@@ -55,6 +56,7 @@ async def cover(db: AsyncSession) -> Cover:
         pa_id=absent_pa.id,
         kind="SICKNESS",
         during=Range(start, start + dt.timedelta(days=3), bounds="[)"),
+        note="hospital appointment",
     )
     db.add(absence)
     await db.flush()
@@ -148,13 +150,135 @@ async def test_the_person_sees_their_request_but_not_who_was_asked(api: Api, cov
         ("admin", 1),
         ("coordinator", 1),
         ("absent_pa", 1),
+        ("other_coordinator", 0),
         ("offered_pa", 0),
+        ("stranger_pa", 0),
         ("su", 0),
+        ("carer", 0),
     ],
 )
 async def test_absence_visibility(api: Api, cover: Cover, who: str, count: int) -> None:
     data = await api.data(ABSENCES, token=tokens(api, cover)[who])
     assert data["absences"]["totalCount"] == count
+
+
+@pytest.mark.parametrize("who,code", [("analyst", "FORBIDDEN"), ("anonymous", "UNAUTHENTICATED")])
+async def test_outsiders_get_no_absences(api: Api, cover: Cover, who: str, code: str) -> None:
+    body = await api.query(ABSENCES, token=tokens(api, cover)[who])
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == code
+
+
+ABSENCE_NODE = "query($id: ID!) { node(id: $id) { ... on Absence { kind note } } }"
+
+
+async def absence_node(api: Api, token: str | None, absence_id: int) -> dict[str, Any] | None:
+    body = await api.query(ABSENCE_NODE, {"id": gid("Absence", absence_id)}, token=token)
+    assert not body.get("errors"), body
+    node: dict[str, Any] | None = body["data"]["node"]
+    return node
+
+
+async def the_absence(db: AsyncSession) -> int:
+    found: int = await db.scalar(select(Absence.id))  # type: ignore[assignment]
+    return found
+
+
+@pytest.mark.parametrize(
+    "who,seen",
+    [
+        ("admin", {"kind": "SICKNESS", "note": "hospital appointment"}),
+        ("absent_pa", {"kind": "SICKNESS", "note": "hospital appointment"}),
+        # The coordinator who arranges the PA's cover: the absence, not its reason.
+        ("coordinator", {"kind": "SICKNESS", "note": None}),
+        ("other_coordinator", None),
+        ("stranger_pa", None),
+        ("offered_pa", None),
+        ("su", None),
+        ("analyst", None),
+        ("anonymous", None),
+    ],
+)
+async def test_an_absence_and_its_note(
+    api: Api, cover: Cover, db: AsyncSession, who: str, seen: dict[str, Any] | None
+) -> None:
+    assert await absence_node(api, tokens(api, cover)[who], await the_absence(db)) == seen
+
+
+async def test_filters_and_relations_obey_the_absence_rules(api: Api, cover: Cover) -> None:
+    by_pa = "query($pa: ID!) { absences(paId: $pa) { totalCount edges { node { note } } } }"
+    variables = {"pa": gid("PersonalAssistant", cover.absent_pa.id)}
+    other = await api.data(by_pa, variables, token=tokens(api, cover)["other_coordinator"])
+    assert other["absences"] == {"totalCount": 0, "edges": []}
+    mine = await api.data(by_pa, variables, token=tokens(api, cover)["coordinator"])
+    assert mine["absences"] == {"totalCount": 1, "edges": [{"node": {"note": None}}]}
+    via_request = "{ coverRequests { nodes { absence { kind note } } } }"
+    data = await api.data(via_request, token=tokens(api, cover)["coordinator"])
+    assert data["coverRequests"]["nodes"] == [{"absence": {"kind": "SICKNESS", "note": None}}]
+
+
+# --- offers grant sight of a visit only while they are open -------------------------------
+
+OFFERED = """query($visit: ID!, $su: ID!) {
+  coverRequests { totalCount }
+  visit: node(id: $visit) { ... on Visit { startsAt } }
+  person: node(id: $su) { ... on ServiceUser { name needs } }
+  members(first: 100) { nodes { name } }
+  myCoverOffers { nodes { coverRequest { status } } } }"""
+
+
+async def offered_view(api: Api, cover: Cover, db: AsyncSession) -> dict[str, Any]:
+    visit_id = await db.scalar(select(CoverRequest.visit_id))
+    variables = {"visit": gid("Visit", visit_id or 0), "su": gid("ServiceUser", cover.su.id)}
+    return await api.data(OFFERED, variables, token=tokens(api, cover)["offered_pa"])
+
+
+async def test_an_open_offer_shows_the_person_and_the_time(
+    api: Api, cover: Cover, db: AsyncSession
+) -> None:
+    data = await offered_view(api, cover, db)
+    assert data["coverRequests"]["totalCount"] == 1
+    assert data["visit"] is not None
+    assert data["person"]["name"] == "Ada User"
+    assert "Ada User" in {m["name"] for m in data["members"]["nodes"]}
+
+
+@pytest.mark.parametrize("status", ["DECLINED", "WITHDRAWN", "CLOSED", "EXPIRED", "past expiry"])
+async def test_an_offer_no_longer_open_shows_nothing(
+    api: Api, cover: Cover, db: AsyncSession, status: str
+) -> None:
+    if status == "past expiry":
+        await db.execute(
+            update(CoverOffer).values(
+                offered_at=func.now() - dt.timedelta(hours=3),
+                expires_at=func.now() - dt.timedelta(minutes=1),
+            )
+        )
+    else:
+        await db.execute(update(CoverOffer).values(status=status, responded_at=func.now()))
+    await db.commit()
+    data = await offered_view(api, cover, db)
+    assert data["coverRequests"]["totalCount"] == 0
+    assert data["visit"] is None
+    assert data["person"] is None
+    assert "Ada User" not in {m["name"] for m in data["members"]["nodes"]}
+
+
+async def test_an_accepted_offer_shows_the_visit_as_the_pas_own(
+    api: Api, cover: Cover, db: AsyncSession
+) -> None:
+    await db.execute(update(CoverOffer).values(status="ACCEPTED", responded_at=func.now()))
+    await db.execute(
+        update(CoverRequest).values(
+            status="FILLED", filled_by_pa_id=cover.offered_pa.id, closed_at=func.now()
+        )
+    )
+    await db.execute(update(Visit).values(pa_id=cover.offered_pa.id, status="SCHEDULED"))
+    await db.commit()
+    data = await offered_view(api, cover, db)
+    assert data["coverRequests"]["totalCount"] == 1
+    assert data["visit"] is not None
+    assert data["person"]["name"] == "Ada User"
 
 
 async def test_my_cover_offers_are_my_own(api: Api, cover: Cover) -> None:
