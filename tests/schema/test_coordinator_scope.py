@@ -357,3 +357,13 @@ async def test_busy_time_of_a_whole_team_is_one_statement(
     assert len(nodes) == 10
     assert all(len(n["busyPeriods"]) == 1 for n in nodes)
     assert sum("range_agg" in s for s in sql_counter.statements) == 1
+
+
+async def test_each_pa_reads_their_own_busy_time(api: Api, w: World, db: AsyncSession) -> None:
+    # The statement is built once per role and rerun with each caller's values.
+    await Build(db).visit(w.su_a, w.team_pa, day(4, 14))
+    await db.commit()
+    shared = await busy(api, api.token(Role.PA, w.shared_pa.id), w.shared_pa, day(0), day(10))
+    team = await busy(api, api.token(Role.PA, w.team_pa.id), w.team_pa, day(0), day(10))
+    assert periods(shared) == EXPECTED
+    assert periods(team) == [(day(4, 14), day(4, 15))]
