@@ -25,6 +25,7 @@ from care.models import (
 from care.services import UNSET
 from care.services.access import (
     may_manage_cluster,
+    may_manage_service_user,
     require_manager,
     require_visible_member,
 )
@@ -191,15 +192,39 @@ async def close_cluster(session: AsyncSession, viewer: Viewer, cluster_id: int) 
 async def add_service_user(
     session: AsyncSession, viewer: Viewer, cluster_id: int, service_user_id: int
 ) -> int:
-    cluster = await _managed_cluster(session, viewer, cluster_id)
-    if cluster.status == ClusterStatus.CLOSED.value:
-        raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
-    # A coordinator may place anyone who is a service user of the co-op in their cluster.
+    """Put a person in a cluster (they may be in several).
+
+    Whoever runs the target cluster reads the person's personal data afterwards, so:
+    admins place anyone (intake of a person in no cluster, or someone else's); a
+    coordinator only a person they already manage, into a cluster of theirs or, as a
+    hand-over, into another ACTIVE cluster. A hand-over widens only the receiving
+    coordinator's access, and is agreed by the coordinator who has the person now; they
+    then remove the person from their own cluster if the move is complete."""
+    cluster = await session.get(Cluster, cluster_id)
+    if cluster is None or viewer.role not in (Role.ADMIN, Role.COORDINATOR):
+        raise not_found("cluster", "clusterId")
+    # Coordinators see exactly the service users they manage: anyone else is NOT_FOUND,
+    # as unknown, so ids cannot be walked to find people.
+    await require_visible_member(session, viewer, service_user_id, "service user", "serviceUserId")
     is_su = await session.scalar(
         select(exists().where(ServiceUserProfile.member_id == service_user_id))
     )
     if not is_su:
         raise not_found("service user", "serviceUserId")
+    if not await may_manage_service_user(session, viewer, service_user_id):
+        raise forbidden(
+            "Only admins and the person's coordinators may place them in a cluster.",
+            "serviceUserId",
+        )
+    if cluster.status == ClusterStatus.CLOSED.value:
+        raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
+    if (
+        not await may_manage_cluster(session, viewer, cluster_id)
+        and cluster.status != ClusterStatus.ACTIVE.value
+    ):
+        raise forbidden(
+            "A person can be handed over only to an active cluster; ask an admin.", "clusterId"
+        )
     await session.execute(
         insert(ClusterServiceUser)
         .values(cluster_id=cluster_id, service_user_id=service_user_id)
