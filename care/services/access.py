@@ -4,7 +4,8 @@ The principle (see docs/architecture.md, "Writes"): no write may widen what its 
 see, except an admin's. A coordinator manages
 - the clusters they support (`may_manage_cluster`),
 - the service users in those clusters (`may_manage_service_user`),
-- the PAs on those clusters' teams (`may_manage_pa`),
+- the PAs on those clusters' teams (`may_manage_pa`); a PA who works for no one else
+  (`pa_works_for_others`) they may take onto a team, and so come to manage,
 - a pool only when it serves at least one cluster and every cluster it serves is theirs
   (`may_manage_pool`).
 Everything else is admins' work. A refusal is NOT_FOUND when the caller may not see the
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care import policy
 from care.enums import Role
 from care.errors import forbidden, not_found
-from care.models import Cluster, ClusterPa, ClusterServiceUser, Member, PoolCluster
+from care.models import Cluster, ClusterPa, ClusterServiceUser, Member, PoolCluster, PoolPa
 from care.viewer import Viewer
 
 MANAGERS = (Role.ADMIN, Role.COORDINATOR)
@@ -114,3 +115,17 @@ async def may_manage_pool(session: AsyncSession, viewer: Viewer, pool_id: int) -
         PoolCluster.cluster_id.not_in(policy.supported_cluster_ids(viewer)),
     )
     return bool(await session.scalar(select(served & ~foreign)))
+
+
+async def pa_works_for_others(session: AsyncSession, viewer: Viewer, pa_id: int) -> bool:
+    """Is the PA on the team of, or in a pool serving, a cluster the viewer does not run?
+    Then another coordinator (or an admin) is responsible for the PA's rota: taking the PA
+    onto one's own team would hand over their absences, availability and record."""
+    mine = policy.supported_cluster_ids(viewer)
+    other_team = exists().where(ClusterPa.pa_id == pa_id, ClusterPa.cluster_id.not_in(mine))
+    other_pool = exists().where(
+        PoolPa.pa_id == pa_id,
+        PoolPa.pool_id == PoolCluster.pool_id,
+        PoolCluster.cluster_id.not_in(mine),
+    )
+    return bool(await session.scalar(select(other_team | other_pool)))

@@ -271,6 +271,10 @@ async def two(db: AsyncSession) -> dict[str, Any]:
     su_b = await b.service_user("Bob Theirs", cluster=cluster_b)
     su_none = await b.service_user("Nell Nowhere")
     pa_b = await b.pa("Pip Theirs", cluster=cluster_b)
+    pa_a = await b.pa("Pat Mine", cluster=cluster_a)
+    pa_pool = await b.pa("Poppy Pool")  # on no team, in a pool serving B
+    pa_free = await b.pa("Fay Free")  # works for no one yet
+    await b.pool("East", pas=[pa_pool], clusters=[cluster_b])
     await db.commit()
     return {
         "coord_a": coord_a.id,
@@ -283,6 +287,9 @@ async def two(db: AsyncSession) -> dict[str, Any]:
         "su_b": gid("ServiceUser", su_b.id),
         "su_none": gid("ServiceUser", su_none.id),
         "pa_b": gid("PersonalAssistant", pa_b.id),
+        "pa_a": gid("PersonalAssistant", pa_a.id),
+        "pa_pool": gid("PersonalAssistant", pa_pool.id),
+        "pa_free": gid("PersonalAssistant", pa_free.id),
     }
 
 
@@ -380,3 +387,35 @@ async def test_coordinator_cannot_change_another_clusters_people_or_team(
         key = f"{name}PersonalAssistant{'To' if name == 'add' else 'From'}Cluster"
         assert data[key]["errors"] == [{"field": "clusterId", "code": "FORBIDDEN"}]
     assert (await placements(db), await teams(db)) == (people, team)
+
+
+async def test_coordinator_takes_onto_their_team_only_pas_who_work_for_no_one_else(
+    api: Api, db: AsyncSession, two: dict[str, Any]
+) -> None:
+    """A team's coordinator runs its PAs' rota (absences unassign their visits anywhere):
+    another coordinator's PA, on their team or in a pool serving their cluster, joins one's
+    team only through that coordinator (who may share the PA with an active cluster) or an
+    admin."""
+    a, b = (api.token(Role.COORDINATOR, two[k]) for k in ("coord_a", "coord_b"))
+    before = await teams(db)
+    for pa in ("pa_b", "pa_pool"):
+        data = await api.data(ADD_PA, {"c": two["a"], "p": two[pa]}, token=a)
+        assert data["addPersonalAssistantToCluster"] == {
+            "cluster": None,
+            "errors": [{"field": "paId", "code": "FORBIDDEN"}],
+        }, pa
+    planned = await api.data(ADD_PA, {"c": two["planned_b"], "p": two["pa_a"]}, token=a)
+    assert planned["addPersonalAssistantToCluster"]["errors"] == [
+        {"field": "clusterId", "code": "FORBIDDEN"}
+    ]
+    assert await teams(db) == before
+
+    free = await api.data(ADD_PA, {"c": two["a"], "p": two["pa_free"]}, token=a)
+    assert free["addPersonalAssistantToCluster"]["errors"] == []
+    shared = await api.data(ADD_PA, {"c": two["a"], "p": two["pa_b"]}, token=b)
+    assert shared["addPersonalAssistantToCluster"]["errors"] == []
+    admin = await api.data(
+        ADD_PA, {"c": two["a"], "p": two["pa_pool"]}, token=api.token(Role.ADMIN)
+    )
+    assert admin["addPersonalAssistantToCluster"]["errors"] == []
+    assert len(await teams(db)) == len(before) + 3
