@@ -1,10 +1,12 @@
 """A PA's absences (holiday, sickness, training, other) and the cover they cause.
 
 Rules (see docs/cover.md, "Absences and cover requests"):
-- Who: a PA records and changes their own absences; admins and coordinators anyone's
-  (any coordinator, as for availability: cover is arranged across clusters). Other roles,
-  and a PA acting for someone else, are FORBIDDEN before anything is read. An absence the
-  caller may not see is NOT_FOUND, like an unknown id.
+- Who: a PA records and changes their own absences; admins anyone's; a coordinator those
+  of the PAs on the team of a cluster they support (`may_manage_pa`): an absence hands
+  the PA's visits in every cluster over for cover, so a coordinator of another cluster may
+  not do it (FORBIDDEN: they see the PA). Other roles, and a PA acting for someone else,
+  are FORBIDDEN before anything is read. An absence the caller may not see is NOT_FOUND,
+  like an unknown id.
 - Times: the end after the start, at most 366 days long. Times without an offset are
   Europe/London wall-clock times. An absence wholly in the past may be recorded (sickness
   written down afterwards): it is history and opens no cover requests.
@@ -34,7 +36,7 @@ from care import policy
 from care.enums import AbsenceKind, Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import Absence, Member, PaProfile
-from care.services.access import MANAGERS
+from care.services.access import MANAGERS, may_manage_pa
 from care.services.cover_requests import (
     Pending,
     Touched,
@@ -147,6 +149,11 @@ async def _require_pa(session: AsyncSession, viewer: Viewer, pa_id: int) -> None
     )
     if not found:
         raise not_found("personal assistant", "paId")
+    if not own and not await may_manage_pa(session, viewer, pa_id):
+        raise forbidden(
+            "Only admins and the coordinators of the PA's clusters may record their absences.",
+            "paId",
+        )
 
 
 async def _visible_absence(session: AsyncSession, viewer: Viewer, absence_id: int) -> Absence:
@@ -161,6 +168,12 @@ async def _visible_absence(session: AsyncSession, viewer: Viewer, absence_id: in
     )
     if absence is None:
         raise not_found("absence")
+    own = viewer.role is Role.PA and absence.pa_id == viewer.member_id
+    if not own and not await may_manage_pa(session, viewer, absence.pa_id):
+        raise forbidden(
+            "Only admins and the coordinators of the PA's clusters may change their absences.",
+            "id",
+        )
     if absence.cancelled_at is not None:
         raise DomainError(ErrorCode.CLOSED, "This absence has been cancelled.", "id")
     return absence

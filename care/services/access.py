@@ -1,4 +1,15 @@
-"""Who may change what: checks shared by the write services."""
+"""Who may change what: checks shared by the write services.
+
+The principle (see docs/architecture.md, "Writes"): no write may widen what its caller can
+see, except an admin's. A coordinator manages
+- the clusters they support (`may_manage_cluster`),
+- the service users in those clusters (`may_manage_service_user`),
+- the PAs on those clusters' teams (`may_manage_pa`); a PA who works for no one else
+  (`pa_works_for_others`) they may take onto a team, and so come to manage,
+- a pool only when it serves at least one cluster and every cluster it serves is theirs
+  (`may_manage_pool`).
+Everything else is admins' work. A refusal is NOT_FOUND when the caller may not see the
+record and FORBIDDEN when they may see it but not change it."""
 
 from __future__ import annotations
 
@@ -8,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care import policy
 from care.enums import Role
 from care.errors import forbidden, not_found
-from care.models import Cluster, ClusterServiceUser, Member
+from care.models import Cluster, ClusterPa, ClusterServiceUser, Member, PoolCluster, PoolPa
 from care.viewer import Viewer
 
 MANAGERS = (Role.ADMIN, Role.COORDINATOR)
@@ -68,3 +79,53 @@ async def may_manage_service_user(
             )
         )
     )
+
+
+async def may_manage_pa(session: AsyncSession, viewer: Viewer, pa_id: int) -> bool:
+    """Admins, and coordinators of a cluster whose team the PA is on: the PA's rota
+    (absences, availability) and record are theirs to change. Coordinators see every PA,
+    so a refusal here is FORBIDDEN, not NOT_FOUND."""
+    if viewer.role is Role.ADMIN:
+        return True
+    if viewer.role is not Role.COORDINATOR:
+        return False
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    ClusterPa.pa_id == pa_id,
+                    ClusterPa.cluster_id.in_(policy.supported_cluster_ids(viewer)),
+                )
+            )
+        )
+    )
+
+
+async def may_manage_pool(session: AsyncSession, viewer: Viewer, pool_id: int) -> bool:
+    """Pool-wide changes (its name, sharing, its PAs) touch every cluster it serves: admins,
+    and a coordinator only when the pool serves at least one cluster and all of them are
+    theirs. An empty pool is the admins' (else any coordinator could run it)."""
+    if viewer.role is Role.ADMIN:
+        return True
+    if viewer.role is not Role.COORDINATOR:
+        return False
+    served = exists().where(PoolCluster.pool_id == pool_id)
+    foreign = exists().where(
+        PoolCluster.pool_id == pool_id,
+        PoolCluster.cluster_id.not_in(policy.supported_cluster_ids(viewer)),
+    )
+    return bool(await session.scalar(select(served & ~foreign)))
+
+
+async def pa_works_for_others(session: AsyncSession, viewer: Viewer, pa_id: int) -> bool:
+    """Is the PA on the team of, or in a pool serving, a cluster the viewer does not run?
+    Then another coordinator (or an admin) is responsible for the PA's rota: taking the PA
+    onto one's own team would hand over their absences, availability and record."""
+    mine = policy.supported_cluster_ids(viewer)
+    other_team = exists().where(ClusterPa.pa_id == pa_id, ClusterPa.cluster_id.not_in(mine))
+    other_pool = exists().where(
+        PoolPa.pa_id == pa_id,
+        PoolPa.pool_id == PoolCluster.pool_id,
+        PoolCluster.cluster_id.not_in(mine),
+    )
+    return bool(await session.scalar(select(other_team | other_pool)))

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.enums import Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import AvailabilityWindow, PaProfile, WeeklyAvailability
-from care.services.access import MANAGERS
+from care.services.access import MANAGERS, may_manage_pa
 from care.viewer import Viewer
 
 LOCAL_ZONE_NAME = "Europe/London"
@@ -57,13 +57,20 @@ def local_today() -> dt.date:
 
 
 async def require_pa_access(session: AsyncSession, viewer: Viewer, pa_id: int) -> None:
-    """A PA manages their own availability; admins and coordinators anyone's. Other roles,
-    and a PA acting for someone else, may never do this (FORBIDDEN, whoever the id is)."""
+    """A PA manages their own availability; admins anyone's; a coordinator that of the PAs
+    on the team of a cluster they support (`may_manage_pa`). Other roles, and a PA acting
+    for someone else, may never do this (FORBIDDEN, whoever the id is). Coordinators see
+    every PA, so another cluster's PA is FORBIDDEN too."""
     own = viewer.role is Role.PA and viewer.member_id == pa_id
     if viewer.role not in MANAGERS and not own:
         raise forbidden("You may only change your own availability.", "paId")
     if not await session.scalar(select(exists().where(PaProfile.member_id == pa_id))):
         raise not_found("personal assistant", "paId")
+    if not own and not await may_manage_pa(session, viewer, pa_id):
+        raise forbidden(
+            "Only admins and the coordinators of the PA's clusters may change their availability.",
+            "paId",
+        )
 
 
 # --- one-off windows -----------------------------------------------------------------
@@ -163,6 +170,11 @@ async def remove_window(session: AsyncSession, viewer: Viewer, window_id: int) -
     # Another PA's window is not visible to a PA: indistinguishable from an unknown id.
     if window is None or (viewer.role is Role.PA and window.pa_id != viewer.member_id):
         raise not_found("availability window", "id")
+    if viewer.role is not Role.PA and not await may_manage_pa(session, viewer, window.pa_id):
+        raise forbidden(
+            "Only admins and the coordinators of the PA's clusters may change their availability.",
+            "id",
+        )
     if window.during.upper is not None and window.during.upper <= viewer.now:
         raise DomainError(ErrorCode.INVALID, "A window that has ended cannot be removed.", "id")
     await session.delete(window)

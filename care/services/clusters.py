@@ -25,6 +25,9 @@ from care.models import (
 from care.services import UNSET
 from care.services.access import (
     may_manage_cluster,
+    may_manage_pa,
+    may_manage_service_user,
+    pa_works_for_others,
     require_manager,
     require_visible_member,
 )
@@ -191,15 +194,39 @@ async def close_cluster(session: AsyncSession, viewer: Viewer, cluster_id: int) 
 async def add_service_user(
     session: AsyncSession, viewer: Viewer, cluster_id: int, service_user_id: int
 ) -> int:
-    cluster = await _managed_cluster(session, viewer, cluster_id)
-    if cluster.status == ClusterStatus.CLOSED.value:
-        raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
-    # A coordinator may place anyone who is a service user of the co-op in their cluster.
+    """Put a person in a cluster (they may be in several).
+
+    Whoever runs the target cluster reads the person's personal data afterwards, so:
+    admins place anyone (intake of a person in no cluster, or someone else's); a
+    coordinator only a person they already manage, into a cluster of theirs or, as a
+    hand-over, into another ACTIVE cluster. A hand-over widens only the receiving
+    coordinator's access, and is agreed by the coordinator who has the person now; they
+    then remove the person from their own cluster if the move is complete."""
+    cluster = await session.get(Cluster, cluster_id)
+    if cluster is None or viewer.role not in (Role.ADMIN, Role.COORDINATOR):
+        raise not_found("cluster", "clusterId")
+    # Coordinators see exactly the service users they manage: anyone else is NOT_FOUND,
+    # as unknown, so ids cannot be walked to find people.
+    await require_visible_member(session, viewer, service_user_id, "service user", "serviceUserId")
     is_su = await session.scalar(
         select(exists().where(ServiceUserProfile.member_id == service_user_id))
     )
     if not is_su:
         raise not_found("service user", "serviceUserId")
+    if not await may_manage_service_user(session, viewer, service_user_id):
+        raise forbidden(
+            "Only admins and the person's coordinators may place them in a cluster.",
+            "serviceUserId",
+        )
+    if cluster.status == ClusterStatus.CLOSED.value:
+        raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
+    if (
+        not await may_manage_cluster(session, viewer, cluster_id)
+        and cluster.status != ClusterStatus.ACTIVE.value
+    ):
+        raise forbidden(
+            "A person can be handed over only to an active cluster; ask an admin.", "clusterId"
+        )
     await session.execute(
         insert(ClusterServiceUser)
         .values(cluster_id=cluster_id, service_user_id=service_user_id)
@@ -229,12 +256,40 @@ async def remove_service_user(
 async def add_personal_assistant(
     session: AsyncSession, viewer: Viewer, cluster_id: int, pa_id: int
 ) -> int:
-    cluster = await _managed_cluster(session, viewer, cluster_id)
-    if cluster.status == ClusterStatus.CLOSED.value:
-        raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
+    """Put a PA on a cluster's team (they may be on several).
+
+    A team's coordinator manages its PAs (their absences, availability and record), so:
+    admins staff any team; a coordinator takes onto a team of theirs a PA they already
+    manage or one who works for no one else (on no other team, in no pool serving another
+    cluster), and may share a PA they manage with another ACTIVE cluster's team (as with a
+    person, the giving coordinator agrees). A PA of another coordinator joins one's team
+    only through that coordinator or an admin."""
+    cluster = await session.get(Cluster, cluster_id)
+    if cluster is None or viewer.role not in (Role.ADMIN, Role.COORDINATOR):
+        raise not_found("cluster", "clusterId")
     is_pa = await session.scalar(select(exists().where(PaProfile.member_id == pa_id)))
     if not is_pa:
         raise not_found("personal assistant", "paId")
+    admin = viewer.role is Role.ADMIN
+    own_cluster = admin or await may_manage_cluster(session, viewer, cluster_id)
+    if not admin:
+        own_pa = await may_manage_pa(session, viewer, pa_id)
+        if not own_cluster and not own_pa:
+            raise forbidden(
+                "Only admins and the cluster's coordinator may change its team.", "clusterId"
+            )
+        if not own_pa and await pa_works_for_others(session, viewer, pa_id):
+            raise forbidden(
+                "This PA works in another coordinator's cluster: that coordinator or an admin "
+                "may add them to your team.",
+                "paId",
+            )
+    if cluster.status == ClusterStatus.CLOSED.value:
+        raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
+    if not own_cluster and cluster.status != ClusterStatus.ACTIVE.value:
+        raise forbidden(
+            "A PA can join another coordinator's team only in an active cluster.", "clusterId"
+        )
     await session.execute(
         insert(ClusterPa).values(cluster_id=cluster_id, pa_id=pa_id).on_conflict_do_nothing()
     )

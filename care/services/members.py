@@ -5,8 +5,9 @@ Who may act:
 - Registering is for admins and coordinators (other members only by admins). A coordinator
   registers a service user into a cluster they support: otherwise they could not see the
   person they just registered (see `policy.member_visible`).
-- Updating is for admins, and for coordinators on members whose personal data they may
-  read. Every member may change their own contact details, but not their `active` flag.
+- Updating is for admins, and for coordinators on the service users and carers whose
+  personal data they may read and the PAs on their teams. Every member may change their
+  own contact details, but not their `active` flag.
 - Carer links and regular PAs: admins and the coordinators who manage the service user.
 """
 
@@ -37,7 +38,12 @@ from care.models import (
     ServiceUserProfile,
 )
 from care.services import UNSET
-from care.services.access import may_manage_cluster, may_manage_service_user, require_manager
+from care.services.access import (
+    may_manage_cluster,
+    may_manage_pa,
+    may_manage_service_user,
+    require_manager,
+)
 from care.viewer import Viewer
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
@@ -224,15 +230,18 @@ async def _require_visible(
 
 
 async def _require_member_manager(session: AsyncSession, viewer: Viewer, member_id: int) -> None:
-    """Admins; coordinators for members whose personal data they may read. Callers have
-    already checked that the member is visible, so failing here is FORBIDDEN."""
+    """Admins; coordinators for the service users and carers whose personal data they may
+    read, and for the PAs on their teams (they read every PA's contact details, but another
+    cluster's PA is not theirs to change). Callers have already checked that the member is
+    visible, so failing here is FORBIDDEN."""
     if viewer.role is Role.ADMIN:
         return
     if viewer.role is Role.COORDINATOR:
         allowed = await session.scalar(
             select(exists().where(Member.id == member_id, policy.member_personal_visible(viewer)))
         )
-        if allowed:
+        is_pa = await session.scalar(select(exists().where(PaProfile.member_id == member_id)))
+        if allowed and (not is_pa or await may_manage_pa(session, viewer, member_id)):
             return
     raise forbidden("Only admins and the person's coordinators may change this member.", "id")
 

@@ -1,4 +1,13 @@
-"""Pools: shared sets of PAs serving several clusters. Admins and coordinators run them."""
+"""Pools: shared sets of PAs serving several clusters.
+
+Who may act (see docs/architecture.md, "Writes"):
+- Creating a pool: admins and coordinators (a new pool serves no one and shows nothing).
+- Adding or removing a cluster: admins, and the coordinator of that cluster.
+- Pool-wide changes (name, sharing, its PAs): admins, and a coordinator only when the pool
+  serves at least one cluster and every cluster it serves is theirs (`may_manage_pool`):
+  a pool's PAs may be booked for everyone in every cluster it serves.
+Pools and clusters are visible to everyone in the co-op, so a refusal is FORBIDDEN; an
+unknown id is NOT_FOUND. Checks run before anything is written."""
 
 from __future__ import annotations
 
@@ -7,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import ClusterStatus
-from care.errors import DomainError, DomainErrors, ErrorCode, not_found
+from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import Cluster, PaProfile, Pool, PoolCluster, PoolPa
-from care.services.access import require_manager
+from care.services.access import may_manage_cluster, may_manage_pool, require_manager
 from care.viewer import Viewer
 
 
@@ -31,11 +40,43 @@ async def _name_taken(session: AsyncSession, name: str, except_id: int | None = 
     return bool(await session.scalar(select(exists().where(condition))))
 
 
+async def _locked_pool(session: AsyncSession, pool_id: int) -> Pool | None:
+    """The pool, locked until commit: a change of which clusters it serves and a pool-wide
+    change checked against those clusters run one after the other."""
+    return await session.scalar(
+        select(Pool)
+        .where(Pool.id == pool_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def _require_pool(session: AsyncSession, pool_id: int, field: str = "poolId") -> Pool:
-    pool = await session.get(Pool, pool_id)
+    pool = await _locked_pool(session, pool_id)
     if pool is None:
         raise not_found("pool", field)
     return pool
+
+
+async def _require_pool_manager(
+    session: AsyncSession, viewer: Viewer, pool_id: int, field: str = "poolId"
+) -> None:
+    if not await may_manage_pool(session, viewer, pool_id):
+        raise forbidden(
+            "Only admins, and a coordinator who runs every cluster the pool serves, may "
+            "change the pool.",
+            field,
+        )
+
+
+async def _require_cluster_manager(session: AsyncSession, viewer: Viewer, cluster_id: int) -> None:
+    if not await session.scalar(select(exists().where(Cluster.id == cluster_id))):
+        raise not_found("cluster", "clusterId")
+    if not await may_manage_cluster(session, viewer, cluster_id):
+        raise forbidden(
+            "Only admins and the cluster's coordinator may change which pools serve it.",
+            "clusterId",
+        )
 
 
 async def create_pool(
@@ -67,6 +108,7 @@ async def update_pool(
     """Change the given fields; None leaves a field as it is."""
     require_manager(viewer)
     pool = await _require_pool(session, pool_id, "id")
+    await _require_pool_manager(session, viewer, pool_id, "id")
     if name is not None:
         cleaned = _clean_name(name)
         if await _name_taken(session, cleaned, except_id=pool_id):
@@ -84,12 +126,13 @@ async def add_personal_assistant(
 ) -> int:
     require_manager(viewer)
     errors: list[DomainError] = []
-    if await session.get(Pool, pool_id) is None:
+    if await _locked_pool(session, pool_id) is None:
         errors.append(not_found("pool", "poolId"))
     if not await session.scalar(select(exists().where(PaProfile.member_id == pa_id))):
         errors.append(not_found("personal assistant", "paId"))
     if errors:
         raise DomainErrors(errors)
+    await _require_pool_manager(session, viewer, pool_id)
     await session.execute(
         insert(PoolPa).values(pool_id=pool_id, pa_id=pa_id).on_conflict_do_nothing()
     )
@@ -101,6 +144,7 @@ async def remove_personal_assistant(
 ) -> int:
     require_manager(viewer)
     await _require_pool(session, pool_id)
+    await _require_pool_manager(session, viewer, pool_id)
     result = await session.execute(
         delete(PoolPa).where(PoolPa.pool_id == pool_id, PoolPa.pa_id == pa_id)
     )
@@ -112,7 +156,7 @@ async def remove_personal_assistant(
 async def add_cluster(session: AsyncSession, viewer: Viewer, pool_id: int, cluster_id: int) -> int:
     require_manager(viewer)
     errors: list[DomainError] = []
-    if await session.get(Pool, pool_id) is None:
+    if await _locked_pool(session, pool_id) is None:
         errors.append(not_found("pool", "poolId"))
     status = await session.scalar(select(Cluster.status).where(Cluster.id == cluster_id))
     if status is None:
@@ -124,6 +168,7 @@ async def add_cluster(session: AsyncSession, viewer: Viewer, pool_id: int, clust
         )
     if errors:
         raise DomainErrors(errors)
+    await _require_cluster_manager(session, viewer, cluster_id)
     await session.execute(
         insert(PoolCluster).values(pool_id=pool_id, cluster_id=cluster_id).on_conflict_do_nothing()
     )
@@ -135,6 +180,7 @@ async def remove_cluster(
 ) -> int:
     require_manager(viewer)
     await _require_pool(session, pool_id)
+    await _require_cluster_manager(session, viewer, cluster_id)
     result = await session.execute(
         delete(PoolCluster).where(
             PoolCluster.pool_id == pool_id, PoolCluster.cluster_id == cluster_id

@@ -412,6 +412,55 @@ async def test_who_may_record_an_absence(api: Api, db: AsyncSession, w: World) -
     assert await count(db, Absence) == 0
 
 
+async def absences(db: AsyncSession) -> list[tuple[Any, ...]]:
+    rows = (
+        await db.execute(
+            select(Absence.id, Absence.pa_id, Absence.during, Absence.note, Absence.cancelled_at)
+        )
+    ).all()
+    await db.commit()
+    return sorted(tuple(r) for r in rows)
+
+
+async def test_coordinators_change_only_their_teams_absences(
+    api: Api, db: AsyncSession, w: World
+) -> None:
+    """An absence unassigns the PA's visits wherever they are: a coordinator records and
+    changes absences only for the PAs on their own teams (not another cluster's rota)."""
+    b = Build(db)
+    theirs = await b.pa("Pip Elsewhere", cluster=w.other_cluster)
+    visit = await b.visit(w.other_su, theirs, at(days=2))
+    await db.commit()
+    mine = coord(api, w)
+    out = await record(api, mine, theirs, at(days=1), at(days=3))
+    assert codes(out) == [("FORBIDDEN", "paId")]
+    assert out["absence"] is None
+    assert (await visits(db))[visit.id] == (theirs.id, "SCHEDULED")
+    assert await count(db, Absence) == 0
+
+    # Their own coordinator may; then the other coordinator may not move or cancel it.
+    recorded = await record(
+        api, api.token(Role.COORDINATOR, w.other_coordinator.id), theirs, at(days=4), at(days=5)
+    )
+    assert recorded["errors"] == []
+    absence_id = recorded["absence"]["id"]
+    before = (await absences(db), await visits(db), await requests(db))
+    seen = await api.data(
+        "query($id: ID!) { node(id: $id) { id } }", {"id": absence_id}, token=mine
+    )
+    # Unknown to those who may not see it, forbidden to those who may.
+    refusal = "FORBIDDEN" if seen["node"] else "NOT_FOUND"
+    moved = await api.data(
+        UPDATE,
+        {"id": absence_id, "input": {"startsAt": at(days=1).isoformat(), "note": "mine"}},
+        token=mine,
+    )
+    assert codes(moved["updateAbsence"]) == [(refusal, "id")]
+    cancelled = await api.data(CANCEL, {"id": absence_id}, token=mine)
+    assert codes(cancelled["cancelAbsence"]) == [(refusal, "id")]
+    assert (await absences(db), await visits(db), await requests(db)) == before
+
+
 # --- cancelling, shortening, extending -----------------------------------------------------
 
 

@@ -46,12 +46,22 @@ async def _setup(db: AsyncSession) -> dict[str, int]:
     await b.las()
     await b.coop()
     coordinator = await b.worker("Cora Coordinator")
-    pa = await b.pa()
-    other = await b.pa("Pip Other")
+    stranger = await b.worker("Stan Elsewhere")  # coordinates a cluster the PAs are not in
+    cluster = await b.cluster(support_worker=coordinator)
+    await b.cluster("Enfield Town", support_worker=stranger)
+    pa = await b.pa(cluster=cluster)
+    other = await b.pa("Pip Other", cluster=cluster)
     su = await b.service_user()
     carer = await b.carer(su)
     await db.commit()
-    return dict(coordinator=coordinator.id, pa=pa.id, other=other.id, su=su.id, carer=carer.id)
+    return dict(
+        coordinator=coordinator.id,
+        stranger=stranger.id,
+        pa=pa.id,
+        other=other.id,
+        su=su.id,
+        carer=carer.id,
+    )
 
 
 def _pa(pk: int) -> str:
@@ -172,7 +182,7 @@ async def test_pa_adds_own_window(api: Api, db: AsyncSession) -> None:
     assert [_parse(n["startsAt"]) for n in own["node"]["availability"]["nodes"]] == [start]
 
 
-async def test_managers_add_for_any_pa(api: Api, db: AsyncSession) -> None:
+async def test_managers_add_for_their_pas(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     start = at(days=2)
     for i, caller in enumerate([(Role.COORDINATOR, ids["coordinator"]), ADMIN]):
@@ -217,6 +227,40 @@ async def test_others_may_not_add(api: Api, db: AsyncSession) -> None:
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert await _windows(db) == []
+
+
+async def test_coordinator_of_another_cluster_may_not_change_availability(
+    api: Api, db: AsyncSession
+) -> None:
+    """A coordinator sees every PA's availability (to plan cover) but changes only that of
+    the PAs on their teams: not another cluster's rota."""
+    ids = await _setup(db)
+    window = await Build(db).window(await db.get_one(Member, ids["pa"]), at(days=1))
+    await db.commit()
+    before = await _snapshot(db)
+    stranger = (Role.COORDINATOR, ids["stranger"])
+    start = at(days=3)
+    added = await api.data(
+        ADD,
+        {
+            "input": {
+                "paId": _pa(ids["pa"]),
+                "startsAt": _iso(start),
+                "endsAt": _iso(start + dt.timedelta(hours=2)),
+            }
+        },
+        as_=stranger,
+    )
+    assert _codes(added["addAvailabilityWindow"]) == [("paId", "FORBIDDEN")]
+    weekly = await api.data(
+        SET,
+        {"input": {"paId": _pa(ids["pa"]), "slots": _slot_input([(1, NINE, NOON)])}},
+        as_=stranger,
+    )
+    assert _codes(weekly["setWeeklyAvailability"]) == [("paId", "FORBIDDEN")]
+    removed = await api.data(REMOVE, {"id": gid("AvailabilityWindow", window.id)}, as_=stranger)
+    assert _codes(removed["removeAvailabilityWindow"]) == [("id", "FORBIDDEN")]
+    assert await _snapshot(db) == before
 
 
 async def test_unknown_pa_is_not_found(api: Api, db: AsyncSession) -> None:

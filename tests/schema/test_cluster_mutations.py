@@ -217,7 +217,8 @@ async def test_team_and_service_users(api: Api, db: AsyncSession, base: dict[str
     ids = {"c": gid("Cluster", base["cluster"].id)}
     su = {**ids, "s": gid("ServiceUser", base["su"].id)}
     pa = {**ids, "p": gid("PersonalAssistant", base["pa"].id)}
-    added = await api.data(ADD_SU, su, token=token)
+    # Intake of a person in no cluster is for admins; then the coordinator manages them.
+    added = await api.data(ADD_SU, su, token=api.token(Role.ADMIN))
     assert added["addServiceUserToCluster"]["cluster"]["serviceUsers"]["totalCount"] == 1
     twice = await api.data(ADD_SU, su, token=token)  # idempotent
     assert twice["addServiceUserToCluster"]["errors"] == []
@@ -244,3 +245,177 @@ async def test_wrong_kind_of_id_is_not_found(api: Api, base: dict[str, Any]) -> 
     assert data["addServiceUserToCluster"]["errors"] == [
         {"field": "serviceUserId", "code": "NOT_FOUND"}
     ]
+
+
+# --- no write widens a coordinator's access ------------------------------------------------
+
+PERSON = """query($id: ID!) { node(id: $id) { ... on ServiceUser { name phone postcode } } }"""
+
+
+@pytest.fixture
+async def two(db: AsyncSession) -> dict[str, Any]:
+    """Coordinator A runs Finchley; coordinator B runs Barnet East (and a planned and a
+    closed cluster). Each cluster has its people; one person is in no cluster yet."""
+    b = Build(db)
+    await b.las()
+    await b.coop()
+    coord_a = await b.worker("Cora Ordinator")
+    coord_b = await b.worker("Otto Ordinator")
+    cluster_a = await b.cluster("Finchley", support_worker=coord_a)
+    cluster_b = await b.cluster("Barnet East", support_worker=coord_b)
+    planned_b = await b.cluster("Barnet West", support_worker=coord_b)
+    planned_b.status = "PLANNED"
+    closed_b = await b.cluster("Old Barnet", support_worker=coord_b)
+    closed_b.status = "CLOSED"
+    su_a = await b.service_user("Ada Mine", cluster=cluster_a)
+    su_b = await b.service_user("Bob Theirs", cluster=cluster_b)
+    su_none = await b.service_user("Nell Nowhere")
+    pa_b = await b.pa("Pip Theirs", cluster=cluster_b)
+    pa_a = await b.pa("Pat Mine", cluster=cluster_a)
+    pa_pool = await b.pa("Poppy Pool")  # on no team, in a pool serving B
+    pa_free = await b.pa("Fay Free")  # works for no one yet
+    await b.pool("East", pas=[pa_pool], clusters=[cluster_b])
+    await db.commit()
+    return {
+        "coord_a": coord_a.id,
+        "coord_b": coord_b.id,
+        "a": gid("Cluster", cluster_a.id),
+        "b": gid("Cluster", cluster_b.id),
+        "planned_b": gid("Cluster", planned_b.id),
+        "closed_b": gid("Cluster", closed_b.id),
+        "su_a": gid("ServiceUser", su_a.id),
+        "su_b": gid("ServiceUser", su_b.id),
+        "su_none": gid("ServiceUser", su_none.id),
+        "pa_b": gid("PersonalAssistant", pa_b.id),
+        "pa_a": gid("PersonalAssistant", pa_a.id),
+        "pa_pool": gid("PersonalAssistant", pa_pool.id),
+        "pa_free": gid("PersonalAssistant", pa_free.id),
+    }
+
+
+async def placements(db: AsyncSession) -> set[tuple[int, int]]:
+    await db.rollback()  # a new snapshot: see what the API committed
+    rows = await db.execute(
+        select(ClusterServiceUser.cluster_id, ClusterServiceUser.service_user_id)
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+async def teams(db: AsyncSession) -> set[tuple[int, int]]:
+    await db.rollback()
+    return {(r[0], r[1]) for r in await db.execute(select(ClusterPa.cluster_id, ClusterPa.pa_id))}
+
+
+async def test_coordinator_cannot_take_in_a_person_they_do_not_manage(
+    api: Api, db: AsyncSession, two: dict[str, Any]
+) -> None:
+    """The attack of issue 6: add another cluster's person (or one in no cluster) to one's
+    own cluster, or to a cluster one has just created, read their personal data, remove
+    them again. Such a person looks unknown, and nothing is written."""
+    token = api.token(Role.COORDINATOR, two["coord_a"])
+    created = await api.data(
+        CREATE,
+        {
+            "input": {
+                "name": "Fresh",
+                "kind": "GEOGRAPHIC",
+                "localAuthority": "E09000003",
+                "postcodeDistricts": ["N12"],
+            }
+        },
+        token=token,
+    )
+    fresh = created["createCluster"]["cluster"]["id"]
+    before = await placements(db)
+    for cluster in (two["a"], fresh, two["b"]):
+        for person in (two["su_b"], two["su_none"]):
+            data = await api.data(ADD_SU, {"c": cluster, "s": person}, token=token)
+            assert data["addServiceUserToCluster"] == {
+                "cluster": None,
+                "errors": [{"field": "serviceUserId", "code": "NOT_FOUND"}],
+            }, (cluster, person)
+            seen = await api.data(PERSON, {"id": person}, token=token)
+            assert seen["node"] is None
+    assert await placements(db) == before
+
+
+async def test_admins_take_people_in(api: Api, db: AsyncSession, two: dict[str, Any]) -> None:
+    admin = api.token(Role.ADMIN)
+    for person in (two["su_none"], two["su_b"]):
+        data = await api.data(ADD_SU, {"c": two["a"], "s": person}, token=admin)
+        assert data["addServiceUserToCluster"]["errors"] == []
+    seen = await api.data(
+        PERSON, {"id": two["su_none"]}, token=api.token(Role.COORDINATOR, two["coord_a"])
+    )
+    assert seen["node"]["phone"] is not None
+
+
+async def test_coordinator_hands_a_person_over_to_another_active_cluster(
+    api: Api, db: AsyncSession, two: dict[str, Any]
+) -> None:
+    """A hand-over widens only the receiving coordinator's access, agreed by the one who
+    has the person now; a planned or closed cluster does not take people this way."""
+    a, b = (api.token(Role.COORDINATOR, two[k]) for k in ("coord_a", "coord_b"))
+    before = await placements(db)
+    for cluster, code in ((two["planned_b"], "FORBIDDEN"), (two["closed_b"], "CLOSED")):
+        data = await api.data(ADD_SU, {"c": cluster, "s": two["su_a"]}, token=a)
+        assert data["addServiceUserToCluster"]["errors"] == [{"field": "clusterId", "code": code}]
+    assert await placements(db) == before
+    assert (await api.data(PERSON, {"id": two["su_a"]}, token=b))["node"] is None
+
+    moved = await api.data(ADD_SU, {"c": two["b"], "s": two["su_a"]}, token=a)
+    assert moved["addServiceUserToCluster"]["errors"] == []
+    left = await api.data(REMOVE_SU, {"c": two["a"], "s": two["su_a"]}, token=a)
+    assert left["removeServiceUserFromCluster"]["errors"] == []
+    assert (await api.data(PERSON, {"id": two["su_a"]}, token=b))["node"]["phone"] is not None
+    assert (await api.data(PERSON, {"id": two["su_a"]}, token=a))["node"] is None
+
+
+async def test_coordinator_cannot_change_another_clusters_people_or_team(
+    api: Api, db: AsyncSession, two: dict[str, Any]
+) -> None:
+    """Removing a person or changing a team is for the cluster's own coordinator. (These
+    held before issue 6; kept with the other refusals so the rules stay together.)"""
+    token = api.token(Role.COORDINATOR, two["coord_a"])
+    people, team = await placements(db), await teams(db)
+    data = await api.data(REMOVE_SU, {"c": two["b"], "s": two["su_b"]}, token=token)
+    assert data["removeServiceUserFromCluster"]["errors"] == [
+        {"field": "clusterId", "code": "FORBIDDEN"}
+    ]
+    for mutation, name in ((ADD_PA, "add"), (REMOVE_PA, "remove")):
+        data = await api.data(mutation, {"c": two["b"], "p": two["pa_b"]}, token=token)
+        key = f"{name}PersonalAssistant{'To' if name == 'add' else 'From'}Cluster"
+        assert data[key]["errors"] == [{"field": "clusterId", "code": "FORBIDDEN"}]
+    assert (await placements(db), await teams(db)) == (people, team)
+
+
+async def test_coordinator_takes_onto_their_team_only_pas_who_work_for_no_one_else(
+    api: Api, db: AsyncSession, two: dict[str, Any]
+) -> None:
+    """A team's coordinator runs its PAs' rota (absences unassign their visits anywhere):
+    another coordinator's PA, on their team or in a pool serving their cluster, joins one's
+    team only through that coordinator (who may share the PA with an active cluster) or an
+    admin."""
+    a, b = (api.token(Role.COORDINATOR, two[k]) for k in ("coord_a", "coord_b"))
+    before = await teams(db)
+    for pa in ("pa_b", "pa_pool"):
+        data = await api.data(ADD_PA, {"c": two["a"], "p": two[pa]}, token=a)
+        assert data["addPersonalAssistantToCluster"] == {
+            "cluster": None,
+            "errors": [{"field": "paId", "code": "FORBIDDEN"}],
+        }, pa
+    planned = await api.data(ADD_PA, {"c": two["planned_b"], "p": two["pa_a"]}, token=a)
+    assert planned["addPersonalAssistantToCluster"]["errors"] == [
+        {"field": "clusterId", "code": "FORBIDDEN"}
+    ]
+    assert await teams(db) == before
+
+    free = await api.data(ADD_PA, {"c": two["a"], "p": two["pa_free"]}, token=a)
+    assert free["addPersonalAssistantToCluster"]["errors"] == []
+    shared = await api.data(ADD_PA, {"c": two["a"], "p": two["pa_b"]}, token=b)
+    assert shared["addPersonalAssistantToCluster"]["errors"] == []
+    admin = await api.data(
+        ADD_PA, {"c": two["a"], "p": two["pa_pool"]}, token=api.token(Role.ADMIN)
+    )
+    assert admin["addPersonalAssistantToCluster"]["errors"] == []
+    assert len(await teams(db)) == len(before) + 3

@@ -992,3 +992,24 @@ async def test_set_regular_pas_checks_every_id(api: Api, db: AsyncSession, world
     )
     assert errors(outside) == [("serviceUserId", "NOT_FOUND")]
     assert await snapshot(db) == before
+
+
+async def test_coordinator_changes_only_the_pas_on_their_teams(
+    api: Api, db: AsyncSession, world: World
+) -> None:
+    """Coordinators read every PA's contact details (to plan cover), but another cluster's
+    PA is not theirs to change: not their record, pay, skills or membership."""
+    other = await db.get_one(Cluster, world.other_cluster_id)
+    theirs = await Build(db).pa("Pip Elsewhere", cluster=other)
+    theirs_id = gid("PersonalAssistant", theirs.id)
+    await db.commit()
+    before = await snapshot(db)
+    token = as_coordinator(api, world)
+    for query, changes in (
+        (UPDATE_MEMBER, {"phone": "07700 900999", "active": False}),
+        (UPDATE_PA, {"hourlyPayPence": 1, "skills": []}),
+    ):
+        data = await api.data(query, {"id": theirs_id, "input": changes}, token=token)
+        assert errors(data) == [("id", "FORBIDDEN")]
+        assert result(data)["member"] is None
+    assert await snapshot(db) == before

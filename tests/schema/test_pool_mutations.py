@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from care.models import Pool, PoolCluster, PoolPa
+from care.models import Cluster, Member, Pool, PoolCluster, PoolPa
 from tests.conftest import Api
 from tests.factories import BARNET, Build, gid
 
@@ -143,9 +143,21 @@ async def test_duplicate_and_blank_names(api: Api, db: AsyncSession) -> None:
     assert await _pool_rows(db) == [("North", False)]
 
 
+async def _serve_own_cluster(api: Api, ids: dict[str, Any]) -> None:
+    """The coordinator puts their cluster in the pool: then every cluster it serves is
+    theirs, and pool-wide changes are theirs to make."""
+    data = await api.data(
+        ADD_CLUSTER,
+        {"pool": gid("Pool", ids["pool"]), "other": gid("Cluster", ids["cluster"])},
+        as_=(Role.COORDINATOR, ids["coordinator"]),
+    )
+    assert data["addClusterToPool"]["errors"] == []
+
+
 async def test_update_pool(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     pool = gid("Pool", ids["pool"])
+    await _serve_own_cluster(api, ids)
     data = await api.data(
         UPDATE,
         {"id": pool, "input": {"sharedWithPartners": True}},
@@ -185,6 +197,7 @@ async def test_update_errors_change_nothing(api: Api, db: AsyncSession) -> None:
 async def test_add_and_remove_personal_assistant(api: Api, db: AsyncSession) -> None:
     ids = await _setup(db)
     args = {"pool": gid("Pool", ids["pool"]), "other": gid("PersonalAssistant", ids["pa"])}
+    await _serve_own_cluster(api, ids)
     for _ in range(2):  # adding twice is harmless
         data = await api.data(ADD_PA, args, as_=(Role.COORDINATOR, ids["coordinator"]))
         payload = data["addPersonalAssistantToPool"]
@@ -274,3 +287,62 @@ async def test_closed_or_unknown_cluster_cannot_join(api: Api, db: AsyncSession)
     )
     assert _errors(data, "addClusterToPool") == [("poolId", "NOT_FOUND")]
     assert await _count(db, PoolCluster) == 0
+
+
+# --- a coordinator changes only what they run ------------------------------------------
+
+
+async def _pool_state(db: AsyncSession) -> tuple[Any, ...]:
+    await db.rollback()
+    pools = (await db.execute(select(Pool.id, Pool.name, Pool.shared_with_partners))).all()
+    clusters = (await db.execute(select(PoolCluster.pool_id, PoolCluster.cluster_id))).all()
+    pas = (await db.execute(select(PoolPa.pool_id, PoolPa.pa_id))).all()
+    return tuple(sorted(tuple(r) for r in rows) for rows in (pools, clusters, pas))
+
+
+async def test_coordinator_cannot_change_pools_of_other_clusters(
+    api: Api, db: AsyncSession
+) -> None:
+    """A pool serving another coordinator's cluster (alone, or with one's own) is not one
+    coordinator's to rename, share or staff, and another's cluster is not theirs to take
+    out of it or put in it. Refused, and nothing changes."""
+    ids = await _setup(db)
+    b = Build(db)
+    theirs_coordinator = await b.worker("Otto Ordinator")
+    theirs = await b.cluster("Barnet East", support_worker=theirs_coordinator)
+    their_pa = await b.pa("Pip Theirs")
+    mine = await db.get_one(Cluster, ids["cluster"])
+    pa = await db.get_one(Member, ids["pa"])
+    only_theirs = await b.pool("East", pas=[their_pa], clusters=[theirs])
+    shared = await b.pool("Both", pas=[their_pa], clusters=[theirs, mine])
+    # Plain ids: the rows expire at commit (and at every snapshot's rollback).
+    theirs_id, their_pa_id, mine_id, pa_id = theirs.id, their_pa.id, mine.id, pa.id
+    only_theirs_id, shared_id = only_theirs.id, shared.id
+    await db.commit()
+    before = await _pool_state(db)
+    me = (Role.COORDINATOR, ids["coordinator"])
+    for pool in (only_theirs_id, shared_id, ids["pool"]):  # the last serves no cluster
+        target = gid("Pool", pool)
+        data = await api.data(UPDATE, {"id": target, "input": {"name": f"Mine {pool}"}}, as_=me)
+        assert _errors(data, "updatePool") == [("id", "FORBIDDEN")]
+        for mutation, field, other in (
+            (ADD_PA, "addPersonalAssistantToPool", gid("PersonalAssistant", pa_id)),
+            (REMOVE_PA, "removePersonalAssistantFromPool", gid("PersonalAssistant", their_pa_id)),
+            (ADD_CLUSTER, "addClusterToPool", gid("Cluster", theirs_id)),
+            (REMOVE_CLUSTER, "removeClusterFromPool", gid("Cluster", theirs_id)),
+        ):
+            data = await api.data(mutation, {"pool": target, "other": other}, as_=me)
+            expected = "clusterId" if "Cluster" in field else "poolId"
+            assert _errors(data, field) == [(expected, "FORBIDDEN")], (pool, field)
+            assert data[field]["pool"] is None
+    assert await _pool_state(db) == before
+
+    # Their own cluster they may put in or take out of any pool.
+    data = await api.data(
+        REMOVE_CLUSTER, {"pool": gid("Pool", shared_id), "other": gid("Cluster", mine_id)}, as_=me
+    )
+    assert data["removeClusterFromPool"]["errors"] == []
+    data = await api.data(
+        ADD_CLUSTER, {"pool": gid("Pool", only_theirs_id), "other": gid("Cluster", mine_id)}, as_=me
+    )
+    assert data["addClusterToPool"]["errors"] == []
