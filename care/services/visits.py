@@ -20,10 +20,12 @@ Rules:
   real elapsed time.
 - Double-booking: a PA's time is checked here so the caller gets a message naming the
   clash; the exclusion constraint `visit_pa_no_overlap` stays the final guard (concurrent
-  requests, other writers) and `run_mutation` turns its violation into OVERLAP. A service
-  user's own planned visits (scheduled, needing cover or completed) may not overlap
-  either; no constraint covers that, so the person's profile row is locked while checking,
-  which makes two concurrent bookings for one person run one after the other.
+  requests, other writers) and `run_mutation` turns its violation into OVERLAP. A PA who
+  is away then cannot be booked either: the guard `pa_commitment_no_overlap` refuses it
+  (OVERLAP; see docs/cover.md). A service user's own planned visits (scheduled, needing
+  cover or completed) may not overlap either; no constraint covers that, so the person's
+  profile row is locked while checking, which makes two concurrent bookings for one
+  person run one after the other.
 - Confirmation: a visit is confirmed by the person who received it or a linked carer, once
   it has started; never by staff (monitoring is not confirmation). Reporting that it did
   not take place marks it MISSED and records who said so.
