@@ -472,8 +472,10 @@ class PaCommitment(Base):
     __table_args__ = (
         valid_range_check("during"),
         enum_check("kind", CommitmentKind),
+        # Exactly one source, of the row's kind (holds will add their column here).
         CheckConstraint(
-            "(kind = 'VISIT') = (visit_id IS NOT NULL) "
+            "num_nonnulls(visit_id, absence_id) = 1 "
+            "AND (kind = 'VISIT') = (visit_id IS NOT NULL) "
             "AND (kind = 'ABSENCE') = (absence_id IS NOT NULL)",
             name="one_source",
         ),

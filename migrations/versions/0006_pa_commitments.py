@@ -123,8 +123,11 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "kind IN ('VISIT', 'ABSENCE', 'HOLD')", name=op.f("ck_pa_commitment_kind_valid")
         ),
+        # Exactly one source, of the row's kind. Holds bring their own column and widen
+        # this check; until then a HOLD row cannot be written.
         sa.CheckConstraint(
-            "(kind = 'VISIT') = (visit_id IS NOT NULL) "
+            "num_nonnulls(visit_id, absence_id) = 1 "
+            "AND (kind = 'VISIT') = (visit_id IS NOT NULL) "
             "AND (kind = 'ABSENCE') = (absence_id IS NOT NULL)",
             name=op.f("ck_pa_commitment_one_source"),
         ),

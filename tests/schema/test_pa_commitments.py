@@ -114,9 +114,15 @@ async def test_accepting_and_recording_an_absence_at_once_never_books_the_pa_whi
     assert start is not None
     absence = _absence_input(pa, start - dt.timedelta(hours=2), start + dt.timedelta(hours=6))
 
+    async def record_after(delay: float) -> dict[str, Any]:
+        await asyncio.sleep(delay)
+        token = api.token(Role.COORDINATOR, coordinator.id)
+        return await api.data(RECORD, {"input": absence}, token=token)
+
+    # The absence starts 0 to 38 ms after the acceptance, so rounds meet at every step.
     accepted, recorded = await asyncio.gather(
         api.data(ACCEPT, {"id": offer_id}, token=api.token(Role.PA, pa.id)),
-        api.data(RECORD, {"input": absence}, token=api.token(Role.COORDINATOR, coordinator.id)),
+        record_after(0.002 * round_),
     )
     accepted, recorded = accepted["acceptCoverOffer"], recorded["recordAbsence"]
 
@@ -132,6 +138,8 @@ async def test_accepting_and_recording_an_absence_at_once_never_books_the_pa_whi
     for lost in (r for r in (accepted, recorded) if r["errors"]):
         assert {code for code, _ in _codes(lost)} == {"CONFLICT"}, lost
     assert not (accepted["errors"] and recorded["errors"]), (accepted, recorded)
+    outcome = "accept refused" if accepted["errors"] else "absence refused"
+    print(f"\nround {round_}: {'both won' if outcome_both(accepted, recorded) else outcome}")
     if accepted["errors"]:  # the absence first: the acceptance saw the PA away
         assert tuple(row) == (None, "NEEDS_COVER")
         assert reqs == {request_id: ("OPEN", "MANUAL")}
@@ -145,6 +153,10 @@ async def test_accepting_and_recording_an_absence_at_once_never_books_the_pa_whi
         assert reqs[request_id] == ("FILLED", "MANUAL")
         assert sorted(v for k, v in reqs.items() if k != request_id) == [("OPEN", "ABSENCE")]
         assert absences == 1
+
+
+def outcome_both(*payloads: dict[str, Any]) -> bool:
+    return not any(p["errors"] for p in payloads)
 
 
 async def _wait_for_lock_wait(engine: AsyncEngine) -> None:
@@ -395,6 +407,15 @@ async def test_the_commitments_mirror_active_visits_and_absences(db: AsyncSessio
     )
     during = await db.scalar(select(PaCommitment.during).where(PaCommitment.visit_id == scheduled))
     assert during == moved
+    # Rows come from the triggers only, each with exactly one source of its kind: a hold
+    # cannot be written before holds have their own source column.
+    with pytest.raises(IntegrityError, match="ck_pa_commitment_one_source"):
+        await db.execute(
+            PaCommitment.__table__.insert().values(
+                pa_id=pa, during=_span(at(days=9), 1), kind="HOLD"
+            )
+        )
+    await db.rollback()
     # Unassigning and deleting remove the mirror.
     await db.execute(
         visit.update().where(visit.c.id == scheduled).values(pa_id=None, status="NEEDS_COVER")
