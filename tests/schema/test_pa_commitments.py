@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from care.enums import Role
 from care.models import Absence, Cluster, CoverOffer, CoverRequest, Member, PaCommitment, Visit
+from care.services.visits import LONDON, day_of
 from tests.conftest import Api
 from tests.factories import Build, at, gid
 
@@ -430,6 +431,8 @@ async def test_the_commitments_mirror_active_visits_and_absences(db: AsyncSessio
 
 SCHEDULE = f"""mutation($input: ScheduleVisitInput!) {{
   scheduleVisit(input: $input) {{ visit {{ id }} {ERRORS} }} }}"""
+RECURRING = f"""mutation($input: ScheduleRecurringVisitsInput!) {{
+  scheduleRecurringVisits(input: $input) {{ visits {{ id }} {ERRORS} }} }}"""
 RESCHEDULE = f"""mutation($id: ID!, $input: RescheduleVisitInput!) {{
   rescheduleVisit(id: $id, input: $input) {{ visit {{ id }} {ERRORS} }} }}"""
 NOT_FREE = [
@@ -444,8 +447,8 @@ NOT_FREE = [
 async def test_booking_a_pa_who_is_away_is_refused_on_every_path(
     api: Api, db: AsyncSession
 ) -> None:
-    """scheduleVisit, assignVisitPa and rescheduleVisit into the PA's absence: a typed
-    OVERLAP on paId, nothing written."""
+    """scheduleVisit, scheduleRecurringVisits, assignVisitPa and rescheduleVisit into the
+    PA's absence: a typed OVERLAP on paId naming the absence, nothing written."""
     b, coordinator, _, su, pa = await _world(db)
     start = at(days=3)
     db.add(_absence_row(pa.id, start, hours=4))
@@ -456,18 +459,17 @@ async def test_booking_a_pa_who_is_away_is_refused_on_every_path(
     su_id, pa_id, unassigned_id, later_id = ids
     token = api.token(Role.COORDINATOR, coordinator.id)
     inside = {"startsAt": start.isoformat(), "endsAt": (start + dt.timedelta(hours=1)).isoformat()}
+    person = {"serviceUserId": gid("ServiceUser", su_id), "paId": gid("PersonalAssistant", pa_id)}
 
-    booked = await api.data(
-        SCHEDULE,
-        {
-            "input": {
-                "serviceUserId": gid("ServiceUser", su_id),
-                "paId": gid("PersonalAssistant", pa_id),
-                **inside,
-            }
-        },
-        token=token,
-    )
+    booked = await api.data(SCHEDULE, {"input": {**person, **inside}}, token=token)
+    series = {
+        **person,
+        "firstStartsAt": start.isoformat(),
+        "durationMinutes": 30,
+        "weekdays": [start.astimezone(LONDON).isoweekday()],
+        "until": (start + dt.timedelta(days=7)).astimezone(LONDON).date().isoformat(),
+    }
+    weekly = await api.data(RECURRING, {"input": series}, token=token)
     assigned = await api.data(
         ASSIGN,
         {"id": gid("Visit", unassigned_id), "paId": gid("PersonalAssistant", pa_id)},
@@ -476,13 +478,54 @@ async def test_booking_a_pa_who_is_away_is_refused_on_every_path(
     moved = await api.data(RESCHEDULE, {"id": gid("Visit", later_id), "input": inside}, token=token)
     for out in (booked["scheduleVisit"], assigned["assignVisitPa"], moved["rescheduleVisit"]):
         assert out["visit"] is None
-        assert out["errors"] == NOT_FREE
+        assert _codes(out) == [("OVERLAP", "paId")]
+        assert out["errors"][0]["message"].startswith("Pat Racing is away (holiday) from ")
+    assert not weekly["scheduleRecurringVisits"]["visits"]
+    assert weekly["scheduleRecurringVisits"]["errors"] == [
+        {
+            "field": "paId",
+            "code": "OVERLAP",
+            "message": f"Pat Racing is away at these times of the series: {day_of(start)}.",
+        }
+    ]
     rows = (await db.execute(select(Visit.id, Visit.pa_id, Visit.status).order_by(Visit.id))).all()
     await db.commit()
     assert [tuple(r) for r in rows] == [
         (unassigned_id, None, "NEEDS_COVER"),
         (later_id, pa_id, "SCHEDULED"),
     ]
+    assert await _booked_while_away(db) == 0
+
+
+async def test_a_booking_racing_an_absence_meets_the_guard_as_a_typed_overlap(
+    api: Api, db: AsyncSession, app: Any
+) -> None:
+    """assignVisitPa cannot see an absence not yet committed; the guard waits for it and
+    refuses the booking, which `run_mutation` reports as OVERLAP on paId."""
+    b, coordinator, _, su, pa = await _world(db)
+    start = at(days=3)
+    visit = await b.visit(su, None, start, status="NEEDS_COVER")
+    ids = (pa.id, visit.id)
+    await db.commit()
+    pa_id, visit_id = ids
+    engine: AsyncEngine = app.state.engine
+    async with engine.connect() as blocker:
+        await blocker.execute(_new_absence(pa_id, start - dt.timedelta(hours=1)))
+        assigning = asyncio.create_task(
+            api.data(
+                ASSIGN,
+                {"id": gid("Visit", visit_id), "paId": gid("PersonalAssistant", pa_id)},
+                token=api.token(Role.COORDINATOR, coordinator.id),
+            )
+        )
+        await _wait_for_lock_wait(engine)
+        await blocker.commit()
+        out = (await assigning)["assignVisitPa"]
+    assert out["visit"] is None
+    assert out["errors"] == NOT_FREE
+    row = (await db.execute(select(Visit.pa_id, Visit.status).where(Visit.id == visit_id))).one()
+    await db.commit()
+    assert tuple(row) == (None, "NEEDS_COVER")
     assert await _booked_while_away(db) == 0
 
 
