@@ -178,7 +178,7 @@ async def _held_visit_errors(
     ]
 
 
-async def _flush_guarded(session: AsyncSession) -> None:
+async def _flush_guarded(session: AsyncSession, field: str) -> None:
     """Write the absence. `absence_no_overlap` speaks if another absence slipped through;
     `pa_commitment_no_overlap` if the PA was booked meanwhile by a transaction this one
     could not see: retrying then hands that visit over for cover."""
@@ -189,7 +189,7 @@ async def _flush_guarded(session: AsyncSession) -> None:
             raise DomainError(
                 ErrorCode.CONFLICT,
                 "The PA has just been booked at this time: try again.",
-                "paId",
+                field,
             ) from exc
         raise
 
@@ -263,7 +263,7 @@ async def record_absence(session: AsyncSession, viewer: Viewer, new: NewAbsence)
         recorded_by_id=viewer.member_id,
     )
     session.add(absence)
-    await _flush_guarded(session)
+    await _flush_guarded(session, "paId")
     opened = await open_absence_requests(
         session,
         visit_ids=moved,
@@ -306,7 +306,7 @@ async def update_absence(
     # longer covered go back to the PA after it has shrunk (the guard sees each step).
     moved = await unassign_pa_visits(session, pa_id=absence.pa_id, during=during, now=viewer.now)
     absence.during = during
-    await _flush_guarded(session)
+    await _flush_guarded(session, "id")
     returned, events = await return_to_original_pa(session, absence.id, viewer.now)
     opened = await open_absence_requests(
         session,
