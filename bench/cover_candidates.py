@@ -224,25 +224,29 @@ LOAD_SQL: list[str] = [
        WHERE lower(during) < now()""",
     """UPDATE visit SET status = 'NEEDS_COVER', pa_id = NULL
        WHERE lower(during) >= now() AND pg_temp.rnd(id, 64) < 0.04""",
-    # Absences in the coming week: the PA's visits in them need cover.
-    f"""INSERT INTO absence (pa_id, kind, during, note)
-        SELECT 1001 + i, CASE WHEN i % 3 = 0 THEN 'SICKNESS' ELSE 'HOLIDAY' END,
+    # Absences in the coming week: the PA's visits in them need cover. As the service
+    # does, the visits are handed over before the absences are written (the guard
+    # `pa_commitment_no_overlap` refuses a PA booked while away).
+    f"""CREATE TABLE pg_temp.away AS
+        SELECT 1001 + i AS pa_id, CASE WHEN i % 3 = 0 THEN 'SICKNESS' ELSE 'HOLIDAY' END AS kind,
                tstzrange(((SELECT day FROM pg_temp.base) + make_interval(days => 1 + i % 6))
                            AT TIME ZONE 'Europe/London',
                          ((SELECT day FROM pg_temp.base)
                            + make_interval(days => 2 + i % 6 + i % 4))
-                           AT TIME ZONE 'Europe/London'),
-               'bench'
+                           AT TIME ZONE 'Europe/London') AS during
         FROM generate_series(0, {PAS - 1}) i WHERE i % 8 = 3 AND i < 4800""",
     """CREATE TABLE pg_temp.covered AS
-       SELECT v.id, v.pa_id, a.id AS absence_id FROM visit v
-       JOIN absence a ON a.pa_id = v.pa_id AND a.during && v.during
+       SELECT v.id, v.pa_id, w.during FROM visit v
+       JOIN pg_temp.away w ON w.pa_id = v.pa_id AND w.during && v.during
        WHERE v.status = 'SCHEDULED'""",
     """UPDATE visit SET status = 'NEEDS_COVER', pa_id = NULL
        WHERE id IN (SELECT id FROM pg_temp.covered)""",
+    """INSERT INTO absence (pa_id, kind, during, note)
+       SELECT pa_id, kind, during, 'bench' FROM pg_temp.away""",
     """INSERT INTO cover_request (visit_id, reason, status, absence_id, original_pa_id,
                                   opened_at)
-       SELECT c.id, 'ABSENCE', 'OPEN', c.absence_id, c.pa_id, now() FROM pg_temp.covered c""",
+       SELECT c.id, 'ABSENCE', 'OPEN', a.id, c.pa_id, now() FROM pg_temp.covered c
+       JOIN absence a ON a.pa_id = c.pa_id AND a.during = c.during""",
     """INSERT INTO cover_request (visit_id, reason, status, opened_at)
        SELECT v.id, 'MANUAL', 'OPEN', now() FROM visit v
        WHERE v.status = 'NEEDS_COVER' AND v.id NOT IN (SELECT id FROM pg_temp.covered)""",

@@ -90,3 +90,11 @@ class CoverOfferStatus(StrEnum):
     WITHDRAWN = "WITHDRAWN"  # the coordinator took it back
     CLOSED = "CLOSED"  # another PA's acceptance filled the request, or it was cancelled
     EXPIRED = "EXPIRED"
+
+
+class CommitmentKind(StrEnum):
+    """What holds a PA's time in `pa_commitment` (HOLD: federation holds, to come)."""
+
+    VISIT = "VISIT"
+    ABSENCE = "ABSENCE"
+    HOLD = "HOLD"

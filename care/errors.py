@@ -41,3 +41,15 @@ def not_found(what: str, field: str | None = "id") -> DomainError:
 
 def forbidden(message: str = "You may not do this.", field: str | None = None) -> DomainError:
     return DomainError(ErrorCode.FORBIDDEN, message, field)
+
+
+def constraint_name(exc: BaseException) -> str | None:
+    """The name of the constraint a database error reports (SQLAlchemy wraps the driver's
+    error in `orig`, and asyncpg's in `__cause__`), or None."""
+    cause: BaseException | None = getattr(exc, "orig", None) or exc
+    while cause is not None:
+        name = getattr(cause, "constraint_name", None)
+        if name:
+            return str(name)
+        cause = cause.__cause__
+    return None

@@ -33,6 +33,7 @@ from care.enums import (
     AbsenceKind,
     ClusterKind,
     ClusterStatus,
+    CommitmentKind,
     CoopKind,
     CoverOfferStatus,
     CoverReason,
@@ -455,6 +456,47 @@ class Absence(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# The one guard on a PA's time (see PaCommitment).
+PA_COMMITMENT_GUARD = "pa_commitment_no_overlap"
+
+
+class PaCommitment(Base):
+    """One stretch of a PA's time that something holds: an active visit (SCHEDULED or
+    COMPLETED, with this PA), an active absence, or (to come) a federation hold. Rows are
+    written only by the triggers on `visit` and `absence` (migration 0006), so no code path
+    can forget them; one exclusion constraint keeps every PA's commitments apart."""
+
+    __tablename__ = "pa_commitment"
+    __table_args__ = (
+        valid_range_check("during"),
+        enum_check("kind", CommitmentKind),
+        # Exactly one source, of the row's kind (holds will add their column here).
+        CheckConstraint(
+            "num_nonnulls(visit_id, absence_id) = 1 "
+            "AND (kind = 'VISIT') = (visit_id IS NOT NULL) "
+            "AND (kind = 'ABSENCE') = (absence_id IS NOT NULL)",
+            name="one_source",
+        ),
+        ExcludeConstraint(
+            (text("pa_id"), "="),
+            (text("during"), "&&"),
+            name=PA_COMMITMENT_GUARD,
+            using="gist",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    pa_id: Mapped[int] = mapped_column(ForeignKey("pa_profile.member_id", ondelete="CASCADE"))
+    during: Mapped[Range[dt.datetime]] = mapped_column(TSTZRANGE)
+    kind: Mapped[str] = mapped_column(String(16))
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visit.id", ondelete="CASCADE"), unique=True
+    )
+    absence_id: Mapped[int | None] = mapped_column(
+        ForeignKey("absence.id", ondelete="CASCADE"), unique=True
+    )
 
 
 class CoverRequest(Base):

@@ -14,13 +14,18 @@ Rules (see docs/cover.md, "Absences and cover requests"):
   the exclusion constraint `absence_no_overlap` as the final guard.
 - Recording an absence, in the same transaction: every SCHEDULED visit of the PA that
   overlaps it (even partly) and has not started becomes NEEDS_COVER without a PA, and an
-  OPEN cover request (reason ABSENCE) opens for each. Visits that have started or ended
-  are history and are left alone.
+  OPEN cover request (reason ABSENCE) opens for each. The visits are handed over before
+  the absence is written: until then they hold the PA's time.
+- A PA is never on a visit and away at once (the guard `pa_commitment_no_overlap`, one
+  exclusion constraint over visits and absences, kept by triggers): an absence over a
+  visit that has started or taken place (history, which is not handed over) is refused,
+  naming it (OVERLAP). A booking committed meanwhile that this transaction could not see
+  makes the guard refuse the absence: CONFLICT, and a retry hands that visit over.
 - Extending an absence does the same for the visits it newly covers. Cancelling or
   shortening it returns each visit of its still OPEN requests that no active absence
   covers any more to the original PA, when that PA is free then (see
-  `cover_requests.return_to_original_pa`); otherwise the request stays open. Requests
-  already FILLED stay filled: cover was found.
+  `cover_requests.return_to_original_pa`), after the absence has changed; otherwise the
+  request stays open. Requests already FILLED stay filled: cover was found.
 """
 
 from __future__ import annotations
@@ -28,27 +33,37 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care import policy
-from care.enums import AbsenceKind, Role
-from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
-from care.models import Absence, Member, PaProfile
+from care.enums import ACTIVE_VISIT_STATUSES, AbsenceKind, Role, VisitStatus
+from care.errors import (
+    DomainError,
+    DomainErrors,
+    ErrorCode,
+    constraint_name,
+    forbidden,
+    not_found,
+)
+from care.models import PA_COMMITMENT_GUARD, Absence, Member, PaProfile, Visit
 from care.services.access import MANAGERS, may_manage_pa
 from care.services.cover_requests import (
     Pending,
     Touched,
     announce,
     clean_note,
-    open_for_pa_visits,
+    open_absence_requests,
     return_to_original_pa,
+    unassign_pa_visits,
 )
 from care.services.visits import describe, to_utc
 from care.viewer import Viewer
 
 MAX_ABSENCE_LENGTH = dt.timedelta(days=366)
+PA_BUSY = tuple(s.value for s in ACTIVE_VISIT_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,53 @@ async def _overlap_errors(
     ]
 
 
+async def _held_visit_errors(
+    session: AsyncSession, pa_id: int, during: Range[dt.datetime], now: dt.datetime
+) -> list[DomainError]:
+    """The PA's visits in the absence that it cannot hand over: completed ones, and
+    scheduled ones that have started. A PA is never on a visit and away at once (the guard
+    `pa_commitment_no_overlap`), so these are refused, named, rather than left in it."""
+    stmt = (
+        select(Visit.status, func.lower(Visit.during), func.upper(Visit.during))
+        .where(
+            Visit.pa_id == pa_id,
+            Visit.status.in_(PA_BUSY),
+            Visit.during.op("&&")(during),
+            or_(
+                Visit.status != VisitStatus.SCHEDULED.value,
+                func.lower(Visit.during) < now,
+            ),
+        )
+        .order_by(func.lower(Visit.during))
+    )
+    return [
+        DomainError(
+            ErrorCode.OVERLAP,
+            f"The PA has a {'completed' if status == VisitStatus.COMPLETED.value else 'started'}"
+            f" visit on {describe(start, end)} (UK time) in this absence. Start or end the "
+            "absence around it, or first record that the visit did not take place.",
+            "startsAt",
+        )
+        for status, start, end in (await session.execute(stmt)).all()
+    ]
+
+
+async def _flush_guarded(session: AsyncSession, field: str) -> None:
+    """Write the absence. `absence_no_overlap` speaks if another absence slipped through;
+    `pa_commitment_no_overlap` if the PA was booked meanwhile by a transaction this one
+    could not see: retrying then hands that visit over for cover."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if constraint_name(exc) == PA_COMMITMENT_GUARD:
+            raise DomainError(
+                ErrorCode.CONFLICT,
+                "The PA has just been booked at this time: try again.",
+                field,
+            ) from exc
+        raise
+
+
 async def _require_pa(session: AsyncSession, viewer: Viewer, pa_id: int) -> None:
     own = viewer.role is Role.PA and viewer.member_id == pa_id
     if viewer.role not in MANAGERS and not own:
@@ -200,8 +262,12 @@ async def record_absence(session: AsyncSession, viewer: Viewer, new: NewAbsence)
         raise DomainErrors(errors)
     during = _during(starts_at, ends_at)
     overlaps = await _overlap_errors(session, new.pa_id, during)
+    overlaps += await _held_visit_errors(session, new.pa_id, during, viewer.now)
     if overlaps:
         raise DomainErrors(overlaps)
+    # The PA's visits in the absence are handed over first: until then they hold the PA's
+    # time, and the guard would refuse the absence.
+    moved = await unassign_pa_visits(session, pa_id=new.pa_id, during=during, now=viewer.now)
     absence = Absence(
         pa_id=new.pa_id,
         kind=new.kind.value,
@@ -210,14 +276,13 @@ async def record_absence(session: AsyncSession, viewer: Viewer, new: NewAbsence)
         recorded_by_id=viewer.member_id,
     )
     session.add(absence)
-    await session.flush()  # `absence_no_overlap` speaks here if a race slipped through
-    opened = await open_for_pa_visits(
+    await _flush_guarded(session, "paId")
+    opened = await open_absence_requests(
         session,
+        visit_ids=moved,
         pa_id=new.pa_id,
-        during=during,
         absence_id=absence.id,
         opened_by_id=viewer.member_id,
-        now=viewer.now,
     )
     await announce(session, [Pending("REQUEST_OPENED", t.request_id, t.visit_id) for t in opened])
     return AbsenceResult(absence.id, opened=opened)
@@ -242,6 +307,7 @@ async def update_absence(
     during = _during(starts_at, ends_at)
     if (starts_at, ends_at) != (old_start, old_end):
         overlaps = await _overlap_errors(session, absence.pa_id, during, exclude_id=absence.id)
+        overlaps += await _held_visit_errors(session, absence.pa_id, during, viewer.now)
         if overlaps:
             raise DomainErrors(overlaps)
     if change.note is not None:
@@ -249,16 +315,18 @@ async def update_absence(
     if (starts_at, ends_at) == (old_start, old_end):
         await session.flush()
         return AbsenceResult(absence.id)
+    # Visits newly covered are handed over before the absence grows over them; visits no
+    # longer covered go back to the PA after it has shrunk (the guard sees each step).
+    moved = await unassign_pa_visits(session, pa_id=absence.pa_id, during=during, now=viewer.now)
     absence.during = during
-    await session.flush()
+    await _flush_guarded(session, "id")
     returned, events = await return_to_original_pa(session, absence.id, viewer.now)
-    opened = await open_for_pa_visits(
+    opened = await open_absence_requests(
         session,
+        visit_ids=moved,
         pa_id=absence.pa_id,
-        during=during,
         absence_id=absence.id,
         opened_by_id=viewer.member_id,
-        now=viewer.now,
     )
     events += [Pending("REQUEST_OPENED", t.request_id, t.visit_id) for t in opened]
     await announce(session, events)

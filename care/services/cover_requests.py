@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     String,
+    bindparam,
     cast,
     exists,
     func,
@@ -157,42 +159,57 @@ async def announce(session: AsyncSession, pending: Sequence[Pending]) -> None:
 # --- set-based changes (used by absences and the single-request operations) ---------------
 
 
-async def open_for_pa_visits(
+async def unassign_pa_visits(
+    session: AsyncSession, *, pa_id: int, during: Range[dt.datetime], now: dt.datetime
+) -> list[int]:
+    """Every SCHEDULED visit of the PA overlapping `during` that has not started becomes
+    NEEDS_COVER without a PA (one statement); their ids, soonest first. Run before the
+    absence covering them is written: until then they hold the PA's time, and the guard
+    `pa_commitment_no_overlap` would refuse the absence."""
+    rows = (
+        await session.execute(
+            update(Visit)
+            .where(
+                Visit.pa_id == pa_id,
+                Visit.status == VisitStatus.SCHEDULED.value,
+                Visit.during.op("&&")(during),
+                func.lower(Visit.during) >= now,
+            )
+            .values(status=VisitStatus.NEEDS_COVER.value, pa_id=None)
+            .returning(Visit.id, func.lower(Visit.during).label("starts_at"))
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    return [r.id for r in sorted(rows, key=lambda r: (r.starts_at, r.id))]
+
+
+async def open_absence_requests(
     session: AsyncSession,
     *,
+    visit_ids: Sequence[int],
     pa_id: int,
-    during: Range[dt.datetime],
     absence_id: int,
     opened_by_id: int | None,
-    now: dt.datetime,
 ) -> list[Touched]:
-    """Every SCHEDULED visit of the PA overlapping `during` that has not started becomes
-    NEEDS_COVER without a PA, and an ABSENCE request opens for it: one statement (an UPDATE
-    ... RETURNING feeding an INSERT ... SELECT)."""
-    moved = (
-        update(Visit)
-        .where(
-            Visit.pa_id == pa_id,
-            Visit.status == VisitStatus.SCHEDULED.value,
-            Visit.during.op("&&")(during),
-            func.lower(Visit.during) >= now,
-        )
-        .values(status=VisitStatus.NEEDS_COVER.value, pa_id=None)
-        .returning(Visit.id, func.lower(Visit.during).label("starts_at"))
-        .cte("moved")
-    )
+    """An OPEN ABSENCE request for each of these visits (unassigned from the PA by
+    `unassign_pa_visits`), ids in the visits' order: one statement, one parameter for all
+    the visits."""
+    if not visit_ids:
+        return []
+    ids = bindparam("visit_ids", list(visit_ids), type_=ARRAY(BigInteger))
+    listed = func.unnest(ids).table_valued("visit_id", with_ordinality="n").render_derived()
     stmt = (
         insert(CoverRequest)
         .from_select(
             ["visit_id", "reason", "status", "absence_id", "original_pa_id", "opened_by_id"],
             select(
-                moved.c.id,
+                listed.c.visit_id,
                 literal(CoverReason.ABSENCE.value, String),
                 literal(OPEN, String),
                 literal(absence_id, BigInteger),
                 literal(pa_id, BigInteger),
                 cast(literal(opened_by_id), BigInteger),
-            ).order_by(moved.c.starts_at, moved.c.id),
+            ).order_by(listed.c.n),
         )
         .returning(CoverRequest.id, CoverRequest.visit_id)
     )

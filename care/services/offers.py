@@ -25,7 +25,9 @@ Rules (see docs/cover.md, "Offers and acceptance"):
   skills or Working Time may have changed since the offer; CONFLICT too). Acceptances of
   one PA for different, overlapping visits lock different requests and can pass those
   checks together; the exclusion constraint `visit_pa_no_overlap` then stops all but the
-  first to commit, and its violation is turned into a typed CONFLICT here.
+  first to commit, and its violation is turned into a typed CONFLICT here. Likewise an
+  absence of the PA committed meanwhile: the guard `pa_commitment_no_overlap` (visits and
+  absences under one exclusion constraint) refuses the booking, a CONFLICT too.
 - Lock order, the same in every function here: cover request, then visit, then offers.
 
 Every change publishes `CoverEvent`s inside the transaction (sent at commit).
@@ -51,9 +53,17 @@ from care.enums import (
     Role,
     VisitStatus,
 )
-from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
+from care.errors import (
+    DomainError,
+    DomainErrors,
+    ErrorCode,
+    constraint_name,
+    forbidden,
+    not_found,
+)
 from care.events import CoverEvent, publish, publish_all
 from care.models import (
+    PA_COMMITMENT_GUARD,
     Absence,
     Cluster,
     ClusterPa,
@@ -529,15 +539,6 @@ async def _pa_clashes(session: AsyncSession, pa_id: int, visit: Visit) -> list[D
     return errors
 
 
-def _is_double_booking(exc: IntegrityError) -> bool:
-    cause: BaseException | None = exc.orig
-    while cause is not None:
-        if getattr(cause, "constraint_name", None) == DOUBLE_BOOKING_CONSTRAINT:
-            return True
-        cause = cause.__cause__
-    return False
-
-
 async def accept_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> int:
     pa_id = _require_pa(viewer)
     request, offer = await _answerable(session, viewer, offer_id, own=True)
@@ -559,15 +560,21 @@ async def accept_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> 
     visit.pa_id = pa_id
     visit.status = VisitStatus.SCHEDULED.value
     try:
-        # Another acceptance of this PA for an overlapping visit may have passed the check
-        # above at the same time: the exclusion constraint decides (waiting for it to end).
+        # Another acceptance of this PA for an overlapping visit, or an absence of theirs,
+        # may have passed the checks above at the same time: the exclusion constraints
+        # decide (waiting for the other transaction to end).
         await session.flush()
     except IntegrityError as exc:
-        if _is_double_booking(exc):
+        name = constraint_name(exc)
+        if name == DOUBLE_BOOKING_CONSTRAINT:
             raise DomainError(
                 ErrorCode.CONFLICT,
                 "You have just been booked for another visit at this time.",
                 "id",
+            ) from exc
+        if name == PA_COMMITMENT_GUARD:  # an absence recorded meanwhile, not yet visible
+            raise DomainError(
+                ErrorCode.CONFLICT, "You have just been recorded as away at this time.", "id"
             ) from exc
         raise
 

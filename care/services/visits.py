@@ -20,10 +20,12 @@ Rules:
   real elapsed time.
 - Double-booking: a PA's time is checked here so the caller gets a message naming the
   clash; the exclusion constraint `visit_pa_no_overlap` stays the final guard (concurrent
-  requests, other writers) and `run_mutation` turns its violation into OVERLAP. A service
-  user's own planned visits (scheduled, needing cover or completed) may not overlap
-  either; no constraint covers that, so the person's profile row is locked while checking,
-  which makes two concurrent bookings for one person run one after the other.
+  requests, other writers) and `run_mutation` turns its violation into OVERLAP. A PA who
+  is away then cannot be booked either: the absence is named here (OVERLAP on paId), and
+  the guard `pa_commitment_no_overlap` refuses the booking whatever (see docs/cover.md).
+  A service user's own planned visits (scheduled, needing cover or completed) may not
+  overlap either; no constraint covers that, so the person's profile row is locked while
+  checking, which makes two concurrent bookings for one person run one after the other.
 - Confirmation: a visit is confirmed by the person who received it or a linked carer, once
   it has started; never by staff (monitoring is not confirmation). Reporting that it did
   not take place marks it MISSED and records who said so.
@@ -49,6 +51,7 @@ from care import policy
 from care.enums import ACTIVE_VISIT_STATUSES, Role, VisitStatus
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import (
+    Absence,
     ClusterPa,
     ClusterServiceUser,
     Member,
@@ -305,6 +308,33 @@ async def _clashes(
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
 
 
+async def _away(
+    session: AsyncSession, pa_id: int, ranges: Sequence[TimeRange]
+) -> list[tuple[int, str, dt.datetime, dt.datetime]]:
+    """(index into `ranges`, kind, start, end) of each active absence of the PA overlapping
+    a range, in one statement: only to name the clash; the guard `pa_commitment_no_overlap`
+    refuses the booking whatever this finds."""
+    wanted = values(column("n", Integer), column("r", TSTZRANGE), name="wanted").data(
+        [(i, _during(s, e)) for i, (s, e) in enumerate(ranges)]
+    )
+    stmt = (
+        select(wanted.c.n, Absence.kind, func.lower(Absence.during), func.upper(Absence.during))
+        .select_from(wanted)
+        .join(Absence, Absence.during.op("&&")(wanted.c.r))
+        .where(Absence.pa_id == pa_id, Absence.cancelled_at.is_(None))
+        .order_by(wanted.c.n, func.lower(Absence.during))
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()]
+
+
+def _away_error(name: str, kind: str, starts_at: dt.datetime, ends_at: dt.datetime) -> DomainError:
+    return DomainError(
+        ErrorCode.OVERLAP,
+        f"{name} is away ({kind.lower()}) from {describe(starts_at, ends_at)} (UK time).",
+        "paId",
+    )
+
+
 async def _single_overlaps(
     session: AsyncSession,
     service_user_id: int,
@@ -322,6 +352,9 @@ async def _single_overlaps(
                     "paId",
                 )
             )
+        errors += [
+            _away_error(pa[1], k, s, e) for _, k, s, e in await _away(session, pa[0], [when])
+        ]
     person = await _clashes(
         session, Visit.service_user_id, service_user_id, [when], PERSON_BOOKED, exclude_id
     )
@@ -466,6 +499,16 @@ async def _series_overlaps(
                     "paId",
                 )
             )
+        away = await _away(session, series.pa_id, ranges)
+        if away:
+            dates = ", ".join(dict.fromkeys(day_of(ranges[n][0]) for n, _, _, _ in away))
+            errors.append(
+                DomainError(
+                    ErrorCode.OVERLAP,
+                    f"{pa_name} is away at these times of the series: {dates}.",
+                    "paId",
+                )
+            )
     hits = await _clashes(
         session, Visit.service_user_id, series.service_user_id, ranges, PERSON_BOOKED
     )
@@ -589,6 +632,7 @@ async def assign_visit_pa(session: AsyncSession, viewer: Viewer, visit_id: int, 
             )
             for _, s, e in hits
         ]
+        + [_away_error(name, k, s, e) for _, k, s, e in await _away(session, pa_id, [when])]
     )
     visit.pa_id = pa_id
     visit.status = VisitStatus.SCHEDULED.value

@@ -18,6 +18,11 @@ T = TypeVar("T")
 # Constraint names (see care/models.py) and what they mean to a caller.
 CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
     "visit_pa_no_overlap": (ErrorCode.OVERLAP, "The PA already has a visit at that time.", "paId"),
+    "pa_commitment_no_overlap": (
+        ErrorCode.OVERLAP,
+        "The PA is not free then: a visit, absence or hold already takes that time.",
+        "paId",
+    ),
     "availability_no_overlap": (
         ErrorCode.OVERLAP,
         "This overlaps another availability window of the PA.",

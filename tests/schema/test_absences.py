@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from care.enums import Role
@@ -208,8 +209,9 @@ async def test_pa_records_absence_future_visits_need_cover(
     other_pa = await b.visit(w.su2, w.pa2, at(days=1))
     await db.commit()
 
+    # From the end of the visit under way (an absence may not cover it: see below).
     out = await record(
-        api, as_pa(api, w.pa), w.pa, at(hours=-2), at(days=5), kind="SICKNESS", note=" flu "
+        api, as_pa(api, w.pa), w.pa, at(hours=1), at(days=5), kind="SICKNESS", note=" flu "
     )
     assert out["errors"] == []
     absence = out["absence"]
@@ -365,12 +367,42 @@ async def test_past_absence_is_recorded_but_opens_no_requests(
     b = Build(db)
     past = await b.visit(w.su, w.pa, at(days=-3))
     await db.commit()
-    out = await record(api, coord(api, w), w.pa, at(days=-4), at(days=-2), kind="SICKNESS")
+    out = await record(api, coord(api, w), w.pa, at(days=-6), at(days=-4), kind="SICKNESS")
     assert out["errors"] == []
     assert out["absence"]["kind"] == "SICKNESS"
     assert out["coverRequests"] == []
     assert (await visits(db))[past.id] == (w.pa.id, "SCHEDULED")
     assert await count(db, CoverRequest) == 0
+
+
+@pytest.mark.parametrize(
+    ("starts", "status", "word"),
+    [(-3, "COMPLETED", "completed"), (-3, "SCHEDULED", "started"), (-0.02, "SCHEDULED", "started")],
+)
+async def test_absence_over_a_visit_that_has_started_or_taken_place_is_refused(
+    api: Api, db: AsyncSession, w: World, starts: float, status: str, word: str
+) -> None:
+    """A PA is never on a visit and away at once (the guard `pa_commitment_no_overlap`):
+    a visit that cannot be handed over (completed, or under way or over while still
+    scheduled) is named, and nothing changes. Once it is recorded as not having taken
+    place, the absence is accepted."""
+    b = Build(db)
+    held = await b.visit(w.su, w.pa, at(days=starts), 120, status=status)
+    future = await b.visit(w.su, w.pa, at(days=1))
+    await db.commit()
+    before = await visits(db)
+    out = await record(api, coord(api, w), w.pa, at(days=-4), at(days=2), kind="SICKNESS")
+    assert out["absence"] is None
+    assert codes(out) == [("OVERLAP", "startsAt")]
+    assert f"has a {word} visit on" in out["errors"][0]["message"]
+    assert await visits(db) == before
+    assert (await count(db, Absence), await count(db, CoverRequest)) == (0, 0)
+
+    await db.execute(update(Visit).where(Visit.id == held.id).values(status="MISSED"))
+    await db.commit()
+    out = await record(api, coord(api, w), w.pa, at(days=-4), at(days=2), kind="SICKNESS")
+    assert out["errors"] == []
+    assert (await visits(db))[future.id] == (None, "NEEDS_COVER")
 
 
 async def test_who_may_record_an_absence(api: Api, db: AsyncSession, w: World) -> None:
@@ -476,9 +508,15 @@ async def test_cancelling_returns_visits_to_the_pa_when_free(
     absence_id = out["absence"]["id"]
     by_visit = {r["visit_id"]: r["id"] for r in await requests(db)}
 
-    # Meanwhile: the PA is booked for someone else at the time of the second visit, the
-    # third visit's cover is found, and the first visit's request has an open offer.
-    await b.visit(w.su2, w.pa, at(days=2, hours=0.5))
+    # Meanwhile: the second visit moves past the absence and the PA is booked for someone
+    # else then (inside the absence nobody can book them), the third visit's cover is
+    # found, and the first visit's request has an open offer.
+    await db.execute(
+        update(Visit)
+        .where(Visit.id == booked_meanwhile.id)
+        .values(during=Range(at(days=5), at(days=5, hours=1), bounds="[)"))
+    )
+    await b.visit(w.su2, w.pa, at(days=5, hours=0.5))
     await db.execute(
         update(Visit).where(Visit.id == filled.id).values(pa_id=w.pa2.id, status="SCHEDULED")
     )
