@@ -10,8 +10,11 @@ from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.models import Member
+from tests.conftest import Api
 from tests.factories import Build
 
 COOPNET = str(Path(sys.executable).with_name("coopnet"))
@@ -74,3 +77,110 @@ async def test_schema_export_prints_sdl(settings: Any) -> None:
     out = run(["schema", "export"], settings)
     assert out.returncode == 0
     assert "type Cluster implements Node" in out.stdout
+
+
+def last_line(out: subprocess.CompletedProcess[str]) -> str:
+    return out.stdout.strip().splitlines()[-1]
+
+
+async def test_token_issue_refuses_inactive_members_and_unbounded_lifetimes(
+    settings: Any, db: AsyncSession
+) -> None:
+    b = Build(db)
+    await b.las()
+    pa = await b.pa()
+    gone = await b.pa("Gone")
+    await db.execute(update(Member).where(Member.id == gone.id).values(active=False))
+    await db.commit()
+    out = run(["token", "issue", "--role", "PA", "--member", str(gone.id)], settings)
+    assert out.returncode == 2
+    assert "not active" in out.stderr
+    assert out.stdout == ""
+    for role, ttl in [
+        (["--role", "PA", "--member", str(pa.id)], "0"),
+        (["--role", "PA", "--member", str(pa.id)], "-5"),
+        (["--role", "PA", "--member", str(pa.id)], str(30 * 86400 + 1)),
+        (["--role", "ADMIN"], str(7 * 86400 + 1)),
+        (["--role", "ADMIN"], str(100_000_000_000)),
+    ]:
+        out = run(["token", "issue", *role, "--ttl", ttl], settings)
+        assert out.returncode == 2, (role, ttl)
+        assert "--ttl" in out.stderr
+        assert out.stdout == ""
+    out = run(["token", "issue", "--role", "PA", "--member", str(pa.id), "--ttl", "60"], settings)
+    assert out.returncode == 0, out.stderr
+    token = last_line(out)
+    lifetime = jwt.decode(token, options={"verify_signature": False})
+    assert 59 <= lifetime["exp"] - lifetime["iat"] <= 60
+
+
+async def test_token_revoke_by_jti_and_by_member(settings: Any, api: Api, db: AsyncSession) -> None:
+    b = Build(db)
+    await b.las()
+    pa = await b.pa()
+    await db.commit()
+    issued = [run(["token", "issue", "--role", "PA", "--member", str(pa.id)], settings)]
+    issued.append(run(["token", "issue", "--role", "PA", "--member", str(pa.id)], settings))
+    admin = run(["token", "issue", "--role", "ADMIN"], settings)
+    first, second, admin_token = last_line(issued[0]), last_line(issued[1]), last_line(admin)
+    me = "{ me { name } }"
+    for token in (first, second, admin_token):
+        assert (await api.post(me, token=token)).status_code == 200
+
+    jti = jwt.decode(first, options={"verify_signature": False})["jti"]
+    assert jti in issued[0].stderr  # the operator is told the id to revoke by
+    out = run(["token", "revoke", "--jti", jti], settings)
+    assert out.returncode == 0, out.stderr
+    assert (await api.post(me, token=first)).status_code == 401
+    assert (await api.post(me, token=second)).status_code == 200
+    again = run(["token", "revoke", "--jti", jti], settings)
+    assert again.returncode == 0 and "already" in again.stdout
+
+    admin_jti = jwt.decode(admin_token, options={"verify_signature": False})["jti"]
+    assert run(["token", "revoke", "--jti", admin_jti], settings).returncode == 0
+    assert (await api.post(me, token=admin_token)).status_code == 401
+
+    out = run(["token", "revoke", "--member", str(pa.id)], settings)
+    assert out.returncode == 0, out.stderr
+    assert (await api.post(me, token=second)).status_code == 401
+    fresh = run(["token", "issue", "--role", "PA", "--member", str(pa.id)], settings)
+    assert (await api.post(me, token=last_line(fresh))).status_code == 200
+
+    for args, message in [
+        (["--member", "99999"], "No member 99999"),
+        (["--jti", "nope"], "not a token id"),
+        ([], "exactly one of"),
+        (["--jti", jti, "--member", str(pa.id)], "exactly one of"),
+    ]:
+        out = run(["token", "revoke", *args], settings)
+        assert out.returncode == 2, args
+        assert message in out.stderr
+
+
+@pytest.mark.parametrize("with_database_url", [True, False])
+def test_token_commands_from_another_directory_create_nothing(
+    settings: Any, tmp_path: Path, with_database_url: bool
+) -> None:
+    """Run where there is no instance (DATA_DIR defaults to ./var): a clear error naming
+    where it looked, and no new key or database that the server would not know."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "DATABASE_URL")}
+    if with_database_url:
+        env["DATABASE_URL"] = settings.database_url
+    # Revoking needs only the database: with DATABASE_URL set it is found.
+    commands = [["issue", "--role", "ADMIN"]]
+    if not with_database_url:
+        commands.append(["revoke", "--member", "1"])
+    for args in commands:
+        out = subprocess.run(
+            [COOPNET, "token", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, out.stderr
+        assert out.stdout == ""
+        assert str(tmp_path / "var") in out.stderr
+        assert "DATA_DIR" in out.stderr
+        assert list(tmp_path.iterdir()) == []
