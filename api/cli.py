@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -429,7 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM (process managers, container runtimes) ends the process the way Ctrl-C
+    does: with an exception, so `finally` blocks and atexit hooks run and an embedded
+    PostgreSQL is stopped. Uvicorn handles SIGTERM itself while serving, shuts down
+    gracefully, then raises the signal again: this handler takes it from there."""
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     return int(args.func(args, get_settings()) or 0)
 

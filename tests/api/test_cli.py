@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from sqlalchemy import update
@@ -184,3 +188,59 @@ def test_token_commands_from_another_directory_create_nothing(
         assert str(tmp_path / "var") in out.stderr
         assert "DATA_DIR" in out.stderr
         assert list(tmp_path.iterdir()) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_stops_serve_and_its_embedded_postgres(tmp_path: Path) -> None:
+    """What a process manager or container runtime sends: the server and the embedded
+    PostgreSQL it started both stop (before, the server died and PostgreSQL ran on)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"DATA_DIR": str(tmp_path), "PORT": str(port), "LOG_FORMAT": "console"})
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [COOPNET, "serve", "--dev"], env=env, cwd=tmp_path, stdout=out, stderr=out
+        )
+    pg_pid: int | None = None
+    try:
+        deadline = time.monotonic() + 120
+        ready = False
+        while time.monotonic() < deadline and server.poll() is None and not ready:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert ready, log.read_text()
+        postmaster = tmp_path / "pg" / "postmaster.pid"
+        pg_pid = int(postmaster.read_text().splitlines()[0])
+        assert _alive(pg_pid)
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0, log.read_text()
+        for _ in range(100):  # PostgreSQL's own shutdown takes a moment
+            if not _alive(pg_pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(pg_pid), log.read_text()
+        assert not postmaster.exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if pg_pid is not None and _alive(pg_pid):  # the bug: do not leave it running
+            os.kill(pg_pid, signal.SIGQUIT)
