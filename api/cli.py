@@ -228,7 +228,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             proxy_headers=True,
-            forwarded_allow_ips=args.forwarded_allow_ips,
+            forwarded_allow_ips=args.forwarded_allow_ips or settings.forwarded_allow_ips,
             log_config=None,
         )
     return 0
@@ -386,8 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies whose X-Forwarded-* headers are trusted",
+        help="proxies whose X-Forwarded-* headers are trusted (default: FORWARDED_ALLOW_IPS)",
     )
     serve.set_defaults(func=cmd_serve)
 

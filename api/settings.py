@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 8000
+    # Proxies whose X-Forwarded-* headers `serve` trusts (comma-separated, or *).
+    forwarded_allow_ips: str = "127.0.0.1"
     debug: bool = False
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
