@@ -36,7 +36,7 @@ MAX_ADMIN_TTL = dt.timedelta(days=7)
 MAX_ANALYST_TTL = dt.timedelta(days=7)
 MEMBER_ROLES = frozenset({Role.COORDINATOR, Role.PA, Role.SERVICE_USER, Role.CARER})
 MAX_BIGINT = 2**63 - 1
-GSS = re.compile(r"^E(06|08|09|10)[0-9]{6}$")
+GSS = re.compile(r"E(06|08|09|10)[0-9]{6}")  # fullmatch: `$` would allow a final newline
 ROLES = frozenset(r.value for r in Role)
 CLAIMS = frozenset({"iss", "aud", "iat", "exp", "role", "sub", "member", "la", "jti"})
 
@@ -165,7 +165,7 @@ def check_subject(role: Role, member_id: int | None, la_code: str | None) -> str
     if role is Role.LA_ANALYST:
         if member_id is not None:
             return "An LA analyst token names no member."
-        if not isinstance(la_code, str) or not GSS.match(la_code):
+        if not isinstance(la_code, str) or not GSS.fullmatch(la_code):
             return "An LA analyst token must name a local authority (a GSS code)."
     elif la_code is not None:
         return "Only an LA analyst token names a local authority."
@@ -252,7 +252,8 @@ class TokenService:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("The token has expired.") from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, OverflowError, ValueError, TypeError) as exc:
+            # (PyJWT's own checks let an infinite or huge `exp` through as OverflowError.)
             raise AuthError("The token is not valid for this service.") from exc
         return _claims(claims)
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `coopnet token issue` should s
 
 T = TypeVar("T")
 
-GSS = re.compile(r"^E(06|08|09|10)[0-9]{6}$")
+GSS = re.compile(r"E(06|08|09|10)[0-9]{6}")
 
 
 class ConfigurationError(Exception):
@@ -283,7 +283,7 @@ def _token_issue(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: --member is required for role {role.value}", file=sys.stderr)
         return 2
     if role is Role.LA_ANALYST:
-        if args.la is None or not GSS.match(args.la):
+        if args.la is None or not GSS.fullmatch(args.la):
             print("error: LA_ANALYST needs --la with a GSS code like E09000003", file=sys.stderr)
             return 2
         if args.member is not None:
