@@ -24,29 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.settings import Settings
 from care.enums import Role
-from care.tokens import TokenRef
+from care.tokens import TokenRef, max_ttl
 from care.viewer import Viewer
 
 ALGORITHM = "EdDSA"
 
-# The longest a token may live. Admin tokens open everything and LA analyst tokens name no
-# member (so only their jti can revoke them): both are kept shorter.
-MAX_MEMBER_TTL = dt.timedelta(days=30)
-MAX_ADMIN_TTL = dt.timedelta(days=7)
-MAX_ANALYST_TTL = dt.timedelta(days=7)
 MEMBER_ROLES = frozenset({Role.COORDINATOR, Role.PA, Role.SERVICE_USER, Role.CARER})
 MAX_BIGINT = 2**63 - 1
 GSS = re.compile(r"E(06|08|09|10)[0-9]{6}")  # fullmatch: `$` would allow a final newline
 ROLES = frozenset(r.value for r in Role)
 CLAIMS = frozenset({"iss", "aud", "iat", "exp", "role", "sub", "member", "la", "jti"})
-
-
-def max_ttl(role: Role) -> dt.timedelta:
-    if role is Role.ADMIN:
-        return MAX_ADMIN_TTL
-    if role is Role.LA_ANALYST:
-        return MAX_ANALYST_TTL
-    return MAX_MEMBER_TTL
 
 
 class AuthError(Exception):

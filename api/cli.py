@@ -269,8 +269,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 def _token_issue(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from api.auth import check_subject, max_ttl
+    from api.auth import check_subject
     from care.enums import Role
+    from care.tokens import max_ttl
 
     if args.role is None:
         print("error: token issue needs --role", file=sys.stderr)
@@ -331,7 +332,7 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
     import uuid
 
-    from api.auth import MAX_ADMIN_TTL, MAX_ANALYST_TTL, MAX_MEMBER_TTL
+    from care.tokens import LONGEST_TTL
 
     if (args.jti is None) == (args.member is None):
         print("error: token revoke needs exactly one of --jti or --member", file=sys.stderr)
@@ -352,8 +353,7 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
         if jti is not None:
             # The token's own expiry is not known from its id: keep the row as long as
             # any token can live (verify refuses longer-lived ones), then it is pruned.
-            longest = max(MAX_MEMBER_TTL, MAX_ADMIN_TTL, MAX_ANALYST_TTL)
-            until = dt.datetime.now(dt.UTC) + longest
+            until = dt.datetime.now(dt.UTC) + LONGEST_TTL
             token_id = jti
             done = asyncio.run(_in_session(url, lambda s: revoke_token(s, token_id, until)))
             print(f"token {jti} revoked" if done else f"token {jti} was already revoked")

@@ -16,7 +16,25 @@ from sqlalchemy import Select, delete, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.enums import Role
+from care.errors import DomainError, ErrorCode, forbidden, not_found
 from care.models import Member, RevokedToken
+from care.viewer import Viewer
+
+# The longest a token may live. Admin tokens open everything and LA analyst tokens name no
+# member (so only their jti can revoke them): both are kept shorter.
+MAX_MEMBER_TTL = dt.timedelta(days=30)
+MAX_ADMIN_TTL = dt.timedelta(days=7)
+MAX_ANALYST_TTL = dt.timedelta(days=7)
+LONGEST_TTL = max(MAX_MEMBER_TTL, MAX_ADMIN_TTL, MAX_ANALYST_TTL)
+
+
+def max_ttl(role: Role) -> dt.timedelta:
+    if role is Role.ADMIN:
+        return MAX_ADMIN_TTL
+    if role is Role.LA_ANALYST:
+        return MAX_ANALYST_TTL
+    return MAX_MEMBER_TTL
 
 
 @dataclass(frozen=True)
@@ -82,3 +100,26 @@ async def prune_revoked(session: AsyncSession, now: dt.datetime | None = None) -
         delete(RevokedToken).where(RevokedToken.expires_at < at).returning(RevokedToken.jti)
     )
     return len(result.all())
+
+
+# --- for callers of the API (admins) -----------------------------------------------------
+
+
+async def revoke_member_tokens_as(session: AsyncSession, viewer: Viewer, member_id: int) -> bool:
+    if not viewer.is_admin:
+        raise forbidden("Only admins revoke tokens.")
+    if not await revoke_member_tokens(session, member_id):
+        raise not_found("member", "memberId")
+    return True
+
+
+async def revoke_token_as(session: AsyncSession, viewer: Viewer, jti: str) -> bool:
+    """False when the token was already revoked. Its expiry is not known from its id: the
+    row is kept as long as any token can live (longer-lived ones are refused anyway)."""
+    if not viewer.is_admin:
+        raise forbidden("Only admins revoke tokens.")
+    try:
+        token_id = uuid.UUID(jti)
+    except ValueError:
+        raise DomainError(ErrorCode.INVALID, "Not a token id (a UUID).", "jti") from None
+    return await revoke_token(session, token_id, dt.datetime.now(dt.UTC) + LONGEST_TTL)

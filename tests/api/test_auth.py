@@ -249,3 +249,48 @@ async def test_the_check_is_one_statement_per_request(
     assert sql_counter.token_checks == 1
     await api.data("{ coop { name } }")
     assert sql_counter.token_checks == 1  # anonymous: nothing to check
+
+
+REVOKE_MEMBER = """mutation($id: ID!) { revokeMemberTokens(memberId: $id) {
+    revoked errors { field code } } }"""
+REVOKE_TOKEN = """mutation($jti: String!) { revokeToken(jti: $jti) {
+    revoked errors { field code } } }"""
+
+
+async def test_admins_revoke_tokens_over_graphql(api: Api, db: AsyncSession) -> None:
+    b = Build(db)
+    await b.las()
+    cluster = await b.cluster()
+    coordinator = await b.worker("Cora Ordinator")
+    pa = await b.pa(cluster=cluster)
+    await db.commit()
+    pa_token = api.token(Role.PA, pa.id)
+    other_admin = api.tokens.mint(Role.ADMIN)
+    admin = api.token(Role.ADMIN)
+    pa_id = {"id": gid("PersonalAssistant", pa.id)}
+
+    # Only admins; anonymous callers are told to authenticate.
+    anonymous = await api.query(REVOKE_MEMBER, pa_id)
+    assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    for caller in (api.token(Role.COORDINATOR, coordinator.id), pa_token):
+        data = await api.data(REVOKE_MEMBER, pa_id, token=caller)
+        assert data["revokeMemberTokens"] == {
+            "revoked": False,
+            "errors": [{"field": None, "code": "FORBIDDEN"}],
+        }
+    assert (await api.post(ME, token=pa_token)).status_code == 200
+
+    data = await api.data(REVOKE_MEMBER, pa_id, token=admin)
+    assert data["revokeMemberTokens"] == {"revoked": True, "errors": []}
+    assert (await api.post(ME, token=pa_token)).status_code == 401
+    missing = await api.data(REVOKE_MEMBER, {"id": gid("PersonalAssistant", 999)}, token=admin)
+    assert missing["revokeMemberTokens"]["errors"] == [{"field": "memberId", "code": "NOT_FOUND"}]
+
+    jti = {"jti": str(other_admin.ref.jti)}
+    data = await api.data(REVOKE_TOKEN, jti, token=admin)
+    assert data["revokeToken"] == {"revoked": True, "errors": []}
+    assert (await api.post(CLUSTERS, token=other_admin.token)).status_code == 401
+    again = await api.data(REVOKE_TOKEN, jti, token=admin)
+    assert again["revokeToken"] == {"revoked": False, "errors": []}
+    bad = await api.data(REVOKE_TOKEN, {"jti": "nope"}, token=admin)
+    assert bad["revokeToken"]["errors"] == [{"field": "jti", "code": "INVALID"}]
