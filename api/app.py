@@ -20,7 +20,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.auth import AuthError, TokenService, load_or_create_keys
+from api.auth import REVOKED, AuthError, TokenService, load_or_create_keys
 from api.db import create_engine, session_factory
 from api.events import (
     EventHub,
@@ -32,6 +32,8 @@ from api.events import (
 )
 from api.migrate import current_revision, head_revision
 from api.settings import Settings
+from care.tokens import is_in_force
+from care.viewer import ANONYMOUS
 from schema import create_schema
 from schema.context import Context, Limits
 from schema.subscriptions import LiveContext
@@ -121,9 +123,19 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             # One context per websocket; its viewer comes from `connection_params`
             # (FastJSONGraphQLRouter.on_ws_connect).
             state = connection.app.state
-            return LiveContext(sessions=state.sessions, events=state.events, limits=limits)
-        viewer = tokens.viewer_from_header(connection.headers.get("authorization"))
-        return Context(session=session, viewer=viewer, limits=limits)
+            return LiveContext(
+                sessions=state.sessions,
+                events=state.events,
+                limits=limits,
+                recheck_seconds=settings.token_recheck_seconds,
+            )
+        verified = tokens.from_header(connection.headers.get("authorization"))
+        if verified is None:
+            return Context(session=session, viewer=ANONYMOUS, limits=limits)
+        # Revoked, or its member deactivated: one indexed statement (see care/tokens.py).
+        if not await is_in_force(session, verified.ref):
+            raise AuthError(REVOKED)
+        return Context(session=session, viewer=verified.viewer, limits=limits)
 
     app = FastAPI(
         title="coopnet",

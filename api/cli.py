@@ -1,4 +1,4 @@
-"""The `coopnet` command line: serve, db upgrade/downgrade, demo load, token issue,
+"""The `coopnet` command line: serve, db upgrade/downgrade, demo load, token issue/revoke,
 schema export."""
 
 from __future__ import annotations
@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from api.settings import Settings, get_settings
@@ -21,19 +23,32 @@ if TYPE_CHECKING:  # imported lazily at run time: `coopnet token issue` should s
 
 T = TypeVar("T")
 
-GSS = re.compile(r"^E(06|08|09|10)[0-9]{6}$")
+GSS = re.compile(r"E(06|08|09|10)[0-9]{6}")
+
+
+class ConfigurationError(Exception):
+    """This command cannot find the instance it is meant for."""
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[str]:
+def database(settings: Settings, *, create: bool = True) -> Iterator[str]:
     """The database URL to use: DATABASE_URL, or an embedded server under the data dir
-    (started here, stopped when the last process using it exits)."""
+    (started here, stopped when the last process using it exits). With create=False an
+    embedded server must already exist there (commands that act on an instance)."""
     if settings.database_url:
         yield settings.database_url
         return
     from api.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(settings.data_dir / "pg")
+    pgdata = settings.data_dir / "pg"
+    if not create and not (pgdata / "PG_VERSION").exists():
+        raise ConfigurationError(
+            f"No database: DATABASE_URL is not set and there is no embedded database at "
+            f"{pgdata.resolve()} (DATA_DIR={settings.data_dir}, resolved from {Path.cwd()}). "
+            "Run this command where `coopnet serve` runs, or set DATABASE_URL or DATA_DIR "
+            "to the server's."
+        )
+    server = EmbeddedPostgres(pgdata)
     server.start()
     server.ensure_database("coopnet")
     try:
@@ -104,6 +119,7 @@ async def _check_token_subject(
         await session.execute(
             select(
                 Member.membership_class,
+                Member.active,
                 PaProfile.member_id.label("pa"),
                 ServiceUserProfile.member_id.label("su"),
             )
@@ -114,6 +130,8 @@ async def _check_token_subject(
     ).first()
     if row is None:
         return f"No member {member}."
+    if not row.active:
+        return f"Member {member} is not active: no tokens are issued to them."
     expected = {
         "PA": row.pa is not None,
         "SERVICE_USER": row.su is not None,
@@ -146,11 +164,12 @@ async def _demo_people(session: AsyncSession) -> list[tuple[str, int]]:
     return [("COORDINATOR", row.support_worker_id), ("PA", row.pa_id)]
 
 
-def _token_service(settings: Settings) -> TokenService:
-    from api.auth import TokenService, load_or_create_keys
+def _token_service(settings: Settings, *, create_keys: bool = True) -> TokenService:
+    """With create_keys=False (token commands), the key must exist: see auth.load_keys."""
+    from api.auth import TokenService, load_keys, load_or_create_keys
 
     return TokenService(
-        load_or_create_keys(settings),
+        load_or_create_keys(settings) if create_keys else load_keys(settings),
         settings.jwt_issuer,
         settings.jwt_audience,
         settings.jwt_ttl_seconds,
@@ -209,7 +228,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             proxy_headers=True,
-            forwarded_allow_ips=args.forwarded_allow_ips,
+            forwarded_allow_ips=args.forwarded_allow_ips or settings.forwarded_allow_ips,
             log_config=None,
         )
     return 0
@@ -236,14 +255,36 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from care.enums import Role
+    from api.auth import MissingKeyError
 
+    try:
+        if args.action == "issue":
+            return _token_issue(args, settings)
+        return _token_revoke(args, settings)
+    except (ConfigurationError, MissingKeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _token_issue(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from api.auth import check_subject
+    from care.enums import Role
+    from care.tokens import max_ttl
+
+    if args.role is None:
+        print("error: token issue needs --role", file=sys.stderr)
+        return 2
     role = Role(args.role)
+    if args.jti is not None:
+        print("error: --jti only applies to token revoke", file=sys.stderr)
+        return 2
     if role not in (Role.ADMIN, Role.LA_ANALYST) and args.member is None:
         print(f"error: --member is required for role {role.value}", file=sys.stderr)
         return 2
     if role is Role.LA_ANALYST:
-        if args.la is None or not GSS.match(args.la):
+        if args.la is None or not GSS.fullmatch(args.la):
             print("error: LA_ANALYST needs --la with a GSS code like E09000003", file=sys.stderr)
             return 2
         if args.member is not None:
@@ -252,22 +293,77 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     elif args.la is not None:
         print("error: --la only applies to LA_ANALYST", file=sys.stderr)
         return 2
-    with database(settings) as url:
+    problem = check_subject(role, args.member, args.la)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    limit = int(max_ttl(role).total_seconds())
+    if args.ttl is not None and not 0 < args.ttl <= limit:
+        print(
+            f"error: --ttl is in seconds, more than 0 and at most {limit} for {role.value}",
+            file=sys.stderr,
+        )
+        return 2
+    # The key first: a command run from the wrong directory stops before touching anything.
+    tokens = _token_service(settings, create_keys=False)
+    with database(settings, create=False) as url:
         problem = asyncio.run(
             _in_session(url, lambda s: _check_token_subject(s, role.value, args.member, args.la))
         )
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    import datetime as dt
-
-    token = _token_service(settings).issue(
+    issued = tokens.mint(
         role,
         member_id=args.member,
         la_code=args.la,
         ttl=dt.timedelta(seconds=args.ttl) if args.ttl else None,
     )
-    print(token)
+    # For the operator (stderr): what `token revoke --jti` needs later.
+    print(
+        f"token id (jti) {issued.ref.jti}, expires {issued.ref.expires_at.isoformat()}",
+        file=sys.stderr,
+    )
+    print(issued.token)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+    import uuid
+
+    from care.tokens import LONGEST_TTL
+
+    if (args.jti is None) == (args.member is None):
+        print("error: token revoke needs exactly one of --jti or --member", file=sys.stderr)
+        return 2
+    if args.role is not None or args.la is not None or args.ttl is not None:
+        print("error: token revoke takes only --jti or --member", file=sys.stderr)
+        return 2
+    jti: uuid.UUID | None = None
+    if args.jti is not None:
+        try:
+            jti = uuid.UUID(args.jti)
+        except ValueError:
+            print(f"error: --jti {args.jti!r} is not a token id (a UUID)", file=sys.stderr)
+            return 2
+    with database(settings, create=False) as url:
+        from care.tokens import revoke_member_tokens, revoke_token
+
+        if jti is not None:
+            # The token's own expiry is not known from its id: keep the row as long as
+            # any token can live (verify refuses longer-lived ones), then it is pruned.
+            until = dt.datetime.now(dt.UTC) + LONGEST_TTL
+            token_id = jti
+            done = asyncio.run(_in_session(url, lambda s: revoke_token(s, token_id, until)))
+            print(f"token {jti} revoked" if done else f"token {jti} was already revoked")
+            return 0
+        member = args.member
+        found = asyncio.run(_in_session(url, lambda s: revoke_member_tokens(s, member)))
+    if not found:
+        print(f"error: No member {member}.", file=sys.stderr)
+        return 2
+    print(f"all tokens issued to member {member} until now are revoked")
     return 0
 
 
@@ -290,8 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies whose X-Forwarded-* headers are trusted",
+        help="proxies whose X-Forwarded-* headers are trusted (default: FORWARDED_ALLOW_IPS)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -306,16 +401,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("action", choices=["load"])
     demo.set_defaults(func=cmd_demo)
 
-    token = sub.add_parser("token", help="bearer tokens")
-    token.add_argument("action", choices=["issue"])
+    token = sub.add_parser(
+        "token",
+        help="bearer tokens",
+        description="issue: --role [--member] [--la] [--ttl]; revoke: --jti or --member",
+    )
+    token.add_argument("action", choices=["issue", "revoke"])
     token.add_argument(
         "--role",
-        required=True,
         choices=["ADMIN", "COORDINATOR", "PA", "SERVICE_USER", "CARER", "LA_ANALYST"],
     )
-    token.add_argument("--member", type=int, help="member id the token speaks for")
+    token.add_argument(
+        "--member", type=int, help="issue: member id the token speaks for; revoke: all theirs"
+    )
     token.add_argument("--la", help="GSS code (LA_ANALYST only)")
-    token.add_argument("--ttl", type=int, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        help="lifetime in seconds (at most 30 days; 7 days for ADMIN and LA_ANALYST)",
+    )
+    token.add_argument("--jti", help="revoke: the id of one token (printed when issued)")
     token.set_defaults(func=cmd_token)
 
     schema = sub.add_parser("schema", help="GraphQL schema")
@@ -324,7 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM (process managers, container runtimes) ends the process the way Ctrl-C
+    does: with an exception, so `finally` blocks and atexit hooks run and an embedded
+    PostgreSQL is stopped. Uvicorn handles SIGTERM itself while serving, shuts down
+    gracefully, then raises the signal again: this handler takes it from there."""
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     return int(args.func(args, get_settings()) or 0)
 

@@ -13,14 +13,14 @@ the full picture re-reads it with a query after (re)subscribing.
 
 The websocket side (graphql-transport-ws only): `connection_params` carry the bearer
 token (`authenticate_connection`), the connection is refused with close code 4403 when
-the token is not valid, and only subscriptions run over the socket (`LiveWSHandler`);
-over HTTP, subscriptions are refused (`is_http_subscription`).
+the token is not valid or no longer in force (each subscription re-checks it on every
+event and while idle: schema/subscriptions.py), and only subscriptions run over the
+socket (`LiveWSHandler`); over HTTP, subscriptions are refused (`is_http_subscription`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 from collections import deque
@@ -29,7 +29,6 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import asyncpg
-import jwt
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from sqlalchemy.engine import make_url
 from starlette.websockets import WebSocketDisconnect
@@ -45,8 +44,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types import ExecutionResult
 
-from api.auth import AuthError, TokenService
+from api.auth import REVOKED, AuthError, TokenService
 from care.events import CHANNEL, CoverEvent
+from care.tokens import is_in_force
 from schema.context import Context
 from schema.subscriptions import LiveContext
 
@@ -298,27 +298,25 @@ def _token_from_params(params: object) -> str | None:
     return raw.strip()
 
 
-def _expiry(token: str) -> dt.datetime | None:
-    """The `exp` of a token that has just been verified."""
-    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-    return dt.datetime.fromtimestamp(exp, dt.UTC) if isinstance(exp, int | float) else None
-
-
 async def authenticate_connection(tokens: TokenService, context: Context) -> None:
     """`on_ws_connect`: make the connection's viewer from its `connection_params`. No
     token: anonymous (subscriptions then answer UNAUTHENTICATED). A token that cannot be
-    trusted: the connection is refused (graphql-transport-ws close 4403 "Forbidden")."""
+    trusted, or is no longer in force (revoked, member deactivated): the connection is
+    refused (graphql-transport-ws close 4403 "Forbidden")."""
     if not isinstance(context, LiveContext):
         return
     try:
         token = _token_from_params(context.connection_params)
         if token is None:
             return
-        viewer = tokens.verify(token)
+        verified = tokens.verify(token)
+        async with context.sessions() as session:
+            if not await is_in_force(session, verified.ref):
+                raise AuthError(REVOKED)
     except AuthError as exc:
         log.info("websocket refused: %s", exc)
         raise ConnectionRejectionError({"message": str(exc)}) from exc
-    context.authenticate(viewer, _expiry(token))
+    context.authenticate(verified.viewer, verified.ref)
 
 
 MAX_PEEK_TOKENS = 10_000  # bounds the look at the operation type; the limits apply later

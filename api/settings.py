@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +17,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 8000
+    # Proxies whose X-Forwarded-* headers `serve` trusts (comma-separated, or *).
+    forwarded_allow_ips: str = "127.0.0.1"
     debug: bool = False
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
@@ -25,7 +28,8 @@ class Settings(BaseSettings):
     jwt_public_key_file: Path | None = None
     jwt_issuer: str = "coopnet"
     jwt_audience: str = "coopnet"
-    jwt_ttl_seconds: int = 8 * 3600
+    # Default lifetime of issued tokens (capped per role: api/auth.py, max_ttl).
+    jwt_ttl_seconds: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
 
     # Request protection
     max_query_depth: int = 12
@@ -39,6 +43,9 @@ class Settings(BaseSettings):
     # oldest are dropped, and how often the LISTEN connection is checked.
     event_queue_size: int = 100
     event_keepalive_seconds: float = 30.0
+    # An idle subscription re-checks its token (revoked? member deactivated? expired?) this
+    # often; every event re-checks it anyway.
+    token_recheck_seconds: float = Field(default=60.0, gt=0)
 
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""

@@ -8,6 +8,7 @@ accident and no query count grows with the size of a result.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from enum import StrEnum
 
@@ -26,7 +27,14 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, ExcludeConstraint, Range
+from sqlalchemy.dialects.postgresql import (
+    ARRAY,
+    JSONB,
+    TSTZRANGE,
+    UUID,
+    ExcludeConstraint,
+    Range,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from care.enums import (
@@ -155,6 +163,9 @@ class Member(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # Tokens issued at or before this instant are refused (`coopnet token revoke --member`;
+    # set by a trigger when the member is deactivated, so re-activation revives none).
+    tokens_valid_after: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ServiceUserProfile(Base):
@@ -572,3 +583,18 @@ class CoverOffer(Base):
     )
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     responded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RevokedToken(Base):
+    """One revoked token (by its `jti`), kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_token"
+
+    jti: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

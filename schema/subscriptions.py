@@ -5,8 +5,10 @@ holds no database session: events arrive from the process's listener (`api/event
 with ids only, and each is re-read in a short session of its own, as the subscriber, so
 the usual privacy rules decide what they see. Who may subscribe is checked when the
 subscription starts (an `error` message: UNAUTHENTICATED, FORBIDDEN) and again on every
-event (the stream then ends with that error): a token that has expired, or a coordinator
-who no longer supports the cluster, hears nothing more.
+event (the stream then ends with that error): a token that has expired or been revoked, a
+member who has been deactivated, or a coordinator who no longer supports the cluster,
+hears nothing more. A subscription with no events re-checks the token every
+`recheck_seconds` (setting TOKEN_RECHECK_SECONDS) and ends the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from care import policy
 from care.enums import Role
 from care.events import CoverEvent
 from care.models import Cluster
+from care.tokens import TokenRef, is_in_force
 from care.viewer import ANONYMOUS, Viewer
 from schema.context import Context, Info, Limits
 from schema.permissions import decode_id, forbidden, unauthenticated
@@ -61,17 +64,23 @@ class LiveContext(Context):
         events: EventSource,
         limits: Limits,
         viewer: Viewer = ANONYMOUS,
+        recheck_seconds: float = 60.0,
     ) -> None:
         super().__init__(session=_NO_SESSION, viewer=viewer, limits=limits)
         self.sessions = sessions
         self.events = events
-        self.expires_at: dt.datetime | None = None
+        self.token: TokenRef | None = None
+        self.recheck_seconds = recheck_seconds
         # One event at a time per connection: its subscriptions share this context.
         self._event_lock = asyncio.Lock()
 
-    def authenticate(self, viewer: Viewer, expires_at: dt.datetime | None) -> None:
+    def authenticate(self, viewer: Viewer, token: TokenRef | None) -> None:
         self.viewer = viewer
-        self.expires_at = expires_at
+        self.token = token
+
+    @property
+    def expires_at(self) -> dt.datetime | None:
+        return self.token.expires_at if self.token is not None else None
 
     def check_token(self) -> None:
         if self.expires_at is not None and dt.datetime.now(dt.UTC) >= self.expires_at:
@@ -80,11 +89,38 @@ class LiveContext(Context):
                 extensions={"code": "UNAUTHENTICATED"},
             )
 
+    async def _check_in_force(self, session: AsyncSession) -> None:
+        if self.token is not None and not await is_in_force(session, self.token):
+            raise GraphQLError(
+                "The token has been revoked, or its member is no longer active.",
+                extensions={"code": "UNAUTHENTICATED"},
+            )
+
+    async def recheck(self) -> None:
+        """While idle: is the token still good? Raises UNAUTHENTICATED when not."""
+        self.check_token()
+        async with self._event_lock, self.sessions() as session:
+            await self._check_in_force(session)
+
+    async def next_event(self, events: AsyncIterator[CoverEvent]) -> CoverEvent | None:
+        """The next event (None when the stream ends), re-checking the token every
+        `recheck_seconds` while none comes. (Waiting on the hub's `Subscriber` may be
+        cancelled safely: it takes an event off its queue only once it returns it.)"""
+        while True:
+            try:
+                return await asyncio.wait_for(anext(events), timeout=self.recheck_seconds)
+            except StopAsyncIteration:
+                return None
+            except TimeoutError:
+                await self.recheck()
+
     @asynccontextmanager
     async def event_scope(self) -> AsyncIterator[None]:
         """A short session (and fresh loaders, and the current time for the privacy
-        windows) for reading one event and resolving what is sent for it."""
+        windows) for reading one event and resolving what is sent for it; the token is
+        checked first (revoked? member deactivated?)."""
         async with self._event_lock, self.sessions() as session:
+            await self._check_in_force(session)
             self.session = session
             self.viewer = dataclasses.replace(self.viewer, now=dt.datetime.now(dt.UTC))
             self.clear_loaders()
@@ -123,7 +159,7 @@ async def _cover_requests(
     info: Info, ctx: LiveContext, cluster_id: int
 ) -> AsyncGenerator[CoverRequest, None]:
     async with ctx.events.subscribe(lambda e: cluster_id in e.cluster_ids) as events:
-        async for event in events:
+        while (event := await ctx.next_event(events)) is not None:
             ctx.check_token()
             async with ctx.event_scope():
                 if not await _may_follow(ctx, cluster_id):
@@ -140,7 +176,7 @@ async def _offers(info: Info, ctx: LiveContext, pa_id: int) -> AsyncGenerator[Co
         return event.offer_id is not None and event.pa_id == pa_id
 
     async with ctx.events.subscribe(mine) as events:
-        async for event in events:
+        while (event := await ctx.next_event(events)) is not None:
             ctx.check_token()
             assert event.offer_id is not None
             async with ctx.event_scope():
@@ -197,5 +233,5 @@ class Subscription:
             raise unauthenticated()
         if viewer.role is not Role.PA or viewer.member_id is None:
             raise forbidden()
-        ctx.check_token()
+        await ctx.recheck()
         return _offers(info, ctx, viewer.member_id)

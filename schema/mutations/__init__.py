@@ -9,6 +9,7 @@ from schema.mutations.coop import CoopMutations
 from schema.mutations.members import MemberMutations
 from schema.mutations.offers import OfferMutations
 from schema.mutations.pools import PoolMutations
+from schema.mutations.tokens import TokenMutations
 from schema.mutations.visits import VisitMutations
 
 
@@ -22,6 +23,7 @@ class Mutation(
     AbsenceMutations,
     OfferMutations,
     CoopMutations,
+    TokenMutations,
 ):
     pass
 

@@ -44,6 +44,8 @@ from api.settings import Settings
 from care.enums import Role
 from care.events import CoverEvent, publish
 from care.models import Cluster, CoverOffer, CoverRequest, Member
+from care.tokens import revoke_member_tokens
+from tests.api.forge import signed
 from tests.conftest import ROOT, Api
 from tests.factories import Build, at, gid
 
@@ -66,6 +68,7 @@ REQUESTS = """subscription($cluster: ID!) { coverRequests(clusterId: $cluster) {
 OFFERS = """subscription { myCoverOffers {
   id status coverRequest { id visit { id } } personalAssistant { name } } }"""
 WAIT = 5.0  # seconds for anything that should happen
+RECHECK = 1.0  # the servers' TOKEN_RECHECK_SECONDS
 
 
 # --- two app processes ----------------------------------------------------------------------
@@ -104,6 +107,8 @@ def _start(name: str, settings: Settings, url: str, tmp: Path) -> Server:
         "DATA_DIR": str(tmp / name),
         "JWT_PRIVATE_KEY_FILE": str(keys / "jwt-ed25519.pem"),
         "JWT_PUBLIC_KEY_FILE": str(keys / "jwt-ed25519.pub.pem"),
+        # Idle subscriptions re-check their token this often (test_..._while_idle).
+        "TOKEN_RECHECK_SECONDS": str(RECHECK),
     }
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
@@ -520,6 +525,65 @@ async def test_a_subscription_ends_when_its_token_expires(
         assert (await client.recv()) == {"id": "1", "type": "complete"}
 
 
+async def _ends_unauthenticated(client: Live, op: str, skip: set[str]) -> dict[str, Any]:
+    """Read past items in `skip` to the error that ends the stream, and its `complete`."""
+    message = await client.recv()
+    while message["type"] == "next" and not message["payload"].get("errors"):
+        field = next(iter(message["payload"]["data"]))
+        assert message["payload"]["data"][field]["id"] in skip, message
+        message = await client.recv()
+    assert message["payload"]["data"] is None, message
+    error: dict[str, Any] = message["payload"]["errors"][0]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED", error
+    assert (await client.recv()) == {"id": op, "type": "complete"}
+    return error
+
+
+async def test_a_deactivated_coordinator_hears_nothing_more(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    """The next event after deactivation ends the stream (it would carry phone numbers)."""
+    a, _ = servers
+    w = world
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    warm = gid("CoverRequest", w.warm_request.id)
+    async with live(a, bearer(token)) as client:
+        await client.subscribe("1", REQUESTS, {"cluster": gid("Cluster", w.cluster_a.id)})
+        await client.until_live(
+            "1", lambda: emit(db, request_event(w.warm_request, [w.cluster_a.id]))
+        )
+        await db.execute(update(Member).where(Member.id == w.coordinator.id).values(active=False))
+        await emit(db, request_event(w.request_a, [w.cluster_a.id]))
+        error = await _ends_unauthenticated(client, "1", {warm})
+        assert "revoked" in error["message"]
+
+
+async def test_a_subscription_ends_when_its_tokens_are_revoked_while_idle(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    """No event comes, yet the stream ends within TOKEN_RECHECK_SECONDS of the revocation;
+    a new connection with the same token is refused."""
+    a, _ = servers
+    w = world
+    token = api.token(Role.PA, w.pa.id)
+    warm = gid("CoverOffer", w.warm_offer.id)
+    async with live(a, bearer(token)) as client:
+        await client.subscribe("offers", OFFERS)
+        await client.until_live(
+            "offers", lambda: emit(db, offer_event(w.warm_offer, w.warm_request, w.pa.id))
+        )
+        assert await revoke_member_tokens(db, w.pa.id)
+        await db.commit()
+        revoked = time.monotonic()
+        await _ends_unauthenticated(client, "offers", {warm})
+        assert time.monotonic() - revoked < RECHECK + 2
+    async with connect(a.ws, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": bearer(token)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
 # --- who may subscribe ------------------------------------------------------------------
 
 
@@ -548,8 +612,10 @@ async def test_an_expired_token_is_refused(
     servers: tuple[Server, Server], world: World, api: Api
 ) -> None:
     a, _ = servers
-    token = api.tokens.issue(
-        Role.COORDINATOR, member_id=world.coordinator.id, ttl=dt.timedelta(seconds=-5)
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    c = world.coordinator.id
+    token = signed(
+        api.tokens.keys, role="COORDINATOR", member=c, sub=str(c), iat=now - 60, exp=now - 5
     )
     async with connect(a.ws, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": bearer(token)}))

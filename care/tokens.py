@@ -1,0 +1,125 @@
+"""Whether an issued token is still in force, and revoking tokens.
+
+A signed token proves who it was issued to; these rules decide whether it still counts:
+its `jti` is not revoked, and when it speaks for a member, that member exists, is active,
+and had no "revoke all" (`tokens_valid_after`) after the token was issued. The check is
+one statement on primary keys, run on every request and every live event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Select, delete, exists, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.enums import Role
+from care.errors import DomainError, ErrorCode, forbidden, not_found
+from care.models import Member, RevokedToken
+from care.viewer import Viewer
+
+# The longest a token may live. Admin tokens open everything and LA analyst tokens name no
+# member (so only their jti can revoke them): both are kept shorter.
+MAX_MEMBER_TTL = dt.timedelta(days=30)
+MAX_ADMIN_TTL = dt.timedelta(days=7)
+MAX_ANALYST_TTL = dt.timedelta(days=7)
+LONGEST_TTL = max(MAX_MEMBER_TTL, MAX_ADMIN_TTL, MAX_ANALYST_TTL)
+
+
+def max_ttl(role: Role) -> dt.timedelta:
+    if role is Role.ADMIN:
+        return MAX_ADMIN_TTL
+    if role is Role.LA_ANALYST:
+        return MAX_ANALYST_TTL
+    return MAX_MEMBER_TTL
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """What the in-force check needs from a verified token."""
+
+    jti: uuid.UUID
+    member_id: int | None
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def in_force(ref: TokenRef) -> Select[tuple[bool]]:
+    """`SELECT <bool>`: one row, true when the token still counts."""
+    not_revoked = ~exists().where(RevokedToken.jti == ref.jti)
+    if ref.member_id is None:
+        return select(not_revoked)
+    member_ok = exists().where(
+        Member.id == ref.member_id,
+        Member.active,
+        (Member.tokens_valid_after.is_(None)) | (Member.tokens_valid_after < ref.issued_at),
+    )
+    return select(member_ok & not_revoked)
+
+
+async def is_in_force(session: AsyncSession, ref: TokenRef) -> bool:
+    return bool(await session.scalar(in_force(ref)))
+
+
+async def revoke_token(
+    session: AsyncSession, jti: uuid.UUID, expires_at: dt.datetime, member_id: int | None = None
+) -> bool:
+    """Revoke one token; False when it was already revoked. Rows past their token's
+    expiry are pruned on the way (they can no longer match a token that verifies)."""
+    await prune_revoked(session)
+    inserted = await session.execute(
+        insert(RevokedToken)
+        .values(jti=jti, expires_at=expires_at, member_id=member_id)
+        .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+        .returning(literal(1))
+    )
+    return inserted.first() is not None
+
+
+async def revoke_member_tokens(
+    session: AsyncSession, member_id: int, now: dt.datetime | None = None
+) -> bool:
+    """Refuse every token issued to the member until now; False for an unknown member."""
+    at = now or dt.datetime.now(dt.UTC)
+    updated = await session.execute(
+        update(Member)
+        .where(Member.id == member_id)
+        # Never earlier than a deactivation already set it (a NULL is ignored).
+        .values(tokens_valid_after=func.greatest(Member.tokens_valid_after, at))
+        .returning(Member.id)
+    )
+    return updated.first() is not None
+
+
+async def prune_revoked(session: AsyncSession, now: dt.datetime | None = None) -> int:
+    at = now or dt.datetime.now(dt.UTC)
+    result = await session.execute(
+        delete(RevokedToken).where(RevokedToken.expires_at < at).returning(RevokedToken.jti)
+    )
+    return len(result.all())
+
+
+# --- for callers of the API (admins) -----------------------------------------------------
+
+
+async def revoke_member_tokens_as(session: AsyncSession, viewer: Viewer, member_id: int) -> bool:
+    if not viewer.is_admin:
+        raise forbidden("Only admins revoke tokens.")
+    if not await revoke_member_tokens(session, member_id):
+        raise not_found("member", "memberId")
+    return True
+
+
+async def revoke_token_as(session: AsyncSession, viewer: Viewer, jti: str) -> bool:
+    """False when the token was already revoked. Its expiry is not known from its id: the
+    row is kept as long as any token can live (longer-lived ones are refused anyway)."""
+    if not viewer.is_admin:
+        raise forbidden("Only admins revoke tokens.")
+    try:
+        token_id = uuid.UUID(jti)
+    except ValueError:
+        raise DomainError(ErrorCode.INVALID, "Not a token id (a UUID).", "jti") from None
+    return await revoke_token(session, token_id, dt.datetime.now(dt.UTC) + LONGEST_TTL)
