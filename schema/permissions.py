@@ -10,8 +10,6 @@ is `care.services` (payload errors NOT_FOUND / FORBIDDEN)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 from typing import Any
 
@@ -130,18 +128,6 @@ def decode_id(global_id: relay.GlobalID | None, *type_names: str) -> int | None:
     if global_id is None or global_id.type_name not in type_names:
         return None
     return parse_pk(global_id.node_id)
-
-
-def parse_global_id(value: str) -> relay.GlobalID | None:
-    """A global id from its base64 text, or None when it is not one."""
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    type_name, sep, node_id = decoded.partition(":")
-    if not sep or not type_name:
-        return None
-    return relay.GlobalID(type_name=type_name, node_id=node_id)
 
 
 MEMBER_TYPES = ("ServiceUser", "PersonalAssistant", "Carer", "CoopMember")
