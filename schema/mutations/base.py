@@ -107,23 +107,25 @@ async def perform(
     """Run one mutation field: bad ids or a domain error give `respond(info, None,
     errors)`; success is committed, then `respond(info, result, [])` reads the payload
     back under the caller's privacy rules."""
-    if ids is not None and ids.errors:
-        return await respond(info, None, area.convert(ids.errors))
+    committed = False
     try:
-        result, errors = await run_mutation(info, action)
-    except Exception as exc:
-        # Nothing of this field was committed; drop whatever it left in the transaction
-        # so the document's later fields start clean.
-        async with info.context.db_lock:
-            await info.context.session.rollback()
-        info.context.clear_loaders()
-        raise _unexpected(exc, committed=False) from None
-    if errors:
-        return await respond(info, None, area.convert(errors))
-    try:
+        if ids is not None and ids.errors:
+            return await respond(info, None, area.convert(ids.errors))
+        try:
+            result, errors = await run_mutation(info, action)
+        except Exception:
+            # Nothing of this field was committed; drop whatever it left in the
+            # transaction so the document's later fields start clean.
+            async with info.context.db_lock:
+                await info.context.session.rollback()
+            info.context.clear_loaders()
+            raise
+        if errors:
+            return await respond(info, None, area.convert(errors))
+        committed = True
         return await respond(info, result, [])
     except Exception as exc:
-        raise _unexpected(exc, committed=True) from None
+        raise _unexpected(exc, committed=committed) from None
 
 
 def _unexpected(exc: Exception, *, committed: bool) -> Exception:
