@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry import relay
 
 from care.candidates import Candidate, find_cover_candidates
 from care.errors import DomainError, ErrorCode
@@ -121,7 +120,7 @@ class CandidateQueries:
         extensions=guard(MANAGING),
     )
     async def cover_candidates(
-        self, info: Info, visit_id: relay.GlobalID, first: int | None = DEFAULT_CANDIDATES
+        self, info: Info, visit_id: strawberry.ID, first: int | None = DEFAULT_CANDIDATES
     ) -> list[CoverCandidate]:
         viewer = info.context.viewer
         limit = info.context.limits.max_page_size

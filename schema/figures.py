@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy import Row
-from strawberry import relay
 
 from care import figures
 from care.errors import DomainError
@@ -126,7 +125,7 @@ class FigureQueries:
     async def cluster_figures(
         self,
         info: Info,
-        cluster_ids: list[relay.GlobalID] | None = None,
+        cluster_ids: list[strawberry.ID] | None = None,
         from_: Annotated[dt.datetime | None, strawberry.argument(name="from")] = None,
         to: dt.datetime | None = None,
     ) -> list[ClusterFigures]:
@@ -165,7 +164,7 @@ class FigureQueries:
         extensions=guard(MANAGING),
     )
     async def service_user_continuity(
-        self, info: Info, cluster_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID
     ) -> list[ContinuityFigures]:
         viewer = info.context.viewer
         cid = decode_id(cluster_id, "Cluster")

@@ -10,6 +10,8 @@ is `care.services` (payload errors NOT_FOUND / FORBIDDEN)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from typing import Any
 
@@ -122,9 +124,27 @@ def parse_pk(node_id: str) -> int | None:
     return value if 0 < value <= MAX_PK else None
 
 
-def decode_id(global_id: relay.GlobalID | None, *type_names: str) -> int | None:
+def parse_global_id(value: str | relay.GlobalID) -> relay.GlobalID | None:
+    """A global id from its text (base64 of `Type:id`), or None when it is not one.
+    Id arguments are declared as plain `ID` and parsed here, so that no id, however
+    malformed, fails before the resolver: it is simply an unknown record."""
+    if isinstance(value, relay.GlobalID):
+        return value
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    type_name, sep, node_id = decoded.partition(":")
+    if not sep or not type_name:
+        return None
+    return relay.GlobalID(type_name=type_name, node_id=node_id)
+
+
+def decode_id(value: str | relay.GlobalID | None, *type_names: str) -> int | None:
     """The database id behind a global id of one of the given types; None when the id is
-    absent, of another type or malformed (callers treat that as "not found")."""
+    absent, not a global id, of another type or out of range (callers treat that as
+    "not found")."""
+    global_id = parse_global_id(value) if value is not None else None
     if global_id is None or global_id.type_name not in type_names:
         return None
     return parse_pk(global_id.node_id)

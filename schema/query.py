@@ -52,7 +52,7 @@ class Query(CandidateQueries, FigureQueries):
         "caller, or not an id of this service.",
         extensions=guard(PUBLIC),
     )
-    async def node(self, info: Info, id: relay.GlobalID) -> relay.Node | None:
+    async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
         return await resolve_global_id(info, id)
 
     @strawberry.field(
@@ -109,7 +109,7 @@ class Query(CandidateQueries, FigureQueries):
         return build_connection(rows, request, cluster_from_row)
 
     @strawberry.field(extensions=guard(COOP))
-    async def cluster(self, info: Info, id: relay.GlobalID) -> Cluster | None:
+    async def cluster(self, info: Info, id: strawberry.ID) -> Cluster | None:
         cluster_id = decode_id(id, "Cluster")
         return await load_cluster(info, cluster_id) if cluster_id is not None else None
 
@@ -153,9 +153,9 @@ class Query(CandidateQueries, FigureQueries):
         starts_from: dt.datetime | None = None,
         starts_before: dt.datetime | None = None,
         status: list[VisitStatus] | None = None,
-        cluster_id: relay.GlobalID | None = None,
-        pa_id: relay.GlobalID | None = None,
-        service_user_id: relay.GlobalID | None = None,
+        cluster_id: strawberry.ID | None = None,
+        pa_id: strawberry.ID | None = None,
+        service_user_id: strawberry.ID | None = None,
     ) -> Connection[Visit]:
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
@@ -180,8 +180,8 @@ class Query(CandidateQueries, FigureQueries):
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        pa_id: relay.GlobalID | None = None,
-        pool_id: relay.GlobalID | None = None,
+        pa_id: strawberry.ID | None = None,
+        pool_id: strawberry.ID | None = None,
         starts_from: dt.datetime | None = None,
         starts_before: dt.datetime | None = None,
     ) -> Connection[AvailabilityWindow]:
@@ -206,7 +206,7 @@ class Query(CandidateQueries, FigureQueries):
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        pa_id: relay.GlobalID | None = None,
+        pa_id: strawberry.ID | None = None,
         starts_from: dt.datetime | None = None,
         starts_before: dt.datetime | None = None,
         include_cancelled: bool = False,
@@ -232,7 +232,7 @@ class Query(CandidateQueries, FigureQueries):
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        cluster_id: relay.GlobalID | None = None,
+        cluster_id: strawberry.ID | None = None,
         status: list[CoverRequestStatus] | None = None,
         visit_starts_from: dt.datetime | None = None,
     ) -> Connection[CoverRequest]:
@@ -262,7 +262,7 @@ class Query(CandidateQueries, FigureQueries):
         return build_connection(rows, request, cover_offer_from_row)
 
 
-def _filter_id(global_id: relay.GlobalID | None, type_name: str) -> int | None:
+def _filter_id(global_id: strawberry.ID | None, type_name: str) -> int | None:
     """A filter on an id of the wrong type matches nothing (-1 is never an id)."""
     if global_id is None:
         return None

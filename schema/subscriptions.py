@@ -22,7 +22,6 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from strawberry import relay
 
 from care import policy
 from care.events import CoverEvent
@@ -166,7 +165,7 @@ class Subscription:
         extensions=guard(MANAGING),
     )
     async def cover_requests(
-        self, info: Info, cluster_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID
     ) -> AsyncGenerator[CoverRequest, None]:
         ctx = _live(info)
         ctx.check_token()

@@ -18,7 +18,7 @@ from care.viewer import Viewer
 from schema import loaders
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
-from schema.permissions import parse_pk
+from schema.permissions import parse_global_id, parse_pk
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves.
 for _enum in (
@@ -834,11 +834,12 @@ NODE_TYPES: dict[str, type[relay.Node]] = {
 }
 
 
-async def resolve_global_id(info: Info, global_id: relay.GlobalID) -> relay.Node | None:
-    """`node(id:)`: null for an id of no known type, a malformed or out-of-range number,
-    and a record the caller may not see alike."""
-    node_type = NODE_TYPES.get(global_id.type_name)
-    if node_type is None:
+async def resolve_global_id(info: Info, value: str) -> relay.Node | None:
+    """`node(id:)`: null for a value that is not a global id, an id of no known type, a
+    malformed or out-of-range number, and a record the caller may not see alike."""
+    global_id = parse_global_id(value)
+    node_type = NODE_TYPES.get(global_id.type_name) if global_id is not None else None
+    if global_id is None or node_type is None:
         return None
     # Every node type here resolves asynchronously, in one batched statement.
     found = await cast(

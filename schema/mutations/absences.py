@@ -11,7 +11,6 @@ import datetime as dt
 from typing import Annotated
 
 import strawberry
-from strawberry import relay
 
 from care.enums import AbsenceKind
 from care.services import absences as absence_service
@@ -47,7 +46,7 @@ from schema.types import (
     description="A PA's time away. Times without an offset are UK (Europe/London) times."
 )
 class RecordAbsenceInput:
-    pa_id: relay.GlobalID
+    pa_id: strawberry.ID
     kind: AbsenceKind
     starts_at: dt.datetime
     ends_at: dt.datetime = strawberry.field(description="After startsAt; at most 366 days later.")
@@ -167,7 +166,7 @@ class AbsenceMutations:
         "their PA when the PA is free (requests RETURNED); newly covered visits need cover.",
     )
     async def update_absence(
-        self, info: Info, id: relay.GlobalID, input: UpdateAbsenceInput
+        self, info: Info, id: strawberry.ID, input: UpdateAbsenceInput
     ) -> AbsencePayload | None:
         ids = Ids()
         absence_id = ids.one(id, ABSENCE_ID, "id")
@@ -185,7 +184,7 @@ class AbsenceMutations:
         description="Cancel an absence: visits still waiting for cover go back to their PA "
         "when the PA is free (requests RETURNED); filled requests stay filled.",
     )
-    async def cancel_absence(self, info: Info, id: relay.GlobalID) -> AbsencePayload | None:
+    async def cancel_absence(self, info: Info, id: strawberry.ID) -> AbsencePayload | None:
         ids = Ids()
         absence_id = ids.one(id, ABSENCE_ID, "id")
         return await perform(
@@ -204,7 +203,7 @@ class AbsenceMutations:
     async def open_cover_request(
         self,
         info: Info,
-        visit_id: relay.GlobalID,
+        visit_id: strawberry.ID,
         note: Annotated[
             str | None, strawberry.argument(description="Why (at most 1000 characters).")
         ] = None,
@@ -227,7 +226,7 @@ class AbsenceMutations:
     async def cancel_cover_request(
         self,
         info: Info,
-        id: relay.GlobalID,
+        id: strawberry.ID,
         note: Annotated[
             str | None,
             strawberry.argument(description="Why; added to the request's note."),
@@ -250,7 +249,7 @@ class AbsenceMutations:
         "MISSED cover request opens; otherwise the visit is MISSED.",
     )
     async def report_visit_missed(
-        self, info: Info, id: relay.GlobalID
+        self, info: Info, id: strawberry.ID
     ) -> ReportVisitMissedPayload | None:
         ids = Ids()
         visit_id = ids.one(id, VISIT_ID, "id")

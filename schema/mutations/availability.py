@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import strawberry
-from strawberry import relay
 
 from care import queries
 from care.services import availability as service
@@ -18,7 +17,7 @@ from schema.types import AvailabilityWindow, availability_from_row
 
 @strawberry.input(description="A period when a PA is free to work (at most 24 hours).")
 class AddAvailabilityWindowInput:
-    pa_id: relay.GlobalID
+    pa_id: strawberry.ID
     starts_at: dt.datetime = strawberry.field(description="With a UTC offset.")
     ends_at: dt.datetime = strawberry.field(description="With a UTC offset; after startsAt.")
     merge: bool = strawberry.field(
@@ -36,7 +35,7 @@ class WeeklySlotInput:
 
 @strawberry.input(description="A PA's weekly availability; it replaces their patterns.")
 class SetWeeklyAvailabilityInput:
-    pa_id: relay.GlobalID
+    pa_id: strawberry.ID
     slots: list[WeeklySlotInput] = strawberry.field(
         description="An empty list clears the PA's weekly availability."
     )
@@ -137,7 +136,7 @@ class AvailabilityMutations:
         "pattern becomes an exception to it.",
     )
     async def remove_availability_window(
-        self, info: Info, id: relay.GlobalID
+        self, info: Info, id: strawberry.ID
     ) -> AvailabilityPayload | None:
         ids = Ids()
         window_id = ids.one(id, WINDOW_ID, "id")

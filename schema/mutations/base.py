@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
 from care.errors import DomainError, not_found
 from care.viewer import Viewer
@@ -73,7 +72,7 @@ class Ids:
 
     errors: list[DomainError] = field(default_factory=list)
 
-    def one(self, global_id: relay.GlobalID, kind: IdKind, field_name: str) -> int:
+    def one(self, global_id: strawberry.ID, kind: IdKind, field_name: str) -> int:
         value = decode_id(global_id, *kind.type_names)
         if value is None:
             self.errors.append(not_found(kind.what, field_name))
@@ -81,13 +80,11 @@ class Ids:
         return value
 
     def optional(
-        self, global_id: relay.GlobalID | None, kind: IdKind, field_name: str
+        self, global_id: strawberry.ID | None, kind: IdKind, field_name: str
     ) -> int | None:
         return None if global_id is None else self.one(global_id, kind, field_name)
 
-    def many(
-        self, global_ids: Sequence[relay.GlobalID], kind: IdKind, field_name: str
-    ) -> list[int]:
+    def many(self, global_ids: Sequence[strawberry.ID], kind: IdKind, field_name: str) -> list[int]:
         values = [decode_id(g, *kind.type_names) for g in global_ids]
         if any(v is None for v in values):
             self.errors.append(not_found(kind.what, field_name))

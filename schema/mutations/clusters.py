@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
 from care.services import clusters as service
 from care.services.clusters import ClusterFields
@@ -37,7 +36,7 @@ class CreateClusterInput:
     name: str
     kind: ClusterKind
     local_authority: str = strawberry.field(description="GSS code of the local authority.")
-    support_worker_id: relay.GlobalID | None = None
+    support_worker_id: strawberry.ID | None = None
     status: ClusterStatus | None = None
     centre: GeoPointInput | None = None
     radius_km: float | None = None
@@ -48,7 +47,7 @@ class CreateClusterInput:
 @strawberry.input(description="Fields to change; those left out stay as they are.")
 class UpdateClusterInput:
     name: str | None = None
-    support_worker_id: relay.GlobalID | None = None
+    support_worker_id: strawberry.ID | None = None
     status: ClusterStatus | None = None
     centre: GeoPointInput | None = None
     radius_km: float | None = None
@@ -107,7 +106,7 @@ class ClusterMutations:
 
     @mutation(access=MANAGING, description="Change a cluster (admins and its coordinator).")
     async def update_cluster(
-        self, info: Info, id: relay.GlobalID, input: UpdateClusterInput
+        self, info: Info, id: strawberry.ID, input: UpdateClusterInput
     ) -> ClusterPayload | None:
         ids = Ids()
         cluster_id = ids.one(id, CLUSTER_ID, "id")
@@ -115,14 +114,14 @@ class ClusterMutations:
         return await _run(info, ids, lambda s, v: service.update_cluster(s, v, cluster_id, fields))
 
     @mutation(access=MANAGING, description="Close a cluster; its records stay for the figures.")
-    async def close_cluster(self, info: Info, id: relay.GlobalID) -> ClusterPayload | None:
+    async def close_cluster(self, info: Info, id: strawberry.ID) -> ClusterPayload | None:
         ids = Ids()
         cluster_id = ids.one(id, CLUSTER_ID, "id")
         return await _run(info, ids, lambda s, v: service.close_cluster(s, v, cluster_id))
 
     @mutation(access=MANAGING)
     async def add_service_user_to_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, service_user_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
@@ -131,7 +130,7 @@ class ClusterMutations:
 
     @mutation(access=MANAGING)
     async def remove_service_user_from_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, service_user_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
@@ -140,7 +139,7 @@ class ClusterMutations:
 
     @mutation(access=MANAGING)
     async def add_personal_assistant_to_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, pa_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
@@ -149,7 +148,7 @@ class ClusterMutations:
 
     @mutation(access=MANAGING)
     async def remove_personal_assistant_from_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, pa_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")

@@ -9,7 +9,6 @@ from typing import Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
 from care.services import members as service
 from care.services.members import MemberFields, PaFields, ServiceUserFields, SkillSpec
@@ -48,7 +47,7 @@ class RegisterServiceUserInput:
     postcode: str | None = None
     location: GeoPointInput | None = None
     joined_on: dt.date | None = None
-    cluster_id: relay.GlobalID | None = strawberry.field(
+    cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="Required for coordinators: one of their clusters."
     )
 
@@ -67,7 +66,7 @@ class RegisterPersonalAssistantInput:
     dbs_checked_on: dt.date | None = None
     working_time_opt_out: bool | None = None
     skills: list[SkillInput] | None = None
-    cluster_id: relay.GlobalID | None = strawberry.field(
+    cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="A cluster whose PA team they join."
     )
 
@@ -75,7 +74,7 @@ class RegisterPersonalAssistantInput:
 @strawberry.input(description="An unpaid carer of one or more service users.")
 class RegisterCarerInput:
     name: str
-    service_user_ids: list[relay.GlobalID]
+    service_user_ids: list[strawberry.ID]
     email: str | None = None
     phone: str | None = None
     postcode: str | None = None
@@ -275,7 +274,7 @@ class MemberMutations:
         "their coordinators; anyone their own contact details).",
     )
     async def update_member(
-        self, info: Info, id: relay.GlobalID, input: UpdateMemberInput
+        self, info: Info, id: strawberry.ID, input: UpdateMemberInput
     ) -> MemberPayload | None:
         ids = Ids()
         member_id, fields = ids.one(id, MEMBER_ID, "id"), _contact(input)
@@ -285,7 +284,7 @@ class MemberMutations:
         access=MANAGING, description="Change a service user's funding, needs or planned hours."
     )
     async def update_service_user(
-        self, info: Info, id: relay.GlobalID, input: UpdateServiceUserInput
+        self, info: Info, id: strawberry.ID, input: UpdateServiceUserInput
     ) -> MemberPayload | None:
         ids = Ids()
         member_id, fields = ids.one(id, SERVICE_USER_ID, "id"), _service_user_fields(input)
@@ -295,7 +294,7 @@ class MemberMutations:
 
     @mutation(access=MANAGING, description="Change a PA's checks, contract, pay, travel or skills.")
     async def update_personal_assistant(
-        self, info: Info, id: relay.GlobalID, input: UpdatePersonalAssistantInput
+        self, info: Info, id: strawberry.ID, input: UpdatePersonalAssistantInput
     ) -> MemberPayload | None:
         ids = Ids()
         member_id, fields = ids.one(id, PA_ID, "id"), _pa_fields(input)
@@ -309,8 +308,8 @@ class MemberMutations:
     async def link_carer(
         self,
         info: Info,
-        carer_id: relay.GlobalID,
-        service_user_id: relay.GlobalID,
+        carer_id: strawberry.ID,
+        service_user_id: strawberry.ID,
         relationship: str | None = None,
     ) -> MemberPayload | None:
         ids = Ids()
@@ -323,7 +322,7 @@ class MemberMutations:
         description="Remove a carer's link to a service user; returns the service user.",
     )
     async def unlink_carer(
-        self, info: Info, carer_id: relay.GlobalID, service_user_id: relay.GlobalID
+        self, info: Info, carer_id: strawberry.ID, service_user_id: strawberry.ID
     ) -> MemberPayload | None:
         ids = Ids()
         cid = ids.one(carer_id, CARER_ID, "carerId")
@@ -335,7 +334,7 @@ class MemberMutations:
         description="Replace a service user's regular PAs; returns the service user.",
     )
     async def set_regular_personal_assistants(
-        self, info: Info, service_user_id: relay.GlobalID, pa_ids: list[relay.GlobalID]
+        self, info: Info, service_user_id: strawberry.ID, pa_ids: list[strawberry.ID]
     ) -> MemberPayload | None:
         ids = Ids()
         sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")

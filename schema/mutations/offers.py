@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import strawberry
-from strawberry import relay
 
 from care.services import offers as service
 from care.services.offers import OfferResult, OfferTarget
@@ -32,15 +31,15 @@ from schema.types import CoverOffer, load_cover_offer
     "a pool: give exactly one of paIds, clusterId and poolId."
 )
 class OfferCoverInput:
-    cover_request_id: relay.GlobalID
-    pa_ids: list[relay.GlobalID] | None = strawberry.field(
+    cover_request_id: strawberry.ID
+    pa_ids: list[strawberry.ID] | None = strawberry.field(
         default=None,
         description="PAs who must all be candidates for the visit (else nothing is offered).",
     )
-    cluster_id: relay.GlobalID | None = strawberry.field(
+    cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="Offer to the cluster's PAs who are candidates."
     )
-    pool_id: relay.GlobalID | None = strawberry.field(
+    pool_id: strawberry.ID | None = strawberry.field(
         default=None, description="Offer to the pool's PAs who are candidates."
     )
     expires_in_minutes: int | None = strawberry.field(
@@ -84,7 +83,7 @@ async def _offers_payload(
 
 
 async def _answer(
-    info: Info, id: relay.GlobalID, action: service.OfferAction
+    info: Info, id: strawberry.ID, action: service.OfferAction
 ) -> CoverOfferPayload | None:
     ids = Ids()
     offer_id = ids.one(id, COVER_OFFER_ID, "id")
@@ -115,9 +114,7 @@ class OfferMutations:
         )
 
     @mutation(access=MANAGING, description="Take back an open offer (admins and coordinators).")
-    async def withdraw_cover_offer(
-        self, info: Info, id: relay.GlobalID
-    ) -> CoverOfferPayload | None:
+    async def withdraw_cover_offer(self, info: Info, id: strawberry.ID) -> CoverOfferPayload | None:
         return await _answer(info, id, service.withdraw_offer)
 
     @mutation(
@@ -125,9 +122,9 @@ class OfferMutations:
         description="Accept an offer made to you (PAs). The first valid acceptance covers "
         "the visit; the request's other offers close.",
     )
-    async def accept_cover_offer(self, info: Info, id: relay.GlobalID) -> CoverOfferPayload | None:
+    async def accept_cover_offer(self, info: Info, id: strawberry.ID) -> CoverOfferPayload | None:
         return await _answer(info, id, service.accept_offer)
 
     @mutation(access=PAS, description="Decline an offer made to you (PAs).")
-    async def decline_cover_offer(self, info: Info, id: relay.GlobalID) -> CoverOfferPayload | None:
+    async def decline_cover_offer(self, info: Info, id: strawberry.ID) -> CoverOfferPayload | None:
         return await _answer(info, id, service.decline_offer)

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
 from care import queries
 from care.services import pools as service
@@ -49,8 +48,8 @@ async def _respond(info: Info, pool_id: int | None, errors: list[PoolError]) -> 
 
 async def _membership(
     info: Info,
-    pool_id: relay.GlobalID,
-    member_id: relay.GlobalID,
+    pool_id: strawberry.ID,
+    member_id: strawberry.ID,
     member: tuple[IdKind, str],
     action: Callable[[AsyncSession, Viewer, int, int], Awaitable[int]],
 ) -> PoolPayload | None:
@@ -79,7 +78,7 @@ class PoolMutations:
         description="Rename a pool or change its sharing (admins and coordinators).",
     )
     async def update_pool(
-        self, info: Info, id: relay.GlobalID, input: UpdatePoolInput
+        self, info: Info, id: strawberry.ID, input: UpdatePoolInput
     ) -> PoolPayload | None:
         ids = Ids()
         pool_id = ids.one(id, POOL_ID, "id")
@@ -95,13 +94,13 @@ class PoolMutations:
 
     @mutation(access=MANAGING, description="Add a PA to a pool; adding twice changes nothing.")
     async def add_personal_assistant_to_pool(
-        self, info: Info, pool_id: relay.GlobalID, pa_id: relay.GlobalID
+        self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.add_personal_assistant)
 
     @mutation(access=MANAGING, description="Take a PA out of a pool.")
     async def remove_personal_assistant_from_pool(
-        self, info: Info, pool_id: relay.GlobalID, pa_id: relay.GlobalID
+        self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.remove_personal_assistant)
 
@@ -109,12 +108,12 @@ class PoolMutations:
         access=MANAGING, description="Let a pool serve a cluster; closed clusters cannot join."
     )
     async def add_cluster_to_pool(
-        self, info: Info, pool_id: relay.GlobalID, cluster_id: relay.GlobalID
+        self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.add_cluster)
 
     @mutation(access=MANAGING, description="Stop a pool serving a cluster.")
     async def remove_cluster_from_pool(
-        self, info: Info, pool_id: relay.GlobalID, cluster_id: relay.GlobalID
+        self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.remove_cluster)

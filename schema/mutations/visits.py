@@ -11,7 +11,6 @@ from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
 from care.services import visits as service
 from care.services.visits import Booking, SeriesBooking
@@ -31,10 +30,10 @@ VisitAction = Callable[[AsyncSession, Viewer, int], Awaitable[int]]
     "Times without an offset are UK (Europe/London) times."
 )
 class ScheduleVisitInput:
-    service_user_id: relay.GlobalID
+    service_user_id: strawberry.ID
     starts_at: dt.datetime
     ends_at: dt.datetime
-    pa_id: relay.GlobalID | None = None
+    pa_id: strawberry.ID | None = None
     tasks: list[str] | None = None
 
 
@@ -43,12 +42,12 @@ class ScheduleVisitInput:
     "which stays the same when the clocks change. At most 26 weeks."
 )
 class ScheduleRecurringVisitsInput:
-    service_user_id: relay.GlobalID
+    service_user_id: strawberry.ID
     first_starts_at: dt.datetime
     duration_minutes: int
     weekdays: list[int] = strawberry.field(description="ISO weekdays: 1 = Monday, 7 = Sunday.")
     until: dt.date = strawberry.field(description="Last day of the series (inclusive).")
-    pa_id: relay.GlobalID | None = None
+    pa_id: strawberry.ID | None = None
     tasks: list[str] | None = None
 
 
@@ -94,7 +93,7 @@ async def _series_payload(
 
 
 async def _change(
-    info: Info, id: relay.GlobalID, action: VisitAction, ids: Ids | None = None
+    info: Info, id: strawberry.ID, action: VisitAction, ids: Ids | None = None
 ) -> VisitPayload | None:
     """Decode the visit id and run one change to it (unless an argument was already bad)."""
     ids = ids if ids is not None else Ids()
@@ -146,7 +145,7 @@ class VisitMutations:
 
     @mutation(access=MANAGING, description="Move a scheduled visit or one needing cover.")
     async def reschedule_visit(
-        self, info: Info, id: relay.GlobalID, input: RescheduleVisitInput
+        self, info: Info, id: strawberry.ID, input: RescheduleVisitInput
     ) -> VisitPayload | None:
         return await _change(
             info,
@@ -158,7 +157,7 @@ class VisitMutations:
     async def cancel_visit(
         self,
         info: Info,
-        id: relay.GlobalID,
+        id: strawberry.ID,
         reason: Annotated[
             str | None,
             strawberry.argument(description="Why (at most 500 characters); kept with the visit."),
@@ -170,7 +169,7 @@ class VisitMutations:
         access=MANAGING, description="Give a visit a PA (or another PA); it becomes SCHEDULED."
     )
     async def assign_visit_pa(
-        self, info: Info, id: relay.GlobalID, pa_id: relay.GlobalID
+        self, info: Info, id: strawberry.ID, pa_id: strawberry.ID
     ) -> VisitPayload | None:
         ids = Ids()
         pa = ids.one(pa_id, PA_ID, "paId")
@@ -184,7 +183,7 @@ class VisitMutations:
         "the person who received it or a linked carer.",
     )
     async def confirm_visit(
-        self, info: Info, id: relay.GlobalID, input: ConfirmVisitInput | None = None
+        self, info: Info, id: strawberry.ID, input: ConfirmVisitInput | None = None
     ) -> VisitPayload | None:
         took_place = input.took_place if input is not None else True
         return await _change(
@@ -196,5 +195,5 @@ class VisitMutations:
         description="Optional check-in by the visit's PA, from an hour "
         "before the start to the end. Nothing requires it.",
     )
-    async def check_in_visit(self, info: Info, id: relay.GlobalID) -> VisitPayload | None:
+    async def check_in_visit(self, info: Info, id: strawberry.ID) -> VisitPayload | None:
         return await _change(info, id, service.check_in_visit)
