@@ -1,8 +1,8 @@
 """One way to write a mutation, in the spirit of Saleor's base mutation: who may call it
 (`schema.permissions.Access`, declared with `mutation(access=...)`), its payload error
 type (`schema.errors.ErrorArea`) and the kinds of ids it takes (`IdKind`) are declared
-once; `perform` decodes nothing itself, runs the service in a savepoint, commits it, and
-builds the payload.
+once. `Ids` decodes the id arguments; `perform` runs the service in a savepoint, commits
+it, and builds the payload.
 
 What a response says is true of the database:
 - payload `errors` (typed codes): the field changed nothing;
