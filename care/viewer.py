@@ -42,6 +42,8 @@ class Viewer:
 
     @property
     def is_anonymous(self) -> bool:
+        """No role: anonymous callers, and partners, whom the SQL rules treat alike (the
+        access rules refuse partners everywhere before any query runs)."""
         return self.role is None
 
     @property
