@@ -1,22 +1,49 @@
-"""Who is asking: the identity every rule in `care.policy` is evaluated against."""
+"""Who is asking: the identity every rule is evaluated against.
+
+One type for every kind of caller (`PrincipalKind`): anonymous, a member of the co-op
+with a role, an LA analyst bound to one local authority, and (reserved for federation) a
+partner co-op with the scopes its partnership grants. `schema/permissions.py` says which
+kinds may ask for each root field; `care/policy.py` which rows and fields they see."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from care.enums import Role
 
 
+class PrincipalKind(StrEnum):
+    ANONYMOUS = "ANONYMOUS"
+    MEMBER = "MEMBER"  # a person of the co-op; `Viewer.role` says which role
+    LA_ANALYST = "LA_ANALYST"
+    PARTNER = "PARTNER"  # a partner co-op's instance (federation): denied everywhere for now
+
+
 @dataclass(frozen=True)
 class Viewer:
-    role: Role | None = None  # None: anonymous
+    role: Role | None = None  # None: anonymous (or a partner, see `partner`)
     member_id: int | None = None
     la_code: str | None = None  # LA_ANALYST only
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    partner: str | None = None  # PARTNER only: the partner co-op's identifier
+    scopes: frozenset[str] = frozenset()  # PARTNER only: what the partnership grants
+
+    @property
+    def kind(self) -> PrincipalKind:
+        if self.partner is not None:
+            return PrincipalKind.PARTNER
+        if self.role is None:
+            return PrincipalKind.ANONYMOUS
+        if self.role is Role.LA_ANALYST:
+            return PrincipalKind.LA_ANALYST
+        return PrincipalKind.MEMBER
 
     @property
     def is_anonymous(self) -> bool:
+        """No role: anonymous callers, and partners, whom the SQL rules treat alike (the
+        access rules refuse partners everywhere before any query runs)."""
         return self.role is None
 
     @property

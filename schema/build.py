@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -18,30 +17,15 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types.graphql import OperationType
 
 from schema.context import Context
 from schema.error_codes import CoopSchema
 from schema.limits import QueryCostLimiter
 from schema.mutations import Mutation
+from schema.permissions import check_declared
 from schema.query import Query
 from schema.subscriptions import Subscription
 from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
-
-
-class UnitOfWork(SchemaExtension):
-    """One transaction per request: a mutation operation commits at its end (each mutation
-    field already ran in its own savepoint); queries only read and roll back."""
-
-    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
-        yield
-        ctx = self.execution_context.context
-        if not isinstance(ctx, Context):
-            return
-        operation = self.execution_context.operation_type
-        if operation is OperationType.MUTATION:
-            async with ctx.db_lock:
-                await ctx.session.commit()
 
 
 class StatementCount(SchemaExtension):
@@ -75,6 +59,7 @@ def create_schema(**options: Any) -> strawberry.Schema:
 def _build(o: SchemaOptions) -> strawberry.Schema:
     # The depth and alias limiters are validation rules whose classes are created per
     # limiter instance; build them once so the validation cache (keyed by the rules) hits.
+    check_declared(Query, Mutation, Subscription)  # deny by default: no field without a rule
     rules = [
         *QueryDepthLimiter(max_depth=o.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=o.max_aliases).validation_rules,
@@ -90,7 +75,6 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=256),
             lambda: QueryCostLimiter(max_cost=o.max_cost, default_page_size=o.default_page_size),
-            UnitOfWork,
             StatementCount,
         ],
         config=StrawberryConfig(disable_field_suggestions=not o.debug),

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry import relay
 
 from care.candidates import Candidate, find_cover_candidates
-from care.enums import Role
 from care.errors import DomainError, ErrorCode
 from schema.context import Info
-from schema.permissions import decode_id, require_role
+from schema.permissions import MANAGING, decode_id, guard
 from schema.types import PersonalAssistant, load_member
 
 DEFAULT_CANDIDATES = 10
@@ -118,13 +116,13 @@ class CandidateQueries:
             "PAs who could cover a visit, best first, each with the score and its parts "
             "(rules and weights: docs/cover.md). For admins, and coordinators of a cluster "
             "the visit's person belongs to. The visit's current PA is never a candidate."
-        )
+        ),
+        extensions=guard(MANAGING),
     )
     async def cover_candidates(
-        self, info: Info, visit_id: relay.GlobalID, first: int | None = DEFAULT_CANDIDATES
+        self, info: Info, visit_id: strawberry.ID, first: int | None = DEFAULT_CANDIDATES
     ) -> list[CoverCandidate]:
         viewer = info.context.viewer
-        require_role(viewer, Role.ADMIN, Role.COORDINATOR)
         limit = info.context.limits.max_page_size
         if first is None:
             first = DEFAULT_CANDIDATES

@@ -1,5 +1,5 @@
-"""Root query fields. Resolvers are thin: check who may ask, then delegate to
-`care.queries` through the context."""
+"""Root query fields. Each declares who may ask (`schema.permissions`); resolvers are
+thin and delegate to `care.queries` through the context."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import strawberry
 from strawberry import relay
 
 from care import queries
-from care.enums import Role
 from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
 from schema.figures import FigureQueries
-from schema.permissions import MEMBER_TYPES, decode_id, require_coop_member, require_role
+from schema.permissions import COOP, MEMBER_TYPES, PAS, PUBLIC, decode_id, guard
 from schema.types import (
     Absence,
     AvailabilityWindow,
@@ -41,34 +40,53 @@ from schema.types import (
     load_member,
     member_from_row,
     pool_from_row,
+    resolve_global_id,
     visit_from_row,
 )
 
 
 @strawberry.type
 class Query(CandidateQueries, FigureQueries):
-    node: relay.Node | None = relay.node()
+    @strawberry.field(
+        description="Any record by its global id; null when unknown, hidden from the "
+        "caller, or not an id of this service.",
+        extensions=guard(PUBLIC),
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
+        return await resolve_global_id(info, id)
 
-    @strawberry.field(description="The signed-in person, or null for anonymous callers.")
+    @strawberry.field(
+        description="The signed-in person, or null for anonymous callers.",
+        extensions=guard(PUBLIC),
+    )
     async def me(self, info: Info) -> Member | None:
         viewer = info.context.viewer
         if viewer.member_id is None:
             return None
         return await load_member(info, viewer.member_id)
 
-    @strawberry.field(description="The co-op's public profile. Open to anonymous callers.")
+    @strawberry.field(
+        description="The co-op's public profile. Open to anonymous callers.",
+        extensions=guard(PUBLIC),
+    )
     async def coop(self, info: Info) -> Coop | None:
         rows = await info.context.rows(queries.coop())
         if not rows:
             return None
         return coop_from_row(rows[0][0])
 
-    @strawberry.field(description="Local authorities known to this instance (public).")
+    @strawberry.field(
+        description="Local authorities known to this instance (public).",
+        extensions=guard(PUBLIC),
+    )
     async def local_authorities(self, info: Info) -> list[LocalAuthority]:
         rows = await info.context.rows(queries.local_authorities())
         return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
 
-    @strawberry.field(description="Clusters, filtered by local authority, kind and status.")
+    @strawberry.field(
+        description="Clusters, filtered by local authority, kind and status.",
+        extensions=guard(COOP),
+    )
     async def clusters(
         self,
         info: Info,
@@ -78,7 +96,6 @@ class Query(CandidateQueries, FigureQueries):
         kind: ClusterKind | None = None,
         status: ClusterStatus | None = None,
     ) -> Connection[Cluster]:
-        require_coop_member(info.context.viewer)
         request = page_request(info, first, after)
         rows = await info.context.rows(
             queries.clusters(
@@ -91,13 +108,14 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, cluster_from_row)
 
-    @strawberry.field
-    async def cluster(self, info: Info, id: relay.GlobalID) -> Cluster | None:
-        require_coop_member(info.context.viewer)
+    @strawberry.field(extensions=guard(COOP))
+    async def cluster(self, info: Info, id: strawberry.ID) -> Cluster | None:
         cluster_id = decode_id(id, "Cluster")
         return await load_cluster(info, cluster_id) if cluster_id is not None else None
 
-    @strawberry.field(description="Members the caller may see, filtered by class.")
+    @strawberry.field(
+        description="Members the caller may see, filtered by class.", extensions=guard(COOP)
+    )
     async def members(
         self,
         info: Info,
@@ -107,7 +125,6 @@ class Query(CandidateQueries, FigureQueries):
         active: bool | None = None,
         name_contains: str | None = None,
     ) -> Connection[Member]:
-        require_coop_member(info.context.viewer)
         request = page_request(info, first, after)
         rows = await info.context.rows(
             queries.members(
@@ -120,13 +137,14 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, member_from_row)
 
-    @strawberry.field
+    @strawberry.field(extensions=guard(COOP))
     async def pools(self, info: Info) -> list[Pool]:
-        require_coop_member(info.context.viewer)
         rows = await info.context.rows(queries.pools(info.context.viewer))
         return [pool_from_row(r) for r in rows]
 
-    @strawberry.field(description="Visits the caller may see, earliest first.")
+    @strawberry.field(
+        description="Visits the caller may see, earliest first.", extensions=guard(COOP)
+    )
     async def visits(
         self,
         info: Info,
@@ -135,11 +153,10 @@ class Query(CandidateQueries, FigureQueries):
         starts_from: dt.datetime | None = None,
         starts_before: dt.datetime | None = None,
         status: list[VisitStatus] | None = None,
-        cluster_id: relay.GlobalID | None = None,
-        pa_id: relay.GlobalID | None = None,
-        service_user_id: relay.GlobalID | None = None,
+        cluster_id: strawberry.ID | None = None,
+        pa_id: strawberry.ID | None = None,
+        service_user_id: strawberry.ID | None = None,
     ) -> Connection[Visit]:
-        require_coop_member(info.context.viewer)
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
             queries.visits(
@@ -155,18 +172,19 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, visit_from_row, arity=2)
 
-    @strawberry.field(description="PA availability windows, for one PA or one pool.")
+    @strawberry.field(
+        description="PA availability windows, for one PA or one pool.", extensions=guard(COOP)
+    )
     async def availability(
         self,
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        pa_id: relay.GlobalID | None = None,
-        pool_id: relay.GlobalID | None = None,
+        pa_id: strawberry.ID | None = None,
+        pool_id: strawberry.ID | None = None,
         starts_from: dt.datetime | None = None,
         starts_before: dt.datetime | None = None,
     ) -> Connection[AvailabilityWindow]:
-        require_coop_member(info.context.viewer)
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
             queries.availability(
@@ -184,19 +202,19 @@ class Query(CandidateQueries, FigureQueries):
         description=(
             "A PA's absences: the PA's own, every absence for admins, and for coordinators "
             "those of the PAs on their clusters' teams."
-        )
+        ),
+        extensions=guard(COOP),
     )
     async def absences(
         self,
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        pa_id: relay.GlobalID | None = None,
+        pa_id: strawberry.ID | None = None,
         starts_from: dt.datetime | None = None,
         starts_before: dt.datetime | None = None,
         include_cancelled: bool = False,
     ) -> Connection[Absence]:
-        require_coop_member(info.context.viewer)
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
             queries.absences(
@@ -210,17 +228,18 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, absence_from_row, arity=2)
 
-    @strawberry.field(description="Cover requests by visit time, soonest first.")
+    @strawberry.field(
+        description="Cover requests by visit time, soonest first.", extensions=guard(COOP)
+    )
     async def cover_requests(
         self,
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        cluster_id: relay.GlobalID | None = None,
+        cluster_id: strawberry.ID | None = None,
         status: list[CoverRequestStatus] | None = None,
         visit_starts_from: dt.datetime | None = None,
     ) -> Connection[CoverRequest]:
-        require_coop_member(info.context.viewer)
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
             queries.cover_requests(
@@ -233,19 +252,21 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, cover_request_from_row, arity=2)
 
-    @strawberry.field(description="The signed-in PA's open (unexpired) cover offers.")
+    @strawberry.field(
+        description="The signed-in PA's open (unexpired) cover offers.", extensions=guard(PAS)
+    )
     async def my_cover_offers(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[CoverOffer]:
         viewer = info.context.viewer
-        require_role(viewer, Role.PA)
-        assert viewer.member_id is not None
+        if viewer.member_id is None:  # a PA token always names its member
+            return build_connection([], page_request(info, first, after), cover_offer_from_row)
         request = page_request(info, first, after)
         rows = await info.context.rows(queries.offers_for_pa(viewer, request, viewer.member_id))
         return build_connection(rows, request, cover_offer_from_row)
 
 
-def _filter_id(global_id: relay.GlobalID | None, type_name: str) -> int | None:
+def _filter_id(global_id: strawberry.ID | None, type_name: str) -> int | None:
     """A filter on an id of the wrong type matches nothing (-1 is never an id)."""
     if global_id is None:
         return None

@@ -24,16 +24,14 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from strawberry import relay
 
 from care import policy
-from care.enums import Role
 from care.events import CoverEvent
 from care.models import Cluster
 from care.tokens import TokenRef, is_in_force
 from care.viewer import ANONYMOUS, Viewer
 from schema.context import Context, Info, Limits
-from schema.permissions import decode_id, forbidden, unauthenticated
+from schema.permissions import MANAGING, PAS, decode_id, forbidden, guard
 from schema.types import CoverOffer, CoverRequest, load_cover_offer, load_cover_request
 
 
@@ -199,17 +197,13 @@ class Subscription:
             "made, declined, filled, returned, cancelled). For admins and the cluster's "
             "coordinator. Events raised while not connected are not replayed: query "
             "`coverRequests` after subscribing for the current state."
-        )
+        ),
+        extensions=guard(MANAGING),
     )
     async def cover_requests(
-        self, info: Info, cluster_id: relay.GlobalID
+        self, info: Info, cluster_id: strawberry.ID
     ) -> AsyncGenerator[CoverRequest, None]:
         ctx = _live(info)
-        viewer = ctx.viewer
-        if viewer.is_anonymous:
-            raise unauthenticated()
-        if viewer.role not in (Role.ADMIN, Role.COORDINATOR):
-            raise forbidden()
         ctx.check_token()
         cid = decode_id(cluster_id, "Cluster")
         if cid is None:
@@ -224,14 +218,13 @@ class Subscription:
         description=(
             "The signed-in PA's cover offers, each time one is made to them or changes "
             "(accepted, declined, withdrawn, closed). For PAs."
-        )
+        ),
+        extensions=guard(PAS),
     )
     async def my_cover_offers(self, info: Info) -> AsyncGenerator[CoverOffer, None]:
         ctx = _live(info)
         viewer = ctx.viewer
-        if viewer.is_anonymous:
-            raise unauthenticated()
-        if viewer.role is not Role.PA or viewer.member_id is None:
+        if viewer.member_id is None:  # a PA token always names its member
             raise forbidden()
         await ctx.recheck()
         return _offers(info, ctx, viewer.member_id)

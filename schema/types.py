@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -20,6 +20,7 @@ from care.viewer import Viewer
 from schema import loaders
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
+from schema.permissions import parse_global_id, parse_pk
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves.
 for _enum in (
@@ -80,7 +81,8 @@ async def resolve_ids(info: Info, node_ids: Iterable[str], load: Loader[Any]) ->
     """Relay's resolve_nodes: all ids loaded together (one statement for any number)."""
 
     async def one(node_id: str) -> Any:
-        return await load(info, int(node_id)) if node_id.isdigit() else None
+        pk = parse_pk(node_id)
+        return await load(info, pk) if pk is not None else None
 
     return list(await asyncio.gather(*(one(i) for i in node_ids)))
 
@@ -873,3 +875,35 @@ def cover_offer_from_row(row: Row[Any]) -> CoverOffer:
 load_cover_offer: Loader[CoverOffer] = by_id_loader(
     "cover_offer", queries.offers_by_id, cover_offer_from_row
 )
+
+
+NODE_TYPES: dict[str, type[relay.Node]] = {
+    t.__name__: t
+    for t in (
+        ServiceUser,
+        PersonalAssistant,
+        Carer,
+        CoopMember,
+        Cluster,
+        Pool,
+        AvailabilityWindow,
+        Visit,
+        Absence,
+        CoverRequest,
+        CoverOffer,
+    )
+}
+
+
+async def resolve_global_id(info: Info, value: str) -> relay.Node | None:
+    """`node(id:)`: null for a value that is not a global id, an id of no known type, a
+    malformed or out-of-range number, and a record the caller may not see alike."""
+    global_id = parse_global_id(value)
+    node_type = NODE_TYPES.get(global_id.type_name) if global_id is not None else None
+    if global_id is None or node_type is None:
+        return None
+    # Every node type here resolves asynchronously, in one batched statement.
+    found = await cast(
+        Awaitable[list[Any]], node_type.resolve_nodes(info=info, node_ids=[global_id.node_id])
+    )
+    return cast(relay.Node | None, found[0] if found else None)

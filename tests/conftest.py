@@ -199,6 +199,22 @@ class Api:
         data: dict[str, Any] = body["data"]
         return data
 
+    async def refused(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        as_: tuple[Role | str, int | None] | None = None,
+    ) -> str:
+        """The top-level code of a request refused at its root field (which is null)."""
+        body = await self.query(query, variables, token=token, as_=as_)
+        errors = body.get("errors") or []
+        assert len(errors) == 1, body
+        assert all(v is None for v in (body.get("data") or {}).values()), body
+        code: str = errors[0]["extensions"]["code"]
+        return code
+
 
 @pytest.fixture
 def api(client: httpx.AsyncClient, app: Any) -> Api:

@@ -1,8 +1,8 @@
 """Absence and cover request mutations: record, change and cancel a PA's absence (which
 opens cover requests and gives visits back), open and cancel a cover request, and the
 person's report that a visit under way was missed. The rules live in
-`care.services.absences` and `care.services.cover_requests`; this module decodes ids,
-builds payloads, and defines the cover area's typed errors (also used by the offers)."""
+`care.services.absences` and `care.services.cover_requests`; this module declares who
+may call each, decodes ids and builds payloads."""
 
 from __future__ import annotations
 
@@ -11,18 +11,25 @@ import datetime as dt
 from typing import Annotated
 
 import strawberry
-from strawberry import relay
 
 from care.enums import AbsenceKind
-from care.errors import DomainError
 from care.services import absences as absence_service
 from care.services import cover_requests as request_service
 from care.services.absences import AbsenceChange, AbsenceResult, NewAbsence
 from care.services.cover_requests import MissedReport
 from schema.context import Info
-from schema.errors import CoverError, cover_errors
-from schema.mutations.runner import run_mutation
-from schema.permissions import id_or_error, require_coop_member
+from schema.errors import COVER, CoverError
+from schema.mutations.base import (
+    ABSENCE_ID,
+    COVER_REQUEST_ID,
+    PA_ID,
+    VISIT_ID,
+    Ids,
+    mutation,
+    no_payload,
+    perform,
+)
+from schema.permissions import MANAGING, RECIPIENTS, ROTA
 from schema.types import (
     Absence,
     CoverRequest,
@@ -39,7 +46,7 @@ from schema.types import (
     description="A PA's time away. Times without an offset are UK (Europe/London) times."
 )
 class RecordAbsenceInput:
-    pa_id: relay.GlobalID
+    pa_id: strawberry.ID
     kind: AbsenceKind
     starts_at: dt.datetime
     ends_at: dt.datetime = strawberry.field(description="After startsAt; at most 366 days later.")
@@ -82,14 +89,14 @@ class ReportVisitMissedPayload:
     errors: list[CoverError]
 
 
-# --- helpers -----------------------------------------------------------------------------
+# --- payloads ----------------------------------------------------------------------------
 
 
 async def _absence_payload(
-    info: Info, result: AbsenceResult | None, errors: list[DomainError]
+    info: Info, result: AbsenceResult | None, errors: list[CoverError]
 ) -> AbsencePayload:
-    if result is None or errors:
-        return AbsencePayload(absence=None, cover_requests=[], errors=cover_errors(errors))
+    if result is None:
+        return AbsencePayload(absence=None, cover_requests=[], errors=errors)
     absence, *requests = await asyncio.gather(  # batched: one query per type
         load_absence(info, result.absence_id),
         *(load_cover_request(info, i) for i in result.cover_request_ids),
@@ -106,29 +113,23 @@ async def _absence_payload(
 
 
 async def _request_payload(
-    info: Info, request_id: int | None, errors: list[DomainError]
+    info: Info, request_id: int | None, errors: list[CoverError]
 ) -> CoverRequestPayload:
-    found = None
-    if request_id is not None and not errors:
-        found = await load_cover_request(info, request_id)
-    return CoverRequestPayload(cover_request=found, errors=cover_errors(errors))
+    found = await load_cover_request(info, request_id) if request_id is not None else None
+    return CoverRequestPayload(cover_request=found, errors=errors)
 
 
 async def _missed_payload(
-    info: Info, report: MissedReport | None, errors: list[DomainError]
+    info: Info, report: MissedReport | None, errors: list[CoverError]
 ) -> ReportVisitMissedPayload:
-    if report is None or errors:
-        return ReportVisitMissedPayload(visit=None, cover_request=None, errors=cover_errors(errors))
+    if report is None:
+        return ReportVisitMissedPayload(visit=None, cover_request=None, errors=errors)
     request_id = report.cover_request_id
     visit, request = await asyncio.gather(
         load_visit(info, report.visit_id),
-        load_cover_request(info, request_id) if request_id is not None else _none(),
+        load_cover_request(info, request_id) if request_id is not None else no_payload(),
     )
     return ReportVisitMissedPayload(visit=visit, cover_request=request, errors=[])
-
-
-async def _none() -> None:
-    return None
 
 
 # --- mutations ---------------------------------------------------------------------------
@@ -136,120 +137,126 @@ async def _none() -> None:
 
 @strawberry.type
 class AbsenceMutations:
-    @strawberry.mutation(
+    @mutation(
+        access=ROTA,
         description="Record a PA's absence (the PA, coordinators, admins). In the same "
         "transaction every scheduled visit of the PA that overlaps it and has not started "
-        "needs cover: the PA is unassigned and a cover request opens for each."
+        "needs cover: the PA is unassigned and a cover request opens for each.",
     )
-    async def record_absence(self, info: Info, input: RecordAbsenceInput) -> AbsencePayload:
-        require_coop_member(info.context.viewer)
-        errors: list[DomainError] = []
+    async def record_absence(self, info: Info, input: RecordAbsenceInput) -> AbsencePayload | None:
+        ids = Ids()
         new = NewAbsence(
-            pa_id=id_or_error(
-                input.pa_id, "PersonalAssistant", "personal assistant", "paId", errors
-            ),
+            pa_id=ids.one(input.pa_id, PA_ID, "paId"),
             kind=input.kind,
             starts_at=input.starts_at,
             ends_at=input.ends_at,
             note=input.note,
         )
-        if errors:
-            return await _absence_payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: absence_service.record_absence(s, v, new)
+        return await perform(
+            info,
+            COVER,
+            lambda s, v: absence_service.record_absence(s, v, new),
+            _absence_payload,
+            ids,
         )
-        return await _absence_payload(info, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
+        access=ROTA,
         description="Shorten or extend an absence. Visits it no longer covers go back to "
-        "their PA when the PA is free (requests RETURNED); newly covered visits need cover."
+        "their PA when the PA is free (requests RETURNED); newly covered visits need cover.",
     )
     async def update_absence(
-        self, info: Info, id: relay.GlobalID, input: UpdateAbsenceInput
-    ) -> AbsencePayload:
-        require_coop_member(info.context.viewer)
-        errors: list[DomainError] = []
-        absence_id = id_or_error(id, "Absence", "absence", "id", errors)
-        if errors:
-            return await _absence_payload(info, None, errors)
+        self, info: Info, id: strawberry.ID, input: UpdateAbsenceInput
+    ) -> AbsencePayload | None:
+        ids = Ids()
+        absence_id = ids.one(id, ABSENCE_ID, "id")
         change = AbsenceChange(starts_at=input.starts_at, ends_at=input.ends_at, note=input.note)
-        result, errors = await run_mutation(
-            info, lambda s, v: absence_service.update_absence(s, v, absence_id, change)
+        return await perform(
+            info,
+            COVER,
+            lambda s, v: absence_service.update_absence(s, v, absence_id, change),
+            _absence_payload,
+            ids,
         )
-        return await _absence_payload(info, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
+        access=ROTA,
         description="Cancel an absence: visits still waiting for cover go back to their PA "
-        "when the PA is free (requests RETURNED); filled requests stay filled."
+        "when the PA is free (requests RETURNED); filled requests stay filled.",
     )
-    async def cancel_absence(self, info: Info, id: relay.GlobalID) -> AbsencePayload:
-        require_coop_member(info.context.viewer)
-        errors: list[DomainError] = []
-        absence_id = id_or_error(id, "Absence", "absence", "id", errors)
-        if errors:
-            return await _absence_payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: absence_service.cancel_absence(s, v, absence_id)
+    async def cancel_absence(self, info: Info, id: strawberry.ID) -> AbsencePayload | None:
+        ids = Ids()
+        absence_id = ids.one(id, ABSENCE_ID, "id")
+        return await perform(
+            info,
+            COVER,
+            lambda s, v: absence_service.cancel_absence(s, v, absence_id),
+            _absence_payload,
+            ids,
         )
-        return await _absence_payload(info, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
+        access=MANAGING,
         description="Ask for cover for a visit that has not started (coordinators of the "
-        "person, admins); a booked PA is unassigned."
+        "person, admins); a booked PA is unassigned.",
     )
     async def open_cover_request(
         self,
         info: Info,
-        visit_id: relay.GlobalID,
+        visit_id: strawberry.ID,
         note: Annotated[
             str | None, strawberry.argument(description="Why (at most 1000 characters).")
         ] = None,
-    ) -> CoverRequestPayload:
-        require_coop_member(info.context.viewer)
-        errors: list[DomainError] = []
-        vid = id_or_error(visit_id, "Visit", "visit", "visitId", errors)
-        if errors:
-            return await _request_payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: request_service.open_cover_request(s, v, vid, note)
+    ) -> CoverRequestPayload | None:
+        ids = Ids()
+        vid = ids.one(visit_id, VISIT_ID, "visitId")
+        return await perform(
+            info,
+            COVER,
+            lambda s, v: request_service.open_cover_request(s, v, vid, note),
+            _request_payload,
+            ids,
         )
-        return await _request_payload(info, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
+        access=MANAGING,
         description="Close an open cover request without cover (CANCELLED) and its open "
-        "offers. The visit still needs cover: cancel it or assign a PA."
+        "offers. The visit still needs cover: cancel it or assign a PA.",
     )
     async def cancel_cover_request(
         self,
         info: Info,
-        id: relay.GlobalID,
+        id: strawberry.ID,
         note: Annotated[
             str | None,
             strawberry.argument(description="Why; added to the request's note."),
         ] = None,
-    ) -> CoverRequestPayload:
-        require_coop_member(info.context.viewer)
-        errors: list[DomainError] = []
-        request_id = id_or_error(id, "CoverRequest", "cover request", "id", errors)
-        if errors:
-            return await _request_payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: request_service.cancel_cover_request(s, v, request_id, note)
+    ) -> CoverRequestPayload | None:
+        ids = Ids()
+        request_id = ids.one(id, COVER_REQUEST_ID, "id")
+        return await perform(
+            info,
+            COVER,
+            lambda s, v: request_service.cancel_cover_request(s, v, request_id, note),
+            _request_payload,
+            ids,
         )
-        return await _request_payload(info, result, errors)
 
-    @strawberry.mutation(
+    @mutation(
+        access=RECIPIENTS,
         description="The person (or a linked carer) reports that the PA has not turned up "
         "to a visit under way. With at least 15 minutes left the visit needs cover and a "
-        "MISSED cover request opens; otherwise the visit is MISSED."
+        "MISSED cover request opens; otherwise the visit is MISSED.",
     )
-    async def report_visit_missed(self, info: Info, id: relay.GlobalID) -> ReportVisitMissedPayload:
-        require_coop_member(info.context.viewer)
-        errors: list[DomainError] = []
-        visit_id = id_or_error(id, "Visit", "visit", "id", errors)
-        if errors:
-            return await _missed_payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: request_service.report_visit_missed(s, v, visit_id)
+    async def report_visit_missed(
+        self, info: Info, id: strawberry.ID
+    ) -> ReportVisitMissedPayload | None:
+        ids = Ids()
+        visit_id = ids.one(id, VISIT_ID, "id")
+        return await perform(
+            info,
+            COVER,
+            lambda s, v: request_service.report_visit_missed(s, v, visit_id),
+            _missed_payload,
+            ids,
         )
-        return await _missed_payload(info, result, errors)

@@ -5,22 +5,19 @@ from __future__ import annotations
 import datetime as dt
 
 import strawberry
-from strawberry import relay
 
 from care import queries
-from care.enums import Role
-from care.errors import DomainError, not_found
 from care.services import availability as service
 from schema.context import Info
-from schema.errors import AvailabilityError, AvailabilityErrorCode, to_errors
-from schema.mutations.runner import run_mutation
-from schema.permissions import decode_id, require_role
+from schema.errors import AVAILABILITY, AvailabilityError
+from schema.mutations.base import PA_ID, WINDOW_ID, Ids, mutation, perform
+from schema.permissions import ROTA
 from schema.types import AvailabilityWindow, availability_from_row
 
 
 @strawberry.input(description="A period when a PA is free to work (at most 24 hours).")
 class AddAvailabilityWindowInput:
-    pa_id: relay.GlobalID
+    pa_id: strawberry.ID
     starts_at: dt.datetime = strawberry.field(description="With a UTC offset.")
     ends_at: dt.datetime = strawberry.field(description="With a UTC offset; after startsAt.")
     merge: bool = strawberry.field(
@@ -38,7 +35,7 @@ class WeeklySlotInput:
 
 @strawberry.input(description="A PA's weekly availability; it replaces their patterns.")
 class SetWeeklyAvailabilityInput:
-    pa_id: relay.GlobalID
+    pa_id: strawberry.ID
     slots: list[WeeklySlotInput] = strawberry.field(
         description="An empty list clears the PA's weekly availability."
     )
@@ -76,39 +73,27 @@ class WeeklyAvailabilityPayload:
     errors: list[AvailabilityError]
 
 
-def _errors(errors: list[DomainError]) -> list[AvailabilityError]:
-    return to_errors(AvailabilityError, AvailabilityErrorCode, errors)
-
-
-def _pa_id(global_id: relay.GlobalID, errors: list[DomainError]) -> int:
-    value = decode_id(global_id, "PersonalAssistant")
-    if value is None:
-        errors.append(not_found("personal assistant", "paId"))
-        return -1
-    return value
-
-
 async def _window_payload(
-    info: Info, window_id: int | None, errors: list[DomainError]
+    info: Info, window_id: int | None, errors: list[AvailabilityError]
 ) -> AvailabilityPayload:
     window = None
-    if window_id is not None and not errors:
+    if window_id is not None:
         rows = await info.context.rows(queries.availability_by_id(info.context.viewer, [window_id]))
         window = availability_from_row(rows[0]) if rows else None
-    return AvailabilityPayload(window=window, removed_id=None, errors=_errors(errors))
+    return AvailabilityPayload(window=window, removed_id=None, errors=errors)
 
 
-def _weekly_payload(
-    result: service.WeeklyResult | None, errors: list[DomainError]
+async def _weekly_payload(
+    info: Info, result: service.WeeklyResult | None, errors: list[AvailabilityError]
 ) -> WeeklyAvailabilityPayload:
-    if result is None or errors:
+    if result is None:
         return WeeklyAvailabilityPayload(
             slots=None,
             valid_from=None,
             valid_until=None,
             windows_created=None,
             windows_skipped=None,
-            errors=_errors(errors),
+            errors=errors,
         )
     return WeeklyAvailabilityPayload(
         slots=[
@@ -125,64 +110,64 @@ def _weekly_payload(
 
 @strawberry.type
 class AvailabilityMutations:
-    @strawberry.mutation(
+    @mutation(
+        access=ROTA,
         description="Add a one-off availability window (the PA themselves, "
-        "admins and coordinators)."
+        "admins and coordinators).",
     )
     async def add_availability_window(
         self, info: Info, input: AddAvailabilityWindowInput
-    ) -> AvailabilityPayload:
-        require_role(info.context.viewer, *Role)
-        errors: list[DomainError] = []
-        pa_id = _pa_id(input.pa_id, errors)
-        if errors:
-            return await _window_payload(info, None, errors)
-        window_id, errors = await run_mutation(
+    ) -> AvailabilityPayload | None:
+        ids = Ids()
+        pa_id = ids.one(input.pa_id, PA_ID, "paId")
+        return await perform(
             info,
+            AVAILABILITY,
             lambda s, v: service.add_window(
                 s, v, pa_id, input.starts_at, input.ends_at, merge=input.merge
             ),
+            _window_payload,
+            ids,
         )
-        return await _window_payload(info, window_id, errors)
 
-    @strawberry.mutation(
+    @mutation(
+        access=ROTA,
         description="Remove an availability window; one from a weekly "
-        "pattern becomes an exception to it."
+        "pattern becomes an exception to it.",
     )
     async def remove_availability_window(
-        self, info: Info, id: relay.GlobalID
-    ) -> AvailabilityPayload:
-        require_role(info.context.viewer, *Role)
-        window_id = decode_id(id, "AvailabilityWindow")
-        if window_id is None:
-            return AvailabilityPayload(
-                window=None,
-                removed_id=None,
-                errors=_errors([not_found("availability window", "id")]),
-            )
-        removed, errors = await run_mutation(
-            info, lambda s, v: service.remove_window(s, v, window_id)
-        )
-        removed_id = strawberry.ID(str(id)) if removed is not None and not errors else None
-        return AvailabilityPayload(window=None, removed_id=removed_id, errors=_errors(errors))
+        self, info: Info, id: strawberry.ID
+    ) -> AvailabilityPayload | None:
+        ids = Ids()
+        window_id = ids.one(id, WINDOW_ID, "id")
 
-    @strawberry.mutation(
+        async def removed(
+            info: Info, result: int | None, errors: list[AvailabilityError]
+        ) -> AvailabilityPayload:
+            removed_id = strawberry.ID(str(id)) if result is not None else None
+            return AvailabilityPayload(window=None, removed_id=removed_id, errors=errors)
+
+        return await perform(
+            info, AVAILABILITY, lambda s, v: service.remove_window(s, v, window_id), removed, ids
+        )
+
+    @mutation(
+        access=ROTA,
         description="Replace a PA's weekly availability and expand it into "
-        "windows over the coming weeks."
+        "windows over the coming weeks.",
     )
     async def set_weekly_availability(
         self, info: Info, input: SetWeeklyAvailabilityInput
-    ) -> WeeklyAvailabilityPayload:
-        require_role(info.context.viewer, *Role)
-        errors: list[DomainError] = []
-        pa_id = _pa_id(input.pa_id, errors)
-        if errors:
-            return _weekly_payload(None, errors)
+    ) -> WeeklyAvailabilityPayload | None:
+        ids = Ids()
+        pa_id = ids.one(input.pa_id, PA_ID, "paId")
         slots = [service.Slot(s.weekday, s.start_time, s.end_time) for s in input.slots]
-        result, errors = await run_mutation(
+        return await perform(
             info,
+            AVAILABILITY,
             lambda s, v: service.set_weekly_availability(
                 s, v, pa_id, slots, input.valid_from, input.valid_until
             ),
+            _weekly_payload,
+            ids,
         )
-        return _weekly_payload(result, errors)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import strawberry
-from strawberry import relay
+from collections.abc import Awaitable, Callable
 
-from care.errors import DomainError, not_found
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from care.services import clusters as service
 from care.services.clusters import ClusterFields
+from care.viewer import Viewer
 from schema.context import Info
-from schema.errors import ClusterError, ClusterErrorCode, to_errors
-from schema.mutations.runner import run_mutation
-from schema.permissions import MEMBER_TYPES, decode_id, id_or_error
+from schema.errors import CLUSTER, ClusterError
+from schema.mutations.base import (
+    CLUSTER_ID,
+    MEMBER_ID,
+    PA_ID,
+    SERVICE_USER_ID,
+    Ids,
+    mutation,
+    perform,
+)
+from schema.permissions import MANAGING
 from schema.types import Cluster, ClusterKind, ClusterStatus, load_cluster
 
 
@@ -26,7 +36,7 @@ class CreateClusterInput:
     name: str
     kind: ClusterKind
     local_authority: str = strawberry.field(description="GSS code of the local authority.")
-    support_worker_id: relay.GlobalID | None = None
+    support_worker_id: strawberry.ID | None = None
     status: ClusterStatus | None = None
     centre: GeoPointInput | None = None
     radius_km: float | None = None
@@ -37,7 +47,7 @@ class CreateClusterInput:
 @strawberry.input(description="Fields to change; those left out stay as they are.")
 class UpdateClusterInput:
     name: str | None = None
-    support_worker_id: relay.GlobalID | None = None
+    support_worker_id: strawberry.ID | None = None
     status: ClusterStatus | None = None
     centre: GeoPointInput | None = None
     radius_km: float | None = None
@@ -51,9 +61,7 @@ class ClusterPayload:
     errors: list[ClusterError]
 
 
-def _fields(
-    data: CreateClusterInput | UpdateClusterInput, errors: list[DomainError]
-) -> ClusterFields:
+def _fields(data: CreateClusterInput | UpdateClusterInput, ids: Ids) -> ClusterFields:
     f = ClusterFields()
     if data.name is not None:
         f.name = data.name
@@ -61,10 +69,7 @@ def _fields(
         f.kind = data.kind
         f.la_code = data.local_authority
     if data.support_worker_id is not None:
-        worker = decode_id(data.support_worker_id, *MEMBER_TYPES)
-        if worker is None:
-            errors.append(not_found("member", "supportWorkerId"))
-        f.support_worker_id = worker
+        f.support_worker_id = ids.one(data.support_worker_id, MEMBER_ID, "supportWorkerId")
     if data.status is not None:
         f.status = data.status
     if data.centre is not None:
@@ -78,103 +83,74 @@ def _fields(
     return f
 
 
-async def _payload(info: Info, cluster_id: int | None, errors: list[DomainError]) -> ClusterPayload:
-    cluster = (
-        await load_cluster(info, cluster_id) if cluster_id is not None and not errors else None
-    )
-    return ClusterPayload(cluster=cluster, errors=to_errors(ClusterError, ClusterErrorCode, errors))
+async def _respond(
+    info: Info, cluster_id: int | None, errors: list[ClusterError]
+) -> ClusterPayload:
+    cluster = await load_cluster(info, cluster_id) if cluster_id is not None else None
+    return ClusterPayload(cluster=cluster, errors=errors)
+
+
+async def _run(
+    info: Info, ids: Ids, action: Callable[[AsyncSession, Viewer], Awaitable[int]]
+) -> ClusterPayload:
+    return await perform(info, CLUSTER, action, _respond, ids)
 
 
 @strawberry.type
 class ClusterMutations:
-    @strawberry.mutation(description="Open a cluster (admins and coordinators).")
-    async def create_cluster(self, info: Info, input: CreateClusterInput) -> ClusterPayload:
-        errors: list[DomainError] = []
-        fields = _fields(input, errors)
-        if errors:
-            return await _payload(info, None, errors)
-        cluster_id, errors = await run_mutation(
-            info, lambda s, v: service.create_cluster(s, v, fields)
-        )
-        return await _payload(info, cluster_id, errors)
+    @mutation(access=MANAGING, description="Open a cluster (admins and coordinators).")
+    async def create_cluster(self, info: Info, input: CreateClusterInput) -> ClusterPayload | None:
+        ids = Ids()
+        fields = _fields(input, ids)
+        return await _run(info, ids, lambda s, v: service.create_cluster(s, v, fields))
 
-    @strawberry.mutation(description="Change a cluster (admins and its coordinator).")
+    @mutation(access=MANAGING, description="Change a cluster (admins and its coordinator).")
     async def update_cluster(
-        self, info: Info, id: relay.GlobalID, input: UpdateClusterInput
-    ) -> ClusterPayload:
-        errors: list[DomainError] = []
-        cluster_id = id_or_error(id, "Cluster", "cluster", "id", errors)
-        fields = _fields(input, errors)
-        if errors:
-            return await _payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: service.update_cluster(s, v, cluster_id, fields)
-        )
-        return await _payload(info, result, errors)
+        self, info: Info, id: strawberry.ID, input: UpdateClusterInput
+    ) -> ClusterPayload | None:
+        ids = Ids()
+        cluster_id = ids.one(id, CLUSTER_ID, "id")
+        fields = _fields(input, ids)
+        return await _run(info, ids, lambda s, v: service.update_cluster(s, v, cluster_id, fields))
 
-    @strawberry.mutation(description="Close a cluster; its records stay for the figures.")
-    async def close_cluster(self, info: Info, id: relay.GlobalID) -> ClusterPayload:
-        errors: list[DomainError] = []
-        cluster_id = id_or_error(id, "Cluster", "cluster", "id", errors)
-        if errors:
-            return await _payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: service.close_cluster(s, v, cluster_id)
-        )
-        return await _payload(info, result, errors)
+    @mutation(access=MANAGING, description="Close a cluster; its records stay for the figures.")
+    async def close_cluster(self, info: Info, id: strawberry.ID) -> ClusterPayload | None:
+        ids = Ids()
+        cluster_id = ids.one(id, CLUSTER_ID, "id")
+        return await _run(info, ids, lambda s, v: service.close_cluster(s, v, cluster_id))
 
-    @strawberry.mutation
+    @mutation(access=MANAGING)
     async def add_service_user_to_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, service_user_id: relay.GlobalID
-    ) -> ClusterPayload:
-        errors: list[DomainError] = []
-        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
-        sid = id_or_error(service_user_id, "ServiceUser", "service user", "serviceUserId", errors)
-        if errors:
-            return await _payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: service.add_service_user(s, v, cid, sid)
-        )
-        return await _payload(info, result, errors)
+        self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
+    ) -> ClusterPayload | None:
+        ids = Ids()
+        cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
+        sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
+        return await _run(info, ids, lambda s, v: service.add_service_user(s, v, cid, sid))
 
-    @strawberry.mutation
+    @mutation(access=MANAGING)
     async def remove_service_user_from_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, service_user_id: relay.GlobalID
-    ) -> ClusterPayload:
-        errors: list[DomainError] = []
-        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
-        sid = id_or_error(service_user_id, "ServiceUser", "service user", "serviceUserId", errors)
-        if errors:
-            return await _payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: service.remove_service_user(s, v, cid, sid)
-        )
-        return await _payload(info, result, errors)
+        self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
+    ) -> ClusterPayload | None:
+        ids = Ids()
+        cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
+        sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
+        return await _run(info, ids, lambda s, v: service.remove_service_user(s, v, cid, sid))
 
-    @strawberry.mutation
+    @mutation(access=MANAGING)
     async def add_personal_assistant_to_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, pa_id: relay.GlobalID
-    ) -> ClusterPayload:
-        errors: list[DomainError] = []
-        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
-        pid = id_or_error(pa_id, "PersonalAssistant", "personal assistant", "paId", errors)
-        if errors:
-            return await _payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: service.add_personal_assistant(s, v, cid, pid)
-        )
-        return await _payload(info, result, errors)
+        self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
+    ) -> ClusterPayload | None:
+        ids = Ids()
+        cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
+        pid = ids.one(pa_id, PA_ID, "paId")
+        return await _run(info, ids, lambda s, v: service.add_personal_assistant(s, v, cid, pid))
 
-    @strawberry.mutation
+    @mutation(access=MANAGING)
     async def remove_personal_assistant_from_cluster(
-        self, info: Info, cluster_id: relay.GlobalID, pa_id: relay.GlobalID
-    ) -> ClusterPayload:
-        errors: list[DomainError] = []
-        cid = id_or_error(cluster_id, "Cluster", "cluster", "clusterId", errors)
-        pid = id_or_error(pa_id, "PersonalAssistant", "personal assistant", "paId", errors)
-        if errors:
-            return await _payload(info, None, errors)
-        result, errors = await run_mutation(
-            info, lambda s, v: service.remove_personal_assistant(s, v, cid, pid)
-        )
-        return await _payload(info, result, errors)
+        self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
+    ) -> ClusterPayload | None:
+        ids = Ids()
+        cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
+        pid = ids.one(pa_id, PA_ID, "paId")
+        return await _run(info, ids, lambda s, v: service.remove_personal_assistant(s, v, cid, pid))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from care import queries
-from care.enums import Role
 from care.services import coop as service
 from schema.context import Info
-from schema.errors import CoverError, cover_errors
-from schema.mutations.runner import run_mutation
-from schema.permissions import require_role
+from schema.errors import COVER, CoverError
+from schema.mutations.base import mutation, perform
+from schema.permissions import ADMINS
 from schema.types import Coop, coop_from_row
 
 
@@ -51,11 +50,18 @@ WEIGHT_NAMES = {
 }
 
 
+async def _respond(info: Info, done: int | None, errors: list[CoverError]) -> CoopPayload:
+    coop = None
+    if done is not None:
+        rows = await info.context.rows(queries.coop())
+        coop = coop_from_row(rows[0][0]) if rows else None
+    return CoopPayload(coop=coop, errors=errors)
+
+
 @strawberry.type
 class CoopMutations:
-    @strawberry.mutation(description="Change the co-op's cover rules and weights (admins).")
-    async def update_cover_rules(self, info: Info, input: CoverRulesInput) -> CoopPayload:
-        require_role(info.context.viewer, *Role)
+    @mutation(access=ADMINS, description="Change the co-op's cover rules and weights (admins).")
+    async def update_cover_rules(self, info: Info, input: CoverRulesInput) -> CoopPayload | None:
         weights = None
         if input.weights is not None:
             weights = {WEIGHT_NAMES[k]: v for k, v in vars(input.weights).items() if v is not None}
@@ -66,9 +72,6 @@ class CoopMutations:
             cover_offer_ttl_minutes=input.cover_offer_ttl_minutes,
             weights=weights,
         )
-        _, errors = await run_mutation(info, lambda s, v: service.update_cover_rules(s, v, rules))
-        coop = None
-        if not errors:
-            rows = await info.context.rows(queries.coop())
-            coop = coop_from_row(rows[0][0]) if rows else None
-        return CoopPayload(coop=coop, errors=cover_errors(errors))
+        return await perform(
+            info, COVER, lambda s, v: service.update_cover_rules(s, v, rules), _respond
+        )

@@ -9,20 +9,25 @@ from typing import Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
-from care.errors import DomainError
 from care.services import members as service
 from care.services.members import MemberFields, PaFields, ServiceUserFields, SkillSpec
 from care.viewer import Viewer
 from schema.context import Info
-from schema.errors import MemberError, MemberErrorCode, to_errors
+from schema.errors import MEMBER, MemberError
+from schema.mutations.base import (
+    CARER_ID,
+    CLUSTER_ID,
+    MEMBER_ID,
+    PA_ID,
+    SERVICE_USER_ID,
+    Ids,
+    mutation,
+    perform,
+)
 from schema.mutations.clusters import GeoPointInput
-from schema.mutations.runner import run_mutation
-from schema.permissions import MEMBER_TYPES, decode_id, unauthenticated
+from schema.permissions import ADMINS, COOP, MANAGING
 from schema.types import Funding, Member, MembershipClass, load_member
-
-NO_ID = -1  # ids that do not decode become this, which matches no row: NOT_FOUND
 
 
 @strawberry.input(description="A skill or training; its expiry date if it lapses.")
@@ -42,7 +47,7 @@ class RegisterServiceUserInput:
     postcode: str | None = None
     location: GeoPointInput | None = None
     joined_on: dt.date | None = None
-    cluster_id: relay.GlobalID | None = strawberry.field(
+    cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="Required for coordinators: one of their clusters."
     )
 
@@ -61,7 +66,7 @@ class RegisterPersonalAssistantInput:
     dbs_checked_on: dt.date | None = None
     working_time_opt_out: bool | None = None
     skills: list[SkillInput] | None = None
-    cluster_id: relay.GlobalID | None = strawberry.field(
+    cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="A cluster whose PA team they join."
     )
 
@@ -69,7 +74,7 @@ class RegisterPersonalAssistantInput:
 @strawberry.input(description="An unpaid carer of one or more service users.")
 class RegisterCarerInput:
     name: str
-    service_user_ids: list[relay.GlobalID]
+    service_user_ids: list[strawberry.ID]
     email: str | None = None
     phone: str | None = None
     postcode: str | None = None
@@ -129,12 +134,6 @@ class MemberPayload:
 
 
 # --- decoding --------------------------------------------------------------------------
-
-
-def _id(global_id: relay.GlobalID | None, *type_names: str) -> int:
-    """The database id, or NO_ID so the service reports NOT_FOUND after its role checks."""
-    found = decode_id(global_id, *type_names)
-    return NO_ID if found is None else found
 
 
 def _given(value: Any) -> Any:
@@ -198,121 +197,148 @@ def _service_user_fields(
 # --- running ---------------------------------------------------------------------------
 
 
+async def _respond(info: Info, member_id: int | None, errors: list[MemberError]) -> MemberPayload:
+    """The member read back under the caller's field masks."""
+    member = await load_member(info, member_id) if member_id is not None else None
+    return MemberPayload(member=member, errors=errors)
+
+
 async def _run(
-    info: Info, action: Callable[[AsyncSession, Viewer], Awaitable[int]]
-) -> MemberPayload:
-    """Anonymous callers get the top-level UNAUTHENTICATED error; everyone else gets the
-    service's answer, with the member read back under the caller's field masks."""
-    if info.context.viewer.is_anonymous:
-        raise unauthenticated()
-    member_id, errors = await run_mutation(info, action)
-    return await _payload(info, member_id, errors)
-
-
-async def _payload(info: Info, member_id: int | None, errors: list[DomainError]) -> MemberPayload:
-    member = await load_member(info, member_id) if member_id is not None and not errors else None
-    return MemberPayload(member=member, errors=to_errors(MemberError, MemberErrorCode, errors))
+    info: Info, ids: Ids, action: Callable[[AsyncSession, Viewer], Awaitable[int]]
+) -> MemberPayload | None:
+    return await perform(info, MEMBER, action, _respond, ids)
 
 
 @strawberry.type
 class MemberMutations:
-    @strawberry.mutation(
-        description="Register a service user (admins; coordinators into one of their clusters)."
+    @mutation(
+        access=MANAGING,
+        description="Register a service user (admins; coordinators into one of their clusters).",
     )
     async def register_service_user(
         self, info: Info, input: RegisterServiceUserInput
-    ) -> MemberPayload:
+    ) -> MemberPayload | None:
+        ids = Ids()
         contact, profile = _contact(input), _service_user_fields(input)
-        cluster_id = _id(input.cluster_id, "Cluster") if input.cluster_id is not None else None
-        return await _run(
-            info, lambda s, v: service.register_service_user(s, v, contact, profile, cluster_id)
-        )
-
-    @strawberry.mutation(description="Register a personal assistant (admins and coordinators).")
-    async def register_personal_assistant(
-        self, info: Info, input: RegisterPersonalAssistantInput
-    ) -> MemberPayload:
-        contact, profile = _contact(input), _pa_fields(input)
-        cluster_id = _id(input.cluster_id, "Cluster") if input.cluster_id is not None else None
+        cluster_id = ids.optional(input.cluster_id, CLUSTER_ID, "clusterId")
         return await _run(
             info,
+            ids,
+            lambda s, v: service.register_service_user(s, v, contact, profile, cluster_id),
+        )
+
+    @mutation(
+        access=MANAGING, description="Register a personal assistant (admins and coordinators)."
+    )
+    async def register_personal_assistant(
+        self, info: Info, input: RegisterPersonalAssistantInput
+    ) -> MemberPayload | None:
+        ids = Ids()
+        contact, profile = _contact(input), _pa_fields(input)
+        cluster_id = ids.optional(input.cluster_id, CLUSTER_ID, "clusterId")
+        return await _run(
+            info,
+            ids,
             lambda s, v: service.register_personal_assistant(s, v, contact, profile, cluster_id),
         )
 
-    @strawberry.mutation(
+    @mutation(
+        access=MANAGING,
         description="Register an unpaid carer linked to service users "
-        "(admins; coordinators for people in their clusters)."
+        "(admins; coordinators for people in their clusters).",
     )
-    async def register_carer(self, info: Info, input: RegisterCarerInput) -> MemberPayload:
+    async def register_carer(self, info: Info, input: RegisterCarerInput) -> MemberPayload | None:
+        ids = Ids()
         contact = _contact(input)
-        su_ids = [_id(i, "ServiceUser") for i in input.service_user_ids]
+        su_ids = ids.many(input.service_user_ids, SERVICE_USER_ID, "serviceUserIds")
         return await _run(
-            info, lambda s, v: service.register_carer(s, v, contact, su_ids, input.relationship)
+            info,
+            ids,
+            lambda s, v: service.register_carer(s, v, contact, su_ids, input.relationship),
         )
 
-    @strawberry.mutation(
-        description="Register a supporter or a worker who is not a PA (admins only)."
+    @mutation(
+        access=ADMINS, description="Register a supporter or a worker who is not a PA (admins only)."
     )
-    async def register_member(self, info: Info, input: RegisterMemberInput) -> MemberPayload:
+    async def register_member(self, info: Info, input: RegisterMemberInput) -> MemberPayload | None:
         contact = _contact(input)
         return await _run(
-            info, lambda s, v: service.register_member(s, v, contact, input.membership_class)
+            info,
+            Ids(),
+            lambda s, v: service.register_member(s, v, contact, input.membership_class),
         )
 
-    @strawberry.mutation(
+    @mutation(
+        access=COOP,
         description="Change a member's contact details or status (admins, "
-        "their coordinators; anyone their own contact details)."
+        "their coordinators; anyone their own contact details).",
     )
     async def update_member(
-        self, info: Info, id: relay.GlobalID, input: UpdateMemberInput
-    ) -> MemberPayload:
-        member_id, fields = _id(id, *MEMBER_TYPES), _contact(input)
-        return await _run(info, lambda s, v: service.update_member(s, v, member_id, fields))
+        self, info: Info, id: strawberry.ID, input: UpdateMemberInput
+    ) -> MemberPayload | None:
+        ids = Ids()
+        member_id, fields = ids.one(id, MEMBER_ID, "id"), _contact(input)
+        return await _run(info, ids, lambda s, v: service.update_member(s, v, member_id, fields))
 
-    @strawberry.mutation(description="Change a service user's funding, needs or planned hours.")
+    @mutation(
+        access=MANAGING, description="Change a service user's funding, needs or planned hours."
+    )
     async def update_service_user(
-        self, info: Info, id: relay.GlobalID, input: UpdateServiceUserInput
-    ) -> MemberPayload:
-        member_id, fields = _id(id, "ServiceUser"), _service_user_fields(input)
-        return await _run(info, lambda s, v: service.update_service_user(s, v, member_id, fields))
-
-    @strawberry.mutation(description="Change a PA's checks, contract, pay, travel or skills.")
-    async def update_personal_assistant(
-        self, info: Info, id: relay.GlobalID, input: UpdatePersonalAssistantInput
-    ) -> MemberPayload:
-        member_id, fields = _id(id, "PersonalAssistant"), _pa_fields(input)
+        self, info: Info, id: strawberry.ID, input: UpdateServiceUserInput
+    ) -> MemberPayload | None:
+        ids = Ids()
+        member_id, fields = ids.one(id, SERVICE_USER_ID, "id"), _service_user_fields(input)
         return await _run(
-            info, lambda s, v: service.update_personal_assistant(s, v, member_id, fields)
+            info, ids, lambda s, v: service.update_service_user(s, v, member_id, fields)
         )
 
-    @strawberry.mutation(description="Link a carer to a service user; returns the service user.")
+    @mutation(access=MANAGING, description="Change a PA's checks, contract, pay, travel or skills.")
+    async def update_personal_assistant(
+        self, info: Info, id: strawberry.ID, input: UpdatePersonalAssistantInput
+    ) -> MemberPayload | None:
+        ids = Ids()
+        member_id, fields = ids.one(id, PA_ID, "id"), _pa_fields(input)
+        return await _run(
+            info, ids, lambda s, v: service.update_personal_assistant(s, v, member_id, fields)
+        )
+
+    @mutation(
+        access=MANAGING, description="Link a carer to a service user; returns the service user."
+    )
     async def link_carer(
         self,
         info: Info,
-        carer_id: relay.GlobalID,
-        service_user_id: relay.GlobalID,
+        carer_id: strawberry.ID,
+        service_user_id: strawberry.ID,
         relationship: str | None = None,
-    ) -> MemberPayload:
-        cid, sid = _id(carer_id, "Carer"), _id(service_user_id, "ServiceUser")
-        return await _run(info, lambda s, v: service.link_carer(s, v, cid, sid, relationship))
+    ) -> MemberPayload | None:
+        ids = Ids()
+        cid = ids.one(carer_id, CARER_ID, "carerId")
+        sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
+        return await _run(info, ids, lambda s, v: service.link_carer(s, v, cid, sid, relationship))
 
-    @strawberry.mutation(
-        description="Remove a carer's link to a service user; returns the service user."
+    @mutation(
+        access=MANAGING,
+        description="Remove a carer's link to a service user; returns the service user.",
     )
     async def unlink_carer(
-        self, info: Info, carer_id: relay.GlobalID, service_user_id: relay.GlobalID
-    ) -> MemberPayload:
-        cid, sid = _id(carer_id, "Carer"), _id(service_user_id, "ServiceUser")
-        return await _run(info, lambda s, v: service.unlink_carer(s, v, cid, sid))
+        self, info: Info, carer_id: strawberry.ID, service_user_id: strawberry.ID
+    ) -> MemberPayload | None:
+        ids = Ids()
+        cid = ids.one(carer_id, CARER_ID, "carerId")
+        sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
+        return await _run(info, ids, lambda s, v: service.unlink_carer(s, v, cid, sid))
 
-    @strawberry.mutation(
-        description="Replace a service user's regular PAs; returns the service user."
+    @mutation(
+        access=MANAGING,
+        description="Replace a service user's regular PAs; returns the service user.",
     )
     async def set_regular_personal_assistants(
-        self, info: Info, service_user_id: relay.GlobalID, pa_ids: list[relay.GlobalID]
-    ) -> MemberPayload:
-        sid = _id(service_user_id, "ServiceUser")
-        pids = [_id(p, "PersonalAssistant") for p in pa_ids]
+        self, info: Info, service_user_id: strawberry.ID, pa_ids: list[strawberry.ID]
+    ) -> MemberPayload | None:
+        ids = Ids()
+        sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
+        pids = ids.many(pa_ids, PA_ID, "paIds")
         return await _run(
-            info, lambda s, v: service.set_regular_personal_assistants(s, v, sid, pids)
+            info, ids, lambda s, v: service.set_regular_personal_assistants(s, v, sid, pids)
         )

@@ -6,17 +6,14 @@ from collections.abc import Awaitable, Callable
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry import relay
 
 from care import queries
-from care.enums import Role
-from care.errors import DomainError
 from care.services import pools as service
 from care.viewer import Viewer
 from schema.context import Info
-from schema.errors import PoolError, PoolErrorCode, to_errors
-from schema.mutations.runner import run_mutation
-from schema.permissions import id_or_error, require_role
+from schema.errors import POOL, PoolError
+from schema.mutations.base import CLUSTER_ID, PA_ID, POOL_ID, IdKind, Ids, mutation, perform
+from schema.permissions import MANAGING
 from schema.types import Pool, pool_from_row
 
 
@@ -40,96 +37,83 @@ class PoolPayload:
     errors: list[PoolError]
 
 
-def _signed_in(info: Info) -> None:
-    """Anonymous callers get a top-level UNAUTHENTICATED; any signed-in role reaches the
-    service, which answers FORBIDDEN in the payload when the role may not act."""
-    require_role(info.context.viewer, *Role)
-
-
-async def _payload(info: Info, pool_id: int | None, errors: list[DomainError]) -> PoolPayload:
+async def _respond(info: Info, pool_id: int | None, errors: list[PoolError]) -> PoolPayload:
     pool = None
-    if pool_id is not None and not errors:
+    if pool_id is not None:
         # A fresh read after the write, under the caller's visibility rules.
         rows = await info.context.rows(queries.pools_by_id(info.context.viewer, [pool_id]))
         pool = pool_from_row(rows[0]) if rows else None
-    return PoolPayload(pool=pool, errors=to_errors(PoolError, PoolErrorCode, errors))
-
-
-async def _run(
-    info: Info,
-    errors: list[DomainError],
-    action: Callable[[AsyncSession, Viewer], Awaitable[int]],
-) -> PoolPayload:
-    if errors:
-        return await _payload(info, None, errors)
-    pool_id, errors = await run_mutation(info, action)
-    return await _payload(info, pool_id, errors)
+    return PoolPayload(pool=pool, errors=errors)
 
 
 async def _membership(
     info: Info,
-    pool_id: relay.GlobalID,
-    member_id: relay.GlobalID,
-    member: tuple[str, str, str],
+    pool_id: strawberry.ID,
+    member_id: strawberry.ID,
+    member: tuple[IdKind, str],
     action: Callable[[AsyncSession, Viewer, int, int], Awaitable[int]],
-) -> PoolPayload:
-    """Add or remove a PA or cluster: `member` is (type name, what, field)."""
-    _signed_in(info)
-    errors: list[DomainError] = []
-    pid = id_or_error(pool_id, "Pool", "pool", "poolId", errors)
-    mid = id_or_error(member_id, *member, errors)
-    return await _run(info, errors, lambda s, v: action(s, v, pid, mid))
+) -> PoolPayload | None:
+    """Add or remove a PA or cluster: `member` is (its id kind, its argument's name)."""
+    ids = Ids()
+    pid = ids.one(pool_id, POOL_ID, "poolId")
+    mid = ids.one(member_id, *member)
+    return await perform(info, POOL, lambda s, v: action(s, v, pid, mid), _respond, ids)
 
 
-PA = ("PersonalAssistant", "personal assistant", "paId")
-CLUSTER = ("Cluster", "cluster", "clusterId")
+PA = (PA_ID, "paId")
+CLUSTER = (CLUSTER_ID, "clusterId")
 
 
 @strawberry.type
 class PoolMutations:
-    @strawberry.mutation(description="Create a pool (admins and coordinators).")
-    async def create_pool(self, info: Info, input: CreatePoolInput) -> PoolPayload:
-        _signed_in(info)
+    @mutation(access=MANAGING, description="Create a pool (admins and coordinators).")
+    async def create_pool(self, info: Info, input: CreatePoolInput) -> PoolPayload | None:
         shared = bool(input.shared_with_partners)
-        return await _run(info, [], lambda s, v: service.create_pool(s, v, input.name, shared))
+        return await perform(
+            info, POOL, lambda s, v: service.create_pool(s, v, input.name, shared), _respond
+        )
 
-    @strawberry.mutation(
-        description="Rename a pool or change its sharing (admins and coordinators)."
+    @mutation(
+        access=MANAGING,
+        description="Rename a pool or change its sharing (admins and coordinators).",
     )
     async def update_pool(
-        self, info: Info, id: relay.GlobalID, input: UpdatePoolInput
-    ) -> PoolPayload:
-        _signed_in(info)
-        errors: list[DomainError] = []
-        pool_id = id_or_error(id, "Pool", "pool", "id", errors)
-        return await _run(
+        self, info: Info, id: strawberry.ID, input: UpdatePoolInput
+    ) -> PoolPayload | None:
+        ids = Ids()
+        pool_id = ids.one(id, POOL_ID, "id")
+        return await perform(
             info,
-            errors,
+            POOL,
             lambda s, v: service.update_pool(
                 s, v, pool_id, name=input.name, shared_with_partners=input.shared_with_partners
             ),
+            _respond,
+            ids,
         )
 
-    @strawberry.mutation(description="Add a PA to a pool; adding twice changes nothing.")
+    @mutation(access=MANAGING, description="Add a PA to a pool; adding twice changes nothing.")
     async def add_personal_assistant_to_pool(
-        self, info: Info, pool_id: relay.GlobalID, pa_id: relay.GlobalID
-    ) -> PoolPayload:
+        self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
+    ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.add_personal_assistant)
 
-    @strawberry.mutation(description="Take a PA out of a pool.")
+    @mutation(access=MANAGING, description="Take a PA out of a pool.")
     async def remove_personal_assistant_from_pool(
-        self, info: Info, pool_id: relay.GlobalID, pa_id: relay.GlobalID
-    ) -> PoolPayload:
+        self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
+    ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.remove_personal_assistant)
 
-    @strawberry.mutation(description="Let a pool serve a cluster; closed clusters cannot join.")
+    @mutation(
+        access=MANAGING, description="Let a pool serve a cluster; closed clusters cannot join."
+    )
     async def add_cluster_to_pool(
-        self, info: Info, pool_id: relay.GlobalID, cluster_id: relay.GlobalID
-    ) -> PoolPayload:
+        self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
+    ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.add_cluster)
 
-    @strawberry.mutation(description="Stop a pool serving a cluster.")
+    @mutation(access=MANAGING, description="Stop a pool serving a cluster.")
     async def remove_cluster_from_pool(
-        self, info: Info, pool_id: relay.GlobalID, cluster_id: relay.GlobalID
-    ) -> PoolPayload:
+        self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
+    ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.remove_cluster)

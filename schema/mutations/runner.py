@@ -1,5 +1,7 @@
-"""Runs one mutation in a savepoint: a domain error or a violated constraint rolls back
-everything the mutation wrote and comes back as typed errors."""
+"""Runs one mutation field in a savepoint and commits it when it succeeds: a domain error
+or a violated constraint rolls back everything the field wrote and comes back as typed
+errors; success is committed before the next field of the document runs, so what a
+response says was done is what the database holds (see `schema/mutations/base.py`)."""
 
 from __future__ import annotations
 
@@ -103,6 +105,9 @@ async def run_mutation(
             if state.startswith("22"):
                 return None, [DomainError(ErrorCode.INVALID, "A value is not acceptable.")]
             raise
+        # Each field commits on its own: a later field's failure cannot undo it, and a
+        # response never reports as done what a rollback then took back.
+        await ctx.session.commit()
     # Later reads in this request must see the change, not cached rows.
     ctx.clear_loaders()
     return result, []

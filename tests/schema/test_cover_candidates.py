@@ -499,8 +499,8 @@ async def test_unknown_visits_and_bad_page_sizes(api: Api, w: World) -> None:
     for visit_id in (gid("Visit", 999_999), gid("Cluster", w.visit.id)):
         body = await ask(api, admin, visit_id, 5)
         assert error_code(body) == "NOT_FOUND", visit_id
-    # A malformed id is refused like anywhere else in the schema.
-    assert error_code(await ask(api, admin, "not-an-id", 5)) == "BAD_REQUEST"
+    # A malformed id is an unknown visit, as anywhere else in the schema.
+    assert error_code(await ask(api, admin, "not-an-id", 5)) == "NOT_FOUND"
     for first in (0, -1, 101):
         assert error_code(await ask(api, admin, w.visit.id, first)) == "BAD_USER_INPUT", first
     # The default page is 10; null means the default.
