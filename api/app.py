@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,8 @@ from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from api.auth import AuthError, TokenService, load_or_create_keys
-from api.db import create_engine, session_factory
+from api.bodylimit import BodyLimit
+from api.db import DatabaseTimeouts, create_engine, session_factory
 from api.events import (
     EventHub,
     LiveWSHandler,
@@ -34,6 +36,7 @@ from api.migrate import current_revision, head_revision
 from api.settings import Settings
 from schema import create_schema
 from schema.context import Context, Limits
+from schema.error_codes import UNAVAILABLE_CODES
 from schema.subscriptions import LiveContext
 
 
@@ -64,9 +67,28 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
             request_data.query, request_data.operation_name
         ):
             return http_subscription_refused()
-        return await super().execute_operation(
+        result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+        if isinstance(result, ExecutionResult) and _unavailable(result):
+            sub_response.status_code = 503
+        return result
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve an abandoned task's outcome, so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _unavailable(result: ExecutionResult) -> bool:
+    """Nothing could run for want of the database (a timeout, no free connection): HTTP
+    503, so clients and proxies retry. A partial answer stays 200."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all((e.extensions or {}).get("code") in UNAVAILABLE_CODES for e in result.errors or ())
+    )
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:
@@ -86,7 +108,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            timeouts=DatabaseTimeouts(
+                statement_ms=settings.db_statement_timeout_ms,
+                lock_ms=settings.db_lock_timeout_ms,
+                connect_s=settings.db_connect_timeout_seconds,
+                pool_s=settings.db_pool_timeout_seconds,
+            ),
+        )
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         events = EventHub(
@@ -139,6 +170,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    # Outermost: an oversized body is refused before anything else reads it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.tokens = tokens
     app.state.settings = settings
 
@@ -174,10 +207,25 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         """The database answers and the schema is at the latest migration (readiness).
         Also says whether the live-update listener is connected."""
         engine: AsyncEngine = request.app.state.engine
-        try:
+
+        async def check() -> str | None:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            revision = await current_revision(engine)
+            return await current_revision(engine)
+
+        # A stalled database must not stall the probe: answer within a bound. Not
+        # asyncio.wait_for: it would wait for the cancelled check to clean up its
+        # connection (seconds, on a stalled network); the check ends in the background.
+        task = asyncio.create_task(check())
+        done, _ = await asyncio.wait({task}, timeout=settings.readiness_timeout_seconds)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            return JSONResponse(
+                status_code=503, content={"status": "unavailable", "reason": "timeout"}
+            )
+        try:
+            revision = task.result()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return JSONResponse(
                 status_code=503, content={"status": "unavailable", "reason": type(exc).__name__}

@@ -22,9 +22,10 @@ from strawberry.types.graphql import OperationType
 
 from schema.context import Context
 from schema.error_codes import CoopSchema
-from schema.limits import QueryCostLimiter
+from schema.limits import InputBounds, QueryCostLimiter
 from schema.mutations import Mutation
 from schema.query import Query
+from schema.scalars import SCALAR_MAP
 from schema.subscriptions import Subscription
 from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
 
@@ -89,9 +90,10 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
             lambda: ParserCache(maxsize=256),  # the caches are module-level: they span requests
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=256),
+            InputBounds,  # before the cost: a refused input is not costed
             lambda: QueryCostLimiter(max_cost=o.max_cost, default_page_size=o.default_page_size),
             UnitOfWork,
             StatementCount,
         ],
-        config=StrawberryConfig(disable_field_suggestions=not o.debug),
+        config=StrawberryConfig(disable_field_suggestions=not o.debug, scalar_map=SCALAR_MAP),
     )
