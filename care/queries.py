@@ -100,7 +100,7 @@ def la_neighbours(codes: Sequence[str]) -> Select:
     ).where(LocalAuthorityNeighbour.la_b.in_(codes))
     u = union(a, b).subquery()
     return (
-        select(u.c.la, LocalAuthority.gss_code, LocalAuthority.name)
+        select(u.c.la.label("pg_parent"), LocalAuthority.gss_code, LocalAuthority.name)
         .join(LocalAuthority, LocalAuthority.gss_code == u.c.neighbour)
         .order_by(u.c.la, LocalAuthority.gss_code)
     )
