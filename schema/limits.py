@@ -113,13 +113,13 @@ A violation rejects the whole operation; nothing runs::
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from graphql import (
-    BREAK,
     ArgumentNode,
     BooleanValueNode,
     DocumentNode,
@@ -669,50 +669,88 @@ class _InputChecker:
             )
 
 
+@dataclass(frozen=True)
+class _Site:
+    """One argument in a document: the field (or directive) it is given to, the node and
+    its definition. A field's arguments are one site each; `ordered` marks the fields
+    whose arguments `ORDERED_ARGUMENTS` relates."""
+
+    field: str
+    node: ArgumentNode | None
+    argument: GraphQLArgument | None
+    ordered: Sequence[ArgumentNode] = ()
+
+
+def _sites(schema: GraphQLSchema, document: DocumentNode) -> list[_Site]:
+    type_info = TypeInfo(schema)
+    sites: list[_Site] = []
+    related = {name for pair in ORDERED_ARGUMENTS for name in pair}
+
+    class Collector(GraphQLVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fields: list[str] = []
+
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            self.fields.append(node.name.value)
+            arguments = node.arguments or ()
+            if sum(a.name.value in related for a in arguments) > 1:
+                sites.append(_Site(node.name.value, None, None, arguments))
+
+        def leave_field(self, node: FieldNode, *_: Any) -> None:
+            self.fields.pop()
+
+        def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+            argument = type_info.get_argument()
+            if argument is not None:
+                sites.append(_Site(self.fields[-1] if self.fields else "", node, argument))
+
+    visit(document, TypeInfoVisitor(type_info, Collector()))
+    return sites
+
+
+class _SiteCache:
+    """The argument sites of recent documents. Strawberry's parser cache hands the same
+    document object to every request with the same query text, so the walk over the
+    document (the costly part) runs once per query text, not once per request."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: OrderedDict[int, tuple[DocumentNode, list[_Site]]] = OrderedDict()
+
+    def get(self, schema: GraphQLSchema, document: DocumentNode) -> list[_Site]:
+        key = id(document)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is document:
+            self._entries.move_to_end(key)
+            return entry[1]
+        sites = _sites(schema, document)
+        self._entries[key] = (document, sites)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return sites
+
+
+_SITES = _SiteCache()
+
+
 def check_input_bounds(
     schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None
 ) -> GraphQLError | None:
     """The first argument of `document` out of bounds (see the module docstring), as a
     BAD_USER_INPUT error, or None."""
     checker = _InputChecker(document, variables or {})
-    type_info = TypeInfo(schema)
-    problems: list[GraphQLError] = []
-
-    class Visitor(GraphQLVisitor):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fields: list[str] = []
-
-        def enter_field(self, node: FieldNode, *_: Any) -> Any:
-            self.fields.append(node.name.value)
-            return self._run(lambda: checker.check_order(node.name.value, node.arguments or ()))
-
-        def leave_field(self, node: FieldNode, *_: Any) -> None:
-            self.fields.pop()
-
-        def enter_argument(self, node: ArgumentNode, *_: Any) -> Any:
-            arg = type_info.get_argument()
-            if arg is None:
-                return None
-            owner = self.fields[-1] if self.fields else ""
-            return self._run(lambda: checker.check_argument(owner, node, arg))
-
-        @staticmethod
-        def _run(check: Any) -> Any:
-            try:
-                check()
-            except _InputProblem as problem:
-                problems.append(
-                    GraphQLError(
-                        problem.message,
-                        extensions={"code": BAD_USER_INPUT, **problem.extensions},
-                    )
-                )
-                return BREAK
-            return None
-
-    visit(document, TypeInfoVisitor(type_info, Visitor()))
-    return problems[0] if problems else None
+    try:
+        for site in _SITES.get(schema, document):
+            if site.node is not None and site.argument is not None:
+                checker.check_argument(site.field, site.node, site.argument)
+            else:
+                checker.check_order(site.field, site.ordered)
+    except _InputProblem as problem:
+        return GraphQLError(
+            problem.message, extensions={"code": BAD_USER_INPUT, **problem.extensions}
+        )
+    return None
 
 
 class InputBounds(SchemaExtension):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -89,8 +90,9 @@ async def pa_id(db: AsyncSession) -> int:
 
 
 async def test_a_statement_timeout_is_a_coded_503(
-    app: Any, migrated_url: str, tmp_path: Path, pa_id: int
+    app: Any, migrated_url: str, tmp_path: Path, pa_id: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="coopnet.graphql")
     async with (
         running(migrated_url, tmp_path, db_statement_timeout_ms=300, db_lock_timeout_ms=5000) as a,
         client_of(a) as client,
@@ -104,6 +106,10 @@ async def test_a_statement_timeout_is_a_coded_503(
             response, took = await post(client, a, RENAME, {"id": gid("PersonalAssistant", pa_id)})
             assert response.status_code == 503, response.text
             assert code_of(response) == "DATABASE_TIMEOUT"
+        # Logged once per refusal, as a warning without a traceback.
+        refusals = [r for r in caplog.records if "DATABASE_TIMEOUT" in r.getMessage()]
+        assert len(refusals) == 2
+        assert all(r.levelno == logging.WARNING and not r.exc_info for r in refusals)
         # Once the lock is gone the same app answers; nothing was renamed.
         response, _ = await post(client, a, "{ members { totalCount nodes { name } } }")
         assert response.status_code == 200
@@ -147,6 +153,7 @@ class StallingProxy:
     server that stopped answering) until resumed."""
 
     def __init__(self, host: str, port: int) -> None:
+        # A host starting with "/" is a Unix socket directory (the embedded server).
         self.host, self.port = host, port
         self.flowing = asyncio.Event()
         self.flowing.set()
@@ -159,7 +166,11 @@ class StallingProxy:
         self.listen_port = self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        if self.host.startswith("/"):
+            socket = f"{self.host}/.s.PGSQL.{self.port}"
+            up_reader, up_writer = await asyncio.open_unix_connection(socket)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
         for task in (
             asyncio.create_task(self._pipe(reader, up_writer)),
             asyncio.create_task(self._pipe(up_reader, writer)),
@@ -191,9 +202,15 @@ async def test_a_stalled_database_bounds_readyz_and_requests(
     app: Any, migrated_url: str, tmp_path: Path, pa_id: int
 ) -> None:
     url = make_url(migrated_url)
-    proxy = StallingProxy(url.host or "127.0.0.1", url.port or 5432)
+    socket_dir = url.query.get("host")
+    host = socket_dir if isinstance(socket_dir, str) else url.host or "127.0.0.1"
+    proxy = StallingProxy(host, url.port or 5432)
     await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.listen_port).render_as_string(False)
+    proxied = (
+        url.difference_update_query(["host"])
+        .set(host="127.0.0.1", port=proxy.listen_port)
+        .render_as_string(False)
+    )
     try:
         async with (
             running(

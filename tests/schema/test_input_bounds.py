@@ -232,6 +232,9 @@ async def test_stored_text_is_bounded_by_the_database(db: AsyncSession, world: W
     """The CHECK constraints of migration 0008 hold whatever the writer."""
     from sqlalchemy.exc import IntegrityError
 
+    from care.errors import ErrorCode
+    from schema.mutations.runner import error_for_integrity
+
     pa_id = world.pa.id
     cases = [
         ("UPDATE member SET name = repeat('x', 201)", "ck_member_name_length"),
@@ -245,5 +248,7 @@ async def test_stored_text_is_bounded_by_the_database(db: AsyncSession, world: W
             await db.execute(text(statement))
         await db.rollback()
         assert constraint in str(raised.value)
+        # A mutation that breaks one answers a payload error, not an internal one.
+        assert error_for_integrity(raised.value).code is ErrorCode.INVALID
     name = (await db.execute(select(Member.name).where(Member.id == pa_id))).scalar_one()
     assert name == "Pat Near"
