@@ -94,8 +94,9 @@ Input bounds
 ------------
 
 Before any resolver runs (and after validation), ``InputBounds`` checks every string and
-list in the operation's arguments, whether written in the document or passed as
-variables (and variables' defaults), at every depth of input objects:
+list in the document's arguments (every operation and fragment, directives included),
+whether written in the document or passed as variables (and variables' defaults), at
+every depth of input objects:
 
 * a string has at most ``DEFAULT_MAX_LENGTH`` (10,000) characters, a list at most
   ``DEFAULT_MAX_ITEMS`` (100) items, unless ``INPUT_RULES`` names the argument or input
