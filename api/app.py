@@ -48,6 +48,11 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson, as api/bodylimit.py checked the body: the json module raises
+        # RecursionError (an internal error) on deeply nested arrays.
+        return orjson.loads(data)
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         assert context.request is not None
         await authenticate_connection(context.request.app.state.tokens, context)

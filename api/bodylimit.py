@@ -5,7 +5,8 @@ A GraphQL request is small: the query and its variables. A body whose declared l
 of it; a body without one (chunked), or one that sends more than it declared, is counted
 while it streams in and refused as soon as it passes the limit. What is accepted is handed
 on unchanged. A JSON body must be one object (batching is off): a string, a number or an
-array is refused with HTTP 400. Both answers are GraphQL-shaped, with a code."""
+array is refused with HTTP 400, as is a body that is not JSON. Both answers are
+GraphQL-shaped, with a code."""
 
 from __future__ import annotations
 
@@ -72,15 +73,11 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and b"json" in headers.get(b"content-type", b"") and not _is_json_object(body):
-            await _error(
-                send,
-                400,
-                "The request body must be a JSON object with `query` (and optional "
-                "`variables` and `operationName`).",
-                code="BAD_REQUEST",
-            )
-            return
+        if b"json" in headers.get(b"content-type", b""):
+            problem = _json_problem(body)
+            if problem is not None:
+                await _error(send, 400, problem, code="BAD_REQUEST")
+                return
         replayed = False
 
         async def replay() -> Message:
@@ -102,10 +99,16 @@ class BodyLimit:
         )
 
 
-def _is_json_object(body: bytes) -> bool:
-    """True for a JSON object, and for what is not JSON at all (the GraphQL view answers
-    that with its own 400)."""
+def _json_problem(body: bytes) -> str | None:
+    """What is wrong with a JSON request body, or None. Parsed with orjson, which bounds
+    nesting (the json module would exhaust the stack on `[[[[...`)."""
     try:
-        return isinstance(orjson.loads(body), dict)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return True
+        return "The request body is not valid JSON."
+    if not isinstance(parsed, dict):
+        return (
+            "The request body must be a JSON object with `query` (and optional "
+            "`variables` and `operationName`)."
+        )
+    return None

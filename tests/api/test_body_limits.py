@@ -92,7 +92,25 @@ async def test_a_body_at_the_limit_is_served(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b'"{ coop { name } }"', b"[1, 2, 3]", b'["x", {"query": 1}]', b"42", b"null", b"true"],
+    [
+        b'"{ coop { name } }"',
+        b"[1, 2, 3]",
+        b'["x", {"query": 1}]',
+        b"42",
+        b"null",
+        b"true",
+        b"{not json",
+        b"",
+        b'{"query": "{ coop { name } }", "variables": {"a": NaN}}',
+        b"\xff\xfe{}",
+        # Nested deeper than any parser's stack: the json module raised RecursionError.
+        b'{"query": "{ coop { name } }", "variables": {"a": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}}",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=lambda content: repr(content[:30]),
 )
 async def test_a_body_that_is_not_a_json_object_is_a_coded_400(api: Api, content: bytes) -> None:
     response = await api.client.post(
