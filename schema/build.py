@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 import strawberry
+from sqlalchemy.exc import PendingRollbackError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -21,7 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.graphql import OperationType
 
 from schema.context import Context
-from schema.error_codes import CoopSchema
+from schema.error_codes import CoopSchema, DatabaseLost
 from schema.limits import InputBounds, QueryCostLimiter
 from schema.mutations import Mutation
 from schema.query import Query
@@ -42,7 +43,12 @@ class UnitOfWork(SchemaExtension):
         operation = self.execution_context.operation_type
         if operation is OperationType.MUTATION:
             async with ctx.db_lock:
-                await ctx.session.commit()
+                try:
+                    await ctx.session.commit()
+                except PendingRollbackError as exc:
+                    # The connection was lost inside a mutation (that field already
+                    # reports it): the transaction is gone, so is every field's change.
+                    raise DatabaseLost from exc
 
 
 class StatementCount(SchemaExtension):

@@ -62,11 +62,18 @@ def _sqlstate(exc: BaseException) -> str:
     return ""
 
 
+class DatabaseLost(Exception):
+    """The request's transaction was lost with its connection before it could commit
+    (e.g. a timeout inside a mutation): nothing of the request was saved."""
+
+
 def known_error(exc: BaseException) -> tuple[str, str] | None:
     """(code, message) for an exception that is no bug of ours: bad input found below the
     schema, or a database that is slow or unreachable. None for everything else."""
     if isinstance(exc, InvalidCursor):
         return "BAD_USER_INPUT", "Invalid cursor: pass a cursor this connection returned."
+    if isinstance(exc, DatabaseLost):
+        return SERVICE_UNAVAILABLE, "The database connection was lost; nothing was saved: retry."
     if isinstance(exc, PoolTimeout):
         return SERVICE_UNAVAILABLE, "The database is busy: no connection was free in time."
     state = _sqlstate(exc)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -250,3 +250,53 @@ async def test_migrations_and_the_cli_have_no_statement_timeout(migrated_url: st
     async with engine.connect() as conn:
         assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "0"
     await engine.dispose()
+
+
+@pytest.mark.parametrize("at", ["commit", "release_savepoint"])
+async def test_a_mutation_stalled_before_its_end_is_a_coded_503(
+    app: Any, migrated_url: str, tmp_path: Path, pa_id: int, at: str
+) -> None:
+    """The database stalls after a mutation's work: at the request's COMMIT, or at the
+    release of the mutation's savepoint (the connection is lost inside the mutation).
+    Either is a coded error with HTTP 503, not an internal error."""
+    url = make_url(migrated_url)
+    socket_dir = url.query.get("host")
+    host = socket_dir if isinstance(socket_dir, str) else url.host or "127.0.0.1"
+    proxy = StallingProxy(host, url.port or 5432)
+    await proxy.start()
+    proxied = (
+        url.difference_update_query(["host"])
+        .set(host="127.0.0.1", port=proxy.listen_port)
+        .render_as_string(False)
+    )
+
+    def stall(*_: Any) -> None:
+        proxy.flowing.clear()
+
+    try:
+        async with (
+            running(proxied, tmp_path, db_statement_timeout_ms=300) as a,
+            client_of(a) as client,
+        ):
+            engine = a.state.engine.sync_engine
+            event.listen(engine, at, stall)
+            try:
+                response, took = await post(
+                    client, a, RENAME, {"id": gid("PersonalAssistant", pa_id)}
+                )
+            finally:
+                event.remove(engine, at, stall)
+                proxy.flowing.set()
+            assert response.status_code == 503, response.text
+            assert code_of(response) in ("DATABASE_TIMEOUT", "SERVICE_UNAVAILABLE")
+            assert took < 4
+    finally:
+        await proxy.stop()
+    if at == "release_savepoint":
+        # The transaction was lost with its connection: nothing was saved. (A COMMIT
+        # that timed out may still have been applied: its outcome is unknown.)
+        async with app.state.engine.connect() as conn:
+            name = (
+                await conn.execute(text("SELECT name FROM member WHERE id = :id"), {"id": pa_id})
+            ).scalar()
+        assert name == "Pat Near"
