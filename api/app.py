@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +23,8 @@ from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from api.auth import REVOKED, AuthError, TokenService, load_or_create_keys
-from api.db import create_engine, session_factory
+from api.bodylimit import BodyLimit
+from api.db import DatabaseTimeouts, create_engine, session_factory
 from api.events import (
     EventHub,
     LiveWSHandler,
@@ -36,7 +39,19 @@ from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
 from schema import create_schema
 from schema.context import Context, Limits
+from schema.error_codes import UNAVAILABLE_CODES, known_error
 from schema.subscriptions import LiveContext
+
+log = logging.getLogger("coopnet.http")
+
+
+class DatabaseRefusal(Exception):
+    """The database could not check the caller's token in time: nothing ran."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
@@ -46,6 +61,11 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson, as api/bodylimit.py checked the body: the json module raises
+        # RecursionError (an internal error) on deeply nested arrays.
+        return orjson.loads(data)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         assert context.request is not None
@@ -66,9 +86,31 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
             request_data.query, request_data.operation_name
         ):
             return http_subscription_refused()
-        return await super().execute_operation(
+        result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+        if isinstance(result, ExecutionResult) and _unavailable(result):
+            sub_response.status_code = 503
+        return result
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve an abandoned task's outcome, so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _unavailable(result: ExecutionResult) -> bool:
+    """Nothing could run for want of the database (a timeout, no free connection): HTTP
+    503, so clients and proxies retry. A partial answer stays 200."""
+    errors = result.errors or ()
+    return (
+        all(value is None for value in (result.data or {}).values())
+        and bool(errors)
+        and all((e.extensions or {}).get("code") in UNAVAILABLE_CODES for e in errors)
+        # A mutation field that committed before failing did run: say so with a 200.
+        and not any((e.extensions or {}).get("committed") for e in errors)
+    )
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:
@@ -88,7 +130,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            timeouts=DatabaseTimeouts(
+                statement_ms=settings.db_statement_timeout_ms,
+                lock_ms=settings.db_lock_timeout_ms,
+                connect_s=settings.db_connect_timeout_seconds,
+                pool_s=settings.db_pool_timeout_seconds,
+            ),
+        )
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         events = EventHub(
@@ -133,7 +184,15 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         if verified is None:
             return Context(session=session, viewer=ANONYMOUS, limits=limits)
         # Revoked, or its member deactivated: one indexed statement (see care/tokens.py).
-        if not await is_in_force(session, verified.ref):
+        try:
+            in_force = await is_in_force(session, verified.ref)
+        except Exception as exc:
+            # A slow or unreachable database is a coded 503 here too, as in the schema.
+            known = known_error(exc)
+            if known is None:
+                raise
+            raise DatabaseRefusal(*known) from exc
+        if not in_force:
             raise AuthError(REVOKED)
         return Context(session=session, viewer=verified.viewer, limits=limits)
 
@@ -151,8 +210,21 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    # Outermost: an oversized body is refused before anything else reads it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.tokens = tokens
     app.state.settings = settings
+
+    @app.exception_handler(DatabaseRefusal)
+    async def database_refused(request: Request, exc: DatabaseRefusal) -> JSONResponse:
+        log.warning("request refused before it ran: %s", exc.code)
+        return JSONResponse(
+            status_code=503,
+            content={
+                "data": None,
+                "errors": [{"message": exc.message, "extensions": {"code": exc.code}}],
+            },
+        )
 
     @app.exception_handler(AuthError)
     async def auth_failed(request: Request, exc: AuthError) -> JSONResponse:
@@ -186,10 +258,25 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         """The database answers and the schema is at the latest migration (readiness).
         Also says whether the live-update listener is connected."""
         engine: AsyncEngine = request.app.state.engine
-        try:
+
+        async def check() -> str | None:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            revision = await current_revision(engine)
+            return await current_revision(engine)
+
+        # A stalled database must not stall the probe: answer within a bound. Not
+        # asyncio.wait_for: it would wait for the cancelled check to clean up its
+        # connection (seconds, on a stalled network); the check ends in the background.
+        task = asyncio.create_task(check())
+        done, _ = await asyncio.wait({task}, timeout=settings.readiness_timeout_seconds)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            return JSONResponse(
+                status_code=503, content={"status": "unavailable", "reason": "timeout"}
+            )
+        try:
+            revision = task.result()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return JSONResponse(
                 status_code=503, content={"status": "unavailable", "reason": type(exc).__name__}

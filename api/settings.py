@@ -37,7 +37,16 @@ class Settings(BaseSettings):
     max_tokens: int = 2000
     max_query_cost: int = 5000
     max_page_size: int = 100
+    max_body_bytes: int = 1_000_000  # a larger request body is refused with HTTP 413
     db_pool_size: int = 10
+
+    # Database timeouts (each ends in a coded error, not a hung request): see api/db.py.
+    db_statement_timeout_ms: int = 5000
+    db_lock_timeout_ms: int = 2000
+    db_connect_timeout_seconds: float = 5.0
+    db_pool_timeout_seconds: float = 5.0
+    # /readyz answers within this, ready or not.
+    readiness_timeout_seconds: float = 2.0
 
     # Live updates (subscriptions): events a slow subscriber may have queued before the
     # oldest are dropped, and how often the LISTEN connection is checked.

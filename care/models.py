@@ -598,3 +598,52 @@ class RevokedToken(Base):
     revoked_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+# Bounds on stored text, whoever writes it (migration 0008). The API refuses longer input
+# first, with a coded error (schema/limits.py); these are the last guard. Array columns
+# are bounded in items and in total characters.
+TEXT_BOUNDS: tuple[tuple[str, str, str], ...] = (
+    ("local_authority", "name", "length(name) <= 200"),
+    ("coop", "name", "length(name) <= 200"),
+    ("coop", "society_number", "length(society_number) <= 50"),
+    ("coop", "cqc_provider_id", "length(cqc_provider_id) <= 50"),
+    ("coop", "description", "length(description) <= 10000"),
+    ("member", "name", "length(name) <= 200"),
+    ("member", "email", "length(email) <= 254"),
+    ("member", "phone", "length(phone) <= 50"),
+    ("member", "postcode", "length(postcode) <= 16"),
+    (
+        "service_user_profile",
+        "needs",
+        "cardinality(needs) <= 50 AND length(array_to_string(needs, '')) <= 10000",
+    ),
+    ("carer_link", "relationship", "length(relationship) <= 100"),
+    ("pa_skill", "skill", "length(skill) <= 200"),
+    ("cluster", "name", "length(name) <= 200"),
+    (
+        "cluster",
+        "postcode_districts",
+        "cardinality(postcode_districts) <= 50"
+        " AND length(array_to_string(postcode_districts, '')) <= 800",
+    ),
+    (
+        "cluster",
+        "need_tags",
+        "cardinality(need_tags) <= 50 AND length(array_to_string(need_tags, '')) <= 10000",
+    ),
+    ("pool", "name", "length(name) <= 200"),
+    (
+        "visit",
+        "tasks",
+        "cardinality(tasks) <= 50 AND length(array_to_string(tasks, '')) <= 25000",
+    ),
+    ("visit", "cancel_reason", "length(cancel_reason) <= 500"),
+    ("absence", "note", "length(note) <= 1000"),
+    ("cover_request", "note", "length(note) <= 4000"),
+)
+
+for _table, _column, _check in TEXT_BOUNDS:
+    Base.metadata.tables[_table].append_constraint(
+        CheckConstraint(_check, name=f"{_column}_length")
+    )

@@ -17,6 +17,29 @@ from sqlalchemy.orm import QueryableAttribute
 Column = ColumnElement[Any] | QueryableAttribute[Any]
 
 
+class InvalidCursor(ValueError):
+    """A cursor whose keys do not fit the sort keys of the list it was given to (another
+    list's cursor, or a forged one): the caller's mistake, refused before any SQL runs."""
+
+
+BIGINT = (-(2**63), 2**63 - 1)
+
+
+def _check_cursor(keys: Sequence[Column], after: tuple[Any, ...]) -> None:
+    if len(keys) != len(after):
+        raise InvalidCursor
+    for key, value in zip(keys, after, strict=True):
+        try:
+            expected = key.type.python_type
+        except NotImplementedError:
+            continue
+        # bool is an int to Python, not to PostgreSQL.
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise InvalidCursor
+        if isinstance(value, int) and not BIGINT[0] <= value <= BIGINT[1]:
+            raise InvalidCursor
+
+
 @dataclass(frozen=True)
 class PageRequest:
     first: int
@@ -50,6 +73,7 @@ def page(
         .label("pg_rank")
     )
     if request.after is not None:
+        _check_cursor(keys, request.after)
         after = [
             bindparam(f"page_after_{i}", value, type_=key.type)
             for i, (key, value) in enumerate(zip(keys, request.after, strict=True))
@@ -61,8 +85,11 @@ def page(
     return select(sub).where(sub.c.pg_rank <= limit).order_by(*order, sub.c.pg_rank)
 
 
-def page_params(request: PageRequest) -> dict[str, Any]:
-    """The values of a page's named parameters (to rerun a statement `page` built)."""
+def page_params(request: PageRequest, sort_keys: Sequence[Column] = ()) -> dict[str, Any]:
+    """The values of a page's named parameters (to rerun a statement `page` built with
+    `sort_keys`, against which the cursor is checked)."""
+    if request.after is not None and sort_keys:
+        _check_cursor(sort_keys, request.after)
     values: dict[str, Any] = {"page_limit": request.first + 1}
     for i, value in enumerate(request.after or ()):
         values[f"page_after_{i}"] = value

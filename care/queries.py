@@ -190,7 +190,7 @@ def cluster_service_users(
         return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
 
     key = ("cluster_service_users", policy.shape(viewer), request.after is not None)
-    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request))
+    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
 
 
 def cluster_personal_assistants(
@@ -205,7 +205,7 @@ def cluster_personal_assistants(
         return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
 
     key = ("cluster_personal_assistants", policy.shape(viewer), request.after is not None)
-    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request))
+    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
 
 
 def pool_personal_assistants(
@@ -433,7 +433,8 @@ def _visit_filters(
     return stmt
 
 
-VISIT_SORT = (func.lower(Visit.during), Visit.id)
+# Typed, so a cursor's keys can be checked against them (paging.InvalidCursor).
+VISIT_SORT = (func.lower(Visit.during, type_=DateTime(timezone=True)), Visit.id)
 
 
 def visits(
@@ -499,7 +500,7 @@ def visits_of(
         ranged,
         bool(statuses),
     )
-    values: dict[str, Any] = {"ids": list(owner_ids), **page_params(request)}
+    values: dict[str, Any] = {"ids": list(owner_ids), **page_params(request, VISIT_SORT)}
     if ranged:
         values.update(starts_from=starts_from, starts_before=starts_before)
     if statuses:
@@ -517,7 +518,10 @@ def _availability_select(viewer: Viewer) -> Select:
     ).where(policy.availability_visible(viewer, AvailabilityWindow.pa_id))
 
 
-AVAILABILITY_SORT = (func.lower(AvailabilityWindow.during), AvailabilityWindow.id)
+AVAILABILITY_SORT = (
+    func.lower(AvailabilityWindow.during, type_=DateTime(timezone=True)),
+    AvailabilityWindow.id,
+)
 
 
 def _availability_range(
@@ -658,7 +662,9 @@ def absences(
         stmt = stmt.where(Absence.during.op("&&")(func.tstzrange(starts_from, starts_before)))
     if not include_cancelled:
         stmt = stmt.where(Absence.cancelled_at.is_(None))
-    return page(stmt, (func.lower(Absence.during), Absence.id), request)
+    return page(
+        stmt, (func.lower(Absence.during, type_=DateTime(timezone=True)), Absence.id), request
+    )
 
 
 def absences_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -707,7 +713,9 @@ def cover_requests(
         stmt = stmt.where(CoverRequest.status.in_(statuses))
     if visit_starts_from is not None:
         stmt = stmt.where(func.lower(Visit.during) >= visit_starts_from)
-    return page(stmt, (func.lower(Visit.during), CoverRequest.id), request)
+    return page(
+        stmt, (func.lower(Visit.during, type_=DateTime(timezone=True)), CoverRequest.id), request
+    )
 
 
 def cover_requests_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:

@@ -20,10 +20,11 @@ from strawberry.schema.config import StrawberryConfig
 
 from schema.context import Context
 from schema.error_codes import CoopSchema
-from schema.limits import QueryCostLimiter
+from schema.limits import InputBounds, QueryCostLimiter
 from schema.mutations import Mutation
 from schema.permissions import check_declared
 from schema.query import Query
+from schema.scalars import SCALAR_MAP
 from schema.subscriptions import Subscription
 from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
 
@@ -74,8 +75,9 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
             lambda: ParserCache(maxsize=256),  # the caches are module-level: they span requests
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=256),
+            InputBounds,  # before the cost: a refused input is not costed
             lambda: QueryCostLimiter(max_cost=o.max_cost, default_page_size=o.default_page_size),
             StatementCount,
         ],
-        config=StrawberryConfig(disable_field_suggestions=not o.debug),
+        config=StrawberryConfig(disable_field_suggestions=not o.debug, scalar_map=SCALAR_MAP),
     )

@@ -13,9 +13,11 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy import Row
 from strawberry import relay
+from strawberry.exceptions import StrawberryInputCoercionError
 
 from care.paging import PageRequest
 from schema.context import Info
+from schema.scalars import parse_datetime
 
 NodeT = TypeVar("NodeT")
 
@@ -51,17 +53,21 @@ def decode_cursor(cursor: str, arity: int) -> tuple[Any, ...]:
         out: list[Any] = []
         for p in parts:
             if isinstance(p, dict):
-                out.append(dt.datetime.fromisoformat(p["t"]))
+                out.append(parse_datetime(p["t"]))
             elif isinstance(p, int | str):
                 out.append(p)
             else:
                 raise ValueError
         return tuple(out)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise GraphQLError(
-            "Invalid cursor: pass a cursor this connection returned.",
-            extensions={"code": "BAD_USER_INPUT"},
-        ) from exc
+    except (ValueError, KeyError, TypeError, StrawberryInputCoercionError) as exc:
+        raise invalid_cursor() from exc
+
+
+def invalid_cursor() -> GraphQLError:
+    return GraphQLError(
+        "Invalid cursor: pass a cursor this connection returned.",
+        extensions={"code": "BAD_USER_INPUT"},
+    )
 
 
 def page_request(info: Info, first: int | None, after: str | None, arity: int = 1) -> PageRequest:

@@ -80,33 +80,74 @@ An operation over the limit is not executed. The response (HTTP 200 for a normal
 
 Documents that fail to parse or validate are not costed (they are rejected with their
 own errors, and carry no ``cost`` extension).
+
+Search arguments
+----------------
+
+A filter that makes the database scan text costs more than the rows it returns: a field
+given a search argument (see ``SEARCH_ARGUMENT_COSTS``: ``nameContains`` adds **50**) costs
+that much more, multiplied like the field itself. ``members(nameContains: "ab")
+{ totalCount }`` costs 2 + 50 + 20 x 1 = 72 instead of 22. The argument's length is
+bounded too (see "Input bounds" below), so one search costs at most a bounded scan.
+
+Input bounds
+------------
+
+Before any resolver runs (and after validation), ``InputBounds`` checks every string and
+list in the document's arguments (every operation and fragment, directives included),
+whether written in the document or passed as variables (and variables' defaults), at
+every depth of input objects:
+
+* a string has at most ``DEFAULT_MAX_LENGTH`` (10,000) characters, a list at most
+  ``DEFAULT_MAX_ITEMS`` (100) items, unless ``INPUT_RULES`` names the argument or input
+  field (each string item of a list is held to its list's rule);
+* no string contains a NUL character (PostgreSQL cannot store one);
+* a field's ``startsFrom`` is not after its ``startsBefore``.
+
+A violation rejects the whole operation; nothing runs::
+
+    {"data": null, "errors": [{"message": "`input.name` is too long: at most 200
+      characters.", "extensions": {"code": "BAD_USER_INPUT", "field": "createCluster",
+      "argument": "input.name", "maxLength": 200}}]}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from graphql import (
+    ArgumentNode,
     BooleanValueNode,
     DocumentNode,
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLArgument,
     GraphQLError,
     GraphQLField,
+    GraphQLInputObjectType,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
     NullValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionNode,
     SelectionSetNode,
+    StringValueNode,
+    TypeInfo,
+    TypeInfoVisitor,
     ValueNode,
     VariableNode,
     get_named_type,
@@ -114,8 +155,14 @@ from graphql import (
     is_leaf_type,
     is_list_type,
     is_non_null_type,
+    visit,
 )
+from graphql import Visitor as GraphQLVisitor
 from strawberry.extensions import SchemaExtension
+
+from schema.scalars import parse_datetime
+
+LONDON = ZoneInfo("Europe/London")
 
 __all__ = [
     "CONNECTION_LIST_FIELDS",
@@ -125,6 +172,10 @@ __all__ = [
     "QUERY_TOO_COSTLY",
     "QueryCostLimiter",
     "calculate_query_cost",
+    "InputBounds",
+    "InputRule",
+    "INPUT_RULES",
+    "SEARCH_ARGUMENT_COSTS",
 ]
 
 OBJECT_FIELD_COST = 2
@@ -132,6 +183,8 @@ LEAF_FIELD_COST = 1
 PAGE_SIZE_ARGUMENT = "first"
 CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes"})
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+# Arguments that make the database search text, and what each adds to its field's cost.
+SEARCH_ARGUMENT_COSTS: dict[str, int] = {"nameContains": 50}
 
 
 def calculate_query_cost(
@@ -257,10 +310,11 @@ class _CostCalculator:
             # Unknown field: validation rejects it; count it like a leaf if it gets here.
             return LEAF_FIELD_COST
         field_type = get_named_type(field.type)
+        search = self._search_cost(node)
         if is_leaf_type(field_type):
-            return LEAF_FIELD_COST
+            return LEAF_FIELD_COST + search
         if node.selection_set is None:
-            return OBJECT_FIELD_COST
+            return OBJECT_FIELD_COST + search
 
         paged = PAGE_SIZE_ARGUMENT in field.args
         if paged:
@@ -270,7 +324,30 @@ class _CostCalculator:
         else:
             multiplier = 1
         inner = self.selection_set_cost(node.selection_set, field_type, paged, active_fragments)
-        return OBJECT_FIELD_COST + multiplier * inner
+        return OBJECT_FIELD_COST + search + multiplier * inner
+
+    def _search_cost(self, node: FieldNode) -> int:
+        """What the field's search arguments add (those given and not null)."""
+        cost = 0
+        for argument in node.arguments or ():
+            extra = SEARCH_ARGUMENT_COSTS.get(argument.name.value)
+            if extra is None:
+                continue
+            value = argument.value
+            if isinstance(value, NullValueNode):
+                continue
+            if isinstance(value, VariableNode):
+                name = value.name.value
+                given = (
+                    self._variables[name] is not None
+                    if name in self._variables
+                    else name in self._variable_defaults
+                    and not isinstance(self._variable_defaults[name], NullValueNode)
+                )
+                if not given:
+                    continue
+            cost += extra
+        return cost
 
     @staticmethod
     def _field_definition(parent_type: GraphQLNamedType, name: str) -> GraphQLField | None:
@@ -418,3 +495,279 @@ class QueryCostLimiter(SchemaExtension):
         if self._requested is None:
             return {}
         return {"cost": {"requested": self._requested, "limit": self.max_cost}}
+
+
+# --- input bounds ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputRule:
+    """Bounds for one argument or input field (by name, wherever it appears)."""
+
+    max_length: int = 10_000  # characters of each string (list items included)
+    min_length: int = 0
+    max_items: int = 100  # items of a list
+
+
+DEFAULT_RULE = InputRule()
+DEFAULT_MAX_LENGTH = DEFAULT_RULE.max_length
+DEFAULT_MAX_ITEMS = DEFAULT_RULE.max_items
+
+# Tighter bounds where they matter; the database holds the stored ones too (migration 0008).
+INPUT_RULES: dict[str, InputRule] = {
+    "name": InputRule(max_length=200),
+    "email": InputRule(max_length=254),
+    "phone": InputRule(max_length=50),
+    "postcode": InputRule(max_length=16),
+    "relationship": InputRule(max_length=100),
+    "nameContains": InputRule(min_length=1, max_length=100),
+    "tasks": InputRule(max_length=500, max_items=50),
+    "needs": InputRule(max_length=200, max_items=50),
+    "needTags": InputRule(max_length=200, max_items=50),
+    "postcodeDistricts": InputRule(max_length=16, max_items=50),
+    "skills": InputRule(max_items=50),
+    "after": InputRule(max_length=500),
+}
+
+# Pairs of arguments of one field where the first must not be after the second.
+ORDERED_ARGUMENTS: tuple[tuple[str, str], ...] = (("startsFrom", "startsBefore"),)
+
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
+
+class _InputProblem(Exception):
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class _InputChecker:
+    def __init__(self, document: DocumentNode, variables: Mapping[str, Any]) -> None:
+        self._variables = variables
+        self._defaults: dict[str, ValueNode] = {}
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode):
+                for var in definition.variable_definitions or ():
+                    if var.default_value is not None:
+                        self._defaults.setdefault(var.variable.name.value, var.default_value)
+
+    def check_argument(self, field: str, node: ArgumentNode, arg: GraphQLArgument) -> None:
+        name = node.name.value
+        self._ast(node.value, arg.type, [name], name, field)
+
+    def check_order(self, field: str, arguments: Sequence[ArgumentNode]) -> None:
+        given = {a.name.value: a.value for a in arguments}
+        for first, second in ORDERED_ARGUMENTS:
+            if first not in given or second not in given:
+                continue
+            start, end = self._instant(given[first]), self._instant(given[second])
+            if start is not None and end is not None and start > end:
+                raise _InputProblem(
+                    f"`{first}` must not be after `{second}`.", field=field, argument=first
+                )
+
+    def _instant(self, node: ValueNode) -> dt.datetime | None:
+        raw: Any
+        if isinstance(node, VariableNode):
+            raw = self._variables.get(node.name.value)
+        elif isinstance(node, StringValueNode):
+            raw = node.value
+        else:
+            return None
+        try:
+            value = parse_datetime(raw)
+        except Exception:  # noqa: BLE001 - unparseable values are refused by coercion
+            return None
+        # Times without an offset are London time (as the resolvers read them).
+        return value if value.tzinfo else value.replace(tzinfo=LONDON)
+
+    def _ast(self, node: ValueNode, type_: Any, path: list[str], key: str, field: str) -> None:
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name in self._variables:
+                self._raw(self._variables[name], type_, path, key, field)
+            elif name in self._defaults:
+                self._ast(self._defaults[name], type_, path, key, field)
+            return
+        if isinstance(node, NullValueNode):
+            return
+        if is_non_null_type(type_):
+            type_ = type_.of_type
+        if is_list_type(type_):
+            if isinstance(node, ListValueNode):
+                self._count(len(node.values), path, key, field)
+                for item in node.values:
+                    self._ast(item, type_.of_type, path, key, field)
+            else:
+                self._ast(node, type_.of_type, path, key, field)
+        elif isinstance(type_, GraphQLInputObjectType):
+            if isinstance(node, ObjectValueNode):
+                for entry in node.fields:
+                    name = entry.name.value
+                    definition = type_.fields.get(name)
+                    if definition is not None:
+                        self._ast(entry.value, definition.type, [*path, name], name, field)
+        elif isinstance(node, StringValueNode):
+            self._string(node.value, path, key, field)
+
+    def _raw(self, value: Any, type_: Any, path: list[str], key: str, field: str) -> None:
+        if value is None:
+            return
+        if is_non_null_type(type_):
+            type_ = type_.of_type
+        if is_list_type(type_):
+            if isinstance(value, list):
+                self._count(len(value), path, key, field)
+                for item in value:
+                    self._raw(item, type_.of_type, path, key, field)
+            else:
+                self._raw(value, type_.of_type, path, key, field)
+        elif isinstance(type_, GraphQLInputObjectType):
+            if isinstance(value, dict):
+                for name, item in value.items():
+                    definition = type_.fields.get(name)
+                    if definition is not None:
+                        self._raw(item, definition.type, [*path, name], name, field)
+        elif isinstance(value, str):
+            self._string(value, path, key, field)
+
+    @staticmethod
+    def _count(items: int, path: list[str], key: str, field: str) -> None:
+        rule = INPUT_RULES.get(key, DEFAULT_RULE)
+        if items > rule.max_items:
+            where = ".".join(path)
+            raise _InputProblem(
+                f"`{where}` has too many items: at most {rule.max_items}.",
+                field=field,
+                argument=where,
+                maxItems=rule.max_items,
+            )
+
+    @staticmethod
+    def _string(value: str, path: list[str], key: str, field: str) -> None:
+        rule = INPUT_RULES.get(key, DEFAULT_RULE)
+        where = ".".join(path)
+        if len(value) > rule.max_length:
+            raise _InputProblem(
+                f"`{where}` is too long: at most {rule.max_length} characters.",
+                field=field,
+                argument=where,
+                maxLength=rule.max_length,
+            )
+        if len(value) < rule.min_length:
+            raise _InputProblem(
+                f"`{where}` is too short: at least {rule.min_length} characters.",
+                field=field,
+                argument=where,
+                minLength=rule.min_length,
+            )
+        if "\x00" in value:
+            raise _InputProblem(
+                f"`{where}` contains a NUL character, which cannot be stored.",
+                field=field,
+                argument=where,
+            )
+
+
+@dataclass(frozen=True)
+class _Site:
+    """One argument in a document: the field (or directive) it is given to, the node and
+    its definition. A field's arguments are one site each; `ordered` marks the fields
+    whose arguments `ORDERED_ARGUMENTS` relates."""
+
+    field: str
+    node: ArgumentNode | None
+    argument: GraphQLArgument | None
+    ordered: Sequence[ArgumentNode] = ()
+
+
+def _sites(schema: GraphQLSchema, document: DocumentNode) -> list[_Site]:
+    type_info = TypeInfo(schema)
+    sites: list[_Site] = []
+    related = {name for pair in ORDERED_ARGUMENTS for name in pair}
+
+    class Collector(GraphQLVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fields: list[str] = []
+
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            self.fields.append(node.name.value)
+            arguments = node.arguments or ()
+            if sum(a.name.value in related for a in arguments) > 1:
+                sites.append(_Site(node.name.value, None, None, arguments))
+
+        def leave_field(self, node: FieldNode, *_: Any) -> None:
+            self.fields.pop()
+
+        def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+            argument = type_info.get_argument()
+            if argument is not None:
+                sites.append(_Site(self.fields[-1] if self.fields else "", node, argument))
+
+    visit(document, TypeInfoVisitor(type_info, Collector()))
+    return sites
+
+
+class _SiteCache:
+    """The argument sites of recent documents. Strawberry's parser cache hands the same
+    document object to every request with the same query text, so the walk over the
+    document (the costly part) runs once per query text, not once per request."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: OrderedDict[int, tuple[DocumentNode, list[_Site]]] = OrderedDict()
+
+    def get(self, schema: GraphQLSchema, document: DocumentNode) -> list[_Site]:
+        key = id(document)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is document:
+            self._entries.move_to_end(key)
+            return entry[1]
+        sites = _sites(schema, document)
+        self._entries[key] = (document, sites)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return sites
+
+
+_SITES = _SiteCache()
+
+
+def check_input_bounds(
+    schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None
+) -> GraphQLError | None:
+    """The first argument of `document` out of bounds (see the module docstring), as a
+    BAD_USER_INPUT error, or None."""
+    checker = _InputChecker(document, variables or {})
+    try:
+        for site in _SITES.get(schema, document):
+            if site.node is not None and site.argument is not None:
+                checker.check_argument(site.field, site.node, site.argument)
+            else:
+                checker.check_order(site.field, site.ordered)
+    except _InputProblem as problem:
+        return GraphQLError(
+            problem.message, extensions={"code": BAD_USER_INPUT, **problem.extensions}
+        )
+    return None
+
+
+class InputBounds(SchemaExtension):
+    """Refuse operations whose arguments are out of bounds (see the module docstring)
+    before anything runs."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is None or context.result is not None:
+            yield
+            return
+        error = check_input_bounds(context.schema._schema, document, context.variables)
+        if error is not None:
+            operation = get_operation_ast(document, context.operation_name)
+            if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
+                raise error
+            context.result = ExecutionResult(data=None, errors=[error])
+        yield

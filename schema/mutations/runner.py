@@ -78,6 +78,9 @@ def error_for_integrity(exc: DBAPIError) -> DomainError:
         return DomainError(ErrorCode.NOT_FOUND, "A referenced record does not exist.", None)
     if name and name.startswith("uq_"):
         return DomainError(ErrorCode.ALREADY_EXISTS, "That already exists.", None)
+    if name and name.startswith("ck_") and name.endswith("_length"):
+        # The stored-text bounds (care.models.TEXT_BOUNDS, migration 0008).
+        return DomainError(ErrorCode.INVALID, "A text is too long to store.", None)
     return DomainError(ErrorCode.INVALID, "The change breaks a rule of the data.", None)
 
 

@@ -1,0 +1,114 @@
+"""Bounded request bodies, refused before they are read in full.
+
+A GraphQL request is small: the query and its variables. A body whose declared length
+(Content-Length) is over the limit is refused at once with HTTP 413 without reading any
+of it; a body without one (chunked), or one that sends more than it declared, is counted
+while it streams in and refused as soon as it passes the limit. What is accepted is handed
+on unchanged. A JSON body must be one object (batching is off): a string, a number or an
+array is refused with HTTP 400, as is a body that is not JSON. Both answers are
+GraphQL-shaped, with a code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+
+
+async def _error(send: Send, status: int, message: str, **extensions: Any) -> None:
+    body = orjson.dumps({"data": None, "errors": [{"message": message, "extensions": extensions}]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                # Whatever the client still sends is not read: close the connection.
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """ASGI middleware: at most `max_bytes` of request body on `paths`."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: tuple[str, ...] = ("/graphql",)):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                await _error(send, 400, "Invalid Content-Length.", code="BAD_REQUEST")
+                return
+            if too_large:
+                await self._too_large(send)
+                return
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"json" in headers.get(b"content-type", b""):
+            problem = _json_problem(body)
+            if problem is not None:
+                await _error(send, 400, problem, code="BAD_REQUEST")
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _error(
+            send,
+            413,
+            f"The request body is larger than {self.max_bytes} bytes.",
+            code=PAYLOAD_TOO_LARGE,
+            limit=self.max_bytes,
+        )
+
+
+def _json_problem(body: bytes) -> str | None:
+    """What is wrong with a JSON request body, or None. Parsed with orjson, which bounds
+    nesting (the json module would exhaust the stack on `[[[[...`)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "The request body is not valid JSON."
+    if not isinstance(parsed, dict):
+        return (
+            "The request body must be a JSON object with `query` (and optional "
+            "`variables` and `operationName`)."
+        )
+    return None

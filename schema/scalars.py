@@ -1,0 +1,81 @@
+"""Date and DateTime scalars with a bounded range.
+
+Strawberry's own scalars accept any ISO date, from year 1 to 9999. Such a date is no
+booking, and it breaks arithmetic: 9999-12-31T23:00-05:00 overflows when turned into UTC,
+and a day added to 9999-12-31 does not exist. Dates here must lie between the years
+1900 and 2999; anything else is refused as bad input before any resolver runs (the same
+error as any other unparseable value). The names, descriptions and formats are
+Strawberry's, so the schema does not change."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dateutil.parser
+from strawberry.exceptions import StrawberryInputCoercionError
+from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
+from strawberry.types.scalar import ScalarDefinition
+
+MIN_YEAR = 1900
+MAX_YEAR = 2999
+
+
+def _in_range(value: dt.date, kind: str, raw: str) -> None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a {kind}: "{raw[:40]}". '
+            f"The year must be between {MIN_YEAR} and {MAX_YEAR}."
+        )
+
+
+def parse_datetime(value: object) -> dt.datetime:
+    if not isinstance(value, str):
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a DateTime: "{str(value)[:40]}". Expected a string.'
+        )
+    try:
+        parsed = dateutil.parser.isoparse(value)
+    except (ValueError, OverflowError) as exc:
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a DateTime: "{value[:40]}". {exc}'
+        ) from None
+    _in_range(parsed, "DateTime", value)
+    return parsed
+
+
+def parse_date(value: object) -> dt.date:
+    if not isinstance(value, str):
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a Date: "{str(value)[:40]}". Expected a string.'
+        )
+    try:
+        parsed = dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a Date: "{value[:40]}". {exc}'
+        ) from None
+    _in_range(parsed, "Date", value)
+    return parsed
+
+
+BoundedDateTime = ScalarDefinition(
+    name=DateTimeDefinition.name,
+    description=DateTimeDefinition.description,
+    specified_by_url=None,
+    serialize=DateTimeDefinition.serialize,
+    parse_value=parse_datetime,
+    parse_literal=None,
+    origin=dt.datetime,
+)
+
+BoundedDate = ScalarDefinition(
+    name=DateDefinition.name,
+    description=DateDefinition.description,
+    specified_by_url=None,
+    serialize=DateDefinition.serialize,
+    parse_value=parse_date,
+    parse_literal=None,
+    origin=dt.date,
+)
+
+SCALAR_MAP: dict[object, ScalarDefinition] = {dt.datetime: BoundedDateTime, dt.date: BoundedDate}
