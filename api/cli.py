@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from api.settings import Settings, get_settings
 
@@ -227,11 +227,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             app,
             host=host,
             port=port,
-            proxy_headers=True,
             forwarded_allow_ips=args.forwarded_allow_ips or settings.forwarded_allow_ips,
             log_config=None,
+            **server_options(settings),
         )
     return 0
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options that bound what a client may send, whoever starts the server: a
+    websocket message (a subscription's `connection_init` or `subscribe`) is bounded like
+    an HTTP body (MAX_BODY_BYTES); a larger one closes the connection with code 1009."""
+    return {"proxy_headers": True, "ws_max_size": settings.max_body_bytes}
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:

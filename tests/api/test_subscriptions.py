@@ -52,6 +52,7 @@ from tests.factories import Build, at, gid
 LAUNCH = """
 import uvicorn
 from api.app import create_app
+from api.cli import server_options
 from api.settings import Settings
 
 settings = Settings()
@@ -60,6 +61,7 @@ uvicorn.run(
     host="127.0.0.1",
     port=settings.port,
     log_level="warning",
+    **server_options(settings),
 )
 """
 
@@ -69,6 +71,7 @@ OFFERS = """subscription { myCoverOffers {
   id status coverRequest { id visit { id } } personalAssistant { name } } }"""
 WAIT = 5.0  # seconds for anything that should happen
 RECHECK = 1.0  # the servers' TOKEN_RECHECK_SECONDS
+MAX_BODY = 100_000  # the servers' MAX_BODY_BYTES: also the largest websocket message
 
 
 # --- two app processes ----------------------------------------------------------------------
@@ -109,6 +112,7 @@ def _start(name: str, settings: Settings, url: str, tmp: Path) -> Server:
         "JWT_PUBLIC_KEY_FILE": str(keys / "jwt-ed25519.pub.pem"),
         # Idle subscriptions re-check their token this often (test_..._while_idle).
         "TOKEN_RECHECK_SECONDS": str(RECHECK),
+        "MAX_BODY_BYTES": str(MAX_BODY),
     }
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
@@ -716,3 +720,23 @@ async def test_a_slow_subscriber_loses_its_oldest_events_and_blocks_no_one(
         assert "malformed event" in caplog.text
     with pytest.raises(StopAsyncIteration):
         await anext(slow)
+
+
+async def test_an_oversized_websocket_message_closes_the_connection(
+    servers: tuple[Server, Server], world: World, api: Api
+) -> None:
+    """A websocket message is bounded like an HTTP body: one larger than MAX_BODY_BYTES
+    closes the connection (1009, message too big) before the server parses it; the server
+    goes on serving."""
+    a, _ = servers
+    token = api.token(Role.COORDINATOR, world.coordinator.id)
+    async with live(a, bearer(token)) as client:
+        padding = "x" * (MAX_BODY + 1)
+        await client.ws.send(
+            json.dumps({"id": "big", "type": "subscribe", "payload": {"query": padding}})
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    async with live(a, bearer(token)) as client:  # still serving, and a normal size works
+        await client.subscribe("ok", REQUESTS, {"cluster": gid("Cluster", world.cluster_a.id)})
