@@ -13,7 +13,9 @@ record and FORBIDDEN when they may see it but not change it."""
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care import policy
@@ -65,19 +67,11 @@ async def may_manage_service_user(
     session: AsyncSession, viewer: Viewer, service_user_id: int
 ) -> bool:
     """Admins, and coordinators of a cluster the person belongs to."""
-    if viewer.role is Role.ADMIN:
-        return True
-    if viewer.role is not Role.COORDINATOR:
-        return False
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    ClusterServiceUser.service_user_id == service_user_id,
-                    ClusterServiceUser.cluster_id.in_(policy.supported_cluster_ids(viewer)),
-                )
-            )
-        )
+    return await _in_a_supported_cluster(
+        session,
+        viewer,
+        ClusterServiceUser.service_user_id == service_user_id,
+        ClusterServiceUser.cluster_id,
     )
 
 
@@ -85,20 +79,22 @@ async def may_manage_pa(session: AsyncSession, viewer: Viewer, pa_id: int) -> bo
     """Admins, and coordinators of a cluster whose team the PA is on: the PA's rota
     (absences, availability) and record are theirs to change. Coordinators see every PA,
     so a refusal here is FORBIDDEN, not NOT_FOUND."""
+    return await _in_a_supported_cluster(
+        session, viewer, ClusterPa.pa_id == pa_id, ClusterPa.cluster_id
+    )
+
+
+async def _in_a_supported_cluster(
+    session: AsyncSession, viewer: Viewer, link: ColumnElement[bool], cluster_id: Any
+) -> bool:
+    """Admins: always. Coordinators: when a row of a cluster link table (`link` picks the
+    person's rows) ties the person to a cluster they support. Anyone else: never."""
     if viewer.role is Role.ADMIN:
         return True
     if viewer.role is not Role.COORDINATOR:
         return False
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    ClusterPa.pa_id == pa_id,
-                    ClusterPa.cluster_id.in_(policy.supported_cluster_ids(viewer)),
-                )
-            )
-        )
-    )
+    mine = cluster_id.in_(policy.supported_cluster_ids(viewer))
+    return bool(await session.scalar(select(exists().where(link, mine))))
 
 
 async def may_manage_pool(session: AsyncSession, viewer: Viewer, pool_id: int) -> bool:
