@@ -139,7 +139,8 @@ async def _missed_payload(
 class AbsenceMutations:
     @mutation(
         access=ROTA,
-        description="Record a PA's absence (the PA, coordinators, admins). In the same "
+        description="Record a PA's absence (the PA, admins, and coordinators of a cluster "
+        "whose team the PA is on). In the same "
         "transaction every scheduled visit of the PA that overlaps it and has not started "
         "needs cover: the PA is unassigned and a cover request opens for each.",
     )

@@ -113,7 +113,7 @@ class AvailabilityMutations:
     @mutation(
         access=ROTA,
         description="Add a one-off availability window (the PA themselves, "
-        "admins and coordinators).",
+        "admins, and coordinators of a cluster whose team the PA is on).",
     )
     async def add_availability_window(
         self, info: Info, input: AddAvailabilityWindowInput

@@ -119,7 +119,12 @@ class ClusterMutations:
         cluster_id = ids.one(id, CLUSTER_ID, "id")
         return await _run(info, ids, lambda s, v: service.close_cluster(s, v, cluster_id))
 
-    @mutation(access=MANAGING)
+    @mutation(
+        access=MANAGING,
+        description="Put a service user in a cluster. Admins: anyone (intake). A "
+        "coordinator: only a person already in a cluster they support, into one of theirs "
+        "or, handing them over, into another ACTIVE cluster.",
+    )
     async def add_service_user_to_cluster(
         self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
     ) -> ClusterPayload | None:
@@ -128,7 +133,10 @@ class ClusterMutations:
         sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
         return await _run(info, ids, lambda s, v: service.add_service_user(s, v, cid, sid))
 
-    @mutation(access=MANAGING)
+    @mutation(
+        access=MANAGING,
+        description="Take a service user out of a cluster (admins and its coordinator).",
+    )
     async def remove_service_user_from_cluster(
         self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
     ) -> ClusterPayload | None:
@@ -137,7 +145,12 @@ class ClusterMutations:
         sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")
         return await _run(info, ids, lambda s, v: service.remove_service_user(s, v, cid, sid))
 
-    @mutation(access=MANAGING)
+    @mutation(
+        access=MANAGING,
+        description="Put a PA on a cluster's team. Admins: any PA. A coordinator: onto "
+        "their own team a PA they manage or one who works for no other cluster; a PA they "
+        "manage also onto another ACTIVE cluster's team.",
+    )
     async def add_personal_assistant_to_cluster(
         self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
     ) -> ClusterPayload | None:
@@ -146,7 +159,10 @@ class ClusterMutations:
         pid = ids.one(pa_id, PA_ID, "paId")
         return await _run(info, ids, lambda s, v: service.add_personal_assistant(s, v, cid, pid))
 
-    @mutation(access=MANAGING)
+    @mutation(
+        access=MANAGING,
+        description="Take a PA off a cluster's team (admins and its coordinator).",
+    )
     async def remove_personal_assistant_from_cluster(
         self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
     ) -> ClusterPayload | None:

@@ -75,7 +75,8 @@ class PoolMutations:
 
     @mutation(
         access=MANAGING,
-        description="Rename a pool or change its sharing (admins and coordinators).",
+        description="Rename a pool or change its sharing (admins; a coordinator only when "
+        "every cluster the pool serves is theirs).",
     )
     async def update_pool(
         self, info: Info, id: strawberry.ID, input: UpdatePoolInput
@@ -92,27 +93,40 @@ class PoolMutations:
             ids,
         )
 
-    @mutation(access=MANAGING, description="Add a PA to a pool; adding twice changes nothing.")
+    @mutation(
+        access=MANAGING,
+        description="Add a PA to a pool; adding twice changes nothing (admins; a "
+        "coordinator only when every cluster the pool serves is theirs).",
+    )
     async def add_personal_assistant_to_pool(
         self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.add_personal_assistant)
 
-    @mutation(access=MANAGING, description="Take a PA out of a pool.")
+    @mutation(
+        access=MANAGING,
+        description="Take a PA out of a pool (admins; a coordinator only when every "
+        "cluster the pool serves is theirs).",
+    )
     async def remove_personal_assistant_from_pool(
         self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.remove_personal_assistant)
 
     @mutation(
-        access=MANAGING, description="Let a pool serve a cluster; closed clusters cannot join."
+        access=MANAGING,
+        description="Let a pool serve a cluster; closed clusters cannot join (admins and "
+        "the cluster's coordinator).",
     )
     async def add_cluster_to_pool(
         self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.add_cluster)
 
-    @mutation(access=MANAGING, description="Stop a pool serving a cluster.")
+    @mutation(
+        access=MANAGING,
+        description="Stop a pool serving a cluster (admins and the cluster's coordinator).",
+    )
     async def remove_cluster_from_pool(
         self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
     ) -> PoolPayload | None:
