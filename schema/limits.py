@@ -102,7 +102,10 @@ every depth of input objects:
   ``DEFAULT_MAX_ITEMS`` (100) items, unless ``INPUT_RULES`` names the argument or input
   field (each string item of a list is held to its list's rule);
 * no string contains a NUL character (PostgreSQL cannot store one);
-* a field's ``startsFrom`` is not after its ``startsBefore``.
+* a field's ``startsFrom`` is not after its ``startsBefore``;
+* a page size ``first`` is between 1 and the configured maximum, and a cursor ``after``
+  has the shape of a cursor (the connection still checks it is one of its own): in a
+  mutation's payload, a refusal at resolve time would come after the commit.
 
 A violation rejects the whole operation; nothing runs::
 
@@ -160,6 +163,7 @@ from graphql import (
 from graphql import Visitor as GraphQLVisitor
 from strawberry.extensions import SchemaExtension
 
+from schema.connection import decode_cursor
 from schema.scalars import parse_datetime
 
 LONDON = ZoneInfo("Europe/London")
@@ -543,8 +547,11 @@ class _InputProblem(Exception):
 
 
 class _InputChecker:
-    def __init__(self, document: DocumentNode, variables: Mapping[str, Any]) -> None:
+    def __init__(
+        self, document: DocumentNode, variables: Mapping[str, Any], max_page_size: int
+    ) -> None:
         self._variables = variables
+        self._max_page_size = max_page_size
         self._defaults: dict[str, ValueNode] = {}
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode):
@@ -555,6 +562,49 @@ class _InputChecker:
     def check_argument(self, field: str, node: ArgumentNode, arg: GraphQLArgument) -> None:
         name = node.name.value
         self._ast(node.value, arg.type, [name], name, field)
+        # Page requests too: a connection resolves them only after a mutation field has
+        # committed, where a refusal would read as "nothing done" (a retry writes twice).
+        if name == PAGE_SIZE_ARGUMENT:
+            self._page_size(self._value(node.value), field)
+        elif name == "after":
+            self._cursor(self._value(node.value), field)
+
+    def _value(self, node: ValueNode) -> Any:
+        """A scalar argument's value: a literal, a variable's value, or its default."""
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name in self._variables:
+                return self._variables[name]
+            default = self._defaults.get(name)
+            return self._value(default) if default is not None else None
+        if isinstance(node, IntValueNode):
+            return int(node.value)
+        if isinstance(node, StringValueNode):
+            return node.value
+        return None
+
+    def _page_size(self, value: Any, field: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return  # absent or null: the default page size
+        if not 1 <= value <= self._max_page_size:
+            raise _InputProblem(
+                f"`first` must be between 1 and {self._max_page_size}.",
+                field=field,
+                argument=PAGE_SIZE_ARGUMENT,
+            )
+
+    @staticmethod
+    def _cursor(value: Any, field: str) -> None:
+        """Only the shape every cursor has (see `schema.connection`); its number of keys
+        is the connection's, checked when it resolves."""
+        if not isinstance(value, str) or not value:
+            return
+        if not any(_decodes(value, arity) for arity in CURSOR_ARITIES):
+            raise _InputProblem(
+                "Invalid cursor: pass a cursor this connection returned.",
+                field=field,
+                argument="after",
+            )
 
     def check_order(self, field: str, arguments: Sequence[ArgumentNode]) -> None:
         given = {a.name.value: a.value for a in arguments}
@@ -735,12 +785,27 @@ class _SiteCache:
 _SITES = _SiteCache()
 
 
+def _decodes(cursor: str, arity: int) -> bool:
+    try:
+        decode_cursor(cursor, arity)
+    except GraphQLError:
+        return False
+    return True
+
+
+# The numbers of keys the connections' cursors carry (an id; a time and an id).
+CURSOR_ARITIES = (1, 2)
+
+
 def check_input_bounds(
-    schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    max_page_size: int = 100,
 ) -> GraphQLError | None:
     """The first argument of `document` out of bounds (see the module docstring), as a
     BAD_USER_INPUT error, or None."""
-    checker = _InputChecker(document, variables or {})
+    checker = _InputChecker(document, variables or {}, max_page_size)
     try:
         for site in _SITES.get(schema, document):
             if site.node is not None and site.argument is not None:
@@ -764,7 +829,13 @@ class InputBounds(SchemaExtension):
         if document is None or context.result is not None:
             yield
             return
-        error = check_input_bounds(context.schema._schema, document, context.variables)
+        limits = getattr(context.context, "limits", None)
+        error = check_input_bounds(
+            context.schema._schema,
+            document,
+            context.variables,
+            limits.max_page_size if limits is not None else 100,
+        )
         if error is not None:
             operation = get_operation_ast(document, context.operation_name)
             if operation is not None and operation.operation is OperationType.SUBSCRIPTION:

@@ -1,0 +1,65 @@
+"""Holes found by attacking the merged issue 6 as each kind of caller (see the issue's
+"Close every door"). Each test failed before its fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.enums import Role
+from care.models import Pool
+from tests.conftest import Api
+from tests.factories import Build
+
+
+async def pool_count(db: AsyncSession) -> int:
+    return int(await db.scalar(select(func.count()).select_from(Pool)) or 0)
+
+
+@pytest.mark.parametrize(
+    ("selection", "variables"),
+    [
+        ("personalAssistants(first: 0) { totalCount }", {}),
+        ("personalAssistants(first: $n) { totalCount }", {"n": 101}),
+        ("personalAssistants(first: $n) { totalCount }", {"n": -1}),
+        ('personalAssistants(after: "not a cursor") { totalCount }', {}),
+        ("personalAssistants(after: $c) { totalCount }", {"c": "W3sidCI6IngifV0"}),
+    ],
+)
+async def test_a_bad_page_request_in_a_mutation_payload_is_refused_before_the_write(
+    api: Api, db: AsyncSession, selection: str, variables: dict[str, Any]
+) -> None:
+    """Page sizes and cursors were checked only when the connection resolved: in a
+    mutation's payload that is after the commit, so the answer was a BAD_USER_INPUT
+    error (read as "refused") for a change that was in fact saved; a retry saved it
+    twice. Now they are input bounds, refused before anything runs."""
+    declared = ", ".join(
+        f"${name}: {'Int' if name == 'n' else 'String'}" for name in sorted(variables)
+    )
+    document = (
+        f'mutation{f"({declared})" if declared else ""} {{ createPool(input: {{name: "P"}}) '
+        f"{{ pool {{ id {selection} }} errors {{ code }} }} }}"
+    )
+    before = await pool_count(db)
+    body = await api.query(document, variables, token=api.token(Role.ADMIN))
+    assert body["data"] is None, body
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    assert await pool_count(db) == before
+
+
+async def test_page_bounds_are_checked_before_any_sql_on_queries_too(
+    api: Api, db: AsyncSession
+) -> None:
+    await Build(db).las()
+    await db.commit()
+    body = await api.query(
+        "query($n: Int) { clusters(first: $n) { totalCount } }",
+        {"n": 0},
+        token=api.token(Role.ADMIN),
+    )
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "between 1 and" in body["errors"][0]["message"]
