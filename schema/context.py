@@ -33,6 +33,9 @@ class Context(BaseContext):
         self.db_lock = asyncio.Lock()
         self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
         self.statements = 0  # SQL statements run for this request (reported in debug)
+        # Response keys of the mutation fields whose change is committed: an error while
+        # their payload is read back says so (`CoopSchema.process_errors`).
+        self.committed: set[str] = set()
 
     async def rows(self, stmt: Select) -> list[Row[Any]]:
         async with self.db_lock:

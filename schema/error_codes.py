@@ -93,6 +93,17 @@ def known_error(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
+def _mark_committed(
+    error: GraphQLError, extensions: dict[str, object], execution_context: ExecutionContext | None
+) -> None:
+    """An error below a mutation field whose change was committed (reading its payload
+    back failed) says so: the client must not take it for a refusal and retry."""
+    path = error.path or ()
+    committed = getattr(getattr(execution_context, "context", None), "committed", None)
+    if path and committed and str(path[0]) in committed:
+        extensions.setdefault("committed", True)
+
+
 class CoopSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -107,6 +118,7 @@ class CoopSchema(strawberry.Schema):
             )
             if known is not None:
                 extensions["code"], error.message = known
+                _mark_committed(error, extensions, execution_context)
                 error.extensions = extensions
                 # Logged once, without a traceback: the cause is named by the code.
                 level = logging.INFO if extensions["code"] == "BAD_USER_INPUT" else logging.WARNING
@@ -119,6 +131,7 @@ class CoopSchema(strawberry.Schema):
                 extensions["code"] = "INTERNAL_SERVER_ERROR"
             elif "code" not in extensions:
                 extensions["code"] = "BAD_REQUEST" if error.path else classify(error)
+            _mark_committed(error, extensions, execution_context)
             error.extensions = extensions
             if not unexpected:
                 # A caller's mistake, not the server's: keep it out of the error log.

@@ -9,7 +9,9 @@ What a response says is true of the database:
 - a payload without errors: the change is committed, whatever later fields do;
 - the field `null` with a top-level `INTERNAL_SERVER_ERROR` at its path: something
   unexpected failed; `extensions.committed` says whether the change was committed before
-  (only reading the payload back failed) or not at all.
+  (only reading the payload back failed) or not at all;
+- any other error at a path inside a committed field's payload (a nested field that could
+  not be read) carries `extensions.committed: true` too.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ async def perform(
         if errors:
             return await respond(info, None, area.convert(errors))
         committed = True
+        info.context.committed.add(str(info.path.key))
         return await respond(info, result, [])
     except Exception as exc:
         raise _unexpected(exc, committed=committed) from None

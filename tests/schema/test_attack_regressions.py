@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.enums import Role
 from care.models import Pool
 from tests.conftest import Api
-from tests.factories import Build
+from tests.factories import Build, gid
 
 
 async def pool_count(db: AsyncSession) -> int:
@@ -63,3 +63,47 @@ async def test_page_bounds_are_checked_before_any_sql_on_queries_too(
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "between 1 and" in body["errors"][0]["message"]
+
+
+async def test_an_error_inside_a_committed_payload_says_it_was_committed(
+    api: Api, db: AsyncSession
+) -> None:
+    """A nested field of the payload that fails once the change is committed (here a
+    busy-time range over the 62-day bound, which only the field itself checks) answered
+    a bare BAD_USER_INPUT: read as a refusal, retried, booked twice. It now carries
+    `extensions.committed: true`, and the field's own data stays."""
+    b = Build(db)
+    await b.las()
+    pa = await b.pa("Pat Assist")
+    await db.commit()
+    body = await api.query(
+        """mutation($id: ID!) { updatePersonalAssistant(id: $id, input: {maxTravelKm: 7}) {
+             member { ... on PersonalAssistant { maxTravelKm
+               busyPeriods(startsFrom: "2027-01-01T00:00:00Z",
+                           startsBefore: "2027-06-01T00:00:00Z") { startsAt } } }
+             errors { code } } }""",
+        {"id": gid("PersonalAssistant", pa.id)},
+        token=api.token(Role.ADMIN),
+    )
+    payload = body["data"]["updatePersonalAssistant"]
+    assert payload["errors"] == [] and payload["member"]["maxTravelKm"] == 7
+    [error] = body["errors"]
+    assert error["path"][0] == "updatePersonalAssistant"
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["committed"] is True
+
+
+async def test_a_refused_field_is_not_marked_committed(api: Api, db: AsyncSession) -> None:
+    b = Build(db)
+    await b.las()
+    worker = await b.worker()
+    await db.commit()
+    body = await api.query(
+        """mutation { a: createPool(input: {name: "Ok"}) { pool { id } errors { code } }
+                      b: registerMember(input: {name: "x", membershipClass: SUPPORTER}) {
+                        errors { code } } }""",
+        token=api.token(Role.COORDINATOR, worker.id),
+    )
+    assert body["data"]["a"]["errors"] == [] and body["data"]["b"] is None
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "FORBIDDEN" and "committed" not in error["extensions"]
