@@ -2,7 +2,9 @@
 
 Who may act (see docs/architecture.md, "Writes"):
 - Creating a pool: admins and coordinators (a new pool serves no one and shows nothing).
-- Adding or removing a cluster: admins, and the coordinator of that cluster.
+- Adding or removing a cluster: admins, and the coordinator of that cluster; but a pool
+  that has PAs and serves no cluster gets its first cluster from an admin (that cluster's
+  coordinator would otherwise take over a pool they did not staff).
 - Pool-wide changes (name, sharing, its PAs): admins, and a coordinator only when the pool
   serves at least one cluster and every cluster it serves is theirs (`may_manage_pool`):
   a pool's PAs may be booked for everyone in every cluster it serves.
@@ -15,7 +17,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.enums import ClusterStatus
+from care.enums import ClusterStatus, Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import Cluster, PaProfile, Pool, PoolCluster, PoolPa
 from care.services.access import may_manage_cluster, may_manage_pool, require_manager
@@ -153,6 +155,12 @@ async def remove_personal_assistant(
     return pool_id
 
 
+async def _staffed_and_serving_no_one(session: AsyncSession, pool_id: int) -> bool:
+    staffed = exists().where(PoolPa.pool_id == pool_id)
+    serving = exists().where(PoolCluster.pool_id == pool_id)
+    return bool(await session.scalar(select(staffed & ~serving)))
+
+
 async def add_cluster(session: AsyncSession, viewer: Viewer, pool_id: int, cluster_id: int) -> int:
     require_manager(viewer)
     errors: list[DomainError] = []
@@ -169,6 +177,14 @@ async def add_cluster(session: AsyncSession, viewer: Viewer, pool_id: int, clust
     if errors:
         raise DomainErrors(errors)
     await _require_cluster_manager(session, viewer, cluster_id)
+    if viewer.role is not Role.ADMIN and await _staffed_and_serving_no_one(session, pool_id):
+        # Its first cluster would make the coordinator its manager (`may_manage_pool`):
+        # its name, its sharing and its PAs, whom they did not choose. A fresh pool (no
+        # PAs yet) takes its creator's cluster.
+        raise forbidden(
+            "This pool has PAs but serves no cluster yet: an admin gives it its first one.",
+            "poolId",
+        )
     await session.execute(
         insert(PoolCluster).values(pool_id=pool_id, cluster_id=cluster_id).on_conflict_do_nothing()
     )

@@ -116,7 +116,7 @@ class PoolMutations:
     @mutation(
         access=MANAGING,
         description="Let a pool serve a cluster; closed clusters cannot join (admins and "
-        "the cluster's coordinator).",
+        "the cluster's coordinator; the first cluster of a pool that has PAs: admins).",
     )
     async def add_cluster_to_pool(
         self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID

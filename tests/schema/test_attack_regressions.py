@@ -107,3 +107,53 @@ async def test_a_refused_field_is_not_marked_committed(api: Api, db: AsyncSessio
     assert body["data"]["a"]["errors"] == [] and body["data"]["b"] is None
     [error] = body["errors"]
     assert error["extensions"]["code"] == "FORBIDDEN" and "committed" not in error["extensions"]
+
+
+POOL_WRITES = """
+mutation($pool: ID!, $cluster: ID!) {
+  addClusterToPool(poolId: $pool, clusterId: $cluster) { errors { code field } }
+}"""
+
+
+async def test_a_coordinator_cannot_take_over_a_staffed_pool_that_serves_no_cluster(
+    api: Api, db: AsyncSession
+) -> None:
+    """A pool that serves no cluster is the admins' (`may_manage_pool`), yet a coordinator
+    made it theirs in one step by adding their own cluster: then renamed it, shared it
+    with partners and removed its PAs. Giving a pool with PAs its first cluster is now for
+    admins; a fresh pool (no PAs) still takes its creator's cluster."""
+    b = Build(db)
+    await b.las()
+    coordinator = await b.worker("Cora")
+    mine = await b.cluster("Mine", support_worker=coordinator)
+    pa = await b.pa("Pat")
+    staffed = await b.pool("Admins' spare", pas=[pa])
+    fresh = await b.pool("Fresh")
+    await db.commit()
+    token = api.token(Role.COORDINATOR, coordinator.id)
+
+    body = await api.data(
+        POOL_WRITES,
+        {"pool": gid("Pool", staffed.id), "cluster": gid("Cluster", mine.id)},
+        token=token,
+    )
+    assert body["addClusterToPool"]["errors"] == [{"code": "FORBIDDEN", "field": "poolId"}]
+    changed = await api.data(
+        'mutation($id: ID!) { updatePool(id: $id, input: {name: "Mine now"}) { errors { code } } }',
+        {"id": gid("Pool", staffed.id)},
+        token=token,
+    )
+    assert changed["updatePool"]["errors"] == [{"code": "FORBIDDEN"}]
+
+    body = await api.data(
+        POOL_WRITES,
+        {"pool": gid("Pool", fresh.id), "cluster": gid("Cluster", mine.id)},
+        token=token,
+    )
+    assert body["addClusterToPool"]["errors"] == []
+    body = await api.data(
+        POOL_WRITES,
+        {"pool": gid("Pool", staffed.id), "cluster": gid("Cluster", mine.id)},
+        token=api.token(Role.ADMIN),
+    )
+    assert body["addClusterToPool"]["errors"] == []
