@@ -19,7 +19,8 @@ The cost of an operation is the sum of the cost of every field it selects:
   1. **its page size**, when the field's schema definition has a ``first`` argument
      (a Relay connection). The page size is the value of ``first`` in the query: a
      literal, or the value of the variable passed for it (or that variable's default in
-     the operation). When ``first`` is absent or ``null``, the argument's default in the
+     the operation; a whole float such as ``100.0`` counts as the Int it coerces to).
+     When ``first`` is absent or ``null``, the argument's default in the
      schema is used if it is an integer, otherwise ``default_page_size`` (20 unless
      configured). Negative values count as 0.
   2. otherwise **list_size** (10 unless configured), when the field is list-typed
@@ -189,6 +190,19 @@ CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes"})
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
 # Arguments that make the database search text, and what each adds to its field's cost.
 SEARCH_ARGUMENT_COSTS: dict[str, int] = {"nameContains": 50}
+
+
+def as_int(raw: Any) -> int | None:
+    """A variable's value as GraphQL's Int coerces it: an int, or a float with no
+    fractional part (JSON `100.0` is the Int 100); None for anything else (which
+    coercion refuses). Costing `100.0` as absent would count the default page size."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return None
 
 
 def calculate_query_cost(
@@ -395,10 +409,7 @@ class _CostCalculator:
         if isinstance(value, VariableNode):
             name = value.name.value
             if name in self._variables:
-                raw = self._variables[name]
-                if isinstance(raw, int) and not isinstance(raw, bool):
-                    return raw
-                return None
+                return as_int(self._variables[name])
             default = self._variable_defaults.get(name)
             return self._int_value(default) if default is not None else None
         if isinstance(value, IntValueNode):
@@ -584,9 +595,10 @@ class _InputChecker:
         return None
 
     def _page_size(self, value: Any, field: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return  # absent or null: the default page size
-        if not 1 <= value <= self._max_page_size:
+        size = as_int(value)
+        if size is None:
+            return  # absent or null (the default page size), or not an Int at all
+        if not 1 <= size <= self._max_page_size:
             raise _InputProblem(
                 f"`first` must be between 1 and {self._max_page_size}.",
                 field=field,

@@ -157,3 +157,27 @@ async def test_a_coordinator_cannot_take_over_a_staffed_pool_that_serves_no_clus
         token=api.token(Role.ADMIN),
     )
     assert body["addClusterToPool"]["errors"] == []
+
+
+NESTED_PAGES = """query($n: Int) { visits(first: $n) { nodes {
+  pa { visits(first: $n) { nodes { id } } } } } }"""
+
+
+async def test_a_page_size_passed_as_a_whole_float_is_costed_as_the_integer(
+    api: Api, db: AsyncSession
+) -> None:
+    """GraphQL coerces 100.0 to the Int 100, but the cost counted a float `first` as
+    absent (the default 20): two nested pages cost a 25th of their work, so a query
+    doing 23x the allowed work passed. Both must be costed alike."""
+    await Build(db).las()
+    await db.commit()
+    token = api.token(Role.ADMIN)
+    as_int = await api.query(NESTED_PAGES, {"n": 100}, token=token)
+    as_float = await api.query(NESTED_PAGES, {"n": 100.0}, token=token)
+    assert as_float["extensions"]["cost"] == as_int["extensions"]["cost"]
+    assert as_float["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    refused = await api.query(
+        "query($n: Int) { clusters(first: $n) { totalCount } }", {"n": 0.0}, token=token
+    )
+    assert refused["data"] is None
+    assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
