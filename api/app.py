@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -54,6 +55,10 @@ class DatabaseRefusal(Exception):
         self.message = message
 
 
+# Codes of the HTTP refusals Strawberry raises (anything else it refuses is BAD_REQUEST).
+HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
 class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
     # Subscriptions: graphql-transport-ws only (see api/events.py).
     websocket_adapter_class = TextWebSocketAdapter
@@ -66,6 +71,19 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
         # orjson, as api/bodylimit.py checked the body: the json module raises
         # RecursionError (an internal error) on deeply nested arrays.
         return orjson.loads(data)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        # Strawberry answers a request it cannot read (variables not an object, an unknown
+        # operationName, a form body, another method) in plain text without a code:
+        # answer it like every other refusal, GraphQL-shaped and coded.
+        try:
+            return await super().run(request, context=context, root_value=root_value)
+        except HTTPException as exc:
+            code = HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
+            body = {"data": None, "errors": [{"message": exc.reason, "extensions": {"code": code}}]}
+            return Response(
+                orjson.dumps(body), status_code=exc.status_code, media_type="application/json"
+            )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         assert context.request is not None

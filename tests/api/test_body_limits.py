@@ -128,9 +128,17 @@ async def test_a_body_that_is_not_a_json_object_is_a_coded_400(api: Api, content
         {"query": "{ coop { name } }", "variables": [1]},
         {"query": "{ coop { name } }", "operationName": 7},
         {"query": "{ coop { name } }", "extensions": "x"},
+        {"query": "query A { coop { name } }", "operationName": "B"},
         {},
     ],
 )
 async def test_malformed_requests_are_client_errors(api: Api, payload: dict[str, Any]) -> None:
+    """Coded and GraphQL-shaped like every other refusal (Strawberry answered these in
+    plain text, with no code)."""
     response = await api.client.post("/graphql", json=payload)
-    assert 400 <= response.status_code < 500, response.text
+    coded(response, 400, "BAD_REQUEST")
+
+
+async def test_a_body_of_another_content_type_is_coded(api: Api) -> None:
+    form = await api.client.post("/graphql", data={"query": "{ coop { name } }"})
+    coded(form, 400, "BAD_REQUEST")
