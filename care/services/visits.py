@@ -259,16 +259,22 @@ def _serves(service_user_id: int, pa_id: int) -> ColumnElement[bool]:
 
 
 async def _pa_for(session: AsyncSession, service_user_id: int, pa_id: int) -> str:
-    """The PA's name, once they are known to be a PA who may work for this person."""
+    """The PA's name, once they are known to be an active PA who may work for this
+    person."""
     row = (
         await session.execute(
-            select(Member.name, _serves(service_user_id, pa_id).label("serves"))
+            select(Member.name, Member.active, _serves(service_user_id, pa_id).label("serves"))
             .join(PaProfile, PaProfile.member_id == Member.id)
             .where(Member.id == pa_id)
         )
     ).first()
     if row is None:
         raise not_found("personal assistant", "paId")
+    if not row.active:
+        # Deactivated: their tokens no longer work, so they would never see the visit.
+        raise DomainError(
+            ErrorCode.INVALID, f"{row.name} is not active and cannot be booked.", "paId"
+        )
     if not row.serves:
         raise DomainError(
             ErrorCode.INVALID,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.enums import Role
 from care.models import Pool
 from tests.conftest import Api
-from tests.factories import Build, gid
+from tests.factories import Build, at, gid
 
 
 async def pool_count(db: AsyncSession) -> int:
@@ -181,3 +182,43 @@ async def test_a_page_size_passed_as_a_whole_float_is_costed_as_the_integer(
     )
     assert refused["data"] is None
     assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_deactivated_pa_cannot_be_booked(api: Api, db: AsyncSession) -> None:
+    """Deactivating a PA cut their tokens, but visits could still be booked (or assigned,
+    or booked as a series) with them: a PA who cannot sign in to see the visit, so the
+    person gets no one. Cover candidates already left inactive PAs out."""
+    b = Build(db)
+    await b.las()
+    coordinator = await b.worker("Cora")
+    cluster = await b.cluster(support_worker=coordinator)
+    su = await b.service_user(cluster=cluster)
+    pa = await b.pa(cluster=cluster)
+    pa.active = False
+    waiting = await b.visit(su, None, at(days=2))
+    await db.commit()
+    token = api.token(Role.COORDINATOR, coordinator.id)
+    starts = at(days=3)
+    booked = await api.data(
+        """mutation($su: ID!, $pa: ID!, $s: DateTime!, $e: DateTime!) {
+             scheduleVisit(input: {serviceUserId: $su, paId: $pa, startsAt: $s, endsAt: $e}) {
+               visit { id } errors { code field } } }""",
+        {
+            "su": gid("ServiceUser", su.id),
+            "pa": gid("PersonalAssistant", pa.id),
+            "s": starts.isoformat(),
+            "e": (starts + dt.timedelta(hours=1)).isoformat(),
+        },
+        token=token,
+    )
+    assert booked["scheduleVisit"] == {
+        "visit": None,
+        "errors": [{"code": "INVALID", "field": "paId"}],
+    }
+    assigned = await api.data(
+        """mutation($v: ID!, $pa: ID!) { assignVisitPa(id: $v, paId: $pa) {
+             visit { id } errors { code field } } }""",
+        {"v": gid("Visit", waiting.id), "pa": gid("PersonalAssistant", pa.id)},
+        token=token,
+    )
+    assert assigned["assignVisitPa"]["errors"] == [{"code": "INVALID", "field": "paId"}]
