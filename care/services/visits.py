@@ -316,27 +316,28 @@ async def _clashes(
 
 async def _away(
     session: AsyncSession, pa_id: int, ranges: Sequence[TimeRange]
-) -> list[tuple[int, str, dt.datetime, dt.datetime]]:
-    """(index into `ranges`, kind, start, end) of each active absence of the PA overlapping
-    a range, in one statement: only to name the clash; the guard `pa_commitment_no_overlap`
-    refuses the booking whatever this finds."""
+) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """(index into `ranges`, start, end) of each active absence of the PA overlapping a
+    range, in one statement: only to name the clash; the guard `pa_commitment_no_overlap`
+    refuses the booking whatever this finds. Not the absence's kind: the caller may book
+    a pool PA whose absences they may not read (only their busy time)."""
     wanted = values(column("n", Integer), column("r", TSTZRANGE), name="wanted").data(
         [(i, _during(s, e)) for i, (s, e) in enumerate(ranges)]
     )
     stmt = (
-        select(wanted.c.n, Absence.kind, func.lower(Absence.during), func.upper(Absence.during))
+        select(wanted.c.n, func.lower(Absence.during), func.upper(Absence.during))
         .select_from(wanted)
         .join(Absence, Absence.during.op("&&")(wanted.c.r))
         .where(Absence.pa_id == pa_id, Absence.cancelled_at.is_(None))
         .order_by(wanted.c.n, func.lower(Absence.during))
     )
-    return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()]
+    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
 
 
-def _away_error(name: str, kind: str, starts_at: dt.datetime, ends_at: dt.datetime) -> DomainError:
+def _away_error(name: str, starts_at: dt.datetime, ends_at: dt.datetime) -> DomainError:
     return DomainError(
         ErrorCode.OVERLAP,
-        f"{name} is away ({kind.lower()}) from {describe(starts_at, ends_at)} (UK time).",
+        f"{name} is away from {describe(starts_at, ends_at)} (UK time).",
         "paId",
     )
 
@@ -358,9 +359,7 @@ async def _single_overlaps(
                     "paId",
                 )
             )
-        errors += [
-            _away_error(pa[1], k, s, e) for _, k, s, e in await _away(session, pa[0], [when])
-        ]
+        errors += [_away_error(pa[1], s, e) for _, s, e in await _away(session, pa[0], [when])]
     person = await _clashes(
         session, Visit.service_user_id, service_user_id, [when], PERSON_BOOKED, exclude_id
     )
@@ -507,7 +506,7 @@ async def _series_overlaps(
             )
         away = await _away(session, series.pa_id, ranges)
         if away:
-            dates = ", ".join(dict.fromkeys(day_of(ranges[n][0]) for n, _, _, _ in away))
+            dates = ", ".join(dict.fromkeys(day_of(ranges[n][0]) for n, _, _ in away))
             errors.append(
                 DomainError(
                     ErrorCode.OVERLAP,
@@ -638,7 +637,7 @@ async def assign_visit_pa(session: AsyncSession, viewer: Viewer, visit_id: int, 
             )
             for _, s, e in hits
         ]
-        + [_away_error(name, k, s, e) for _, k, s, e in await _away(session, pa_id, [when])]
+        + [_away_error(name, s, e) for _, s, e in await _away(session, pa_id, [when])]
     )
     visit.pa_id = pa_id
     visit.status = VisitStatus.SCHEDULED.value

@@ -222,3 +222,49 @@ async def test_a_deactivated_pa_cannot_be_booked(api: Api, db: AsyncSession) -> 
         token=token,
     )
     assert assigned["assignVisitPa"]["errors"] == [{"code": "INVALID", "field": "paId"}]
+
+
+async def test_a_booking_refusal_does_not_tell_why_another_teams_pa_is_away(
+    api: Api, db: AsyncSession
+) -> None:
+    """A coordinator may book a pool PA who is not on their team, and sees that PA's busy
+    time but not their absences. The OVERLAP message named the absence's kind ("is away
+    (sickness)"), which `absences` hides from them. Now it says only when."""
+    b = Build(db)
+    await b.las()
+    coordinator = await b.worker("Cora")
+    mine = await b.cluster("Mine", support_worker=coordinator)
+    theirs = await b.cluster("Theirs", support_worker=await b.worker("Other"))
+    su = await b.service_user(cluster=mine)
+    pa = await b.pa("Pat Pool", cluster=theirs)
+    await b.pool("Shared", pas=[pa], clusters=[mine, theirs])
+    await db.commit()
+    admin = api.token(Role.ADMIN)
+    start = at(days=5).replace(hour=0, minute=0)
+    await api.data(
+        """mutation($pa: ID!, $s: DateTime!, $e: DateTime!) { recordAbsence(input: {
+             paId: $pa, kind: SICKNESS, startsAt: $s, endsAt: $e}) { errors { code } } }""",
+        {
+            "pa": gid("PersonalAssistant", pa.id),
+            "s": start.isoformat(),
+            "e": (start + dt.timedelta(days=2)).isoformat(),
+        },
+        token=admin,
+    )
+    visit_at = start + dt.timedelta(days=1, hours=10)
+    out = await api.data(
+        """mutation($su: ID!, $pa: ID!, $s: DateTime!, $e: DateTime!) {
+             scheduleVisit(input: {serviceUserId: $su, paId: $pa, startsAt: $s, endsAt: $e}) {
+               errors { code field message } } }""",
+        {
+            "su": gid("ServiceUser", su.id),
+            "pa": gid("PersonalAssistant", pa.id),
+            "s": visit_at.isoformat(),
+            "e": (visit_at + dt.timedelta(hours=1)).isoformat(),
+        },
+        token=api.token(Role.COORDINATOR, coordinator.id),
+    )
+    [error] = out["scheduleVisit"]["errors"]
+    assert error["code"] == "OVERLAP" and error["field"] == "paId"
+    assert error["message"].startswith("Pat Pool is away from "), error["message"]
+    assert "sickness" not in error["message"].lower()

@@ -479,7 +479,7 @@ async def test_booking_a_pa_who_is_away_is_refused_on_every_path(
     for out in (booked["scheduleVisit"], assigned["assignVisitPa"], moved["rescheduleVisit"]):
         assert out["visit"] is None
         assert _codes(out) == [("OVERLAP", "paId")]
-        assert out["errors"][0]["message"].startswith("Pat Racing is away (holiday) from ")
+        assert out["errors"][0]["message"].startswith("Pat Racing is away from ")
     assert not weekly["scheduleRecurringVisits"]["visits"]
     assert weekly["scheduleRecurringVisits"]["errors"] == [
         {
