@@ -364,6 +364,22 @@ class LiveWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     has its unit of work (a websocket holds no database session)."""
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and message["id"] not in self.operations
+            and limit is not None
+            and len(self.operations) >= limit
+        ):
+            # Strawberry's own refusal carries no code.
+            error = GraphQLError(
+                f"At most {limit} subscriptions run on one connection.",
+                extensions={"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit},
+            )
+            await self.send_message(
+                ErrorMessage(id=message["id"], type="error", payload=[error.formatted])
+            )
+            return
         if self.connection_acknowledged and message["id"] not in self.operations:
             payload = message.get("payload") or {}
             kind = operation_type(payload.get("query"), payload.get("operationName"))

@@ -655,6 +655,20 @@ async def test_who_may_subscribe(servers: tuple[Server, Server], world: World, a
             assert error["extensions"]["code"] == code, (params, query, variables, error)
 
 
+async def test_too_many_subscriptions_on_one_connection_is_a_coded_error(
+    servers: tuple[Server, Server], world: World, api: Api
+) -> None:
+    """Strawberry refuses the 101st operation of a connection with an error that had no
+    code ("Subscription limit reached")."""
+    a, _ = servers
+    async with live(a, bearer(api.token(Role.PA, world.pa.id))) as client:
+        for n in range(100):
+            await client.subscribe(str(n), OFFERS)
+        await client.subscribe("one too many", OFFERS)
+        error = await client.error("one too many")
+    assert error["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS", error
+
+
 async def test_subscriptions_are_not_served_over_http(api: Api, world: World) -> None:
     body = await api.query(
         REQUESTS,
