@@ -241,6 +241,17 @@ async def _visible_absence(session: AsyncSession, viewer: Viewer, absence_id: in
     return absence
 
 
+def _may_change_note(viewer: Viewer, absence: Absence) -> bool:
+    """Those who read the note (`policy.absence_note_visible`: the PA, admins), and a
+    coordinator who recorded the absence (the note, if any, is theirs)."""
+    if viewer.role is Role.ADMIN:
+        return True
+    return viewer.member_id is not None and viewer.member_id in (
+        absence.pa_id if viewer.role is Role.PA else None,
+        absence.recorded_by_id,
+    )
+
+
 def _bounds(absence: Absence) -> tuple[dt.datetime, dt.datetime]:
     lower, upper = absence.during.lower, absence.during.upper
     assert lower is not None and upper is not None  # the during_bounded check
@@ -293,6 +304,12 @@ async def update_absence(
 ) -> AbsenceResult:
     """Move either end (shorten or extend) and/or change the note."""
     absence = await _visible_absence(session, viewer, absence_id)
+    if change.note is not None and not _may_change_note(viewer, absence):
+        # The note may hold health details that only the PA and admins read
+        # (`policy.absence_note_visible`): nobody else replaces or blanks it unseen.
+        raise forbidden(
+            "Only the PA, admins and whoever recorded the absence change its note.", "note"
+        )
     old_start, old_end = _bounds(absence)
     starts_at = to_utc(change.starts_at) if change.starts_at is not None else old_start
     ends_at = to_utc(change.ends_at) if change.ends_at is not None else old_end

@@ -164,7 +164,8 @@ class AbsenceMutations:
     @mutation(
         access=ROTA,
         description="Shorten or extend an absence. Visits it no longer covers go back to "
-        "their PA when the PA is free (requests RETURNED); newly covered visits need cover.",
+        "their PA when the PA is free (requests RETURNED); newly covered visits need cover. "
+        "The note: the PA, admins, and a coordinator who recorded the absence.",
     )
     async def update_absence(
         self, info: Info, id: strawberry.ID, input: UpdateAbsenceInput

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from care.models import Pool
+from care.models import Absence, Pool
 from tests.conftest import Api
 from tests.factories import Build, at, gid
 
@@ -268,3 +268,46 @@ async def test_a_booking_refusal_does_not_tell_why_another_teams_pa_is_away(
     assert error["code"] == "OVERLAP" and error["field"] == "paId"
     assert error["message"].startswith("Pat Pool is away from "), error["message"]
     assert "sickness" not in error["message"].lower()
+
+
+async def test_a_coordinator_cannot_overwrite_an_absence_note_they_may_not_read(
+    api: Api, db: AsyncSession
+) -> None:
+    """An absence's note (it may hold health details) is read by the PA and admins only,
+    yet the PA's coordinator could replace or blank the PA's note unseen with
+    `updateAbsence`. (A coordinator who recorded the absence still sets its note.)"""
+    b = Build(db)
+    await b.las()
+    coordinator = await b.worker("Cora")
+    cluster = await b.cluster(support_worker=coordinator)
+    pa = await b.pa(cluster=cluster)
+    await db.commit()
+    start = at(days=10).replace(hour=0, minute=0)
+    recorded = await api.data(
+        """mutation($pa: ID!, $s: DateTime!, $e: DateTime!) { recordAbsence(input: {
+             paId: $pa, kind: SICKNESS, startsAt: $s, endsAt: $e, note: "surgery"}) {
+             absence { id } errors { code } } }""",
+        {
+            "pa": gid("PersonalAssistant", pa.id),
+            "s": start.isoformat(),
+            "e": (start + dt.timedelta(days=1)).isoformat(),
+        },
+        token=api.token(Role.PA, pa.id),
+    )
+    absence_id = recorded["recordAbsence"]["absence"]["id"]
+    update = """mutation($id: ID!, $note: String) { updateAbsence(id: $id, input: {note: $note})
+                  { absence { note } errors { code field } } }"""
+    refused = await api.data(
+        update,
+        {"id": absence_id, "note": ""},
+        token=api.token(Role.COORDINATOR, coordinator.id),
+    )
+    assert refused["updateAbsence"]["errors"] == [{"code": "FORBIDDEN", "field": "note"}]
+    pa_id = pa.id
+    db.expire_all()
+    stored = await db.scalar(select(Absence.note).where(Absence.pa_id == pa_id))
+    assert stored == "surgery"
+    own = await api.data(
+        update, {"id": absence_id, "note": "surgery, then rest"}, token=api.token(Role.PA, pa_id)
+    )
+    assert own["updateAbsence"] == {"absence": {"note": "surgery, then rest"}, "errors": []}
