@@ -5,7 +5,9 @@ see, except an admin's. A coordinator manages
 - the clusters they support (`may_manage_cluster`),
 - the service users in those clusters (`may_manage_service_user`),
 - the PAs on those clusters' teams (`may_manage_pa`); a PA who works for no one else
-  (`pa_works_for_others`) they may take onto a team, and so come to manage,
+  (`pa_works_for_others`: on no other team or pool, and coordinating no other cluster)
+  they may take onto a team, and so come to manage; a PA's record (contact details,
+  membership) not when the PA is another cluster's coordinator (`runs_others`),
 - a pool only when it serves at least one cluster and every cluster it serves is theirs
   (`may_manage_pool`).
 Everything else is admins' work. A refusal is NOT_FOUND when the caller may not see the
@@ -114,9 +116,10 @@ async def may_manage_pool(session: AsyncSession, viewer: Viewer, pool_id: int) -
 
 
 async def pa_works_for_others(session: AsyncSession, viewer: Viewer, pa_id: int) -> bool:
-    """Is the PA on the team of, or in a pool serving, a cluster the viewer does not run?
-    Then another coordinator (or an admin) is responsible for the PA's rota: taking the PA
-    onto one's own team would hand over their absences, availability and record."""
+    """Is the PA on the team of, or in a pool serving, a cluster the viewer does not run, or
+    the support worker of one (a coordinator who also works as a PA)? Then another
+    coordinator (or an admin) is responsible for the PA: taking the PA onto one's own team
+    would hand over their absences, availability and record."""
     mine = policy.supported_cluster_ids(viewer)
     other_team = exists().where(ClusterPa.pa_id == pa_id, ClusterPa.cluster_id.not_in(mine))
     other_pool = exists().where(
@@ -124,4 +127,13 @@ async def pa_works_for_others(session: AsyncSession, viewer: Viewer, pa_id: int)
         PoolPa.pool_id == PoolCluster.pool_id,
         PoolCluster.cluster_id.not_in(mine),
     )
-    return bool(await session.scalar(select(other_team | other_pool)))
+    return bool(await session.scalar(select(other_team | other_pool | runs_others(viewer, pa_id))))
+
+
+def runs_others(viewer: Viewer, member_id: int) -> ColumnElement[bool]:
+    """Does the member support (coordinate) a cluster the viewer does not run? Their
+    membership and contact details are then no team coordinator's to change."""
+    return exists().where(
+        Cluster.support_worker_id == member_id,
+        Cluster.id.not_in(policy.supported_cluster_ids(viewer)),
+    )

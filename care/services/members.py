@@ -43,6 +43,7 @@ from care.services.access import (
     may_manage_pa,
     may_manage_service_user,
     require_manager,
+    runs_others,
 )
 from care.viewer import Viewer
 
@@ -241,7 +242,14 @@ async def _require_member_manager(session: AsyncSession, viewer: Viewer, member_
             select(exists().where(Member.id == member_id, policy.member_personal_visible(viewer)))
         )
         is_pa = await session.scalar(select(exists().where(PaProfile.member_id == member_id)))
-        if allowed and (not is_pa or await may_manage_pa(session, viewer, member_id)):
+        # A PA who coordinates another cluster is a fellow coordinator: not theirs to
+        # deactivate or re-address, even on their team.
+        coordinates = await session.scalar(select(runs_others(viewer, member_id)))
+        if (
+            allowed
+            and not coordinates
+            and (not is_pa or await may_manage_pa(session, viewer, member_id))
+        ):
             return
     raise forbidden("Only admins and the person's coordinators may change this member.", "id")
 

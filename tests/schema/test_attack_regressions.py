@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from care.models import Absence, Pool
+from care.models import Absence, ClusterPa, Member, Pool
 from tests.conftest import Api
 from tests.factories import Build, at, gid
 
@@ -311,3 +311,44 @@ async def test_a_coordinator_cannot_overwrite_an_absence_note_they_may_not_read(
         update, {"id": absence_id, "note": "surgery, then rest"}, token=api.token(Role.PA, pa_id)
     )
     assert own["updateAbsence"] == {"absence": {"note": "surgery, then rest"}, "errors": []}
+
+
+async def test_a_coordinator_cannot_take_or_change_another_clusters_coordinator(
+    api: Api, db: AsyncSession
+) -> None:
+    """A support worker may also be a PA. Such a PA on no team and in no pool counted as
+    working for no one else, so a coordinator took them onto their team and then, as the
+    PA's manager, deactivated them (cutting the other cluster's coordinator off) or
+    rewrote their email. Now a PA who runs another cluster works for others, and their
+    record is for admins (or the clusters' own coordinator) to change."""
+    b = Build(db)
+    await b.las()
+    coordinator = await b.worker("Cora")
+    mine = await b.cluster("Mine", support_worker=coordinator)
+    dual = await b.pa("Dual Role")
+    await b.cluster("Theirs", support_worker=dual)
+    shared = await b.pa("Shared Dual")
+    await b.cluster("Also theirs", support_worker=shared)
+    await b._add(ClusterPa(cluster_id=mine.id, pa_id=shared.id))  # an admin put them there
+    await db.commit()
+    token = api.token(Role.COORDINATOR, coordinator.id)
+
+    taken = await api.data(
+        """mutation($c: ID!, $p: ID!) { addPersonalAssistantToCluster(clusterId: $c, paId: $p)
+             { errors { code field } } }""",
+        {"c": gid("Cluster", mine.id), "p": gid("PersonalAssistant", dual.id)},
+        token=token,
+    )
+    assert taken["addPersonalAssistantToCluster"]["errors"] == [
+        {"code": "FORBIDDEN", "field": "paId"}
+    ]
+    changed = await api.data(
+        """mutation($p: ID!) { updateMember(id: $p, input: {active: false, email: "x@y.org"})
+             { errors { code field } } }""",
+        {"p": gid("PersonalAssistant", shared.id)},
+        token=token,
+    )
+    assert changed["updateMember"]["errors"] == [{"code": "FORBIDDEN", "field": "id"}]
+    shared_id = shared.id
+    db.expire_all()
+    assert await db.scalar(select(Member.active).where(Member.id == shared_id)) is True
