@@ -56,8 +56,28 @@ class Settings(BaseSettings):
     # often; every event re-checks it anyway.
     token_recheck_seconds: float = Field(default=60.0, gt=0)
 
+    # Federation (docs/federation.md): this instance's public base URL as partners reach it
+    # (default http://{HOST}:{PORT}); its Ed25519 signing key, created under
+    # DATA_DIR/keys/federation on first start unless FEDERATION_KEY_FILE is set; previous
+    # public keys still published during a key changeover (comma-separated PEM files).
+    public_base_url: str | None = None
+    federation_key_file: Path | None = None
+    federation_previous_key_files: str = ""
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def federation_key_dir(self) -> Path:
+        return Path(self.data_dir).resolve() / "keys" / "federation"
+
+    @property
+    def federation_previous_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.federation_previous_key_files.split(",") if p.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:
