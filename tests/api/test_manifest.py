@@ -115,3 +115,25 @@ async def test_configured_key_file_and_previous_keys(settings: Settings, tmp_pat
     assert body["graphqlEndpoint"] == "https://care.example.coop/graphql"
     # A configured key file is used, never created: nothing under DATA_DIR/keys/federation.
     assert not (tmp_path / "data" / "keys" / "federation" / CURRENT).exists()
+
+
+def test_cli_rotates_and_retires_keys(settings: Settings, tmp_path: Path) -> None:
+    from tests.api.test_cli import run
+
+    s = settings.model_copy(update={"data_dir": tmp_path})
+    missing = run(["federation", "rotate"], s)
+    assert missing.returncode == 2 and "No federation key" in missing.stderr
+    assert not (tmp_path / "keys" / "federation" / CURRENT).exists()  # never created here
+
+    first = load_or_create_identity(tmp_path / "keys" / "federation")  # as the server does
+    out = run(["federation", "rotate"], s)
+    assert out.returncode == 0, out.stderr
+    current, previous = out.stdout.split()[1::2]
+    assert previous == first.kid and current != first.kid
+    listed = run(["federation", "keys"], s)
+    assert listed.stdout == out.stdout
+
+    out = run(["federation", "retire", "--", first.kid], s)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["current", current]
+    assert run(["federation", "retire", "--", first.kid], s).returncode == 2
