@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,6 +67,19 @@ class Settings(BaseSettings):
 
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str | None) -> str | None:
+        # Partners sign for this URL (@target-uri): it must be exactly what they call.
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("PUBLIC_BASE_URL must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("PUBLIC_BASE_URL must have no query or fragment")
+        return value.rstrip("/")
 
     @property
     def base_url(self) -> str:

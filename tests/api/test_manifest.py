@@ -137,3 +137,16 @@ def test_cli_rotates_and_retires_keys(settings: Settings, tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["current", current]
     assert run(["federation", "retire", "--", first.kid], s).returncode == 2
+
+
+def test_public_base_url_must_be_an_absolute_http_url() -> None:
+    import pydantic
+    import pytest
+
+    assert Settings(public_base_url="https://care.example.coop/").base_url == (
+        "https://care.example.coop"
+    )
+    assert Settings(host="0.0.0.0", port=8003).base_url == "http://0.0.0.0:8003"
+    for bad in ("care.example.coop", "ftp://care.example.coop", "https://x.coop/?a=1"):
+        with pytest.raises(pydantic.ValidationError):
+            Settings(public_base_url=bad)

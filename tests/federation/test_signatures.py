@@ -7,6 +7,7 @@ in the test database and signs its answers, which the client checks with
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -329,3 +330,51 @@ async def test_during_a_rotation_both_keys_verify(
             sign_request(request, identity)
             response = await client.send(request)
             assert response.json() == {"data": {"keyid": identity.kid}}
+
+
+async def test_the_receiver_uses_its_public_base_url_not_the_host_it_sees(
+    partner: httpx.AsyncClient, keys: dict[str, Identity]
+) -> None:
+    """Behind a proxy the server sees another scheme and host: the signed target URI is
+    the public one, with the path and query as sent."""
+    signed_for = f"{URL}?op=sync&cursor=a%2Fb"
+    request = _request(partner, url=signed_for)
+    sign_request(request, keys["us"])
+    via_proxy = httpx.Request(
+        "POST",
+        "http://10.0.0.5:8000/graphql?op=sync&cursor=a%2Fb",
+        headers=dict(request.headers.items()),
+        content=request.content,
+    )
+    assert (await partner.send(via_proxy)).status_code == 200
+    # A different query is a different target.
+    request = _request(partner, url=signed_for)
+    sign_request(request, keys["us"])
+    other = httpx.Request(
+        "POST",
+        f"{URL}?op=sync&cursor=zzz",
+        headers=dict(request.headers.items()),
+        content=request.content,
+    )
+    assert await _refusal(partner, other) == "BAD_SIGNATURE"
+
+
+async def test_a_nonce_sent_to_two_processes_at_once_is_accepted_once(
+    keys: dict[str, Identity], sessions: async_sessionmaker[AsyncSession], migrated_url: str
+) -> None:
+    engine = create_engine(migrated_url, pool_size=2)
+    try:
+        apps = [
+            partner_app(sessions, keys["partner"], keys["us"]),
+            partner_app(session_factory(engine), keys["partner"], keys["us"]),
+        ]
+        clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a)) for a in apps]
+        for _ in range(5):
+            request = _request(clients[0])
+            sign_request(request, keys["us"])
+            responses = await asyncio.gather(*(c.send(request) for c in clients))
+            assert sorted(r.status_code for r in responses) == [200, 401]
+        for c in clients:
+            await c.aclose()
+    finally:
+        await engine.dispose()
