@@ -38,6 +38,8 @@ from api.migrate import current_revision, head_revision
 from api.settings import Settings
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
+from federation.identity import load_or_create_identity
+from federation.manifest import CACHE_SECONDS, build_manifest
 from schema import create_schema
 from schema.context import Context, Limits
 from schema.error_codes import UNAVAILABLE_CODES, known_error
@@ -136,6 +138,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     tokens = TokenService(
         keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_ttl_seconds
     )
+    # The instance's federation identity (separate from the token key): created on first
+    # start, so the manifest's keys are stable across restarts.
+    identity = load_or_create_identity(
+        settings.federation_key_dir,
+        settings.federation_key_file,
+        settings.federation_previous_key_paths,
+    )
     limits = Limits(max_page_size=settings.max_page_size, max_query_cost=settings.max_query_cost)
     schema = create_schema(
         max_depth=settings.max_query_depth,
@@ -232,6 +241,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.tokens = tokens
     app.state.settings = settings
+    app.state.identity = identity
 
     @app.exception_handler(DatabaseRefusal)
     async def database_refused(request: Request, exc: DatabaseRefusal) -> JSONResponse:
@@ -265,6 +275,28 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         allowed_origins=settings.cors_origin_list,
     )
     app.include_router(graphql)
+
+    @app.get("/.well-known/coopnet", include_in_schema=False)
+    async def manifest(request: Request) -> Response:
+        """The federation manifest (docs/federation.md): public, no token needed."""
+        sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+        try:
+            async with sessions() as session:
+                body = await build_manifest(session, identity, settings.base_url)
+        except Exception as exc:
+            known = known_error(exc)  # no database in time: a coded 503, not a crash
+            if known is None:
+                raise
+            raise DatabaseRefusal(*known) from exc
+        return Response(
+            orjson.dumps(body),
+            media_type="application/json",
+            headers={
+                "Cache-Control": f"public, max-age={CACHE_SECONDS}",
+                # Any site may read it, as any instance may fetch it.
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

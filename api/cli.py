@@ -1,5 +1,5 @@
 """The `coopnet` command line: serve, db upgrade/downgrade, demo load, token issue/revoke,
-schema export."""
+schema export, federation keys/rotate/retire."""
 
 from __future__ import annotations
 
@@ -381,6 +381,47 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_federation(args: argparse.Namespace, settings: Settings) -> int:
+    """The federation keys (docs/federation.md, "Keys and rotation"). Never creates a
+    first key: that is the server's job, where it runs."""
+    from federation.identity import PREVIOUS, IdentityError, load_or_create_identity, rotate
+
+    key_dir = settings.federation_key_dir
+    configured = settings.federation_key_file is not None
+    try:
+        if not configured and not (key_dir / "current.pem").exists():
+            raise IdentityError(
+                f"No federation key at {key_dir} (DATA_DIR={settings.data_dir}): run this "
+                "where `coopnet serve` runs, or start the server once."
+            )
+        if args.action == "rotate":
+            if configured:
+                raise IdentityError(
+                    "FEDERATION_KEY_FILE is set: make a new key, point FEDERATION_KEY_FILE at "
+                    "it and list the old file in FEDERATION_PREVIOUS_KEY_FILES."
+                )
+            rotate(key_dir)
+        elif args.action == "retire":
+            if not args.kid:
+                raise IdentityError("retire needs the kid of a previous key.")
+            path = key_dir / PREVIOUS / f"{args.kid}.pub.pem"
+            if not path.exists():
+                raise IdentityError(f"No previous key {args.kid} under {path.parent}.")
+            path.unlink()
+        identity = load_or_create_identity(
+            key_dir, settings.federation_key_file, settings.federation_previous_key_paths
+        )
+    except IdentityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.action != "keys":
+        print("restart every process of the instance to use the change", file=sys.stderr)
+    print(f"current  {identity.kid}")
+    for jwk in identity.jwks()[1:]:
+        print(f"previous {jwk['kid']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coopnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -429,6 +470,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--jti", help="revoke: the id of one token (printed when issued)")
     token.set_defaults(func=cmd_token)
+
+    federation = sub.add_parser(
+        "federation",
+        help="server-to-server keys",
+        description="keys: list the published kids; rotate: new current key, the old one "
+        "stays published as previous; retire -- KID: stop publishing a previous key",
+    )
+    federation.add_argument("action", choices=["keys", "rotate", "retire"])
+    federation.add_argument(
+        "kid",
+        nargs="?",
+        help="retire: the kid of a previous key (after `--`: a kid may start with -)",
+    )
+    federation.set_defaults(func=cmd_federation)
 
     schema = sub.add_parser("schema", help="GraphQL schema")
     schema.add_argument("action", choices=["export"])

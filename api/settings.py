@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,8 +57,41 @@ class Settings(BaseSettings):
     # often; every event re-checks it anyway.
     token_recheck_seconds: float = Field(default=60.0, gt=0)
 
+    # Federation (docs/federation.md): this instance's public base URL as partners reach it
+    # (default http://{HOST}:{PORT}); its Ed25519 signing key, created under
+    # DATA_DIR/keys/federation on first start unless FEDERATION_KEY_FILE is set; previous
+    # public keys still published during a key changeover (comma-separated PEM files).
+    public_base_url: str | None = None
+    federation_key_file: Path | None = None
+    federation_previous_key_files: str = ""
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str | None) -> str | None:
+        # Partners sign for this URL (@target-uri): it must be exactly what they call.
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("PUBLIC_BASE_URL must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("PUBLIC_BASE_URL must have no query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def federation_key_dir(self) -> Path:
+        return Path(self.data_dir).resolve() / "keys" / "federation"
+
+    @property
+    def federation_previous_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.federation_previous_key_files.split(",") if p.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -98,3 +98,17 @@ class CommitmentKind(StrEnum):
     VISIT = "VISIT"
     ABSENCE = "ABSENCE"
     HOLD = "HOLD"
+
+
+class SignatureRefusal(StrEnum):
+    """Why a signed server-to-server message was refused (federation/signatures.py)."""
+
+    NO_SIGNATURE = "NO_SIGNATURE"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    EXPIRED = "EXPIRED"
+    NOT_YET_VALID = "NOT_YET_VALID"
+    EXPIRES_TOO_LATE = "EXPIRES_TOO_LATE"
+    REPLAYED_NONCE = "REPLAYED_NONCE"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    MISSING_COMPONENT = "MISSING_COMPONENT"

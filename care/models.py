@@ -49,6 +49,7 @@ from care.enums import (
     CqcStatus,
     Funding,
     MembershipClass,
+    SignatureRefusal,
     VisitStatus,
 )
 
@@ -598,6 +599,38 @@ class RevokedToken(Base):
     revoked_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+# --- federation (docs/federation.md; written by federation/signatures.py) ----------------
+
+
+class FederationNonce(Base):
+    """A nonce of an accepted signature, kept until the signature could no longer be
+    accepted: a second insert of (keyid, nonce) is a replay, in any process."""
+
+    __tablename__ = "federation_nonce"
+
+    keyid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class FederationAudit(Base):
+    """One refused server-to-server message: when, from where, which key, why. Never
+    the body."""
+
+    __tablename__ = "federation_audit"
+    __table_args__ = (enum_check("reason", SignatureRefusal),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    keyid: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(32))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2000))
 
 
 # Bounds on stored text, whoever writes it (migration 0008). The API refuses longer input
