@@ -267,8 +267,12 @@ async def add_personal_assistant(
     cluster = await session.get(Cluster, cluster_id)
     if cluster is None or viewer.role not in (Role.ADMIN, Role.COORDINATOR):
         raise not_found("cluster", "clusterId")
-    is_pa = await session.scalar(select(exists().where(PaProfile.member_id == pa_id)))
-    if not is_pa:
+    # Lock the PA's row for the checks below: two coordinators taking a free PA at once
+    # would each see them free; the second now waits, then sees the first's team.
+    is_pa = await session.scalar(
+        select(PaProfile.member_id).where(PaProfile.member_id == pa_id).with_for_update()
+    )
+    if is_pa is None:
         raise not_found("personal assistant", "paId")
     admin = viewer.role is Role.ADMIN
     own_cluster = admin or await may_manage_cluster(session, viewer, cluster_id)

@@ -3,6 +3,7 @@ change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -419,3 +420,28 @@ async def test_coordinator_takes_onto_their_team_only_pas_who_work_for_no_one_el
     )
     assert admin["addPersonalAssistantToCluster"]["errors"] == []
     assert len(await teams(db)) == len(before) + 3
+
+
+async def test_two_coordinators_cannot_both_take_a_free_pa(
+    api: Api, db: AsyncSession, two: dict[str, Any]
+) -> None:
+    """A PA who works for no one may join a coordinator's team; two coordinators asking at
+    once must not both get them (each check alone sees a free PA). The PA's row is locked
+    for the check, so the second sees the first's team and is refused."""
+    a, b = (api.token(Role.COORDINATOR, two[k]) for k in ("coord_a", "coord_b"))
+    build = Build(db)
+    free = [(await build.pa(f"Free {i}")).id for i in range(8)]
+    await db.commit()
+    for pa_id in free:
+        p = gid("PersonalAssistant", pa_id)
+        answers = await asyncio.gather(
+            api.data(ADD_PA, {"c": two["a"], "p": p}, token=a),
+            api.data(ADD_PA, {"c": two["b"], "p": p}, token=b),
+        )
+        won = [x for x in answers if x["addPersonalAssistantToCluster"]["errors"] == []]
+        assert len(won) == 1, answers
+        await db.rollback()
+        on_teams = await db.scalar(
+            select(func.count()).select_from(ClusterPa).where(ClusterPa.pa_id == pa_id)
+        )
+        assert on_teams == 1
