@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import Range
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from care.models import (
     AvailabilityWindow,
@@ -219,3 +221,20 @@ class Build:
                 pa_id=pa.id, during=Range(start, start + dt.timedelta(hours=hours), bounds="[)")
             )
         )
+
+
+async def wait_for_lock_wait(engine: AsyncEngine) -> None:
+    """Until some backend of the test database waits for a lock: the request under test
+    has reached the row another (uncommitted) transaction holds."""
+    for _ in range(250):
+        async with engine.connect() as conn:
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the request never waited for the other transaction")

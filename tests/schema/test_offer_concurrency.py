@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from care.enums import Role
 from care.models import Cluster, CoverOffer, CoverRequest, Member, Visit
 from tests.conftest import Api
-from tests.factories import Build, at, gid
+from tests.factories import Build, at, gid, wait_for_lock_wait
 
 N = 20
 SKILLS = ["personal-care"]  # what the service users need (the factory default)
@@ -181,22 +181,6 @@ async def test_one_pa_accepts_many_overlapping_visits_at_once(
     assert await _double_bookings(db) == 0
 
 
-async def _wait_for_lock_wait(engine: AsyncEngine) -> None:
-    """Until some backend waits for a lock (the acceptance behind the blocker)."""
-    for _ in range(200):
-        async with engine.connect() as conn:
-            waiting = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        if waiting:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the acceptance never waited for the other transaction")
-
-
 @pytest.mark.parametrize("blocker_commits", [True, False])
 async def test_the_exclusion_constraint_catches_a_race_the_check_cannot_see(
     api: Api, db: AsyncSession, app: Any, blocker_commits: bool
@@ -225,7 +209,7 @@ async def test_the_exclusion_constraint_catches_a_race_the_check_cannot_see(
         accepting = asyncio.create_task(
             api.data(ACCEPT, {"id": offer_id}, token=api.token(Role.PA, pa.id))
         )
-        await _wait_for_lock_wait(engine)
+        await wait_for_lock_wait(engine)
         assert not accepting.done()
         if blocker_commits:
             await blocker.commit()

@@ -23,7 +23,7 @@ from care.enums import Role
 from care.models import Absence, Cluster, CoverOffer, CoverRequest, Member, PaCommitment, Visit
 from care.services.visits import LONDON, day_of
 from tests.conftest import Api
-from tests.factories import Build, at, gid
+from tests.factories import Build, at, gid, wait_for_lock_wait
 
 ROUNDS = 20
 SKILLS = ["personal-care"]
@@ -160,21 +160,6 @@ def outcome_both(*payloads: dict[str, Any]) -> bool:
     return not any(p["errors"] for p in payloads)
 
 
-async def _wait_for_lock_wait(engine: AsyncEngine) -> None:
-    for _ in range(250):
-        async with engine.connect() as conn:
-            waiting = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        if waiting:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the request never waited for the other transaction")
-
-
 @pytest.mark.parametrize("blocker_commits", [True, False])
 async def test_an_uncommitted_absence_decides_an_acceptance_when_it_commits(
     api: Api, db: AsyncSession, app: Any, blocker_commits: bool
@@ -197,7 +182,7 @@ async def test_an_uncommitted_absence_decides_an_acceptance_when_it_commits(
         accepting = asyncio.create_task(
             api.data(ACCEPT, {"id": offer_id}, token=api.token(Role.PA, pa.id))
         )
-        await _wait_for_lock_wait(engine)
+        await wait_for_lock_wait(engine)
         assert not accepting.done()
         await (blocker.commit() if blocker_commits else blocker.rollback())
         result = (await accepting)["acceptCoverOffer"]
@@ -244,7 +229,7 @@ async def test_an_uncommitted_booking_decides_an_absence_when_it_commits(
             update(Visit).where(Visit.id == visit.id).values(pa_id=pa.id, status="SCHEDULED")
         )
         recording = asyncio.create_task(api.data(RECORD, {"input": absence}, token=token))
-        await _wait_for_lock_wait(engine)
+        await wait_for_lock_wait(engine)
         assert not recording.done()
         await blocker.commit()
         result = (await recording)["recordAbsence"]
@@ -518,7 +503,7 @@ async def test_a_booking_racing_an_absence_meets_the_guard_as_a_typed_overlap(
                 token=api.token(Role.COORDINATOR, coordinator.id),
             )
         )
-        await _wait_for_lock_wait(engine)
+        await wait_for_lock_wait(engine)
         await blocker.commit()
         out = (await assigning)["assignVisitPa"]
     assert out["visit"] is None
