@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 import strawberry
@@ -21,18 +21,42 @@ from schema.scalars import parse_datetime
 
 NodeT = TypeVar("NodeT")
 
+# Arguments of every paged field.
+FirstArg = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Page size: how many results to return, from 1 to the server's maximum "
+        "(BAD_USER_INPUT outside it); the server's default (20 unless configured) when omitted."
+    ),
+]
+AfterArg = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Return the results after this cursor, one this connection returned "
+        "(an `endCursor` or an edge's `cursor`); from the start when omitted."
+    ),
+]
+
 
 @strawberry.type(description="An edge in a connection: a node and its cursor.")
 class Edge(Generic[NodeT]):
-    cursor: str
-    node: NodeT
+    cursor: str = strawberry.field(
+        description="Opaque cursor of this edge: pass it as `after` to get the results after it."
+    )
+    node: NodeT = strawberry.field(description="The result at this edge.")
 
 
 @strawberry.type(description="A page of results (Relay connection) with the total count.")
 class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]]
-    page_info: relay.PageInfo
-    total_count: int = strawberry.field(description="All results the caller may see, across pages.")
+    edges: list[Edge[NodeT]] = strawberry.field(
+        description="The results of this page with their cursors, in the connection's order."
+    )
+    page_info: relay.PageInfo = strawberry.field(
+        description="Whether more results follow, and the cursors of this page's ends."
+    )
+    total_count: int = strawberry.field(
+        description="All results the caller may see, across pages (0 on a page past the end)."
+    )
 
     @strawberry.field(description="The nodes of this page, without cursors.")
     def nodes(self) -> list[NodeT]:

@@ -6,38 +6,147 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar, cast
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy import Row, Select
 from strawberry import relay
+from strawberry.types.enum import StrawberryEnumDefinition
 
 from care import enums, policy, queries
 from care.services.coop import effective_weights
 from care.services.visits import to_utc
 from care.viewer import Viewer
 from schema import loaders
-from schema.connection import Connection, build_connection, page_request
+from schema.connection import AfterArg, Connection, FirstArg, build_connection, page_request
 from schema.context import Info
 from schema.permissions import parse_global_id, parse_pk
 
-# Registered with Strawberry in place, so annotations use the domain enums themselves.
-for _enum in (
-    enums.CoopKind,
-    enums.CqcStatus,
-    enums.MembershipClass,
-    enums.Funding,
-    enums.ClusterKind,
-    enums.ClusterStatus,
-    enums.VisitStatus,
-    enums.Role,
-    enums.AbsenceKind,
-    enums.CoverReason,
-    enums.CoverRequestStatus,
-    enums.CoverOfferStatus,
-):
-    strawberry.enum(_enum)
+# Registered with Strawberry in place, so annotations use the domain enums themselves. The
+# descriptions are attached to the registered values; GraphQL names and values are unchanged.
+_ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
+    enums.CoopKind: (
+        "Who owns and controls a co-operative.",
+        {
+            "WORKER": "Owned by the people who work in it (PAs and support workers).",
+            "MULTI_STAKEHOLDER": "Owned jointly by workers, people receiving care, carers and "
+            "supporters.",
+            "CONSUMER": "Owned by the people who receive care and their carers.",
+        },
+    ),
+    enums.CqcStatus: (
+        "Registration with the Care Quality Commission (CQC).",
+        {
+            "REGISTERED": "Registered with the CQC to provide regulated care.",
+            "APPLIED": "Applied to the CQC; not yet registered.",
+            "NOT_REGISTERED": "Not registered and no application made.",
+        },
+    ),
+    enums.MembershipClass: (
+        "The class of co-op membership a person holds.",
+        {
+            "SERVICE_USER": "A person receiving care.",
+            "CARER": "An unpaid family carer of a person receiving care.",
+            "WORKER": "A paid worker: a PA or a support worker.",
+            "SUPPORTER": "A supporter who neither receives nor gives care.",
+        },
+    ),
+    enums.Funding: (
+        "How a person's care is paid for.",
+        {
+            "DIRECT_PAYMENT": "Council direct payment, managed by the person or their carer.",
+            "PERSONAL_BUDGET": "Council personal budget managed on the person's behalf.",
+            "LA_COMMISSIONED": "Commissioned and paid by the local authority.",
+            "NHS_CHC": "NHS Continuing Healthcare.",
+            "SELF_FUNDED": "Paid by the person themself.",
+        },
+    ),
+    enums.ClusterKind: (
+        "How a cluster is drawn.",
+        {
+            "GEOGRAPHIC": "Drawn by area: a centre and radius or postcode districts.",
+            "NEED_BASED": "Drawn by need: people sharing need tags, wherever they live.",
+        },
+    ),
+    enums.ClusterStatus: (
+        "Where a cluster is in its life.",
+        {
+            "PLANNED": "Being set up; not yet running.",
+            "ACTIVE": "Running: its team is booked for its people's visits.",
+            "CLOSED": "Closed (see closedAt); kept for the record.",
+        },
+    ),
+    enums.VisitStatus: (
+        "Where a visit stands.",
+        {
+            "SCHEDULED": "Booked with a PA and not yet over.",
+            "NEEDS_COVER": "Has no PA (the booked PA is away or dropped out); a cover request "
+            "is looking for one.",
+            "COMPLETED": "Took place.",
+            "MISSED": "Did not take place although it was due.",
+            "CANCELLED": "Called off; see cancelReason.",
+        },
+    ),
+    enums.Role: (
+        "The role a member's token carries; it decides what the caller may see and do.",
+        {
+            "ADMIN": "Co-op staff running the instance: sees and may change everything.",
+            "COORDINATOR": "A support worker, scoped to the clusters they support.",
+            "PA": "A personal assistant: their own visits, availability and absences.",
+            "SERVICE_USER": "A person receiving care: themselves, their carers and visits.",
+            "CARER": "An unpaid carer: sees what the people they care for see.",
+            "LA_ANALYST": "A council analyst bound to one local authority: market figures only.",
+        },
+    ),
+    enums.AbsenceKind: (
+        "Why a PA is away, in broad terms (any detail goes in the absence's note).",
+        {
+            "HOLIDAY": "Annual leave.",
+            "SICKNESS": "Off sick.",
+            "TRAINING": "On training.",
+            "OTHER": "Any other reason.",
+        },
+    ),
+    enums.CoverReason: (
+        "Why a visit needs cover.",
+        {
+            "ABSENCE": "The booked PA is away (an absence was recorded).",
+            "MISSED": "The person reported the visit missed while it could still be saved.",
+            "MANUAL": "A coordinator asked, e.g. the PA left or plans changed.",
+        },
+    ),
+    enums.CoverRequestStatus: (
+        "Where a cover request stands.",
+        {
+            "OPEN": "Looking for a PA.",
+            "FILLED": "A PA accepted an offer and now has the visit.",
+            "RETURNED": "The original PA took the visit back (the absence was cancelled or "
+            "shortened).",
+            "CANCELLED": "The visit was cancelled or a coordinator closed the request.",
+        },
+    ),
+    enums.CoverOfferStatus: (
+        "Where an offer of cover to one PA stands.",
+        {
+            "OPEN": "Waiting for the PA's answer, until expiresAt.",
+            "ACCEPTED": "The PA accepted and has the visit.",
+            "DECLINED": "The PA declined.",
+            "WITHDRAWN": "The coordinator took the offer back.",
+            "CLOSED": "Another PA's acceptance filled the request, or it was cancelled.",
+            "EXPIRED": "The PA did not answer before expiresAt.",
+        },
+    ),
+}
+
+for _enum, (_description, _values) in _ENUM_DOCS.items():
+    strawberry.enum(_enum, description=_description)
+    _definition: StrawberryEnumDefinition = _enum.__strawberry_definition__  # type: ignore[attr-defined]
+    if {v.name for v in _definition.values} != _values.keys():
+        raise RuntimeError(f"Describe every value of {_enum.__name__}, and only those.")
+    for _value in _definition.values:
+        _value.description = _values[_value.name]
 
 CoopKind = enums.CoopKind
 CqcStatus = enums.CqcStatus
@@ -51,6 +160,44 @@ AbsenceKind = enums.AbsenceKind
 CoverReason = enums.CoverReason
 CoverRequestStatus = enums.CoverRequestStatus
 CoverOfferStatus = enums.CoverOfferStatus
+
+
+# Arguments of the time-ranged fields below.
+RangeFromArg = Annotated[
+    dt.datetime | None,
+    strawberry.argument(
+        description="Only results overlapping [startsFrom, startsBefore), i.e. ending after "
+        "this time (ISO 8601 with a UTC offset); no lower bound when omitted."
+    ),
+]
+RangeBeforeArg = Annotated[
+    dt.datetime | None,
+    strawberry.argument(
+        description="Only results overlapping [startsFrom, startsBefore), i.e. starting "
+        "before this time (ISO 8601 with a UTC offset); no upper bound when omitted."
+    ),
+]
+VisitStatusArg = Annotated[
+    list[VisitStatus] | None,
+    strawberry.argument(
+        description="Only visits in one of these statuses; every status when omitted or empty."
+    ),
+]
+BusyFromArg = Annotated[
+    dt.datetime,
+    strawberry.argument(
+        description="Start of the range, inclusive (ISO 8601; a time without a UTC offset is "
+        "London wall-clock time)."
+    ),
+]
+BusyBeforeArg = Annotated[
+    dt.datetime,
+    strawberry.argument(
+        description="End of the range, exclusive: after startsFrom and at most "
+        f"{queries.MAX_BUSY_RANGE.days} days later (ISO 8601; without a UTC offset, London "
+        "wall-clock time)."
+    ),
+]
 
 
 def _float(value: Any) -> float | None:
@@ -93,7 +240,7 @@ async def resolve_ids(info: Info, node_ids: Iterable[str], load: Loader[Any]) ->
 @strawberry.type(description="An English council with adult social care duties.")
 class LocalAuthority:
     gss_code: str = strawberry.field(description="ONS GSS code, e.g. E09000003.")
-    name: str
+    name: str = strawberry.field(description="The council's name, e.g. London Borough of Barnet.")
 
     @strawberry.field(description="Neighbouring local authorities (symmetric).")
     async def neighbours(self, info: Info) -> list[LocalAuthority]:
@@ -116,16 +263,28 @@ async def load_local_authority(info: Info, code: str) -> LocalAuthority | None:
 
 @strawberry.type(description="The co-operative this instance serves (public profile).")
 class Coop:
-    name: str
-    kind: CoopKind
-    society_number: str | None
-    cqc_provider_id: str | None
-    cqc_status: CqcStatus
-    description: str | None
+    name: str = strawberry.field(description="The co-operative's registered name.")
+    kind: CoopKind = strawberry.field(description="Who owns and controls the co-op.")
+    society_number: str | None = strawberry.field(
+        description=(
+            "Registration number with the FCA Mutuals Public Register; null if not yet registered."
+        )
+    )
+    cqc_provider_id: str | None = strawberry.field(
+        description="Care Quality Commission provider id; null if the co-op has none."
+    )
+    cqc_status: CqcStatus = strawberry.field(
+        description="Where the co-op stands with Care Quality Commission registration."
+    )
+    description: str | None = strawberry.field(
+        description="The co-op's public description; null if none is set."
+    )
     home_la_code: strawberry.Private[str]
     rules: strawberry.Private[CoverRules]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The council area the co-op is based in; null if its code is unknown."
+    )
     async def home_local_authority(self, info: Info) -> LocalAuthority | None:
         return await load_local_authority(info, self.home_la_code)
 
@@ -142,18 +301,34 @@ class CoverRules:
     )
     min_daily_rest_hours: float = strawberry.field(description="Rest between working days.")
     cover_offer_ttl_minutes: int = strawberry.field(description="How long offers stay open.")
-    weights: CoverWeights
+    weights: CoverWeights = strawberry.field(
+        description="Weights of the parts of a cover candidate's score."
+    )
 
 
 @strawberry.type(description="Weights of the candidate score's parts.")
 class CoverWeights:
-    regular_pa: float
-    continuity: float
-    same_cluster: float
-    same_pool: float
-    travel: float
-    contract_hours: float
-    fairness: float
+    regular_pa: float = strawberry.field(
+        description="Weight of being one of the person's named regular PAs (default 3)."
+    )
+    continuity: float = strawberry.field(
+        description="Weight of recent visits by the PA to the person, last 8 weeks (default 3)."
+    )
+    same_cluster: float = strawberry.field(
+        description="Weight of being on the team of one of the person's clusters (default 2)."
+    )
+    same_pool: float = strawberry.field(
+        description="Weight of being in a pool serving one of the person's clusters (default 1)."
+    )
+    travel: float = strawberry.field(
+        description="Weight of closeness: 1 - distance / maxTravelKm (default 1)."
+    )
+    contract_hours: float = strawberry.field(
+        description="Weight of contracted hours still free in the visit's London week (default 1)."
+    )
+    fairness: float = strawberry.field(
+        description="Weight of having filled few cover requests in the last 28 days (default 1)."
+    )
 
 
 def coop_from_row(c: Any) -> Coop:
@@ -196,15 +371,47 @@ def coop_from_row(c: Any) -> Coop:
 )
 class Member(relay.Node):
     id: relay.NodeID[int]
-    name: str
-    membership_class: MembershipClass
-    joined_on: dt.date
-    active: bool
-    email: str | None
-    phone: str | None
-    postcode: str | None
-    latitude: float | None
-    longitude: float | None
+    name: str = strawberry.field(description="The person's name as the co-op knows them.")
+    membership_class: MembershipClass = strawberry.field(
+        description="The class of co-op membership this person holds."
+    )
+    joined_on: dt.date = strawberry.field(description="The date the person joined the co-op.")
+    active: bool = strawberry.field(
+        description=(
+            "False once the member is deactivated (their tokens no longer work; a "
+            "deactivated PA is not booked)."
+        )
+    )
+    email: str | None = strawberry.field(
+        description=(
+            "Email address. Personal data: null unless the caller may read this "
+            "person's personal data."
+        )
+    )
+    phone: str | None = strawberry.field(
+        description=(
+            "Phone number. Personal data: null unless the caller may read this "
+            "person's personal data."
+        )
+    )
+    postcode: str | None = strawberry.field(
+        description=(
+            "Home postcode. Personal data: null unless the caller may read this "
+            "person's personal data."
+        )
+    )
+    latitude: float | None = strawberry.field(
+        description=(
+            "Home latitude (WGS84, degrees). Personal data: null unless the caller "
+            "may read this person's personal data. Also null if unknown."
+        )
+    )
+    longitude: float | None = strawberry.field(
+        description=(
+            "Home longitude (WGS84, degrees). Personal data: null unless the caller"
+            " may read this person's personal data. Also null if unknown."
+        )
+    )
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -225,15 +432,31 @@ class Member(relay.Node):
 
 @strawberry.type(description="A skill or training a PA holds.")
 class Skill:
-    name: str
-    expires_on: dt.date | None
+    name: str = strawberry.field(description="The skill or need tag it meets, e.g. personal-care.")
+    expires_on: dt.date | None = strawberry.field(
+        description="Last day the skill counts (London date); null if it does not expire."
+    )
 
 
 @strawberry.type(description="A person receiving care.")
 class ServiceUser(Member):
-    funding: Funding | None = strawberry.field(description="Personal data: null if not allowed.")
-    needs: list[str]
-    planned_weekly_hours: float | None
+    funding: Funding | None = strawberry.field(
+        description=(
+            "How the person's care is paid for. Personal data: null unless the "
+            "caller may read it, or if not recorded."
+        )
+    )
+    needs: list[str] = strawberry.field(
+        description=(
+            "Need tags, e.g. personal-care; a cover PA must hold a matching, "
+            "unexpired skill for each."
+        )
+    )
+    planned_weekly_hours: float | None = strawberry.field(
+        description=(
+            "Hours of care planned per week. Personal data: null unless the caller may read it."
+        )
+    )
 
     @strawberry.field(description="Unpaid carers linked to this person.")
     async def carers(self, info: Info) -> list[Carer]:
@@ -257,11 +480,11 @@ class ServiceUser(Member):
     async def visits(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        starts_from: dt.datetime | None = None,
-        starts_before: dt.datetime | None = None,
-        status: list[VisitStatus] | None = None,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        starts_from: RangeFromArg = None,
+        starts_before: RangeBeforeArg = None,
+        status: VisitStatusArg = None,
     ) -> Connection[Visit]:
         return await _visits_of(
             info, "service_user", self.id, first, after, starts_from, starts_before, status
@@ -270,18 +493,38 @@ class ServiceUser(Member):
 
 @strawberry.type(description="A personal assistant: a paid care worker.")
 class PersonalAssistant(Member):
-    dbs_checked_on: dt.date | None
-    contracted_weekly_hours: float
-    hourly_pay_pence: int | None
-    max_travel_km: float
-    working_time_opt_out: bool
+    dbs_checked_on: dt.date | None = strawberry.field(
+        description=(
+            "Date of the PA's last DBS check. Personal data: null unless the caller"
+            " may read it, or if never checked."
+        )
+    )
+    contracted_weekly_hours: float = strawberry.field(
+        description="Hours per week the PA is contracted for (0 if none)."
+    )
+    hourly_pay_pence: int | None = strawberry.field(
+        description=(
+            "Hourly pay in pence. Personal data: null unless the caller may read it, or if not set."
+        )
+    )
+    max_travel_km: float = strawberry.field(
+        description=(
+            "Furthest the PA will travel to a visit, in km (great-circle distance from home)."
+        )
+    )
+    working_time_opt_out: bool = strawberry.field(
+        description=(
+            "True if the PA opted out of the Working Time weekly hours limit "
+            "(coverRules.maxWeeklyHours)."
+        )
+    )
 
-    @strawberry.field
+    @strawberry.field(description="The PA's skills and training, with expiry dates.")
     async def skills(self, info: Info) -> list[Skill]:
         rows = await loaders.grouped(info.context, "skills", queries.pa_skills).load(self.id)
         return [Skill(name=r.skill, expires_on=r.expires_on) for r in rows]
 
-    @strawberry.field
+    @strawberry.field(description="The pools this PA belongs to that the caller may see.")
     async def pools(self, info: Info) -> list[Pool]:
         rows = await loaders.grouped(
             info.context, "pa_pools", lambda ids: queries.pools_of_pas(info.context.viewer, ids)
@@ -292,10 +535,10 @@ class PersonalAssistant(Member):
     async def availability(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        starts_from: dt.datetime | None = None,
-        starts_before: dt.datetime | None = None,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        starts_from: RangeFromArg = None,
+        starts_before: RangeBeforeArg = None,
     ) -> Connection[AvailabilityWindow]:
         request = page_request(info, first, after, arity=2)
         viewer = info.context.viewer
@@ -313,11 +556,11 @@ class PersonalAssistant(Member):
     async def visits(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        starts_from: dt.datetime | None = None,
-        starts_before: dt.datetime | None = None,
-        status: list[VisitStatus] | None = None,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        starts_from: RangeFromArg = None,
+        starts_before: RangeBeforeArg = None,
+        status: VisitStatusArg = None,
     ) -> Connection[Visit]:
         return await _visits_of(
             info, "pa", self.id, first, after, starts_from, starts_before, status
@@ -334,7 +577,7 @@ class PersonalAssistant(Member):
         )
     )
     async def busy_periods(
-        self, info: Info, starts_from: dt.datetime, starts_before: dt.datetime
+        self, info: Info, starts_from: BusyFromArg, starts_before: BusyBeforeArg
     ) -> list[BusyPeriod] | None:
         start, end = _busy_range(starts_from, starts_before)
         viewer = info.context.viewer
@@ -350,8 +593,12 @@ class PersonalAssistant(Member):
 
 @strawberry.type(description="A period when a PA is busy (on a visit or away), nothing more.")
 class BusyPeriod:
-    starts_at: dt.datetime
-    ends_at: dt.datetime
+    starts_at: dt.datetime = strawberry.field(
+        description="Start of the busy period (UTC, ISO 8601 with offset)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="End of the busy period, exclusive (UTC, ISO 8601 with offset)."
+    )
 
 
 def _busy_range(
@@ -445,8 +692,8 @@ async def load_pa(info: Info, member_id: int | None) -> PersonalAssistant | None
 
 @strawberry.type(description="A point on the map (WGS84).")
 class GeoPoint:
-    latitude: float
-    longitude: float
+    latitude: float = strawberry.field(description="Latitude in degrees (WGS84).")
+    longitude: float = strawberry.field(description="Longitude in degrees (WGS84).")
 
 
 @strawberry.type(
@@ -454,15 +701,33 @@ class GeoPoint:
 )
 class Cluster(relay.Node):
     id: relay.NodeID[int]
-    name: str
-    kind: ClusterKind
-    status: ClusterStatus
-    centre: GeoPoint | None
-    radius_km: float | None
-    postcode_districts: list[str]
-    need_tags: list[str]
-    created_at: dt.datetime
-    closed_at: dt.datetime | None
+    name: str = strawberry.field(description="The cluster's name.")
+    kind: ClusterKind = strawberry.field(
+        description="Whether the cluster is drawn by area or by need."
+    )
+    status: ClusterStatus = strawberry.field(description="Where the cluster is in its life.")
+    centre: GeoPoint | None = strawberry.field(
+        description="Centre of a geographic cluster; null if not set (need-based clusters)."
+    )
+    radius_km: float | None = strawberry.field(
+        description="Radius around the centre the cluster serves, in km; null if not set."
+    )
+    postcode_districts: list[str] = strawberry.field(
+        description="Postcode districts the cluster covers, e.g. N3; empty if none."
+    )
+    need_tags: list[str] = strawberry.field(
+        description=(
+            "Needs a need-based cluster is for, e.g. dementia; empty for geographic clusters."
+        )
+    )
+    created_at: dt.datetime = strawberry.field(
+        description="When the cluster was created (UTC, ISO 8601 with offset)."
+    )
+    closed_at: dt.datetime | None = strawberry.field(
+        description=(
+            "When the cluster was closed (UTC, ISO 8601 with offset); null while not closed."
+        )
+    )
     la_code: strawberry.Private[str]
     support_worker_id: strawberry.Private[int | None]
 
@@ -472,7 +737,9 @@ class Cluster(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cluster)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The council area the cluster is in; null if its code is unknown."
+    )
     async def local_authority(self, info: Info) -> LocalAuthority | None:
         return await load_local_authority(info, self.la_code)
 
@@ -482,9 +749,9 @@ class Cluster(relay.Node):
             return None
         return await load_member(info, self.support_worker_id)
 
-    @strawberry.field
+    @strawberry.field(description="Service users in this cluster that the caller may see.")
     async def service_users(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: FirstArg = None, after: AfterArg = None
     ) -> Connection[ServiceUser]:
         request = page_request(info, first, after)
         viewer = info.context.viewer
@@ -498,7 +765,7 @@ class Cluster(relay.Node):
 
     @strawberry.field(description="The cluster's PA team.")
     async def personal_assistants(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: FirstArg = None, after: AfterArg = None
     ) -> Connection[PersonalAssistant]:
         request = page_request(info, first, after)
         viewer = info.context.viewer
@@ -548,7 +815,7 @@ load_cluster: Loader[Cluster] = by_id_loader("cluster", queries.clusters_by_id, 
 @strawberry.type(description="A set of PAs shared by several clusters.")
 class Pool(relay.Node):
     id: relay.NodeID[int]
-    name: str
+    name: str = strawberry.field(description="The pool's name.")
     shared_with_partners: bool = strawberry.field(
         description="Offered to partner co-ops once federation is set up."
     )
@@ -559,7 +826,7 @@ class Pool(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_pool)
 
-    @strawberry.field
+    @strawberry.field(description="Clusters this pool serves that the caller may see.")
     async def clusters(self, info: Info) -> list[Cluster]:
         rows = await loaders.grouped(
             info.context,
@@ -568,9 +835,9 @@ class Pool(relay.Node):
         ).load(self.id)
         return [cluster_from_row(r) for r in rows]
 
-    @strawberry.field
+    @strawberry.field(description="PAs in this pool that the caller may see.")
     async def personal_assistants(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: FirstArg = None, after: AfterArg = None
     ) -> Connection[PersonalAssistant]:
         request = page_request(info, first, after)
         viewer = info.context.viewer
@@ -596,8 +863,12 @@ load_pool: Loader[Pool] = by_id_loader("pool", queries.pools_by_id, pool_from_ro
 @strawberry.type(description="A period when a PA is free to work.")
 class AvailabilityWindow(relay.Node):
     id: relay.NodeID[int]
-    starts_at: dt.datetime
-    ends_at: dt.datetime
+    starts_at: dt.datetime = strawberry.field(
+        description="When the PA becomes free (UTC, ISO 8601 with offset)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="When the free period ends, exclusive (UTC, ISO 8601 with offset)."
+    )
     from_weekly_pattern: bool = strawberry.field(
         description="True when expanded from a weekly pattern rather than set directly."
     )
@@ -609,7 +880,7 @@ class AvailabilityWindow(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_availability_window)
 
-    @strawberry.field
+    @strawberry.field(description="The PA who is free; null if the caller may not see them.")
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
         return await load_pa(info, self.pa_id)
 
@@ -632,21 +903,38 @@ load_availability_window: Loader[AvailabilityWindow] = by_id_loader(
 @strawberry.type(description="A booked period of care for a service user by a PA.")
 class Visit(relay.Node):
     id: relay.NodeID[int]
-    starts_at: dt.datetime
-    ends_at: dt.datetime
-    status: VisitStatus
+    starts_at: dt.datetime = strawberry.field(
+        description="When the visit starts (UTC, ISO 8601 with offset)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="When the visit ends, exclusive (UTC, ISO 8601 with offset)."
+    )
+    status: VisitStatus = strawberry.field(description="Where the visit stands.")
     tasks: list[str] | None = strawberry.field(
         description="What the visit involves; null unless the caller may read it."
     )
-    series_id: str | None = strawberry.field(description="Shared by visits booked as a series.")
+    series_id: str | None = strawberry.field(
+        description=(
+            "Shared by visits booked together as a recurring series; null for a one-off visit."
+        )
+    )
     confirmed_at: dt.datetime | None = strawberry.field(
-        description="When the service user or a linked carer confirmed the visit took place."
+        description=(
+            "When the service user or a linked carer confirmed the visit took place"
+            " (UTC, ISO 8601 with offset); null until confirmed."
+        )
     )
     checked_in_at: dt.datetime | None = strawberry.field(
-        description="Optional check-in by the PA; never required."
+        description=(
+            "When the PA checked in (UTC, ISO 8601 with offset); optional, never "
+            "required; null if they did not."
+        )
     )
     cancel_reason: str | None = strawberry.field(
-        description="Why the visit was cancelled; null unless the caller may read its tasks."
+        description=(
+            "Why the visit was cancelled; null unless the caller may read its "
+            "tasks, or if not cancelled."
+        )
     )
     service_user_id: strawberry.Private[int]
     pa_id: strawberry.Private[int | None]
@@ -658,7 +946,9 @@ class Visit(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_visit)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The person receiving the visit; null if the caller may not see them."
+    )
     async def service_user(self, info: Info) -> ServiceUser | None:
         member = await load_member(info, self.service_user_id)
         return member if isinstance(member, ServiceUser) else None
@@ -730,14 +1020,24 @@ async def _visits_of(
 @strawberry.type(description="A PA's holiday, sickness, training or other time away.")
 class Absence(relay.Node):
     id: relay.NodeID[int]
-    kind: AbsenceKind
-    starts_at: dt.datetime
-    ends_at: dt.datetime
+    kind: AbsenceKind = strawberry.field(
+        description="Why the PA is away, in broad terms (visible to whoever sees the absence)."
+    )
+    starts_at: dt.datetime = strawberry.field(
+        description="When the absence starts (UTC, ISO 8601 with offset)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="When the absence ends, exclusive (UTC, ISO 8601 with offset)."
+    )
     note: str | None = strawberry.field(
         description="May hold health details: null unless the caller is the PA or an admin."
     )
-    created_at: dt.datetime
-    cancelled_at: dt.datetime | None
+    created_at: dt.datetime = strawberry.field(
+        description="When the absence was recorded (UTC, ISO 8601 with offset)."
+    )
+    cancelled_at: dt.datetime | None = strawberry.field(
+        description="When the absence was cancelled (UTC, ISO 8601 with offset); null if it stands."
+    )
     pa_id: strawberry.Private[int]
 
     @classmethod
@@ -746,7 +1046,7 @@ class Absence(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_absence)
 
-    @strawberry.field
+    @strawberry.field(description="The PA who is away; null if the caller may not see them.")
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
         return await load_pa(info, self.pa_id)
 
@@ -770,12 +1070,23 @@ load_absence: Loader[Absence] = by_id_loader("absence", queries.absences_by_id, 
 @strawberry.type(description="A visit that needs another PA, and how it was covered.")
 class CoverRequest(relay.Node):
     id: relay.NodeID[int]
-    reason: CoverReason
-    status: CoverRequestStatus
-    opened_at: dt.datetime
-    closed_at: dt.datetime | None
-    note: str | None
-    visit_starts_at: dt.datetime
+    reason: CoverReason = strawberry.field(description="Why the visit needs cover.")
+    status: CoverRequestStatus = strawberry.field(description="Where the request stands.")
+    opened_at: dt.datetime = strawberry.field(
+        description="When the request was opened (UTC, ISO 8601 with offset)."
+    )
+    closed_at: dt.datetime | None = strawberry.field(
+        description=(
+            "When the request was filled, returned or cancelled (UTC, ISO 8601 with"
+            " offset); null while open."
+        )
+    )
+    note: str | None = strawberry.field(
+        description="The coordinator's note on the request; null if none."
+    )
+    visit_starts_at: dt.datetime = strawberry.field(
+        description="When the visit to cover starts (UTC, ISO 8601 with offset)."
+    )
     visit_id: strawberry.Private[int]
     absence_id: strawberry.Private[int | None]
     original_pa_id: strawberry.Private[int | None]
@@ -787,7 +1098,7 @@ class CoverRequest(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cover_request)
 
-    @strawberry.field
+    @strawberry.field(description="The visit to cover; null if the caller may not see it.")
     async def visit(self, info: Info) -> Visit | None:
         return await load_visit(info, self.visit_id)
 
@@ -837,11 +1148,22 @@ load_cover_request: Loader[CoverRequest] = by_id_loader(
 class CoverOffer(relay.Node):
     id: relay.NodeID[int]
     status: CoverOfferStatus = strawberry.field(
-        description="EXPIRED once an open offer passes expiresAt."
+        description="Where the offer stands; an open offer past expiresAt reads EXPIRED."
     )
-    offered_at: dt.datetime
-    expires_at: dt.datetime
-    responded_at: dt.datetime | None
+    offered_at: dt.datetime = strawberry.field(
+        description="When the offer was made (UTC, ISO 8601 with offset)."
+    )
+    expires_at: dt.datetime = strawberry.field(
+        description=(
+            "When the offer lapses if still open, after which it counts as EXPIRED "
+            "(UTC, ISO 8601 with offset)."
+        )
+    )
+    responded_at: dt.datetime | None = strawberry.field(
+        description=(
+            "When the offer was answered or ended (UTC, ISO 8601 with offset); null until then."
+        )
+    )
     cover_request_id: strawberry.Private[int]
     pa_id: strawberry.Private[int]
 
@@ -851,11 +1173,13 @@ class CoverOffer(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cover_offer)
 
-    @strawberry.field
+    @strawberry.field(description="The request offered; null if the caller may not see it.")
     async def cover_request(self, info: Info) -> CoverRequest | None:
         return await load_cover_request(info, self.cover_request_id)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The PA the offer was made to; null if the caller may not see them."
+    )
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
         return await load_pa(info, self.pa_id)
 
