@@ -51,7 +51,7 @@ class CreateClusterInput:
         "coordinator, or none when an admin creates it.",
     )
     status: ClusterStatus | None = strawberry.field(
-        default=None, description="PLANNED or ACTIVE. Left out: PLANNED."
+        default=None, description="Its starting status. Left out: PLANNED."
     )
     centre: GeoPointInput | None = strawberry.field(
         default=None, description="Centre of a geographic cluster. Left out: none."

@@ -76,7 +76,7 @@ class RegisterPersonalAssistantInput:
     contracted_weekly_hours: float = strawberry.field(
         description="Hours per week in their contract."
     )
-    hourly_pay_pence: int = strawberry.field(description="Gross pay per hour, in pence.")
+    hourly_pay_pence: int = strawberry.field(description="Pay per hour, in pence.")
     max_travel_km: float = strawberry.field(
         description="Furthest they travel from home to a visit, in kilometres."
     )
@@ -178,7 +178,7 @@ class UpdatePersonalAssistantInput:
         default=None, description="Hours per week in their contract."
     )
     hourly_pay_pence: int | None = strawberry.field(
-        default=None, description="Gross pay per hour, in pence."
+        default=None, description="Pay per hour, in pence."
     )
     max_travel_km: float | None = strawberry.field(
         default=None, description="Furthest they travel to a visit, in kilometres."
