@@ -14,11 +14,37 @@ from care.errors import DomainError, ErrorCode
 
 E = TypeVar("E")
 
+# What each code means to a caller, shown on every area's enum value.
+CODE_DESCRIPTIONS: dict[ErrorCode, str] = {
+    ErrorCode.REQUIRED: "A value that must be given is missing or empty.",
+    ErrorCode.INVALID: "A value is malformed or not allowed (e.g. a time without its UTC "
+    "offset where one is needed, a number out of bounds).",
+    ErrorCode.INVALID_RANGE: "A start, end or date range is wrong: the end not after the "
+    "start, too long, or in the past.",
+    ErrorCode.NOT_FOUND: "No such record, or one the caller may not see (the two are "
+    "indistinguishable); also a malformed id or an id of another type.",
+    ErrorCode.FORBIDDEN: "The caller may see the record but may not make this change.",
+    ErrorCode.OVERLAP: "The times clash with another record: a visit, absence, hold or "
+    "availability window of the same PA.",
+    ErrorCode.CONFLICT: "Another change got there first (a race, e.g. two acceptances of "
+    "one visit's offers): read again and retry.",
+    ErrorCode.ALREADY_EXISTS: "A record with that name or key already exists.",
+    ErrorCode.CLOSED: "The record is no longer open to this change: a closed cluster, a "
+    "cancelled absence, a cover request or offer already closed or expired.",
+}
+
 
 def _codes(name: str, description: str) -> type[Enum]:
     # Every area's enum holds every code: a code raised by a shared rule (a deadlock's
     # retryable CONFLICT, a constraint's OVERLAP) always reaches the caller as itself.
-    members = Enum(name, {c.value: c.value for c in ErrorCode})  # type: ignore[misc]
+    # Names and values stay the codes; strawberry.enum unwraps each enum_value.
+    members = Enum(  # type: ignore[misc]
+        name,
+        {
+            c.value: strawberry.enum_value(c.value, description=CODE_DESCRIPTIONS[c])
+            for c in ErrorCode
+        },
+    )
     return strawberry.enum(members, description=description)  # type: ignore[call-overload,no-any-return]
 
 
@@ -34,46 +60,88 @@ CoverErrorCode = _codes(
 )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A caller's mistake in a member mutation or a token revocation; the "
+    "mutation changed nothing."
+)
 class MemberError:
-    field: str | None
-    message: str
-    code: MemberErrorCode  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. startsAt or paId), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: MemberErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A caller's mistake in a cluster mutation; the mutation changed nothing."
+)
 class ClusterError:
-    field: str | None
-    message: str
-    code: ClusterErrorCode  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. startsAt or paId), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: ClusterErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="A caller's mistake in a pool mutation; the mutation changed nothing.")
 class PoolError:
-    field: str | None
-    message: str
-    code: PoolErrorCode  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. startsAt or paId), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: PoolErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A caller's mistake in a availability mutation; the mutation changed nothing."
+)
 class AvailabilityError:
-    field: str | None
-    message: str
-    code: AvailabilityErrorCode  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. startsAt or paId), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: AvailabilityErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A caller's mistake in a visit mutation; the mutation changed nothing."
+)
 class VisitError:
-    field: str | None
-    message: str
-    code: VisitErrorCode  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. startsAt or paId), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: VisitErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
 
 
-@strawberry.type(description="A caller's mistake in a cover mutation (nothing was changed).")
+@strawberry.type(
+    description="A caller's mistake in a cover mutation (absence, cover request, offer) "
+    "or a change to the co-op's cover rules; the mutation changed nothing."
+)
 class CoverError:
-    field: str | None
-    message: str
-    code: CoverErrorCode  # type: ignore[valid-type]
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. startsAt or paId), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: CoverErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
 
 
 class UnmappedErrorCode(LookupError):

@@ -13,7 +13,11 @@ from schema.mutations.tokens import TokenMutations
 from schema.mutations.visits import VisitMutations
 
 
-@strawberry.type
+@strawberry.type(
+    description="Every change to the co-op's records. Each field is its own transaction: a "
+    "payload without errors means the change was committed; a payload with errors means "
+    "nothing was written."
+)
 class Mutation(
     MemberMutations,
     ClusterMutations,

@@ -39,6 +39,8 @@ from schema.types import (
     load_visit,
 )
 
+AbsenceIdArg = Annotated[strawberry.ID, strawberry.argument(description="The absence's id.")]
+
 # --- inputs and payloads -----------------------------------------------------------------
 
 
@@ -46,47 +48,79 @@ from schema.types import (
     description="A PA's time away. Times without an offset are UK (Europe/London) times."
 )
 class RecordAbsenceInput:
-    pa_id: strawberry.ID
-    kind: AbsenceKind
-    starts_at: dt.datetime
-    ends_at: dt.datetime = strawberry.field(description="After startsAt; at most 366 days later.")
-    note: str | None = None
+    pa_id: strawberry.ID = strawberry.field(description="The PA who is away.")
+    kind: AbsenceKind = strawberry.field(description="HOLIDAY, SICKNESS, TRAINING or OTHER.")
+    starts_at: dt.datetime = strawberry.field(
+        description="Start; may be in the past (an absence wholly past opens no cover "
+        "requests). ISO 8601; without an offset, UK (Europe/London) time."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="After startsAt; at most 366 days later. ISO 8601; without an offset, "
+        "UK (Europe/London) time."
+    )
+    note: str | None = strawberry.field(
+        default=None,
+        description="At most 1000 characters; read only by the PA and admins. Left out: none.",
+    )
 
 
 @strawberry.input(description="Move either end of an absence (shorten or extend) or its note.")
 class UpdateAbsenceInput:
-    starts_at: dt.datetime | None = None
-    ends_at: dt.datetime | None = None
+    starts_at: dt.datetime | None = strawberry.field(
+        default=None,
+        description="New start; left out (or null): unchanged. ISO 8601; without an offset, "
+        "UK (Europe/London) time.",
+    )
+    ends_at: dt.datetime | None = strawberry.field(
+        default=None,
+        description="New end; left out (or null): unchanged. ISO 8601; without an offset, "
+        "UK (Europe/London) time.",
+    )
     note: str | None = strawberry.field(
-        default=None, description="Replaces the note; an empty string clears it."
+        default=None,
+        description="Replaces the note (at most 1000 characters); an empty string clears "
+        "it; left out (or null): unchanged.",
     )
 
 
-@strawberry.type
+@strawberry.type(description="The result of recording, changing or cancelling an absence.")
 class AbsencePayload:
-    absence: Absence | None
+    absence: Absence | None = strawberry.field(
+        description="The absence as it now is; null when errors is non-empty."
+    )
     cover_requests: list[CoverRequest] = strawberry.field(
         description="Cover requests this change opened or gave back to the PA (RETURNED), "
         "soonest visit first; only those the caller may see (a PA no longer sees a visit "
-        "handed over for cover)."
+        "handed over for cover). Empty when errors is non-empty."
     )
-    errors: list[CoverError]
+    errors: list[CoverError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of opening or cancelling a cover request.")
 class CoverRequestPayload:
-    cover_request: CoverRequest | None
-    errors: list[CoverError]
+    cover_request: CoverRequest | None = strawberry.field(
+        description="The cover request as it now is; null when errors is non-empty."
+    )
+    errors: list[CoverError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of reporting that a PA has not turned up.")
 class ReportVisitMissedPayload:
-    visit: Visit | None
+    visit: Visit | None = strawberry.field(
+        description="The visit as it now is (needing cover, or MISSED); null when errors is "
+        "non-empty."
+    )
     cover_request: CoverRequest | None = strawberry.field(
         description="The request opened to save the rest of the visit; null when too little "
-        "of it was left (the visit is then MISSED)."
+        "of it was left (the visit is then MISSED), and when errors is non-empty."
     )
-    errors: list[CoverError]
+    errors: list[CoverError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
 # --- payloads ----------------------------------------------------------------------------
@@ -144,7 +178,13 @@ class AbsenceMutations:
         "transaction every scheduled visit of the PA that overlaps it and has not started "
         "needs cover: the PA is unassigned and a cover request opens for each.",
     )
-    async def record_absence(self, info: Info, input: RecordAbsenceInput) -> AbsencePayload | None:
+    async def record_absence(
+        self,
+        info: Info,
+        input: Annotated[
+            RecordAbsenceInput, strawberry.argument(description="The absence to record.")
+        ],
+    ) -> AbsencePayload | None:
         ids = Ids()
         new = NewAbsence(
             pa_id=ids.one(input.pa_id, PA_ID, "paId"),
@@ -168,7 +208,10 @@ class AbsenceMutations:
         "The note: the PA, admins, and a coordinator who recorded the absence.",
     )
     async def update_absence(
-        self, info: Info, id: strawberry.ID, input: UpdateAbsenceInput
+        self,
+        info: Info,
+        id: AbsenceIdArg,
+        input: Annotated[UpdateAbsenceInput, strawberry.argument(description="What to change.")],
     ) -> AbsencePayload | None:
         ids = Ids()
         absence_id = ids.one(id, ABSENCE_ID, "id")
@@ -186,7 +229,7 @@ class AbsenceMutations:
         description="Cancel an absence: visits still waiting for cover go back to their PA "
         "when the PA is free (requests RETURNED); filled requests stay filled.",
     )
-    async def cancel_absence(self, info: Info, id: strawberry.ID) -> AbsencePayload | None:
+    async def cancel_absence(self, info: Info, id: AbsenceIdArg) -> AbsencePayload | None:
         ids = Ids()
         absence_id = ids.one(id, ABSENCE_ID, "id")
         return await perform(
@@ -205,7 +248,7 @@ class AbsenceMutations:
     async def open_cover_request(
         self,
         info: Info,
-        visit_id: strawberry.ID,
+        visit_id: Annotated[strawberry.ID, strawberry.argument(description="The visit's id.")],
         note: Annotated[
             str | None, strawberry.argument(description="Why (at most 1000 characters).")
         ] = None,
@@ -228,7 +271,7 @@ class AbsenceMutations:
     async def cancel_cover_request(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The cover request's id.")],
         note: Annotated[
             str | None,
             strawberry.argument(description="Why; added to the request's note."),
@@ -251,7 +294,9 @@ class AbsenceMutations:
         "MISSED cover request opens; otherwise the visit is MISSED.",
     )
     async def report_visit_missed(
-        self, info: Info, id: strawberry.ID
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The visit's id.")],
     ) -> ReportVisitMissedPayload | None:
         ids = Ids()
         visit_id = ids.one(id, VISIT_ID, "id")

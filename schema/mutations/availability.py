@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import strawberry
 
@@ -17,9 +18,13 @@ from schema.types import AvailabilityWindow, availability_from_row
 
 @strawberry.input(description="A period when a PA is free to work (at most 24 hours).")
 class AddAvailabilityWindowInput:
-    pa_id: strawberry.ID
-    starts_at: dt.datetime = strawberry.field(description="With a UTC offset.")
-    ends_at: dt.datetime = strawberry.field(description="With a UTC offset; after startsAt.")
+    pa_id: strawberry.ID = strawberry.field(description="The PA's id.")
+    starts_at: dt.datetime = strawberry.field(
+        description="ISO 8601 with its UTC offset (required: a time without one is INVALID)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="ISO 8601 with its UTC offset; after startsAt and in the future."
+    )
     merge: bool = strawberry.field(
         default=False,
         description="Join windows this overlaps or touches into one, instead of failing.",
@@ -29,48 +34,72 @@ class AddAvailabilityWindowInput:
 @strawberry.input(description="A weekly slot in local (Europe/London) wall-clock time.")
 class WeeklySlotInput:
     weekday: int = strawberry.field(description="ISO weekday: 1 = Monday ... 7 = Sunday.")
-    start_time: dt.time
-    end_time: dt.time = strawberry.field(description="After startTime, the same day.")
+    start_time: dt.time = strawberry.field(
+        description="Local start time, without an offset (e.g. 08:00)."
+    )
+    end_time: dt.time = strawberry.field(
+        description="Local end time, without an offset; after startTime, the same day."
+    )
 
 
 @strawberry.input(description="A PA's weekly availability; it replaces their patterns.")
 class SetWeeklyAvailabilityInput:
-    pa_id: strawberry.ID
+    pa_id: strawberry.ID = strawberry.field(description="The PA's id.")
     slots: list[WeeklySlotInput] = strawberry.field(
         description="An empty list clears the PA's weekly availability."
     )
     valid_from: dt.date | None = strawberry.field(default=None, description="Default: today.")
-    valid_until: dt.date | None = None
+    valid_until: dt.date | None = strawberry.field(
+        default=None,
+        description="Last day the pattern applies (inclusive). Left out: open-ended.",
+    )
 
 
 @strawberry.type(description="A weekly slot in local (Europe/London) wall-clock time.")
 class WeeklySlot:
     weekday: int = strawberry.field(description="ISO weekday: 1 = Monday ... 7 = Sunday.")
-    start_time: dt.time
-    end_time: dt.time
+    start_time: dt.time = strawberry.field(description="Local start time (Europe/London).")
+    end_time: dt.time = strawberry.field(description="Local end time (Europe/London).")
 
 
-@strawberry.type
+@strawberry.type(description="The result of adding or removing an availability window.")
 class AvailabilityPayload:
-    window: AvailabilityWindow | None
-    removed_id: strawberry.ID | None = strawberry.field(
-        description="The id of the window removed by removeAvailabilityWindow."
+    window: AvailabilityWindow | None = strawberry.field(
+        description="The window added (merged, when merge joined others); null when errors "
+        "is non-empty, and after a removal."
     )
-    errors: list[AvailabilityError]
+    removed_id: strawberry.ID | None = strawberry.field(
+        description="The id of the window removed by removeAvailabilityWindow; null "
+        "otherwise and when errors is non-empty."
+    )
+    errors: list[AvailabilityError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of setting a PA's weekly availability.")
 class WeeklyAvailabilityPayload:
-    slots: list[WeeklySlot] | None
-    valid_from: dt.date | None
-    valid_until: dt.date | None
+    slots: list[WeeklySlot] | None = strawberry.field(
+        description="The weekly pattern now in force; null when errors is non-empty."
+    )
+    valid_from: dt.date | None = strawberry.field(
+        description="First day the pattern applies; null when errors is non-empty."
+    )
+    valid_until: dt.date | None = strawberry.field(
+        description="Last day the pattern applies (inclusive); null when open-ended or when "
+        "errors is non-empty."
+    )
     windows_created: int | None = strawberry.field(
-        description="Windows expanded from the pattern up to the planning horizon."
+        description="Windows expanded from the pattern up to the horizon (8 weeks ahead); null "
+        "when errors is non-empty."
     )
     windows_skipped: int | None = strawberry.field(
-        description="Dates left out because the PA already has a window overlapping them."
+        description="Dates left out because the PA already has a window overlapping them; "
+        "null when errors is non-empty."
     )
-    errors: list[AvailabilityError]
+    errors: list[AvailabilityError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
 async def _window_payload(
@@ -116,7 +145,11 @@ class AvailabilityMutations:
         "admins, and coordinators of a cluster whose team the PA is on).",
     )
     async def add_availability_window(
-        self, info: Info, input: AddAvailabilityWindowInput
+        self,
+        info: Info,
+        input: Annotated[
+            AddAvailabilityWindowInput, strawberry.argument(description="The window to add.")
+        ],
     ) -> AvailabilityPayload | None:
         ids = Ids()
         pa_id = ids.one(input.pa_id, PA_ID, "paId")
@@ -136,7 +169,9 @@ class AvailabilityMutations:
         "pattern becomes an exception to it.",
     )
     async def remove_availability_window(
-        self, info: Info, id: strawberry.ID
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The window's id.")],
     ) -> AvailabilityPayload | None:
         ids = Ids()
         window_id = ids.one(id, WINDOW_ID, "id")
@@ -157,7 +192,11 @@ class AvailabilityMutations:
         "windows over the coming weeks.",
     )
     async def set_weekly_availability(
-        self, info: Info, input: SetWeeklyAvailabilityInput
+        self,
+        info: Info,
+        input: Annotated[
+            SetWeeklyAvailabilityInput, strawberry.argument(description="The new weekly pattern.")
+        ],
     ) -> WeeklyAvailabilityPayload | None:
         ids = Ids()
         pa_id = ids.one(input.pa_id, PA_ID, "paId")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,41 +25,82 @@ from schema.mutations.base import (
 from schema.permissions import MANAGING
 from schema.types import Cluster, ClusterKind, ClusterStatus, load_cluster
 
+ClusterIdArg = Annotated[strawberry.ID, strawberry.argument(description="The cluster's id.")]
+ServiceUserIdArg = Annotated[
+    strawberry.ID, strawberry.argument(description="The service user's id.")
+]
+PaIdArg = Annotated[strawberry.ID, strawberry.argument(description="The PA's id.")]
 
-@strawberry.input
+
+@strawberry.input(description="A point on the map (WGS 84, decimal degrees).")
 class GeoPointInput:
-    latitude: float
-    longitude: float
+    latitude: float = strawberry.field(description="Degrees north (negative: south).")
+    longitude: float = strawberry.field(description="Degrees east (negative: west).")
 
 
 @strawberry.input(description="A new cluster. Coordinators become its support worker.")
 class CreateClusterInput:
-    name: str
-    kind: ClusterKind
+    name: str = strawberry.field(description="The cluster's name.")
+    kind: ClusterKind = strawberry.field(
+        description="GEOGRAPHIC (people who live close together) or NEED_BASED."
+    )
     local_authority: str = strawberry.field(description="GSS code of the local authority.")
-    support_worker_id: strawberry.ID | None = None
-    status: ClusterStatus | None = None
-    centre: GeoPointInput | None = None
-    radius_km: float | None = None
-    postcode_districts: list[str] | None = None
-    need_tags: list[str] | None = None
+    support_worker_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The member who supports the cluster. Left out: the calling "
+        "coordinator, or none when an admin creates it.",
+    )
+    status: ClusterStatus | None = strawberry.field(
+        default=None, description="Its starting status. Left out: PLANNED."
+    )
+    centre: GeoPointInput | None = strawberry.field(
+        default=None, description="Centre of a geographic cluster. Left out: none."
+    )
+    radius_km: float | None = strawberry.field(
+        default=None, description="Radius around the centre, in kilometres. Left out: none."
+    )
+    postcode_districts: list[str] | None = strawberry.field(
+        default=None,
+        description="Postcode districts it serves (outward codes, e.g. N9). Left out: none.",
+    )
+    need_tags: list[str] | None = strawberry.field(
+        default=None,
+        description="Needs a need-based cluster serves (e.g. dementia). Left out: none.",
+    )
 
 
-@strawberry.input(description="Fields to change; those left out stay as they are.")
+@strawberry.input(
+    description="Fields to change; those left out (or null) stay as they are. The kind and "
+    "local authority cannot change."
+)
 class UpdateClusterInput:
-    name: str | None = None
-    support_worker_id: strawberry.ID | None = None
-    status: ClusterStatus | None = None
-    centre: GeoPointInput | None = None
-    radius_km: float | None = None
-    postcode_districts: list[str] | None = None
-    need_tags: list[str] | None = None
+    name: str | None = strawberry.field(default=None, description="A new name.")
+    support_worker_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A new support worker (a member)."
+    )
+    status: ClusterStatus | None = strawberry.field(
+        default=None, description="PLANNED or ACTIVE; use closeCluster to close it."
+    )
+    centre: GeoPointInput | None = strawberry.field(default=None, description="A new centre.")
+    radius_km: float | None = strawberry.field(
+        default=None, description="A new radius, in kilometres."
+    )
+    postcode_districts: list[str] | None = strawberry.field(
+        default=None, description="Replaces the postcode districts (outward codes)."
+    )
+    need_tags: list[str] | None = strawberry.field(
+        default=None, description="Replaces the need tags."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a cluster mutation.")
 class ClusterPayload:
-    cluster: Cluster | None
-    errors: list[ClusterError]
+    cluster: Cluster | None = strawberry.field(
+        description="The cluster as it now is; null when errors is non-empty."
+    )
+    errors: list[ClusterError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
 def _fields(data: CreateClusterInput | UpdateClusterInput, ids: Ids) -> ClusterFields:
@@ -99,14 +141,21 @@ async def _run(
 @strawberry.type
 class ClusterMutations:
     @mutation(access=MANAGING, description="Open a cluster (admins and coordinators).")
-    async def create_cluster(self, info: Info, input: CreateClusterInput) -> ClusterPayload | None:
+    async def create_cluster(
+        self,
+        info: Info,
+        input: Annotated[CreateClusterInput, strawberry.argument(description="The new cluster.")],
+    ) -> ClusterPayload | None:
         ids = Ids()
         fields = _fields(input, ids)
         return await _run(info, ids, lambda s, v: service.create_cluster(s, v, fields))
 
     @mutation(access=MANAGING, description="Change a cluster (admins and its coordinator).")
     async def update_cluster(
-        self, info: Info, id: strawberry.ID, input: UpdateClusterInput
+        self,
+        info: Info,
+        id: ClusterIdArg,
+        input: Annotated[UpdateClusterInput, strawberry.argument(description="What to change.")],
     ) -> ClusterPayload | None:
         ids = Ids()
         cluster_id = ids.one(id, CLUSTER_ID, "id")
@@ -114,7 +163,7 @@ class ClusterMutations:
         return await _run(info, ids, lambda s, v: service.update_cluster(s, v, cluster_id, fields))
 
     @mutation(access=MANAGING, description="Close a cluster; its records stay for the figures.")
-    async def close_cluster(self, info: Info, id: strawberry.ID) -> ClusterPayload | None:
+    async def close_cluster(self, info: Info, id: ClusterIdArg) -> ClusterPayload | None:
         ids = Ids()
         cluster_id = ids.one(id, CLUSTER_ID, "id")
         return await _run(info, ids, lambda s, v: service.close_cluster(s, v, cluster_id))
@@ -126,7 +175,7 @@ class ClusterMutations:
         "or, handing them over, into another ACTIVE cluster.",
     )
     async def add_service_user_to_cluster(
-        self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
+        self, info: Info, cluster_id: ClusterIdArg, service_user_id: ServiceUserIdArg
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
@@ -138,7 +187,7 @@ class ClusterMutations:
         description="Take a service user out of a cluster (admins and its coordinator).",
     )
     async def remove_service_user_from_cluster(
-        self, info: Info, cluster_id: strawberry.ID, service_user_id: strawberry.ID
+        self, info: Info, cluster_id: ClusterIdArg, service_user_id: ServiceUserIdArg
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
@@ -152,7 +201,7 @@ class ClusterMutations:
         "manage also onto another ACTIVE cluster's team.",
     )
     async def add_personal_assistant_to_cluster(
-        self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
+        self, info: Info, cluster_id: ClusterIdArg, pa_id: PaIdArg
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")
@@ -164,7 +213,7 @@ class ClusterMutations:
         description="Take a PA off a cluster's team (admins and its coordinator).",
     )
     async def remove_personal_assistant_from_cluster(
-        self, info: Info, cluster_id: strawberry.ID, pa_id: strawberry.ID
+        self, info: Info, cluster_id: ClusterIdArg, pa_id: PaIdArg
     ) -> ClusterPayload | None:
         ids = Ids()
         cid = ids.one(cluster_id, CLUSTER_ID, "clusterId")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,24 +29,42 @@ from schema.mutations.clusters import GeoPointInput
 from schema.permissions import ADMINS, COOP, MANAGING
 from schema.types import Funding, Member, MembershipClass, load_member
 
+NAME = "Full name."
+EMAIL = "Email address. Left out: none."
+PHONE = "Phone number. Left out: none."
+POSTCODE = "UK postcode (normalised, e.g. N12 0AA). Left out: none."
+JOINED_ON = "Date they joined the co-op. Left out: today."
+SKILLS = "Skills and training. Left out: none."
+
+ServiceUserIdArg = Annotated[
+    strawberry.ID, strawberry.argument(description="The service user's id.")
+]
+CarerIdArg = Annotated[strawberry.ID, strawberry.argument(description="The carer's id.")]
+
 
 @strawberry.input(description="A skill or training; its expiry date if it lapses.")
 class SkillInput:
-    name: str
-    expires_on: dt.date | None = None
+    name: str = strawberry.field(description="The skill or training, e.g. manual handling.")
+    expires_on: dt.date | None = strawberry.field(
+        default=None, description="Last day it is valid. Left out: it does not lapse."
+    )
 
 
 @strawberry.input(description="A person who will receive care.")
 class RegisterServiceUserInput:
-    name: str
-    funding: Funding  # type: ignore[valid-type]
-    needs: list[str]
-    planned_weekly_hours: float
-    email: str | None = None
-    phone: str | None = None
-    postcode: str | None = None
-    location: GeoPointInput | None = None
-    joined_on: dt.date | None = None
+    name: str = strawberry.field(description=NAME)
+    funding: Funding = strawberry.field(  # type: ignore[valid-type]
+        description="How their care is paid for."
+    )
+    needs: list[str] = strawberry.field(description="Care needs, e.g. personal care.")
+    planned_weekly_hours: float = strawberry.field(description="Hours of care planned per week.")
+    email: str | None = strawberry.field(default=None, description=EMAIL)
+    phone: str | None = strawberry.field(default=None, description=PHONE)
+    postcode: str | None = strawberry.field(default=None, description=POSTCODE)
+    location: GeoPointInput | None = strawberry.field(
+        default=None, description="Their home, for travel distances. Left out: unknown."
+    )
+    joined_on: dt.date | None = strawberry.field(default=None, description=JOINED_ON)
     cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="Required for coordinators: one of their clusters."
     )
@@ -54,18 +72,30 @@ class RegisterServiceUserInput:
 
 @strawberry.input(description="A personal assistant; location is their home.")
 class RegisterPersonalAssistantInput:
-    name: str
-    contracted_weekly_hours: float
-    hourly_pay_pence: int
-    max_travel_km: float
-    email: str | None = None
-    phone: str | None = None
-    postcode: str | None = None
-    location: GeoPointInput | None = None
-    joined_on: dt.date | None = None
-    dbs_checked_on: dt.date | None = None
-    working_time_opt_out: bool | None = None
-    skills: list[SkillInput] | None = None
+    name: str = strawberry.field(description=NAME)
+    contracted_weekly_hours: float = strawberry.field(
+        description="Hours per week in their contract."
+    )
+    hourly_pay_pence: int = strawberry.field(description="Pay per hour, in pence.")
+    max_travel_km: float = strawberry.field(
+        description="Furthest they travel from home to a visit, in kilometres."
+    )
+    email: str | None = strawberry.field(default=None, description=EMAIL)
+    phone: str | None = strawberry.field(default=None, description=PHONE)
+    postcode: str | None = strawberry.field(default=None, description=POSTCODE)
+    location: GeoPointInput | None = strawberry.field(
+        default=None, description="Their home, for travel distances. Left out: unknown."
+    )
+    joined_on: dt.date | None = strawberry.field(default=None, description=JOINED_ON)
+    dbs_checked_on: dt.date | None = strawberry.field(
+        default=None, description="Date of their last DBS check. Left out: none on record."
+    )
+    working_time_opt_out: bool | None = strawberry.field(
+        default=None,
+        description="They opted out of the 48-hour week (Working Time Regulations, reg. 5). "
+        "Left out: false.",
+    )
+    skills: list[SkillInput] | None = strawberry.field(default=None, description=SKILLS)
     cluster_id: strawberry.ID | None = strawberry.field(
         default=None, description="A cluster whose PA team they join."
     )
@@ -73,21 +103,28 @@ class RegisterPersonalAssistantInput:
 
 @strawberry.input(description="An unpaid carer of one or more service users.")
 class RegisterCarerInput:
-    name: str
-    service_user_ids: list[strawberry.ID]
-    email: str | None = None
-    phone: str | None = None
-    postcode: str | None = None
-    relationship: str | None = None
+    name: str = strawberry.field(description=NAME)
+    service_user_ids: list[strawberry.ID] = strawberry.field(
+        description="The service users they care for."
+    )
+    email: str | None = strawberry.field(default=None, description=EMAIL)
+    phone: str | None = strawberry.field(default=None, description=PHONE)
+    postcode: str | None = strawberry.field(default=None, description=POSTCODE)
+    relationship: str | None = strawberry.field(
+        default=None,
+        description="Their relationship to the service users, e.g. daughter. Left out: none.",
+    )
 
 
 @strawberry.input(description="A supporter, or a worker who is not a PA (SUPPORTER or WORKER).")
 class RegisterMemberInput:
-    name: str
-    membership_class: MembershipClass  # type: ignore[valid-type]
-    email: str | None = None
-    phone: str | None = None
-    postcode: str | None = None
+    name: str = strawberry.field(description=NAME)
+    membership_class: MembershipClass = strawberry.field(  # type: ignore[valid-type]
+        description="SUPPORTER or WORKER."
+    )
+    email: str | None = strawberry.field(default=None, description=EMAIL)
+    phone: str | None = strawberry.field(default=None, description=PHONE)
+    postcode: str | None = strawberry.field(default=None, description=POSTCODE)
 
 
 @strawberry.input(
@@ -97,19 +134,34 @@ class RegisterMemberInput:
     )
 )
 class UpdateMemberInput:
-    name: str | None = None
-    email: str | None = strawberry.UNSET
-    phone: str | None = strawberry.UNSET
-    postcode: str | None = strawberry.UNSET
-    location: GeoPointInput | None = strawberry.UNSET
-    active: bool | None = None
+    name: str | None = strawberry.field(default=None, description="A new full name.")
+    email: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A new email address; null clears it."
+    )
+    phone: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A new phone number; null clears it."
+    )
+    postcode: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A new UK postcode; null clears it."
+    )
+    location: GeoPointInput | None = strawberry.field(
+        default=strawberry.UNSET, description="A new home location; null clears it."
+    )
+    active: bool | None = strawberry.field(
+        default=None,
+        description="false deactivates the member (and cuts their tokens); true reactivates.",
+    )
 
 
 @strawberry.input(description="Fields to change; those left out (or null) stay as they are.")
 class UpdateServiceUserInput:
-    funding: Funding | None = None  # type: ignore[valid-type]
-    needs: list[str] | None = None
-    planned_weekly_hours: float | None = None
+    funding: Funding | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="How their care is now paid for."
+    )
+    needs: list[str] | None = strawberry.field(default=None, description="Replaces the care needs.")
+    planned_weekly_hours: float | None = strawberry.field(
+        default=None, description="Hours of care planned per week."
+    )
 
 
 @strawberry.input(
@@ -119,18 +171,35 @@ class UpdateServiceUserInput:
     )
 )
 class UpdatePersonalAssistantInput:
-    dbs_checked_on: dt.date | None = strawberry.UNSET
-    contracted_weekly_hours: float | None = None
-    hourly_pay_pence: int | None = None
-    max_travel_km: float | None = None
-    working_time_opt_out: bool | None = None
-    skills: list[SkillInput] | None = None
+    dbs_checked_on: dt.date | None = strawberry.field(
+        default=strawberry.UNSET, description="Date of their last DBS check; null clears it."
+    )
+    contracted_weekly_hours: float | None = strawberry.field(
+        default=None, description="Hours per week in their contract."
+    )
+    hourly_pay_pence: int | None = strawberry.field(
+        default=None, description="Pay per hour, in pence."
+    )
+    max_travel_km: float | None = strawberry.field(
+        default=None, description="Furthest they travel to a visit, in kilometres."
+    )
+    working_time_opt_out: bool | None = strawberry.field(
+        default=None, description="Whether they opted out of the 48-hour week."
+    )
+    skills: list[SkillInput] | None = strawberry.field(
+        default=None, description="Replaces the whole skill set; [] removes every skill."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a member mutation.")
 class MemberPayload:
-    member: Member | None
-    errors: list[MemberError]
+    member: Member | None = strawberry.field(
+        description="The member as it now is, as the caller may see them; null when errors "
+        "is non-empty."
+    )
+    errors: list[MemberError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
 # --- decoding --------------------------------------------------------------------------
@@ -216,7 +285,11 @@ class MemberMutations:
         description="Register a service user (admins; coordinators into one of their clusters).",
     )
     async def register_service_user(
-        self, info: Info, input: RegisterServiceUserInput
+        self,
+        info: Info,
+        input: Annotated[
+            RegisterServiceUserInput, strawberry.argument(description="The person to register.")
+        ],
     ) -> MemberPayload | None:
         ids = Ids()
         contact, profile = _contact(input), _service_user_fields(input)
@@ -231,7 +304,11 @@ class MemberMutations:
         access=MANAGING, description="Register a personal assistant (admins and coordinators)."
     )
     async def register_personal_assistant(
-        self, info: Info, input: RegisterPersonalAssistantInput
+        self,
+        info: Info,
+        input: Annotated[
+            RegisterPersonalAssistantInput, strawberry.argument(description="The PA to register.")
+        ],
     ) -> MemberPayload | None:
         ids = Ids()
         contact, profile = _contact(input), _pa_fields(input)
@@ -247,7 +324,13 @@ class MemberMutations:
         description="Register an unpaid carer linked to service users "
         "(admins; coordinators for people in their clusters).",
     )
-    async def register_carer(self, info: Info, input: RegisterCarerInput) -> MemberPayload | None:
+    async def register_carer(
+        self,
+        info: Info,
+        input: Annotated[
+            RegisterCarerInput, strawberry.argument(description="The carer to register.")
+        ],
+    ) -> MemberPayload | None:
         ids = Ids()
         contact = _contact(input)
         su_ids = ids.many(input.service_user_ids, SERVICE_USER_ID, "serviceUserIds")
@@ -260,7 +343,13 @@ class MemberMutations:
     @mutation(
         access=ADMINS, description="Register a supporter or a worker who is not a PA (admins only)."
     )
-    async def register_member(self, info: Info, input: RegisterMemberInput) -> MemberPayload | None:
+    async def register_member(
+        self,
+        info: Info,
+        input: Annotated[
+            RegisterMemberInput, strawberry.argument(description="The member to register.")
+        ],
+    ) -> MemberPayload | None:
         contact = _contact(input)
         return await _run(
             info,
@@ -274,7 +363,10 @@ class MemberMutations:
         "their coordinators; anyone their own contact details).",
     )
     async def update_member(
-        self, info: Info, id: strawberry.ID, input: UpdateMemberInput
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The member's id.")],
+        input: Annotated[UpdateMemberInput, strawberry.argument(description="What to change.")],
     ) -> MemberPayload | None:
         ids = Ids()
         member_id, fields = ids.one(id, MEMBER_ID, "id"), _contact(input)
@@ -284,7 +376,12 @@ class MemberMutations:
         access=MANAGING, description="Change a service user's funding, needs or planned hours."
     )
     async def update_service_user(
-        self, info: Info, id: strawberry.ID, input: UpdateServiceUserInput
+        self,
+        info: Info,
+        id: ServiceUserIdArg,
+        input: Annotated[
+            UpdateServiceUserInput, strawberry.argument(description="What to change.")
+        ],
     ) -> MemberPayload | None:
         ids = Ids()
         member_id, fields = ids.one(id, SERVICE_USER_ID, "id"), _service_user_fields(input)
@@ -294,7 +391,12 @@ class MemberMutations:
 
     @mutation(access=MANAGING, description="Change a PA's checks, contract, pay, travel or skills.")
     async def update_personal_assistant(
-        self, info: Info, id: strawberry.ID, input: UpdatePersonalAssistantInput
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The PA's id.")],
+        input: Annotated[
+            UpdatePersonalAssistantInput, strawberry.argument(description="What to change.")
+        ],
     ) -> MemberPayload | None:
         ids = Ids()
         member_id, fields = ids.one(id, PA_ID, "id"), _pa_fields(input)
@@ -308,9 +410,14 @@ class MemberMutations:
     async def link_carer(
         self,
         info: Info,
-        carer_id: strawberry.ID,
-        service_user_id: strawberry.ID,
-        relationship: str | None = None,
+        carer_id: CarerIdArg,
+        service_user_id: ServiceUserIdArg,
+        relationship: Annotated[
+            str | None,
+            strawberry.argument(
+                description="e.g. daughter. Left out: an existing link keeps its relationship."
+            ),
+        ] = None,
     ) -> MemberPayload | None:
         ids = Ids()
         cid = ids.one(carer_id, CARER_ID, "carerId")
@@ -322,7 +429,7 @@ class MemberMutations:
         description="Remove a carer's link to a service user; returns the service user.",
     )
     async def unlink_carer(
-        self, info: Info, carer_id: strawberry.ID, service_user_id: strawberry.ID
+        self, info: Info, carer_id: CarerIdArg, service_user_id: ServiceUserIdArg
     ) -> MemberPayload | None:
         ids = Ids()
         cid = ids.one(carer_id, CARER_ID, "carerId")
@@ -334,7 +441,16 @@ class MemberMutations:
         description="Replace a service user's regular PAs; returns the service user.",
     )
     async def set_regular_personal_assistants(
-        self, info: Info, service_user_id: strawberry.ID, pa_ids: list[strawberry.ID]
+        self,
+        info: Info,
+        service_user_id: ServiceUserIdArg,
+        pa_ids: Annotated[
+            list[strawberry.ID],
+            strawberry.argument(
+                description="The PAs' ids; they replace the current regular PAs "
+                "([] removes them all)."
+            ),
+        ],
     ) -> MemberPayload | None:
         ids = Ids()
         sid = ids.one(service_user_id, SERVICE_USER_ID, "serviceUserId")

@@ -5,6 +5,7 @@ module decodes ids and builds payloads."""
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 import strawberry
 
@@ -25,13 +26,17 @@ from schema.mutations.base import (
 from schema.permissions import MANAGING, PAS
 from schema.types import CoverOffer, load_cover_offer
 
+OfferIdArg = Annotated[strawberry.ID, strawberry.argument(description="The cover offer's id.")]
+
 
 @strawberry.input(
     description="Offer a cover request to some PAs, or to every candidate of a cluster or "
     "a pool: give exactly one of paIds, clusterId and poolId."
 )
 class OfferCoverInput:
-    cover_request_id: strawberry.ID
+    cover_request_id: strawberry.ID = strawberry.field(
+        description="The open cover request to offer."
+    )
     pa_ids: list[strawberry.ID] | None = strawberry.field(
         default=None,
         description="PAs who must all be candidates for the visit (else nothing is offered).",
@@ -48,20 +53,29 @@ class OfferCoverInput:
     )
 
 
-@strawberry.type
+@strawberry.type(description="The result of offering cover.")
 class OfferCoverPayload:
-    offers: list[CoverOffer] = strawberry.field(description="The offers made, one per PA.")
+    offers: list[CoverOffer] = strawberry.field(
+        description="The offers made, one per PA; empty when errors is non-empty."
+    )
     skipped: int = strawberry.field(
         description="PAs of the target who got no offer: not candidates for the visit "
-        "(cluster or pool only), or already holding an open offer for it."
+        "(cluster or pool only), or already holding an open offer for it. 0 when errors "
+        "is non-empty."
     )
-    errors: list[CoverError]
+    errors: list[CoverError] = strawberry.field(
+        description="Why nothing was offered; empty means the offers were committed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of withdrawing, accepting or declining an offer.")
 class CoverOfferPayload:
-    offer: CoverOffer | None
-    errors: list[CoverError]
+    offer: CoverOffer | None = strawberry.field(
+        description="The offer as it now is; null when errors is non-empty."
+    )
+    errors: list[CoverError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
 async def _offer_payload(
@@ -97,7 +111,13 @@ class OfferMutations:
         description="Offer cover for a visit (admins and the person's coordinators). Only "
         "candidates get offers; each expires after expiresInMinutes.",
     )
-    async def offer_cover(self, info: Info, input: OfferCoverInput) -> OfferCoverPayload | None:
+    async def offer_cover(
+        self,
+        info: Info,
+        input: Annotated[
+            OfferCoverInput, strawberry.argument(description="Whom to offer the cover request to.")
+        ],
+    ) -> OfferCoverPayload | None:
         ids = Ids()
         request_id = ids.one(input.cover_request_id, COVER_REQUEST_ID, "coverRequestId")
         target = OfferTarget(
@@ -114,7 +134,7 @@ class OfferMutations:
         )
 
     @mutation(access=MANAGING, description="Take back an open offer (admins and coordinators).")
-    async def withdraw_cover_offer(self, info: Info, id: strawberry.ID) -> CoverOfferPayload | None:
+    async def withdraw_cover_offer(self, info: Info, id: OfferIdArg) -> CoverOfferPayload | None:
         return await _answer(info, id, service.withdraw_offer)
 
     @mutation(
@@ -122,9 +142,9 @@ class OfferMutations:
         description="Accept an offer made to you (PAs). The first valid acceptance covers "
         "the visit; the request's other offers close.",
     )
-    async def accept_cover_offer(self, info: Info, id: strawberry.ID) -> CoverOfferPayload | None:
+    async def accept_cover_offer(self, info: Info, id: OfferIdArg) -> CoverOfferPayload | None:
         return await _answer(info, id, service.accept_offer)
 
     @mutation(access=PAS, description="Decline an offer made to you (PAs).")
-    async def decline_cover_offer(self, info: Info, id: strawberry.ID) -> CoverOfferPayload | None:
+    async def decline_cover_offer(self, info: Info, id: OfferIdArg) -> CoverOfferPayload | None:
         return await _answer(info, id, service.decline_offer)

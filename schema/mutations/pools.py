@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,25 +17,37 @@ from schema.mutations.base import CLUSTER_ID, PA_ID, POOL_ID, IdKind, Ids, mutat
 from schema.permissions import MANAGING
 from schema.types import Pool, pool_from_row
 
+PoolIdArg = Annotated[strawberry.ID, strawberry.argument(description="The pool's id.")]
+PaIdArg = Annotated[strawberry.ID, strawberry.argument(description="The PA's id.")]
+ClusterIdArg = Annotated[strawberry.ID, strawberry.argument(description="The cluster's id.")]
+
 
 @strawberry.input(description="A new pool of PAs.")
 class CreatePoolInput:
-    name: str
+    name: str = strawberry.field(description="The pool's name, unique in the co-op.")
     shared_with_partners: bool | None = strawberry.field(
         default=None, description="Offer the pool to partner co-ops (default false)."
     )
 
 
-@strawberry.input(description="Fields to change; those left out stay as they are.")
+@strawberry.input(description="Fields to change; those left out (or null) stay as they are.")
 class UpdatePoolInput:
-    name: str | None = None
-    shared_with_partners: bool | None = None
+    name: str | None = strawberry.field(
+        default=None, description="A new name, unique in the co-op."
+    )
+    shared_with_partners: bool | None = strawberry.field(
+        default=None, description="Whether partner co-ops are offered the pool."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a pool mutation.")
 class PoolPayload:
-    pool: Pool | None
-    errors: list[PoolError]
+    pool: Pool | None = strawberry.field(
+        description="The pool as it now is; null when errors is non-empty."
+    )
+    errors: list[PoolError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
 async def _respond(info: Info, pool_id: int | None, errors: list[PoolError]) -> PoolPayload:
@@ -67,7 +80,11 @@ CLUSTER = (CLUSTER_ID, "clusterId")
 @strawberry.type
 class PoolMutations:
     @mutation(access=MANAGING, description="Create a pool (admins and coordinators).")
-    async def create_pool(self, info: Info, input: CreatePoolInput) -> PoolPayload | None:
+    async def create_pool(
+        self,
+        info: Info,
+        input: Annotated[CreatePoolInput, strawberry.argument(description="The new pool.")],
+    ) -> PoolPayload | None:
         shared = bool(input.shared_with_partners)
         return await perform(
             info, POOL, lambda s, v: service.create_pool(s, v, input.name, shared), _respond
@@ -79,7 +96,10 @@ class PoolMutations:
         "every cluster the pool serves is theirs).",
     )
     async def update_pool(
-        self, info: Info, id: strawberry.ID, input: UpdatePoolInput
+        self,
+        info: Info,
+        id: PoolIdArg,
+        input: Annotated[UpdatePoolInput, strawberry.argument(description="What to change.")],
     ) -> PoolPayload | None:
         ids = Ids()
         pool_id = ids.one(id, POOL_ID, "id")
@@ -99,7 +119,7 @@ class PoolMutations:
         "coordinator only when every cluster the pool serves is theirs).",
     )
     async def add_personal_assistant_to_pool(
-        self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
+        self, info: Info, pool_id: PoolIdArg, pa_id: PaIdArg
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.add_personal_assistant)
 
@@ -109,7 +129,7 @@ class PoolMutations:
         "cluster the pool serves is theirs).",
     )
     async def remove_personal_assistant_from_pool(
-        self, info: Info, pool_id: strawberry.ID, pa_id: strawberry.ID
+        self, info: Info, pool_id: PoolIdArg, pa_id: PaIdArg
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, pa_id, PA, service.remove_personal_assistant)
 
@@ -119,7 +139,7 @@ class PoolMutations:
         "the cluster's coordinator; the first cluster of a pool that has PAs: admins).",
     )
     async def add_cluster_to_pool(
-        self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
+        self, info: Info, pool_id: PoolIdArg, cluster_id: ClusterIdArg
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.add_cluster)
 
@@ -128,6 +148,6 @@ class PoolMutations:
         description="Stop a pool serving a cluster (admins and the cluster's coordinator).",
     )
     async def remove_cluster_from_pool(
-        self, info: Info, pool_id: strawberry.ID, cluster_id: strawberry.ID
+        self, info: Info, pool_id: PoolIdArg, cluster_id: ClusterIdArg
     ) -> PoolPayload | None:
         return await _membership(info, pool_id, cluster_id, CLUSTER, service.remove_cluster)

@@ -6,6 +6,8 @@ effect at the next one. Deactivating a member (`updateMember`) cuts their tokens
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from care import tokens as service
@@ -20,7 +22,9 @@ class RevokeTokensPayload:
     revoked: bool = strawberry.field(
         description="False when nothing changed (the token was already revoked)."
     )
-    errors: list[MemberError] = strawberry.field(description="Why nothing was changed.")
+    errors: list[MemberError] = strawberry.field(
+        description="Why nothing was changed; empty means the revocation was committed."
+    )
 
 
 async def _respond(
@@ -39,7 +43,9 @@ class TokenMutations:
         ),
     )
     async def revoke_member_tokens(
-        self, info: Info, member_id: strawberry.ID
+        self,
+        info: Info,
+        member_id: Annotated[strawberry.ID, strawberry.argument(description="The member's id.")],
     ) -> RevokeTokensPayload | None:
         ids = Ids()
         mid = ids.one(member_id, MEMBER_ID, "memberId")
@@ -59,7 +65,11 @@ class TokenMutations:
             "revoked this way."
         ),
     )
-    async def revoke_token(self, info: Info, jti: str) -> RevokeTokensPayload | None:
+    async def revoke_token(
+        self,
+        info: Info,
+        jti: Annotated[str, strawberry.argument(description="The token's id (its jti claim).")],
+    ) -> RevokeTokensPayload | None:
         return await perform(
             info, MEMBER, lambda s, v: service.revoke_token_as(s, v, jti), _respond
         )

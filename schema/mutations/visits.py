@@ -24,17 +24,30 @@ from schema.types import Visit, load_visit
 # A change to one visit: (session, viewer, visit id) -> visit id.
 VisitAction = Callable[[AsyncSession, Viewer, int], Awaitable[int]]
 
+VisitIdArg = Annotated[strawberry.ID, strawberry.argument(description="The visit's id.")]
+
 
 @strawberry.input(
     description="A visit to book. Without a PA it is booked as needing cover. "
     "Times without an offset are UK (Europe/London) times."
 )
 class ScheduleVisitInput:
-    service_user_id: strawberry.ID
-    starts_at: dt.datetime
-    ends_at: dt.datetime
-    pa_id: strawberry.ID | None = None
-    tasks: list[str] | None = None
+    service_user_id: strawberry.ID = strawberry.field(description="The person the visit is for.")
+    starts_at: dt.datetime = strawberry.field(
+        description="Start; not in the past. ISO 8601; without an offset, UK (Europe/London) time."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="End; after startsAt, at most 24 hours later. ISO 8601; without an "
+        "offset, UK (Europe/London) time."
+    )
+    pa_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The PA: on the team of one of the person's clusters or in a pool "
+        "serving one. Left out: the visit needs cover.",
+    )
+    tasks: list[str] | None = strawberry.field(
+        default=None, description="What the PA is to do. Left out: none."
+    )
 
 
 @strawberry.input(
@@ -42,39 +55,65 @@ class ScheduleVisitInput:
     "which stays the same when the clocks change. At most 26 weeks."
 )
 class ScheduleRecurringVisitsInput:
-    service_user_id: strawberry.ID
-    first_starts_at: dt.datetime
-    duration_minutes: int
+    service_user_id: strawberry.ID = strawberry.field(description="The person the visits are for.")
+    first_starts_at: dt.datetime = strawberry.field(
+        description="Start of the first visit; its UK wall-clock time is every visit's. "
+        "ISO 8601; without an offset, UK (Europe/London) time."
+    )
+    duration_minutes: int = strawberry.field(
+        description="Length of each visit in minutes (elapsed time), at most 1440."
+    )
     weekdays: list[int] = strawberry.field(description="ISO weekdays: 1 = Monday, 7 = Sunday.")
     until: dt.date = strawberry.field(description="Last day of the series (inclusive).")
-    pa_id: strawberry.ID | None = None
-    tasks: list[str] | None = None
+    pa_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The PA for every visit. Left out: they all need cover."
+    )
+    tasks: list[str] | None = strawberry.field(
+        default=None, description="What the PA is to do at each visit. Left out: none."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A visit's new times.")
 class RescheduleVisitInput:
-    starts_at: dt.datetime
-    ends_at: dt.datetime
+    starts_at: dt.datetime = strawberry.field(
+        description="New start; not in the past. ISO 8601; without an offset, UK "
+        "(Europe/London) time."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="New end; after startsAt, at most 24 hours later. ISO 8601; without an "
+        "offset, UK (Europe/London) time."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="What the person says about a visit they received.")
 class ConfirmVisitInput:
     took_place: bool = strawberry.field(
         default=True, description="False reports that the visit did not happen (MISSED)."
     )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a visit mutation.")
 class VisitPayload:
-    visit: Visit | None
-    errors: list[VisitError]
+    visit: Visit | None = strawberry.field(
+        description="The visit as it now is; null when errors is non-empty."
+    )
+    errors: list[VisitError] = strawberry.field(
+        description="Why nothing was changed; empty means the change was committed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of booking a weekly series of visits.")
 class RecurringVisitsPayload:
-    visits: list[Visit]
-    series_id: str | None = strawberry.field(description="Shared by every visit of the series.")
-    errors: list[VisitError]
+    visits: list[Visit] = strawberry.field(
+        description="The visits booked, as the caller may see them; empty when errors is non-empty."
+    )
+    series_id: str | None = strawberry.field(
+        description="Shared by every visit of the series; null when errors is non-empty."
+    )
+    errors: list[VisitError] = strawberry.field(
+        description="Why nothing was booked (each clashing date listed); empty means the "
+        "series was committed."
+    )
 
 
 async def _payload(info: Info, visit_id: int | None, errors: list[VisitError]) -> VisitPayload:
@@ -104,7 +143,11 @@ async def _change(
 @strawberry.type
 class VisitMutations:
     @mutation(access=MANAGING, description="Book a visit (admins and the person's coordinators).")
-    async def schedule_visit(self, info: Info, input: ScheduleVisitInput) -> VisitPayload | None:
+    async def schedule_visit(
+        self,
+        info: Info,
+        input: Annotated[ScheduleVisitInput, strawberry.argument(description="The visit to book.")],
+    ) -> VisitPayload | None:
         ids = Ids()
         booking = Booking(
             service_user_id=ids.one(input.service_user_id, SERVICE_USER_ID, "serviceUserId"),
@@ -123,7 +166,11 @@ class VisitMutations:
         "would clash, nothing is booked and the clashing dates are listed.",
     )
     async def schedule_recurring_visits(
-        self, info: Info, input: ScheduleRecurringVisitsInput
+        self,
+        info: Info,
+        input: Annotated[
+            ScheduleRecurringVisitsInput, strawberry.argument(description="The series to book.")
+        ],
     ) -> RecurringVisitsPayload | None:
         ids = Ids()
         series = SeriesBooking(
@@ -145,7 +192,10 @@ class VisitMutations:
 
     @mutation(access=MANAGING, description="Move a scheduled visit or one needing cover.")
     async def reschedule_visit(
-        self, info: Info, id: strawberry.ID, input: RescheduleVisitInput
+        self,
+        info: Info,
+        id: VisitIdArg,
+        input: Annotated[RescheduleVisitInput, strawberry.argument(description="The new times.")],
     ) -> VisitPayload | None:
         return await _change(
             info,
@@ -157,7 +207,7 @@ class VisitMutations:
     async def cancel_visit(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: VisitIdArg,
         reason: Annotated[
             str | None,
             strawberry.argument(description="Why (at most 500 characters); kept with the visit."),
@@ -169,7 +219,10 @@ class VisitMutations:
         access=MANAGING, description="Give a visit a PA (or another PA); it becomes SCHEDULED."
     )
     async def assign_visit_pa(
-        self, info: Info, id: strawberry.ID, pa_id: strawberry.ID
+        self,
+        info: Info,
+        id: VisitIdArg,
+        pa_id: Annotated[strawberry.ID, strawberry.argument(description="The PA's id.")],
     ) -> VisitPayload | None:
         ids = Ids()
         pa = ids.one(pa_id, PA_ID, "paId")
@@ -183,7 +236,13 @@ class VisitMutations:
         "the person who received it or a linked carer.",
     )
     async def confirm_visit(
-        self, info: Info, id: strawberry.ID, input: ConfirmVisitInput | None = None
+        self,
+        info: Info,
+        id: VisitIdArg,
+        input: Annotated[
+            ConfirmVisitInput | None,
+            strawberry.argument(description="Left out: the visit took place."),
+        ] = None,
     ) -> VisitPayload | None:
         took_place = input.took_place if input is not None else True
         return await _change(
@@ -195,5 +254,5 @@ class VisitMutations:
         description="Optional check-in by the visit's PA, from an hour "
         "before the start to the end. Nothing requires it.",
     )
-    async def check_in_visit(self, info: Info, id: strawberry.ID) -> VisitPayload | None:
+    async def check_in_visit(self, info: Info, id: VisitIdArg) -> VisitPayload | None:
         return await _change(info, id, service.check_in_visit)
