@@ -6,6 +6,8 @@ module checks who may ask, maps domain refusals to top-level errors and builds t
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from graphql import GraphQLError
 
@@ -52,23 +54,33 @@ class CoverCandidate:
         description='Where the candidate comes from: "LOCAL" for this co-op\'s own PAs.'
     )
     score: float = strawberry.field(description="Sum of the weighted parts; higher is better.")
-    parts: CandidateScoreParts
+    parts: CandidateScoreParts = strawberry.field(
+        description="Each preference's weighted part of the score."
+    )
     distance_km: float | None = strawberry.field(
         description="From the PA's home to the person; null when a location is unknown."
     )
     visits_to_person_last_8_weeks: int = strawberry.field(
         description="Completed or scheduled visits this PA made to the person in 8 weeks."
     )
-    is_regular_pa: bool
-    same_cluster: bool
-    same_pool: bool
+    is_regular_pa: bool = strawberry.field(
+        description="Whether the PA is one of the person's named regular PAs."
+    )
+    same_cluster: bool = strawberry.field(
+        description="Whether the PA is on the team of a cluster the person belongs to."
+    )
+    same_pool: bool = strawberry.field(
+        description="Whether the PA is in a pool serving one of the person's clusters."
+    )
     hours_in_week: float = strawberry.field(
         description=(
             "Hours of visits the PA already has in the 7 days centred on this visit "
             "(the Working Time window), not counting this visit."
         )
     )
-    contracted_weekly_hours: float
+    contracted_weekly_hours: float = strawberry.field(
+        description="Hours a week in the PA's contract (0 when none)."
+    )
     covers_last_28_days: int = strawberry.field(
         description="Cover requests this PA filled in the last 28 days."
     )
@@ -120,7 +132,19 @@ class CandidateQueries:
         extensions=guard(MANAGING),
     )
     async def cover_candidates(
-        self, info: Info, visit_id: strawberry.ID, first: int | None = DEFAULT_CANDIDATES
+        self,
+        info: Info,
+        visit_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The visit to cover. One unknown or hidden from the caller is "
+                "a NOT_FOUND error; one they see but do not manage, FORBIDDEN."
+            ),
+        ],
+        first: Annotated[
+            int | None,
+            strawberry.argument(description="How many candidates at most: 1 to 100."),
+        ] = DEFAULT_CANDIDATES,
     ) -> list[CoverCandidate]:
         viewer = info.context.viewer
         limit = info.context.limits.max_page_size

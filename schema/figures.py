@@ -27,7 +27,7 @@ from schema.types import Cluster, ServiceUser, cluster_from_row, member_from_row
     )
 )
 class ClusterFigures:
-    cluster: Cluster
+    cluster: Cluster = strawberry.field(description="The cluster.")
     from_: dt.datetime = strawberry.field(name="from", description="Start of the period.")
     to: dt.datetime = strawberry.field(description="End of the period (excluded).")
     cover_requests_opened: int = strawberry.field(
@@ -63,7 +63,7 @@ class ClusterFigures:
     )
 )
 class ContinuityFigures:
-    service_user: ServiceUser
+    service_user: ServiceUser = strawberry.field(description="The person.")
     distinct_pas_last_28_days: int = strawberry.field(
         description="Different PAs who made the person's completed visits."
     )
@@ -125,9 +125,28 @@ class FigureQueries:
     async def cluster_figures(
         self,
         info: Info,
-        cluster_ids: list[strawberry.ID] | None = None,
-        from_: Annotated[dt.datetime | None, strawberry.argument(name="from")] = None,
-        to: dt.datetime | None = None,
+        cluster_ids: Annotated[
+            list[strawberry.ID] | None,
+            strawberry.argument(
+                description="The clusters, at most 100; unknown ids and clusters the "
+                "caller may not manage are left out. Not given: all the caller manages."
+            ),
+        ] = None,
+        from_: Annotated[
+            dt.datetime | None,
+            strawberry.argument(
+                name="from",
+                description="Start of the period (included); 28 days before `to` when "
+                "not given. Without a UTC offset: London time.",
+            ),
+        ] = None,
+        to: Annotated[
+            dt.datetime | None,
+            strawberry.argument(
+                description="End of the period (excluded); now when not given. Without a "
+                "UTC offset: London time."
+            ),
+        ] = None,
     ) -> list[ClusterFigures]:
         viewer = info.context.viewer
         if not figures.may_ask(viewer):  # a coordinator's token without a member
@@ -164,7 +183,15 @@ class FigureQueries:
         extensions=guard(MANAGING),
     )
     async def service_user_continuity(
-        self, info: Info, cluster_id: strawberry.ID
+        self,
+        info: Info,
+        cluster_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The cluster. An unknown one, or one the caller does not "
+                "manage, gives an empty list."
+            ),
+        ],
     ) -> list[ContinuityFigures]:
         viewer = info.context.viewer
         cid = decode_id(cluster_id, "Cluster")

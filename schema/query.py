@@ -4,6 +4,7 @@ thin and delegate to `care.queries` through the context."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import strawberry
 from strawberry import relay
@@ -44,15 +45,36 @@ from schema.types import (
     visit_from_row,
 )
 
+# Argument descriptions shared by the root fields.
+FIRST = "Page size: 1 to 100; 20 when not given."
+AFTER = "A cursor from a previous page (its `endCursor`): the page continues after it."
+RANGE_NOTE = (
+    "Give a UTC offset (e.g. 2026-12-01T00:00:00Z). With `startsBefore`, a half-open "
+    "range [startsFrom, startsBefore)."
+)
+HIDDEN_ID = "An unknown id, or one of a record the caller may not see, matches nothing."
 
-@strawberry.type
+First = Annotated[int | None, strawberry.argument(description=FIRST)]
+After = Annotated[str | None, strawberry.argument(description=AFTER)]
+
+
+@strawberry.type(
+    description=(
+        "Read access to the co-op's records. Each field says who may ask; records the "
+        "caller may not see are left out, as if they did not exist."
+    )
+)
 class Query(CandidateQueries, FigureQueries):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
         "caller, or not an id of this service.",
         extensions=guard(PUBLIC),
     )
-    async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global id.")],
+    ) -> relay.Node | None:
         return await resolve_global_id(info, id)
 
     @strawberry.field(
@@ -90,11 +112,21 @@ class Query(CandidateQueries, FigureQueries):
     async def clusters(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        local_authority: str | None = None,
-        kind: ClusterKind | None = None,
-        status: ClusterStatus | None = None,
+        first: First = None,
+        after: After = None,
+        local_authority: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only clusters in this local authority, by its GSS code "
+                "(e.g. E09000010)."
+            ),
+        ] = None,
+        kind: Annotated[
+            ClusterKind | None, strawberry.argument(description="Only clusters of this kind.")
+        ] = None,
+        status: Annotated[
+            ClusterStatus | None, strawberry.argument(description="Only clusters in this status.")
+        ] = None,
     ) -> Connection[Cluster]:
         request = page_request(info, first, after)
         rows = await info.context.rows(
@@ -108,8 +140,15 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, cluster_from_row)
 
-    @strawberry.field(extensions=guard(COOP))
-    async def cluster(self, info: Info, id: strawberry.ID) -> Cluster | None:
+    @strawberry.field(
+        description="One cluster by id; null when unknown or hidden from the caller.",
+        extensions=guard(COOP),
+    )
+    async def cluster(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The cluster's id.")],
+    ) -> Cluster | None:
         cluster_id = decode_id(id, "Cluster")
         return await load_cluster(info, cluster_id) if cluster_id is not None else None
 
@@ -119,11 +158,25 @@ class Query(CandidateQueries, FigureQueries):
     async def members(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        membership_class: MembershipClass | None = None,
-        active: bool | None = None,
-        name_contains: str | None = None,
+        first: First = None,
+        after: After = None,
+        membership_class: Annotated[
+            MembershipClass | None,
+            strawberry.argument(description="Only members of this membership class."),
+        ] = None,
+        active: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="true: only active members; false: only deactivated ones; "
+                "not given: both."
+            ),
+        ] = None,
+        name_contains: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only members whose name contains this text, ignoring case."
+            ),
+        ] = None,
     ) -> Connection[Member]:
         request = page_request(info, first, after)
         rows = await info.context.rows(
@@ -137,7 +190,7 @@ class Query(CandidateQueries, FigureQueries):
         )
         return build_connection(rows, request, member_from_row)
 
-    @strawberry.field(extensions=guard(COOP))
+    @strawberry.field(description="Shared PA pools the caller may see.", extensions=guard(COOP))
     async def pools(self, info: Info) -> list[Pool]:
         rows = await info.context.rows(queries.pools(info.context.viewer))
         return [pool_from_row(r) for r in rows]
@@ -148,14 +201,37 @@ class Query(CandidateQueries, FigureQueries):
     async def visits(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        starts_from: dt.datetime | None = None,
-        starts_before: dt.datetime | None = None,
-        status: list[VisitStatus] | None = None,
-        cluster_id: strawberry.ID | None = None,
-        pa_id: strawberry.ID | None = None,
-        service_user_id: strawberry.ID | None = None,
+        first: First = None,
+        after: After = None,
+        starts_from: Annotated[
+            dt.datetime | None,
+            strawberry.argument(
+                description="Only visits that end after this time (one under way then "
+                "counts). " + RANGE_NOTE
+            ),
+        ] = None,
+        starts_before: Annotated[
+            dt.datetime | None,
+            strawberry.argument(description="Only visits that start before this time."),
+        ] = None,
+        status: Annotated[
+            list[VisitStatus] | None,
+            strawberry.argument(description="Only visits in one of these statuses."),
+        ] = None,
+        cluster_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="Only visits to the service users of this cluster. " + HIDDEN_ID
+            ),
+        ] = None,
+        pa_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only this PA's visits. " + HIDDEN_ID),
+        ] = None,
+        service_user_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only visits to this service user. " + HIDDEN_ID),
+        ] = None,
     ) -> Connection[Visit]:
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
@@ -178,12 +254,24 @@ class Query(CandidateQueries, FigureQueries):
     async def availability(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        pa_id: strawberry.ID | None = None,
-        pool_id: strawberry.ID | None = None,
-        starts_from: dt.datetime | None = None,
-        starts_before: dt.datetime | None = None,
+        first: First = None,
+        after: After = None,
+        pa_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only this PA's windows. " + HIDDEN_ID),
+        ] = None,
+        pool_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only windows of the PAs in this pool. " + HIDDEN_ID),
+        ] = None,
+        starts_from: Annotated[
+            dt.datetime | None,
+            strawberry.argument(description="Only windows that end after this time. " + RANGE_NOTE),
+        ] = None,
+        starts_before: Annotated[
+            dt.datetime | None,
+            strawberry.argument(description="Only windows that start before this time."),
+        ] = None,
     ) -> Connection[AvailabilityWindow]:
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
@@ -208,12 +296,25 @@ class Query(CandidateQueries, FigureQueries):
     async def absences(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        pa_id: strawberry.ID | None = None,
-        starts_from: dt.datetime | None = None,
-        starts_before: dt.datetime | None = None,
-        include_cancelled: bool = False,
+        first: First = None,
+        after: After = None,
+        pa_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only this PA's absences. " + HIDDEN_ID),
+        ] = None,
+        starts_from: Annotated[
+            dt.datetime | None,
+            strawberry.argument(
+                description="Only absences that end after this time. " + RANGE_NOTE
+            ),
+        ] = None,
+        starts_before: Annotated[
+            dt.datetime | None,
+            strawberry.argument(description="Only absences that start before this time."),
+        ] = None,
+        include_cancelled: Annotated[
+            bool, strawberry.argument(description="Include cancelled absences too.")
+        ] = False,
     ) -> Connection[Absence]:
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
@@ -234,11 +335,26 @@ class Query(CandidateQueries, FigureQueries):
     async def cover_requests(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        cluster_id: strawberry.ID | None = None,
-        status: list[CoverRequestStatus] | None = None,
-        visit_starts_from: dt.datetime | None = None,
+        first: First = None,
+        after: After = None,
+        cluster_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="Only requests for visits to the service users of this "
+                "cluster. " + HIDDEN_ID
+            ),
+        ] = None,
+        status: Annotated[
+            list[CoverRequestStatus] | None,
+            strawberry.argument(description="Only requests in one of these statuses."),
+        ] = None,
+        visit_starts_from: Annotated[
+            dt.datetime | None,
+            strawberry.argument(
+                description="Only requests whose visit starts at or after this time. "
+                "Give a UTC offset."
+            ),
+        ] = None,
     ) -> Connection[CoverRequest]:
         request = page_request(info, first, after, arity=2)
         rows = await info.context.rows(
@@ -256,7 +372,7 @@ class Query(CandidateQueries, FigureQueries):
         description="The signed-in PA's open (unexpired) cover offers.", extensions=guard(PAS)
     )
     async def my_cover_offers(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: First = None, after: After = None
     ) -> Connection[CoverOffer]:
         viewer = info.context.viewer
         if viewer.member_id is None:  # a PA token always names its member

@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, cast
+from typing import Annotated, Any, Protocol, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -201,7 +201,15 @@ class Subscription:
         extensions=guard(MANAGING),
     )
     async def cover_requests(
-        self, info: Info, cluster_id: strawberry.ID
+        self,
+        info: Info,
+        cluster_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The cluster to follow. An unknown one, or one the caller "
+                "does not manage, is refused with FORBIDDEN."
+            ),
+        ],
     ) -> AsyncGenerator[CoverRequest, None]:
         ctx = _live(info)
         ctx.check_token()
