@@ -112,3 +112,37 @@ class SignatureRefusal(StrEnum):
     REPLAYED_NONCE = "REPLAYED_NONCE"
     UNKNOWN_KEY = "UNKNOWN_KEY"
     MISSING_COMPONENT = "MISSING_COMPONENT"
+    # The signature verified, but the partnership does not allow the call.
+    PARTNERSHIP_SUSPENDED = "PARTNERSHIP_SUSPENDED"
+    PARTNERSHIP_ENDED = "PARTNERSHIP_ENDED"
+    OUT_OF_SCOPE = "OUT_OF_SCOPE"  # a field the partnership's scopes do not grant
+    NOT_A_PARTNER = "NOT_A_PARTNER"  # a verified instance asked for a partner-only field
+
+
+class PartnerScope(StrEnum):
+    """What a partnership lets the partner co-op's instance ask for."""
+
+    AVAILABILITY = "AVAILABILITY"  # pseudonymous free windows of PAs in shared pools
+    COVER = "COVER"  # cross-boundary cover (Federation II)
+    MARKET_DATA = "MARKET_DATA"  # market-shaping figures
+
+
+class PartnershipStatus(StrEnum):
+    """Where a partnership between two instances stands (the same on both sides, except
+    while a message between them is on its way)."""
+
+    PROPOSED = "PROPOSED"  # proposed, not yet answered (see `direction`)
+    ACTIVE = "ACTIVE"
+    REJECTED = "REJECTED"  # the proposal was rejected
+    SUSPENDED = "SUSPENDED"  # paused by one side (`suspended_by`); only that side resumes
+    ENDED = "ENDED"  # over: everything received from the partner is deleted
+
+
+class PartnershipDirection(StrEnum):
+    OUTGOING = "OUTGOING"  # this instance proposed
+    INCOMING = "INCOMING"  # the partner proposed
+
+
+class PartnershipSide(StrEnum):
+    US = "US"
+    PARTNER = "PARTNER"

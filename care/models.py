@@ -8,6 +8,7 @@ accident and no query count grows with the size of a result.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import uuid
 from decimal import Decimal
 from enum import StrEnum
@@ -21,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -49,6 +51,8 @@ from care.enums import (
     CqcStatus,
     Funding,
     MembershipClass,
+    PartnershipDirection,
+    PartnershipStatus,
     SignatureRefusal,
     VisitStatus,
 )
@@ -631,6 +635,108 @@ class FederationAudit(Base):
     reason: Mapped[str] = mapped_column(String(32))
     method: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(String(2000))
+
+
+class Partnership(Base):
+    """This instance's side of a partnership with another co-op's instance, known by its
+    base URL. Both sides keep a row; `proposal_ref` (chosen by the proposer) names the
+    partnership in the messages between them. `keys` holds the partner's public JWKs from
+    its manifest, re-read when it signs with a key we do not know."""
+
+    __tablename__ = "partnership"
+    __table_args__ = (
+        enum_check("status", PartnershipStatus),
+        enum_check("direction", PartnershipDirection),
+        CheckConstraint(
+            "suspended_by IS NULL OR suspended_by IN ('US', 'PARTNER')", name="suspended_by_valid"
+        ),
+        CheckConstraint(
+            "(status = 'SUSPENDED') = (suspended_by IS NOT NULL)", name="suspension_has_side"
+        ),
+        CheckConstraint(
+            "requested_scopes <@ ARRAY['AVAILABILITY','COVER','MARKET_DATA']::text[]"
+            " AND granted_scopes <@ requested_scopes",
+            name="scopes_valid",
+        ),
+        CheckConstraint(
+            "status NOT IN ('ACTIVE', 'SUSPENDED') OR cardinality(granted_scopes) > 0",
+            name="agreed_scopes_present",
+        ),
+        CheckConstraint("length(base_url) <= 500", name="base_url_length"),
+        CheckConstraint("length(last_error) <= 2000", name="last_error_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    base_url: Mapped[str] = mapped_column(Text, unique=True)
+    graphql_endpoint: Mapped[str] = mapped_column(Text)
+    proposal_ref: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    requested_scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    granted_scopes: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'::text[]")
+    )
+    suspended_by: Mapped[str | None] = mapped_column(String(16))
+    protocol_version: Mapped[str] = mapped_column(String(64))
+    # From the partner's manifest (public): its co-op, local authorities and keys.
+    coop_name: Mapped[str | None] = mapped_column(Text)
+    home_la_code: Mapped[str | None] = mapped_column(String(9))
+    local_authorities: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    keys: Mapped[list[dict[str, str]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    manifest_fetched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The HMAC key for the pseudonymous references this instance gives this partner:
+    # stable per partner, different between partners, never sent.
+    pseudonym_key: Mapped[bytes] = mapped_column(
+        LargeBinary, default=lambda: secrets.token_bytes(32)
+    )
+    # Our position in the partner's availability feed (opaque, theirs).
+    feed_cursor: Mapped[str | None] = mapped_column(Text)
+    last_sync_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class PartnerWindow(Base):
+    """A free window of a partner co-op's PA, as its availability feed gave it: the PA
+    only by the pseudonymous reference the partner gives us, skills, postcode district and
+    travel range. `ref` is the partner's reference for the availability window; one window
+    may arrive as several free periods (`period` numbers them). Deleted with the
+    partnership's data when it ends."""
+
+    __tablename__ = "partner_window"
+    __table_args__ = (
+        valid_range_check("during"),
+        CheckConstraint("length(ref) <= 100", name="ref_length"),
+        CheckConstraint("length(pa_ref) <= 100", name="pa_ref_length"),
+        CheckConstraint("length(district) <= 8", name="district_length"),
+        CheckConstraint("travel_km >= 0", name="travel_non_negative"),
+        Index("ix_partner_window_during", "during", postgresql_using="gist"),
+    )
+
+    partnership_id: Mapped[int] = mapped_column(
+        ForeignKey("partnership.id", ondelete="CASCADE"), primary_key=True
+    )
+    ref: Mapped[str] = mapped_column(Text, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pa_ref: Mapped[str] = mapped_column(Text)
+    # [{"skill": str, "expiresOn": "YYYY-MM-DD" | null}]
+    skills: Mapped[list[dict[str, str | None]]] = mapped_column(JSONB)
+    district: Mapped[str | None] = mapped_column(Text, index=True)
+    travel_km: Mapped[Decimal] = mapped_column(Numeric(6, 2))
+    during: Mapped[Range[dt.datetime]] = mapped_column(TSTZRANGE)
+    received_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 # Bounds on stored text, whoever writes it (migration 0008). The API refuses longer input

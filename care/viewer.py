@@ -2,7 +2,7 @@
 
 One type for every kind of caller (`PrincipalKind`): anonymous, a member of the co-op
 with a role, an LA analyst bound to one local authority, and (reserved for federation) a
-partner co-op with the scopes its partnership grants. `schema/permissions.py` says which
+partner co-op's instance with the scopes its partnership grants. `schema/permissions.py` says which
 kinds may ask for each root field; `care/policy.py` which rows and fields they see."""
 
 from __future__ import annotations
@@ -27,8 +27,13 @@ class Viewer:
     member_id: int | None = None
     la_code: str | None = None  # LA_ANALYST only
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    partner: str | None = None  # PARTNER only: the partner co-op's identifier
-    scopes: frozenset[str] = frozenset()  # PARTNER only: what the partnership grants
+    # PARTNER only: the verified base URL of the calling instance; its partnership with
+    # us (None: a verified instance we have no partnership with, which may only propose
+    # one), that partnership's status and the scopes it grants (while ACTIVE).
+    partner: str | None = None
+    partnership_id: int | None = None
+    partnership_status: str | None = None
+    scopes: frozenset[str] = frozenset()
 
     @property
     def kind(self) -> PrincipalKind:
