@@ -21,7 +21,7 @@ from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types.base import get_object_definition
 
-from care.enums import Role
+from care.enums import PartnerScope, PartnershipStatus, Role, SignatureRefusal
 from care.viewer import PrincipalKind, Viewer
 
 
@@ -35,28 +35,80 @@ def forbidden() -> GraphQLError:
     return GraphQLError("You may not ask for this.", extensions={"code": "FORBIDDEN"})
 
 
+def partner_refused(reason: SignatureRefusal) -> GraphQLError:
+    """A verified partner instance asked for something its partnership does not allow:
+    FORBIDDEN, with the reason (docs/federation.md, section 7)."""
+    messages = {
+        SignatureRefusal.PARTNERSHIP_SUSPENDED: "The partnership is suspended.",
+        SignatureRefusal.PARTNERSHIP_ENDED: "The partnership has ended.",
+        SignatureRefusal.OUT_OF_SCOPE: "The partnership's scopes do not include this field.",
+        SignatureRefusal.NOT_A_PARTNER: "There is no partnership with this instance.",
+    }
+    return GraphQLError(
+        messages.get(reason, "You may not ask for this."),
+        extensions={"code": "FORBIDDEN", "reason": reason.value},
+    )
+
+
 class Access(BasePermission):
     """Who may ask for one root field: the kinds of caller admitted, and for members the
-    roles. Partners (federation) are admitted nowhere until a rule names them."""
+    roles. A partner instance is admitted only by a rule made for partners: `peer` (any
+    verified instance, for the partnership handshake itself) or `scope` (an ACTIVE
+    partnership granting that scope)."""
 
     def __init__(
-        self, name: str, *, kinds: Iterable[PrincipalKind] = (), roles: Iterable[Role] = ()
+        self,
+        name: str,
+        *,
+        kinds: Iterable[PrincipalKind] = (),
+        roles: Iterable[Role] = (),
+        peer: bool = False,
+        scope: PartnerScope | None = None,
     ) -> None:
         self.name = name
         self.kinds = frozenset(kinds)
         self.roles = frozenset(roles)
+        self.peer = peer
+        self.scope = scope
         if self.roles:
             self.kinds |= {PrincipalKind.MEMBER}
+        if peer or scope is not None:
+            self.kinds |= {PrincipalKind.PARTNER}
+
+    def partner_refusal(self, viewer: Viewer) -> SignatureRefusal | None:
+        """Why a partner instance may not ask (None: it may)."""
+        if self.peer:
+            return None
+        if self.scope is None:
+            return SignatureRefusal.OUT_OF_SCOPE
+        status = viewer.partnership_status
+        if viewer.partnership_id is None or status in (None, PartnershipStatus.REJECTED.value):
+            return SignatureRefusal.NOT_A_PARTNER
+        if status == PartnershipStatus.ENDED.value:
+            return SignatureRefusal.PARTNERSHIP_ENDED
+        if status == PartnershipStatus.SUSPENDED.value:
+            return SignatureRefusal.PARTNERSHIP_SUSPENDED
+        if status != PartnershipStatus.ACTIVE.value:
+            return SignatureRefusal.NOT_A_PARTNER  # proposed, not yet agreed
+        if self.scope.value not in viewer.scopes:
+            return SignatureRefusal.OUT_OF_SCOPE
+        return None
 
     def allows(self, viewer: Viewer) -> bool:
         kind = viewer.kind
         if kind is PrincipalKind.MEMBER:
             return viewer.role in self.roles
+        if kind is PrincipalKind.PARTNER:
+            return self.partner_refusal(viewer) is None
         return kind in self.kinds
 
     def check(self, viewer: Viewer) -> None:
         if self.allows(viewer):
             return
+        if viewer.kind is PrincipalKind.PARTNER:
+            reason = self.partner_refusal(viewer)
+            assert reason is not None
+            raise partner_refused(reason)
         raise unauthenticated() if viewer.kind is PrincipalKind.ANONYMOUS else forbidden()
 
     def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
@@ -82,6 +134,12 @@ MANAGING = Access("MANAGING", roles=MANAGERS)  # admins and coordinators
 ROTA = Access("ROTA", roles=(*MANAGERS, Role.PA))  # availability and absences
 PAS = Access("PAS", roles=(Role.PA,))
 RECIPIENTS = Access("RECIPIENTS", roles=(Role.SERVICE_USER, Role.CARER))
+# Partner instances (signed requests, docs/federation.md): the handshake is open to any
+# verified instance; everything else needs an ACTIVE partnership with the field's scope.
+PEERS = Access("PEERS", peer=True)
+PARTNER_AVAILABILITY = Access("PARTNER_AVAILABILITY", scope=PartnerScope.AVAILABILITY)
+PARTNER_COVER = Access("PARTNER_COVER", scope=PartnerScope.COVER)
+PARTNER_MARKET_DATA = Access("PARTNER_MARKET_DATA", scope=PartnerScope.MARKET_DATA)
 
 
 def guard(rule: Access) -> list[FieldExtension]:

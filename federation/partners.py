@@ -1,0 +1,41 @@
+"""Partnerships as this instance records them: the rows, and what every call to a
+partner leaves on its partnership (`last_contact_at`, `last_error`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.models import Partnership, PartnerWindow
+from federation.client import PartnerError
+
+
+async def record_contact(
+    session: AsyncSession, partnership_id: int, error: PartnerError | None = None
+) -> None:
+    """Note the outcome of a call to the partner (in the caller's transaction): a success
+    sets `last_contact_at` and clears `last_error`; a failure sets `last_error`."""
+    values: dict[str, Any]
+    if error is None:
+        values = {"last_contact_at": func.now(), "last_error": None, "last_error_at": None}
+    else:
+        values = {"last_error": error.summary(), "last_error_at": func.now()}
+    await session.execute(
+        update(Partnership).where(Partnership.id == partnership_id).values(**values)
+    )
+
+
+async def forget_partner_data(session: AsyncSession, partnership_id: int) -> int:
+    """Delete everything received from a partner (its windows, our place in its feed):
+    what ending a partnership does. Returns the number of windows deleted."""
+    deleted = await session.execute(
+        delete(PartnerWindow).where(PartnerWindow.partnership_id == partnership_id)
+    )
+    await session.execute(
+        update(Partnership)
+        .where(Partnership.id == partnership_id)
+        .values(feed_cursor=None, last_sync_at=None)
+    )
+    return deleted.rowcount or 0  # type: ignore[attr-defined]
