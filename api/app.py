@@ -38,6 +38,7 @@ from api.migrate import current_revision, head_revision
 from api.settings import Settings
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
+from federation.client import FederationClient
 from federation.identity import load_or_create_identity
 from federation.manifest import CACHE_SECONDS, build_manifest
 from schema import create_schema
@@ -176,6 +177,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         )
         app.state.events = events
         await events.start()
+        # Calls to partner instances share one HTTP client (connection reuse).
+        federation = FederationClient(identity, settings.base_url)
+        app.state.federation = federation
         # Everything built so far (schema, models, compiled SQL) lives as long as the process:
         # keep it out of the collector's sweeps, and sweep less often. GraphQL responses make
         # many short-lived objects; default thresholds gave p99 spikes (bench/).
@@ -183,6 +187,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         yield
+        await federation.aclose()
         await events.stop()
         await engine.dispose()
 
@@ -207,9 +212,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 limits=limits,
                 recheck_seconds=settings.token_recheck_seconds,
             )
+        federation: FederationClient = connection.app.state.federation
         verified = tokens.from_header(connection.headers.get("authorization"))
         if verified is None:
-            return Context(session=session, viewer=ANONYMOUS, limits=limits)
+            return Context(session=session, viewer=ANONYMOUS, limits=limits, federation=federation)
         # Revoked, or its member deactivated: one indexed statement (see care/tokens.py).
         try:
             in_force = await is_in_force(session, verified.ref)
@@ -221,7 +227,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             raise DatabaseRefusal(*known) from exc
         if not in_force:
             raise AuthError(REVOKED)
-        return Context(session=session, viewer=verified.viewer, limits=limits)
+        return Context(
+            session=session, viewer=verified.viewer, limits=limits, federation=federation
+        )
 
     app = FastAPI(
         title="coopnet",

@@ -14,6 +14,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
 from care.viewer import Viewer
+from federation.client import FederationClient, Manifest
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,24 @@ class Limits:
 
 
 class Context(BaseContext):
-    def __init__(self, session: AsyncSession, viewer: Viewer, limits: Limits) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        viewer: Viewer,
+        limits: Limits,
+        *,
+        federation: FederationClient | None = None,
+        peer_manifest: Manifest | None = None,
+    ) -> None:
         super().__init__()
         self.session = session
         self.viewer = viewer
         self.limits = limits
+        # Calls to partner instances (None where no app runs, e.g. schema-level tests).
+        self.federation = federation
+        # A partner caller's manifest when it was read while verifying this request (a
+        # key we did not know yet): the handshake uses it instead of reading it again.
+        self.peer_manifest = peer_manifest
         # Sibling resolvers run concurrently but one AsyncSession must not: serialise use.
         self.db_lock = asyncio.Lock()
         self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
