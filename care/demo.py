@@ -338,8 +338,11 @@ class _Booking:
 class _People:
     """Draws unique names, phone numbers and addresses."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(
+        self, rng: random.Random, districts: dict[str, tuple[float, float]] | None = None
+    ) -> None:
         self.rng = rng
+        self.districts = DISTRICTS if districts is None else districts
         self.used_names: set[str] = set()
         self.phones = list(range(1000))
         rng.shuffle(self.phones)
@@ -367,7 +370,7 @@ class _People:
         postcode = None
         if district is not None:
             postcode = self.postcode(district)
-            latitude, longitude = _jitter(self.rng, DISTRICTS[district], spread_km)
+            latitude, longitude = _jitter(self.rng, self.districts[district], spread_km)
         return Member(
             name=name,
             email=_email(name),
@@ -550,13 +553,15 @@ async def _open_cover(session: AsyncSession, today: dt.date, sick_pa: int | None
     )
 
 
-async def _add_local_authorities(session: AsyncSession) -> None:
+async def _add_local_authorities(
+    session: AsyncSession,
+    names: dict[str, str] = LOCAL_AUTHORITIES,
+    neighbours: list[tuple[str, str]] = NEIGHBOURS,
+) -> None:
     """Add the boroughs and their adjacencies, skipping any already loaded."""
     have = set(await session.scalars(select(LocalAuthority.gss_code)))
     session.add_all(
-        LocalAuthority(gss_code=code, name=name)
-        for code, name in LOCAL_AUTHORITIES.items()
-        if code not in have
+        LocalAuthority(gss_code=code, name=name) for code, name in names.items() if code not in have
     )
     # Flush between dependent tables: without relationships, one flush has no insert order.
     await session.flush()
@@ -566,7 +571,7 @@ async def _add_local_authorities(session: AsyncSession) -> None:
             select(LocalAuthorityNeighbour.la_a, LocalAuthorityNeighbour.la_b)
         )
     }
-    ordered = sorted({(min(a, b), max(a, b)) for a, b in NEIGHBOURS} - pairs)
+    ordered = sorted({(min(a, b), max(a, b)) for a, b in neighbours} - pairs)
     session.add_all(LocalAuthorityNeighbour(la_a=a, la_b=b) for a, b in ordered)
     await session.flush()
 
@@ -961,3 +966,286 @@ def _visit(rng: random.Random, b: _Booking, today: dt.date) -> Visit:
         confirmed_at=confirmed_at,
         checked_in_at=None,
     )
+
+
+# --- The co-ops of the federation demo ------------------------------------------------
+#
+# `coopnet demo network` runs three instances: the demo co-op above, a co-op in the
+# neighbouring borough of Haringey (it partners with the demo co-op) and one in Sheffield
+# (no partnership). The two others are smaller: clusters, service users, PA teams with
+# skills and weekly availability, pools (one shared with partners), no rota.
+
+DEMO, NEIGHBOUR, DISTANT = "demo", "neighbour", "distant"
+
+ISLINGTON, HACKNEY, WALTHAM_FOREST = "E09000019", "E09000012", "E09000031"
+SHEFFIELD, ROTHERHAM, BARNSLEY = "E08000019", "E08000018", "E08000016"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    shared_with_partners: bool
+    clusters: tuple[int, ...]  # indexes of the clusters it serves; their teams are in it
+
+
+@dataclass(frozen=True)
+class CoopSpec:
+    """A smaller co-op than the demo's, for another instance of the federation demo."""
+
+    seed: int
+    name: str
+    kind: CoopKind
+    society_number: str
+    cqc_provider_id: str
+    home_la_code: str
+    description: str
+    local_authorities: dict[str, str]
+    neighbours: list[tuple[str, str]]
+    districts: dict[str, tuple[float, float]]
+    clusters: list[ClusterSpec]
+    team_sizes: tuple[int, ...]
+    pools: list[PoolSpec]
+    service_users_per_cluster: int = 5
+
+
+def _geographic(
+    name: str, la_code: str, districts: tuple[str, ...], centre: tuple[float, float], days: int
+) -> ClusterSpec:
+    return ClusterSpec(
+        name=name,
+        kind=ClusterKind.GEOGRAPHIC,
+        la_code=la_code,
+        districts=districts,
+        home_districts=districts,
+        centre=centre,
+        radius_km=Decimal("2.50"),
+        need_tags=(),
+        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        opened_days_ago=days,
+    )
+
+
+# Haringey borders Barnet: its PAs in Wood Green and Muswell Hill are a few kilometres
+# from the demo co-op's Finchley and Southgate clusters.
+NEIGHBOUR_COOP = CoopSpec(
+    seed=2027,
+    name="Lea Valley Home Care Co-operative",
+    kind=CoopKind.WORKER,
+    society_number="RS009236",
+    cqc_provider_id="1-987654321",
+    home_la_code=HARINGEY,
+    description=(
+        "A worker co-operative of personal assistants in Haringey, next door to Northside "
+        "Care Co-operative in Barnet. (Demo data: every person is fictional.)"
+    ),
+    local_authorities={
+        HARINGEY: "Haringey",
+        BARNET: "Barnet",
+        ENFIELD: "Enfield",
+        CAMDEN: "Camden",
+        ISLINGTON: "Islington",
+        HACKNEY: "Hackney",
+        WALTHAM_FOREST: "Waltham Forest",
+    },
+    neighbours=[
+        (HARINGEY, BARNET),
+        (HARINGEY, ENFIELD),
+        (HARINGEY, CAMDEN),
+        (HARINGEY, ISLINGTON),
+        (HARINGEY, HACKNEY),
+        (HARINGEY, WALTHAM_FOREST),
+        (BARNET, ENFIELD),
+        (BARNET, CAMDEN),
+        (CAMDEN, ISLINGTON),
+        (ISLINGTON, HACKNEY),
+        (HACKNEY, WALTHAM_FOREST),
+        (ENFIELD, WALTHAM_FOREST),
+    ],
+    districts={
+        "N22": (51.6000, -0.1120),  # Wood Green
+        "N8": (51.5850, -0.1200),  # Hornsey, Crouch End
+        "N10": (51.5920, -0.1450),  # Muswell Hill
+        "N6": (51.5720, -0.1470),  # Highgate
+        "N17": (51.5970, -0.0700),  # Tottenham
+        "N15": (51.5820, -0.0800),  # South Tottenham
+    },
+    clusters=[
+        _geographic("Wood Green & Hornsey", HARINGEY, ("N22", "N8"), (51.5930, -0.1160), 900),
+        _geographic("Muswell Hill & Highgate", HARINGEY, ("N10", "N6"), (51.5830, -0.1460), 600),
+        _geographic("Tottenham", HARINGEY, ("N17", "N15"), (51.5900, -0.0750), 300),
+    ],
+    team_sizes=(5, 4, 4),
+    pools=[
+        # The west of the borough, nearest Barnet, is what the co-op offers its partners.
+        PoolSpec("West Haringey shared pool", shared_with_partners=True, clusters=(0, 1)),
+        PoolSpec("Tottenham pool", shared_with_partners=False, clusters=(2,)),
+    ],
+)
+
+# Far from London: it never partners with the others in the demo.
+DISTANT_COOP = CoopSpec(
+    seed=2028,
+    name="Don Valley Care Co-operative",
+    kind=CoopKind.MULTI_STAKEHOLDER,
+    society_number="RS010552",
+    cqc_provider_id="1-555123456",
+    home_la_code=SHEFFIELD,
+    description=(
+        "A multi-stakeholder home-care co-operative in Sheffield. "
+        "(Demo data: every person is fictional.)"
+    ),
+    local_authorities={SHEFFIELD: "Sheffield", ROTHERHAM: "Rotherham", BARNSLEY: "Barnsley"},
+    neighbours=[(SHEFFIELD, ROTHERHAM), (SHEFFIELD, BARNSLEY), (ROTHERHAM, BARNSLEY)],
+    districts={
+        "S6": (53.4000, -1.5000),  # Hillsborough, Walkley
+        "S10": (53.3800, -1.5300),  # Crookes, Broomhill
+        "S7": (53.3500, -1.4950),  # Nether Edge
+        "S11": (53.3600, -1.5100),  # Sharrow, Ecclesall
+    },
+    clusters=[
+        _geographic("Hillsborough & Crookes", SHEFFIELD, ("S6", "S10"), (53.3900, -1.5150), 800),
+        _geographic("Nether Edge & Sharrow", SHEFFIELD, ("S7", "S11"), (53.3550, -1.5020), 500),
+    ],
+    team_sizes=(5, 5),
+    pools=[PoolSpec("Sheffield shared pool", shared_with_partners=True, clusters=(0, 1))],
+)
+
+COOPS: dict[str, CoopSpec | None] = {DEMO: None, NEIGHBOUR: NEIGHBOUR_COOP, DISTANT: DISTANT_COOP}
+
+
+async def load_coop(session: AsyncSession, which: str, today: dt.date | None = None) -> bool:
+    """Load one of the federation demo's co-ops (DEMO, NEIGHBOUR or DISTANT) into an empty
+    database; False (nothing added) if a co-op is already there. Flushes, no commit."""
+    if which not in COOPS:
+        raise ValueError(f"no demo co-op {which!r}: one of {', '.join(COOPS)}")
+    spec = COOPS[which]
+    if spec is None:
+        return await load_demo(session, today)
+    if await session.scalar(select(Coop.id).limit(1)) is not None:
+        return False
+    today = today or dt.datetime.now(LONDON).date()
+    rng = random.Random(spec.seed)
+    people = _People(rng, spec.districts)
+
+    await _add_local_authorities(session, spec.local_authorities, spec.neighbours)
+    session.add(
+        Coop(
+            id=1,
+            name=spec.name,
+            kind=spec.kind.value,
+            society_number=spec.society_number,
+            cqc_provider_id=spec.cqc_provider_id,
+            cqc_status=CqcStatus.REGISTERED.value,
+            home_la_code=spec.home_la_code,
+            description=spec.description,
+        )
+    )
+    support_workers = [
+        people.member(
+            MembershipClass.WORKER,
+            today - dt.timedelta(c.opened_days_ago + 30),
+            c.home_districts[0],
+        )
+        for c in spec.clusters
+    ]
+    users = [
+        (c, _small_coop_user(rng, people, today, spec.clusters[c]))
+        for c in range(len(spec.clusters))
+        for _ in range(spec.service_users_per_cluster)
+    ]
+    pas = _small_coop_pas(rng, people, today, spec)
+    session.add_all(support_workers)
+    session.add_all(member for _, (member, _) in users)
+    session.add_all(p.member for p in pas)
+    await session.flush()
+
+    clusters = [_cluster(c, today, support_workers[i].id) for i, c in enumerate(spec.clusters)]
+    pools = [Pool(name=p.name, shared_with_partners=p.shared_with_partners) for p in spec.pools]
+    for _, (member, profile) in users:
+        profile.member_id = member.id
+    for p in pas:
+        p.profile.member_id = p.member.id
+    session.add_all(clusters)
+    session.add_all(pools)
+    session.add_all(profile for _, (_, profile) in users)
+    session.add_all(p.profile for p in pas)
+    await session.flush()
+
+    rows: list[object] = [
+        ClusterServiceUser(cluster_id=clusters[c].id, service_user_id=member.id)
+        for c, (member, _) in users
+    ]
+    for p in pas:
+        rows.extend(ClusterPa(cluster_id=clusters[c].id, pa_id=p.member.id) for c in p.clusters)
+        rows.extend(
+            PaSkill(pa_id=p.member.id, skill=skill, expires_on=expires)
+            for skill, expires in p.skills.items()
+        )
+    for pool, pool_spec in zip(pools, spec.pools, strict=True):
+        rows.extend(
+            PoolCluster(pool_id=pool.id, cluster_id=clusters[c].id) for c in pool_spec.clusters
+        )
+        rows.extend(
+            PoolPa(pool_id=pool.id, pa_id=p.member.id)
+            for p in pas
+            if set(p.clusters) & set(pool_spec.clusters)
+        )
+    session.add_all(rows)
+    patterns = _weekly_patterns(pas, today)
+    session.add_all(patterns)
+    await session.flush()
+    session.add_all(_availability_windows(patterns, today))
+    await session.flush()
+    return True
+
+
+def _small_coop_user(
+    rng: random.Random, people: _People, today: dt.date, spec: ClusterSpec
+) -> tuple[Member, ServiceUserProfile]:
+    joined = today - dt.timedelta(rng.randint(20, spec.opened_days_ago))
+    member = people.member(
+        MembershipClass.SERVICE_USER, joined, rng.choice(spec.home_districts), spread_km=0.6
+    )
+    needs = {"personal-care", *rng.sample(spec.likely_needs, rng.randint(1, 3))}
+    funding = rng.choices(list(FUNDING_WEIGHTS), weights=list(FUNDING_WEIGHTS.values()))[0]
+    profile = ServiceUserProfile(
+        funding=funding.value,
+        needs=sorted(needs),
+        planned_weekly_hours=Decimal(round(rng.triangular(5, 25, 10) * 2)) / 2,
+    )
+    return member, profile
+
+
+def _small_coop_pas(
+    rng: random.Random, people: _People, today: dt.date, spec: CoopSpec
+) -> list[_Pa]:
+    """Each cluster's team, with skills and staggered weekly shifts (as the demo's)."""
+    pas: list[_Pa] = []
+    for c, size in enumerate(spec.team_sizes):
+        cluster = spec.clusters[c]
+        offset = rng.randrange(7)
+        for position in range(size):
+            hours = Decimal(rng.choice(["16", "20", "24", "30", "32", "37.5"]))
+            member = people.member(
+                MembershipClass.WORKER,
+                today - dt.timedelta(rng.randint(60, cluster.opened_days_ago + 200)),
+                rng.choice(cluster.home_districts),
+                spread_km=1.5,
+            )
+            profile = PaProfile(
+                dbs_checked_on=today - dt.timedelta(rng.randint(14, 700)),
+                contracted_weekly_hours=hours,
+                hourly_pay_pence=rng.randrange(1290, 1505, 5),
+                max_travel_km=Decimal(rng.choice([6, 8, 10, 12, 15])),
+                working_time_opt_out=False,
+            )
+            pas.append(
+                _Pa(
+                    member=member,
+                    profile=profile,
+                    clusters=[c],
+                    skills=_skills(rng, today, neuro=False),
+                    shifts=_shifts(hours, position, offset),
+                )
+            )
+    return pas
