@@ -1,5 +1,5 @@
-"""The `coopnet` command line: serve, db upgrade/downgrade, demo load, token issue/revoke,
-schema export, federation keys/rotate/retire."""
+"""The `coopnet` command line: serve, db upgrade/downgrade, demo load/network, token
+issue/revoke, schema export, federation keys/rotate/retire."""
 
 from __future__ import annotations
 
@@ -254,6 +254,13 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "network":
+        from api.network import run
+
+        return run(settings, 8001 if args.base_port is None else args.base_port)
+    if args.base_port is not None:
+        print("error: --base-port only applies to demo network", file=sys.stderr)
+        return 2
     with database(settings) as url:
         _upgrade(url)
         loaded = asyncio.run(_in_session(url, _load_demo))
@@ -445,8 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db.set_defaults(func=cmd_db)
 
-    demo = sub.add_parser("demo", help="demo data")
-    demo.add_argument("action", choices=["load"])
+    demo = sub.add_parser(
+        "demo",
+        help="demo data",
+        description="load: the demo co-op into this instance's database; network: three "
+        "instances on one embedded PostgreSQL (the demo co-op, a partner next door, a "
+        "distant co-op) and a federation walkthrough, until Ctrl-C",
+    )
+    demo.add_argument("action", choices=["load", "network"])
+    demo.add_argument(
+        "--base-port",
+        type=int,
+        help="network: the three instances listen on this port and the next two (default 8001)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     token = sub.add_parser(
