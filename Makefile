@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint schema bench clean
+.PHONY: install run network test lint schema bench clean
 
 install: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/coopnet serve --dev
+
+network: install
+	$(BIN)/coopnet demo network
 
 test: install
 	$(BIN)/python -m pytest
