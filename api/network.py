@@ -60,15 +60,13 @@ WALKTHROUGH = {
     "propose": """
 mutation Propose($baseUrl: String!) {
   proposePartnership(input: {baseUrl: $baseUrl, scopes: [AVAILABILITY, COVER, MARKET_DATA]}) {
-    partnership { id status }
+    partnership { id status coopName requestedScopes }
     errors { code message }
   }
 }""",
     "partnerships": """
 query Partnerships {
-  partnerships(first: 10) {
-    edges { node { id status direction baseUrl coopName requestedScopes } }
-  }
+  partnerships { id status direction baseUrl coopName requestedScopes grantedScopes }
 }""",
     "accept": """
 mutation Accept($id: ID!) {
@@ -80,7 +78,7 @@ mutation Accept($id: ID!) {
     "sync": """
 mutation Sync($id: ID!) {
   syncPartner(input: {partnershipId: $id}) {
-    partnership { id status lastSyncAt }
+    partnership { name lastSyncAt }
     changesApplied
     errors { code message }
   }
@@ -89,10 +87,14 @@ mutation Sync($id: ID!) {
 query PartnerAvailability {
   partnerAvailability(first: 10) {
     totalCount
-    edges { node { paRef district travelKm startsAt endsAt skills { skill expiresOn } } }
+    edges { node {
+      partner { name } paRef district travelKm start end skills { skill expiresOn }
+    } }
   }
 }""",
 }
+# What the walkthrough's last step prints when it got the neighbour's PAs.
+SHARED_PAS_SHOWN = "shared windows listed"
 
 
 class StepFailed(Exception):
@@ -379,7 +381,13 @@ def walkthrough(servers: list[Instance], out: Any = None) -> bool:
 
             say(f"\n4. {acceptor.name}'s shared PAs, as {proposer.name} sees them (pseudonymous)")
             data = graphql(client, proposer, "partnerAvailability")
-            show(data["partnerAvailability"])
+            listed = _nodes(data["partnerAvailability"])
+            show(listed)
+            pas = {n.get("paRef") for n in listed}
+            total = data["partnerAvailability"].get("totalCount", len(listed))
+            say(f"    {total} {SHARED_PAS_SHOWN} (first {len(listed)}: {len(pas)} PAs)")
+            if not listed:
+                raise StepFailed(f"{proposer.name} received no windows from {acceptor.name}")
         except StepFailed as exc:
             say(f"    step failed: {exc}")
             say("    (the instances keep running: try the step yourself, see below)")
@@ -418,7 +426,7 @@ Try it (in GraphiQL add the header {{"Authorization": "Bearer <token>"}}):
   curl example:
   curl -s {proposer.graphql_url} -H 'Content-Type: application/json' \\
     -H 'Authorization: Bearer {proposer.tokens.get("ADMIN", "<token>")}' \\
-    -d '{{"query": "{{ partnerships(first: 10) {{ edges {{ node {{ id status }} }} }} }}"}}'
+    -d '{{"query": "{{ partnerships {{ id status coopName grantedScopes }} }}"}}'
 """
     )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import psutil
 from sqlalchemy import text
 
 from api.db import create_engine
+from api.network import SHARED_PAS_SHOWN
 
 COOPNET = str(Path(sys.executable).with_name("coopnet"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,7 +154,7 @@ def test_demo_network_serves_three_coops_and_stops_on_sigterm(tmp_path: Path) ->
         schema = (ROOT / "schema.graphql").read_text()
         if "proposePartnership" in schema and "partnerAvailability" in schema:
             assert "step failed" not in output, output
-            assert "paRef" in output.split("4. lea-valley's shared PAs")[1], output
+            assert SHARED_PAS_SHOWN in output.split("4. lea-valley's shared PAs")[1], output
 
         children = psutil.Process(network.pid).children(recursive=True)
         assert len(children) >= 3
