@@ -29,9 +29,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -42,6 +43,8 @@ INSTANCES = (("northside", "demo"), ("lea-valley", "neighbour"), ("don-valley", 
 PROPOSER, ACCEPTOR = 0, 1  # indexes in INSTANCES of the two co-ops that partner
 STARTUP_SECONDS = 120.0
 STOP_SECONDS = 15.0
+RETRIES = 10  # half a second apart
+T = TypeVar("T")
 # Settings a child must not inherit from this shell: each instance has its own.
 OWN_SETTINGS = (
     "DATABASE_URL",
@@ -342,6 +345,39 @@ def _nodes(connection: Any) -> list[dict[str, Any]]:
     return []
 
 
+def _incoming(client: httpx.Client, acceptor: Instance, proposer_url: str) -> dict[str, Any]:
+    listed = _nodes(graphql(client, acceptor, "partnerships")["partnerships"])
+    for node in listed:
+        if node.get("status") == "PROPOSED" and (
+            str(node.get("baseUrl", proposer_url)).rstrip("/") == proposer_url
+        ):
+            return node
+    raise StepFailed(f"no proposal from {proposer_url} among {acceptor.name}'s partnerships")
+
+
+def _retry(step: Callable[[], T], attempts: int = RETRIES) -> T:
+    """A step whose precondition another instance brings about: tried again a few times."""
+    for _ in range(attempts - 1):
+        try:
+            return step()
+        except StepFailed as exc:
+            if "NOT_ACTIVE" not in str(exc) and "no proposal" not in str(exc):
+                raise
+            time.sleep(0.5)
+    return step()
+
+
+def _window_line(node: dict[str, Any]) -> str:
+    """One partner window on a line: who, where, when, which skills."""
+    skills = ", ".join(str(s.get("skill")) for s in node.get("skills") or [] if isinstance(s, dict))
+    partner = node.get("partner") or {}
+    return (
+        f"{str(node.get('paRef', '?'))[:12]:12}  {node.get('district') or '-':5} "
+        f"{node.get('travelKm', '?'):>5} km  {node.get('start')} - {node.get('end')}  "
+        f"[{skills}]  {partner.get('name') or ''}"
+    )
+
+
 def walkthrough(servers: list[Instance], out: Any = None) -> bool:
     """Partner northside and lea-valley, sync, show the shared PAs. True if every step
     worked; a failed step is printed and ends the walkthrough, the servers keep running."""
@@ -362,27 +398,22 @@ def walkthrough(servers: list[Instance], out: Any = None) -> bool:
             show(ours)
 
             say(f"\n2. {acceptor.name} lists its partnerships and accepts the proposal")
-            listed = _nodes(graphql(client, acceptor, "partnerships")["partnerships"])
-            show(listed)
-            incoming = [
-                n
-                for n in listed
-                if n.get("status") == "PROPOSED"
-                and n.get("baseUrl", proposer.base_url).rstrip("/") == proposer.base_url
-            ]
-            if not incoming:
-                raise StepFailed(f"no proposal from {proposer.base_url} in the list")
-            data = graphql(client, acceptor, "accept", {"id": incoming[0]["id"]})
+            incoming = _retry(lambda: _incoming(client, acceptor, proposer.base_url))
+            show(incoming)
+            data = graphql(client, acceptor, "accept", {"id": incoming["id"]})
             show(data["acceptPartnership"]["partnership"])
 
             say(f"\n3. {proposer.name} pulls {acceptor.name}'s availability feed")
-            data = graphql(client, proposer, "sync", {"id": ours["id"]})
+            # The acceptance reaches the proposer's instance by a call of its own: allow it
+            # a moment before the partnership is ACTIVE there.
+            data = _retry(lambda: graphql(client, proposer, "sync", {"id": ours["id"]}))
             show(data["syncPartner"])
 
             say(f"\n4. {acceptor.name}'s shared PAs, as {proposer.name} sees them (pseudonymous)")
             data = graphql(client, proposer, "partnerAvailability")
             listed = _nodes(data["partnerAvailability"])
-            show(listed)
+            for node in listed:
+                say("    " + _window_line(node))
             pas = {n.get("paRef") for n in listed}
             total = data["partnerAvailability"].get("totalCount", len(listed))
             say(f"    {total} {SHARED_PAS_SHOWN} (first {len(listed)}: {len(pas)} PAs)")
