@@ -157,7 +157,10 @@ def instances(data_dir: Path, base_port: int) -> list[Instance]:
 
 
 def _port_taken(port: int) -> bool:
+    """Whether something listens there. SO_REUSEADDR as uvicorn sets it: connections of a
+    network just stopped (TIME_WAIT) do not keep a new run from the port."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

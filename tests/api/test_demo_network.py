@@ -29,7 +29,8 @@ READY = "Network ready"
 def _consecutive_free_ports(count: int) -> int:
     """A base port with `count` free ports from it (bound and released, then used)."""
     for _ in range(100):
-        base = random.randrange(20000, 60000)
+        # Below Linux's ephemeral range (32768-60999), which outgoing connections use.
+        base = random.randrange(20000, 32000)
         try:
             with socket.socket() as a, socket.socket() as b, socket.socket() as c:
                 for s, port in zip((a, b, c), range(base, base + count), strict=True):
