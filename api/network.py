@@ -515,9 +515,13 @@ def run(settings: Settings, base_port: int) -> int:
         while True:
             for s in servers:
                 assert s.process is not None
-                if s.process.poll() is not None:
+                code = s.process.poll()
+                if code == 0:  # stopped from outside (a signal to the process group)
+                    print(f"{s.name} stopped: stopping the network.", flush=True)
+                    return 0
+                if code is not None:
                     print(
-                        f"error: {s.name} stopped (exit {s.process.returncode}); its log ends:\n"
+                        f"error: {s.name} stopped (exit {code}); its log ends:\n"
                         f"{_tail(s.log)}\nStopping the network.",
                         file=sys.stderr,
                         flush=True,
