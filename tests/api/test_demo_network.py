@@ -7,15 +7,19 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from sqlalchemy import text
 
 from api.db import create_engine
@@ -24,6 +28,18 @@ from api.network import SHARED_PAS_SHOWN
 COOPNET = str(Path(sys.executable).with_name("coopnet"))
 ROOT = Path(__file__).resolve().parents[2]
 READY = "Network ready"
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A directory of the test's own, outside pytest's basetemp: with several pytest
+    sessions on one machine, another session's basetemp rotation can delete a running
+    test's directory (and the embedded PostgreSQL's data in it)."""
+    path = Path(tempfile.mkdtemp(prefix="coopnet-network-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _consecutive_free_ports(count: int) -> int:
