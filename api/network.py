@@ -188,6 +188,7 @@ async def _recreate(server_url: str, database: str) -> None:
 
 async def _load(url: str, coop: str) -> list[tuple[str, int]]:
     """Load the co-op and top its availability up; the coordinator to issue a token for."""
+    from api.cli import _demo_people
     from api.db import create_engine, session_factory
     from care.demo import load_coop
     from care.services.availability import extend_weekly_availability
@@ -198,8 +199,6 @@ async def _load(url: str, coop: str) -> list[tuple[str, int]]:
             await load_coop(session, coop)
             await extend_weekly_availability(session)
             await session.commit()
-            from api.cli import _demo_people
-
             return await _demo_people(session)
     finally:
         await engine.dispose()
