@@ -21,6 +21,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    literal_column,
     null,
     select,
     union,
@@ -784,7 +785,9 @@ def partnerships(viewer: Viewer, ids: Sequence[int] | None = None) -> Select:
             Partnership.granted_scopes,
             Partnership.suspended_by,
             Partnership.protocol_version,
-            func.jsonb_path_query_array(Partnership.keys, "$[*].kid").label("key_ids"),
+            func.jsonb_path_query_array(
+                Partnership.keys, literal_column("'$[*].kid'::jsonpath")
+            ).label("key_ids"),
             Partnership.manifest_fetched_at,
             Partnership.last_contact_at,
             Partnership.last_error,

@@ -538,7 +538,10 @@ async def change(
 def _caller(viewer: Viewer) -> str:
     if viewer.partner is None:  # the PEERS rule admits only verified instances
         raise forbidden("Only another instance may send this.")
-    return normalise_base_url(viewer.partner)
+    try:
+        return normalise_base_url(viewer.partner)
+    except ValueError:  # the door gives a verified base URL; anything else is unknown
+        raise not_found(WHAT, "baseUrl") from None
 
 
 def _parse_ref(value: str) -> uuid.UUID:
