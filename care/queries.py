@@ -87,6 +87,16 @@ def coop() -> Select:
     return select(Coop)
 
 
+def partnership_with(base_url: str) -> Select:
+    """This instance's record of its partnership with the instance at `base_url`."""
+    return select(
+        Partnership.proposal_ref,
+        Partnership.status,
+        Partnership.granted_scopes,
+        Partnership.suspended_by,
+    ).where(Partnership.base_url == base_url)
+
+
 def local_authorities(codes: Sequence[str] | None = None) -> Select:
     stmt = select(LocalAuthority.gss_code, LocalAuthority.name).order_by(LocalAuthority.gss_code)
     if codes is not None:

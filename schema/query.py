@@ -14,6 +14,7 @@ from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
 from schema.figures import FigureQueries
+from schema.peers import PeerQueries
 from schema.permissions import ADMINS, COOP, MEMBER_TYPES, PAS, PUBLIC, decode_id, guard
 from schema.types import (
     Absence,
@@ -66,7 +67,7 @@ After = Annotated[str | None, strawberry.argument(description=AFTER)]
         "caller may not see are left out, as if they did not exist."
     )
 )
-class Query(CandidateQueries, FigureQueries):
+class Query(CandidateQueries, FigureQueries, PeerQueries):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
         "caller, or not an id of this service.",

@@ -127,36 +127,6 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "CANCELLED": "The visit was cancelled or a coordinator closed the request.",
         },
     ),
-    enums.PartnerScope: (
-        "What a partnership lets each side ask of the other (scopes are mutual).",
-        {
-            "AVAILABILITY": "Pseudonymous free windows of the PAs in pools shared with partners.",
-            "COVER": "Cross-boundary cover requests and offers.",
-            "MARKET_DATA": "Market-shaping figures.",
-        },
-    ),
-    enums.PartnershipStatus: (
-        "Where a partnership with another co-op's instance stands.",
-        {
-            "PROPOSED": "Proposed and not yet answered (see direction for by whom).",
-            "ACTIVE": "Agreed: each side may ask the other for the granted scopes.",
-            "REJECTED": "The proposal was rejected; it may be proposed again.",
-            "SUSPENDED": "Paused by one side (see suspendedBy); only that side may resume.",
-            "ENDED": "Over; everything received from the partner was deleted. It may be "
-            "proposed again.",
-        },
-    ),
-    enums.PartnershipDirection: (
-        "Who proposed a partnership.",
-        {
-            "OUTGOING": "This instance proposed it.",
-            "INCOMING": "The partner instance proposed it.",
-        },
-    ),
-    enums.PartnershipSide: (
-        "One side of a partnership, from this instance's point of view.",
-        {"US": "This instance.", "PARTNER": "The partner instance."},
-    ),
     enums.CoverOfferStatus: (
         "Where an offer of cover to one PA stands.",
         {
@@ -166,6 +136,38 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "WITHDRAWN": "The coordinator took the offer back.",
             "CLOSED": "Another PA's acceptance filled the request, or it was cancelled.",
             "EXPIRED": "The PA did not answer before expiresAt.",
+        },
+    ),
+    enums.PartnerScope: (
+        "What a partnership lets each partner instance ask of the other (scopes are mutual).",
+        {
+            "AVAILABILITY": "Pseudonymous free windows of PAs in pools shared with partners.",
+            "COVER": "Cover for visits across the two co-ops.",
+            "MARKET_DATA": "Market-shaping figures.",
+        },
+    ),
+    enums.PartnershipStatus: (
+        "Where a partnership with another co-op's instance stands.",
+        {
+            "PROPOSED": "Proposed and not yet answered (see direction).",
+            "ACTIVE": "Agreed: the granted scopes apply.",
+            "REJECTED": "The proposal was rejected.",
+            "SUSPENDED": "Paused by one side (see suspendedBy); only that side may resume.",
+            "ENDED": "Over: everything received from the partner was deleted.",
+        },
+    ),
+    enums.PartnershipDirection: (
+        "Which side proposed a partnership.",
+        {
+            "OUTGOING": "This instance proposed.",
+            "INCOMING": "The partner instance proposed.",
+        },
+    ),
+    enums.PartnershipSide: (
+        "One side of a partnership.",
+        {
+            "US": "This instance.",
+            "PARTNER": "The partner instance.",
         },
     ),
 }
