@@ -5,6 +5,7 @@ before any call to a partner is made."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import ExecutionResult
 
 from api.db import session_factory
 from care.enums import Role
@@ -22,6 +24,7 @@ from care.viewer import Viewer
 from federation.client import Manifest
 from schema import create_schema
 from schema.context import Context, Limits
+from schema.subscriptions import LiveContext
 
 PARTNER = "https://partner.example"
 KEYS = [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "k1"}]
@@ -374,3 +377,26 @@ async def test_only_admins_see_partnerships(app: Any, db: AsyncSession) -> None:
                 context_value=Context(session=session, viewer=viewer, limits=Limits()),
             )
         assert result.data == {"node": None}
+
+
+async def test_admins_hear_of_a_proposal_as_it_arrives(app: Any, db: AsyncSession) -> None:
+    subscription = "subscription { partnershipChanged { baseUrl status direction } }"
+    ctx = LiveContext(
+        sessions=app.state.sessions,
+        events=app.state.events,
+        limits=Limits(),
+        viewer=Viewer(role=Role.ADMIN),
+    )
+    stream = await create_schema().subscribe(subscription, context_value=ctx)
+    assert not isinstance(stream, ExecutionResult), stream
+    try:
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.2)  # subscribed before the proposal commits
+        await proposal(app, uuid.uuid4())
+        result = await asyncio.wait_for(first, timeout=5)
+    finally:
+        await stream.aclose()
+    assert not result.errors, result.errors
+    assert result.data == {
+        "partnershipChanged": {"baseUrl": PARTNER, "status": "PROPOSED", "direction": "INCOMING"}
+    }
