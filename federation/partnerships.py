@@ -486,10 +486,15 @@ async def change(
 ) -> Outcome:
     """Suspend (status SUSPENDED), resume (ACTIVE) or end (ENDED) a partnership: the
     change is committed here first, then the partner is told; a notice it did not take is
-    recorded in `last_error` and reported, and the change stands."""
+    recorded in `last_error` and reported, and the change stands. Asked again when the
+    partnership is already so (suspended by us, active, ended), only the notice is sent
+    again."""
 
     async def apply(session: AsyncSession) -> Peer:
         row = await _locked(session, partnership_id)
+        if row.status == status and (status != SUSPENDED or row.suspended_by == US):
+            # Already so here: the notice is sent again (one that failed, or was lost).
+            return _peer(row)
         if status == SUSPENDED:
             if row.status != ACTIVE:
                 raise DomainError(
@@ -505,9 +510,7 @@ async def change(
                 raise forbidden("The partner suspended this partnership: only it may resume.")
             _transition(row, ACTIVE)
         else:
-            if row.status in (REJECTED, ENDED) or (
-                row.status == PROPOSED and row.direction == INCOMING
-            ):
+            if row.status == REJECTED or (row.status == PROPOSED and row.direction == INCOMING):
                 raise DomainError(
                     ErrorCode.CLOSED,
                     "Only an active or suspended partnership, or a proposal of ours, can be "

@@ -305,7 +305,7 @@ class PartnershipMutations:
         description="Suspend an ACTIVE partnership (admins): neither side's partner calls "
         "are served until this side resumes it. Done here at once, then the partner is "
         "told; if it could not be, the suspension stands, lastError records it and the error "
-        "is reported.",
+        "is reported. Asked again while suspended by this side, only the notice is re-sent.",
     )
     async def suspend_partnership(
         self,
@@ -323,7 +323,8 @@ class PartnershipMutations:
         access=ADMINS,
         description="Resume a partnership this side suspended (admins; one the partner "
         "suspended: FORBIDDEN). Done here at once, then the partner is told; if it could "
-        "not be, the change stands and lastError records it.",
+        "not be, the change stands and lastError records it. Asked again while ACTIVE, "
+        "only the notice is re-sent.",
     )
     async def resume_partnership(
         self,
@@ -342,7 +343,8 @@ class PartnershipMutations:
         description="End a partnership (admins): an ACTIVE or SUSPENDED one, or withdraw a "
         "proposal of ours. Everything received from the partner is deleted at once; then "
         "the partner is told (and deletes what it received from us). If it could not be, "
-        "the end stands and lastError records it.",
+        "the end stands and lastError records it. Asked again once ENDED, only the notice is "
+        "re-sent.",
     )
     async def end_partnership(
         self,

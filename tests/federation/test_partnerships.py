@@ -216,8 +216,9 @@ async def test_ending_deletes_what_each_side_received(peers: tuple[Instance, Ins
     assert (await only(b))["status"] == "ENDED"
     assert await windows(a) == 0 and await windows(b) == 0
     assert (await row_of(a)).feed_cursor is None and (await row_of(b)).feed_cursor is None
-    # Over: nothing more to end, suspend or resume.
-    assert [e["code"] for e in (await act(a, "endPartnership", a_id))["errors"]] == ["CLOSED"]
+    # Over: ending again only repeats the notice (harmless); nothing to suspend.
+    again = await act(a, "endPartnership", a_id)
+    assert again["errors"] == [] and again["partnership"]["status"] == "ENDED"
     assert [e["code"] for e in (await act(a, "suspendPartnership", a_id))["errors"]] == ["CLOSED"]
 
 
@@ -258,6 +259,14 @@ async def test_a_notice_that_cannot_be_sent_leaves_the_change_standing(
     assert suspended["partnership"]["status"] == "SUSPENDED"
     assert suspended["partnership"]["lastError"] is not None
     assert (await only(b))["status"] == "ACTIVE"  # B never heard
+    # Reachable again: suspending again re-sends the notice.
+    async with a.session() as session:
+        await session.execute(update(Partnership).values(graphql_endpoint=b.graphql_url))
+        await session.commit()
+    resent = await act(a, "suspendPartnership", a_id)
+    assert resent["errors"] == [] and resent["partnership"]["lastError"] is None
+    on_b = await only(b)
+    assert (on_b["status"], on_b["suspendedBy"]) == ("SUSPENDED", "PARTNER")
 
 
 async def test_a_failed_proposal_stays_proposed_and_is_sent_again(
