@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from care.enums import PartnershipStatus, SignatureRefusal
-from care.models import FederationAudit, Partnership
+from care.models import Partnership
 from care.viewer import Viewer
 from federation.client import (
     INSTANCE_HEADER,
@@ -41,7 +41,13 @@ from federation.client import (
     public_keys,
 )
 from federation.identity import Identity
-from federation.signatures import NonceStore, SignatureRefused, sign_response, verify_request
+from federation.signatures import (
+    NonceStore,
+    SignatureRefused,
+    audit_rows,
+    sign_response,
+    verify_request,
+)
 
 log = logging.getLogger("coopnet.federation")
 
@@ -305,21 +311,7 @@ class PeerDoor:
         } & PARTNER_REASONS
         if not reasons:
             return
-        try:
-            async with sessions() as session:
-                for reason in sorted(reasons):
-                    session.add(
-                        FederationAudit(
-                            remote_addr=request.client.host if request.client else None,
-                            keyid=keyid,
-                            reason=reason,
-                            method=request.method[:16],
-                            path=request.url.path[:2000],
-                        )
-                    )
-                await session.commit()
-        except Exception:  # noqa: BLE001 - the answer was sent; a lost audit row is logged
-            log.exception("could not audit refused partner fields")
+        await audit_rows(sessions, request, keyid, sorted(reasons))
 
 
 async def _read_body(receive: Receive) -> bytes:
