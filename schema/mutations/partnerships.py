@@ -68,8 +68,9 @@ class PartnershipIdInput:
 @strawberry.type(description="The result of a partnership mutation.")
 class PartnershipPayload:
     partnership: Partnership | None = strawberry.field(
-        description="The partnership as it now stands; null only when nothing was written "
-        "(an unknown id, bad input, or a partner whose manifest could not be read)."
+        description="The partnership as it now stands, whenever there is one, with errors "
+        "or without; null for an unknown id, or a proposal that wrote nothing (bad input, a "
+        "manifest that could not be read, no common protocol version)."
     )
     errors: list[PartnershipError] = strawberry.field(
         description="What went wrong; empty means done, here and at the partner. PARTNER_* "
