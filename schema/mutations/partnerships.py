@@ -374,12 +374,16 @@ class PartnershipMutations:
             PeerProposePartnershipInput, strawberry.argument(description="The proposal.")
         ],
     ) -> PeerPartnershipPayload | None:
-        if len(input.base_url) > MAX_BASE_URL or len(input.proposal_ref) > 100:
-            return await _peer_respond(
-                info,
-                None,
-                PARTNERSHIP.convert([DomainError(ErrorCode.INVALID, "Too long.", "baseUrl")]),
+        too_long = [
+            DomainError(ErrorCode.INVALID, f"At most {limit} characters.", name)
+            for name, value, limit in (
+                ("baseUrl", input.base_url, MAX_BASE_URL),
+                ("proposalRef", input.proposal_ref, 100),
             )
+            if len(value) > limit
+        ]
+        if too_long:
+            return await _peer_respond(info, None, PARTNERSHIP.convert(too_long))
         manifest = await _caller_manifest(info)
         if isinstance(manifest, PartnerError):
             error = DomainError(

@@ -400,3 +400,23 @@ async def test_admins_hear_of_a_proposal_as_it_arrives(app: Any, db: AsyncSessio
     assert result.data == {
         "partnershipChanged": {"baseUrl": PARTNER, "status": "PROPOSED", "direction": "INCOMING"}
     }
+
+
+async def test_a_proposal_without_a_readable_manifest_is_refused(
+    app: Any, db: AsyncSession
+) -> None:
+    variables = {
+        "proposalRef": str(uuid.uuid4()),
+        "baseUrl": PARTNER,
+        "scopes": ["COVER"],
+        "protocolVersion": "coopnet-federation/1",
+    }
+    # No manifest from the door, and none can be read (no federation client here).
+    got = await run(app, partner(), PROPOSE, {"input": variables}, manifest=None)
+    assert codes(got["peerProposePartnership"]) == ["PARTNER_BAD_MANIFEST"]
+    long_ref = {**variables, "proposalRef": "x" * 101}
+    got = await run(app, partner(), PROPOSE, {"input": long_ref})
+    errors = got["peerProposePartnership"]["errors"]
+    assert [(e["field"], e["code"]) for e in errors] == [("proposalRef", "INVALID")]
+    await db.rollback()
+    assert await db.scalar(select(func.count()).select_from(Partnership)) == 0
