@@ -385,9 +385,9 @@ async def propose(
     )
     if refused is not None:
         return Outcome(peer.id, [partner_failure(refused)])
-    if reply is not None and reply.status in (ACTIVE, SUSPENDED):
-        # A re-sent proposal the partner had already accepted (its answer was lost):
-        # take the agreement it reports.
+    if reply is not None and reply.status in (ACTIVE, SUSPENDED, REJECTED):
+        # A re-sent proposal the partner had already answered (its answer was lost):
+        # take the answer it reports.
         agreement = reply
         await steps(lambda s: _heal(s, peer, agreement))
     return Outcome(peer.id, [])
@@ -410,8 +410,14 @@ def _may_propose(row: Partnership) -> None:
 
 async def _heal(session: AsyncSession, peer: Peer, answer: Answer) -> None:
     row = await _locked(session, peer.id)
+    if row.status != PROPOSED or row.proposal_ref != peer.proposal_ref:
+        return
+    if answer.status == REJECTED:
+        _transition(row, REJECTED)
+        await _changed(session, row)
+        return
     agreed = [s for s in answer.scopes if s in row.requested_scopes]
-    if row.status == PROPOSED and row.proposal_ref == peer.proposal_ref and agreed:
+    if agreed:
         row.granted_scopes = agreed
         if answer.status == SUSPENDED:
             _transition(row, SUSPENDED, suspended_by=PARTNER)

@@ -375,3 +375,20 @@ async def test_a_partner_instance_cannot_reach_the_admin_fields(
     finally:
         await client.aclose()
     assert (await only(a))["status"] == "ACTIVE"
+
+
+async def test_a_lost_answer_is_recovered_by_proposing_again(
+    peers: tuple[Instance, Instance],
+) -> None:
+    a, b = peers
+    await propose(a, b, ["AVAILABILITY", "COVER"])
+    # B accepted, but its answer never reached A (as if A had been down).
+    async with b.session() as session:
+        await session.execute(update(Partnership).values(status="ACTIVE", granted_scopes=["COVER"]))
+        await session.commit()
+    assert (await only(a))["status"] == "PROPOSED"
+    again = await propose(a, b, ["AVAILABILITY", "COVER"])
+    assert again["errors"] == []
+    assert again["partnership"]["status"] == "ACTIVE"
+    assert again["partnership"]["grantedScopes"] == ["COVER"]
+    assert (await only(b))["status"] == "ACTIVE"  # unchanged there
