@@ -148,7 +148,18 @@ class OutboxWorker:
         self._connection: asyncpg.Connection | None = None
 
     async def start(self) -> None:
-        self._connection = await asyncpg.connect(self.dsn)
+        # The worker's own connection (LISTEN, claiming jobs), bounded like the app's.
+        self._connection = await asyncpg.connect(
+            self.dsn,
+            timeout=10,
+            command_timeout=30,
+            server_settings={
+                "application_name": "coopnet-outbox",
+                "statement_timeout": "20000",
+                "lock_timeout": "5000",
+                "idle_in_transaction_session_timeout": "60000",
+            },
+        )
         manager = QueueManager(Queries.from_asyncpg_connection(self._connection))
         manager.entrypoint(DELIVER, on_failure="hold")(self.deliver)
         self._manager = manager
