@@ -27,7 +27,7 @@ from api.db import create_engine, session_factory
 from api.migrate import upgrade
 from api.settings import Settings
 from care.enums import Role
-from care.models import Base
+from tests.conftest import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,8 +46,6 @@ uvicorn.run(
     **server_options(settings),
 )
 """
-
-TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
 
 
 def free_port() -> int:
