@@ -43,7 +43,9 @@ INSTANCES = (("northside", "demo"), ("lea-valley", "neighbour"), ("don-valley", 
 PROPOSER, ACCEPTOR = 0, 1  # indexes in INSTANCES of the two co-ops that partner
 STARTUP_SECONDS = 120.0
 STOP_SECONDS = 15.0
-RETRIES = 10  # half a second apart
+# Half a second apart: messages between instances go through each one's outbox, delivered
+# at once (NOTIFY) or, after a failed attempt, a few seconds later.
+RETRIES = 40
 T = TypeVar("T")
 # Settings a child must not inherit from this shell: each instance has its own.
 OWN_SETTINGS = (

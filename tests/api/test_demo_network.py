@@ -169,6 +169,25 @@ def test_demo_network_serves_three_coops_and_stops_on_sigterm(tmp_path: Path) ->
         # must get all the way to the neighbour's PAs.
         assert "1. northside proposes a partnership" in output
         schema = (ROOT / "schema.graphql").read_text()
+        if "proposePartnership" in schema:  # the partnership is agreed, both ways
+            accepted = output.split("2. lea-valley lists")[1].split("\n3. ")[0]
+            assert '"status": "ACTIVE"' in accepted, output
+            # ... and the acceptance reaches the proposer (through lea-valley's outbox).
+            statuses: list[str] = []
+            for _ in range(100):
+                statuses = [
+                    p["status"]
+                    for p in httpx.post(
+                        f"http://127.0.0.1:{ports[0]}/graphql",
+                        json={"query": "{ partnerships { status baseUrl } }"},
+                        headers={"Authorization": f"Bearer {tokens[0]}"},
+                        timeout=10,
+                    ).json()["data"]["partnerships"]
+                ]
+                if statuses == ["ACTIVE"]:
+                    break
+                time.sleep(0.2)
+            assert statuses == ["ACTIVE"], output
         if "proposePartnership" in schema and "partnerAvailability" in schema:
             assert "step failed" not in output, output
             assert SHARED_PAS_SHOWN in output.split("4. lea-valley's shared PAs")[1], output
