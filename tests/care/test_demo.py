@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.demo import load_demo
+from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import Cluster, Member, PaProfile, Pool, ServiceUserProfile, Visit
 from tests.conftest import Api
@@ -29,7 +29,10 @@ async def counts(db: AsyncSession) -> dict[str, Any]:
 
 
 async def test_demo_loads_once_and_is_deterministic(db: AsyncSession) -> None:
-    today = dt.date(2026, 11, 26)
+    # Today's date, not a fixed one: the demo records a sickness absence from today + 2
+    # through the absence service, which (by the real clock) refuses one over visits
+    # already started, as they would be once a fixed date is two days past.
+    today = dt.datetime.now(LONDON).date()
     assert await load_demo(db, today) is True
     await db.commit()
     first = await counts(db)

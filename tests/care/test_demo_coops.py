@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.demo import DEMO, DISTANT, NEIGHBOUR, load_coop
+from care.demo import DEMO, DISTANT, LONDON, NEIGHBOUR, load_coop
 from care.models import Coop
 
-TODAY = dt.date(2026, 11, 26)
+# The real date: the demo co-op's sickness absence must start after the real now (see
+# tests/care/test_demo.py).
+TODAY = dt.datetime.now(LONDON).date()
 
 # PAs in a pool shared with partners, with skills and availability after `today`.
 SHARED_PAS = text("""
