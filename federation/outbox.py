@@ -32,13 +32,13 @@ from pgqueuer import QueueManager
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.domain.errors import RetryRequested
 from pgqueuer.domain.models import Job
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.enums import PartnershipStatus
 from care.models import Partnership
-from federation.client import FederationClient, PartnerError
+from federation.client import FederationClient, PartnerError, PartnerErrorCode
 from federation.partners import record_contact
 
 log = logging.getLogger("coopnet.federation.outbox")
@@ -206,7 +206,7 @@ class OutboxWorker:
             log.info("message %s dropped: its partnership is gone", job.id)
             return
         try:
-            await self.client().call(
+            result = await self.client().call(
                 partnership.graphql_endpoint,
                 partnership.keys,
                 message.query,
@@ -229,11 +229,34 @@ class OutboxWorker:
             raise RetryRequested(
                 delay=self.policy.delay(job.attempts), reason=error.summary()
             ) from error
+        # Delivered. A payload error is the partner's considered answer (it refused the
+        # message): recorded, not retried.
+        refusal = _payload_refusal(result.data.get(message.operation))
         async with self.sessions() as session:
-            await record_contact(session, message.partnership_id)
+            await record_contact(session, message.partnership_id, refusal)
+            if result.refreshed is not None:  # the partner rotated its key
+                await session.execute(
+                    update(Partnership)
+                    .where(Partnership.id == message.partnership_id)
+                    .values(keys=result.refreshed.keys, manifest_fetched_at=func.now())
+                )
             await session.commit()
-        if partnership.status == PartnershipStatus.ENDED.value:
+        if refusal is not None:
+            log.warning("message %s (%s) refused: %s", job.id, message.operation, refusal)
+        elif partnership.status == PartnershipStatus.ENDED.value:
             log.info("message %s delivered to an ended partnership", job.id)
+
+
+def _payload_refusal(payload: Any) -> PartnerError | None:
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    if not errors or not isinstance(errors, list):
+        return None
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    return PartnerError(
+        PartnerErrorCode.REFUSED,
+        str(first.get("message") or "refused")[:500],
+        reason=str(first.get("code") or "")[:100] or None,
+    )
 
 
 # --- what admins see ----------------------------------------------------------------------

@@ -51,6 +51,7 @@ from federation.client import (
     normalise_base_url,
 )
 from federation.manifest import PROTOCOL_VERSIONS
+from federation.outbox import send_later
 from federation.partners import forget_partner_data, record_contact
 
 T = TypeVar("T")
@@ -491,10 +492,10 @@ async def change(
     steps: Steps, client: FederationClient | None, partnership_id: int, status: str
 ) -> Outcome:
     """Suspend (status SUSPENDED), resume (ACTIVE) or end (ENDED) a partnership: the
-    change is committed here first, then the partner is told; a notice it did not take is
-    recorded in `last_error` and reported, and the change stands. Asked again when the
-    partnership is already so (suspended by us, active, ended), only the notice is sent
-    again."""
+    change and the notice to the partner are committed together, and the outbox delivers
+    the notice (retrying while the partner cannot be reached; failures show in
+    `last_error`). Asked again when the partnership is already so (suspended by us,
+    active, ended), only a notice is queued again."""
 
     async def apply(session: AsyncSession) -> Peer:
         row = await _locked(session, partnership_id)
@@ -526,19 +527,27 @@ async def change(
             _transition(row, ENDED)
             await forget_partner_data(session, row.id)
         await _changed(session, row)
-        return _peer(row)
+        peer = _peer(row)
+        await _notify(session, peer, status)
+        return peer
 
     try:
         peer = await steps(apply)
     except DomainError as exc:
         return Outcome(None if exc.code == ErrorCode.NOT_FOUND else partnership_id, [exc])
-    message = {"proposalRef": str(peer.proposal_ref), "status": status}
-    _, failure = await _call_and_record(
-        steps, client, peer, CHANGE, "peerChangePartnership", message
-    )
-    if failure is not None:
-        return Outcome(peer.id, [partner_failure(failure)])
     return Outcome(peer.id, [])
+
+
+async def _notify(session: AsyncSession, peer: Peer, status: str) -> None:
+    """Queue the notice of a change in the transaction that makes it (the outbox): the
+    partner hears of it once it can be reached, however long that takes."""
+    await send_later(
+        session,
+        peer.id,
+        "peerChangePartnership",
+        CHANGE,
+        {"input": {"proposalRef": str(peer.proposal_ref), "status": status}},
+    )
 
 
 # --- what the partner sends (PEERS) ---------------------------------------------------------

@@ -304,9 +304,9 @@ class PartnershipMutations:
     @mutation(
         access=ADMINS,
         description="Suspend an ACTIVE partnership (admins): neither side's partner calls "
-        "are served until this side resumes it. Done here at once, then the partner is "
-        "told; if it could not be, the suspension stands, lastError records it and the error "
-        "is reported. Asked again while suspended by this side, only the notice is re-sent.",
+        "are served until this side resumes it. Done here at once; the partner is told "
+        "through the outbox, retried until it can be reached (failures in lastError). Asked "
+        "again while suspended by this side, only the notice is queued again.",
     )
     async def suspend_partnership(
         self,
@@ -323,9 +323,9 @@ class PartnershipMutations:
     @mutation(
         access=ADMINS,
         description="Resume a partnership this side suspended (admins; one the partner "
-        "suspended: FORBIDDEN). Done here at once, then the partner is told; if it could "
-        "not be, the change stands and lastError records it. Asked again while ACTIVE, "
-        "only the notice is re-sent.",
+        "suspended: FORBIDDEN). Done here at once; the partner is told through the outbox, "
+        "retried until it can be reached (failures in lastError). Asked again while ACTIVE, "
+        "only the notice is queued again.",
     )
     async def resume_partnership(
         self,
@@ -342,10 +342,9 @@ class PartnershipMutations:
     @mutation(
         access=ADMINS,
         description="End a partnership (admins): an ACTIVE or SUSPENDED one, or withdraw a "
-        "proposal of ours. Everything received from the partner is deleted at once; then "
-        "the partner is told (and deletes what it received from us). If it could not be, "
-        "the end stands and lastError records it. Asked again once ENDED, only the notice is "
-        "re-sent.",
+        "proposal of ours. Everything received from the partner is deleted at once; the "
+        "partner is told through the outbox, retried until it can be reached, and deletes "
+        "what it received from us. Asked again once ENDED, only the notice is queued again.",
     )
     async def end_partnership(
         self,
