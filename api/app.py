@@ -41,6 +41,7 @@ from care.viewer import ANONYMOUS
 from federation.client import FederationClient
 from federation.identity import load_or_create_identity
 from federation.manifest import CACHE_SECONDS, build_manifest
+from federation.sync import start_sync_scheduler
 from schema import create_schema
 from schema.context import Context, Limits
 from schema.error_codes import UNAVAILABLE_CODES, known_error
@@ -180,6 +181,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         # Calls to partner instances share one HTTP client (connection reuse).
         federation = FederationClient(identity, settings.base_url)
         app.state.federation = federation
+        feed_sync = start_sync_scheduler(engine, federation, settings.federation_sync_seconds)
         # Everything built so far (schema, models, compiled SQL) lives as long as the process:
         # keep it out of the collector's sweeps, and sweep less often. GraphQL responses make
         # many short-lived objects; default thresholds gave p99 spikes (bench/).
@@ -187,6 +189,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         yield
+        await feed_sync.stop()
         await federation.aclose()
         await events.stop()
         await engine.dispose()

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     federation_key_file: Path | None = None
     federation_previous_key_files: str = ""
+    # Partners' availability feeds are pulled this often (seconds; 0: only on `syncPartner`).
+    federation_sync_seconds: float = Field(default=60.0, ge=0)
 
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""

@@ -753,6 +753,13 @@ class PartnerWindow(Base):
         CheckConstraint("length(district) <= 8", name="district_length"),
         CheckConstraint("travel_km >= 0", name="travel_non_negative"),
         Index("ix_partner_window_during", "during", postgresql_using="gist"),
+        # `partnerAvailability(filter: {skill})` (migration 0011).
+        Index(
+            "ix_partner_window_skills",
+            "skills",
+            postgresql_using="gin",
+            postgresql_ops={"skills": "jsonb_path_ops"},
+        ),
     )
 
     partnership_id: Mapped[int] = mapped_column(

@@ -183,6 +183,14 @@ def upgrade() -> None:
     )
     op.execute("ALTER SEQUENCE availability_feed_seq OWNED BY availability_feed.seq")
     op.create_index("ix_availability_feed_xid_seq", "availability_feed", ["xid", "seq"])
+    # `partnerAvailability(filter: {skill})`: windows whose skills contain the name.
+    op.create_index(
+        "ix_partner_window_skills",
+        "partner_window",
+        ["skills"],
+        postgresql_using="gin",
+        postgresql_ops={"skills": "jsonb_path_ops"},
+    )
     # Every existing window is news to a first reader.
     op.execute(
         "INSERT INTO availability_feed (window_id, pa_id) "
@@ -221,4 +229,5 @@ def downgrade() -> None:
     for function in FUNCTIONS:
         name = function if "(" in function else f"{function}()"
         op.execute(f"DROP FUNCTION {name}")
+    op.drop_index("ix_partner_window_skills", table_name="partner_window")
     op.drop_table("availability_feed")

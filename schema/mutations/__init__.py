@@ -2,6 +2,7 @@
 
 import strawberry
 
+from schema.feed import FeedMutations
 from schema.mutations.absences import AbsenceMutations
 from schema.mutations.availability import AvailabilityMutations
 from schema.mutations.clusters import ClusterMutations
@@ -28,6 +29,7 @@ class Mutation(
     OfferMutations,
     CoopMutations,
     TokenMutations,
+    FeedMutations,
 ):
     pass
 

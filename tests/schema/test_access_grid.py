@@ -33,7 +33,7 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.base import get_object_definition
 
@@ -273,8 +273,8 @@ def test_the_readme_states_the_declared_rules() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     documented: dict[str, str] = {}
     for line in readme.splitlines():
-        match = re.match(r"\| `([A-Z]+)` \| [^|]+ \| (.+) \|$", line)
-        if not match or match.group(1) in {r.value for r in Role}:
+        match = re.match(r"\| `([A-Z_]+)` \| [^|]+ \| (.+) \|$", line)
+        if not match or match.group(1) not in {r.name for r in rules().values()}:
             continue
         for part in match.group(2).split(", "):
             names = re.findall(r"`(\w+)`", part)
@@ -396,12 +396,38 @@ async def offer_some_cover(app: Any, admin: Viewer) -> None:
     raise AssertionError("no open cover request of the demo has a candidate")
 
 
+async def receive_partner_window(db: AsyncSession) -> None:
+    """An ACTIVE partnership and one window received from it."""
+    await db.execute(
+        text(
+            """
+            WITH p AS (
+                INSERT INTO partnership (base_url, graphql_endpoint, proposal_ref, direction,
+                    status, requested_scopes, granted_scopes, protocol_version, coop_name,
+                    home_la_code, local_authorities, pseudonym_key)
+                VALUES ('http://partner.test', 'http://partner.test/graphql',
+                    gen_random_uuid(), 'OUTGOING', 'ACTIVE', '{AVAILABILITY}',
+                    '{AVAILABILITY}', '1', 'Partner Co-op', 'E09000010',
+                    '[{"gssCode": "E09000010", "name": "Enfield"}]', '\\x00')
+                RETURNING id)
+            INSERT INTO partner_window (partnership_id, ref, period, pa_ref, skills, district,
+                travel_km, during)
+            SELECT id, 'w1', 0, 'pa1', '[{"skill": "hoist", "expiresOn": "2099-01-01"}]',
+                'EN1', 8, tstzrange(now() + interval '1 day', now() + interval '1 day 2 hours')
+            FROM p
+            """
+        )
+    )
+    await db.commit()
+
+
 async def test_an_admin_resolves_every_field_of_every_reachable_type(
     app: Any, db: AsyncSession
 ) -> None:
     d = await demo(db)
     admin = d.viewers["admin"]
     await offer_some_cover(app, admin)  # the demo co-op has made no offers yet
+    await receive_partner_window(db)  # nor received anything from a partner
     graphql_schema: GraphQLSchema = create_schema()._schema
     declared = rules()
     # Root fields an admin may ask and that need no id (those are covered by the grid).
