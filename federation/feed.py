@@ -180,9 +180,7 @@ async def read_feed(
     not one of ours): the changes in commit order, the position after them, and whether
     more are ready now."""
     xid, seq = decode_position(after)
-    rows = (
-        await session.execute(PAGE_SQL, {"xid": str(xid), "seq": seq, "limit": first + 1})
-    ).all()
+    rows = (await session.execute(PAGE_SQL, {"xid": xid, "seq": seq, "limit": first + 1})).all()
     has_more = len(rows) > first
     rows = rows[:first]
     cursor = encode_position(int(rows[-1].xid), rows[-1].seq) if rows else encode_position(xid, seq)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import any_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from care.enums import PartnerScope, PartnershipStatus
@@ -384,7 +384,7 @@ async def due_partnerships(engine: AsyncEngine) -> list[int]:
             select(Partnership.id)
             .where(
                 Partnership.status == PartnershipStatus.ACTIVE.value,
-                Partnership.granted_scopes.any(PartnerScope.AVAILABILITY.value),
+                any_(Partnership.granted_scopes) == PartnerScope.AVAILABILITY.value,
             )
             .order_by(Partnership.id)
         )

@@ -45,7 +45,7 @@ from schema.permissions import ADMINS, MANAGING, PARTNER_AVAILABILITY, decode_id
 
 # --- the feed (partner-facing) -------------------------------------------------------
 
-FeedRemoval = strawberry.enum(
+FeedRemoval = strawberry.enum(  # type: ignore[call-overload]
     Enum(  # type: ignore[misc]
         "FeedRemoval",
         {
