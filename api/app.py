@@ -35,6 +35,7 @@ from api.events import (
     is_http_subscription,
 )
 from api.migrate import current_revision, head_revision
+from api.peers import PeerDoor, peer_call
 from api.settings import Settings
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
@@ -216,6 +217,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 recheck_seconds=settings.token_recheck_seconds,
             )
         federation: FederationClient = connection.app.state.federation
+        partner = peer_call(connection.scope)
+        if partner is not None:
+            # A signed call from another instance, verified by the door (api/peers.py).
+            return Context(
+                session=session,
+                viewer=partner.viewer,
+                limits=limits,
+                federation=federation,
+                peer_manifest=partner.manifest,
+            )
         verified = tokens.from_header(connection.headers.get("authorization"))
         if verified is None:
             return Context(session=session, viewer=ANONYMOUS, limits=limits, federation=federation)
@@ -248,6 +259,14 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    # Partner instances' signed calls are verified, and answered signed, here.
+    app.add_middleware(
+        PeerDoor,
+        path="/graphql",
+        identity=identity,
+        base_url=settings.base_url,
+        min_refetch_seconds=settings.federation_manifest_refetch_seconds,
+    )
     # Outermost: an oversized body is refused before anything else reads it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.tokens = tokens

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     federation_key_file: Path | None = None
     federation_previous_key_files: str = ""
+    # A partner signing with a key we do not hold makes us re-read its manifest, at most
+    # once per this many seconds per base URL.
+    federation_manifest_refetch_seconds: float = Field(default=10.0, ge=0)
     # Partners' availability feeds are pulled this often (seconds; 0: only on `syncPartner`).
     federation_sync_seconds: float = Field(default=60.0, ge=0)
 

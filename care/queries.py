@@ -43,6 +43,7 @@ from care.models import (
     LocalAuthorityNeighbour,
     Member,
     PaProfile,
+    Partnership,
     PaSkill,
     Pool,
     PoolCluster,
@@ -83,6 +84,16 @@ def _masked(mask: ColumnElement[bool], column: Any, name: str) -> Any:
 
 def coop() -> Select:
     return select(Coop)
+
+
+def partnership_with(base_url: str) -> Select:
+    """This instance's record of its partnership with the instance at `base_url`."""
+    return select(
+        Partnership.proposal_ref,
+        Partnership.status,
+        Partnership.granted_scopes,
+        Partnership.suspended_by,
+    ).where(Partnership.base_url == base_url)
 
 
 def local_authorities(codes: Sequence[str] | None = None) -> Select:

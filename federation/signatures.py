@@ -430,7 +430,7 @@ class NonceStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
-        self._pruned_at = 0.0
+        self._pruned_at = float("-inf")
 
     async def claim(self, keyid: str, nonce: str, expires: dt.datetime) -> bool:
         """True the first time (keyid, nonce) is seen, False for a replay. Committed at
@@ -452,24 +452,85 @@ class NonceStore:
         return first
 
 
+class AuditLimit:
+    """Bounds what refused callers can make an instance write: at most `per_minute`
+    audit rows per remote address and minute (the rest are counted in the log), and rows
+    older than `retention` deleted (at most once an hour per process, on the next row)."""
+
+    def __init__(self, per_minute: int = 60, retention: dt.timedelta = dt.timedelta(days=90)):
+        self.per_minute = per_minute
+        self.retention = retention
+        self._window = 0
+        self._counts: dict[str | None, int] = {}
+        self._dropped = 0
+        self._pruned_at = float("-inf")
+
+    def admit(self, remote: str | None) -> bool:
+        window = int(time.monotonic() // 60)
+        if window != self._window:
+            if self._dropped:
+                log.warning("federation audit: %d refused requests not recorded", self._dropped)
+            self._window, self._counts, self._dropped = window, {}, 0
+        count = self._counts.get(remote, 0)
+        if count >= self.per_minute:
+            self._dropped += 1
+            return False
+        if len(self._counts) >= 10_000:  # bounded memory under a spray of addresses
+            self._dropped += 1
+            return False
+        self._counts[remote] = count + 1
+        return True
+
+    def prune_due(self) -> bool:
+        if time.monotonic() - self._pruned_at < 3600:
+            return False
+        self._pruned_at = time.monotonic()
+        return True
+
+
+AUDIT_LIMIT = AuditLimit()
+
+
+async def audit_rows(
+    sessions: async_sessionmaker[AsyncSession],
+    request: Request,
+    keyid: str | None,
+    reasons: Iterable[str],
+) -> None:
+    """`federation_audit` rows for a refused request, one per reason (never its body)."""
+    remote = request.client.host if request.client else None
+    rows = [
+        {
+            "remote_addr": remote,
+            "keyid": keyid[:200] if keyid else None,
+            "reason": reason,
+            "method": request.method[:16],
+            "path": request.url.path[:2000],
+        }
+        for reason in reasons
+        if AUDIT_LIMIT.admit(remote)
+    ]
+    if not rows:
+        return
+    try:
+        async with sessions() as session:
+            if AUDIT_LIMIT.prune_due():
+                await session.execute(
+                    delete(FederationAudit).where(
+                        FederationAudit.at < func.now() - AUDIT_LIMIT.retention
+                    )
+                )
+            await session.execute(insert(FederationAudit), rows)
+            await session.commit()
+    except Exception:  # noqa: BLE001 - the refusal stands even if the audit cannot be written
+        log.exception("could not write federation audit rows for %s", [r["reason"] for r in rows])
+
+
 async def audit(
     sessions: async_sessionmaker[AsyncSession], request: Request, refusal: SignatureRefused
 ) -> None:
-    """One `federation_audit` row for a refused request (never its body)."""
-    try:
-        async with sessions() as session:
-            await session.execute(
-                insert(FederationAudit).values(
-                    remote_addr=(request.client.host if request.client else None),
-                    keyid=refusal.keyid,
-                    reason=refusal.reason.value,
-                    method=request.method[:16],
-                    path=request.url.path[:2000],
-                )
-            )
-            await session.commit()
-    except Exception:  # noqa: BLE001 - the refusal stands even if the audit cannot be written
-        log.exception("could not write the federation audit row for %s", refusal.reason)
+    """One `federation_audit` row for a refused request."""
+    await audit_rows(sessions, request, refusal.keyid, [refusal.reason.value])
 
 
 async def verify_request(

@@ -79,8 +79,6 @@ class Access(BasePermission):
         """Why a partner instance may not ask (None: it may)."""
         if self.peer:
             return None
-        if self.scope is None:
-            return SignatureRefusal.OUT_OF_SCOPE
         status = viewer.partnership_status
         if viewer.partnership_id is None or status in (None, PartnershipStatus.REJECTED.value):
             return SignatureRefusal.NOT_A_PARTNER
@@ -90,7 +88,7 @@ class Access(BasePermission):
             return SignatureRefusal.PARTNERSHIP_SUSPENDED
         if status != PartnershipStatus.ACTIVE.value:
             return SignatureRefusal.NOT_A_PARTNER  # proposed, not yet agreed
-        if self.scope.value not in viewer.scopes:
+        if self.scope is None or self.scope.value not in viewer.scopes:
             return SignatureRefusal.OUT_OF_SCOPE
         return None
 

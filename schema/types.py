@@ -138,6 +138,38 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "EXPIRED": "The PA did not answer before expiresAt.",
         },
     ),
+    enums.PartnerScope: (
+        "What a partnership lets each partner instance ask of the other (scopes are mutual).",
+        {
+            "AVAILABILITY": "Pseudonymous free windows of PAs in pools shared with partners.",
+            "COVER": "Cover for visits across the two co-ops.",
+            "MARKET_DATA": "Market-shaping figures.",
+        },
+    ),
+    enums.PartnershipStatus: (
+        "Where a partnership with another co-op's instance stands.",
+        {
+            "PROPOSED": "Proposed and not yet answered (see direction).",
+            "ACTIVE": "Agreed: the granted scopes apply.",
+            "REJECTED": "The proposal was rejected.",
+            "SUSPENDED": "Paused by one side (see suspendedBy); only that side may resume.",
+            "ENDED": "Over: everything received from the partner was deleted.",
+        },
+    ),
+    enums.PartnershipDirection: (
+        "Which side proposed a partnership.",
+        {
+            "OUTGOING": "This instance proposed.",
+            "INCOMING": "The partner instance proposed.",
+        },
+    ),
+    enums.PartnershipSide: (
+        "One side of a partnership.",
+        {
+            "US": "This instance.",
+            "PARTNER": "The partner instance.",
+        },
+    ),
 }
 
 for _enum, (_description, _values) in _ENUM_DOCS.items():
@@ -160,6 +192,10 @@ AbsenceKind = enums.AbsenceKind
 CoverReason = enums.CoverReason
 CoverRequestStatus = enums.CoverRequestStatus
 CoverOfferStatus = enums.CoverOfferStatus
+PartnerScope = enums.PartnerScope
+PartnershipStatus = enums.PartnershipStatus
+PartnershipDirection = enums.PartnershipDirection
+PartnershipSide = enums.PartnershipSide
 
 
 # Arguments of the time-ranged fields below.

@@ -39,7 +39,7 @@ from strawberry.types.base import get_object_definition
 
 from api.db import session_factory
 from care.demo import load_demo
-from care.enums import MembershipClass, Role
+from care.enums import MembershipClass, PartnerScope, PartnershipStatus, Role
 from care.models import Cluster, Member, PaProfile, ServiceUserProfile
 from care.viewer import PrincipalKind, Viewer
 from schema import create_schema
@@ -193,7 +193,34 @@ async def demo(db: AsyncSession) -> Demo:
         "pa": Viewer(role=Role.PA, member_id=pa),
         "service_user": Viewer(role=Role.SERVICE_USER, member_id=su),
         "carer": Viewer(role=Role.CARER, member_id=carer),
-        "partner": Viewer(partner="partner-coop.example", scopes=frozenset({"availability"})),
+        # Partner instances: a verified instance with no partnership, an active partner
+        # holding every scope, and partnerships proposed, suspended, ended.
+        "instance": Viewer(partner="https://stranger.example"),
+        "partner": Viewer(
+            partner="https://partner.example",
+            partnership_id=1,
+            partnership_status=PartnershipStatus.ACTIVE.value,
+            scopes=frozenset(s.value for s in PartnerScope),
+        ),
+        "partner_availability_only": Viewer(
+            partner="https://partner.example",
+            partnership_id=1,
+            partnership_status=PartnershipStatus.ACTIVE.value,
+            scopes=frozenset({PartnerScope.AVAILABILITY.value}),
+        ),
+        **{
+            f"partner_{status.value.lower()}": Viewer(
+                partner="https://partner.example",
+                partnership_id=1,
+                partnership_status=status.value,
+            )
+            for status in (
+                PartnershipStatus.PROPOSED,
+                PartnershipStatus.SUSPENDED,
+                PartnershipStatus.ENDED,
+                PartnershipStatus.REJECTED,
+            )
+        },
     }
     return Demo(viewers=viewers, ids={"clusterId": gid("Cluster", cluster_id)})
 
@@ -203,6 +230,59 @@ def expected(rule: Access, viewer: Viewer) -> str | None:
     if rule.allows(viewer):
         return None
     return "UNAUTHENTICATED" if viewer.kind is PrincipalKind.ANONYMOUS else "FORBIDDEN"
+
+
+def expected_reason(rule: Access, viewer: Viewer) -> str | None:
+    """A partner refused also learns why (docs/federation.md, section 7)."""
+    if viewer.kind is not PrincipalKind.PARTNER or rule.allows(viewer):
+        return None
+    if not rule.peer and rule.scope is None:
+        # A field for members: the partnership's state first, then "not yours".
+        status = viewer.partnership_status
+        return {
+            None: "NOT_A_PARTNER",
+            "PROPOSED": "NOT_A_PARTNER",
+            "REJECTED": "NOT_A_PARTNER",
+            "SUSPENDED": "PARTNERSHIP_SUSPENDED",
+            "ENDED": "PARTNERSHIP_ENDED",
+        }.get(status, "OUT_OF_SCOPE")
+    reason = rule.partner_refusal(viewer)
+    return reason.value if reason else None
+
+
+def test_partners_are_refused_with_the_reason_of_their_partnership() -> None:
+    """The reasons, spelled out for one field of each kind of rule."""
+    from schema.permissions import COOP, PARTNER_AVAILABILITY, PARTNER_MARKET_DATA, PEERS
+
+    def viewer(status: str | None, *scopes: PartnerScope) -> Viewer:
+        return Viewer(
+            partner="https://p.example",
+            partnership_id=None if status is None else 1,
+            partnership_status=status,
+            scopes=frozenset(s.value for s in scopes),
+        )
+
+    active = viewer("ACTIVE", PartnerScope.AVAILABILITY)
+    assert PEERS.partner_refusal(viewer(None)) is None
+    assert PEERS.partner_refusal(viewer("ENDED")) is None
+    assert PARTNER_AVAILABILITY.partner_refusal(active) is None
+    refusals = {
+        (COOP, active): "OUT_OF_SCOPE",
+        (PARTNER_MARKET_DATA, active): "OUT_OF_SCOPE",
+        (PARTNER_AVAILABILITY, viewer(None)): "NOT_A_PARTNER",
+        (PARTNER_AVAILABILITY, viewer("PROPOSED", PartnerScope.AVAILABILITY)): "NOT_A_PARTNER",
+        (PARTNER_AVAILABILITY, viewer("SUSPENDED")): "PARTNERSHIP_SUSPENDED",
+        (PARTNER_AVAILABILITY, viewer("ENDED")): "PARTNERSHIP_ENDED",
+        (COOP, viewer("SUSPENDED")): "PARTNERSHIP_SUSPENDED",
+    }
+    for (rule, who), reason in refusals.items():
+        refusal = rule.partner_refusal(who)
+        assert refusal is not None and refusal.value == reason, (rule, who)
+        assert not rule.allows(who)
+    # Members and anonymous callers never pass a partner rule.
+    for rule in (PEERS, PARTNER_AVAILABILITY):
+        assert not rule.allows(Viewer())
+        assert not rule.allows(Viewer(role=Role.ADMIN, member_id=1))
 
 
 async def run(app: Any, viewer: Viewer, operation: str) -> dict[str, Any]:
@@ -236,6 +316,14 @@ def codes(body: dict[str, Any], name: str) -> list[str]:
     ]
 
 
+def reasons(body: dict[str, Any], name: str) -> list[str]:
+    return [
+        e.get("extensions", {}).get("reason", "")
+        for e in body["errors"]
+        if (not e.get("path") or e["path"][0] == name) and e.get("extensions", {}).get("reason")
+    ]
+
+
 async def test_every_caller_gets_the_declared_answer_on_every_root_field(
     app: Any, db: AsyncSession
 ) -> None:
@@ -264,8 +352,15 @@ async def test_every_caller_gets_the_declared_answer_on_every_root_field(
                 assert got == [want], (who, text, body)
                 if body.get("data") is not None:
                     assert body["data"][name] is None
+                reason = expected_reason(rule, viewer)
+                if reason is not None and operation != "subscription":
+                    assert reasons(body, name) == [reason], (who, text, body)
             checked += 1
     assert checked == len(declared) * len(d.viewers)
+
+
+# Rules for partner instances that no root field uses yet (the README lists them).
+PARTNER_RULES = ("PEERS", "PARTNER_AVAILABILITY", "PARTNER_COVER", "PARTNER_MARKET_DATA")
 
 
 def test_the_readme_states_the_declared_rules() -> None:
@@ -274,7 +369,9 @@ def test_the_readme_states_the_declared_rules() -> None:
     documented: dict[str, str] = {}
     for line in readme.splitlines():
         match = re.match(r"\| `([A-Z_]+)` \| [^|]+ \| (.+) \|$", line)
-        if not match or match.group(1) not in {r.name for r in rules().values()}:
+        if not match or match.group(1) not in {r.name for r in rules().values()} | set(
+            PARTNER_RULES
+        ):
             continue
         for part in match.group(2).split(", "):
             names = re.findall(r"`(\w+)`", part)
