@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass
@@ -62,23 +61,23 @@ def decode_position(value: str | None) -> tuple[int, int]:
 def pseudonym(key: bytes, kind: str, record_id: int) -> str:
     """A partner's stable name for one of our records: HMAC-SHA256 keyed per partnership
     (so it differs between partners and reveals no order), 128 bits, base64url."""
-    digest = hmac.new(key, f"{kind}:{record_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+    digest = hmac.digest(key, f"{kind}:{record_id}".encode(), "sha256")
+    return base64.urlsafe_b64encode(digest[:16]).decode()[:22]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SharedSkill:
     skill: str
     expires_on: dt.date | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FreePeriod:
     start: dt.datetime
     end: dt.datetime
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FeedChange:
     """One window as a partner sees it now: offered (`tombstone` None) or withdrawn."""
 
@@ -145,7 +144,7 @@ ORDER BY p.xid, p.seq
 )
 
 
-def _change(row: Any, key: bytes) -> FeedChange:
+def _change(row: Any, key: bytes, pa_refs: dict[int, str]) -> FeedChange:
     ref = pseudonym(key, "window", row.window_id)
     if not row.present:
         return FeedChange(ref=ref, tombstone=Tombstone.REMOVED)
@@ -159,7 +158,8 @@ def _change(row: Any, key: bytes) -> FeedChange:
     return FeedChange(
         ref=ref,
         tombstone=None,
-        pa_ref=pseudonym(key, "pa", row.pa_id),
+        pa_ref=pa_refs.get(row.pa_id)
+        or pa_refs.setdefault(row.pa_id, pseudonym(key, "pa", row.pa_id)),
         skills=tuple(
             SharedSkill(skill=name, expires_on=expiry)
             for name, expiry in zip(row.skill_names or (), row.skill_expiry or (), strict=True)
@@ -184,6 +184,7 @@ async def read_feed(
     has_more = len(rows) > first
     rows = rows[:first]
     cursor = encode_position(int(rows[-1].xid), rows[-1].seq) if rows else encode_position(xid, seq)
+    pa_refs: dict[int, str] = {}  # a PA has many windows in a page
     return FeedPage(
-        changes=[_change(r, pseudonym_key) for r in rows], cursor=cursor, has_more=has_more
+        changes=[_change(r, pseudonym_key, pa_refs) for r in rows], cursor=cursor, has_more=has_more
     )
