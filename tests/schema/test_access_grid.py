@@ -165,6 +165,17 @@ class Demo:
 
 async def demo(db: AsyncSession) -> Demo:
     await load_demo(db)
+    # The partners' partnership row (id 1), as the door finds it for a partner caller.
+    await db.execute(
+        text(
+            "INSERT INTO partnership (id, base_url, graphql_endpoint, proposal_ref, direction,"
+            " status, requested_scopes, granted_scopes, protocol_version, pseudonym_key)"
+            " VALUES (1, 'https://partner.example', 'https://partner.example/graphql',"
+            " gen_random_uuid(), 'INCOMING', 'ACTIVE', '{AVAILABILITY,COVER,MARKET_DATA}',"
+            " '{AVAILABILITY,COVER,MARKET_DATA}', 'coopnet-federation/1', '\\x01')"
+        )
+    )
+    await db.execute(text("SELECT setval('partnership_id_seq', 1)"))
     await db.commit()
     cluster_id, coordinator = (
         await db.execute(
