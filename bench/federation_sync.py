@@ -57,6 +57,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_sender(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", LAUNCH], cwd=ROOT, env=env)
+
+
 async def recreate(server: str, database: str) -> str:
     engine = create_engine(server, pool_size=1)
     async with engine.connect() as conn:
@@ -140,7 +144,7 @@ async def main(server: str) -> None:
         "FEDERATION_SYNC_SECONDS": "0",
         "LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen([sys.executable, "-c", LAUNCH], cwd=ROOT, env=env)
+    process = await asyncio.to_thread(start_sender, env)
     sender = create_engine(sender_url)
     receiver = create_engine(receiver_url)
     try:
