@@ -28,12 +28,13 @@ from pathlib import Path
 import httpx
 import orjson
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.db import create_engine
 from api.migrate import upgrade
 from api.settings import Settings
 from federation.client import FederationClient
+from federation.feed import FEED_MAX_PAGE, read_feed
 from federation.identity import load_or_create_identity
 from federation.sync import sync_partner
 
@@ -210,6 +211,17 @@ async def main(server: str) -> None:
             async with receiver.connect() as conn:
                 held = await conn.scalar(text("SELECT count(*) FROM partner_window"))
             print(f"receiver holds {held:,} free periods")
+            # Where a page's time goes on the sender: the statement and items alone.
+            async with sender.connect() as conn:
+                key = await conn.scalar(text("SELECT pseudonym_key FROM partnership"))
+            async with AsyncSession(sender) as session:
+                t = time.perf_counter()
+                page = await read_feed(session, key, None, FEED_MAX_PAGE)
+                took = time.perf_counter() - t
+            print(
+                f"sender, one page of {len(page.changes):,} without GraphQL/HTTP "
+                f"(statement + items): {took * 1000:.0f} ms"
+            )
         finally:
             await client.aclose()
     finally:

@@ -102,29 +102,45 @@ class FeedPage:
 # can land before a position already served (docs/federation.md, section 9).
 PAGE_SQL = text(
     r"""
-WITH page AS (
+WITH page AS MATERIALIZED (
     SELECT f.window_id, f.xid, f.seq
     FROM availability_feed f
     WHERE f.xid < pg_snapshot_xmin(pg_current_snapshot())
       AND (f.xid, f.seq) > (CAST(:xid AS xid8), CAST(:seq AS bigint))
     ORDER BY f.xid, f.seq
     LIMIT :limit
+),
+windows AS MATERIALIZED (
+    SELECT p.window_id, p.xid, p.seq, w.id IS NOT NULL AS present, w.pa_id, w.during
+    FROM page p LEFT JOIN availability_window w ON w.id = p.window_id
+),
+-- What belongs to the PA, once per PA of the page (a PA has many windows).
+pas AS MATERIALIZED (
+    SELECT m.id AS pa_id,
+           m.active AND EXISTS (
+               SELECT 1 FROM pool_pa pp JOIN pool po ON po.id = pp.pool_id
+               WHERE pp.pa_id = m.id AND po.shared_with_partners
+           ) AS shared,
+           pr.max_travel_km,
+           upper(left(regexp_replace(m.postcode, '\s', '', 'g'), -3)) AS district,
+           sk.names AS skill_names, sk.expiry AS skill_expiry
+    FROM (SELECT DISTINCT pa_id FROM windows WHERE pa_id IS NOT NULL) d
+    JOIN member m ON m.id = d.pa_id
+    JOIN pa_profile pr ON pr.member_id = d.pa_id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(s.skill ORDER BY s.skill) AS names,
+               array_agg(s.expires_on ORDER BY s.skill) AS expiry
+        FROM pa_skill s
+        WHERE s.pa_id = d.pa_id AND (s.expires_on IS NULL OR s.expires_on >= current_date)
+    ) sk ON true
 )
-SELECT p.window_id, p.xid::text AS xid, p.seq, w.pa_id,
-       w.id IS NOT NULL AS present,
+SELECT w.window_id, w.xid::text AS xid, w.seq, w.pa_id, w.present,
        upper(w.during) > now() AS current,
-       coalesce(m.active, false) AND EXISTS (
-           SELECT 1 FROM pool_pa pp JOIN pool po ON po.id = pp.pool_id
-           WHERE pp.pa_id = w.pa_id AND po.shared_with_partners
-       ) AS shared,
+       coalesce(pa.shared, false) AS shared,
        fr.starts, fr.ends,
-       pr.max_travel_km,
-       upper(left(regexp_replace(m.postcode, '\s', '', 'g'), -3)) AS district,
-       sk.names AS skill_names, sk.expiry AS skill_expiry
-FROM page p
-LEFT JOIN availability_window w ON w.id = p.window_id
-LEFT JOIN member m ON m.id = w.pa_id
-LEFT JOIN pa_profile pr ON pr.member_id = w.pa_id
+       pa.max_travel_km, pa.district, pa.skill_names, pa.skill_expiry
+FROM windows w
+LEFT JOIN pas pa ON pa.pa_id = w.pa_id
 LEFT JOIN LATERAL (
     SELECT array_agg(lower(r) ORDER BY lower(r)) AS starts,
            array_agg(upper(r) ORDER BY lower(r)) AS ends
@@ -132,14 +148,8 @@ LEFT JOIN LATERAL (
         (SELECT range_agg(c.during) FROM pa_commitment c
          WHERE c.pa_id = w.pa_id AND c.during && w.during),
         '{}'::tstzmultirange)) AS r
-) fr ON w.id IS NOT NULL
-LEFT JOIN LATERAL (
-    SELECT array_agg(s.skill ORDER BY s.skill) AS names,
-           array_agg(s.expires_on ORDER BY s.skill) AS expiry
-    FROM pa_skill s
-    WHERE s.pa_id = w.pa_id AND (s.expires_on IS NULL OR s.expires_on >= current_date)
-) sk ON w.id IS NOT NULL
-ORDER BY p.xid, p.seq
+) fr ON w.present AND upper(w.during) > now() AND pa.shared
+ORDER BY w.xid, w.seq
 """
 )
 
