@@ -558,6 +558,8 @@ INPUT_RULES: dict[str, InputRule] = {
     "postcodeDistricts": InputRule(max_length=16, max_items=50),
     "skills": InputRule(max_items=50),
     "after": InputRule(max_length=500),
+    "skill": InputRule(max_length=200),
+    "district": InputRule(max_length=8),
 }
 
 # Pairs of arguments of one field where the first must not be after the second.
