@@ -377,3 +377,19 @@ async def test_no_personal_data_leaves_in_the_feed(app: Any, db: AsyncSession) -
     # No member id as a reference: every ref is a 22-character pseudonym.
     for ref in re.findall(rb'"(?:ref|paRef)":"([^"]*)"', raw):
         assert len(ref) == 22
+
+
+def test_a_full_feed_page_is_costed_per_block_of_changes() -> None:
+    """5,000 changes with every field fit the cost limit (blocks of 100); members'
+    connections keep their per-item cost."""
+    from graphql import parse
+
+    from schema.limits import calculate_query_cost
+
+    schema = create_schema()._schema
+    cost = calculate_query_cost(schema, parse(FEED), variables={"first": 5000})
+    assert cost == 2 + 50 * 53 == 2652  # 53 per change: 5 leaves, skills, periods
+    assert cost is not None and cost <= 5000
+    # The default page (1,000) is costed as such, not as the members' default of 20.
+    default = calculate_query_cost(schema, parse(FEED), variables={})
+    assert default == 2 + 10 * 53

@@ -15,6 +15,7 @@ from care.models import Partnership, PartnerWindow
 from federation.client import FederationClient
 from federation.feed import pseudonym
 from federation.identity import load_or_create_identity
+from federation.sync import sync_all
 from tests.federation.instances import Instance
 from tests.federation.test_door import partner_on
 
@@ -240,3 +241,67 @@ async def test_a_receiver_killed_mid_sync_resumes_exactly(
     assert resumed["errors"] == []
     assert resumed["changesApplied"] == 20_000 - applied
     assert await held(b, on_b) == await expected(a, on_a)
+
+
+async def test_a_scheduled_round_pulls_every_active_availability_partner(
+    peers: tuple[Instance, Instance],
+) -> None:
+    """What the schedule runs every FEDERATION_SYNC_SECONDS: every ACTIVE partnership
+    granting AVAILABILITY, and no other."""
+    a, b = peers
+    await seed_sender(a, pas=4, windows_per_pa=3)
+    on_a, on_b = await pair(a, b)
+    # A suspended partnership with an unreachable instance: never called.
+    async with b.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO partnership (base_url, graphql_endpoint, proposal_ref, direction,"
+                " status, suspended_by, requested_scopes, granted_scopes, protocol_version,"
+                " pseudonym_key) VALUES ('http://127.0.0.1:9', 'http://127.0.0.1:9/graphql',"
+                " gen_random_uuid(), 'OUTGOING', 'SUSPENDED', 'US', '{AVAILABILITY}',"
+                " '{AVAILABILITY}', 'coopnet-federation/1', '\\x01')"
+            )
+        )
+    await settle(a)
+    client = FederationClient(load_or_create_identity(b.settings.federation_key_dir), b.base_url)
+    try:
+        outcomes = await sync_all(b.engine, client)
+    finally:
+        await client.aclose()
+    assert [(o.partnership_id, o.changes_applied, o.error) for o in outcomes] == [(on_b, 12, None)]
+    assert await held(b, on_b) == await expected(a, on_a)
+
+
+async def test_sync_partner_says_why_it_did_not_sync(peers: tuple[Instance, Instance]) -> None:
+    a, b = peers
+    admin = await staff(b, "ADMIN")
+    async with b.engine.begin() as conn:
+        unreachable = await conn.scalar(
+            text(
+                "INSERT INTO partnership (base_url, graphql_endpoint, proposal_ref, direction,"
+                " status, requested_scopes, granted_scopes, protocol_version, pseudonym_key)"
+                " VALUES ('http://127.0.0.1:9', 'http://127.0.0.1:9/graphql',"
+                " gen_random_uuid(), 'OUTGOING', 'ACTIVE', '{AVAILABILITY,COVER}', '{COVER}',"
+                " 'coopnet-federation/1', '\\x01') RETURNING id"
+            )
+        )
+    assert unreachable is not None
+
+    async def codes(pk: int | str) -> list[str]:
+        ident = gid("Partnership", pk) if isinstance(pk, int) else pk
+        data = await b.data(SYNC, {"id": ident}, token=admin)
+        return [e["code"] for e in data["syncPartner"]["errors"]]
+
+    assert await codes(unreachable) == ["NOT_ACTIVE"]  # COVER only
+    assert await codes(999) == ["NOT_FOUND"]
+    assert await codes("not an id") == ["NOT_FOUND"]
+    async with b.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE partnership SET granted_scopes = '{AVAILABILITY}' WHERE id = :p"),
+            {"p": unreachable},
+        )
+    assert await codes(unreachable) == ["PARTNER_UNREACHABLE"]
+    async with b.session() as s:
+        row = await s.get(Partnership, unreachable)
+    assert row is not None and row.last_error and row.last_error.startswith("UNREACHABLE")
+    assert row.feed_cursor is None
