@@ -37,6 +37,7 @@ from api.events import (
 from api.migrate import current_revision, head_revision
 from api.peers import PeerDoor, peer_call
 from api.settings import Settings
+from api.worker import build_worker
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
 from federation.client import FederationClient
@@ -183,6 +184,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         federation = FederationClient(identity, settings.base_url)
         app.state.federation = federation
         feed_sync = start_sync_scheduler(engine, federation, settings.federation_sync_seconds)
+        # Messages to partners queued in the outbox are delivered by this process too.
+        worker = None
+        if settings.outbox_worker:
+            worker = build_worker(settings, database_url, app.state.sessions, federation)
+            await worker.start()
         # Everything built so far (schema, models, compiled SQL) lives as long as the process:
         # keep it out of the collector's sweeps, and sweep less often. GraphQL responses make
         # many short-lived objects; default thresholds gave p99 spikes (bench/).
@@ -190,6 +196,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         yield
+        if worker is not None:
+            await worker.stop()
         await feed_sync.stop()
         await federation.aclose()
         await events.stop()

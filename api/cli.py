@@ -241,6 +241,17 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return {"proxy_headers": True, "ws_max_size": settings.max_body_bytes}
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from api.logging import configure_logging
+    from api.worker import run_worker
+
+    configure_logging(settings.log_format, settings.log_level)
+    with database(settings, create=False) as url:
+        _upgrade(url)
+        asyncio.run(run_worker(settings, url))
+    return 0
+
+
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from api.migrate import downgrade, upgrade
 
@@ -437,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="proxies whose X-Forwarded-* headers are trusted (default: FORWARDED_ALLOW_IPS)",
     )
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="deliver queued messages to partner instances (as `serve` does too)",
+    )
+    worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade", "downgrade"])

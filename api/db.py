@@ -50,6 +50,11 @@ def create_engine(
         # error instead of holding the connection (and the request) indefinitely.
         server_settings["statement_timeout"] = str(timeouts.statement_ms)
         server_settings["lock_timeout"] = str(timeouts.lock_ms)
+        # A transaction left open (a request stuck between statements) cannot hold its
+        # locks and snapshot for ever; it also holds back the availability feed's xmin.
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            max(timeouts.statement_ms * 6, 30_000)
+        )
         connect_args["timeout"] = timeouts.connect_s
         connect_args["command_timeout"] = timeouts.command_s
         options["pool_timeout"] = timeouts.pool_s

@@ -1,7 +1,8 @@
 """Live updates: the per-process event listener and the websocket side of subscriptions.
 
-Services publish `care.events.CoverEvent`s with `pg_notify` inside their transaction, so
-PostgreSQL delivers each one, at commit, to every connection that LISTENs on the channel.
+Services publish events (`care.events`: cover and partnership events) with `pg_notify`
+inside their transaction, so PostgreSQL delivers each one, at commit, to every connection
+that LISTENs on the channel.
 Each app process (each uvicorn worker) keeps ONE dedicated asyncpg connection for that
 (`EventHub`), started and stopped with the app, re-connected with capped exponential
 backoff if it drops. The hub fans every event out to the in-process subscribers, each with
@@ -45,14 +46,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 
 from api.auth import REVOKED, AuthError, TokenService
-from care.events import CHANNEL, CoverEvent
+from care.events import CHANNEL, Event, event_from_json
 from care.tokens import is_in_force
 from schema.context import Context
 from schema.subscriptions import LiveContext
 
 log = logging.getLogger("coopnet.events")
 
-Accept = Callable[[CoverEvent], bool]
+Accept = Callable[[Event], bool]
 
 # --- the listener ---------------------------------------------------------------------
 
@@ -69,11 +70,11 @@ class Subscriber:
         self.maxsize = maxsize
         self.name = name
         self.dropped = 0
-        self._items: deque[CoverEvent] = deque()
+        self._items: deque[Event] = deque()
         self._ready = asyncio.Event()
         self._closed = False
 
-    def offer(self, event: CoverEvent) -> None:
+    def offer(self, event: Event) -> None:
         if self._closed:
             return
         try:
@@ -107,7 +108,7 @@ class Subscriber:
     def __aiter__(self) -> Subscriber:
         return self
 
-    async def __anext__(self) -> CoverEvent:
+    async def __anext__(self) -> Event:
         while not self._items:
             if self._closed:
                 raise StopAsyncIteration
@@ -202,7 +203,7 @@ class EventHub:
     def dispatch(self, payload: str | bytes) -> None:
         """Hand one NOTIFY payload to every subscriber (never waits)."""
         try:
-            event = CoverEvent.from_json(payload)
+            event = event_from_json(payload)
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("ignored a malformed event on %s: %s", self.channel, exc)
             return

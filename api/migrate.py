@@ -13,6 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import migrations
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
+# Tables a library owns (PgQueuer's outbox queue, migration 0011): created by migrations,
+# absent from our models, so autogenerate must not propose dropping them.
+LIBRARY_TABLE_PREFIXES = ("pgqueuer",)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if type_ == "table" and name and name.startswith(LIBRARY_TABLE_PREFIXES):
+        return False
+    table = getattr(obj, "table", None)
+    if table is not None and str(getattr(table, "name", "")).startswith(LIBRARY_TABLE_PREFIXES):
+        return False
+    return True
 
 
 def alembic_config(url: str) -> Config:

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # Partners' availability feeds are pulled this often (seconds; 0: only on `syncPartner`).
     federation_sync_seconds: float = Field(default=60.0, ge=0)
 
+    # The outbox of messages to partner instances (federation/outbox.py): whether this
+    # process delivers them too (`coopnet worker` runs a delivery worker on its own), and
+    # how failed deliveries are retried before a message is kept as dead.
+    outbox_worker: bool = True
+    outbox_max_attempts: int = Field(default=12, ge=1, le=100)
+    outbox_first_delay_seconds: float = Field(default=2.0, gt=0)
+    outbox_max_delay_seconds: float = Field(default=600.0, gt=0)
+    outbox_poll_seconds: float = Field(default=5.0, gt=0)
+    # A delivery whose worker stopped beating (a killed process) is taken over after this.
+    outbox_heartbeat_seconds: float = Field(default=30.0, gt=0)
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
 

@@ -19,8 +19,21 @@ class ErrorCode(StrEnum):
     CLOSED = "CLOSED"
 
 
+class PartnerCode(StrEnum):
+    """Why a partnership mutation failed at the other instance (federation/partnerships.py);
+    only partnership payloads carry these."""
+
+    PARTNER_UNREACHABLE = "PARTNER_UNREACHABLE"
+    PARTNER_BAD_MANIFEST = "PARTNER_BAD_MANIFEST"
+    VERSION_MISMATCH = "VERSION_MISMATCH"
+    PARTNER_REFUSED = "PARTNER_REFUSED"
+    PARTNER_BAD_ANSWER = "PARTNER_BAD_ANSWER"
+
+
 class DomainError(Exception):
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode | PartnerCode, message: str, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

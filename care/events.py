@@ -46,12 +46,47 @@ class CoverEvent:
         return CoverEvent(**data)
 
 
-async def publish(session: AsyncSession, event: CoverEvent) -> None:
+@dataclass(frozen=True)
+class PartnershipEvent:
+    """A partnership with another instance changed (proposed to us, answered, suspended,
+    resumed, ended, or a call to the partner failed): admins re-read it.
+
+    kind: the partnership's status after the change (PROPOSED, ACTIVE, ...)."""
+
+    kind: str
+    partnership_id: int
+
+    def to_json(self) -> str:
+        return orjson.dumps({"type": "partnership", **asdict(self)}).decode()
+
+    @staticmethod
+    def from_json(raw: str | bytes) -> PartnershipEvent | None:
+        data: dict[str, Any] = orjson.loads(raw)
+        if data.pop("type", None) != "partnership":
+            return None
+        return PartnershipEvent(**data)
+
+
+Event = CoverEvent | PartnershipEvent
+
+
+def event_from_json(raw: str | bytes) -> Event | None:
+    """The event a NOTIFY payload carries; None for a type this process does not know."""
+    data: dict[str, Any] = orjson.loads(raw)
+    kind = data.pop("type", None)
+    if kind == "cover":
+        return CoverEvent(**data)
+    if kind == "partnership":
+        return PartnershipEvent(**data)
+    return None
+
+
+async def publish(session: AsyncSession, event: Event) -> None:
     """Queue the event in the current transaction (sent at commit)."""
     await publish_all(session, [event])
 
 
-async def publish_all(session: AsyncSession, events: Sequence[CoverEvent]) -> None:
+async def publish_all(session: AsyncSession, events: Sequence[Event]) -> None:
     """Queue several events in one statement (one NOTIFY each, delivered in order at
     commit), so the statement count does not grow with the number of events."""
     if not events:

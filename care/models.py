@@ -778,6 +778,26 @@ class PartnerWindow(Base):
     )
 
 
+class PeerDelivery(Base):
+    """A partner's message applied here, by its idempotency key: a repeat of the key
+    (the partner's outbox delivers at least once) gets the first answer back and changes
+    nothing (federation/idempotency.py). Kept for `RETENTION` after it arrived."""
+
+    __tablename__ = "peer_delivery"
+    __table_args__ = (
+        CheckConstraint("length(instance) <= 500", name="instance_length"),
+        CheckConstraint("length(operation) <= 100", name="operation_length"),
+    )
+
+    instance: Mapped[str] = mapped_column(Text, primary_key=True)  # the sender's base URL
+    idempotency_key: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    operation: Mapped[str] = mapped_column(Text)
+    answer: Mapped[dict[str, object]] = mapped_column(JSONB)
+    received_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
 # Bounds on stored text, whoever writes it (migration 0008). The API refuses longer input
 # first, with a coded error (schema/limits.py); these are the last guard. Array columns
 # are bounded in items and in total characters.

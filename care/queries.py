@@ -21,6 +21,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    literal_column,
     null,
     select,
     union,
@@ -773,3 +774,39 @@ def offers_for_pa(
 
 def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _offer_select(viewer).where(CoverOffer.id.in_(ids))
+
+
+# --- partnerships with other instances ------------------------------------------------------
+
+
+def partnerships(viewer: Viewer, ids: Sequence[int] | None = None) -> Select:
+    """Partnerships, for admins only (anyone else: no rows). Never the pseudonym key;
+    of the partner's public keys only their ids."""
+    stmt = (
+        select(
+            Partnership.id,
+            Partnership.base_url,
+            Partnership.coop_name,
+            Partnership.home_la_code,
+            Partnership.local_authorities,
+            Partnership.direction,
+            Partnership.status,
+            Partnership.requested_scopes,
+            Partnership.granted_scopes,
+            Partnership.suspended_by,
+            Partnership.protocol_version,
+            func.jsonb_path_query_array(
+                Partnership.keys, literal_column("'$[*].kid'::jsonpath")
+            ).label("key_ids"),
+            Partnership.manifest_fetched_at,
+            Partnership.last_contact_at,
+            Partnership.last_error,
+            Partnership.last_error_at,
+            Partnership.last_sync_at,
+            Partnership.created_at,
+            Partnership.updated_at,
+        )
+        .where(literal(viewer.is_admin))
+        .order_by(Partnership.id)
+    )
+    return stmt if ids is None else stmt.where(Partnership.id.in_(ids))

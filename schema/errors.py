@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from care.errors import DomainError, ErrorCode
+from care.errors import DomainError, ErrorCode, PartnerCode
 
 E = TypeVar("E")
 
@@ -34,17 +34,34 @@ CODE_DESCRIPTIONS: dict[ErrorCode, str] = {
 }
 
 
-def _codes(name: str, description: str) -> type[Enum]:
+# The codes only partnership mutations return: the other instance failed them.
+PARTNER_CODE_DESCRIPTIONS: dict[PartnerCode, str] = {
+    PartnerCode.PARTNER_UNREACHABLE: "The partner instance could not be reached (no "
+    "connection, a timeout, a TLS failure); see the partnership's lastError.",
+    PartnerCode.PARTNER_BAD_MANIFEST: "The partner's manifest (/.well-known/coopnet) is "
+    "missing, malformed, or for another base URL.",
+    PartnerCode.VERSION_MISMATCH: "The partner speaks no federation protocol version this "
+    "instance speaks.",
+    PartnerCode.PARTNER_REFUSED: "The partner instance answered but refused the message "
+    "(our signature, the partnership's state, or the message itself); see lastError.",
+    PartnerCode.PARTNER_BAD_ANSWER: "The partner's answer could not be trusted or read (a "
+    "signature that does not verify, an HTTP or GraphQL error, not a GraphQL response).",
+}
+
+
+def _codes(name: str, description: str, *, partner: bool = False) -> type[Enum]:
     # Every area's enum holds every code: a code raised by a shared rule (a deadlock's
     # retryable CONFLICT, a constraint's OVERLAP) always reaches the caller as itself.
     # Names and values stay the codes; strawberry.enum unwraps each enum_value.
-    members = Enum(  # type: ignore[misc]
-        name,
-        {
-            c.value: strawberry.enum_value(c.value, description=CODE_DESCRIPTIONS[c])
-            for c in ErrorCode
-        },
-    )
+    values = {
+        c.value: strawberry.enum_value(c.value, description=CODE_DESCRIPTIONS[c]) for c in ErrorCode
+    }
+    if partner:
+        values |= {
+            c.value: strawberry.enum_value(c.value, description=PARTNER_CODE_DESCRIPTIONS[c])
+            for c in PartnerCode
+        }
+    members = Enum(name, values)  # type: ignore[misc]
     return strawberry.enum(members, description=description)  # type: ignore[call-overload,no-any-return]
 
 
@@ -57,6 +74,11 @@ AvailabilityErrorCode = _codes(
 VisitErrorCode = _codes("VisitErrorCode", "What went wrong with a visit mutation.")
 CoverErrorCode = _codes(
     "CoverErrorCode", "What went wrong with an absence, a cover request or an offer."
+)
+PartnershipErrorCode = _codes(
+    "PartnershipErrorCode",
+    "What went wrong with a partnership mutation, here or at the partner instance.",
+    partner=True,
 )
 
 
@@ -144,6 +166,22 @@ class CoverError:
     )
 
 
+@strawberry.type(
+    description="A mistake in a partnership mutation, or a failure at the partner instance. "
+    "Codes PARTNER_* and VERSION_MISMATCH come from the other instance: the partnership's "
+    "lastError records them (see the mutation for what was kept)."
+)
+class PartnershipError:
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. baseUrl or scopes), "
+        "or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: PartnershipErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
+
+
 class UnmappedErrorCode(LookupError):
     """A domain error whose code the area's enum lacks: a bug, never silently renamed."""
 
@@ -175,4 +213,5 @@ POOL = ErrorArea(PoolError, PoolErrorCode)
 AVAILABILITY = ErrorArea(AvailabilityError, AvailabilityErrorCode)
 VISIT = ErrorArea(VisitError, VisitErrorCode)
 COVER = ErrorArea(CoverError, CoverErrorCode)
-AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER)
+PARTNERSHIP = ErrorArea(PartnershipError, PartnershipErrorCode)
+AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP)

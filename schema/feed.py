@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry import relay
 
 from care.enums import PartnershipStatus
-from care.models import LocalAuthority, Partnership
+from care.models import LocalAuthority
+from care.models import Partnership as PartnershipRow
 from care.models import PartnerWindow as ReceivedWindow
 from care.paging import page
 from federation.client import PartnerErrorCode
@@ -42,6 +43,7 @@ from schema.connection import (
 from schema.context import Info
 from schema.mutations.base import mutation
 from schema.permissions import ADMINS, MANAGING, PARTNER_AVAILABILITY, decode_id, guard
+from schema.types import PartnerLocalAuthority, Partnership, load_partnership
 
 # --- the feed (partner-facing) -------------------------------------------------------
 
@@ -153,14 +155,6 @@ def bad_feed_cursor() -> GraphQLError:
 # --- received windows (member-facing) --------------------------------------------------
 
 
-@strawberry.type(description="A local authority named by a partner co-op's manifest.")
-class PartnerLocalAuthority:
-    gss_code: str = strawberry.field(description="ONS GSS code, e.g. E09000003.")
-    name: str | None = strawberry.field(
-        description="Its name, as the partner's manifest or our own records give it."
-    )
-
-
 @strawberry.type(
     description="A partner co-op, as its manifest describes it: what marks everything "
     "received from it."
@@ -250,16 +244,16 @@ def partner_windows(
             ReceivedWindow.travel_km,
             func.lower(ReceivedWindow.during).label("starts"),
             func.upper(ReceivedWindow.during).label("ends"),
-            Partnership.coop_name,
-            Partnership.base_url,
-            Partnership.home_la_code,
-            Partnership.last_sync_at,
+            PartnershipRow.coop_name,
+            PartnershipRow.base_url,
+            PartnershipRow.home_la_code,
+            PartnershipRow.last_sync_at,
             func.coalesce(HOME_LA_NAME, LocalAuthority.name).label("home_la_name"),
         )
-        .join(Partnership, Partnership.id == ReceivedWindow.partnership_id)
-        .outerjoin(LocalAuthority, LocalAuthority.gss_code == Partnership.home_la_code)
+        .join(PartnershipRow, PartnershipRow.id == ReceivedWindow.partnership_id)
+        .outerjoin(LocalAuthority, LocalAuthority.gss_code == PartnershipRow.home_la_code)
         .where(
-            Partnership.status == PartnershipStatus.ACTIVE.value,
+            PartnershipRow.status == PartnershipStatus.ACTIVE.value,
             func.upper(ReceivedWindow.during) > func.now(),
         )
     )
@@ -304,7 +298,9 @@ def partner_coop_from_row(r: Any, partnership_id: int) -> PartnerCoop:
         id=strawberry.ID(relay.to_base64("Partnership", partnership_id)),
         name=r.coop_name,
         base_url=r.base_url,
-        home_local_authority=PartnerLocalAuthority(gss_code=r.home_la_code, name=r.home_la_name)
+        home_local_authority=PartnerLocalAuthority(
+            gss_code=r.home_la_code, name=r.home_la_name or r.home_la_code
+        )
         if r.home_la_code
         else None,
         last_sync_at=r.last_sync_at,
@@ -367,7 +363,7 @@ class FeedQueries:
         assert partnership_id is not None  # the access rule admitted an ACTIVE partnership
         async with info.context.db_lock:
             key = await info.context.session.scalar(
-                select(Partnership.pseudonym_key).where(Partnership.id == partnership_id)
+                select(PartnershipRow.pseudonym_key).where(PartnershipRow.id == partnership_id)
             )
             if key is None:
                 raise GraphQLError("You may not ask for this.", extensions={"code": "FORBIDDEN"})
@@ -458,8 +454,9 @@ class SyncPartnerInput:
     "with its cursor in one transaction)."
 )
 class SyncPartnerPayload:
-    partnership: PartnerCoop | None = strawberry.field(
-        description="The partner co-op, after the sync; null when not found."
+    partnership: Partnership | None = strawberry.field(
+        description="The partnership, after the sync (its lastSyncAt, lastContactAt, "
+        "lastError); null when not found."
     )
     changes_applied: int = strawberry.field(
         description="Window changes (offers and tombstones) applied by this sync."
@@ -474,22 +471,6 @@ PARTNER_CODES = {
     PartnerErrorCode.UNREACHABLE: SyncProblemCode.PARTNER_UNREACHABLE,
     PartnerErrorCode.REFUSED: SyncProblemCode.PARTNER_REFUSED,
 }
-
-
-async def _partner_coop(info: Info, partnership_id: int) -> PartnerCoop | None:
-    stmt = (
-        select(
-            Partnership.coop_name,
-            Partnership.base_url,
-            Partnership.home_la_code,
-            Partnership.last_sync_at,
-            func.coalesce(HOME_LA_NAME, LocalAuthority.name).label("home_la_name"),
-        )
-        .outerjoin(LocalAuthority, LocalAuthority.gss_code == Partnership.home_la_code)
-        .where(Partnership.id == partnership_id)
-    )
-    rows = await info.context.rows(stmt)
-    return partner_coop_from_row(rows[0], partnership_id) if rows else None
 
 
 @strawberry.type
@@ -565,8 +546,9 @@ class FeedMutations:
         # The request's own session reads after the sync's commits.
         async with info.context.db_lock:
             await info.context.session.rollback()
-        coop = await _partner_coop(info, partnership_id)
-        if coop is None:
+        info.context.clear_loaders()
+        found = await load_partnership(info, partnership_id)
+        if found is None:
             errors = [
                 SyncProblem(
                     field="partnershipId",
@@ -574,4 +556,4 @@ class FeedMutations:
                     code=SyncProblemCode.NOT_FOUND,
                 )
             ]
-        return SyncPartnerPayload(partnership=coop, changes_applied=applied, errors=errors)
+        return SyncPartnerPayload(partnership=found, changes_applied=applied, errors=errors)

@@ -16,7 +16,7 @@ from schema.context import Info
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
 from schema.peers import PeerQueries
-from schema.permissions import COOP, MEMBER_TYPES, PAS, PUBLIC, decode_id, guard
+from schema.permissions import ADMINS, COOP, MEMBER_TYPES, PAS, PUBLIC, decode_id, guard
 from schema.types import (
     Absence,
     AvailabilityWindow,
@@ -30,6 +30,7 @@ from schema.types import (
     LocalAuthority,
     Member,
     MembershipClass,
+    Partnership,
     Pool,
     Visit,
     VisitStatus,
@@ -42,6 +43,7 @@ from schema.types import (
     load_cluster,
     load_member,
     member_from_row,
+    partnership_from_row,
     pool_from_row,
     resolve_global_id,
     visit_from_row,
@@ -382,6 +384,15 @@ class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries):
         request = page_request(info, first, after)
         rows = await info.context.rows(queries.offers_for_pa(viewer, request, viewer.member_id))
         return build_connection(rows, request, cover_offer_from_row)
+
+    @strawberry.field(
+        description="This instance's partnerships with other co-ops' instances, in every "
+        "status, oldest first (admins). See docs/federation.md, section 8.",
+        extensions=guard(ADMINS),
+    )
+    async def partnerships(self, info: Info) -> list[Partnership]:
+        rows = await info.context.rows(queries.partnerships(info.context.viewer))
+        return [partnership_from_row(r) for r in rows]
 
 
 def _filter_id(global_id: strawberry.ID | None, type_name: str) -> int | None:

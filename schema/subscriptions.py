@@ -26,21 +26,28 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care import policy
-from care.events import CoverEvent
+from care.events import CoverEvent, Event, PartnershipEvent
 from care.models import Cluster
 from care.tokens import TokenRef, is_in_force
 from care.viewer import ANONYMOUS, Viewer
 from schema.context import Context, Info, Limits
-from schema.permissions import MANAGING, PAS, decode_id, forbidden, guard
-from schema.types import CoverOffer, CoverRequest, load_cover_offer, load_cover_request
+from schema.permissions import ADMINS, MANAGING, PAS, decode_id, forbidden, guard
+from schema.types import (
+    CoverOffer,
+    CoverRequest,
+    Partnership,
+    load_cover_offer,
+    load_cover_request,
+    load_partnership,
+)
 
 
 class EventSource(Protocol):
     """Where live events come from (the process's `api.events.EventHub`)."""
 
     def subscribe(
-        self, accept: Callable[[CoverEvent], bool]
-    ) -> AbstractAsyncContextManager[AsyncIterator[CoverEvent]]: ...
+        self, accept: Callable[[Event], bool]
+    ) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
 
 
 class _NoSession:
@@ -100,7 +107,7 @@ class LiveContext(Context):
         async with self._event_lock, self.sessions() as session:
             await self._check_in_force(session)
 
-    async def next_event(self, events: AsyncIterator[CoverEvent]) -> CoverEvent | None:
+    async def next_event(self, events: AsyncIterator[Event]) -> Event | None:
         """The next event (None when the stream ends), re-checking the token every
         `recheck_seconds` while none comes. (Waiting on the hub's `Subscriber` may be
         cancelled safely: it takes an event off its queue only once it returns it.)"""
@@ -156,9 +163,13 @@ async def _may_follow(ctx: LiveContext, cluster_id: int) -> bool:
 async def _cover_requests(
     info: Info, ctx: LiveContext, cluster_id: int
 ) -> AsyncGenerator[CoverRequest, None]:
-    async with ctx.events.subscribe(lambda e: cluster_id in e.cluster_ids) as events:
+    def about_cluster(event: Event) -> bool:
+        return isinstance(event, CoverEvent) and cluster_id in event.cluster_ids
+
+    async with ctx.events.subscribe(about_cluster) as events:
         while (event := await ctx.next_event(events)) is not None:
             ctx.check_token()
+            assert isinstance(event, CoverEvent)
             async with ctx.event_scope():
                 if not await _may_follow(ctx, cluster_id):
                     raise forbidden()
@@ -169,19 +180,35 @@ async def _cover_requests(
 
 
 async def _offers(info: Info, ctx: LiveContext, pa_id: int) -> AsyncGenerator[CoverOffer, None]:
-    def mine(event: CoverEvent) -> bool:
+    def mine(event: Event) -> bool:
         # OFFER_* events, and REQUEST_FILLED, which names the accepted offer.
-        return event.offer_id is not None and event.pa_id == pa_id
+        return isinstance(event, CoverEvent) and event.offer_id is not None and event.pa_id == pa_id
 
     async with ctx.events.subscribe(mine) as events:
         while (event := await ctx.next_event(events)) is not None:
             ctx.check_token()
+            assert isinstance(event, CoverEvent)
             assert event.offer_id is not None
             async with ctx.event_scope():
                 offer = await load_cover_offer(info, event.offer_id)
                 if offer is None:
                     continue
                 yield offer
+
+
+async def _partnerships(info: Info, ctx: LiveContext) -> AsyncGenerator[Partnership, None]:
+    def about_partnership(event: Event) -> bool:
+        return isinstance(event, PartnershipEvent)
+
+    async with ctx.events.subscribe(about_partnership) as events:
+        while (event := await ctx.next_event(events)) is not None:
+            ctx.check_token()
+            assert isinstance(event, PartnershipEvent)
+            async with ctx.event_scope():
+                partnership = await load_partnership(info, event.partnership_id)
+                if partnership is None:  # not visible (admins see all): nothing to say
+                    continue
+                yield partnership
 
 
 @strawberry.type(
@@ -236,3 +263,17 @@ class Subscription:
             raise forbidden()
         await ctx.recheck()
         return _offers(info, ctx, viewer.member_id)
+
+    @strawberry.subscription(
+        description=(
+            "Partnerships with other instances, each time one changes: a proposal "
+            "received, an answer, a suspension, resumption or end (by either side), or a "
+            "call to the partner that failed (see lastError). For admins. Events raised "
+            "while not connected are not replayed: query `partnerships` after subscribing."
+        ),
+        extensions=guard(ADMINS),
+    )
+    async def partnership_changed(self, info: Info) -> AsyncGenerator[Partnership, None]:
+        ctx = _live(info)
+        await ctx.recheck()
+        return _partnerships(info, ctx)

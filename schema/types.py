@@ -1237,6 +1237,115 @@ load_cover_offer: Loader[CoverOffer] = by_id_loader(
 )
 
 
+# --- partnerships with other instances ------------------------------------------------------
+
+
+@strawberry.type(description="A local authority a partner co-op serves, as its manifest says.")
+class PartnerLocalAuthority:
+    gss_code: str = strawberry.field(description="ONS GSS code, e.g. E09000003.")
+    name: str = strawberry.field(description="The council's name, as the partner gave it.")
+
+
+@strawberry.type(
+    description="A partnership between this co-op's instance and another's (admins only). "
+    "See docs/federation.md, section 8."
+)
+class Partnership(relay.Node):
+    id: relay.NodeID[int]
+    base_url: str = strawberry.field(
+        description="The partner instance's base URL (its manifest is at "
+        "<baseUrl>/.well-known/coopnet)."
+    )
+    coop_name: str | None = strawberry.field(
+        description="The partner co-op's name, from its manifest; null if it gave none."
+    )
+    home_local_authority: str | None = strawberry.field(
+        description="GSS code of the partner co-op's home local authority, from its "
+        "manifest; null if it gave none."
+    )
+    local_authorities: list[PartnerLocalAuthority] = strawberry.field(
+        description="The local authorities the partner serves, from its manifest."
+    )
+    direction: PartnershipDirection = strawberry.field(description="Who proposed it.")
+    status: PartnershipStatus = strawberry.field(description="Where it stands.")
+    requested_scopes: list[PartnerScope] = strawberry.field(
+        description="The scopes the proposal asked for."
+    )
+    granted_scopes: list[PartnerScope] = strawberry.field(
+        description="The scopes agreed (mutual: each side may ask the other for them); "
+        "empty until accepted."
+    )
+    suspended_by: PartnershipSide | None = strawberry.field(
+        description="Which side suspended it (only that side may resume); null unless SUSPENDED."
+    )
+    protocol_version: str = strawberry.field(
+        description="The federation protocol version both sides speak, e.g. coopnet-federation/1."
+    )
+    key_ids: list[str] = strawberry.field(
+        description="The ids (RFC 7638 thumbprints) of the partner's public keys we hold, "
+        "to compare with the partner out of band."
+    )
+    manifest_fetched_at: dt.datetime | None = strawberry.field(
+        description="When the partner's manifest was last read (UTC)."
+    )
+    last_contact_at: dt.datetime | None = strawberry.field(
+        description="When a call to the partner last succeeded, or one from it was last "
+        "received (UTC); null if never."
+    )
+    last_error: str | None = strawberry.field(
+        description="Why the last call to the partner failed (e.g. PARTNER_UNREACHABLE, "
+        "a refusal, a version mismatch); null once a call succeeds again."
+    )
+    last_error_at: dt.datetime | None = strawberry.field(
+        description="When lastError happened (UTC); null with it."
+    )
+    last_sync_at: dt.datetime | None = strawberry.field(
+        description="When the partner's availability was last pulled (UTC); null if never."
+    )
+    created_at: dt.datetime = strawberry.field(description="When the row was created (UTC).")
+    updated_at: dt.datetime = strawberry.field(
+        description="When the partnership last changed state (UTC)."
+    )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return await resolve_ids(info, node_ids, load_partnership)
+
+
+def partnership_from_row(row: Row[Any]) -> Partnership:
+    return Partnership(
+        id=row.id,
+        base_url=row.base_url,
+        coop_name=row.coop_name,
+        home_local_authority=row.home_la_code,
+        local_authorities=[
+            PartnerLocalAuthority(gss_code=str(la.get("gssCode")), name=str(la.get("name")))
+            for la in (row.local_authorities or [])
+        ],
+        direction=enums.PartnershipDirection(row.direction),
+        status=enums.PartnershipStatus(row.status),
+        requested_scopes=[enums.PartnerScope(s) for s in row.requested_scopes],
+        granted_scopes=[enums.PartnerScope(s) for s in row.granted_scopes],
+        suspended_by=enums.PartnershipSide(row.suspended_by) if row.suspended_by else None,
+        protocol_version=row.protocol_version,
+        key_ids=[str(k) for k in (row.key_ids or [])],
+        manifest_fetched_at=row.manifest_fetched_at,
+        last_contact_at=row.last_contact_at,
+        last_error=row.last_error,
+        last_error_at=row.last_error_at,
+        last_sync_at=row.last_sync_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+load_partnership: Loader[Partnership] = by_id_loader(
+    "partnership", lambda viewer, ids: queries.partnerships(viewer, ids), partnership_from_row
+)
+
+
 NODE_TYPES: dict[str, type[relay.Node]] = {
     t.__name__: t
     for t in (
@@ -1251,6 +1360,7 @@ NODE_TYPES: dict[str, type[relay.Node]] = {
         Absence,
         CoverRequest,
         CoverOffer,
+        Partnership,
     )
 }
 

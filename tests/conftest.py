@@ -84,6 +84,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, migrated_url: str) -> Set
         data_dir=tmp_path_factory.mktemp("data"),
         debug=False,
         federation_sync_seconds=0,  # tests sync when they mean to
+        # No delivery worker in the in-process app: outbox tests start real instances.
+        outbox_worker=False,
     )
 
 
@@ -112,7 +114,11 @@ async def app_state(settings: Settings, migrated_url: str) -> AsyncIterator[Any]
         yield app
 
 
-TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+# Our tables, and the outbox queue's (PgQueuer's, not in our metadata: migration 0011).
+TABLES = ", ".join(
+    [t.name for t in reversed(Base.metadata.sorted_tables)]
+    + ["pgqueuer", "pgqueuer_log", "pgqueuer_statistics"]
+)
 
 
 @pytest.fixture

@@ -91,13 +91,17 @@ def test_models_and_migrations_agree(migrated_url: str) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from api.db import async_url
+    from api.migrate import include_object
     from care.models import Base
 
     async def diff() -> list[object]:
         engine = create_async_engine(async_url(migrated_url))
         async with engine.connect() as conn:
             found = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"include_object": include_object}),
+                    Base.metadata,
+                )
             )
         await engine.dispose()
         return list(found)

@@ -9,6 +9,7 @@ from schema.mutations.clusters import ClusterMutations
 from schema.mutations.coop import CoopMutations
 from schema.mutations.members import MemberMutations
 from schema.mutations.offers import OfferMutations
+from schema.mutations.partnerships import PartnershipMutations
 from schema.mutations.pools import PoolMutations
 from schema.mutations.tokens import TokenMutations
 from schema.mutations.visits import VisitMutations
@@ -29,6 +30,7 @@ class Mutation(
     OfferMutations,
     CoopMutations,
     TokenMutations,
+    PartnershipMutations,
     FeedMutations,
 ):
     pass

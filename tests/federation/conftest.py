@@ -11,8 +11,13 @@ import pytest
 from tests.conftest import _in_thread
 from tests.federation.instances import Instance, prepare
 
-# Settings every test instance runs with (tests may start instances with more).
-INSTANCE_ENV: dict[str, str] = {}
+# Settings every test instance runs with (tests may start instances with more): the
+# outbox retries quickly, so that a partner coming back hears within a second or two.
+INSTANCE_ENV: dict[str, str] = {
+    "OUTBOX_FIRST_DELAY_SECONDS": "0.2",
+    "OUTBOX_MAX_DELAY_SECONDS": "1",
+    "OUTBOX_POLL_SECONDS": "0.5",
+}
 
 
 def start_instances(

@@ -27,7 +27,7 @@ from api.db import create_engine, session_factory
 from api.migrate import upgrade
 from api.settings import Settings
 from care.enums import Role
-from care.models import Base
+from tests.conftest import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,8 +46,6 @@ uvicorn.run(
     **server_options(settings),
 )
 """
-
-TABLES = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
 
 
 def free_port() -> int:
@@ -225,3 +223,17 @@ def prepare(server_url: str, name: str, tmp: Path, env: dict[str, str] | None = 
     url = database_url_for(server_url, database)
     upgrade(url)
     return Instance(name=name, database_url=url, data_dir=tmp / name, env=dict(env or {}))
+
+
+async def eventually(check: Any, what: str, seconds: float = 15.0) -> Any:
+    """The first truthy result of `await check()`, polled until `seconds` have passed:
+    for what another instance does on its own time (a delivery from its outbox)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = await check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        await asyncio.sleep(0.1)

@@ -21,7 +21,7 @@ from tests.federation.test_door import partner_on
 
 SYNC = """
 mutation($id: ID!) { syncPartner(input: {partnershipId: $id}) {
-  changesApplied errors { code message } partnership { name baseUrl lastSyncAt }
+  changesApplied errors { code message } partnership { coopName baseUrl lastSyncAt lastError }
 } }
 """
 AVAILABILITY = """

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from strawberry.types.base import get_object_definition
 from api.db import session_factory
 from care.demo import load_demo
 from care.enums import MembershipClass, PartnerScope, PartnershipStatus, Role
-from care.models import Cluster, Member, PaProfile, ServiceUserProfile
+from care.models import Cluster, Member, PaProfile, Partnership, ServiceUserProfile
 from care.viewer import PrincipalKind, Viewer
 from schema import create_schema
 from schema.context import Context, Limits
@@ -529,12 +530,29 @@ async def receive_partner_window(db: AsyncSession) -> None:
     await db.commit()
 
 
+async def add_partnership(db: AsyncSession) -> None:
+    db.add(
+        Partnership(
+            base_url="https://partner-coop.example",
+            graphql_endpoint="https://partner-coop.example/graphql",
+            proposal_ref=uuid.uuid4(),
+            direction="INCOMING",
+            status="PROPOSED",
+            requested_scopes=["AVAILABILITY"],
+            protocol_version="coopnet-federation/1",
+            local_authorities=[{"gssCode": "E09000003", "name": "Barnet"}],
+        )
+    )
+    await db.commit()
+
+
 async def test_an_admin_resolves_every_field_of_every_reachable_type(
     app: Any, db: AsyncSession
 ) -> None:
     d = await demo(db)
     admin = d.viewers["admin"]
     await offer_some_cover(app, admin)  # the demo co-op has made no offers yet
+    await add_partnership(db)  # nor partnerships (those need another instance)
     await receive_partner_window(db)  # nor received anything from a partner
     graphql_schema: GraphQLSchema = create_schema()._schema
     declared = rules()
