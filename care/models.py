@@ -409,7 +409,7 @@ ischema_names["xid8"] = Xid8  # so reflection (autogenerate) knows the type
 
 
 class AvailabilityFeed(Base):
-    """The availability feed's change log (migration 0011): one row per availability
+    """The availability feed's change log (migration 0012): one row per availability
     window that ever changed in a way a partner could see, moved by triggers to the
     writing transaction's id and a fresh `seq` on every such change. No foreign key: the
     row outlives its window, to carry the tombstone. The feed serves rows in (xid, seq)
@@ -753,7 +753,7 @@ class PartnerWindow(Base):
         CheckConstraint("length(district) <= 8", name="district_length"),
         CheckConstraint("travel_km >= 0", name="travel_non_negative"),
         Index("ix_partner_window_during", "during", postgresql_using="gist"),
-        # `partnerAvailability(filter: {skill})` (migration 0011).
+        # `partnerAvailability(filter: {skill})` (migration 0012).
         Index(
             "ix_partner_window_skills",
             "skills",

@@ -1,6 +1,6 @@
 """The availability feed this instance offers its partners (docs/federation.md, section 9).
 
-`availability_feed` (migration 0011) says WHICH windows changed and in what order; what
+`availability_feed` (migration 0012) says WHICH windows changed and in what order; what
 a partner is told about each is computed here from the current data, one set-based
 statement per page: the window's free periods (the window minus the PA's commitments),
 the PA's pseudonymous reference, skills not yet expired, postcode district and travel

@@ -7,8 +7,8 @@ the row to the writing transaction's id (`xid`) and a fresh `seq`; the feed serv
 in (xid, seq) order, only below the oldest transaction still running, and computes what
 it says from the current data. See docs/federation.md, section 9.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-28 07:00:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
