@@ -43,6 +43,7 @@ from care.viewer import ANONYMOUS
 from federation.client import FederationClient
 from federation.identity import load_or_create_identity
 from federation.manifest import CACHE_SECONDS, build_manifest
+from federation.sync import start_sync_scheduler
 from schema import create_schema
 from schema.context import Context, Limits
 from schema.error_codes import UNAVAILABLE_CODES, known_error
@@ -182,6 +183,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         # Calls to partner instances share one HTTP client (connection reuse).
         federation = FederationClient(identity, settings.base_url)
         app.state.federation = federation
+        feed_sync = start_sync_scheduler(engine, federation, settings.federation_sync_seconds)
         # Messages to partners queued in the outbox are delivered by this process too.
         worker = None
         if settings.outbox_worker:
@@ -196,6 +198,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         yield
         if worker is not None:
             await worker.stop()
+        await feed_sync.stop()
         await federation.aclose()
         await events.stop()
         await engine.dispose()

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # A partner signing with a key we do not hold makes us re-read its manifest, at most
     # once per this many seconds per base URL.
     federation_manifest_refetch_seconds: float = Field(default=10.0, ge=0)
+    # Partners' availability feeds are pulled this often (seconds; 0: only on `syncPartner`).
+    federation_sync_seconds: float = Field(default=60.0, ge=0)
 
     # The outbox of messages to partner instances (federation/outbox.py): whether this
     # process delivers them too (`coopnet worker` runs a delivery worker on its own), and

@@ -37,7 +37,9 @@ from sqlalchemy.dialects.postgresql import (
     ExcludeConstraint,
     Range,
 )
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from care.enums import (
     AbsenceKind,
@@ -394,6 +396,36 @@ class AvailabilityWindow(Base):
     )
 
 
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (`xid8`), read as an int."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
+
+ischema_names["xid8"] = Xid8  # so reflection (autogenerate) knows the type
+
+
+class AvailabilityFeed(Base):
+    """The availability feed's change log (migration 0012): one row per availability
+    window that ever changed in a way a partner could see, moved by triggers to the
+    writing transaction's id and a fresh `seq` on every such change. No foreign key: the
+    row outlives its window, to carry the tombstone. The feed serves rows in (xid, seq)
+    order below the oldest running transaction (docs/federation.md, section 9)."""
+
+    __tablename__ = "availability_feed"
+    __table_args__ = (Index("ix_availability_feed_xid_seq", "xid", "seq"),)
+
+    window_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    pa_id: Mapped[int] = mapped_column(BigInteger)
+    xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+    seq: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('availability_feed_seq')")
+    )
+
+
 class Visit(Base):
     __tablename__ = "visit"
     __table_args__ = (
@@ -721,6 +753,13 @@ class PartnerWindow(Base):
         CheckConstraint("length(district) <= 8", name="district_length"),
         CheckConstraint("travel_km >= 0", name="travel_non_negative"),
         Index("ix_partner_window_during", "during", postgresql_using="gist"),
+        # `partnerAvailability(filter: {skill})` (migration 0012).
+        Index(
+            "ix_partner_window_skills",
+            "skills",
+            postgresql_using="gin",
+            postgresql_ops={"skills": "jsonb_path_ops"},
+        ),
     )
 
     partnership_id: Mapped[int] = mapped_column(

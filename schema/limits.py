@@ -32,6 +32,12 @@ The cost of an operation is the sum of the cost of every field it selects:
      under a field without ``first``, multiplies by ``list_size`` as usual.
   3. otherwise **1**.
 
+  **Bulk pages**: a field named in ``BULK_PAGE_FIELDS`` (the partner-facing
+  ``peerAvailabilityFeed``, whose page of up to 5,000 flat items is read by one set-based
+  statement, with no loader or query per item) counts its page size in blocks
+  (``ceil(first / block)``, block 100), and its ``changes`` list, like ``edges``, does not
+  multiply again. A feed page of 5,000 changes with every field costs 2,652.
+
   Everything inside a connection (``edges``, ``node``, ``nodes``, ``pageInfo``,
   ``totalCount``, ...) is an ordinary field multiplied by the page size, so
   ``pageInfo`` and ``totalCount`` are counted once per requested item.
@@ -104,7 +110,8 @@ every depth of input objects:
   field (each string item of a list is held to its list's rule);
 * no string contains a NUL character (PostgreSQL cannot store one);
 * a field's ``startsFrom`` is not after its ``startsBefore``;
-* a page size ``first`` is between 1 and the configured maximum, and a cursor ``after``
+* a page size ``first`` is between 1 and the configured maximum (a field named in
+  ``PAGE_SIZE_LIMITS`` has its own: the availability feed's 5,000), and a cursor ``after``
   has the shape of a cursor (the connection still checks it is one of its own): in a
   mutation's payload, a refusal at resolve time would come after the commit.
 
@@ -164,6 +171,7 @@ from graphql import (
 from graphql import Visitor as GraphQLVisitor
 from strawberry.extensions import SchemaExtension
 
+from federation.feed import FEED_MAX_PAGE
 from schema.connection import decode_cursor
 from schema.scalars import parse_datetime
 
@@ -186,7 +194,12 @@ __all__ = [
 OBJECT_FIELD_COST = 2
 LEAF_FIELD_COST = 1
 PAGE_SIZE_ARGUMENT = "first"
-CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes"})
+CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes"})
+# Paged fields whose items are flat records read in one statement per page: their page
+# size counts per block of this many items (module docstring, "Bulk pages").
+BULK_PAGE_FIELDS: dict[str, int] = {"peerAvailabilityFeed": 100}
+# Paged fields allowed larger pages than the configured maximum, and their own maximum.
+PAGE_SIZE_LIMITS: dict[str, int] = {"peerAvailabilityFeed": FEED_MAX_PAGE}
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
 # Arguments that make the database search text, and what each adds to its field's cost.
 SEARCH_ARGUMENT_COSTS: dict[str, int] = {"nameContains": 50}
@@ -337,6 +350,9 @@ class _CostCalculator:
         paged = PAGE_SIZE_ARGUMENT in field.args
         if paged:
             multiplier = self._page_size(node, field)
+            block = BULK_PAGE_FIELDS.get(name)
+            if block is not None:
+                multiplier = -(-multiplier // block)
         elif self._is_list_field(field) and not (paged_parent and name in CONNECTION_LIST_FIELDS):
             multiplier = self._list_size
         else:
@@ -542,6 +558,8 @@ INPUT_RULES: dict[str, InputRule] = {
     "postcodeDistricts": InputRule(max_length=16, max_items=50),
     "skills": InputRule(max_items=50),
     "after": InputRule(max_length=500),
+    "skill": InputRule(max_length=200),
+    "district": InputRule(max_length=8),
 }
 
 # Pairs of arguments of one field where the first must not be after the second.
@@ -598,9 +616,10 @@ class _InputChecker:
         size = as_int(value)
         if size is None:
             return  # absent or null (the default page size), or not an Int at all
-        if not 1 <= size <= self._max_page_size:
+        largest = PAGE_SIZE_LIMITS.get(field, self._max_page_size)
+        if not 1 <= size <= largest:
             raise _InputProblem(
-                f"`first` must be between 1 and {self._max_page_size}.",
+                f"`first` must be between 1 and {largest}.",
                 field=field,
                 argument=PAGE_SIZE_ARGUMENT,
             )

@@ -13,6 +13,7 @@ from care import queries
 from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
+from schema.feed import FeedQueries
 from schema.figures import FigureQueries
 from schema.peers import PeerQueries
 from schema.permissions import ADMINS, COOP, MEMBER_TYPES, PAS, PUBLIC, decode_id, guard
@@ -67,7 +68,7 @@ After = Annotated[str | None, strawberry.argument(description=AFTER)]
         "caller may not see are left out, as if they did not exist."
     )
 )
-class Query(CandidateQueries, FigureQueries, PeerQueries):
+class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
         "caller, or not an id of this service.",

@@ -83,6 +83,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, migrated_url: str) -> Set
         database_url=migrated_url,
         data_dir=tmp_path_factory.mktemp("data"),
         debug=False,
+        federation_sync_seconds=0,  # tests sync when they mean to
         # No delivery worker in the in-process app: outbox tests start real instances.
         outbox_worker=False,
     )

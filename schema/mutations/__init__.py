@@ -2,6 +2,7 @@
 
 import strawberry
 
+from schema.feed import FeedMutations
 from schema.mutations.absences import AbsenceMutations
 from schema.mutations.availability import AvailabilityMutations
 from schema.mutations.clusters import ClusterMutations
@@ -30,6 +31,7 @@ class Mutation(
     CoopMutations,
     TokenMutations,
     PartnershipMutations,
+    FeedMutations,
 ):
     pass
 

@@ -115,6 +115,7 @@ class Instance:
             "PORT": str(self.port),
             "DATA_DIR": str(self.data_dir),
             "PUBLIC_BASE_URL": self.base_url,
+            "FEDERATION_SYNC_SECONDS": "0",  # tests sync when they mean to
             **self.env,
         }
         with self.log.open("ab") as out:

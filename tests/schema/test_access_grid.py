@@ -34,7 +34,7 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.base import get_object_definition
 
@@ -166,6 +166,17 @@ class Demo:
 
 async def demo(db: AsyncSession) -> Demo:
     await load_demo(db)
+    # The partners' partnership row (id 1), as the door finds it for a partner caller.
+    await db.execute(
+        text(
+            "INSERT INTO partnership (id, base_url, graphql_endpoint, proposal_ref, direction,"
+            " status, requested_scopes, granted_scopes, protocol_version, pseudonym_key)"
+            " VALUES (1, 'https://partner.example', 'https://partner.example/graphql',"
+            " gen_random_uuid(), 'INCOMING', 'ACTIVE', '{AVAILABILITY,COVER,MARKET_DATA}',"
+            " '{AVAILABILITY,COVER,MARKET_DATA}', 'coopnet-federation/1', '\\x01')"
+        )
+    )
+    await db.execute(text("SELECT setval('partnership_id_seq', 1)"))
     await db.commit()
     cluster_id, coordinator = (
         await db.execute(
@@ -494,6 +505,31 @@ async def offer_some_cover(app: Any, admin: Viewer) -> None:
     raise AssertionError("no open cover request of the demo has a candidate")
 
 
+async def receive_partner_window(db: AsyncSession) -> None:
+    """An ACTIVE partnership and one window received from it."""
+    await db.execute(
+        text(
+            """
+            WITH p AS (
+                INSERT INTO partnership (base_url, graphql_endpoint, proposal_ref, direction,
+                    status, requested_scopes, granted_scopes, protocol_version, coop_name,
+                    home_la_code, local_authorities, pseudonym_key)
+                VALUES ('http://partner.test', 'http://partner.test/graphql',
+                    gen_random_uuid(), 'OUTGOING', 'ACTIVE', '{AVAILABILITY}',
+                    '{AVAILABILITY}', '1', 'Partner Co-op', 'E09000010',
+                    '[{"gssCode": "E09000010", "name": "Enfield"}]', '\\x00')
+                RETURNING id)
+            INSERT INTO partner_window (partnership_id, ref, period, pa_ref, skills, district,
+                travel_km, during)
+            SELECT id, 'w1', 0, 'pa1', '[{"skill": "hoist", "expiresOn": "2099-01-01"}]',
+                'EN1', 8, tstzrange(now() + interval '1 day', now() + interval '1 day 2 hours')
+            FROM p
+            """
+        )
+    )
+    await db.commit()
+
+
 async def add_partnership(db: AsyncSession) -> None:
     db.add(
         Partnership(
@@ -517,6 +553,7 @@ async def test_an_admin_resolves_every_field_of_every_reachable_type(
     admin = d.viewers["admin"]
     await offer_some_cover(app, admin)  # the demo co-op has made no offers yet
     await add_partnership(db)  # nor partnerships (those need another instance)
+    await receive_partner_window(db)  # nor received anything from a partner
     graphql_schema: GraphQLSchema = create_schema()._schema
     declared = rules()
     # Root fields an admin may ask and that need no id (those are covered by the grid).
