@@ -83,7 +83,7 @@ mutation Accept($id: ID!) {
     "sync": """
 mutation Sync($id: ID!) {
   syncPartner(input: {partnershipId: $id}) {
-    partnership { name lastSyncAt }
+    partnership { coopName status lastSyncAt }
     changesApplied
     errors { code message }
   }
