@@ -72,27 +72,30 @@ class SharedSkill:
 
 
 @dataclass(slots=True)
-class FreePeriod:
-    start: dt.datetime
-    end: dt.datetime
+class SharedPa:
+    """What a partner is told about a PA, once per page that offers any of its windows."""
+
+    ref: str
+    skills: tuple[SharedSkill, ...]
+    district: str | None
+    travel_km: float | None
 
 
 @dataclass(slots=True)
 class FeedChange:
-    """One window as a partner sees it now: offered (`tombstone` None) or withdrawn."""
+    """One window as a partner sees it now: offered (`tombstone` None: whose PA, and its
+    free periods as ISO 8601 intervals `start/end`) or withdrawn."""
 
     ref: str
     tombstone: Tombstone | None
     pa_ref: str | None = None
-    skills: tuple[SharedSkill, ...] = ()
-    district: str | None = None
-    travel_km: float | None = None
-    free: tuple[FreePeriod, ...] = ()
+    free: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FeedPage:
     changes: list[FeedChange]
+    pas: list[SharedPa]  # the PA of every offered window of the page, each once
     cursor: str  # the position after this page (the same as asked for when empty)
     has_more: bool
 
@@ -154,7 +157,7 @@ ORDER BY w.xid, w.seq
 )
 
 
-def _change(row: Any, key: bytes, pa_refs: dict[int, str]) -> FeedChange:
+def _change(row: Any, key: bytes, pas: dict[int, SharedPa]) -> FeedChange:
     ref = pseudonym(key, "window", row.window_id)
     if not row.present:
         return FeedChange(ref=ref, tombstone=Tombstone.REMOVED)
@@ -164,20 +167,24 @@ def _change(row: Any, key: bytes, pa_refs: dict[int, str]) -> FeedChange:
         return FeedChange(ref=ref, tombstone=Tombstone.NOT_SHARED)
     if not row.starts:
         return FeedChange(ref=ref, tombstone=Tombstone.FILLED)
-    travel: Decimal | None = row.max_travel_km
+    pa = pas.get(row.pa_id)
+    if pa is None:
+        travel: Decimal | None = row.max_travel_km
+        pa = pas[row.pa_id] = SharedPa(
+            ref=pseudonym(key, "pa", row.pa_id),
+            skills=tuple(
+                SharedSkill(skill=name, expires_on=expiry)
+                for name, expiry in zip(row.skill_names or (), row.skill_expiry or (), strict=True)
+            ),
+            district=row.district or None,
+            travel_km=float(travel) if travel is not None else None,
+        )
     return FeedChange(
         ref=ref,
         tombstone=None,
-        pa_ref=pa_refs.get(row.pa_id)
-        or pa_refs.setdefault(row.pa_id, pseudonym(key, "pa", row.pa_id)),
-        skills=tuple(
-            SharedSkill(skill=name, expires_on=expiry)
-            for name, expiry in zip(row.skill_names or (), row.skill_expiry or (), strict=True)
-        ),
-        district=row.district or None,
-        travel_km=float(travel) if travel is not None else None,
+        pa_ref=pa.ref,
         free=tuple(
-            FreePeriod(start=start, end=end)
+            f"{start.isoformat()}/{end.isoformat()}"
             for start, end in zip(row.starts, row.ends, strict=True)
         ),
     )
@@ -194,7 +201,6 @@ async def read_feed(
     has_more = len(rows) > first
     rows = rows[:first]
     cursor = encode_position(int(rows[-1].xid), rows[-1].seq) if rows else encode_position(xid, seq)
-    pa_refs: dict[int, str] = {}  # a PA has many windows in a page
-    return FeedPage(
-        changes=[_change(r, pseudonym_key, pa_refs) for r in rows], cursor=cursor, has_more=has_more
-    )
+    pas: dict[int, SharedPa] = {}  # a PA has many windows in a page: described once
+    changes = [_change(r, pseudonym_key, pas) for r in rows]
+    return FeedPage(changes=changes, pas=list(pas.values()), cursor=cursor, has_more=has_more)

@@ -37,11 +37,8 @@ FEED_QUERY = """
 query Feed($after: String, $first: Int) {
   peerAvailabilityFeed(after: $after, first: $first) {
     cursor hasMore
-    changes {
-      ref removed paRef district travelKm
-      skills { skill expiresOn }
-      free { start end }
-    }
+    changes { ref removed paRef free }
+    pas { ref district travelKm skills { skill expiresOn } }
   }
 }
 """
@@ -127,6 +124,15 @@ def parse_page(data: dict[str, Any]) -> ReceivedPage:
     page = ReceivedPage(cursor=cursor, has_more=raw.get("hasMore") is True)
     if len(raw["changes"]) > FEED_MAX_PAGE:
         raise _bad("too many changes in one page.")
+    pas_in = raw.get("pas")
+    if not isinstance(pas_in, list) or len(pas_in) > FEED_MAX_PAGE:
+        raise _bad("no list of PAs, or too long a one.")
+    pas: dict[str, _Pa] = {}
+    for item in pas_in:
+        pa = _pa(item)
+        if pa.ref in pas:
+            raise _bad("a PA appears twice in one page.")
+        pas[pa.ref] = pa
     seen: set[str] = set()
     for change in raw["changes"]:
         if not isinstance(change, dict):
@@ -139,49 +145,69 @@ def parse_page(data: dict[str, Any]) -> ReceivedPage:
         if change.get("removed") is not None:
             page.removed.append(ref)
             continue
-        page.windows.append(_window(ref, change))
+        page.windows.append(_window(ref, change, pas))
     return page
 
 
-def _window(ref: str, change: dict[str, Any]) -> ReceivedWindow:
-    pa_ref = _text(change.get("paRef"), MAX_REF, "a PA ref")
-    assert pa_ref is not None
-    district = _text(change.get("district"), MAX_DISTRICT, "a district", optional=True)
-    travel = change.get("travelKm")
+@dataclass(frozen=True)
+class _Pa:
+    ref: str
+    skills: str  # JSON, as stored
+    district: str | None
+    travel_km: float
+
+
+def _pa(item: Any) -> _Pa:
+    if not isinstance(item, dict):
+        raise _bad("a PA is not an object.")
+    ref = _text(item.get("ref"), MAX_REF, "a PA ref")
+    assert ref is not None
+    district = _text(item.get("district"), MAX_DISTRICT, "a district", optional=True)
+    travel = item.get("travelKm")
     if isinstance(travel, bool) or not isinstance(travel, int | float) or not 0 <= travel < 1e4:
         raise _bad("a travel range is not a distance.")
-    skills_in = change.get("skills")
+    skills_in = item.get("skills")
     if not isinstance(skills_in, list) or len(skills_in) > MAX_SKILLS:
         raise _bad("skills are not a short list.")
     skills: list[dict[str, str | None]] = []
-    for item in skills_in:
-        if not isinstance(item, dict):
+    for skill in skills_in:
+        if not isinstance(skill, dict):
             raise _bad("a skill is not an object.")
-        name = _text(item.get("skill"), MAX_SKILL_LENGTH, "a skill")
-        expires = item.get("expiresOn")
+        name = _text(skill.get("skill"), MAX_SKILL_LENGTH, "a skill")
+        expires = skill.get("expiresOn")
         if expires is not None:
             try:
                 expires = dt.date.fromisoformat(expires).isoformat()
             except (TypeError, ValueError) as exc:
                 raise _bad("a skill's expiry is not a date.") from exc
         skills.append({"skill": name, "expiresOn": expires})
+    return _Pa(ref, orjson.dumps(skills).decode(), district, float(travel))
+
+
+def _window(ref: str, change: dict[str, Any], pas: dict[str, _Pa]) -> ReceivedWindow:
+    pa_ref = _text(change.get("paRef"), MAX_REF, "a PA ref")
+    assert pa_ref is not None
+    pa = pas.get(pa_ref)
+    if pa is None:
+        raise _bad("an offered window's PA is not in the page's PAs.")
     free = change.get("free")
     if not isinstance(free, list) or not 0 < len(free) <= MAX_PERIODS:
         raise _bad("an offered window has no free periods.")
     periods: list[tuple[dt.datetime, dt.datetime]] = []
     for period in free:
-        if not isinstance(period, dict):
-            raise _bad("a free period is not an object.")
-        start, end = _instant(period.get("start")), _instant(period.get("end"))
+        if not isinstance(period, str) or len(period) > 80 or period.count("/") != 1:
+            raise _bad("a free period is not an interval `start/end`.")
+        start_text, end_text = period.split("/")
+        start, end = _instant(start_text), _instant(end_text)
         if end <= start:
             raise _bad("a free period ends before it starts.")
         periods.append((start, end))
     return ReceivedWindow(
         ref=ref,
         pa_ref=pa_ref,
-        skills=orjson.dumps(skills).decode(),
-        district=district,
-        travel_km=float(travel),
+        skills=pa.skills,
+        district=pa.district,
+        travel_km=pa.travel_km,
         periods=periods,
     )
 

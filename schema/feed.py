@@ -30,6 +30,7 @@ from federation.feed import (
     Tombstone,
     read_feed,
 )
+from federation.feed import SharedPa as FeedSharedPa
 from federation.sync import SyncBusy, SyncNotAllowed, sync_partner
 from schema.connection import (
     AfterArg,
@@ -43,6 +44,7 @@ from schema.connection import (
 from schema.context import Info
 from schema.mutations.base import mutation
 from schema.permissions import ADMINS, MANAGING, PARTNER_AVAILABILITY, decode_id, guard
+from schema.scalars import TimeRange
 from schema.types import PartnerLocalAuthority, Partnership, load_partnership
 
 # --- the feed (partner-facing) -------------------------------------------------------
@@ -81,16 +83,29 @@ class SharedSkill:
     )
 
 
-@strawberry.type(description="A stretch of time a shared PA is free, [start, end).")
-class FreePeriod:
-    start: dt.datetime = strawberry.field(description="When the free time starts (UTC).")
-    end: dt.datetime = strawberry.field(description="When the free time ends (UTC, exclusive).")
+@strawberry.type(
+    description="A shared PA as the partner may see it, once per page that offers any of "
+    "its windows: pseudonymous, with skills, postcode district and travel range only."
+)
+class SharedPa:
+    ref: str = strawberry.field(
+        description="The PA's pseudonymous reference: stable, different for each partner, "
+        "not a sequence number (the `paRef` of its windows)."
+    )
+    skills: list[SharedSkill] = strawberry.field(
+        description="The PA's skills that have not lapsed, by name."
+    )
+    district: str | None = strawberry.field(
+        description="The postcode district (outward code, e.g. N12) the PA lives in; null "
+        "when unknown."
+    )
+    travel_km: float | None = strawberry.field(description="How far the PA will travel, in km.")
 
 
 @strawberry.type(
     description="One availability window as the partner may see it now: offered (`removed` "
     "null: replace whatever you hold for `ref` with this) or withdrawn (a tombstone: delete "
-    "`ref`). Only the fields below ever leave the co-op."
+    "`ref`). Only these fields, and the page's `pas`, ever leave the co-op."
 )
 class AvailabilityChange:
     ref: str = strawberry.field(
@@ -101,19 +116,10 @@ class AvailabilityChange:
         description="Null when the window is offered; why it is withdrawn otherwise."
     )
     pa_ref: str | None = strawberry.field(
-        description="The PA's pseudonymous reference (stable, per partner); null on a tombstone."
+        description="The PA's pseudonymous reference, described in the page's `pas`; null on "
+        "a tombstone."
     )
-    skills: list[SharedSkill] = strawberry.field(
-        description="The PA's skills that have not lapsed, by name; empty on a tombstone."
-    )
-    district: str | None = strawberry.field(
-        description="The postcode district (outward code, e.g. N12) the PA lives in; null "
-        "when unknown or on a tombstone."
-    )
-    travel_km: float | None = strawberry.field(
-        description="How far the PA will travel, in km; null on a tombstone."
-    )
-    free: list[FreePeriod] = strawberry.field(
+    free: list[TimeRange] = strawberry.field(  # type: ignore[valid-type]
         description="The window's free periods (the window minus visits, absences and "
         "holds), earliest first; empty on a tombstone."
     )
@@ -123,6 +129,9 @@ class AvailabilityChange:
 class AvailabilityFeedPage:
     changes: list[AvailabilityChange] = strawberry.field(
         description="The windows that changed after `after`, each once, in commit order."
+    )
+    pas: list[SharedPa] = strawberry.field(
+        description="The PA of every window the page offers, each once."
     )
     cursor: str = strawberry.field(
         description="Opaque position after this page: pass it as `after` next time (the "
@@ -138,10 +147,16 @@ def _feed_change(change: FeedChange) -> AvailabilityChange:
         ref=change.ref,
         removed=FeedRemoval(change.tombstone.value) if change.tombstone else None,
         pa_ref=change.pa_ref,
-        skills=[SharedSkill(skill=s.skill, expires_on=s.expires_on) for s in change.skills],
-        district=change.district,
-        travel_km=change.travel_km,
-        free=[FreePeriod(start=p.start, end=p.end) for p in change.free],
+        free=list(change.free),  # type: ignore[arg-type]
+    )
+
+
+def _shared_pa(pa: FeedSharedPa) -> SharedPa:
+    return SharedPa(
+        ref=pa.ref,
+        skills=[SharedSkill(skill=s.skill, expires_on=s.expires_on) for s in pa.skills],
+        district=pa.district,
+        travel_km=pa.travel_km,
     )
 
 
@@ -373,6 +388,7 @@ class FeedQueries:
                 raise bad_feed_cursor() from None
         return AvailabilityFeedPage(
             changes=[_feed_change(c) for c in page.changes],
+            pas=[_shared_pa(p) for p in page.pas],
             cursor=encode_cursor([page.cursor]),
             has_more=page.has_more,
         )

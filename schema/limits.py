@@ -35,8 +35,9 @@ The cost of an operation is the sum of the cost of every field it selects:
   **Bulk pages**: a field named in ``BULK_PAGE_FIELDS`` (the partner-facing
   ``peerAvailabilityFeed``, whose page of up to 5,000 flat items is read by one set-based
   statement, with no loader or query per item) counts its page size in blocks
-  (``ceil(first / block)``, block 100), and its ``changes`` list, like ``edges``, does not
-  multiply again. A feed page of 5,000 changes with every field costs 2,652.
+  (``ceil(first / block)``, block 100), and its ``changes`` and ``pas`` lists (at most one
+  PA per change), like ``edges``, do not multiply again. A feed page of 5,000 changes
+  with every field costs 1,752.
 
   Everything inside a connection (``edges``, ``node``, ``nodes``, ``pageInfo``,
   ``totalCount``, ...) is an ordinary field multiplied by the page size, so
@@ -194,7 +195,7 @@ __all__ = [
 OBJECT_FIELD_COST = 2
 LEAF_FIELD_COST = 1
 PAGE_SIZE_ARGUMENT = "first"
-CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes"})
+CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes", "pas"})
 # Paged fields whose items are flat records read in one statement per page: their page
 # size counts per block of this many items (module docstring, "Bulk pages").
 BULK_PAGE_FIELDS: dict[str, int] = {"peerAvailabilityFeed": 100}

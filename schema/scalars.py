@@ -10,8 +10,10 @@ Strawberry's, so the schema does not change."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import NewType
 
 import dateutil.parser
+import strawberry
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types.scalar import ScalarDefinition
@@ -79,3 +81,38 @@ BoundedDate = ScalarDefinition(
 )
 
 SCALAR_MAP: dict[object, ScalarDefinition] = {dt.datetime: BoundedDateTime, dt.date: BoundedDate}
+
+
+def _parse_time_range(value: object) -> str:
+    """An ISO 8601 interval of two instants with offsets, `start/end`, end after start."""
+    if not isinstance(value, str) or len(value) > 80 or value.count("/") != 1:
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a TimeRange: "{str(value)[:80]}".'
+        )
+    start_text, end_text = value.split("/")
+    try:
+        start, end = dt.datetime.fromisoformat(start_text), dt.datetime.fromisoformat(end_text)
+    except ValueError as exc:
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a TimeRange: "{value}". {exc}'
+        ) from None
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise StrawberryInputCoercionError(
+            f'Value cannot represent a TimeRange: "{value}": both instants need a UTC offset '
+            "and the end must be after the start."
+        )
+    return value
+
+
+# A stretch of time as one string (the availability feed sends many: one string each is
+# far cheaper to produce and read than an object with two fields).
+TimeRange = strawberry.scalar(
+    NewType("TimeRange", str),
+    name="TimeRange",
+    description="A stretch of time as an ISO 8601 interval of two instants with UTC "
+    "offsets, `<start>/<end>`, the end excluded, e.g. "
+    "`2026-12-01T09:00:00+00:00/2026-12-01T12:00:00+00:00`.",
+    specified_by_url="https://www.iso.org/iso-8601-date-and-time-format.html",
+    serialize=str,
+    parse_value=_parse_time_range,
+)

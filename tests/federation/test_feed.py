@@ -37,7 +37,8 @@ FEED = """
 query Feed($after: String, $first: Int) {
   peerAvailabilityFeed(after: $after, first: $first) {
     cursor hasMore
-    changes { ref removed paRef district travelKm skills { skill expiresOn } free { start end } }
+    changes { ref removed paRef free }
+    pas { ref district travelKm skills { skill expiresOn } }
   }
 }
 """
@@ -107,6 +108,17 @@ def by_ref(page: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["ref"]: c for c in page["changes"]}
 
 
+def pa_of(page: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """The page's description of the PA of an offered change."""
+    [pa] = [p for p in page["pas"] if p["ref"] == change["paRef"]]
+    return pa
+
+
+def interval(value: str) -> tuple[dt.datetime, dt.datetime]:
+    start, end = value.split("/")
+    return dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+
+
 async def world(db: AsyncSession) -> dict[str, Any]:
     b = Build(db)
     await b.las()
@@ -137,16 +149,21 @@ async def test_first_page_offers_shared_windows_and_withholds_the_rest(
     assert [c["removed"] for c in changes if c["removed"]] == ["NOT_SHARED"]
     assert len(offered) == 2
     for change in offered:
-        assert change["district"] == "N20"
-        assert change["travelKm"] == 10.0
-        assert change["skills"] == [{"skill": "hoist", "expiresOn": None}]
+        pa = pa_of(page, change)
+        assert pa["district"] == "N20"
+        assert pa["travelKm"] == 10.0
+        assert pa["skills"] == [{"skill": "hoist", "expiresOn": None}]
         assert len(change["free"]) == 1
     assert offered[0]["paRef"] == offered[1]["paRef"]  # one PA, one stable reference
-    starts = sorted(c["free"][0]["start"] for c in offered)
-    assert dt.datetime.fromisoformat(starts[0]) == w["w1"].during.lower
-    # The withheld window says nothing but its reference.
+    assert len(page["pas"]) == 1  # described once for both its windows
+    starts = sorted(interval(c["free"][0])[0] for c in offered)
+    assert starts[0] == w["w1"].during.lower
+    assert interval(offered[0]["free"][0])[1] - interval(offered[0]["free"][0])[0] == (
+        dt.timedelta(hours=4)
+    )
+    # The withheld window says nothing but its reference, and its PA is not described.
     [withheld] = [c for c in changes if c["removed"]]
-    assert withheld["paRef"] is None and withheld["free"] == [] and withheld["skills"] == []
+    assert withheld["paRef"] is None and withheld["free"] == []
     # Nothing more after the cursor.
     again = await feed(app.state.engine, w["p"], page["cursor"])
     assert again["changes"] == [] and again["cursor"] == page["cursor"]
@@ -174,7 +191,7 @@ async def test_changes_come_after_the_cursor_with_tombstones(app: Any, db: Async
     await db.commit()
     page = await feed(engine, w["p"], cursor)
     assert {c["ref"] for c in page["changes"]} == {split["ref"], filled["ref"]}
-    assert by_ref(page)[split["ref"]]["skills"] == [
+    assert pa_of(page, by_ref(page)[split["ref"]])["skills"] == [
         {"skill": "hoist", "expiresOn": None},
         {"skill": "meds", "expiresOn": None},
     ]
@@ -259,9 +276,9 @@ async def test_a_change_committed_out_of_order_is_not_skipped(app: Any, db: Asyn
         await t1.commit()
     after = await feed(engine, w["p"], cursor)
     assert len(after["changes"]) == 2  # both, in commit... (xid) order: T1 first
-    ends = [c["free"][-1]["end"] for c in after["changes"]]
-    assert dt.datetime.fromisoformat(ends[0]) == w["w1"].during.upper + later
-    assert dt.datetime.fromisoformat(ends[1]) == w["w2"].during.upper + later
+    ends = [interval(c["free"][-1])[1] for c in after["changes"]]
+    assert ends[0] == w["w1"].during.upper + later
+    assert ends[1] == w["w2"].during.upper + later
 
 
 async def received(engine: AsyncEngine, partnership_id: int) -> list[tuple[Any, ...]]:
@@ -362,6 +379,7 @@ async def test_no_personal_data_leaves_in_the_feed(app: Any, db: AsyncSession) -
         "cursor",
         "hasMore",
         "changes",
+        "pas",
         "ref",
         "removed",
         "paRef",
@@ -371,8 +389,6 @@ async def test_no_personal_data_leaves_in_the_feed(app: Any, db: AsyncSession) -
         "skill",
         "expiresOn",
         "free",
-        "start",
-        "end",
     }
     # No member id as a reference: every ref is a 22-character pseudonym.
     for ref in re.findall(rb'"(?:ref|paRef)":"([^"]*)"', raw):
@@ -388,8 +404,9 @@ def test_a_full_feed_page_is_costed_per_block_of_changes() -> None:
 
     schema = create_schema()._schema
     cost = calculate_query_cost(schema, parse(FEED), variables={"first": 5000})
-    assert cost == 2 + 50 * 53 == 2652  # 53 per change: 5 leaves, skills, periods
+    # 35 per block of 100 changes: a change and its PA with every field.
+    assert cost == 2 + 50 * 35 == 1752
     assert cost is not None and cost <= 5000
     # The default page (1,000) is costed as such, not as the members' default of 20.
     default = calculate_query_cost(schema, parse(FEED), variables={})
-    assert default == 2 + 10 * 53
+    assert default == 2 + 10 * 35
