@@ -213,7 +213,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     async def get_context(
         connection: HTTPConnection, session: AsyncSession | None = Depends(get_session)
-    ) -> Context:
+    ) -> AsyncIterator[Context]:
+        context = await make_context(connection, session)
+        try:
+            yield context
+        finally:
+            if not isinstance(context, LiveContext):
+                # Before the session closes: see Context.finish.
+                await context.finish()
+
+    async def make_context(connection: HTTPConnection, session: AsyncSession | None) -> Context:
         if session is None:
             # One context per websocket; its viewer comes from `connection_params`
             # (FastJSONGraphQLRouter.on_ws_connect).
@@ -305,7 +314,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     graphql = FastJSONGraphQLRouter(
         schema,
-        context_getter=get_context,
+        # A FastAPI dependency with a teardown (yield), which Strawberry passes to FastAPI.
+        context_getter=get_context,  # type: ignore[arg-type]
         graphql_ide="graphiql",
         path="/graphql",
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,10 @@ from strawberry.types import Info as StrawberryInfo
 
 from care.viewer import Viewer
 from federation.client import FederationClient, Manifest
+
+
+class RequestEnded(Exception):
+    """A resolver left running after its request was answered tried to use the database."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,31 @@ class Context(BaseContext):
         # Response keys of the mutation fields whose change is committed: an error while
         # their payload is read back says so (`CoopSchema.process_errors`).
         self.committed: set[str] = set()
+        # Set once the request is answered (`finish`): no statement may start after it.
+        self.finished = False
 
     async def rows(self, stmt: Select) -> list[Row[Any]]:
-        async with self.db_lock:
+        async with self.database() as session:
             self.statements += 1
-            result = await self.session.execute(stmt)
+            result = await session.execute(stmt)
             return list(result.all())
+
+    @asynccontextmanager
+    async def database(self) -> AsyncIterator[AsyncSession]:
+        """The request's session for one stretch of work, one user at a time; refused
+        (`RequestEnded`) once the request has been answered."""
+        async with self.db_lock:
+            if self.finished:
+                raise RequestEnded()
+            yield self.session
+
+    async def finish(self) -> None:
+        """The request is answered: wait for the statement in flight, refuse any later
+        one. When a non-null field fails, graphql-core answers at once and lets the
+        sibling fields still running settle in the background; without this they would
+        use the session while it is being closed."""
+        async with self.db_lock:
+            self.finished = True
 
     def clear_loaders(self) -> None:
         self._loaders.clear()

@@ -376,7 +376,7 @@ class FeedQueries:
                 raise bad_feed_cursor()
         partnership_id = info.context.viewer.partnership_id
         assert partnership_id is not None  # the access rule admitted an ACTIVE partnership
-        async with info.context.db_lock:
+        async with info.context.database():
             key = await info.context.session.scalar(
                 select(PartnershipRow.pseudonym_key).where(PartnershipRow.id == partnership_id)
             )
@@ -560,7 +560,7 @@ class FeedMutations:
                         )
                     )
         # The request's own session reads after the sync's commits.
-        async with info.context.db_lock:
+        async with info.context.database():
             await info.context.session.rollback()
         info.context.clear_loaders()
         found = await load_partnership(info, partnership_id)

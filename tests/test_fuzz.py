@@ -61,7 +61,21 @@ times = st.one_of(st.times().map(lambda t: t.isoformat()), st.text(max_size=10))
 # The schema as exported (tests/schema/test_schema_file.py keeps it equal to the app's).
 SCHEMA = graphql.build_schema((ROOT / "schema.graphql").read_text())
 
-SCALARS = {"ID": ids, "DateTime": datetimes, "Date": dates, "Time": times}
+# ISO 8601 intervals `start/end` (output only today, but arguments may come), and junk.
+time_ranges = st.one_of(
+    st.tuples(st.datetimes(timezones=st.timezones()), st.datetimes(timezones=st.timezones())).map(
+        lambda r: f"{r[0].isoformat()}/{r[1].isoformat()}"
+    ),
+    st.text(max_size=40),
+).map(_string)
+
+SCALARS = {
+    "ID": ids,
+    "DateTime": datetimes,
+    "Date": dates,
+    "Time": times,
+    "TimeRange": time_ranges,
+}
 
 
 @pytest.fixture

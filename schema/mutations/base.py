@@ -115,7 +115,7 @@ async def perform(
         except Exception:
             # Nothing of this field was committed; drop whatever it left in the
             # transaction so the document's later fields start clean.
-            async with info.context.db_lock:
+            async with info.context.database():
                 await info.context.session.rollback()
             info.context.clear_loaders()
             raise

@@ -170,7 +170,7 @@ async def _flow(
             outcome = rules.Outcome(None, exc.errors)
         return await _respond(info, outcome.partnership_id, PARTNERSHIP.convert(outcome.errors))
     except Exception as exc:
-        async with info.context.db_lock:
+        async with info.context.database():
             await info.context.session.rollback()
         info.context.clear_loaders()
         raise _unexpected(exc, committed=committed) from None

@@ -88,7 +88,7 @@ async def run_mutation(
     info: Info, action: Callable[[AsyncSession, Viewer], Awaitable[T]]
 ) -> tuple[T | None, list[DomainError]]:
     ctx = info.context
-    async with ctx.db_lock:
+    async with ctx.database():
         try:
             async with ctx.session.begin_nested():
                 result = await action(ctx.session, ctx.viewer)
