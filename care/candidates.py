@@ -70,6 +70,7 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause
 from care import policy
 from care.enums import ACTIVE_VISIT_STATUSES, CoverRequestStatus, Role
 from care.errors import forbidden, not_found
+from care.geography import EARTH_RADIUS_KM
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -115,7 +116,6 @@ WORKING_TIME_WINDOW = dt.timedelta(days=7)  # rolling, centred on the visit
 # A PA's visits are read by start time; one starting up to the longest visit the service
 # books before a range may still reach into it.
 LONGEST_VISIT = MAX_VISIT_LENGTH
-EARTH_RADIUS_KM = 6371.0088
 
 ACTIVE = tuple(s.value for s in ACTIVE_VISIT_STATUSES)
 

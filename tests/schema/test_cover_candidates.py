@@ -15,8 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.candidates import EARTH_RADIUS_KM
 from care.enums import Role
+from care.geography import EARTH_RADIUS_KM
 from care.models import (
     Absence,
     Cluster,
