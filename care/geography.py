@@ -34,7 +34,7 @@ def postcode_district(value: str) -> str | None:
     Case and surrounding whitespace are ignored; one space may separate the outward from the
     inward code, and anything else that is not a postcode's shape is junk.
     """
-    if len(value) > MAX_POSTCODE_LENGTH:
+    if len(value) > MAX_POSTCODE_LENGTH or not value.isascii():  # "ſ1".upper() is "S1"
         return None
     parts = value.upper().split()
     if len(parts) == 2:  # "N12 8QB": a space only ever separates outward from inward

@@ -118,6 +118,7 @@ def test_postcodes_and_districts_normalise_to_the_district(value: str, district:
         "N12 QQB",
         "N12 8QB" + " " * 20,
         "Ñ12",
+        "ſ1",
         "N12;DROP",
         "x" * 1000,
     ],
