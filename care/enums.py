@@ -70,6 +70,13 @@ class AbsenceKind(StrEnum):
     OTHER = "OTHER"
 
 
+class ReferralStatus(StrEnum):
+    WAITING = "WAITING"  # waiting for care: the demand that drives expansion
+    OFFERED = "OFFERED"  # a place or a PA has been offered, not yet started
+    PLACED = "PLACED"  # care has started (here or with a partner co-op)
+    WITHDRAWN = "WITHDRAWN"  # no longer waiting: care found elsewhere, moved, or declined
+
+
 class CoverReason(StrEnum):
     ABSENCE = "ABSENCE"  # the PA is away
     MISSED = "MISSED"  # the person reported the visit missed while it could still be saved

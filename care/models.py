@@ -55,6 +55,7 @@ from care.enums import (
     MembershipClass,
     PartnershipDirection,
     PartnershipStatus,
+    ReferralStatus,
     SignatureRefusal,
     VisitStatus,
 )
@@ -68,6 +69,9 @@ NAMING = {
 }
 
 GSS_CODE_PATTERN = "^E(06|08|09|10)[0-9]{6}$"
+# A postcode district (outward code), normalised: the shape care.geography accepts.
+REFERRAL_DISTRICT_PATTERN = "[A-Z]{1,2}[0-9][0-9A-Z]?"
+MAX_REFERRAL_HOURS = 168  # hours in a week
 
 
 class Base(DeclarativeBase):
@@ -798,6 +802,42 @@ class PeerDelivery(Base):
     )
 
 
+class Referral(Base):
+    """A person waiting for care in an area: demand, not a case file. It holds no name,
+    address or full postcode (only the postcode district), so it identifies no one by
+    itself; it is still personal data (needs, hours), read only by admins and coordinators
+    working in or next to its local authority (care/policy.py, `referral_visible`)."""
+
+    __tablename__ = "referral"
+    __table_args__ = (
+        enum_check("status", ReferralStatus),
+        CheckConstraint(
+            f"postcode_district ~ '^{REFERRAL_DISTRICT_PATTERN}$'", name="postcode_district_valid"
+        ),
+        CheckConstraint(
+            f"hours_per_week > 0 AND hours_per_week <= {MAX_REFERRAL_HOURS}",
+            name="hours_per_week_bounded",
+        ),
+        Index("ix_referral_la_status_district", "la_code", "status", "postcode_district"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    la_code: Mapped[str] = mapped_column(ForeignKey("local_authority.gss_code"))
+    postcode_district: Mapped[str] = mapped_column(String(4))
+    needs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    hours_per_week: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+    referred_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), server_default=ReferralStatus.WAITING.value)
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
 # Bounds on stored text, whoever writes it (migration 0008). The API refuses longer input
 # first, with a coded error (schema/limits.py); these are the last guard. Array columns
 # are bounded in items and in total characters.
@@ -839,6 +879,12 @@ TEXT_BOUNDS: tuple[tuple[str, str, str], ...] = (
     ("visit", "cancel_reason", "length(cancel_reason) <= 500"),
     ("absence", "note", "length(note) <= 1000"),
     ("cover_request", "note", "length(note) <= 4000"),
+    (
+        "referral",
+        "needs",
+        "cardinality(needs) <= 50 AND length(array_to_string(needs, '')) <= 10000",
+    ),
+    ("referral", "note", "length(note) <= 1000"),
 )
 
 for _table, _column, _check in TEXT_BOUNDS:

@@ -18,6 +18,8 @@ The rules (see docs/architecture.md, "Privacy"):
 - A PA's absences: the PA, admins, and coordinators of a cluster whose team includes the
   PA; the absence's note (it may hold health details) only the PA and admins.
 - LA analysts and anonymous callers see no member, visit or availability at all.
+- Referrals (people waiting for care): admins, and coordinators working in or next to
+  the referral's local authority (`referral_visible`); no one else, partners included.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from care.enums import CoverOfferStatus, MembershipClass, Role, VisitStatus
+from care.enums import ClusterStatus, CoverOfferStatus, MembershipClass, Role, VisitStatus
 from care.models import (
     CarerLink,
     Cluster,
@@ -50,6 +52,7 @@ from care.models import (
     ClusterServiceUser,
     CoverOffer,
     CoverRequest,
+    LocalAuthorityNeighbour,
     Member,
     PaProfile,
     Visit,
@@ -357,6 +360,38 @@ def absence_note_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
         return true()
     if viewer.role is Role.PA and viewer.member_id is not None:
         return absence.pa_id == me(viewer)  # type: ignore[no-any-return]
+    return false()
+
+
+def _worked_la_codes(viewer: Viewer) -> Select:
+    return _set(Cluster.la_code).where(
+        Cluster.support_worker_id == me(viewer), Cluster.status != ClusterStatus.CLOSED.value
+    )
+
+
+def in_referral_area(viewer: Viewer, la_code: Any) -> ColumnElement[bool]:
+    """Is the local authority one a coordinator works in (that of a cluster they support
+    that is not closed) or a neighbour of one? The co-op grows by opening clusters across
+    the boundary into the neighbouring authority, so its coordinators weigh the demand
+    waiting on both sides of it."""
+    mine = _worked_la_codes(viewer)
+    n = LocalAuthorityNeighbour
+    return or_(
+        la_code.in_(mine),
+        la_code.in_(_set(n.la_b).where(n.la_a.in_(mine))),
+        la_code.in_(_set(n.la_a).where(n.la_b.in_(mine))),
+    )
+
+
+def referral_visible(viewer: Viewer, la_code: Any) -> ColumnElement[bool]:
+    """A referral (a person waiting for care) is personal data: admins, and coordinators
+    of a cluster in its local authority or a neighbouring one. PAs, service users,
+    carers, LA analysts (they get aggregate figures, not rows), partners and anonymous
+    callers: never."""
+    if viewer.role is Role.ADMIN:
+        return true()
+    if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
+        return in_referral_area(viewer, la_code)
     return false()
 
 

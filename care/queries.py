@@ -49,6 +49,7 @@ from care.models import (
     Pool,
     PoolCluster,
     PoolPa,
+    Referral,
     RegularPa,
     ServiceUserProfile,
     Visit,
@@ -810,3 +811,46 @@ def partnerships(viewer: Viewer, ids: Sequence[int] | None = None) -> Select:
         .order_by(Partnership.id)
     )
     return stmt if ids is None else stmt.where(Partnership.id.in_(ids))
+
+
+# --- referrals ---------------------------------------------------------------------------
+
+
+def _referral_select(viewer: Viewer) -> Select:
+    return select(
+        Referral.id,
+        Referral.la_code,
+        Referral.postcode_district,
+        Referral.needs,
+        Referral.hours_per_week,
+        Referral.referred_on,
+        Referral.status,
+        Referral.note,
+        Referral.recorded_by_id,
+        Referral.created_at,
+        Referral.updated_at,
+    ).where(policy.referral_visible(viewer, Referral.la_code))
+
+
+def referrals(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    la_code: str | None = None,
+    district: str | None = None,
+    status: str | None = None,
+) -> Select:
+    """Referrals the viewer may see, in the order they were recorded (oldest first);
+    the filters use `ix_referral_la_status_district`."""
+    stmt = _referral_select(viewer)
+    if la_code is not None:
+        stmt = stmt.where(Referral.la_code == la_code)
+    if district is not None:
+        stmt = stmt.where(Referral.postcode_district == district)
+    if status is not None:
+        stmt = stmt.where(Referral.status == status)
+    return page(stmt, (Referral.id,), request)
+
+
+def referrals_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _referral_select(viewer).where(Referral.id.in_(ids))

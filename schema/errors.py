@@ -75,6 +75,7 @@ VisitErrorCode = _codes("VisitErrorCode", "What went wrong with a visit mutation
 CoverErrorCode = _codes(
     "CoverErrorCode", "What went wrong with an absence, a cover request or an offer."
 )
+ReferralErrorCode = _codes("ReferralErrorCode", "What went wrong with a referral mutation.")
 PartnershipErrorCode = _codes(
     "PartnershipErrorCode",
     "What went wrong with a partnership mutation, here or at the partner instance.",
@@ -167,6 +168,20 @@ class CoverError:
 
 
 @strawberry.type(
+    description="A caller's mistake in a referral mutation; the mutation changed nothing."
+)
+class ReferralError:
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. hoursPerWeek or "
+        "localAuthority), or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: ReferralErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
+
+
+@strawberry.type(
     description="A mistake in a partnership mutation, or a failure at the partner instance. "
     "Codes PARTNER_* and VERSION_MISMATCH come from the other instance: the partnership's "
     "lastError records them (see the mutation for what was kept)."
@@ -214,4 +229,5 @@ AVAILABILITY = ErrorArea(AvailabilityError, AvailabilityErrorCode)
 VISIT = ErrorArea(VisitError, VisitErrorCode)
 COVER = ErrorArea(CoverError, CoverErrorCode)
 PARTNERSHIP = ErrorArea(PartnershipError, PartnershipErrorCode)
-AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP)
+REFERRAL = ErrorArea(ReferralError, ReferralErrorCode)
+AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP, REFERRAL)

@@ -561,6 +561,7 @@ INPUT_RULES: dict[str, InputRule] = {
     "after": InputRule(max_length=500),
     "skill": InputRule(max_length=200),
     "district": InputRule(max_length=8),
+    "postcodeDistrict": InputRule(max_length=16),
 }
 
 # Pairs of arguments of one field where the first must not be after the second.

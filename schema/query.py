@@ -16,7 +16,17 @@ from schema.context import Info
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
 from schema.peers import PeerQueries
-from schema.permissions import ADMINS, COOP, MEMBER_TYPES, PAS, PUBLIC, decode_id, guard
+from care.geography import postcode_district
+from schema.permissions import (
+    ADMINS,
+    COOP,
+    MANAGING,
+    MEMBER_TYPES,
+    PAS,
+    PUBLIC,
+    decode_id,
+    guard,
+)
 from schema.types import (
     Absence,
     AvailabilityWindow,
@@ -32,6 +42,8 @@ from schema.types import (
     MembershipClass,
     Partnership,
     Pool,
+    Referral,
+    ReferralStatus,
     Visit,
     VisitStatus,
     absence_from_row,
@@ -45,6 +57,7 @@ from schema.types import (
     member_from_row,
     partnership_from_row,
     pool_from_row,
+    referral_from_row,
     resolve_global_id,
     visit_from_row,
 )
@@ -393,6 +406,53 @@ class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries):
     async def partnerships(self, info: Info) -> list[Partnership]:
         rows = await info.context.rows(queries.partnerships(info.context.viewer))
         return [partnership_from_row(r) for r in rows]
+
+    @strawberry.field(
+        description="People waiting for care (referrals), in the order they were recorded, "
+        "oldest first: every referral for admins; for coordinators those in the local "
+        "authority of a cluster they support (not closed) or a neighbouring one. Rows, "
+        "totalCount and cursors follow the same rule.",
+        extensions=guard(MANAGING),
+    )
+    async def referrals(
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        local_authority: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only referrals in this local authority, by its GSS code "
+                "(e.g. E09000003)."
+            ),
+        ] = None,
+        district: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only referrals in this postcode district (e.g. N12; case and "
+                "spaces ignored). A value that is not a district matches nothing."
+            ),
+        ] = None,
+        status: Annotated[
+            ReferralStatus | None,
+            strawberry.argument(description="Only referrals in this status."),
+        ] = None,
+    ) -> Connection[Referral]:
+        request = page_request(info, first, after)
+        wanted = None
+        if district is not None:
+            # "" never matches the district check, so junk matches nothing.
+            wanted = postcode_district(district) or ""
+        rows = await info.context.rows(
+            queries.referrals(
+                info.context.viewer,
+                request,
+                la_code=local_authority,
+                district=wanted,
+                status=status.value if status else None,
+            )
+        )
+        return build_connection(rows, request, referral_from_row)
 
 
 def _filter_id(global_id: strawberry.ID | None, type_name: str) -> int | None:

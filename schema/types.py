@@ -109,6 +109,15 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "OTHER": "Any other reason.",
         },
     ),
+    enums.ReferralStatus: (
+        "Where a referral (a person waiting for care) stands.",
+        {
+            "WAITING": "Waiting for care: the demand that counts towards expansion.",
+            "OFFERED": "A place or a PA has been offered; care has not started.",
+            "PLACED": "Care has started (with this co-op or a partner).",
+            "WITHDRAWN": "No longer waiting: care found elsewhere, moved away, or declined.",
+        },
+    ),
     enums.CoverReason: (
         "Why a visit needs cover.",
         {
@@ -189,6 +198,7 @@ ClusterStatus = enums.ClusterStatus
 VisitStatus = enums.VisitStatus
 Role = enums.Role
 AbsenceKind = enums.AbsenceKind
+ReferralStatus = enums.ReferralStatus
 CoverReason = enums.CoverReason
 CoverRequestStatus = enums.CoverRequestStatus
 CoverOfferStatus = enums.CoverOfferStatus
@@ -1346,6 +1356,77 @@ load_partnership: Loader[Partnership] = by_id_loader(
 )
 
 
+# --- referrals ---------------------------------------------------------------------------
+
+
+@strawberry.type(
+    description="A person waiting for care in an area: demand, not a case file (no name, "
+    "address or full postcode). Seen only by admins and by coordinators of a cluster in its "
+    "local authority or a neighbouring one."
+)
+class Referral(relay.Node):
+    id: relay.NodeID[int]
+    postcode_district: str = strawberry.field(
+        description="Where the person lives, as a postcode district (outward code), e.g. N12."
+    )
+    needs: list[str] = strawberry.field(description="The kinds of care needed, as tags.")
+    hours_per_week: float = strawberry.field(
+        description="Hours of care a week wanted (more than 0, at most 168)."
+    )
+    referred_on: dt.date = strawberry.field(description="The date the person was referred.")
+    status: ReferralStatus = strawberry.field(description="Where the referral stands.")
+    note: str | None = strawberry.field(
+        description="A short note (at most 1000 characters); null when there is none."
+    )
+    created_at: dt.datetime = strawberry.field(
+        description="When the referral was recorded (UTC, ISO 8601 with offset)."
+    )
+    updated_at: dt.datetime = strawberry.field(
+        description="When the referral last changed (UTC, ISO 8601 with offset)."
+    )
+    la_code: strawberry.Private[str]
+    recorded_by_id: strawberry.Private[int | None]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return await resolve_ids(info, node_ids, load_referral)
+
+    @strawberry.field(description="The local authority the person lives in.")
+    async def local_authority(self, info: Info) -> LocalAuthority | None:
+        return await load_local_authority(info, self.la_code)
+
+    @strawberry.field(
+        description="Who recorded the referral; null if unknown or if the caller may not see them."
+    )
+    async def recorded_by(self, info: Info) -> Member | None:
+        if self.recorded_by_id is None:
+            return None
+        return await load_member(info, self.recorded_by_id)
+
+
+def referral_from_row(row: Row[Any]) -> Referral:
+    return Referral(
+        id=row.id,
+        postcode_district=row.postcode_district,
+        needs=list(row.needs or []),
+        hours_per_week=float(row.hours_per_week),
+        referred_on=row.referred_on,
+        status=enums.ReferralStatus(row.status),
+        note=row.note,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        la_code=row.la_code,
+        recorded_by_id=row.recorded_by_id,
+    )
+
+
+load_referral: Loader[Referral] = by_id_loader(
+    "referral", queries.referrals_by_id, referral_from_row
+)
+
+
 NODE_TYPES: dict[str, type[relay.Node]] = {
     t.__name__: t
     for t in (
@@ -1361,6 +1442,7 @@ NODE_TYPES: dict[str, type[relay.Node]] = {
         CoverRequest,
         CoverOffer,
         Partnership,
+        Referral,
     )
 }
 

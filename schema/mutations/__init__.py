@@ -11,6 +11,7 @@ from schema.mutations.members import MemberMutations
 from schema.mutations.offers import OfferMutations
 from schema.mutations.partnerships import PartnershipMutations
 from schema.mutations.pools import PoolMutations
+from schema.mutations.referrals import ReferralMutations
 from schema.mutations.tokens import TokenMutations
 from schema.mutations.visits import VisitMutations
 
@@ -32,6 +33,7 @@ class Mutation(
     TokenMutations,
     PartnershipMutations,
     FeedMutations,
+    ReferralMutations,
 ):
     pass
 

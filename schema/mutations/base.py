@@ -64,6 +64,7 @@ WINDOW_ID = IdKind(("AvailabilityWindow",), "availability window")
 ABSENCE_ID = IdKind(("Absence",), "absence")
 COVER_REQUEST_ID = IdKind(("CoverRequest",), "cover request")
 COVER_OFFER_ID = IdKind(("CoverOffer",), "cover offer")
+REFERRAL_ID = IdKind(("Referral",), "referral")
 
 
 @dataclass
