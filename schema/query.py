@@ -10,13 +10,13 @@ import strawberry
 from strawberry import relay
 
 from care import queries
+from care.geography import postcode_district
 from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
 from schema.peers import PeerQueries
-from care.geography import postcode_district
 from schema.permissions import (
     ADMINS,
     COOP,

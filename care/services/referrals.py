@@ -146,10 +146,11 @@ async def _check_area(
         return
     if viewer.role is Role.ADMIN:
         return
-    area = select(exists().where(LocalAuthority.gss_code == la_code)).where(
-        policy.in_referral_area(viewer, LocalAuthority.gss_code)
+    ours = exists().where(
+        LocalAuthority.gss_code == la_code,
+        policy.in_referral_area(viewer, LocalAuthority.gss_code),
     )
-    if not await session.scalar(area):
+    if not await session.scalar(select(ours)):
         errors.append(
             forbidden(
                 "Coordinators record referrals in the local authority of a cluster they "
