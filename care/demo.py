@@ -55,6 +55,7 @@ from care.models import (
     Pool,
     PoolCluster,
     PoolPa,
+    Referral,
     RegularPa,
     ServiceUserProfile,
     Visit,
@@ -518,7 +519,37 @@ async def load_demo(session: AsyncSession, today: dt.date | None = None) -> bool
     session.add_all(visits)
     await session.flush()
     await _open_cover(session, today, sick_pa)
+    session.add_all(_referrals(today))
+    await session.flush()
     return True
+
+
+# People waiting for care (la, district, needs, hours a week, days ago, status): demand
+# in Barnet and across the boundary in Enfield, where the co-op is growing.
+DEMO_REFERRALS: tuple[tuple[str, str, tuple[str, ...], str, int, str], ...] = (
+    (ENFIELD, "EN1", ("dementia", "personal care"), "14", 40, "WAITING"),
+    (ENFIELD, "EN1", ("mobility",), "7.5", 25, "WAITING"),
+    (ENFIELD, "EN2", ("personal care",), "10", 60, "WAITING"),
+    (ENFIELD, "N9", ("learning disability",), "20", 12, "OFFERED"),
+    (BARNET, "N12", ("dementia",), "12", 90, "PLACED"),
+    (BARNET, "EN5", ("mobility", "medication"), "6", 5, "WAITING"),
+    (BARNET, "N20", ("personal care",), "8", 120, "WITHDRAWN"),
+)
+
+
+def _referrals(today: dt.date) -> list[Referral]:
+    return [
+        Referral(
+            la_code=la,
+            postcode_district=district,
+            needs=list(needs),
+            hours_per_week=Decimal(hours),
+            referred_on=today - dt.timedelta(days=days_ago),
+            status=status,
+            note=None,
+        )
+        for la, district, needs, hours, days_ago, status in DEMO_REFERRALS
+    ]
 
 
 async def _open_cover(session: AsyncSession, today: dt.date, sick_pa: int | None) -> None:
