@@ -32,14 +32,15 @@ from pgqueuer import QueueManager
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.domain.errors import RetryRequested
 from pgqueuer.domain.models import Job
-from sqlalchemy import func, select, text, update
+from pgqueuer.domain.types import JobId
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.enums import PartnershipStatus
 from care.models import Partnership
 from federation.client import FederationClient, PartnerError, PartnerErrorCode
-from federation.partners import record_contact
+from federation.partners import record_contact, store_keys
 
 log = logging.getLogger("coopnet.federation.outbox")
 
@@ -107,8 +108,7 @@ async def send_later(
     commits; never if it rolls back). The variables get `idempotencyKey`."""
     key = str(idempotency_key or uuid.uuid4())
     message = Message(partnership_id, operation, query, {**variables, "idempotencyKey": key}, key)
-    connection = await (await session.connection()).get_raw_connection()
-    driver_connection: asyncpg.Connection = connection.driver_connection  # type: ignore[assignment]
+    driver_connection = await _queue_connection(session)
     if not driver_connection.is_in_transaction():
         # SQLAlchemy begins lazily: make sure the job joins the caller's transaction.
         await session.execute(select(1))
@@ -117,6 +117,14 @@ async def send_later(
     )
     assert job_id is not None
     return int(job_id)
+
+
+async def _queue_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session: PgQueuer works on it, so its statements
+    join the session's transaction."""
+    connection = await (await session.connection()).get_raw_connection()
+    driver_connection: asyncpg.Connection = connection.driver_connection  # type: ignore[assignment]
+    return driver_connection
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -235,11 +243,7 @@ class OutboxWorker:
         async with self.sessions() as session:
             await record_contact(session, message.partnership_id, refusal)
             if result.refreshed is not None:  # the partner rotated its key
-                await session.execute(
-                    update(Partnership)
-                    .where(Partnership.id == message.partnership_id)
-                    .values(keys=result.refreshed.keys, manifest_fetched_at=func.now())
-                )
+                await store_keys(session, message.partnership_id, result.refreshed.keys)
             await session.commit()
         if refusal is not None:
             log.warning("message %s (%s) refused: %s", job.id, message.operation, refusal)
@@ -305,8 +309,7 @@ async def undelivered(session: AsyncSession, *, dead_only: bool = False) -> list
 
 async def retry_dead(session: AsyncSession, message_id: int) -> bool:
     """Queue a dead message again (attempts reset). False when it is not dead."""
-    connection = await (await session.connection()).get_raw_connection()
-    driver_connection: asyncpg.Connection = connection.driver_connection  # type: ignore[assignment]
+    driver_connection = await _queue_connection(session)
     dead = await session.scalar(
         text(
             "SELECT id FROM pgqueuer WHERE id = :id AND entrypoint = :entrypoint "
@@ -316,7 +319,5 @@ async def retry_dead(session: AsyncSession, message_id: int) -> bool:
     )
     if dead is None:
         return False
-    from pgqueuer.domain.types import JobId
-
     await Queries.from_asyncpg_connection(driver_connection).requeue_jobs([JobId(message_id)])
     return True

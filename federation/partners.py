@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, func, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from care.models import Partnership, PartnerWindow
 from federation.client import PartnerError
@@ -24,6 +24,18 @@ async def record_contact(
         values = {"last_error": error.summary(), "last_error_at": func.now()}
     await session.execute(
         update(Partnership).where(Partnership.id == partnership_id).values(**values)
+    )
+
+
+async def store_keys(
+    db: AsyncSession | AsyncConnection, partnership_id: int, keys: list[dict[str, str]]
+) -> None:
+    """Keep the keys of a partner's manifest re-read because it signed with a key we did
+    not hold (a rotation), in the caller's transaction."""
+    await db.execute(
+        update(Partnership)
+        .where(Partnership.id == partnership_id)
+        .values(keys=keys, manifest_fetched_at=func.now())
     )
 
 

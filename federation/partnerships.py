@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import PartnerScope, PartnershipDirection, PartnershipSide, PartnershipStatus
@@ -52,7 +52,7 @@ from federation.client import (
 )
 from federation.manifest import PROTOCOL_VERSIONS
 from federation.outbox import send_later
-from federation.partners import forget_partner_data, record_contact
+from federation.partners import forget_partner_data, record_contact, store_keys
 
 T = TypeVar("T")
 
@@ -217,11 +217,7 @@ async def _after_call(
     """What a call to the partner leaves on its row, and a notice to admins."""
     await record_contact(session, partnership_id, error)
     if refreshed is not None:  # it rotated its key: keep the new ones
-        await session.execute(
-            update(Partnership)
-            .where(Partnership.id == partnership_id)
-            .values(keys=refreshed.keys, manifest_fetched_at=func.now())
-        )
+        await store_keys(session, partnership_id, refreshed.keys)
     status = await session.scalar(
         select(Partnership.status).where(Partnership.id == partnership_id)
     )

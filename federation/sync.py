@@ -26,7 +26,7 @@ from care.enums import PartnerScope, PartnershipStatus
 from care.models import Partnership
 from federation.client import FederationClient, PartnerError, PartnerErrorCode
 from federation.feed import FEED_MAX_PAGE
-from federation.partners import record_contact
+from federation.partners import record_contact, store_keys
 
 log = logging.getLogger("coopnet.federation.sync")
 
@@ -372,11 +372,8 @@ async def sync_partner(
                 async with engine.begin() as conn:
                     if not await apply_page(conn, partnership_id, page, cursor):
                         raise SyncBusy(partnership_id)  # moved under us: stop, no harm done
-                    if new_keys is not None:
-                        await conn.execute(
-                            text("UPDATE partnership SET keys = CAST(:k AS jsonb) WHERE id = :p"),
-                            {"k": orjson.dumps(new_keys).decode(), "p": partnership_id},
-                        )
+                    if new_keys is not None:  # the partner rotated its key
+                        await store_keys(conn, partnership_id, new_keys)
                 cursor = page.cursor
                 outcome.pages += 1
                 outcome.changes_applied += page.size

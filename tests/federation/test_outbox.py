@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
-from care.enums import PartnershipDirection, PartnershipStatus
 from care.models import Partnership
-from federation.identity import load_or_create_identity
 from federation.outbox import retry_dead, send_later, undelivered
 from tests.federation.conftest import start_instances
-from tests.federation.instances import Instance
+from tests.federation.instances import Instance, eventually
+from tests.federation.test_door import partner_on
 
 QUERY = "{ peerPartnership { status } }"
 ENV = {
@@ -33,7 +31,6 @@ ENV = {
     "OUTBOX_POLL_SECONDS": "0.5",
     "OUTBOX_HEARTBEAT_SECONDS": "2",
 }
-WAIT = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -55,33 +52,14 @@ async def partners(pair: tuple[Instance, Instance]) -> AsyncIterator[tuple[Insta
     for instance in pair:
         if instance.process is None:
             instance.start()
-    await partnered(a, b)
-    await partnered(b, a)
+    await partner_on(a, b)
+    await partner_on(b, a)
     yield a, b
     for instance in pair:
         if instance.process is None:
             instance.start()
         await instance.reset()
         await instance.dispose()
-
-
-async def partnered(host: Instance, guest: Instance, endpoint: str | None = None) -> None:
-    keys = load_or_create_identity(guest.settings.federation_key_dir, None, []).jwks()
-    async with host.session() as session:
-        session.add(
-            Partnership(
-                base_url=guest.base_url,
-                graphql_endpoint=endpoint or guest.graphql_url,
-                proposal_ref=uuid.uuid4(),
-                direction=PartnershipDirection.OUTGOING.value,
-                status=PartnershipStatus.ACTIVE.value,
-                requested_scopes=["AVAILABILITY"],
-                granted_scopes=["AVAILABILITY"],
-                protocol_version="coopnet-federation/1",
-                keys=keys,
-            )
-        )
-        await session.commit()
 
 
 async def queue(sender: Instance, *, commit: bool = True) -> int:
@@ -111,17 +89,6 @@ async def pending(instance: Instance) -> list[Any]:
         return list(
             (await session.execute(text("SELECT id, status::text, attempts FROM pgqueuer"))).all()
         )
-
-
-async def eventually(check: Any, what: str, seconds: float = WAIT) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_a_message_is_delivered_after_commit_never_after_rollback(
