@@ -81,6 +81,7 @@ class CoverReason(StrEnum):
     ABSENCE = "ABSENCE"  # the PA is away
     MISSED = "MISSED"  # the person reported the visit missed while it could still be saved
     MANUAL = "MANUAL"  # a coordinator asked (a PA who left, a change of plan)
+    PARTNER_CANCELLED = "PARTNER_CANCELLED"  # a partner co-op's PA was to cover; that fell through
 
 
 class CoverRequestStatus(StrEnum):
@@ -100,11 +101,34 @@ class CoverOfferStatus(StrEnum):
 
 
 class CommitmentKind(StrEnum):
-    """What holds a PA's time in `pa_commitment` (HOLD: federation holds, to come)."""
+    """What holds a PA's time in `pa_commitment` (HOLD: a cover exchange with a partner
+    co-op in which this PA covers, from the hold to the confirmed booking)."""
 
     VISIT = "VISIT"
     ABSENCE = "ABSENCE"
     HOLD = "HOLD"
+
+
+class ExchangeSide(StrEnum):
+    """Which side of a cross-boundary cover exchange this instance is on."""
+
+    REQUESTING = "REQUESTING"  # our person's visit, a partner's PA
+    PROVIDING = "PROVIDING"  # a partner's person, our PA
+
+
+class ExchangeStatus(StrEnum):
+    """Where a cross-boundary cover exchange stands (docs/federation.md, section 12)."""
+
+    HELD = "HELD"  # the providing side holds its PA's time and has offered it to the PA
+    ACCEPTED = "ACCEPTED"  # the PA said yes; waiting for the requesting side to confirm
+    CONFIRMED = "CONFIRMED"  # booked: first names, address and care summary exchanged
+    DECLINED = "DECLINED"  # the PA said no
+    EXPIRED = "EXPIRED"  # not confirmed before the hold ran out
+    CANCELLED = "CANCELLED"  # called off by either side (`cancelled_by`)
+
+
+# The statuses in which an exchange holds the providing PA's time.
+LIVE_EXCHANGE_STATUSES = (ExchangeStatus.HELD, ExchangeStatus.ACCEPTED, ExchangeStatus.CONFIRMED)
 
 
 class SignatureRefusal(StrEnum):

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -51,6 +52,8 @@ from care.enums import (
     CoverReason,
     CoverRequestStatus,
     CqcStatus,
+    ExchangeSide,
+    ExchangeStatus,
     Funding,
     MembershipClass,
     PartnershipDirection,
@@ -516,19 +519,22 @@ PA_COMMITMENT_GUARD = "pa_commitment_no_overlap"
 
 class PaCommitment(Base):
     """One stretch of a PA's time that something holds: an active visit (SCHEDULED or
-    COMPLETED, with this PA), an active absence, or (to come) a federation hold. Rows are
-    written only by the triggers on `visit` and `absence` (migration 0006), so no code path
-    can forget them; one exclusion constraint keeps every PA's commitments apart."""
+    COMPLETED, with this PA), an active absence, or a hold for a partner co-op (a live
+    PROVIDING cover exchange: held, accepted or confirmed). Rows are written only by the
+    triggers on `visit`, `absence` (migration 0006) and `cover_exchange` (0014), so no
+    code path can forget them; one exclusion constraint keeps every PA's commitments
+    apart."""
 
     __tablename__ = "pa_commitment"
     __table_args__ = (
         valid_range_check("during"),
         enum_check("kind", CommitmentKind),
-        # Exactly one source, of the row's kind (holds will add their column here).
+        # Exactly one source, of the row's kind.
         CheckConstraint(
-            "num_nonnulls(visit_id, absence_id) = 1 "
+            "num_nonnulls(visit_id, absence_id, exchange_id) = 1 "
             "AND (kind = 'VISIT') = (visit_id IS NOT NULL) "
-            "AND (kind = 'ABSENCE') = (absence_id IS NOT NULL)",
+            "AND (kind = 'ABSENCE') = (absence_id IS NOT NULL) "
+            "AND (kind = 'HOLD') = (exchange_id IS NOT NULL)",
             name="one_source",
         ),
         ExcludeConstraint(
@@ -549,6 +555,9 @@ class PaCommitment(Base):
     absence_id: Mapped[int | None] = mapped_column(
         ForeignKey("absence.id", ondelete="CASCADE"), unique=True
     )
+    exchange_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cover_exchange.id", ondelete="CASCADE"), unique=True
+    )
 
 
 class CoverRequest(Base):
@@ -558,8 +567,10 @@ class CoverRequest(Base):
     __table_args__ = (
         enum_check("status", CoverRequestStatus),
         enum_check("reason", CoverReason),
+        # Filled by one of our PAs, or by a partner co-op's PA (a confirmed exchange).
         CheckConstraint(
-            "(status = 'FILLED') = (filled_by_pa_id IS NOT NULL)", name="filled_has_pa"
+            "(status = 'FILLED') = (filled_by_pa_id IS NOT NULL OR filled_by_partner)",
+            name="filled_has_pa",
         ),
         CheckConstraint("(status = 'OPEN') = (closed_at IS NULL)", name="closed_when_not_open"),
         Index(
@@ -588,6 +599,7 @@ class CoverRequest(Base):
     filled_by_pa_id: Mapped[int | None] = mapped_column(
         ForeignKey("pa_profile.member_id", ondelete="SET NULL"), index=True
     )
+    filled_by_partner: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
 
@@ -890,4 +902,151 @@ TEXT_BOUNDS: tuple[tuple[str, str, str], ...] = (
 for _table, _column, _check in TEXT_BOUNDS:
     Base.metadata.tables[_table].append_constraint(
         CheckConstraint(_check, name=f"{_column}_length")
+    )
+
+
+class CoverExchange(Base):
+    """One cross-boundary cover exchange, as this instance sees it (docs/federation.md,
+    section 12). Both instances keep a row under the same `ref`, chosen by the requesting
+    side. REQUESTING: our person's visit (`visit_id`, `cover_request_id`), a partner's PA
+    known only by `pa_ref` until confirmed (then `pa_first_name`). PROVIDING: our PA
+    (`pa_id`), whose time the row holds while HELD, ACCEPTED or CONFIRMED (the trigger
+    writes a HOLD commitment, migration 0014), and a partner's person known only by
+    district, needed skills and time until confirmed (then first name, address and the
+    care summary the requesting coordinator chose to share)."""
+
+    __tablename__ = "cover_exchange"
+    __table_args__ = (
+        UniqueConstraint("partnership_id", "ref", name="uq_cover_exchange_partnership_ref"),
+        valid_range_check("during"),
+        enum_check("side", ExchangeSide),
+        enum_check("status", ExchangeStatus),
+        CheckConstraint("side = 'PROVIDING' OR pa_id IS NULL", name="pa_on_providing_side"),
+        CheckConstraint(
+            "side = 'REQUESTING' OR (visit_id IS NULL AND cover_request_id IS NULL)",
+            name="visit_on_requesting_side",
+        ),
+        CheckConstraint(
+            "cancelled_by IS NULL OR cancelled_by IN ('US', 'PARTNER')", name="cancelled_by_valid"
+        ),
+        CheckConstraint(
+            "(status = 'CANCELLED') = (cancelled_by IS NOT NULL)", name="cancellation_has_side"
+        ),
+        CheckConstraint("length(pa_ref) <= 100", name="pa_ref_length"),
+        CheckConstraint("length(district) <= 8", name="district_length"),
+        CheckConstraint(
+            "cardinality(skills) <= 50 AND length(array_to_string(skills, '')) <= 2000",
+            name="skills_length",
+        ),
+        CheckConstraint("length(pa_first_name) <= 100", name="pa_first_name_length"),
+        CheckConstraint("length(person_first_name) <= 100", name="person_first_name_length"),
+        CheckConstraint("length(person_address) <= 500", name="person_address_length"),
+        CheckConstraint("length(care_summary) <= 2000", name="care_summary_length"),
+        CheckConstraint("length(reason) <= 500", name="reason_length"),
+        # One live exchange per cover request: a visit is never asked of two partners at
+        # once, so it can never be covered twice.
+        Index(
+            "uq_cover_exchange_live_request",
+            "cover_request_id",
+            unique=True,
+            postgresql_where=text("status IN ('HELD', 'ACCEPTED', 'CONFIRMED')"),
+        ),
+        # The expiry sweep: holds not yet confirmed, by when they run out.
+        Index(
+            "ix_cover_exchange_pending_expiry",
+            "hold_expires_at",
+            postgresql_where=text("status IN ('HELD', 'ACCEPTED')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    ref: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    partnership_id: Mapped[int] = mapped_column(
+        ForeignKey("partnership.id", ondelete="CASCADE"), index=True
+    )
+    side: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    during: Mapped[Range[dt.datetime]] = mapped_column(TSTZRANGE)
+    district: Mapped[str | None] = mapped_column(Text)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    pa_ref: Mapped[str] = mapped_column(Text)
+    hold_expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # REQUESTING side.
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visit.id", ondelete="CASCADE"), index=True
+    )
+    cover_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cover_request.id", ondelete="CASCADE"), index=True
+    )
+    # PROVIDING side.
+    pa_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), index=True
+    )
+    # Exchanged only once the requesting side has confirmed.
+    pa_first_name: Mapped[str | None] = mapped_column(Text)
+    person_first_name: Mapped[str | None] = mapped_column(Text)
+    person_address: Mapped[str | None] = mapped_column(Text)
+    # REQUESTING: what the coordinator chose to share (sent on confirming); PROVIDING:
+    # what arrived with the confirmation.
+    care_summary: Mapped[str | None] = mapped_column(Text)
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CoverExchangeEvent(Base):
+    """Every change of an exchange's status, on this side, with who made it: one of our
+    members (`by_member_id`, `by_role`), the partner co-op (`by_side` PARTNER, with the
+    role its message names), or nobody (SYSTEM: a hold that ran out)."""
+
+    __tablename__ = "cover_exchange_event"
+    __table_args__ = (
+        enum_check("status", ExchangeStatus),
+        CheckConstraint("by_side IN ('US', 'PARTNER', 'SYSTEM')", name="by_side_valid"),
+        CheckConstraint("length(by_role) <= 32", name="by_role_length"),
+        CheckConstraint("length(note) <= 500", name="note_length"),
+        Index("ix_cover_exchange_event_exchange_at", "exchange_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("cover_exchange.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    status: Mapped[str] = mapped_column(String(16))
+    by_side: Mapped[str] = mapped_column(String(16))
+    by_member_id: Mapped[int | None] = mapped_column(ForeignKey("member.id", ondelete="SET NULL"))
+    by_role: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PartnerCluster(Base):
+    """A cluster a partner co-op has opened in one of our local authorities, as its notice
+    told us (partners holding COVER are told; docs/federation.md, section 13). Public
+    facts only: the partner's reference, the cluster's name, local authority and
+    district. Deleted with the partnership's data when it ends."""
+
+    __tablename__ = "partner_cluster"
+    __table_args__ = (
+        UniqueConstraint("partnership_id", "ref", name="uq_partner_cluster_partnership_ref"),
+        CheckConstraint("length(ref) <= 100", name="ref_length"),
+        CheckConstraint("length(name) <= 200", name="name_length"),
+        CheckConstraint("length(district) <= 8", name="district_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    partnership_id: Mapped[int] = mapped_column(
+        ForeignKey("partnership.id", ondelete="CASCADE"), index=True
+    )
+    ref: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    la_code: Mapped[str] = mapped_column(String(9), index=True)
+    district: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
     )

@@ -124,6 +124,7 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "ABSENCE": "The booked PA is away (an absence was recorded).",
             "MISSED": "The person reported the visit missed while it could still be saved.",
             "MANUAL": "A coordinator asked, e.g. the PA left or plans changed.",
+            "PARTNER_CANCELLED": "A partner co-op's PA was to cover it, and that fell through.",
         },
     ),
     enums.CoverRequestStatus: (
