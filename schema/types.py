@@ -485,6 +485,14 @@ class Skill:
     )
 
 
+@strawberry.type(description="A PA's hourly pay from a date.")
+class PayRate:
+    effective_from: dt.date = strawberry.field(
+        description="The London date this rate applied from (until the next one)."
+    )
+    hourly_pay_pence: int = strawberry.field(description="Pay per hour, in pence.")
+
+
 @strawberry.type(description="A person receiving care.")
 class ServiceUser(Member):
     funding: Funding | None = strawberry.field(
@@ -551,7 +559,8 @@ class PersonalAssistant(Member):
     )
     hourly_pay_pence: int | None = strawberry.field(
         description=(
-            "Hourly pay in pence. Personal data: null unless the caller may read it, or if not set."
+            "Hourly pay in pence, now. Personal data: admins and the PA themself only (null for"
+            " anyone else)."
         )
     )
     max_travel_km: float = strawberry.field(
@@ -565,6 +574,22 @@ class PersonalAssistant(Member):
             "(coverRules.maxWeeklyHours)."
         )
     )
+
+    @strawberry.field(
+        description=(
+            "The PA's hourly pay over time, newest first: each rate with the London date it "
+            "applied from. Personal data: admins and the PA themself only (empty for anyone "
+            "else)."
+        )
+    )
+    async def pay_rates(self, info: Info) -> list[PayRate]:
+        rows = await loaders.grouped(
+            info.context, "pay_rates", lambda ids: queries.pa_pay_rates(info.context.viewer, ids)
+        ).load(self.id)
+        return [
+            PayRate(effective_from=r.effective_from, hourly_pay_pence=r.hourly_pay_pence)
+            for r in rows
+        ]
 
     @strawberry.field(description="The PA's skills and training, with expiry dates.")
     async def skills(self, info: Info) -> list[Skill]:
