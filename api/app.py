@@ -38,6 +38,7 @@ from api.migrate import current_revision, head_revision
 from api.peers import PeerDoor, peer_call
 from api.settings import Settings
 from api.worker import build_worker
+from care.disclosure import DisclosureRules
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
 from federation.client import FederationClient
@@ -149,7 +150,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         settings.federation_key_file,
         settings.federation_previous_key_paths,
     )
-    limits = Limits(max_page_size=settings.max_page_size, max_query_cost=settings.max_query_cost)
+    limits = Limits(
+        max_page_size=settings.max_page_size,
+        max_query_cost=settings.max_query_cost,
+        disclosure=DisclosureRules(
+            min_people=settings.disclosure_min_people, rounding_base=settings.disclosure_rounding
+        ),
+    )
     schema = create_schema(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     federation_manifest_refetch_seconds: float = Field(default=10.0, ge=0)
     # Partners' availability feeds are pulled this often (seconds; 0: only on `syncPartner`).
     federation_sync_seconds: float = Field(default=60.0, ge=0)
+    # Disclosure control of market figures (docs/market.md): counts of 1 to
+    # DISCLOSURE_MIN_PEOPLE - 1 people withheld, others rounded to DISCLOSURE_ROUNDING.
+    disclosure_min_people: int = Field(default=8, ge=1, le=100)
+    disclosure_rounding: int = Field(default=5, ge=1, le=100)
 
     # The outbox of messages to partner instances (federation/outbox.py): whether this
     # process delivers them too (`coopnet worker` runs a delivery worker on its own), and

@@ -11,6 +11,7 @@ figures have been aggregated in SQL:
    (5 by default; halves go up), so that even shown counts cannot be subtracted exactly.
 3. **Figures resting on few people.** Hours, medians and shares computed over fewer than
    `min_people` people are withheld (`FEW_PEOPLE`); other measures are shown as computed.
+   A zero over nobody (no hours missed by anyone) is shown: there is nobody to protect.
 4. **Secondary suppression.** Cells that add up to a total (people by funding type and
    the people supported, say) form a group. When a group would show its total and all but
    one of its parts, the hidden part could be worked out by subtraction; then the
@@ -116,6 +117,8 @@ def primary(cell: Cell, rules: DisclosureRules) -> Shown:
         if 0 < cell.value < rules.min_people:
             return Shown(None, Withheld.SMALL_COUNT)
         return Shown(float(round_to(cell.value, rules.rounding_base)), rounded=True)
+    if cell.people == 0 and not cell.value:
+        return Shown(cell.value)  # nothing happened to anybody: nobody to protect
     if cell.people is None or cell.people < rules.min_people:
         return Shown(None, Withheld.FEW_PEOPLE)
     return Shown(cell.value)

@@ -182,13 +182,20 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
     ),
 }
 
+
+def document_enum(enum: type[StrEnum], description: str, values: dict[str, str]) -> None:
+    """Expose a domain enum in the schema with a description for it and every value; the
+    schema refuses to build if a value is missing or extra."""
+    strawberry.enum(enum, description=description)
+    definition: StrawberryEnumDefinition = enum.__strawberry_definition__  # type: ignore[attr-defined]
+    if {v.name for v in definition.values} != values.keys():
+        raise RuntimeError(f"Describe every value of {enum.__name__}, and only those.")
+    for value in definition.values:
+        value.description = values[value.name]
+
+
 for _enum, (_description, _values) in _ENUM_DOCS.items():
-    strawberry.enum(_enum, description=_description)
-    _definition: StrawberryEnumDefinition = _enum.__strawberry_definition__  # type: ignore[attr-defined]
-    if {v.name for v in _definition.values} != _values.keys():
-        raise RuntimeError(f"Describe every value of {_enum.__name__}, and only those.")
-    for _value in _definition.values:
-        _value.description = _values[_value.name]
+    document_enum(_enum, _description, _values)
 
 CoopKind = enums.CoopKind
 CqcStatus = enums.CqcStatus

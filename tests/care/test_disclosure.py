@@ -47,6 +47,9 @@ def test_measures_resting_on_fewer_than_eight_people_are_withheld() -> None:
     assert primary(Cell(CellKind.MEASURE, 41.5, people=7), RULES).withheld is Withheld.FEW_PEOPLE
     assert primary(Cell(CellKind.MEASURE, 41.5, people=None), RULES).withheld is Withheld.FEW_PEOPLE
     assert primary(Cell(CellKind.MEASURE, 41.5, people=8), RULES) == Shown(41.5)
+    # Nothing over nobody is shown; something over nobody known is not.
+    assert primary(Cell(CellKind.MEASURE, 0, people=0), RULES) == Shown(0)
+    assert primary(Cell(CellKind.MEASURE, 2.5, people=0), RULES).withheld is Withheld.FEW_PEOPLE
 
 
 def test_provider_counts_are_never_suppressed() -> None:
