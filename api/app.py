@@ -34,6 +34,7 @@ from api.events import (
     http_subscription_refused,
     is_http_subscription,
 )
+from api.exports import market_csv_router
 from api.migrate import current_revision, head_revision
 from api.peers import PeerDoor, peer_call
 from api.settings import Settings
@@ -330,6 +331,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         allowed_origins=settings.cors_origin_list,
     )
     app.include_router(graphql)
+    app.include_router(market_csv_router(schema, get_context))
 
     @app.get("/.well-known/coopnet", include_in_schema=False)
     async def manifest(request: Request) -> Response:
