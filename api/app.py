@@ -36,10 +36,12 @@ from api.events import (
 )
 from api.exports import market_csv_router
 from api.migrate import current_revision, head_revision
+from api.openreferral import openreferral_router
 from api.peers import PeerDoor, peer_call
 from api.settings import Settings
 from api.worker import build_worker
 from care.disclosure import DisclosureRules
+from care.openreferral import Contact
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
 from federation.client import FederationClient
@@ -332,6 +334,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.include_router(graphql)
     app.include_router(market_csv_router(schema, get_context))
+    app.include_router(
+        openreferral_router(
+            settings.base_url,
+            Contact(settings.public_email, settings.public_phone, settings.public_website),
+        )
+    )
 
     @app.get("/.well-known/coopnet", include_in_schema=False)
     async def manifest(request: Request) -> Response:
