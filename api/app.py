@@ -35,6 +35,7 @@ from api.events import (
     is_http_subscription,
 )
 from api.exports import market_csv_router
+from api.market_page import market_page_router
 from api.migrate import current_revision, head_revision
 from api.openreferral import openreferral_router
 from api.peers import PeerDoor, peer_call
@@ -254,7 +255,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 federation=federation,
                 peer_manifest=partner.manifest,
             )
-        verified = tokens.from_header(connection.headers.get("authorization"))
+        return await context_for(session, connection.headers.get("authorization"))
+
+    async def context_for(session: AsyncSession, authorization: str | None) -> Context:
+        """A member's (or anonymous) context from an Authorization header value: for
+        /graphql, and the analysts' page, which takes the token from its form."""
+        federation: FederationClient = app.state.federation
+        verified = tokens.from_header(authorization)
         if verified is None:
             return Context(session=session, viewer=ANONYMOUS, limits=limits, federation=federation)
         # Revoked, or its member deactivated: one indexed statement (see care/tokens.py).
@@ -334,6 +341,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.include_router(graphql)
     app.include_router(market_csv_router(schema, get_context))
+    app.include_router(market_page_router(schema, context_for))
     app.include_router(
         openreferral_router(
             settings.base_url,

@@ -97,15 +97,21 @@ def market_csv_router(schema: Schema, context: Callable[..., AsyncIterator[Conte
                 status_code=STATUS[code],
                 content={"errors": [{"message": message, "extensions": {"code": code}}]},
             )
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(_rows(report))
-        name = f"market-{local_authority}-{report['periods'][0]['start']}.csv"
-        return Response(
-            out.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return csv_response(report, local_authority)
 
     return router
+
+
+def csv_response(report: dict[str, Any], local_authority: str) -> Response:
+    """The report (the answer to QUERY) as a CSV download."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(_rows(report))
+    first = report["periods"][0]["start"] if report["periods"] else "none"
+    name = f"market-{report['localAuthority']['gssCode']}-{first}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
