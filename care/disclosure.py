@@ -116,7 +116,7 @@ def primary(cell: Cell, rules: DisclosureRules) -> Shown:
     if cell.kind is CellKind.PEOPLE:
         if 0 < cell.value < rules.min_people:
             return Shown(None, Withheld.SMALL_COUNT)
-        return Shown(float(round_to(cell.value, rules.rounding_base)), rounded=True)
+        return Shown(float(round_to(cell.value, rules.rounding_base)), rounded=cell.value != 0)
     if cell.people == 0 and not cell.value:
         return Shown(cell.value)  # nothing happened to anybody: nobody to protect
     if cell.people is None or cell.people < rules.min_people:

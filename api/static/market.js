@@ -75,7 +75,10 @@
   };
   var extraLayout = {
     "fill-rate": { yaxis: { range: [0, 1], tickformat: ".0%" } },
-    "continuity": { yaxis2: { overlaying: "y", side: "right", range: [0, 1], tickformat: ".0%" } },
+    "continuity": {
+      yaxis2: { overlaying: "y", side: "right", range: [0, 1], tickformat: ".0%" },
+      margin: { t: 10, r: 50, b: 40, l: 50 }
+    },
     "pay": { yaxis: { tickprefix: "£" } },
     "hours": { barmode: "group" }
   };
