@@ -160,6 +160,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         disclosure=DisclosureRules(
             min_people=settings.disclosure_min_people, rounding_base=settings.disclosure_rounding
         ),
+        market_partner_seconds=settings.market_partner_timeout_seconds,
     )
     schema = create_schema(
         max_depth=settings.max_query_depth,

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # DISCLOSURE_MIN_PEOPLE - 1 people withheld, others rounded to DISCLOSURE_ROUNDING.
     disclosure_min_people: int = Field(default=8, ge=1, le=100)
     disclosure_rounding: int = Field(default=5, ge=1, le=100)
+    # networkMarketReport waits at most this long for each partner co-op's figures.
+    market_partner_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # The outbox of messages to partner instances (federation/outbox.py): whether this
     # process delivers them too (`coopnet worker` runs a delivery worker on its own), and

@@ -719,8 +719,49 @@ class MarketReport:
     generated_at: dt.datetime
 
 
-def _months_of(span: tuple[dt.date, dt.date]) -> list[tuple[dt.date, dt.date]]:
+def months_of(span: tuple[dt.date, dt.date]) -> list[tuple[dt.date, dt.date]]:
     return periods(span[0], span[1] - dt.timedelta(days=1), Granularity.MONTH)
+
+
+def merge_capacity(capacities: Iterable[RawCapacity]) -> RawCapacity:
+    merged = RawCapacity()
+    for c in capacities:
+        merged.free_pa_hours += c.free_pa_hours
+        merged.pas_with_free_time += c.pas_with_free_time
+        merged.referrals_waiting += c.referrals_waiting
+        merged.wait_days.update(c.wait_days)
+    return merged
+
+
+@dataclass(frozen=True)
+class LocalFigures:
+    """This co-op's raw figures for a report: the periods, and for a quarterly report the
+    months of each quarter too (rule 6 of care/disclosure.py)."""
+
+    spans: list[tuple[dt.date, dt.date]]
+    month_spans: list[tuple[dt.date, dt.date]]
+    periods: list[RawPeriod]
+    months: list[RawPeriod]
+    capacity: RawCapacity
+
+
+async def local_figures(
+    session: AsyncSession, la_code: str, start: dt.date, end: dt.date, granularity: Granularity
+) -> LocalFigures:
+    check_range(start, end)
+    spans = periods(start, end, granularity)
+    month_spans: list[tuple[dt.date, dt.date]] = []
+    months: list[RawPeriod] = []
+    if granularity is Granularity.QUARTER:
+        month_spans = [m for span in spans for m in months_of(span)]
+        months = await raw_figures(session, la_code, month_spans)
+    return LocalFigures(
+        spans=spans,
+        month_spans=month_spans,
+        periods=await raw_figures(session, la_code, spans),
+        months=months,
+        capacity=await raw_capacity(session, la_code),
+    )
 
 
 async def market_report(
@@ -732,16 +773,9 @@ async def market_report(
     rules: DisclosureRules,
 ) -> MarketReport:
     """This co-op's report for one local authority (who may ask is the caller's rule)."""
-    check_range(start, end)
-    spans = periods(start, end, granularity)
-    raws = await raw_figures(session, la_code, spans)
-    monthly: dict[dt.date, RawPeriod] = {}
-    if granularity is Granularity.QUARTER:
-        month_spans = [m for span in spans for m in _months_of(span)]
-        monthly = {r.start: r for r in await raw_figures(session, la_code, month_spans)}
-    return build_report(
-        la_code, granularity, raws, monthly, await raw_capacity(session, la_code), rules
-    )
+    local = await local_figures(session, la_code, start, end, granularity)
+    monthly = {r.start: r for r in local.months}
+    return build_report(la_code, granularity, local.periods, monthly, local.capacity, rules)
 
 
 def build_report(
@@ -754,7 +788,7 @@ def build_report(
 ) -> MarketReport:
     out = []
     for raw in raws:
-        months = [monthly[m] for m, _ in _months_of((raw.start, raw.end)) if m in monthly]
+        months = [monthly[m] for m, _ in months_of((raw.start, raw.end)) if m in monthly]
         out.append(PeriodFigures(raw.start, raw.end, protect_period(raw, la_code, rules, months)))
     return MarketReport(
         la_code=la_code,
@@ -769,14 +803,20 @@ def build_report(
 # --- who may ask --------------------------------------------------------------------
 
 
+async def known_local_authority(session: AsyncSession, la_code: str) -> str | None:
+    """The local authority's name, or None for an unknown GSS code."""
+    name: str | None = await session.scalar(
+        select(LocalAuthority.name).where(LocalAuthority.gss_code == la_code)
+    )
+    return name
+
+
 async def check_reader(session: AsyncSession, viewer: Viewer, la_code: str) -> str:
     """Market figures are for the local authority that asks: an LA analyst for the one
     their token names, a council's instance (a partner granted MARKET_DATA) for the local
     authorities its manifest lists, and this co-op's admins for any. An unknown local
     authority is NOT_FOUND for everyone. Returns its name."""
-    known = await session.scalar(
-        select(LocalAuthority.name).where(LocalAuthority.gss_code == la_code)
-    )
+    known = await known_local_authority(session, la_code)
     if known is None:
         raise DomainError(
             ErrorCode.NOT_FOUND, "No local authority with that GSS code.", "localAuthority"

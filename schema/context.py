@@ -31,6 +31,8 @@ class Limits:
     default_page_size: int = 20
     max_query_cost: int = 5000
     disclosure: DisclosureRules = DisclosureRules()
+    # How long networkMarketReport waits for each partner co-op's figures.
+    market_partner_seconds: float = 5.0
 
 
 class Context(BaseContext):

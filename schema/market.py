@@ -11,12 +11,14 @@ from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.scalars import JSON
 
 from care import market
 from care.disclosure import Withheld
 from care.errors import DomainError
+from federation import market as network
 from schema.context import Info
-from schema.permissions import MARKET, guard
+from schema.permissions import MARKET, PARTNER_MARKET_DATA, guard
 from schema.types import LocalAuthority, document_enum
 
 document_enum(
@@ -194,6 +196,37 @@ async def build_market_report(
     return report_type(report, la_name)
 
 
+@strawberry.type(description="A co-op whose figures a network report includes or left out.")
+class MarketSource:
+    name: str = strawberry.field(description="The co-op's name.")
+    base_url: str = strawberry.field(description="Its instance's base URL.")
+    reason: str | None = strawberry.field(
+        description="Why it was left out (unreachable, too slow, refused, a bad answer); "
+        "null for a co-op that answered."
+    )
+
+
+@strawberry.type(
+    description="The market report of this co-op and every partner co-op that answered, "
+    "added up before disclosure control, which is applied to the sums."
+)
+class NetworkMarketReport:
+    report: MarketReport = strawberry.field(description="The combined, protected figures.")
+    answered: list[MarketSource] = strawberry.field(
+        description="The co-ops whose figures are in the sums, this one first."
+    )
+    left_out: list[MarketSource] = strawberry.field(
+        description="Partner co-ops asked that did not answer in time or properly."
+    )
+
+
+def _dates(start: dt.date, end: dt.date) -> None:
+    try:
+        market.check_range(start, end)
+    except market.ReportRangeError as e:
+        raise GraphQLError(str(e), extensions={"code": "BAD_USER_INPUT"}) from e
+
+
 @strawberry.type
 class MarketQueries:
     @strawberry.field(
@@ -221,3 +254,88 @@ class MarketQueries:
         ] = market.Granularity.MONTH,
     ) -> MarketReport:
         return await build_market_report(info, local_authority, from_, to, granularity)
+
+    @strawberry.field(
+        description=(
+            "Market figures of this co-op and of every partner co-op whose partnership "
+            "grants MARKET_DATA, added up and then put under disclosure control "
+            "(docs/market.md). Partners are asked concurrently, each with a time limit; "
+            "those that do not answer are left out and named. Same callers and arguments "
+            "as marketReport."
+        ),
+        extensions=guard(MARKET),
+    )
+    async def network_market_report(
+        self,
+        info: Info,
+        local_authority: Annotated[
+            str, strawberry.argument(description="The local authority's GSS code.")
+        ],
+        from_: Annotated[
+            dt.date, strawberry.argument(name="from", description="First day asked for.")
+        ],
+        to: Annotated[dt.date, strawberry.argument(description="Last day asked for.")],
+        granularity: Annotated[
+            market.Granularity, strawberry.argument(description="Months or quarters.")
+        ] = market.Granularity.MONTH,
+    ) -> NetworkMarketReport:
+        ctx = info.context
+        _dates(from_, to)
+        try:
+            async with ctx.database() as session:
+                found = await network.network_report(
+                    session,
+                    ctx.federation,
+                    ctx.viewer,
+                    local_authority,
+                    (from_, to, granularity),
+                    ctx.limits.disclosure,
+                    ctx.limits.market_partner_seconds,
+                )
+        except DomainError as e:
+            raise GraphQLError(e.message, extensions={"code": e.code.value}) from e
+        return NetworkMarketReport(
+            report=report_type(found.report, found.la_name),
+            answered=[
+                MarketSource(name=a.name, base_url=a.base_url, reason=None) for a in found.answered
+            ],
+            left_out=[
+                MarketSource(name=src.name, base_url=src.base_url, reason=why)
+                for src, why in found.left_out
+            ],
+        )
+
+    @strawberry.field(
+        description=(
+            "For partner co-ops' instances (MARKET_DATA): this co-op's market figures for a "
+            "local authority BEFORE disclosure control, as mergeable counts, sums and "
+            "histograms (docs/market.md), so that the asking co-op can add them to its own "
+            "and protect the sums. Never given to a council's instance (no co-op in its "
+            "manifest): councils get marketReport."
+        ),
+        extensions=guard(PARTNER_MARKET_DATA),
+    )
+    async def peer_market_figures(
+        self,
+        info: Info,
+        local_authority: Annotated[
+            str, strawberry.argument(description="The local authority's GSS code.")
+        ],
+        from_: Annotated[
+            dt.date, strawberry.argument(name="from", description="First day asked for.")
+        ],
+        to: Annotated[dt.date, strawberry.argument(description="Last day asked for.")],
+        granularity: Annotated[
+            market.Granularity, strawberry.argument(description="Months or quarters.")
+        ] = market.Granularity.MONTH,
+    ) -> JSON:
+        ctx = info.context
+        _dates(from_, to)
+        try:
+            async with ctx.database() as session:
+                figures = await network.figures_for_partner(
+                    session, ctx.viewer, local_authority, from_, to, granularity
+                )
+        except DomainError as e:
+            raise GraphQLError(e.message, extensions={"code": e.code.value}) from e
+        return JSON(figures)
