@@ -235,49 +235,69 @@ la_pas AS (
 )"""
 
 _FUNDING_COLUMNS = ",\n".join(
-    f"count(DISTINCT su) FILTER (WHERE delivered AND funding = '{f.value}') "
+    f"count(DISTINCT su) FILTER (WHERE n_delivered > 0 AND funding = '{f.value}') "
     f"AS funding_{f.value.lower()}"
     for f in Funding
 )
 
+# The visits, in two steps. First one pass over the visits starting in the range, each
+# given its period by `date_trunc` (no join on time ranges), aggregated per period, person,
+# calendar month and PA: a few rows per person and month whatever the number of visits.
+# Then everything else from those rows: distinct people, hours, the regular-PA share and
+# the distinct PAs per person-month.
 VISITS_SQL = f"""
 WITH {PERIODS_CTE},
+bounds AS (SELECT min(starts_at) AS lo, max(ends_at) AS hi FROM periods),
 v AS MATERIALIZED (
-    SELECT p.start_day, v.service_user_id AS su, v.pa_id, v.status,
-           (v.status = 'COMPLETED' AND v.confirmed_at IS NOT NULL) AS delivered,
-           (v.status = 'NEEDS_COVER' AND lower(v.during) < now()) AS unmet,
-           extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0 AS hours,
+    SELECT date_trunc(:unit, lower(v.during) AT TIME ZONE 'Europe/London')::date AS start_day,
+           v.service_user_id AS su, v.pa_id,
            date_trunc('month', lower(v.during) AT TIME ZONE 'Europe/London') AS month,
-           EXISTS (SELECT 1 FROM regular_pa r
-                   WHERE r.service_user_id = v.service_user_id AND r.pa_id = v.pa_id)
-               AS by_regular,
-           sup.funding
-    FROM periods p
-    JOIN visit v ON v.during && tstzrange(p.starts_at, p.ends_at)
-                AND lower(v.during) >= p.starts_at AND lower(v.during) < p.ends_at
-    JOIN la_people lp ON lp.su = v.service_user_id
-    JOIN service_user_profile sup ON sup.member_id = v.service_user_id
+           count(*) FILTER (WHERE v.status = 'COMPLETED' AND v.confirmed_at IS NOT NULL)
+               AS n_delivered,
+           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
+               FILTER (WHERE v.status = 'COMPLETED' AND v.confirmed_at IS NOT NULL)
+               AS h_delivered,
+           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
+               FILTER (WHERE v.status <> 'CANCELLED') AS h_planned,
+           count(*) FILTER (WHERE v.status <> 'CANCELLED') AS n_planned,
+           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
+               FILTER (WHERE v.status = 'MISSED') AS h_missed,
+           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
+               FILTER (WHERE v.status = 'CANCELLED') AS h_cancelled,
+           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
+               FILTER (WHERE v.status = 'NEEDS_COVER' AND lower(v.during) < now()) AS h_unmet
+    FROM visit v, bounds
+    WHERE lower(v.during) >= bounds.lo AND lower(v.during) < bounds.hi
+      AND v.service_user_id IN (SELECT su FROM la_people)
+    GROUP BY 1, 2, 3, 4
+),
+w AS MATERIALIZED (
+    SELECT v.*, sup.funding, (r.pa_id IS NOT NULL) AS regular
+    FROM v
+    JOIN periods p ON p.start_day = v.start_day
+    JOIN service_user_profile sup ON sup.member_id = v.su
+    LEFT JOIN regular_pa r ON r.service_user_id = v.su AND r.pa_id = v.pa_id
 ),
 totals AS (
     SELECT start_day,
-           count(DISTINCT su) FILTER (WHERE status <> 'CANCELLED') AS people_planned,
-           coalesce(sum(hours) FILTER (WHERE status <> 'CANCELLED'), 0) AS hours_planned,
-           count(DISTINCT su) FILTER (WHERE delivered) AS people_supported,
-           coalesce(sum(hours) FILTER (WHERE delivered), 0) AS hours_delivered,
-           count(DISTINCT su) FILTER (WHERE status = 'MISSED') AS people_missed,
-           coalesce(sum(hours) FILTER (WHERE status = 'MISSED'), 0) AS hours_missed,
-           count(DISTINCT su) FILTER (WHERE status = 'CANCELLED') AS people_cancelled,
-           coalesce(sum(hours) FILTER (WHERE status = 'CANCELLED'), 0) AS hours_cancelled,
-           count(DISTINCT su) FILTER (WHERE unmet) AS people_unmet,
-           coalesce(sum(hours) FILTER (WHERE unmet), 0) AS hours_unmet,
-           count(*) FILTER (WHERE delivered) AS visits_delivered,
-           count(*) FILTER (WHERE delivered AND by_regular) AS visits_by_regular,
+           count(DISTINCT su) FILTER (WHERE n_planned > 0) AS people_planned,
+           coalesce(sum(h_planned), 0) AS hours_planned,
+           count(DISTINCT su) FILTER (WHERE n_delivered > 0) AS people_supported,
+           coalesce(sum(h_delivered), 0) AS hours_delivered,
+           count(DISTINCT su) FILTER (WHERE h_missed > 0) AS people_missed,
+           coalesce(sum(h_missed), 0) AS hours_missed,
+           count(DISTINCT su) FILTER (WHERE h_cancelled > 0) AS people_cancelled,
+           coalesce(sum(h_cancelled), 0) AS hours_cancelled,
+           count(DISTINCT su) FILTER (WHERE h_unmet > 0) AS people_unmet,
+           coalesce(sum(h_unmet), 0) AS hours_unmet,
+           coalesce(sum(n_delivered), 0) AS visits_delivered,
+           coalesce(sum(n_delivered) FILTER (WHERE regular), 0) AS visits_by_regular,
            {_FUNDING_COLUMNS}
-    FROM v GROUP BY start_day
+    FROM w GROUP BY start_day
 ),
 person_months AS (
-    SELECT start_day, su, month, count(DISTINCT pa_id) AS pas
-    FROM v WHERE delivered AND pa_id IS NOT NULL GROUP BY start_day, su, month
+    SELECT start_day, su, month, count(pa_id) AS pas
+    FROM w WHERE n_delivered > 0 AND pa_id IS NOT NULL GROUP BY start_day, su, month
 ),
 continuity AS (
     SELECT start_day, jsonb_object_agg(pas, n) AS distinct_pas
@@ -305,13 +325,19 @@ ORDER BY p.start_day
 
 COVER_SQL = f"""
 WITH {PERIODS_CTE},
-r AS (
+r AS MATERIALIZED (
     SELECT p.start_day, v.service_user_id AS su, r.status,
            round(extract(epoch FROM r.closed_at - r.opened_at) / 60)::int AS minutes
     FROM periods p
     JOIN cover_request r ON r.opened_at >= p.starts_at AND r.opened_at < p.ends_at
     JOIN visit v ON v.id = r.visit_id
     JOIN la_people lp ON lp.su = v.service_user_id
+),
+counts AS (
+    SELECT start_day, count(*) AS opened, count(DISTINCT su) AS people_opened,
+           count(*) FILTER (WHERE status = 'FILLED') AS filled,
+           count(DISTINCT su) FILTER (WHERE status = 'FILLED') AS people_filled
+    FROM r GROUP BY start_day
 ),
 fill AS (
     SELECT start_day, jsonb_object_agg(minutes, n) AS minutes_to_fill
@@ -320,14 +346,12 @@ fill AS (
     GROUP BY start_day
 )
 SELECT p.start_day AS period_start,
-       count(r.su) AS opened, count(DISTINCT r.su) AS people_opened,
-       count(r.su) FILTER (WHERE r.status = 'FILLED') AS filled,
-       count(DISTINCT r.su) FILTER (WHERE r.status = 'FILLED') AS people_filled,
+       coalesce(c.opened, 0) AS opened, coalesce(c.people_opened, 0) AS people_opened,
+       coalesce(c.filled, 0) AS filled, coalesce(c.people_filled, 0) AS people_filled,
        f.minutes_to_fill
 FROM periods p
-LEFT JOIN r ON r.start_day = p.start_day
+LEFT JOIN counts c ON c.start_day = p.start_day
 LEFT JOIN fill f ON f.start_day = p.start_day
-GROUP BY p.start_day, f.minutes_to_fill
 ORDER BY p.start_day
 """
 
@@ -437,7 +461,13 @@ async def raw_figures(
     statements, whatever the number of periods or rows)."""
     starts = [s for s, _ in spans]
     ends = [e for _, e in spans]
-    params: dict[str, Any] = {"la": la_code, "starts": starts, "ends": ends}
+    quarterly = bool(spans) and (spans[0][1] - spans[0][0]).days > 31
+    params: dict[str, Any] = {
+        "la": la_code,
+        "starts": starts,
+        "ends": ends,
+        "unit": "quarter" if quarterly else "month",
+    }
     out = {s: RawPeriod(start=s, end=e) for s, e in spans}
 
     for row in (await session.execute(text(VISITS_SQL), params)).mappings():
