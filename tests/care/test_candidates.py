@@ -4,8 +4,10 @@ federation issue adds partner co-ops as sources), and the search restricted to g
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +17,7 @@ from care.candidates import (
     LOCAL_SOURCE,
     Candidate,
     CoverTarget,
+    LeftOut,
     ScoreParts,
     candidates_statement,
     find_cover_candidates,
@@ -143,3 +146,78 @@ async def test_refusals(db: AsyncSession) -> None:
     assert missing.value.code is ErrorCode.NOT_FOUND
     mine = Viewer(role=Role.COORDINATOR, member_id=coordinator.id)
     assert len((await find_cover_candidates(fetch, mine, visit.id, 5)).candidates) == 3
+
+
+@dataclasses.dataclass
+class SlowSource:
+    """A source that never answers (our own code through the protocol: a stand-in for a
+    partner search stuck on a slow database)."""
+
+    name: str = "SLOW"
+    cancelled: bool = False
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass
+class FailingSource:
+    name: str = "BROKEN"
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        raise RuntimeError("the partner's data could not be read")
+
+
+async def test_a_slow_or_failing_source_is_left_out_and_ours_still_come_back(
+    db: AsyncSession,
+) -> None:
+    visit, pas, _, _ = await arrange(db)
+    slow, broken = SlowSource(), FailingSource()
+    other = OtherSource([remote(9001, 100, 1.0)])
+    found = await find_cover_candidates(
+        session_fetch(db),
+        ADMIN,
+        visit.id,
+        10,
+        extra_sources=[slow, broken, other],
+        source_seconds=0.05,
+    )
+    assert [c.pa_id for c in found.candidates if isinstance(c, Candidate)] == [
+        9001,
+        pas[0].id,
+        pas[1].id,
+        pas[2].id,
+    ]
+    assert found.left_out == [
+        LeftOut("SLOW", None, "TIMED_OUT"),
+        LeftOut("BROKEN", None, "FAILED"),
+    ]
+    assert slow.cancelled  # stopped, not left running
+
+
+async def test_our_own_search_failing_fails_the_answer_and_stops_the_others(
+    db: AsyncSession,
+) -> None:
+    visit, _, _, _ = await arrange(db)
+    slow = SlowSource()
+    fetch = session_fetch(db)
+    calls = 0
+
+    async def failing_search(stmt: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first is the visit, the second our search
+            await asyncio.sleep(0)  # the other source is under way
+            raise RuntimeError("our database is away")
+        return await fetch(stmt)
+
+    with pytest.raises(RuntimeError):
+        await find_cover_candidates(
+            failing_search, ADMIN, visit.id, 10, extra_sources=[slow], source_seconds=60
+        )
+    assert slow.cancelled
