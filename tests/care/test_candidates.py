@@ -11,24 +11,28 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.candidates import (
     LOCAL_SOURCE,
     Candidate,
     CoverTarget,
+    Fetch,
     LeftOut,
     ScoreParts,
     candidates_statement,
     find_cover_candidates,
     rank,
     session_fetch,
+    sessions_fetch,
 )
 from care.enums import Role
 from care.errors import DomainError, ErrorCode
 from care.models import Member, Visit
 from care.viewer import Viewer
 from tests.factories import Build
+from tests.federation.instances import eventually
 
 LONDON = ZoneInfo("Europe/London")
 ADMIN = Viewer(role=Role.ADMIN)
@@ -221,3 +225,53 @@ async def test_our_own_search_failing_fails_the_answer_and_stops_the_others(
             failing_search, ADMIN, visit.id, 10, extra_sources=[slow], source_seconds=60
         )
     assert slow.cancelled
+
+
+@dataclasses.dataclass
+class SlowDatabaseSource:
+    """A source whose statement outlasts its time limit in PostgreSQL itself."""
+
+    fetch: Fetch
+    name: str = "SLOW_SQL"
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        await self.fetch(select(func.pg_sleep(30)))
+        return []
+
+
+async def test_a_source_timed_out_in_the_database_leaves_no_statement_running(
+    app: Any, db: AsyncSession
+) -> None:
+    visit, pas, _, _ = await arrange(db)
+    sessions = app.state.sessions
+    found = await find_cover_candidates(
+        session_fetch(db),
+        ADMIN,
+        visit.id,
+        10,
+        partner_fetch=sessions_fetch(sessions),
+        extra_sources=[SlowDatabaseSource(sessions_fetch(sessions))],
+        source_seconds=0.2,
+    )
+    assert len(found.candidates) == 3
+    assert found.left_out == [LeftOut("SLOW_SQL", None, "TIMED_OUT")]
+
+    async def sleeping() -> int:
+        async with sessions() as s:
+            return int(
+                await s.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+                    )
+                )
+                or 0
+            )
+
+    async def none_sleeping() -> bool:
+        return await sleeping() == 0
+
+    # The statement is cancelled in PostgreSQL, and the pool still serves.
+    await eventually(none_sleeping, "the slow statement cancelled")
+    assert (
+        len((await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)).candidates) == 3
+    )
