@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import uuid
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.candidates import (
@@ -20,6 +23,7 @@ from care.candidates import (
     CoverTarget,
     Fetch,
     LeftOut,
+    PartnerCandidate,
     ScoreParts,
     candidates_statement,
     find_cover_candidates,
@@ -29,7 +33,7 @@ from care.candidates import (
 )
 from care.enums import Role
 from care.errors import DomainError, ErrorCode
-from care.models import Member, Visit
+from care.models import Member, Partnership, PartnerWindow, Visit
 from care.viewer import Viewer
 from tests.factories import Build
 from tests.federation.instances import eventually
@@ -275,3 +279,44 @@ async def test_a_source_timed_out_in_the_database_leaves_no_statement_running(
     assert (
         len((await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)).candidates) == 3
     )
+
+
+async def test_partners_through_one_session_run_after_ours(db: AsyncSession) -> None:
+    """Without a session factory for partners (a caller holding one session), partner
+    sources share it, one after another: the same answer, nothing concurrent on it."""
+    visit, pas, _, _ = await arrange(db)
+    partners = []
+    for name in ("North Care", "East Care"):
+        p = Partnership(
+            base_url=f"https://{name.split()[0].lower()}.example.org",
+            graphql_endpoint="https://example.org/graphql",
+            proposal_ref=uuid.uuid4(),
+            direction="OUTGOING",
+            status="ACTIVE",
+            requested_scopes=["AVAILABILITY", "COVER"],
+            granted_scopes=["AVAILABILITY", "COVER"],
+            protocol_version="coopnet-federation/1",
+            coop_name=name,
+        )
+        db.add(p)
+        await db.flush()
+        db.add(
+            PartnerWindow(
+                partnership_id=p.id,
+                ref="w1",
+                period=0,
+                pa_ref="pa-1",
+                skills=[{"skill": "personal-care", "expiresOn": None}],
+                district="N12",
+                travel_km=Decimal(5),
+                during=Range(visit.during.lower, visit.during.upper, bounds="[)"),
+            )
+        )
+        partners.append(p)
+    await db.commit()
+    found = await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)
+    assert found.left_out == []
+    assert sorted(
+        (c.partner.coop_name, c.pa_ref) for c in found.candidates if isinstance(c, PartnerCandidate)
+    ) == [("East Care", "pa-1"), ("North Care", "pa-1")]
+    assert sum(isinstance(c, Candidate) for c in found.candidates) == len(pas)
