@@ -157,6 +157,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     limits = Limits(
         max_page_size=settings.max_page_size,
         max_query_cost=settings.max_query_cost,
+        cover_source_seconds=settings.cover_source_timeout_seconds,
         disclosure=DisclosureRules(
             min_people=settings.disclosure_min_people, rounding_base=settings.disclosure_rounding
         ),
@@ -277,7 +278,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         if not in_force:
             raise AuthError(REVOKED)
         return Context(
-            session=session, viewer=verified.viewer, limits=limits, federation=federation
+            session=session,
+            viewer=verified.viewer,
+            limits=limits,
+            federation=federation,
+            read_sessions=app.state.sessions,
         )
 
     app = FastAPI(
