@@ -38,6 +38,8 @@ from care.models import (
     ClusterPa,
     ClusterServiceUser,
     Coop,
+    CoverExchange,
+    CoverExchangeEvent,
     CoverOffer,
     CoverRequest,
     LocalAuthority,
@@ -854,3 +856,88 @@ def referrals(
 
 def referrals_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _referral_select(viewer).where(Referral.id.in_(ids))
+
+
+# --- cover exchanges with partner co-ops --------------------------------------------------
+
+
+def _cover_exchange_select(viewer: Viewer) -> Select:
+    personal = policy.cover_exchange_personal_visible(CoverExchange)
+    summary = policy.cover_exchange_summary_visible(CoverExchange)
+    return (
+        select(
+            CoverExchange.id,
+            CoverExchange.ref,
+            CoverExchange.side,
+            CoverExchange.status,
+            CoverExchange.partnership_id,
+            Partnership.coop_name.label("partner_name"),
+            Partnership.base_url.label("partner_base_url"),
+            func.lower(CoverExchange.during).label("starts_at"),
+            func.upper(CoverExchange.during).label("ends_at"),
+            CoverExchange.district,
+            CoverExchange.skills,
+            CoverExchange.hold_expires_at,
+            CoverExchange.pa_ref,
+            _masked(personal, CoverExchange.pa_first_name, "pa_first_name"),
+            _masked(personal, CoverExchange.person_first_name, "person_first_name"),
+            _masked(personal, CoverExchange.person_address, "person_address"),
+            _masked(summary, CoverExchange.care_summary, "care_summary"),
+            CoverExchange.visit_id,
+            CoverExchange.cover_request_id,
+            CoverExchange.pa_id,
+            CoverExchange.cancelled_by,
+            CoverExchange.reason,
+            CoverExchange.created_at,
+            CoverExchange.updated_at,
+        )
+        .join(Partnership, Partnership.id == CoverExchange.partnership_id)
+        .where(policy.cover_exchange_visible(viewer, CoverExchange))
+    )
+
+
+def cover_exchanges(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    side: str | None = None,
+    status: str | None = None,
+    partnership_id: int | None = None,
+    pa_id: int | None = None,
+) -> Select:
+    """Cover exchanges the viewer may see, by the time of the visit, soonest first."""
+    stmt = _cover_exchange_select(viewer)
+    if side is not None:
+        stmt = stmt.where(CoverExchange.side == side)
+    if status is not None:
+        stmt = stmt.where(CoverExchange.status == status)
+    if partnership_id is not None:
+        stmt = stmt.where(CoverExchange.partnership_id == partnership_id)
+    if pa_id is not None:
+        stmt = stmt.where(CoverExchange.pa_id == pa_id)
+    return page(
+        stmt,
+        (func.lower(CoverExchange.during, type_=DateTime(timezone=True)), CoverExchange.id),
+        request,
+    )
+
+
+def cover_exchanges_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _cover_exchange_select(viewer).where(CoverExchange.id.in_(ids))
+
+
+def cover_exchange_events(exchange_ids: Sequence[int]) -> Select:
+    """The status changes of exchanges the caller was already allowed to see, oldest
+    first (who: the side and role only, never a member)."""
+    return (
+        select(
+            CoverExchangeEvent.exchange_id.label("pg_parent"),
+            CoverExchangeEvent.at,
+            CoverExchangeEvent.status,
+            CoverExchangeEvent.by_side,
+            CoverExchangeEvent.by_role,
+            CoverExchangeEvent.note,
+        )
+        .where(CoverExchangeEvent.exchange_id.in_(exchange_ids))
+        .order_by(CoverExchangeEvent.exchange_id, CoverExchangeEvent.at, CoverExchangeEvent.id)
+    )
