@@ -330,12 +330,6 @@ async def _prepare(
             "The visit has started: a partner is asked only for visits to come.",
             "coverRequestId",
         )
-    if await _live_for_request(session, request.id):
-        raise DomainError(
-            ErrorCode.CONFLICT,
-            "A partner has already been asked for this visit: cancel that first.",
-            "coverRequestId",
-        )
     partnership = await session.scalar(select(Partnership).where(Partnership.id == partnership_id))
     if partnership is None:
         raise not_found("partnership", "partnershipId")
@@ -344,6 +338,12 @@ async def _prepare(
     if PartnerScope.COVER.value not in partnership.granted_scopes:
         raise DomainError(
             ErrorCode.FORBIDDEN, "The partnership does not include COVER.", "partnershipId"
+        )
+    if await _live_for_request(session, request.id):
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            "A partner has already been asked for this visit: cancel that first.",
+            "coverRequestId",
         )
     person = (
         await session.execute(
