@@ -68,7 +68,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause
 
 from care import policy
-from care.enums import ACTIVE_VISIT_STATUSES, CoverRequestStatus, Role
+from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind, CoverRequestStatus, Role
 from care.errors import forbidden, not_found
 from care.geography import EARTH_RADIUS_KM
 from care.models import (
@@ -79,6 +79,7 @@ from care.models import (
     Coop,
     CoverRequest,
     Member,
+    PaCommitment,
     PaProfile,
     PaSkill,
     PoolCluster,
@@ -428,11 +429,17 @@ def _ranked(*, limited: bool, restricted: bool) -> Select:
         Absence.cancelled_at.is_(None),
         Absence.during.op("&&")(t.c.during),
     )
+    # A hold for a partner co-op (cross-boundary cover) takes the PA's time as a visit does.
+    held = exists().where(
+        PaCommitment.pa_id == near.c.pa_id,
+        PaCommitment.kind == _k(CommitmentKind.HOLD.value),
+        PaCommitment.during.op("&&")(t.c.during),
+    )
     eligible = (
         select(near)
         .select_from(near)
         .join(t, true())
-        .where(not_(lacks_skill), not_(away))
+        .where(not_(lacks_skill), not_(away), not_(held))
         .cte("eligible")
     )
 

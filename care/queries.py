@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from care import policy
-from care.enums import ACTIVE_VISIT_STATUSES
+from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -45,6 +45,7 @@ from care.models import (
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
+    PaCommitment,
     PaProfile,
     Partnership,
     PaSkill,
@@ -596,10 +597,11 @@ def busy_periods_of_pas(
     viewer: Viewer, pa_ids: Sequence[int], starts_from: dt.datetime, starts_before: dt.datetime
 ) -> Select:
     """When each PA is busy within [starts_from, starts_before): their active visits
-    (SCHEDULED, COMPLETED) and uncancelled absences, clipped to the range, overlapping and
-    touching periods merged (`range_agg`), keyed by PA. Bare periods: nothing says whose
-    visit or what kind of absence, so a coordinator may plan a PA's time in other clusters
-    without seeing those clusters' people. One statement for any number of PAs."""
+    (SCHEDULED, COMPLETED), uncancelled absences and holds for partner co-ops, clipped to
+    the range, overlapping and touching periods merged (`range_agg`), keyed by PA. Bare
+    periods: nothing says whose visit or what kind of absence, so a coordinator may plan a
+    PA's time in other clusters without seeing those clusters' people. One statement for
+    any number of PAs."""
 
     def build() -> Select:
         window = func.tstzrange(
@@ -620,7 +622,14 @@ def busy_periods_of_pas(
             Absence.during.op("&&")(window),
             visible(viewer, Absence.pa_id),
         )
-        spans = union_all(visits, away).subquery()
+        # Holds and bookings for partner co-ops (cross-boundary cover), as bare periods.
+        held = select(PaCommitment.pa_id.label("pa_id"), PaCommitment.during.label("during")).where(
+            PaCommitment.pa_id.in_(ids),
+            PaCommitment.kind == CommitmentKind.HOLD.value,
+            PaCommitment.during.op("&&")(window),
+            visible(viewer, PaCommitment.pa_id),
+        )
+        spans = union_all(visits, away, held).subquery()
         merged = (
             select(
                 spans.c.pa_id,
@@ -697,6 +706,7 @@ def _cover_request_select(viewer: Viewer) -> Select:
             CoverRequest.original_pa_id,
             CoverRequest.opened_at,
             CoverRequest.filled_by_pa_id,
+            CoverRequest.filled_by_partner,
             CoverRequest.closed_at,
             CoverRequest.note,
             func.lower(Visit.during).label("visit_starts_at"),
@@ -924,6 +934,20 @@ def cover_exchanges(
 
 def cover_exchanges_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _cover_exchange_select(viewer).where(CoverExchange.id.in_(ids))
+
+
+def live_cover_exchanges_of_visits(viewer: Viewer, visit_ids: Sequence[int]) -> Select:
+    """The live exchange (at most one, the unique index says) of each visit the viewer may
+    see it for, keyed by visit."""
+    return (
+        _cover_exchange_select(viewer)
+        .add_columns(CoverExchange.visit_id.label("pg_parent"))
+        .where(
+            CoverExchange.visit_id.in_(visit_ids),
+            CoverExchange.status.in_(("HELD", "ACCEPTED", "CONFIRMED")),
+        )
+        .order_by(CoverExchange.visit_id, CoverExchange.id.desc())
+    )
 
 
 def cover_exchange_events(exchange_ids: Sequence[int]) -> Select:

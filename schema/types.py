@@ -1029,6 +1029,20 @@ class Visit(relay.Node):
         member = await load_member(info, self.service_user_id)
         return member if isinstance(member, ServiceUser) else None
 
+    @strawberry.field(
+        description="A partner co-op asked to cover this visit, or covering it (the live "
+        "cover exchange: HELD, ACCEPTED or CONFIRMED; then `pa` is null); null when none, "
+        "or for callers who may not see it (see CoverExchange)."
+    )
+    async def partner_cover(self, info: Info) -> CoverExchange | None:
+        viewer = info.context.viewer
+        rows = await loaders.grouped(
+            info.context,
+            "visit_partner_cover",
+            lambda ids: queries.live_cover_exchanges_of_visits(viewer, ids),
+        ).load(self.id)
+        return cover_exchange_from_row(rows[0]) if rows else None
+
     @strawberry.field(description="The PA booked; null while the visit needs cover.")
     async def pa(self, info: Info) -> PersonalAssistant | None:
         return await load_pa(info, self.pa_id)
@@ -1166,6 +1180,10 @@ class CoverRequest(relay.Node):
     visit_id: strawberry.Private[int]
     absence_id: strawberry.Private[int | None]
     original_pa_id: strawberry.Private[int | None]
+    filled_by_partner: bool = strawberry.field(
+        description="Whether a partner co-op's PA filled it (a confirmed cover exchange; "
+        "filledBy is then null)."
+    )
     filled_by_pa_id: strawberry.Private[int | None]
 
     @classmethod
@@ -1212,6 +1230,7 @@ def cover_request_from_row(row: Row[Any]) -> CoverRequest:
         absence_id=row.absence_id,
         original_pa_id=row.original_pa_id,
         filled_by_pa_id=row.filled_by_pa_id,
+        filled_by_partner=bool(row.filled_by_partner),
     )
 
 

@@ -172,6 +172,15 @@ async def _missed_payload(
 # --- mutations ---------------------------------------------------------------------------
 
 
+async def _open_request(
+    session: AsyncSession, viewer: Viewer, visit_id: int, note: str | None
+) -> int:
+    opened = await request_service.open_cover_request(session, viewer, visit_id, note)
+    # The partner covering the visit (if any) is called off.
+    await exchange.settle_locally(session, viewer, visit_id, "The co-op asked for cover again.")
+    return opened
+
+
 async def _cancel_request(
     session: AsyncSession, viewer: Viewer, request_id: int, note: str | None
 ) -> int:
@@ -254,7 +263,8 @@ class AbsenceMutations:
     @mutation(
         access=MANAGING,
         description="Ask for cover for a visit that has not started (coordinators of the "
-        "person, admins); a booked PA is unassigned.",
+        "person, admins); a booked PA is unassigned, and a partner co-op covering it is "
+        "told its cover is called off.",
     )
     async def open_cover_request(
         self,
@@ -269,7 +279,7 @@ class AbsenceMutations:
         return await perform(
             info,
             COVER,
-            lambda s, v: request_service.open_cover_request(s, v, vid, note),
+            lambda s, v: _open_request(s, v, vid, note),
             _request_payload,
             ids,
         )
