@@ -1081,12 +1081,13 @@ async def _providing_update(
         why = "The hold ran out before the confirmation."
         await _tell(session, exchange.partnership_id, exchange.ref, CANCELLED, reason=why)
         return {"status": CANCELLED}
-    exchange.person_first_name = (update_.person_first_name or "").strip()[:100] or None
-    exchange.person_address = (update_.person_address or "").strip()[:500] or None
-    exchange.care_summary = (update_.care_summary or "").strip()[:MAX_SUMMARY] or None
     try:
         # EXPIRED -> CONFIRMED places the hold again: the PA may have been booked since.
+        # The details are kept only with the confirmation (inside the savepoint).
         async with session.begin_nested():
+            exchange.person_first_name = (update_.person_first_name or "").strip()[:100] or None
+            exchange.person_address = (update_.person_address or "").strip()[:500] or None
+            exchange.care_summary = (update_.care_summary or "").strip()[:MAX_SUMMARY] or None
             await _record(session, exchange, CONFIRMED, PARTNER, role=role)
     except IntegrityError as exc:
         if constraint_name(exc) != PA_COMMITMENT_GUARD:
