@@ -84,6 +84,7 @@ from care.services.cover_requests import Pending, _open_one, announce, close_ope
 from care.viewer import Viewer
 from federation.client import FederationClient, PartnerError, PartnerErrorCode
 from federation.feed import pseudonym
+from federation.idempotency import DuplicateDelivery
 from federation.outbox import send_later
 from federation.partners import record_contact, store_keys
 
@@ -859,8 +860,12 @@ async def receive_request(
             session.add(exchange)
             await session.flush()
     except IntegrityError as exc:
-        if constraint_name(exc) == PA_COMMITMENT_GUARD:
+        name = constraint_name(exc)
+        if name == PA_COMMITMENT_GUARD:
             return {"status": AnswerStatus.CONFLICT, "holdExpiresAt": None, "reason": None}
+        if name == "uq_cover_exchange_partnership_ref":
+            # Another copy of this request was applied meanwhile: roll back; read again.
+            raise DuplicateDelivery("This request was applied meanwhile.") from exc
         raise
     await _events(session, [(exchange.id, HELD)], PARTNER, note="Asked by the partner.")
     return _held(exchange)
