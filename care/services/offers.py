@@ -48,6 +48,7 @@ from care import policy
 from care.candidates import candidates_statement
 from care.enums import (
     ACTIVE_VISIT_STATUSES,
+    CommitmentKind,
     CoverOfferStatus,
     CoverRequestStatus,
     Role,
@@ -71,6 +72,7 @@ from care.models import (
     CoverOffer,
     CoverRequest,
     Member,
+    PaCommitment,
     PaProfile,
     Pool,
     PoolPa,
@@ -535,6 +537,23 @@ async def _pa_clashes(session: AsyncSession, pa_id: int, visit: Visit) -> list[D
             "id",
         )
         for s, e in away
+    ]
+    held = (
+        await session.execute(
+            select(func.lower(PaCommitment.during), func.upper(PaCommitment.during)).where(
+                PaCommitment.pa_id == pa_id,
+                PaCommitment.kind == CommitmentKind.HOLD.value,
+                PaCommitment.during.op("&&")(visit.during),
+            )
+        )
+    ).all()
+    errors += [
+        DomainError(
+            ErrorCode.CONFLICT,
+            f"Your time from {describe(s, e)} (UK time) is held for a partner co-op's visit.",
+            "id",
+        )
+        for s, e in held
     ]
     return errors
 
