@@ -609,7 +609,7 @@ class CoverRequest(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"), index=True)
-    reason: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), server_default="OPEN")
     absence_id: Mapped[int | None] = mapped_column(
         ForeignKey("absence.id", ondelete="SET NULL"), index=True

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import Range
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care import policy
@@ -595,18 +595,7 @@ async def _reopen(session: AsyncSession, exchange: CoverExchange, note: str) -> 
     )
     if open_request:
         return
-    try:
-        async with session.begin_nested():
-            await _open_one(session, visit, CoverReason.PARTNER_CANCELLED, None, note[:1000])
-    except DBAPIError as exc:
-        # Migration 0014 left cover_request.reason at 16 characters, one short of
-        # PARTNER_CANCELLED (22001): until it is widened the request reopens as MANUAL
-        # with the partner named in its note, rather than the partner's message failing.
-        if getattr(exc.orig, "sqlstate", None) != "22001":
-            raise
-        log.warning("cover_request.reason is too narrow for PARTNER_CANCELLED: using MANUAL")
-        await session.refresh(visit)
-        await _open_one(session, visit, CoverReason.MANUAL, None, f"Partner cover: {note}"[:1000])
+    await _open_one(session, visit, CoverReason.PARTNER_CANCELLED, None, note[:1000])
 
 
 async def _confirm(session: AsyncSession, exchange: CoverExchange) -> bool:

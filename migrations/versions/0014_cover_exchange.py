@@ -294,6 +294,14 @@ def upgrade() -> None:
         "cover_request",
         "(status = 'FILLED') = (filled_by_pa_id IS NOT NULL OR filled_by_partner)",
     )
+    # PARTNER_CANCELLED is 17 characters: the column was 16.
+    op.alter_column(
+        "cover_request",
+        "reason",
+        type_=sa.String(length=32),
+        existing_type=sa.String(length=16),
+        existing_nullable=False,
+    )
     op.drop_constraint(op.f("ck_cover_request_reason_valid"), "cover_request", type_="check")
     op.create_check_constraint(
         op.f("ck_cover_request_reason_valid"),
@@ -313,6 +321,13 @@ def downgrade() -> None:
         op.f("ck_cover_request_reason_valid"),
         "cover_request",
         "reason IN ('ABSENCE', 'MISSED', 'MANUAL')",
+    )
+    op.alter_column(
+        "cover_request",
+        "reason",
+        type_=sa.String(length=16),
+        existing_type=sa.String(length=32),
+        existing_nullable=False,
     )
     op.drop_constraint(op.f("ck_cover_request_filled_has_pa"), "cover_request", type_="check")
     op.create_check_constraint(
