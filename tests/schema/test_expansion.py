@@ -35,7 +35,7 @@ from care.viewer import Viewer
 from federation.partners import forget_partner_data
 from schema import create_schema
 from schema.context import Context, Limits
-from tests.conftest import Api
+from tests.conftest import Api, StatementCounter
 from tests.factories import BARNET, ENFIELD, Build, at, gid
 
 FAR = "E08000025"  # Birmingham: no neighbour of Barnet or Enfield
@@ -314,8 +314,12 @@ def _expected_enfield() -> list[dict[str, Any]]:
     ]
 
 
-async def test_figures_and_ranking_exact(api: Api, world: dict[str, Any]) -> None:
+async def test_figures_and_ranking_exact(
+    api: Api, world: dict[str, Any], sql_counter: StatementCounter
+) -> None:
+    sql_counter.count = 0
     data = await api.data(OPPORTUNITIES, {"la": ENFIELD}, as_=(Role.ADMIN, None))
+    assert sql_counter.count == 2, sql_counter.statements
     expected = _expected_enfield()
     assert expected[0]["score"] > expected[1]["score"] > 0  # the ranking the test checks
     assert data["expansionOpportunities"] == expected
@@ -500,3 +504,40 @@ async def _cluster_gid(db: AsyncSession, name: str) -> str:
     pk = await db.scalar(select(Cluster.id).where(Cluster.name == name))
     assert pk is not None
     return gid("Cluster", pk)
+
+
+# --- the demo data -----------------------------------------------------------------------
+
+README_EXAMPLE = """{ expansionOpportunities(localAuthority: "E09000010") {
+    district peopleWaiting hoursWanted needs { need people } ownPas ownHours
+    partnerPas partnerHours medianDistanceKm ourClusterHere partnersHere score } }"""
+
+
+@pytest.mark.parametrize(
+    "coop,la,districts",
+    [
+        ("demo", ENFIELD, ["EN2", "EN1"]),  # the README's example
+        ("demo", BARNET, ["EN5"]),  # served already by the Chipping Barnet cluster
+        ("neighbour", "E09000014", ["N4", "N17"]),  # Lea Valley at home, Haringey
+        ("neighbour", ENFIELD, ["N18", "N9"]),  # and across the boundary
+    ],
+)
+async def test_the_demo_coops_have_opportunities(
+    api: Api,
+    db: AsyncSession,
+    sql_counter: StatementCounter,
+    coop: str,
+    la: str,
+    districts: list[str],
+) -> None:
+    from care.demo import load_coop
+
+    assert await load_coop(db, coop)
+    await db.commit()
+    query = README_EXAMPLE.replace("E09000010", la)
+    sql_counter.count = 0
+    rows = (await api.data(query, as_=(Role.ADMIN, None)))["expansionOpportunities"]
+    assert [r["district"] for r in rows] == districts
+    assert all(r["ownPas"] > 0 and r["score"] > 0 for r in rows)
+    # The area check and the one statement, whatever the number of districts or PAs.
+    assert sql_counter.count == 2, sql_counter.statements
