@@ -16,11 +16,12 @@ section 13, is the reference for coordinators; the definitions, precisely:
 - Own capacity: active members with a PA profile whose home is within their own
   `max_travel_km` of the district's centre (great-circle distance, the formula of
   care/candidates.py). Home: the member's latitude/longitude, else the centroid of the
-  district of their postcode; neither: not counted. A PA's free hours = the hours of
-  their availability windows inside the horizon minus the hours of those windows taken
-  by commitments (`pa_commitment`: active visits, absences, holds for partners; the
-  exclusion constraints keep windows and commitments each non-overlapping, so the sum
-  of intersections is exact). `own_pas` counts PAs in reach with free hours > 0;
+  district of their postcode; neither: not counted. A PA's free hours = the time of
+  their availability windows inside the horizon that no commitment takes (`pa_commitment`:
+  active visits, absences, holds for partners), computed per PA as multiranges
+  (`range_agg` of the windows minus `range_agg` of the commitments), so a commitment
+  reaching outside a window takes only its part inside. `own_pas` counts PAs in reach
+  with free hours > 0;
   `own_hours` sums their free hours a week. A PA in reach of two districts counts in
   both: each row is what could serve that district, not a share of a budget.
 - Partner capacity: synced free periods (`partner_window`) of ACTIVE partnerships, inside
