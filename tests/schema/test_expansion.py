@@ -541,3 +541,122 @@ async def test_the_demo_coops_have_opportunities(
     assert all(r["ownPas"] > 0 and r["score"] > 0 for r in rows)
     # The area check and the one statement, whatever the number of districts or PAs.
     assert sql_counter.count == 2, sql_counter.statements
+
+
+# --- the notice, as the receiving schema takes it ----------------------------------------
+
+NOTICE = """mutation($key: String!, $cluster: PeerClusterInput!) {
+  peerClusterOpened(idempotencyKey: $key, cluster: $cluster) {
+    stored errors { field code } } }"""
+
+
+async def _as_partner(
+    app: Any, partnership_id: int, scopes: tuple[str, ...], variables: dict[str, Any]
+) -> Any:
+    partner = Viewer(
+        partner="https://lea.example",
+        partnership_id=partnership_id,
+        partnership_status=PartnershipStatus.ACTIVE.value,
+        scopes=frozenset(scopes),
+    )
+    async with app.state.sessions() as session:
+        return await create_schema().execute(
+            NOTICE,
+            variable_values=variables,
+            context_value=Context(session=session, viewer=partner, limits=Limits()),
+        )
+
+
+def _cluster(**kw: Any) -> dict[str, Any]:
+    return {
+        "ref": "x1",
+        "name": "Ponders End",
+        "localAuthority": ENFIELD,
+        "district": "en3 4aa",
+        "openedAt": "2026-11-20T09:00:00Z",
+    } | kw
+
+
+async def _partner_clusters(db: AsyncSession) -> list[tuple[str, str, str | None]]:
+    await db.rollback()
+    rows = await db.execute(
+        select(PartnerCluster.ref, PartnerCluster.name, PartnerCluster.district).order_by(
+            PartnerCluster.id
+        )
+    )
+    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+
+
+async def test_a_notice_is_stored_once_per_key(
+    app: Any, db: AsyncSession, world: dict[str, Any]
+) -> None:
+    before = await _partner_clusters(db)
+    key = str(uuid.uuid4())
+    first = await _as_partner(app, world["lea"], ("COVER",), {"key": key, "cluster": _cluster()})
+    assert first.errors is None and first.data == {
+        "peerClusterOpened": {"stored": True, "errors": []}
+    }
+    assert await _partner_clusters(db) == [*before, ("x1", "Ponders End", "EN3")]
+    again = await _as_partner(
+        app, world["lea"], ("COVER",), {"key": key, "cluster": _cluster(name="Changed")}
+    )
+    assert again.data == {"peerClusterOpened": {"stored": True, "errors": []}}
+    assert await _partner_clusters(db) == [*before, ("x1", "Ponders End", "EN3")]
+    # A new key with the same ref updates the cluster (opened again, renamed).
+    renamed = await _as_partner(
+        app,
+        world["lea"],
+        ("COVER",),
+        {"key": str(uuid.uuid4()), "cluster": _cluster(name="Renamed")},
+    )
+    assert renamed.data == {"peerClusterOpened": {"stored": True, "errors": []}}
+    assert await _partner_clusters(db) == [*before, ("x1", "Renamed", "EN3")]
+
+
+@pytest.mark.parametrize(
+    "key,change,field",
+    [
+        ("not-a-uuid", {}, "idempotencyKey"),
+        (None, {"district": "N1 2"}, "district"),
+        (None, {"localAuthority": "Enfield"}, "localAuthority"),
+        (None, {"name": "  "}, "name"),
+        (None, {"ref": "r" * 101}, "ref"),
+        (None, {"openedAt": "2026-11-20T09:00:00"}, "openedAt"),
+    ],
+)
+async def test_a_bad_notice_is_refused_and_stores_nothing(
+    app: Any,
+    db: AsyncSession,
+    world: dict[str, Any],
+    key: str | None,
+    change: dict[str, Any],
+    field: str,
+) -> None:
+    before = await _partner_clusters(db)
+    variables = {"key": key or str(uuid.uuid4()), "cluster": _cluster(**change)}
+    result = await _as_partner(app, world["lea"], ("COVER",), variables)
+    if result.errors:  # a value GraphQL itself refuses (a DateTime without an offset)
+        assert field == "openedAt", result.errors
+    else:
+        payload = result.data["peerClusterOpened"]
+        assert payload["stored"] is False
+        assert {"field": field, "code": "INVALID"} in payload["errors"]
+    assert await _partner_clusters(db) == before
+
+
+async def test_a_partner_without_cover_may_not_send_it(
+    app: Any, db: AsyncSession, world: dict[str, Any]
+) -> None:
+    before = await _partner_clusters(db)
+    result = await _as_partner(
+        app, world["lea"], ("AVAILABILITY",), {"key": str(uuid.uuid4()), "cluster": _cluster()}
+    )
+    assert result.errors and result.errors[0].extensions["code"] == "FORBIDDEN"
+    assert (result.data or {}).get("peerClusterOpened") is None
+    assert await _partner_clusters(db) == before
+
+
+async def test_members_may_not_send_it(api: Api, world: dict[str, Any]) -> None:
+    variables = {"key": str(uuid.uuid4()), "cluster": _cluster()}
+    for role, member in ((Role.ADMIN, None), (Role.COORDINATOR, world["coordinator"])):
+        assert await api.refused(NOTICE, variables, as_=(role, member)) == "FORBIDDEN"
