@@ -5,6 +5,7 @@ see its referrals)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import uuid
@@ -29,6 +30,7 @@ from care.models import (
     PartnerCluster,
     Partnership,
     PartnerWindow,
+    PeerDelivery,
     Referral,
 )
 from care.viewer import Viewer
@@ -36,7 +38,7 @@ from federation.partners import forget_partner_data
 from schema import create_schema
 from schema.context import Context, Limits
 from tests.conftest import Api, StatementCounter
-from tests.factories import BARNET, ENFIELD, Build, at, gid
+from tests.factories import BARNET, ENFIELD, Build, at, gid, wait_for_lock_wait
 
 FAR = "E08000025"  # Birmingham: no neighbour of Barnet or Enfield
 
@@ -660,3 +662,33 @@ async def test_members_may_not_send_it(api: Api, world: dict[str, Any]) -> None:
     variables = {"key": str(uuid.uuid4()), "cluster": _cluster()}
     for role, member in ((Role.ADMIN, None), (Role.COORDINATOR, world["coordinator"])):
         assert await api.refused(NOTICE, variables, as_=(role, member)) == "FORBIDDEN"
+
+
+async def test_a_copy_applied_meanwhile_gets_the_first_answer(
+    app: Any, db: AsyncSession, world: dict[str, Any]
+) -> None:
+    """Two copies at once: the first (here, a transaction left open) holds the key; the
+    second waits for it, finds the key taken, rolls back its change and answers as the
+    first did."""
+    before = await _partner_clusters(db)
+    key = uuid.uuid4()
+    db.add(
+        PeerDelivery(
+            instance="https://lea.example",
+            idempotency_key=key,
+            operation="peerClusterOpened",
+            answer={"stored": True},
+        )
+    )
+    await db.flush()
+    second = asyncio.create_task(
+        _as_partner(
+            app, world["lea"], ("COVER",), {"key": str(key), "cluster": _cluster(ref="late")}
+        )
+    )
+    await wait_for_lock_wait(app.state.engine)
+    await db.commit()
+    result = await second
+    assert result.errors is None
+    assert result.data == {"peerClusterOpened": {"stored": True, "errors": []}}
+    assert await _partner_clusters(db) == before  # the copy's cluster was rolled back
