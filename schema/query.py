@@ -17,6 +17,7 @@ from schema.context import Info
 from schema.expansion import ExpansionQueries
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
+from schema.market import MarketQueries
 from schema.peers import PeerQueries
 from schema.permissions import (
     ADMINS,
@@ -82,7 +83,9 @@ After = Annotated[str | None, strawberry.argument(description=AFTER)]
         "caller may not see are left out, as if they did not exist."
     )
 )
-class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries, ExpansionQueries):
+class Query(
+    CandidateQueries, FigureQueries, PeerQueries, FeedQueries, MarketQueries, ExpansionQueries
+):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
         "caller, or not an id of this service.",
