@@ -15,6 +15,7 @@ from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
 from schema.exchange import CoverExchangeQueries
+from schema.expansion import ExpansionQueries
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
 from schema.market import MarketQueries
@@ -90,6 +91,7 @@ class Query(
     FeedQueries,
     MarketQueries,
     CoverExchangeQueries,
+    ExpansionQueries,
 ):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
