@@ -537,7 +537,10 @@ DEMO_REFERRALS: tuple[tuple[str, str, tuple[str, ...], str, int, str], ...] = (
 )
 
 
-def _referrals(today: dt.date) -> list[Referral]:
+ReferralRow = tuple[str, str, tuple[str, ...], str, int, str]
+
+
+def _referrals(today: dt.date, rows: tuple[ReferralRow, ...] = DEMO_REFERRALS) -> list[Referral]:
     return [
         Referral(
             la_code=la,
@@ -548,7 +551,7 @@ def _referrals(today: dt.date) -> list[Referral]:
             status=status,
             note=None,
         )
-        for la, district, needs, hours, days_ago, status in DEMO_REFERRALS
+        for la, district, needs, hours, days_ago, status in rows
     ]
 
 
@@ -1037,6 +1040,8 @@ class CoopSpec:
     team_sizes: tuple[int, ...]
     pools: list[PoolSpec]
     service_users_per_cluster: int = 5
+    # People waiting for care, as DEMO_REFERRALS: what `expansionOpportunities` ranks.
+    referrals: tuple[tuple[str, str, tuple[str, ...], str, int, str], ...] = ()
 
 
 def _geographic(
@@ -1111,6 +1116,16 @@ NEIGHBOUR_COOP = CoopSpec(
         PoolSpec("West Haringey shared pool", shared_with_partners=True, clusters=(0, 1)),
         PoolSpec("Tottenham pool", shared_with_partners=False, clusters=(2,)),
     ],
+    # Demand where the co-op has no cluster yet: Finsbury Park (N4) at home, and Edmonton
+    # (N18, N9) across the boundary in Enfield, where it might open its next cluster.
+    referrals=(
+        (HARINGEY, "N4", ("dementia", "personal care"), "12", 30, "WAITING"),
+        (HARINGEY, "N4", ("mobility",), "8", 18, "WAITING"),
+        (HARINGEY, "N17", ("personal care",), "10", 45, "WAITING"),
+        (HARINGEY, "N15", ("dementia",), "9", 70, "PLACED"),
+        (ENFIELD, "N18", ("personal care", "medication"), "15", 20, "WAITING"),
+        (ENFIELD, "N9", ("mobility",), "6", 9, "WAITING"),
+    ),
 )
 
 # Far from London: it never partners with the others in the demo.
@@ -1226,6 +1241,7 @@ async def load_coop(session: AsyncSession, which: str, today: dt.date | None = N
     session.add_all(patterns)
     await session.flush()
     session.add_all(_availability_windows(patterns, today))
+    session.add_all(_referrals(today, spec.referrals))
     await session.flush()
     return True
 

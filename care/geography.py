@@ -54,6 +54,11 @@ def _centroids() -> dict[str, tuple[float, float]]:
     return {r["district"]: (float(r["latitude"]), float(r["longitude"])) for r in rows}
 
 
+def all_centroids() -> dict[str, tuple[float, float]]:
+    """Every district's centroid, by district (read-only: the cached table itself)."""
+    return _centroids()
+
+
 def district_centroid(district: str) -> tuple[float, float] | None:
     """(latitude, longitude) in WGS84 degrees of a postcode district's centroid.
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from care.models import Partnership, PartnerWindow
+from care.models import PartnerCluster, Partnership, PartnerWindow
 from federation.client import PartnerError
 
 
@@ -40,10 +40,14 @@ async def store_keys(
 
 
 async def forget_partner_data(session: AsyncSession, partnership_id: int) -> int:
-    """Delete everything received from a partner (its windows, our place in its feed):
-    what ending a partnership does. Returns the number of windows deleted."""
+    """Delete everything received from a partner (its windows, the clusters it told us it
+    opened, our place in its feed): what ending a partnership does. Returns the number of
+    windows deleted."""
     deleted = await session.execute(
         delete(PartnerWindow).where(PartnerWindow.partnership_id == partnership_id)
+    )
+    await session.execute(
+        delete(PartnerCluster).where(PartnerCluster.partnership_id == partnership_id)
     )
     await session.execute(
         update(Partnership)

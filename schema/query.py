@@ -14,6 +14,7 @@ from care.geography import postcode_district
 from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
+from schema.expansion import ExpansionQueries
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
 from schema.peers import PeerQueries
@@ -81,7 +82,7 @@ After = Annotated[str | None, strawberry.argument(description=AFTER)]
         "caller may not see are left out, as if they did not exist."
     )
 )
-class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries):
+class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries, ExpansionQueries):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
         "caller, or not an id of this service.",

@@ -144,11 +144,39 @@ def _apply(cluster: Cluster, f: ClusterFields) -> None:
         cluster.need_tags = _clean_tags(f.need_tags)
 
 
+async def _check_coordinator_area(session: AsyncSession, viewer: Viewer, la_code: object) -> None:
+    """A coordinator opens clusters only in a local authority where they already support a
+    cluster that is not closed. A cluster's local authority widens who sees referrals (its
+    coordinator sees those in it and next to it, `policy.in_referral_area`), so opening one
+    elsewhere, even next door, would let a coordinator grant themselves the waiting
+    demand of another area, step by step across the map. Expanding into another local
+    authority is the co-op's decision: an admin opens the first cluster there (and names
+    its coordinator)."""
+    if viewer.role is not Role.COORDINATOR or not isinstance(la_code, str):
+        return
+    works_there = await session.scalar(
+        select(
+            exists().where(
+                Cluster.la_code == la_code,
+                Cluster.support_worker_id == viewer.member_id,
+                Cluster.status != ClusterStatus.CLOSED.value,
+            )
+        )
+    )
+    if not works_there:
+        raise forbidden(
+            "Coordinators open clusters in a local authority where they already run one; "
+            "an admin opens the first cluster in another local authority.",
+            "localAuthority",
+        )
+
+
 async def create_cluster(session: AsyncSession, viewer: Viewer, f: ClusterFields) -> int:
     require_manager(viewer)
     if f.support_worker_id is UNSET and viewer.role is Role.COORDINATOR:
         f.support_worker_id = viewer.member_id  # a coordinator runs what they open
     await _validate(session, viewer, f)
+    await _check_coordinator_area(session, viewer, f.la_code)
     cluster = Cluster(postcode_districts=[], need_tags=[], status=ClusterStatus.PLANNED.value)
     _apply(cluster, f)
     _check_shape(cluster)

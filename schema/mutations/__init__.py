@@ -2,6 +2,7 @@
 
 import strawberry
 
+from schema.expansion import ExpansionMutations
 from schema.feed import FeedMutations
 from schema.mutations.absences import AbsenceMutations
 from schema.mutations.availability import AvailabilityMutations
@@ -34,6 +35,7 @@ class Mutation(
     PartnershipMutations,
     FeedMutations,
     ReferralMutations,
+    ExpansionMutations,
 ):
     pass
 

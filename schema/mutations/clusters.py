@@ -8,9 +8,11 @@ from typing import Annotated
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.enums import ClusterStatus as Status
 from care.services import clusters as service
 from care.services.clusters import ClusterFields
 from care.viewer import Viewer
+from federation import expansion as partner_notices
 from schema.context import Info
 from schema.errors import CLUSTER, ClusterError
 from schema.mutations.base import (
@@ -140,7 +142,12 @@ async def _run(
 
 @strawberry.type
 class ClusterMutations:
-    @mutation(access=MANAGING, description="Open a cluster (admins and coordinators).")
+    @mutation(
+        access=MANAGING,
+        description="Open a cluster (admins; coordinators only in a local authority where "
+        "they already run a cluster that is not closed). Opened ACTIVE in a local authority "
+        "a partner serves, it is announced to partners holding COVER (peerClusterOpened).",
+    )
     async def create_cluster(
         self,
         info: Info,
@@ -148,9 +155,20 @@ class ClusterMutations:
     ) -> ClusterPayload | None:
         ids = Ids()
         fields = _fields(input, ids)
-        return await _run(info, ids, lambda s, v: service.create_cluster(s, v, fields))
 
-    @mutation(access=MANAGING, description="Change a cluster (admins and its coordinator).")
+        async def create(session: AsyncSession, viewer: Viewer) -> int:
+            cluster_id = await service.create_cluster(session, viewer, fields)
+            # Opened ACTIVE in a partner's area: partners holding COVER hear of it.
+            await partner_notices.announce_if_opened(session, cluster_id)
+            return cluster_id
+
+        return await _run(info, ids, create)
+
+    @mutation(
+        access=MANAGING,
+        description="Change a cluster (admins and its coordinator). Moving it from PLANNED "
+        "to ACTIVE opens it: announced as by createCluster.",
+    )
     async def update_cluster(
         self,
         info: Info,
@@ -160,7 +178,15 @@ class ClusterMutations:
         ids = Ids()
         cluster_id = ids.one(id, CLUSTER_ID, "id")
         fields = _fields(input, ids)
-        return await _run(info, ids, lambda s, v: service.update_cluster(s, v, cluster_id, fields))
+
+        async def update(session: AsyncSession, viewer: Viewer) -> int:
+            before = await partner_notices.cluster_status(session, cluster_id)
+            changed = await service.update_cluster(session, viewer, cluster_id, fields)
+            if before != Status.ACTIVE.value:  # opened now (PLANNED -> ACTIVE)
+                await partner_notices.announce_if_opened(session, changed)
+            return changed
+
+        return await _run(info, ids, update)
 
     @mutation(access=MANAGING, description="Close a cluster; its records stay for the figures.")
     async def close_cluster(self, info: Info, id: ClusterIdArg) -> ClusterPayload | None:
