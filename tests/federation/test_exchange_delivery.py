@@ -141,7 +141,7 @@ async def arrange(
         visit = await build.visit(
             person, None, start, minutes=60, status="NEEDS_COVER", tasks=["help getting up"]
         )
-        request = CoverRequest(visit_id=visit.id, reason="SICKNESS", original_pa_id=sick.id)
+        request = CoverRequest(visit_id=visit.id, reason="ABSENCE", original_pa_id=sick.id)
         s.add(request)
         await s.commit()
         story_a = (visit.id, request.id, person.id, person.postcode or "")
@@ -472,7 +472,7 @@ async def test_a_cancellation_outlives_a_sender_killed_after_committing(
                 )
             ).all()
         )
-    assert [tuple(r) for r in requests] == [("FILLED", "SICKNESS"), ("OPEN", "PARTNER_CANCELLED")]
+    assert [tuple(r) for r in requests] == [("FILLED", "ABSENCE"), ("OPEN", "PARTNER_CANCELLED")]
     assert [e for e in await events(a) if e[0] == "CANCELLED"] == [("CANCELLED", "PARTNER")]
 
 
