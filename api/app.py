@@ -149,7 +149,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         settings.federation_key_file,
         settings.federation_previous_key_paths,
     )
-    limits = Limits(max_page_size=settings.max_page_size, max_query_cost=settings.max_query_cost)
+    limits = Limits(
+        max_page_size=settings.max_page_size,
+        max_query_cost=settings.max_query_cost,
+        cover_source_seconds=settings.cover_source_timeout_seconds,
+    )
     schema = create_schema(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -259,7 +263,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         if not in_force:
             raise AuthError(REVOKED)
         return Context(
-            session=session, viewer=verified.viewer, limits=limits, federation=federation
+            session=session,
+            viewer=verified.viewer,
+            limits=limits,
+            federation=federation,
+            read_sessions=connection.app.state.sessions,
         )
 
     app = FastAPI(

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # A delivery whose worker stopped beating (a killed process) is taken over after this.
     outbox_heartbeat_seconds: float = Field(default=30.0, gt=0)
 
+    # Cover candidates from partner co-ops: each partner's search may take this long
+    # before `coverCandidates` answers without it (and says so in `leftOut`).
+    cover_source_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
 

@@ -25,17 +25,27 @@ Preferences (each part in [0, 1], times its weight; the score is their sum): con
 regularPa, sameCluster, samePool, travel, contractHours, fairness. `coop.cover_weights`
 overrides any of `DEFAULT_WEIGHTS`. Ties break on distance (unknown last), then PA id.
 
-Sources: `LocalCandidates` searches this co-op's PAs. The federation issue adds partner
-co-ops as further `CandidateSource`s; `find_cover_candidates` merges and ranks them all.
+Sources: `LocalCandidates` searches this co-op's PAs; `PartnerCandidates` one partner
+co-op's PAs from the availability its feed gave us (`partner_window`), one source per
+ACTIVE partnership granting AVAILABILITY and COVER. A partner source returns raw facts
+(`PartnerFacts`: district, distance, continuity count...) and `score_partner` weighs them
+with this co-op's weights, the ones the local statement applies, so every candidate is on
+one scale. `find_cover_candidates` queries the sources concurrently, each partner source
+within a time limit, and merges and ranks what comes back; a partner source that fails or
+runs out of time is left out and named (`LeftOut`). docs/cover.md, "Candidates from
+partners".
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
@@ -46,6 +56,7 @@ from sqlalchemy import (
     Interval,
     Row,
     Select,
+    Text,
     and_,
     bindparam,
     case,
@@ -68,9 +79,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause
 
 from care import policy
-from care.enums import ACTIVE_VISIT_STATUSES, CoverRequestStatus, Role
+from care.enums import (
+    ACTIVE_VISIT_STATUSES,
+    CoverRequestStatus,
+    ExchangeSide,
+    ExchangeStatus,
+    PartnerScope,
+    PartnershipStatus,
+    Role,
+)
 from care.errors import forbidden, not_found
-from care.geography import EARTH_RADIUS_KM
+from care.geography import EARTH_RADIUS_KM, distance_km, district_centroid
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -78,8 +97,10 @@ from care.models import (
     ClusterServiceUser,
     Coop,
     CoverRequest,
+    LocalAuthority,
     Member,
     PaProfile,
+    Partnership,
     PaSkill,
     PoolCluster,
     PoolPa,
@@ -91,8 +112,15 @@ from care.services.access import MANAGERS
 from care.services.visits import MAX_VISIT_LENGTH
 from care.viewer import Viewer
 
+log = logging.getLogger("coopnet.candidates")
+
 LOCAL_SOURCE = "LOCAL"
+PARTNER_SOURCE = "PARTNER"
+# How long one partner source may take before the answer goes without it (seconds; the
+# app's COVER_SOURCE_TIMEOUT_SECONDS).
+DEFAULT_SOURCE_TIMEOUT = 2.0
 LOCAL_ZONE = "Europe/London"
+LONDON = ZoneInfo(LOCAL_ZONE)
 
 # Weights of the preferences, by the name a co-op uses in `coop.cover_weights`.
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -139,6 +167,8 @@ class ScoreParts:
 
 @dataclass(frozen=True)
 class Candidate:
+    """One of this co-op's PAs, scored by the local statement."""
+
     pa_id: int
     source: str
     score: float
@@ -152,6 +182,71 @@ class Candidate:
     contracted_weekly_hours: float
     covers_last_28_days: int
 
+    @property
+    def order_key(self) -> tuple[Any, ...]:
+        return (self.source != LOCAL_SOURCE, self.source, self.pa_id)
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A partner co-op whose PAs may cover: public facts from its manifest."""
+
+    id: int  # the partnership
+    coop_name: str | None
+    base_url: str
+    home_la_code: str | None
+    home_la_name: str | None
+    last_sync_at: dt.datetime | None  # when its availability was last applied
+
+
+@dataclass(frozen=True)
+class SharedSkill:
+    name: str
+    expires_on: dt.date | None
+
+
+@dataclass(frozen=True)
+class PartnerFacts:
+    """What a partner source knows of one of the partner's PAs who passed the hard rules:
+    raw facts, not yet weighed (`score_partner`)."""
+
+    partner: Partner
+    pa_ref: str  # the partner's pseudonymous reference for the PA
+    district: str | None
+    skills: tuple[SharedSkill, ...]
+    travel_km: float
+    # From the PA's district centroid to the person; None when either is unknown.
+    distance_km: float | None
+    # Confirmed exchanges in which this PA covered the person (last 8 weeks).
+    visits_to_person_last_8_weeks: int
+    # Our cover requests this PA filled through confirmed exchanges (last 28 days).
+    covers_last_28_days: int
+
+
+@dataclass(frozen=True)
+class PartnerCandidate:
+    """A partner co-op's PA, scored by this co-op's weights. Never one of our PAs: known
+    only by the partner's pseudonymous reference."""
+
+    partner: Partner
+    pa_ref: str
+    source: str
+    score: float
+    parts: ScoreParts
+    distance_km: float | None
+    district: str | None
+    skills: tuple[SharedSkill, ...]
+    travel_km: float
+    visits_to_person_last_8_weeks: int
+    covers_last_28_days: int
+
+    @property
+    def order_key(self) -> tuple[Any, ...]:
+        return (self.source != LOCAL_SOURCE, self.source, self.partner.id, self.pa_ref)
+
+
+AnyCandidate = Candidate | PartnerCandidate
+
 
 @dataclass(frozen=True)
 class CoverTarget:
@@ -163,16 +258,50 @@ class CoverTarget:
     starts_at: dt.datetime
     ends_at: dt.datetime
     needs: tuple[str, ...]
+    # The person's home, else the centroid of their postcode district; None if unknown.
+    location: tuple[float, float] | None = None
+    # This co-op's weights (`coop.cover_weights` over `DEFAULT_WEIGHTS`).
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    # Partner co-ops whose PAs may cover (ACTIVE, granting AVAILABILITY and COVER).
+    partners: tuple[Partner, ...] = ()
+
+    @property
+    def day(self) -> dt.date:
+        """The visit's London date (skills must not lapse before it)."""
+        return self.starts_at.astimezone(LONDON).date()
 
 
 class CandidateSource(Protocol):
-    """Somewhere candidates come from: this co-op, later a partner co-op."""
+    """Somewhere candidates come from: this co-op, or a partner co-op. A source returns
+    either candidates scored by the local statement or a partner's raw facts, which
+    `find_cover_candidates` weighs with this co-op's weights."""
 
     name: str
 
     async def candidates(
         self, viewer: Viewer, target: CoverTarget, limit: int
-    ) -> list[Candidate]: ...
+    ) -> Sequence[Candidate | PartnerFacts]: ...
+
+
+LeftOutReason = Literal["TIMED_OUT", "FAILED"]
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A source whose candidates are missing from an answer, and why."""
+
+    source: str
+    partner: Partner | None
+    reason: LeftOutReason
+
+
+@dataclass(frozen=True)
+class CoverCandidates:
+    """The answer: candidates from every source that answered, best first, and the
+    sources left out."""
+
+    candidates: list[AnyCandidate]
+    left_out: list[LeftOut]
 
 
 # --- the statement ------------------------------------------------------------------------
@@ -629,12 +758,57 @@ def candidate_from_row(row: Row[Any], source: str = LOCAL_SOURCE) -> Candidate:
     )
 
 
-# --- who may ask, and the search ----------------------------------------------------------
+# --- who may ask, and the visit -----------------------------------------------------------
+
+# The partner's home local authority's name: from its manifest, else our own records.
+_HOME_LA_NAME = literal_column(
+    "(SELECT e->>'name' FROM jsonb_array_elements(partnership.local_authorities) e "
+    "WHERE e->>'gssCode' = partnership.home_la_code LIMIT 1)",
+    Text,
+)
+COVER_PARTNER_SCOPES = [PartnerScope.AVAILABILITY.value, PartnerScope.COVER.value]
 
 
-def target_statement(viewer: Viewer, visit_id: int) -> Select:
+def _cover_partners() -> ColumnElement[Any]:
+    """The partner co-ops whose PAs may cover, as a JSON array: ACTIVE partnerships
+    granting COVER, and AVAILABILITY (their candidates come from the synced windows)."""
+    entry = func.jsonb_build_object(
+        _k("id"),
+        Partnership.id,
+        _k("coopName"),
+        Partnership.coop_name,
+        _k("baseUrl"),
+        Partnership.base_url,
+        _k("homeLaCode"),
+        Partnership.home_la_code,
+        _k("homeLaName"),
+        func.coalesce(_HOME_LA_NAME, LocalAuthority.name),
+        _k("lastSyncAt"),
+        Partnership.last_sync_at,
+    )
+    listed = (
+        select(
+            func.coalesce(
+                func.jsonb_agg(postgresql.aggregate_order_by(entry, Partnership.id)),
+                literal_column("'[]'::jsonb"),
+            )
+        )
+        .select_from(Partnership)
+        .outerjoin(LocalAuthority, LocalAuthority.gss_code == Partnership.home_la_code)
+        .where(
+            Partnership.status == _k(PartnershipStatus.ACTIVE.value),
+            Partnership.granted_scopes.contains(COVER_PARTNER_SCOPES),
+        )
+        .scalar_subquery()
+    )
+    return type_coerce(listed, JSONB)
+
+
+def target_statement(viewer: Viewer, visit_id: int, *, partners: bool = False) -> Select:
     """The visit if the caller may see it, and whether they manage its service user: the
-    rule of `care.services.access.may_manage_service_user`, composed into one read."""
+    rule of `care.services.access.may_manage_service_user`, composed into one read. With
+    the person's location, the co-op's weights and (`partners`) the partner co-ops whose
+    PAs may cover, so that no source needs another read for them."""
     if viewer.role is Role.ADMIN:
         manages: ColumnElement[bool] = true()
     elif viewer.role is Role.COORDINATOR:
@@ -644,6 +818,9 @@ def target_statement(viewer: Viewer, visit_id: int) -> Select:
         )
     else:
         manages = false()
+    su = Member.__table__.alias("su")
+    weights = type_coerce(select(Coop.cover_weights).scalar_subquery(), JSONB)
+    listed = _cover_partners() if partners else type_coerce(literal_column("NULL"), JSONB)
     return (
         select(
             Visit.id,
@@ -653,10 +830,50 @@ def target_statement(viewer: Viewer, visit_id: int) -> Select:
             func.upper(Visit.during).label("ends_at"),
             ServiceUserProfile.needs,
             manages.label("manages"),
+            su.c.latitude,
+            su.c.longitude,
+            su.c.postcode,
+            weights.label("cover_weights"),
+            listed.label("partners"),
         )
         .join(ServiceUserProfile, ServiceUserProfile.member_id == Visit.service_user_id)
+        .join(su, su.c.id == Visit.service_user_id)
         .where(Visit.id == visit_id, policy.visit_visible(viewer))
     )
+
+
+def weights_from(raw: Any) -> dict[str, float]:
+    """The co-op's weights: `coop.cover_weights` over the defaults, by the rule the local
+    statement applies (`_weight`): a name set to a number overrides, anything else not."""
+    given = raw if isinstance(raw, dict) else {}
+    weights = dict(DEFAULT_WEIGHTS)
+    for name in DEFAULT_WEIGHTS:
+        value = given.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            weights[name] = float(value)
+    return weights
+
+
+def _partner(raw: Mapping[str, Any]) -> Partner:
+    synced = raw.get("lastSyncAt")
+    return Partner(
+        id=int(raw["id"]),
+        coop_name=raw.get("coopName"),
+        base_url=str(raw["baseUrl"]),
+        home_la_code=raw.get("homeLaCode"),
+        home_la_name=raw.get("homeLaName"),
+        last_sync_at=dt.datetime.fromisoformat(synced) if synced else None,
+    )
+
+
+def _location(row: Row[Any]) -> tuple[float, float] | None:
+    """The person's home; else the centroid of their postcode district; else unknown."""
+    if row.latitude is not None and row.longitude is not None:
+        return (float(row.latitude), float(row.longitude))
+    return district_centroid(row.postcode) if row.postcode else None
+
+
+# --- this co-op's PAs ---------------------------------------------------------------------
 
 
 class LocalCandidates:
@@ -672,20 +889,258 @@ class LocalCandidates:
         return [candidate_from_row(r, self.name) for r in rows]
 
 
-def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Best first: score, then shorter distance (unknown last), then source and PA id. The
-    same order as the SQL, so one source's list keeps its order."""
+# --- a partner co-op's PAs ----------------------------------------------------------------
+#
+# From what the partner's availability feed gave us (`partner_window`) and our own
+# exchanges with it (`cover_exchange`), in one statement per partner co-op: the hard rules
+# that can be checked on the shared data, and the raw facts of the preferences. The
+# distance rule is applied to the rows it returns, in Python: a PA is placed by the
+# centroid of their postcode district, and the centroids ship as a file with the code
+# (care/geography.py), not as a table.
+
+LIVE_EXCHANGE = [
+    s.value for s in (ExchangeStatus.HELD, ExchangeStatus.ACCEPTED, ExchangeStatus.CONFIRMED)
+]
+# A cover is filled before its visit starts, so every exchange that counts towards
+# fairness (filled in the last 28 days) is for a visit that started at most 28 days ago,
+# inside the continuity period: one read of the partner's recent exchanges serves both.
+assert FAIRNESS_PERIOD <= CONTINUITY_PERIOD
+
+_PARTNER_SEARCH = f"""
+WITH exchanged AS (
+    SELECT e.pa_ref,
+           count(*) FILTER (
+               WHERE v.service_user_id = :service_user_id AND lower(e.during) < :now
+           ) AS visits_to_person,
+           count(*) FILTER (
+               WHERE r.status = '{CoverRequestStatus.FILLED.value}' AND r.filled_by_partner
+                 AND r.closed_at >= :fairness_from
+           ) AS covers
+    FROM cover_exchange e
+    LEFT JOIN visit v ON v.id = e.visit_id
+    LEFT JOIN cover_request r ON r.id = e.cover_request_id
+    WHERE e.partnership_id = :partnership_id
+      AND e.side = '{ExchangeSide.REQUESTING.value}'
+      AND e.status = '{ExchangeStatus.CONFIRMED.value}'
+      AND lower(e.during) >= :continuity_from
+    GROUP BY e.pa_ref
+),
+engaged AS (
+    SELECT DISTINCT e.pa_ref
+    FROM cover_exchange e
+    WHERE e.partnership_id = :partnership_id
+      AND e.side = '{ExchangeSide.REQUESTING.value}'
+      AND e.status IN ({", ".join(f"'{s}'" for s in LIVE_EXCHANGE)})
+      AND e.during && tstzrange(:starts_at, :ends_at)
+)
+SELECT DISTINCT ON (w.pa_ref)
+       w.pa_ref, w.district, w.travel_km, w.skills,
+       coalesce(x.visits_to_person, 0) AS visits_to_person,
+       coalesce(x.covers, 0) AS covers
+FROM partner_window w
+JOIN partnership p ON p.id = w.partnership_id
+LEFT JOIN exchanged x ON x.pa_ref = w.pa_ref
+WHERE w.partnership_id = :partnership_id
+  AND p.status = '{PartnershipStatus.ACTIVE.value}'
+  AND p.granted_scopes @> ARRAY[{", ".join(f"'{s}'" for s in COVER_PARTNER_SCOPES)}]::text[]
+  -- A free period contains the whole visit (GiST index on during).
+  AND w.during @> tstzrange(:starts_at, :ends_at)
+  -- Not already in a live exchange of ours at that time.
+  AND NOT EXISTS (SELECT 1 FROM engaged g WHERE g.pa_ref = w.pa_ref)
+  -- No need of the person lacks a skill of the same name in date on the visit's day.
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest(CAST(:needs AS text[])) AS need(name)
+      WHERE NOT EXISTS (
+          SELECT 1 FROM jsonb_array_elements(w.skills) AS s(skill)
+          WHERE s.skill->>'skill' = need.name
+            AND (s.skill->>'expiresOn' IS NULL
+                 OR CAST(s.skill->>'expiresOn' AS date) >= :day)))
+ORDER BY w.pa_ref, w.received_at DESC, w.ref, w.period
+"""
+
+
+@functools.cache
+def _partner_search() -> Any:
+    return (
+        text(_PARTNER_SEARCH)
+        .bindparams(
+            bindparam("partnership_id", type_=BigInteger),
+            bindparam("service_user_id", type_=BigInteger),
+            bindparam("starts_at", type_=DateTime(timezone=True)),
+            bindparam("ends_at", type_=DateTime(timezone=True)),
+            bindparam("now", type_=DateTime(timezone=True)),
+            bindparam("continuity_from", type_=DateTime(timezone=True)),
+            bindparam("fairness_from", type_=DateTime(timezone=True)),
+            bindparam("needs", type_=ARRAY(Text)),
+            bindparam("day", type_=Date),
+        )
+        .columns(
+            column("pa_ref", Text),
+            column("district", Text),
+            column("travel_km", Float),
+            column("skills", JSONB),
+            column("visits_to_person", BigInteger),
+            column("covers", BigInteger),
+        )
+    )
+
+
+def partner_statement(partnership_id: int, target: CoverTarget, now: dt.datetime) -> Select:
+    """The partner's PAs who pass the hard rules checkable in SQL for the visit, one row
+    per PA, with the raw facts. Nothing from the partnership row or the visit is read
+    again: `target` carries them."""
+    search = _partner_search().bindparams(
+        partnership_id=partnership_id,
+        service_user_id=target.service_user_id,
+        starts_at=target.starts_at,
+        ends_at=target.ends_at,
+        now=now,
+        continuity_from=now - CONTINUITY_PERIOD,
+        fairness_from=now - FAIRNESS_PERIOD,
+        needs=list(target.needs),
+        day=target.day,
+    )
+    found = search.subquery("partner_found")
+    return select(found)
+
+
+def _skills(raw: Any) -> tuple[SharedSkill, ...]:
+    out = []
+    for item in raw or ():
+        expires = item.get("expiresOn")
+        out.append(
+            SharedSkill(
+                name=str(item.get("skill")),
+                expires_on=dt.date.fromisoformat(expires) if expires else None,
+            )
+        )
+    return tuple(out)
+
+
+class PartnerCandidates:
+    """One partner co-op's PAs, from the availability it shares with us."""
+
+    name = PARTNER_SOURCE
+
+    def __init__(self, partner: Partner, fetch: Fetch) -> None:
+        self.partner = partner
+        self.fetch = fetch
+
+    async def candidates(
+        self, viewer: Viewer, target: CoverTarget, limit: int
+    ) -> list[PartnerFacts]:
+        # Every PA who passes, not `limit` of them: the order needs this co-op's weights,
+        # which `find_cover_candidates` applies to every source's facts at once.
+        rows = await self.fetch(partner_statement(self.partner.id, target, viewer.now))
+        found: list[PartnerFacts] = []
+        for r in rows:
+            centre = district_centroid(r.district) if r.district else None
+            km = None
+            if centre is not None and target.location is not None:
+                km = distance_km(centre, target.location)
+            travel = float(r.travel_km)
+            if km is not None and km > travel:
+                continue  # beyond the PA's travel range (unknown location: not applied)
+            found.append(
+                PartnerFacts(
+                    partner=self.partner,
+                    pa_ref=r.pa_ref,
+                    district=r.district,
+                    skills=_skills(r.skills),
+                    travel_km=travel,
+                    distance_km=km,
+                    visits_to_person_last_8_weeks=int(r.visits_to_person),
+                    covers_last_28_days=int(r.covers),
+                )
+            )
+        return found
+
+
+def score_partner(facts: PartnerFacts, weights: Mapping[str, float]) -> PartnerCandidate:
+    """A partner's PA weighed with this co-op's weights, by the local statement's formulas
+    (docs/cover.md): continuity and travel as for our PAs, fairness over the covers the PA
+    gave us, samePool 1 (the partner shares the PA with us through a pool it offers its
+    partners), and 0 for what cannot apply to another co-op's PA (a named regular PA, our
+    clusters' teams) or is not shared (contracted hours)."""
+    km = facts.distance_km
+    if km is None:
+        travel = 0.0
+    elif facts.travel_km <= 0:
+        travel = 1.0
+    else:
+        travel = max(0.0, 1.0 - km / facts.travel_km)
+    parts = ScoreParts(
+        continuity=weights["continuity"]
+        * min(facts.visits_to_person_last_8_weeks / float(CONTINUITY_FULL_AT), 1.0),
+        regular_pa=weights["regularPa"] * 0.0,
+        same_cluster=weights["sameCluster"] * 0.0,
+        same_pool=weights["samePool"] * 1.0,
+        travel=weights["travel"] * travel,
+        contract_hours=weights["contractHours"] * 0.0,
+        fairness=weights["fairness"] / (1.0 + facts.covers_last_28_days),
+    )
+    # Summed in the local statement's order, so equal parts give equal scores.
+    score = sum(
+        (
+            parts.continuity,
+            parts.regular_pa,
+            parts.same_cluster,
+            parts.same_pool,
+            parts.travel,
+            parts.contract_hours,
+            parts.fairness,
+        ),
+        start=0.0,
+    )
+    return PartnerCandidate(
+        partner=facts.partner,
+        pa_ref=facts.pa_ref,
+        source=PARTNER_SOURCE,
+        score=score,
+        parts=parts,
+        distance_km=km,
+        district=facts.district,
+        skills=facts.skills,
+        travel_km=facts.travel_km,
+        visits_to_person_last_8_weeks=facts.visits_to_person_last_8_weeks,
+        covers_last_28_days=facts.covers_last_28_days,
+    )
+
+
+# --- every source together ----------------------------------------------------------------
+
+
+def rank(candidates: Sequence[AnyCandidate]) -> list[AnyCandidate]:
+    """Best first: score, then shorter distance (unknown last), then our own PAs before
+    partners', then source, PA id or partner and reference. The same order as the SQL, so
+    one source's list keeps its order."""
     return sorted(
         candidates,
-        key=lambda c: (
-            -c.score,
-            c.distance_km is None,
-            c.distance_km or 0.0,
-            c.source != LOCAL_SOURCE,
-            c.source,
-            c.pa_id,
-        ),
+        key=lambda c: (-c.score, c.distance_km is None, c.distance_km or 0.0, c.order_key),
     )
+
+
+def _weighed(
+    found: Sequence[Candidate | PartnerFacts], weights: Mapping[str, float]
+) -> list[AnyCandidate]:
+    return [score_partner(f, weights) if isinstance(f, PartnerFacts) else f for f in found]
+
+
+async def _bounded(
+    source: CandidateSource, viewer: Viewer, target: CoverTarget, limit: int, seconds: float
+) -> Sequence[Candidate | PartnerFacts] | LeftOut:
+    """A source's answer within `seconds`, or why it is left out. Never raises
+    (except when cancelled): a partner source must not fail the answer."""
+    partner = getattr(source, "partner", None)
+    try:
+        async with asyncio.timeout(seconds):
+            return await source.candidates(viewer, target, limit)
+    except TimeoutError:
+        log.warning("cover candidates: source %s timed out after %ss", source.name, seconds)
+        return LeftOut(source.name, partner, "TIMED_OUT")
+    except Exception:
+        log.exception("cover candidates: source %s failed", source.name)
+        return LeftOut(source.name, partner, "FAILED")
 
 
 async def find_cover_candidates(
@@ -693,17 +1148,27 @@ async def find_cover_candidates(
     viewer: Viewer,
     visit_id: int,
     first: int,
-    sources: Sequence[CandidateSource] | None = None,
-) -> list[Candidate]:
+    *,
+    include_partners: bool = True,
+    partner_fetch: Fetch | None = None,
+    extra_sources: Sequence[CandidateSource] = (),
+    source_seconds: float = DEFAULT_SOURCE_TIMEOUT,
+) -> CoverCandidates:
     """The best `first` candidates for a visit from every source.
 
     Admins, and coordinators of a cluster the visit's person belongs to, may ask. A visit
     the caller cannot see is NOT_FOUND, like an unknown one; one they see but do not manage
     (a coordinator whose team PA has it) is FORBIDDEN.
+
+    Our PAs come from `fetch`; each partner co-op (with `include_partners`) and each of
+    `extra_sources` is a further source, queried concurrently with ours and each within
+    `source_seconds`, through `partner_fetch` (which must give each call its own
+    database session to run concurrently; `fetch` when None). A source that fails or runs
+    out of time is left out and named; our own failing fails the answer, as before.
     """
     if viewer.role not in MANAGERS:
         raise forbidden("Only admins and coordinators may look for cover.")
-    found = await fetch(target_statement(viewer, visit_id))
+    found = await fetch(target_statement(viewer, visit_id, partners=include_partners))
     if not found:
         raise not_found("visit")
     row = found[0]
@@ -716,11 +1181,33 @@ async def find_cover_candidates(
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         needs=tuple(row.needs or ()),
+        location=_location(row),
+        weights=weights_from(row.cover_weights),
+        partners=tuple(_partner(p) for p in row.partners or ()),
     )
-    merged: list[Candidate] = []
-    for source in sources if sources is not None else [LocalCandidates(fetch)]:
-        merged.extend(await source.candidates(viewer, target, first))
-    return rank(merged)[:first]
+    others: list[CandidateSource] = [
+        PartnerCandidates(p, partner_fetch or fetch) for p in target.partners
+    ]
+    others.extend(extra_sources)
+    tasks = [
+        asyncio.create_task(_bounded(s, viewer, target, first, source_seconds)) for s in others
+    ]
+    try:
+        merged: list[AnyCandidate] = list(
+            await LocalCandidates(fetch).candidates(viewer, target, first)
+        )
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    left_out: list[LeftOut] = []
+    for answer in await asyncio.gather(*tasks):
+        if isinstance(answer, LeftOut):
+            left_out.append(answer)
+        else:
+            merged.extend(_weighed(answer, target.weights))
+    return CoverCandidates(rank(merged)[:first], left_out)
 
 
 def session_fetch(session: Any) -> Fetch:
@@ -728,5 +1215,16 @@ def session_fetch(session: Any) -> Fetch:
 
     async def fetch(stmt: Select) -> Sequence[Row[Any]]:
         return list((await session.execute(stmt)).all())
+
+    return fetch
+
+
+def sessions_fetch(sessions: Callable[[], Any]) -> Fetch:
+    """A `Fetch` that runs each statement in a session of its own from a session factory,
+    so that sources can query concurrently."""
+
+    async def fetch(stmt: Select) -> Sequence[Row[Any]]:
+        async with sessions() as session:
+            return list((await session.execute(stmt)).all())
 
     return fetch

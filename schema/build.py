@@ -28,6 +28,11 @@ from schema.scalars import SCALAR_MAP
 from schema.subscriptions import Subscription
 from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
 
+# isort: split
+# Only after schema.mutations: schema.candidates reaches schema.feed, which must not load
+# before it (schema.feed and schema.mutations import each other).
+from schema.candidates import LocalCoverCandidate, PartnerCoverCandidate
+
 
 class StatementCount(SchemaExtension):
     """Reports the SQL statements a request ran in `extensions.sqlStatements`, to admins
@@ -69,7 +74,14 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[ServiceUser, PersonalAssistant, Carer, CoopMember],
+        types=[
+            ServiceUser,
+            PersonalAssistant,
+            Carer,
+            CoopMember,
+            LocalCoverCandidate,
+            PartnerCoverCandidate,
+        ],
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=o.max_tokens),
             lambda: ParserCache(maxsize=256),  # the caches are module-level: they span requests

@@ -1,21 +1,35 @@
-"""Ranked cover candidates: `coverCandidates(visitId, first)`.
+"""Ranked cover candidates: `coverCandidates(visitId, first, includePartners)`.
 
 The search and its rules live in `care.candidates` (documented in docs/cover.md); this
-module checks who may ask, maps domain refusals to top-level errors and builds the types.
+module checks the arguments, maps domain refusals to top-level errors and builds the types.
+Our PAs and partner co-ops' PAs are distinct types of one interface: a partner's PA is
+never presented as one of ours.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from enum import Enum
 from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
+from strawberry import relay
 
-from care.candidates import Candidate, find_cover_candidates
+from care.candidates import (
+    AnyCandidate,
+    Candidate,
+    LeftOut,
+    Partner,
+    PartnerCandidate,
+    ScoreParts,
+    find_cover_candidates,
+)
 from care.errors import DomainError, ErrorCode
 from schema.context import Info
+from schema.feed import PartnerCoop, SharedSkill
 from schema.permissions import MANAGING, decode_id, guard
-from schema.types import PersonalAssistant, load_member
+from schema.types import PartnerLocalAuthority, PersonalAssistant, load_member
 
 DEFAULT_CANDIDATES = 10
 
@@ -28,41 +42,72 @@ DEFAULT_CANDIDATES = 10
 )
 class CandidateScoreParts:
     continuity: float = strawberry.field(
-        description="Visits to this person in the last 8 weeks (8 or more: the whole part)."
+        description="Visits to this person in the last 8 weeks (8 or more: the whole part); "
+        "for a partner's PA, confirmed exchanges in which they covered the person."
     )
-    regular_pa: float = strawberry.field(description="A named regular PA of this person.")
+    regular_pa: float = strawberry.field(
+        description="A named regular PA of this person (0 for a partner's PA)."
+    )
     same_cluster: float = strawberry.field(
-        description="On the team of a cluster this person belongs to."
+        description="On the team of a cluster this person belongs to (0 for a partner's PA)."
     )
     same_pool: float = strawberry.field(
-        description="In a pool serving one of this person's clusters."
+        description="In a pool serving one of this person's clusters; a partner's PA is in "
+        "a pool its co-op shares with us, and counts as such."
     )
     travel: float = strawberry.field(
         description="1 - distance / the PA's travel limit; 0 when a location is unknown."
     )
     contract_hours: float = strawberry.field(
-        description="Share of the PA's contracted weekly hours not yet booked that week."
+        description="Share of the PA's contracted weekly hours not yet booked that week "
+        "(0 for a partner's PA: not shared)."
     )
     fairness: float = strawberry.field(
-        description="1 / (1 + cover requests the PA filled in the last 28 days)."
+        description="1 / (1 + cover requests of ours the PA filled in the last 28 days)."
     )
 
 
-@strawberry.type(description="A PA who could take a visit, with the score and why.")
+def _parts(p: ScoreParts) -> CandidateScoreParts:
+    return CandidateScoreParts(
+        continuity=p.continuity,
+        regular_pa=p.regular_pa,
+        same_cluster=p.same_cluster,
+        same_pool=p.same_pool,
+        travel=p.travel,
+        contract_hours=p.contract_hours,
+        fairness=p.fairness,
+    )
+
+
+@strawberry.interface(
+    description="A PA who could take a visit, with the score and why: one of this co-op's "
+    "(`LocalCoverCandidate`) or a partner co-op's (`PartnerCoverCandidate`). Both are "
+    "scored with this co-op's weights, on one scale."
+)
 class CoverCandidate:
     source: str = strawberry.field(
-        description='Where the candidate comes from: "LOCAL" for this co-op\'s own PAs.'
+        description='Where the candidate comes from: "LOCAL" for this co-op\'s own PAs, '
+        '"PARTNER" for a partner co-op\'s.'
     )
     score: float = strawberry.field(description="Sum of the weighted parts; higher is better.")
     parts: CandidateScoreParts = strawberry.field(
         description="Each preference's weighted part of the score."
     )
     distance_km: float | None = strawberry.field(
-        description="From the PA's home to the person; null when a location is unknown."
+        description="From the PA's home (a partner's PA: the centre of their postcode "
+        "district) to the person; null when a location is unknown."
     )
     visits_to_person_last_8_weeks: int = strawberry.field(
-        description="Completed or scheduled visits this PA made to the person in 8 weeks."
+        description="Completed or scheduled visits this PA made to the person in 8 weeks; "
+        "for a partner's PA, confirmed exchanges in which they covered the person."
     )
+    covers_last_28_days: int = strawberry.field(
+        description="Cover requests of ours this PA filled in the last 28 days."
+    )
+
+
+@strawberry.type(description="One of this co-op's PAs as a cover candidate.")
+class LocalCoverCandidate(CoverCandidate):
     is_regular_pa: bool = strawberry.field(
         description="Whether the PA is one of the person's named regular PAs."
     )
@@ -81,9 +126,6 @@ class CoverCandidate:
     contracted_weekly_hours: float = strawberry.field(
         description="Hours a week in the PA's contract (0 when none)."
     )
-    covers_last_28_days: int = strawberry.field(
-        description="Cover requests this PA filled in the last 28 days."
-    )
     pa_id: strawberry.Private[int]
 
     @strawberry.field(description="The PA.")
@@ -95,29 +137,137 @@ class CoverCandidate:
         return member
 
 
-def _candidate(c: Candidate) -> CoverCandidate:
-    p = c.parts
-    return CoverCandidate(
+@strawberry.type(
+    description="A partner co-op's PA as a cover candidate, from the availability the "
+    "partner shares with us: known only by the partner's pseudonymous reference. Ask for "
+    "cover with `requestPartnerCover` (its `partnership.id` and `paRef`)."
+)
+class PartnerCoverCandidate(CoverCandidate):
+    partnership: PartnerCoop = strawberry.field(
+        description="The partner co-op (`id` is the partnership's global id)."
+    )
+    coop_name: str | None = strawberry.field(description="The partner co-op's name.")
+    local_authority: PartnerLocalAuthority | None = strawberry.field(
+        description="The partner co-op's home local authority."
+    )
+    pa_ref: str = strawberry.field(
+        description="The partner's pseudonymous reference for the PA (stable; never one of "
+        "our member ids)."
+    )
+    district: str | None = strawberry.field(
+        description="The PA's postcode district (outward code), if the partner shares it."
+    )
+    skills: list[SharedSkill] = strawberry.field(
+        description="The PA's skills as the partner shared them, with lapse dates."
+    )
+    travel_km: float = strawberry.field(description="How far the PA will travel, in km.")
+    last_sync_at: dt.datetime | None = strawberry.field(
+        description="When the partner's availability was last synced: the candidate is as "
+        "fresh as that."
+    )
+
+
+LeftOutReason = strawberry.enum(  # type: ignore[call-overload]
+    Enum(  # type: ignore[misc]
+        "LeftOutReason",
+        {
+            "TIMED_OUT": strawberry.enum_value(
+                "TIMED_OUT",
+                description="It did not answer within its time limit "
+                "(COVER_SOURCE_TIMEOUT_SECONDS).",
+            ),
+            "FAILED": strawberry.enum_value("FAILED", description="It failed."),
+        },
+    ),
+    name="LeftOutReason",
+    description="Why a source of candidates is missing from an answer.",
+)
+
+
+@strawberry.type(description="A source of candidates the answer goes without.")
+class LeftOutSource:
+    source: str = strawberry.field(
+        description='Which source: "PARTNER" for a partner co-op (see `partnership`).'
+    )
+    partnership: PartnerCoop | None = strawberry.field(
+        description="The partner co-op, when the source is one."
+    )
+    reason: LeftOutReason = strawberry.field(  # type: ignore[valid-type]
+        description="Why it is left out."
+    )
+
+
+@strawberry.type(
+    description="Cover candidates for a visit, best first, from every source that "
+    "answered in time, and the sources left out."
+)
+class CoverCandidateList:
+    candidates: list[CoverCandidate] = strawberry.field(
+        description="At most `first` candidates, best first: score, then distance (unknown "
+        "last), then our own PAs before partners'."
+    )
+    left_out: list[LeftOutSource] = strawberry.field(
+        description="Sources that failed or ran out of time: their PAs are missing. Empty "
+        "when every source answered."
+    )
+
+
+def _partner_coop(p: Partner) -> PartnerCoop:
+    return PartnerCoop(
+        id=strawberry.ID(relay.to_base64("Partnership", p.id)),
+        name=p.coop_name,
+        base_url=p.base_url,
+        home_local_authority=_local_authority(p),
+        last_sync_at=p.last_sync_at,
+    )
+
+
+def _local_authority(p: Partner) -> PartnerLocalAuthority | None:
+    if not p.home_la_code:
+        return None
+    return PartnerLocalAuthority(gss_code=p.home_la_code, name=p.home_la_name or p.home_la_code)
+
+
+def _candidate(c: AnyCandidate) -> CoverCandidate:
+    if isinstance(c, PartnerCandidate):
+        return PartnerCoverCandidate(
+            source=c.source,
+            score=c.score,
+            parts=_parts(c.parts),
+            distance_km=c.distance_km,
+            visits_to_person_last_8_weeks=c.visits_to_person_last_8_weeks,
+            covers_last_28_days=c.covers_last_28_days,
+            partnership=_partner_coop(c.partner),
+            coop_name=c.partner.coop_name,
+            local_authority=_local_authority(c.partner),
+            pa_ref=c.pa_ref,
+            district=c.district,
+            skills=[SharedSkill(skill=s.name, expires_on=s.expires_on) for s in c.skills],
+            travel_km=c.travel_km,
+            last_sync_at=c.partner.last_sync_at,
+        )
+    assert isinstance(c, Candidate)
+    return LocalCoverCandidate(
         source=c.source,
         score=c.score,
-        parts=CandidateScoreParts(
-            continuity=p.continuity,
-            regular_pa=p.regular_pa,
-            same_cluster=p.same_cluster,
-            same_pool=p.same_pool,
-            travel=p.travel,
-            contract_hours=p.contract_hours,
-            fairness=p.fairness,
-        ),
+        parts=_parts(c.parts),
         distance_km=c.distance_km,
         visits_to_person_last_8_weeks=c.visits_to_person_last_8_weeks,
+        covers_last_28_days=c.covers_last_28_days,
         is_regular_pa=c.is_regular_pa,
         same_cluster=c.same_cluster,
         same_pool=c.same_pool,
         hours_in_week=c.hours_in_week,
         contracted_weekly_hours=c.contracted_weekly_hours,
-        covers_last_28_days=c.covers_last_28_days,
         pa_id=c.pa_id,
+    )
+
+
+def _left_out(x: LeftOut) -> LeftOutSource:
+    return LeftOutSource(
+        source=x.source,
+        partnership=_partner_coop(x.partner) if x.partner is not None else None,
+        reason=LeftOutReason(x.reason),
     )
 
 
@@ -125,9 +275,11 @@ def _candidate(c: Candidate) -> CoverCandidate:
 class CandidateQueries:
     @strawberry.field(
         description=(
-            "PAs who could cover a visit, best first, each with the score and its parts "
-            "(rules and weights: docs/cover.md). For admins, and coordinators of a cluster "
-            "the visit's person belongs to. The visit's current PA is never a candidate."
+            "PAs who could cover a visit, best first, each with the score and its parts: "
+            "this co-op's PAs and, unless `includePartners` is false, partner co-ops' PAs "
+            "from the availability they share (rules and weights: docs/cover.md). For "
+            "admins, and coordinators of a cluster the visit's person belongs to. The "
+            "visit's current PA is never a candidate."
         ),
         extensions=guard(MANAGING),
     )
@@ -145,9 +297,16 @@ class CandidateQueries:
             int | None,
             strawberry.argument(description="How many candidates at most: 1 to 100."),
         ] = DEFAULT_CANDIDATES,
-    ) -> list[CoverCandidate]:
-        viewer = info.context.viewer
-        limit = info.context.limits.max_page_size
+        include_partners: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Also partner co-ops' PAs (ACTIVE partnerships granting "
+                "AVAILABILITY and COVER); null means true."
+            ),
+        ] = True,
+    ) -> CoverCandidateList:
+        context = info.context
+        limit = context.limits.max_page_size
         if first is None:
             first = DEFAULT_CANDIDATES
         if first < 1 or first > limit:
@@ -158,7 +317,18 @@ class CandidateQueries:
         try:
             if visit is None:
                 raise DomainError(ErrorCode.NOT_FOUND, "No visit with that id.", "visitId")
-            found = await find_cover_candidates(info.context.rows, viewer, visit, first)
+            found = await find_cover_candidates(
+                context.rows,
+                context.viewer,
+                visit,
+                first,
+                include_partners=include_partners is not False,
+                partner_fetch=context.rows_apart,
+                source_seconds=context.limits.cover_source_seconds,
+            )
         except DomainError as e:
             raise GraphQLError(e.message, extensions={"code": e.code.value}) from e
-        return [_candidate(c) for c in found]
+        return CoverCandidateList(
+            candidates=[_candidate(c) for c in found.candidates],
+            left_out=[_left_out(x) for x in found.left_out],
+        )

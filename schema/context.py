@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, Select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
@@ -27,6 +27,8 @@ class Limits:
     max_page_size: int = 100
     default_page_size: int = 20
     max_query_cost: int = 5000
+    # How long each partner's cover candidates may take (COVER_SOURCE_TIMEOUT_SECONDS).
+    cover_source_seconds: float = 2.0
 
 
 class Context(BaseContext):
@@ -38,9 +40,12 @@ class Context(BaseContext):
         *,
         federation: FederationClient | None = None,
         peer_manifest: Manifest | None = None,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         super().__init__()
         self.session = session
+        # Where reads that run beside the request's session get their own (`rows_apart`).
+        self.read_sessions = read_sessions
         self.viewer = viewer
         self.limits = limits
         # Calls to partner instances (None where no app runs, e.g. schema-level tests).
@@ -61,6 +66,19 @@ class Context(BaseContext):
     async def rows(self, stmt: Select) -> list[Row[Any]]:
         async with self.database() as session:
             self.statements += 1
+            result = await session.execute(stmt)
+            return list(result.all())
+
+    async def rows_apart(self, stmt: Select) -> list[Row[Any]]:
+        """One read in a session of its own, so that it may run while the request's session
+        is busy (concurrent candidate sources); in the request's session, one use at a
+        time, when the app gave no session factory (contexts built by hand in tests)."""
+        if self.read_sessions is None:
+            return await self.rows(stmt)
+        if self.finished:
+            raise RequestEnded()
+        self.statements += 1
+        async with self.read_sessions() as session:
             result = await session.execute(stmt)
             return list(result.all())
 

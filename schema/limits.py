@@ -39,6 +39,12 @@ The cost of an operation is the sum of the cost of every field it selects:
   PA per change), like ``edges``, do not multiply again. A feed page of 5,000 changes
   with every field costs 1,752.
 
+  **Page summaries**: a field named in ``PAGE_SUMMARY_FIELDS`` (``leftOut`` of
+  ``coverCandidates``: the few sources an answer went without) selected directly inside a
+  paged field is counted once, not once per item; through a fragment it is counted per
+  item (an upper bound). ``coverCandidates``' ``candidates`` list is its page, like
+  ``nodes``.
+
   Everything inside a connection (``edges``, ``node``, ``nodes``, ``pageInfo``,
   ``totalCount``, ...) is an ordinary field multiplied by the page size, so
   ``pageInfo`` and ``totalCount`` are counted once per requested item.
@@ -195,7 +201,10 @@ __all__ = [
 OBJECT_FIELD_COST = 2
 LEAF_FIELD_COST = 1
 PAGE_SIZE_ARGUMENT = "first"
-CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes", "pas"})
+CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes", "pas", "candidates"})
+# Fields directly inside a paged field that describe the page, not its items: counted
+# once, not per item (module docstring, "Page summaries").
+PAGE_SUMMARY_FIELDS = frozenset({"leftOut"})
 # Paged fields whose items are flat records read in one statement per page: their page
 # size counts per block of this many items (module docstring, "Bulk pages").
 BULK_PAGE_FIELDS: dict[str, int] = {"peerAvailabilityFeed": 100}
@@ -359,7 +368,16 @@ class _CostCalculator:
         else:
             multiplier = 1
         inner = self.selection_set_cost(node.selection_set, field_type, paged, active_fragments)
-        return OBJECT_FIELD_COST + search + multiplier * inner
+        once = 0
+        if paged:
+            once = sum(
+                self._field_cost(s, field_type, paged, active_fragments)
+                for s in node.selection_set.selections
+                if isinstance(s, FieldNode)
+                and s.name.value in PAGE_SUMMARY_FIELDS
+                and self._is_included(s)
+            )
+        return OBJECT_FIELD_COST + search + multiplier * (inner - once) + once
 
     def _search_cost(self, node: FieldNode) -> int:
         """What the field's search arguments add (those given and not null)."""

@@ -21,9 +21,9 @@ RECORD = """mutation($input: RecordAbsenceInput!) { recordAbsence(input: $input)
   absence { id } errors { field code message } } }"""
 REQUESTS = """query($cluster: ID!) { coverRequests(clusterId: $cluster, status: [OPEN]) {
   totalCount nodes { id status reason visit { id } originalPa { name } } } }"""
-CANDIDATES = """query($visit: ID!) { coverCandidates(visitId: $visit) {
-  pa { id name } score isRegularPa sameCluster distanceKm
-  parts { regularPa continuity sameCluster travel } } }"""
+CANDIDATES = """query($visit: ID!) { coverCandidates(visitId: $visit) { candidates {
+  score distanceKm parts { regularPa continuity sameCluster travel }
+  ... on LocalCoverCandidate { pa { id name } isRegularPa sameCluster } } } }"""
 OFFER = """mutation($input: OfferCoverInput!) { offerCover(input: $input) {
   offers { id personalAssistant { name } } errors { field code message } } }"""
 ACCEPT = """mutation($id: ID!) { acceptCoverOffer(id: $id) {
@@ -76,7 +76,7 @@ async def test_absence_to_accepted_cover(api: Api, db: AsyncSession, app: Any) -
 
         ranked = (
             await api.data(CANDIDATES, {"visit": request["visit"]["id"]}, token=coordinator_token)
-        )["coverCandidates"]
+        )["coverCandidates"]["candidates"]
         assert [c["pa"]["name"] for c in ranked] == ["Reggie Regular", "Olive Other"]
         assert ranked[0]["isRegularPa"] and ranked[0]["parts"]["regularPa"] > 0
         assert ranked[1]["parts"]["regularPa"] == 0

@@ -15,7 +15,6 @@ from care.candidates import (
     LOCAL_SOURCE,
     Candidate,
     CoverTarget,
-    LocalCandidates,
     ScoreParts,
     candidates_statement,
     find_cover_candidates,
@@ -75,8 +74,9 @@ def remote(pa_id: int, score: float, km: float | None) -> Candidate:
 
 
 @dataclasses.dataclass
-class PartnerSource:
-    """Stands in for a partner co-op's candidates."""
+class OtherSource:
+    """Another source of already scored candidates, through the `CandidateSource`
+    protocol (our own code: no peer is involved)."""
 
     offered: list[Candidate]
     name: str = "partner.example.org"
@@ -90,32 +90,36 @@ class PartnerSource:
 async def test_sources_are_merged_and_ranked_together(db: AsyncSession) -> None:
     visit, pas, _, _ = await arrange(db)
     fetch = session_fetch(db)
-    local_only = await find_cover_candidates(fetch, ADMIN, visit.id, 10)
-    assert [c.pa_id for c in local_only] == [pas[0].id, pas[1].id, pas[2].id]  # team first
+    local_only = (await find_cover_candidates(fetch, ADMIN, visit.id, 10)).candidates
+    assert [c.pa_id for c in local_only if isinstance(c, Candidate)] == [
+        pas[0].id,
+        pas[1].id,
+        pas[2].id,
+    ]  # team first
     top, second = local_only[0].score, local_only[1].score
     assert top > second
 
-    partner = PartnerSource(
+    other = OtherSource(
         [remote(9001, top + 1, 30.0), remote(9002, second, 0.5), remote(9003, 0.1, 2.0)]
     )
-    merged = await find_cover_candidates(
-        fetch, ADMIN, visit.id, 4, sources=[LocalCandidates(fetch), partner]
-    )
-    assert [(c.source, c.pa_id) for c in merged] == [
+    merged = await find_cover_candidates(fetch, ADMIN, visit.id, 4, extra_sources=[other])
+    assert merged.left_out == []
+    assert [(c.source, c.pa_id) for c in merged.candidates if isinstance(c, Candidate)] == [
         ("partner.example.org", 9001),
         (LOCAL_SOURCE, pas[0].id),
         ("partner.example.org", 9002),  # the same score as pas[1] and pas[2], but nearer
         (LOCAL_SOURCE, pas[1].id),
     ]
-    target, limit = partner.asked[0]
+    target, limit = other.asked[0]
     assert (target.visit_id, target.current_pa_id, limit) == (visit.id, None, 4)
     assert target.needs == ("personal-care",)
     assert target.ends_at - target.starts_at == dt.timedelta(hours=1)
+    assert target.location == (51.615, -0.176)  # the person's home
 
 
 async def test_rank_matches_the_sql_order(db: AsyncSession) -> None:
     visit, _, _, _ = await arrange(db)
-    found = await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)
+    found = (await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)).candidates
     assert rank(list(reversed(found))) == found
 
 
@@ -138,4 +142,4 @@ async def test_refusals(db: AsyncSession) -> None:
         await find_cover_candidates(fetch, ADMIN, visit.id + 1000, 5)
     assert missing.value.code is ErrorCode.NOT_FOUND
     mine = Viewer(role=Role.COORDINATOR, member_id=coordinator.id)
-    assert len(await find_cover_candidates(fetch, mine, visit.id, 5)) == 3
+    assert len((await find_cover_candidates(fetch, mine, visit.id, 5)).candidates) == 3

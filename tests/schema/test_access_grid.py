@@ -489,9 +489,10 @@ async def offer_some_cover(app: Any, admin: Viewer) -> None:
         found = await run(
             app,
             admin,
-            f'{{ coverCandidates(visitId: "{request["visit"]["id"]}") {{ pa {{ id }} }} }}',
+            f'{{ coverCandidates(visitId: "{request["visit"]["id"]}") {{ candidates {{ '
+            "... on LocalCoverCandidate { pa { id } } } } }",
         )
-        candidates = found["data"]["coverCandidates"]
+        candidates = found["data"]["coverCandidates"]["candidates"]
         if candidates:
             pa = candidates[0]["pa"]["id"]
             made = await run(

@@ -34,12 +34,13 @@ LONDON = ZoneInfo("Europe/London")
 UTC = dt.UTC
 SU_LAT, SU_LON = 51.615, -0.176
 
-FIELDS = """source score distanceKm visitsToPersonLast8Weeks isRegularPa sameCluster samePool
-  hoursInWeek contractedWeeklyHours coversLast28Days
+FIELDS = """source score distanceKm visitsToPersonLast8Weeks coversLast28Days
   parts { continuity regularPa sameCluster samePool travel contractHours fairness }
-  pa { id name }"""
+  ... on LocalCoverCandidate { isRegularPa sameCluster samePool hoursInWeek
+    contractedWeeklyHours pa { id name } }"""
 QUERY = f"""query($visit: ID!, $first: Int) {{
-  coverCandidates(visitId: $visit, first: $first) {{ {FIELDS} }} }}"""
+  coverCandidates(visitId: $visit, first: $first) {{ candidates {{ {FIELDS} }}
+    leftOut {{ source }} }} }}"""
 
 
 def local(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
@@ -155,7 +156,8 @@ async def candidates(
     visit_id = (visit or w.visit).id
     body = await ask(api, token or coord(api, w), visit_id, first)
     assert not body.get("errors"), body["errors"]
-    found: list[dict[str, Any]] = body["data"]["coverCandidates"]
+    assert body["data"]["coverCandidates"]["leftOut"] == []
+    found: list[dict[str, Any]] = body["data"]["coverCandidates"]["candidates"]
     return found
 
 
@@ -508,11 +510,11 @@ async def test_unknown_visits_and_bad_page_sizes(api: Api, w: World) -> None:
         await pa(w, f"PA {i:02}")
     await w.db.commit()
     body = await api.query(
-        "query($v: ID!) { coverCandidates(visitId: $v) { score } }",
+        "query($v: ID!) { coverCandidates(visitId: $v) { candidates { score } } }",
         {"v": gid("Visit", w.visit.id)},
         token=admin,
     )
-    assert len(body["data"]["coverCandidates"]) == 10
+    assert len(body["data"]["coverCandidates"]["candidates"]) == 10
     assert len(await candidates(api, w, token=admin, first=None)) == 10
 
 
@@ -535,7 +537,7 @@ async def test_statement_count_does_not_grow_with_the_candidates(
         await w.db.commit()
         sql_counter.count = 0
         body = await ask(api, admin, w.visit.id)
-        assert len(body["data"]["coverCandidates"]) == 5 * (batch + 1)
+        assert len(body["data"]["coverCandidates"]["candidates"]) == 5 * (batch + 1)
         counts.append(sql_counter.count)
         reported.append(body["extensions"]["sqlStatements"])
     # The visit and who may ask, the ranked search, the PAs (one DataLoader batch).

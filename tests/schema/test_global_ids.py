@@ -99,6 +99,8 @@ async def test_mutations_answer_not_found(
 @pytest.mark.parametrize("bad", BAD_IDS)
 async def test_top_level_lookups_stay_coded(api: Api, clusters: list[int], bad: str) -> None:
     body = await api.query(
-        "query($id: ID!) { coverCandidates(visitId: $id) { score } }", {"id": bad}, token=admin(api)
+        "query($id: ID!) { coverCandidates(visitId: $id) { candidates { score } } }",
+        {"id": bad},
+        token=admin(api),
     )
     assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"]
