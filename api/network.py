@@ -112,10 +112,11 @@ mutation Sick($input: RecordAbsenceInput!) {
     "coverCandidates": """
 query Candidates($visitId: ID!) {
   coverCandidates(visitId: $visitId, first: 20) {
-    __typename
-    ... on PartnerCoverCandidate {
-      source score distanceKm paRef partnership { id } partner { name }
+    candidates {
+      __typename source score distanceKm
+      ... on PartnerCoverCandidate { paRef partnership { id name } district travelKm }
     }
+    leftOut { source reason }
   }
 }""",
     "partnerWindows": """
@@ -742,23 +743,23 @@ def _cover_walkthrough(
     say(f"\n6. {requester.name}: cover candidates for the visit (partners' PAs included)")
     pa_ref = _expected_ref(provider, story)
     try:
-        candidates = graphql(client, requester, "coverCandidates", {"visitId": visit_id})
-        partners = [
-            c
-            for c in candidates["coverCandidates"]
-            if c.get("__typename") == "PartnerCoverCandidate"
-        ]
-        local = len(candidates["coverCandidates"]) - len(partners)
+        answer = graphql(client, requester, "coverCandidates", {"visitId": visit_id})
+        candidates = answer["coverCandidates"]["candidates"]
+        partners = [c for c in candidates if c.get("__typename") == "PartnerCoverCandidate"]
+        local = len(candidates) - len(partners)
         say(f"    {local} of our own PAs and {len(partners)} partner PA(s); the partner ones:")
         for c in partners:
+            km = c.get("distanceKm")
             say(
-                f"    {str(c.get('paRef'))[:12]:12}  {(c.get('partner') or {}).get('name')}  "
-                f"score {c.get('score')}  {c.get('distanceKm')} km"
+                f"    #{candidates.index(c) + 1}  {str(c.get('paRef'))[:12]:12}  "
+                f"{c.get('district') or '-':5} {'?' if km is None else f'{km:.1f}'} km away  "
+                f"score {float(c.get('score') or 0):.2f}  "
+                f"{(c.get('partnership') or {}).get('name')}"
             )
         if not any(c.get("paRef") == pa_ref for c in partners):
             raise StepFailed(f"{provider.name}'s PA {pa_ref} is not among the candidates")
     except StepFailed as exc:
-        if "PartnerCoverCandidate" not in str(exc):
+        if "Cannot query field" not in str(exc) and "Unknown type" not in str(exc):
             raise
         # A build without partner candidates: the partner's free time says the same.
         say("    (this build's coverCandidates has no partner candidates: partnerAvailability)")
