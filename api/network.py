@@ -141,7 +141,7 @@ query Providing {
 }""",
     "acceptPartnerCover": """
 mutation Accept($id: ID!) {
-  acceptPartnerCover(input: {exchangeId: $id}) {
+  acceptPartnerCover(id: $id) {
     exchange { id status }
     errors { field code message }
   }

@@ -88,7 +88,7 @@ OUTBOX_ENV = {
 }
 REQUEST = """mutation($input: RequestPartnerCoverInput!) { requestPartnerCover(input: $input) {
   exchange { id status } errors { code message } } }"""
-ACCEPT = """mutation($id: ID!) { acceptPartnerCover(input: {exchangeId: $id}) {
+ACCEPT = """mutation($id: ID!) { acceptPartnerCover(id: $id) {
   exchange { id status } errors { code message } } }"""
 # Every message queued: its job's created time and idempotency key (the job row goes
 # once delivered). Bench only: added after the migrations.
