@@ -8,9 +8,9 @@ visits that need cover (an OPEN cover request each); PROVIDER (B) holds 50 PAs i
 shared with partners, free for the visits (20 each, 2 hours apart). An ACTIVE
 partnership granting COVER is written on both sides, with each other's published keys.
 
-1. requests: A's admin asks `requestPartnerCover` for every visit (16 at a time); each
+1. requests: A's admin asks `requestPartnerCover` for every visit (8 at a time by default); each
    is a synchronous signed call A -> B (`peerRequestCover`), which holds the PA on B.
-2. acceptances: each PA accepts on B (`acceptPartnerCover`, 16 at a time). Each queues
+2. acceptances: each PA accepts on B (`acceptPartnerCover`, as many at a time). Each queues
    `peerCoverUpdate` ACCEPTED to A; A confirms on it and queues CONFIRMED (with the
    person's details) to B; B stores them and queues CONFIRMED (the PA's first name) back
    to A: three outbox messages per exchange, 3,000 in all.
@@ -78,7 +78,7 @@ uvicorn.run(create_app(settings, settings.database_url), host="127.0.0.1",
             port=settings.port, log_level="warning")
 """
 PAS = 50
-CONCURRENCY = 16
+concurrency = 8  # calls at a time from the bench's client (--concurrency)
 OUTBOX_ENV = {
     "OUTBOX_FIRST_DELAY_SECONDS": "0.2",
     "OUTBOX_MAX_DELAY_SECONDS": "1",
@@ -287,7 +287,7 @@ async def post(
 
 
 async def gather_limited(jobs: list[Any]) -> None:
-    gate = asyncio.Semaphore(CONCURRENCY)
+    gate = asyncio.Semaphore(concurrency)
 
     async def one(job: Any) -> None:
         async with gate:
@@ -297,8 +297,29 @@ async def gather_limited(jobs: list[Any]) -> None:
 
 
 async def outbox_size(engine: AsyncEngine) -> int:
+    """Messages still to be delivered (dead ones, status `failed`, are not retried)."""
     async with engine.connect() as conn:
-        return int(await conn.scalar(text("SELECT count(*) FROM pgqueuer")) or 0)
+        return int(
+            await conn.scalar(
+                text("SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')")
+            )
+            or 0
+        )
+
+
+async def dead(engine: AsyncEngine) -> list[str]:
+    """Dead messages, each with the last line of the error that killed it."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT q.id, (SELECT l.traceback ->> 'traceback' FROM pgqueuer_log l "
+                    "WHERE l.job_id = q.id AND l.status = 'failed' ORDER BY l.id DESC LIMIT 1) "
+                    "AS tb FROM pgqueuer q WHERE q.status = 'failed' ORDER BY q.id"
+                )
+            )
+        ).all()
+    return [f"job {r.id}: {(r.tb or '').strip().splitlines()[-1:]}" for r in rows]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -364,7 +385,7 @@ async def main(server_url: str, exchanges: int, down: float) -> None:
             took = time.perf_counter() - t0
             print(
                 f"requests:    {len(requests):,} requestPartnerCover (each a signed call A -> B) "
-                f"in {took:.1f} s ({len(requests) / took:,.0f}/s, {CONCURRENCY} at a time)"
+                f"in {took:.1f} s ({len(requests) / took:,.0f}/s, {concurrency} at a time)"
             )
             async with engines["B"].connect() as conn:
                 providing = (
@@ -423,10 +444,14 @@ async def report(engines: dict[str, AsyncEngine], a: Server, b: Server, exchange
                 r.key: (r.created, r.operation)
                 for r in await conn.execute(text("SELECT key, created, operation FROM bench_sent"))
             }
+            # Outbox messages only: peerRequestCover is a synchronous call, not queued.
             applied[side] = {
                 r.idempotency_key: r.received_at
                 for r in await conn.execute(
-                    text("SELECT idempotency_key, received_at FROM peer_delivery")
+                    text(
+                        "SELECT idempotency_key, received_at FROM peer_delivery "
+                        "WHERE operation <> 'peerRequestCover'"
+                    )
                 )
             }
     latencies: list[float] = []
@@ -464,10 +489,9 @@ async def report(engines: dict[str, AsyncEngine], a: Server, b: Server, exchange
                     text("SELECT status, count(*) AS n FROM cover_exchange GROUP BY status")
                 )
             }
-            retried = await conn.scalar(
-                text("SELECT count(*) FROM pgqueuer_log WHERE status = 'exception'")
-            )
-            print(f"{side}: exchanges by status {statuses[side]}; failed attempts {retried}")
+            print(f"{side}: exchanges by status {statuses[side]}")
+        for line in await dead(engine):
+            print(f"{side}: dead message {line}")
     everything = [c for s in sent.values() for c, _ in s.values()] + [
         t for s in applied.values() for t in s.values()
     ]
@@ -500,5 +524,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--exchanges", type=int, default=1000)
     parser.add_argument("--down", type=float, default=5.0, help="seconds the provider is down")
+    parser.add_argument("--concurrency", type=int, default=concurrency)
     args = parser.parse_args()
+    concurrency = args.concurrency
     asyncio.run(main(args.server, args.exchanges, args.down))
