@@ -270,7 +270,8 @@ async def pa_refs(provider: AsyncEngine) -> dict[int, str]:
 
 async def post(
     client: httpx.AsyncClient, server: Server, query: str, variables: dict[str, Any], token: str
-) -> dict[str, Any]:
+) -> str | None:
+    """Make one call; None when it worked, else the error (code: message)."""
     response = await client.post(
         f"{server.base_url}/graphql",
         json={"query": query, "variables": variables},
@@ -278,22 +279,40 @@ async def post(
     )
     body = response.json()
     if body.get("errors"):
-        raise RuntimeError(body["errors"])
+        return str(body["errors"])[:300]
     [payload] = body["data"].values()
     if payload["errors"]:
-        raise RuntimeError(payload["errors"])
-    result: dict[str, Any] = payload["exchange"]
-    return result
+        first = payload["errors"][0]
+        return f"{first['code']}: {first['message']}"[:300]
+    return None
 
 
-async def gather_limited(jobs: list[Any]) -> None:
+async def phase(name: str, calls: list[Any]) -> None:
+    """Run the calls (`concurrency` at a time); those that failed are asked once more,
+    one at a time, as a coordinator or PA would. Prints the rate and the failures."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(job: Any) -> None:
+    async def one(call: Any) -> str | None:
         async with gate:
-            await job
+            result: str | None = await call()
+            return result
 
-    await asyncio.gather(*(one(j) for j in jobs))
+    t0 = time.perf_counter()
+    errors = await asyncio.gather(*(one(c) for c in calls))
+    took = time.perf_counter() - t0
+    failed = [(c, e) for c, e in zip(calls, errors, strict=True) if e is not None]
+    print(
+        f"{name}: {len(calls):,} in {took:.1f} s ({len(calls) / took:,.0f}/s, "
+        f"{concurrency} at a time); {len(failed)} failed"
+    )
+    kinds: dict[str, int] = {}
+    for _, error in failed:
+        kinds[error] = kinds.get(error, 0) + 1
+    for error, n in sorted(kinds.items(), key=lambda k: -k[1]):
+        print(f"    {n} x {error}")
+    still = [e for c, _ in failed if (e := await c()) is not None]
+    if failed:
+        print(f"    asked again: {len(failed) - len(still)} worked, {len(still)} failed again")
 
 
 async def outbox_size(engine: AsyncEngine) -> int:
@@ -362,54 +381,48 @@ async def main(server_url: str, exchanges: int, down: float) -> None:
                 await conn.execute(text("SELECT id, visit_id FROM cover_request ORDER BY visit_id"))
             ).all()
         async with httpx.AsyncClient(timeout=60) as client:
-            t0 = time.perf_counter()
-            await gather_limited(
-                [
-                    post(
-                        client,
-                        a,
-                        REQUEST,
-                        {
-                            "input": {
-                                "coverRequestId": gid("CoverRequest", r.id),
-                                "partnershipId": gid("Partnership", a_pid),
-                                "paRef": refs[pa_ids[i // per]],
-                                "careSummary": f"Summary for visit {r.visit_id}.",
-                            }
-                        },
-                        admin,
-                    )
-                    for i, r in enumerate(requests)
-                ]
+
+            def ask(i: int, request_id: int, visit_id: int) -> Any:
+                variables = {
+                    "input": {
+                        "coverRequestId": gid("CoverRequest", request_id),
+                        "partnershipId": gid("Partnership", a_pid),
+                        "paRef": refs[pa_ids[i // per]],
+                        "careSummary": f"Summary for visit {visit_id}.",
+                    }
+                }
+                return lambda: post(client, a, REQUEST, variables, admin)
+
+            await phase(
+                "requests (requestPartnerCover, each a signed call A -> B)",
+                [ask(i, r.id, r.visit_id) for i, r in enumerate(requests)],
             )
-            took = time.perf_counter() - t0
-            print(
-                f"requests:    {len(requests):,} requestPartnerCover (each a signed call A -> B) "
-                f"in {took:.1f} s ({len(requests) / took:,.0f}/s, {concurrency} at a time)"
-            )
+            async with engines["A"].connect() as conn:
+                asked = set((await conn.scalars(text("SELECT ref FROM cover_exchange"))).all())
             async with engines["B"].connect() as conn:
-                providing = (
+                held = (
                     await conn.execute(
-                        text("SELECT id, pa_id FROM cover_exchange WHERE side = 'PROVIDING'")
+                        text(
+                            "SELECT id, pa_id, ref FROM cover_exchange "
+                            "WHERE side = 'PROVIDING' AND status = 'HELD'"
+                        )
                     )
                 ).all()
-            t0 = time.perf_counter()
-            await gather_limited(
-                [
-                    post(
-                        client,
-                        b,
-                        ACCEPT,
-                        {"id": gid("CoverExchange", x.id)},
-                        b_tokens.issue(Role.PA, member_id=x.pa_id),
-                    )
-                    for x in providing
-                ]
-            )
-            took = time.perf_counter() - t0
+            # A hold on B that A never recorded (A's call failed after B had committed):
+            # it holds the PA's time until it expires. Not accepted here.
+            providing = [x for x in held if x.ref in asked]
             print(
-                f"acceptances: {len(providing):,} acceptPartnerCover on B in {took:.1f} s "
-                f"({len(providing) / took:,.0f}/s)"
+                f"    exchanges: {len(asked):,} on A; {len(held) - len(providing)} held on B only"
+            )
+
+            def accept(exchange_id: int, pa_id: int) -> Any:
+                token = b_tokens.issue(Role.PA, member_id=pa_id)
+                variables = {"id": gid("CoverExchange", exchange_id)}
+                return lambda: post(client, b, ACCEPT, variables, token)
+
+            await phase(
+                "acceptances (acceptPartnerCover on B)",
+                [accept(x.id, x.pa_id) for x in providing],
             )
         # The partner down while confirmations queue.
         await asyncio.to_thread(b.stop)
