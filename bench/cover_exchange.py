@@ -16,7 +16,14 @@ partnership granting COVER is written on both sides, with each other's published
    to A: three outbox messages per exchange, 3,000 in all.
 3. the partner down: as soon as the last acceptance is committed, B is stopped (SIGTERM)
    for DOWN_SECONDS while A's confirmations queue and are retried, then started again.
-4. the end: the bench waits until both outboxes are empty (or a timeout) and counts.
+4. the end: the bench waits until neither outbox has a message left to deliver (or 5
+   minutes) and counts.
+
+A call that fails (its payload's error, e.g. PARTNER_UNREACHABLE) is counted by error
+and asked once more at the end of its phase, as a coordinator or a PA would. A hold B
+made for a request whose answer A never got (A wrote nothing) is reported as "held on B
+only" and not accepted. Messages that die in an outbox (status `failed`) are printed
+with the error that killed them: they count as lost (an admin would have to retry them).
 
 Figures. A message's *enqueue* time is the `created` time of its PgQueuer job on the
 sender, kept with its idempotency key by a trigger this bench adds to each database
@@ -36,7 +43,7 @@ INSTANCE_ENV), OUTBOX_MAX_ATTEMPTS=100 (no message dies during the down period),
 OUTBOX_HEARTBEAT_SECONDS=5.
 
     .venv/bin/python bench/cover_exchange.py [--server postgresql://postgres@127.0.0.1:5432/postgres]
-        [--exchanges 1000] [--down 5]
+        [--exchanges 1000] [--down 5] [--concurrency 8]
 """
 
 from __future__ import annotations
