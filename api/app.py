@@ -41,6 +41,7 @@ from api.worker import build_worker
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
 from federation.client import FederationClient
+from federation.exchange import ExchangeSweeper, configure_exchanges
 from federation.identity import load_or_create_identity
 from federation.manifest import CACHE_SECONDS, build_manifest
 from federation.sync import start_sync_scheduler
@@ -154,6 +155,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         max_query_cost=settings.max_query_cost,
         cover_source_seconds=settings.cover_source_timeout_seconds,
     )
+    configure_exchanges(settings.cover_hold_minutes)
     schema = create_schema(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -188,6 +190,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         federation = FederationClient(identity, settings.base_url)
         app.state.federation = federation
         feed_sync = start_sync_scheduler(engine, federation, settings.federation_sync_seconds)
+        # Holds of cover exchanges not confirmed in time are expired by this process too.
+        exchange_sweeper = ExchangeSweeper(app.state.sessions, settings.exchange_sweep_seconds)
+        exchange_sweeper.start()
         # Messages to partners queued in the outbox are delivered by this process too.
         worker = None
         if settings.outbox_worker:
@@ -202,6 +207,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         yield
         if worker is not None:
             await worker.stop()
+        await exchange_sweeper.stop()
         await feed_sync.stop()
         await federation.aclose()
         await events.stop()

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     # before `coverCandidates` answers without it (and says so in `leftOut`).
     cover_source_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
 
+    # Cross-boundary cover (federation/exchange.py): how long a partner's request holds one
+    # of our PAs' time unless confirmed (minutes; fractions allowed), and how often holds
+    # past their time are expired (seconds; 0: never, e.g. in tests that sweep by hand).
+    cover_hold_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
+    exchange_sweep_seconds: float = Field(default=30.0, ge=0)
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
 

@@ -1,5 +1,6 @@
 """The outbox delivery worker as this application runs it: inside `coopnet serve`
-(unless OUTBOX_WORKER=false) and alone as `coopnet worker`."""
+(unless OUTBOX_WORKER=false) and alone as `coopnet worker`, which also runs the expiry
+sweep of cover exchange holds (federation/exchange.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.db import create_engine, session_factory
 from api.settings import Settings
 from federation.client import FederationClient
+from federation.exchange import ExchangeSweeper, configure_exchanges
 from federation.identity import load_or_create_identity
 from federation.outbox import OutboxPolicy, OutboxWorker
 
@@ -39,7 +41,9 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, database_url: str) -> None:
-    """Deliver until SIGTERM or SIGINT, then finish the deliveries in hand."""
+    """Deliver (and expire cover exchange holds) until SIGTERM or SIGINT, then finish the
+    deliveries in hand."""
+    configure_exchanges(settings.cover_hold_minutes)
     identity = load_or_create_identity(
         settings.federation_key_dir,
         settings.federation_key_file,
@@ -53,10 +57,13 @@ async def run_worker(settings: Settings, database_url: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
+    sweeper = ExchangeSweeper(session_factory(engine), settings.exchange_sweep_seconds)
+    sweeper.start()
     log.info("outbox worker running")
     try:
         await stop.wait()
     finally:
+        await sweeper.stop()
         await worker.stop()
         await client.aclose()
         await engine.dispose()

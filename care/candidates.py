@@ -81,6 +81,7 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause
 from care import policy
 from care.enums import (
     ACTIVE_VISIT_STATUSES,
+    CommitmentKind,
     CoverRequestStatus,
     ExchangeSide,
     ExchangeStatus,
@@ -99,6 +100,7 @@ from care.models import (
     CoverRequest,
     LocalAuthority,
     Member,
+    PaCommitment,
     PaProfile,
     Partnership,
     PaSkill,
@@ -557,11 +559,17 @@ def _ranked(*, limited: bool, restricted: bool) -> Select:
         Absence.cancelled_at.is_(None),
         Absence.during.op("&&")(t.c.during),
     )
+    # A hold for a partner co-op (cross-boundary cover) takes the PA's time as a visit does.
+    held = exists().where(
+        PaCommitment.pa_id == near.c.pa_id,
+        PaCommitment.kind == _k(CommitmentKind.HOLD.value),
+        PaCommitment.during.op("&&")(t.c.during),
+    )
     eligible = (
         select(near)
         .select_from(near)
         .join(t, true())
-        .where(not_(lacks_skill), not_(away))
+        .where(not_(lacks_skill), not_(away), not_(held))
         .cte("eligible")
     )
 

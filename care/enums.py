@@ -127,6 +127,14 @@ class ExchangeStatus(StrEnum):
     CANCELLED = "CANCELLED"  # called off by either side (`cancelled_by`)
 
 
+class ExchangeActor(StrEnum):
+    """Who changed a cover exchange's status, as the side recording it sees it."""
+
+    US = "US"  # one of our members (or our instance acting for them)
+    PARTNER = "PARTNER"  # the partner co-op (its message names the role)
+    SYSTEM = "SYSTEM"  # nobody: a hold that ran out, a confirmation made automatically
+
+
 # The statuses in which an exchange holds the providing PA's time.
 LIVE_EXCHANGE_STATUSES = (ExchangeStatus.HELD, ExchangeStatus.ACCEPTED, ExchangeStatus.CONFIRMED)
 

@@ -30,9 +30,16 @@ class PartnerCode(StrEnum):
     PARTNER_BAD_ANSWER = "PARTNER_BAD_ANSWER"
 
 
+class ExchangeCode(StrEnum):
+    """Why a cross-boundary cover mutation failed at the partner (federation/exchange.py);
+    only cover exchange payloads carry these (with PartnerCode)."""
+
+    PARTNER_UNAVAILABLE = "PARTNER_UNAVAILABLE"
+
+
 class DomainError(Exception):
     def __init__(
-        self, code: ErrorCode | PartnerCode, message: str, field: str | None = None
+        self, code: ErrorCode | PartnerCode | ExchangeCode, message: str, field: str | None = None
     ) -> None:
         super().__init__(message)
         self.code = code

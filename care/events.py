@@ -67,7 +67,21 @@ class PartnershipEvent:
         return PartnershipEvent(**data)
 
 
-Event = CoverEvent | PartnershipEvent
+@dataclass(frozen=True)
+class ExchangeEvent:
+    """A cover exchange with a partner co-op changed (docs/federation.md, section 12):
+    subscribers re-read it under their own privacy rules.
+
+    kind: the exchange's status after the change (HELD, ACCEPTED, ...)."""
+
+    kind: str
+    exchange_id: int
+
+    def to_json(self) -> str:
+        return orjson.dumps({"type": "exchange", **asdict(self)}).decode()
+
+
+Event = CoverEvent | PartnershipEvent | ExchangeEvent
 
 
 def event_from_json(raw: str | bytes) -> Event | None:
@@ -78,6 +92,8 @@ def event_from_json(raw: str | bytes) -> Event | None:
         return CoverEvent(**data)
     if kind == "partnership":
         return PartnershipEvent(**data)
+    if kind == "exchange":
+        return ExchangeEvent(**data)
     return None
 
 

@@ -20,6 +20,11 @@ The rules (see docs/architecture.md, "Privacy"):
 - LA analysts and anonymous callers see no member, visit or availability at all.
 - Referrals (people waiting for care): admins, and coordinators working in or next to
   the referral's local authority (`referral_visible`); no one else, partners included.
+- Cover exchanges with partner co-ops (`cover_exchange_visible`): on the requesting side
+  admins and coordinators who manage the person; on the providing side admins,
+  coordinators of a cluster whose team has the PA, and the PA. Their personal fields
+  (first names, address, care summary) only once confirmed
+  (`cover_exchange_personal_visible`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from care.models import (
     Cluster,
     ClusterPa,
     ClusterServiceUser,
+    CoverExchange,
     CoverOffer,
     CoverRequest,
     LocalAuthorityNeighbour,
@@ -432,3 +438,44 @@ def cover_offer_visible(viewer: Viewer, offer: Any) -> ColumnElement[bool]:
     if role is Role.PA and viewer.member_id is not None:
         return offer.pa_id == me(viewer)  # type: ignore[no-any-return]
     return false()
+
+
+# --- cover exchanges with partner co-ops ---------------------------------------------------
+
+
+def cover_exchange_visible(viewer: Viewer, exchange: Any = CoverExchange) -> ColumnElement[bool]:
+    """REQUESTING (our person, a partner's PA): admins and coordinators of a cluster the
+    visit's person belongs to. PROVIDING (a partner's person, our PA): admins,
+    coordinators of a cluster whose team has the PA, and the PA. Nobody else: other PAs,
+    service users, carers, LA analysts, partner instances, anonymous callers."""
+    role = viewer.role
+    if role is Role.ADMIN:
+        return true()
+    if viewer.member_id is None:
+        return false()
+    if role is Role.COORDINATOR:
+        v = aliased(Visit)
+        managed_person = exists().where(
+            v.id == exchange.visit_id,
+            v.service_user_id.in_(service_users_of_clusters(supported_cluster_ids(viewer))),
+        )
+        return or_(
+            and_(exchange.side == "REQUESTING", managed_person),
+            and_(exchange.side == "PROVIDING", exchange.pa_id.in_(team_pa_ids(viewer))),
+        )
+    if role is Role.PA:
+        return and_(exchange.side == "PROVIDING", exchange.pa_id == me(viewer))
+    return false()
+
+
+def cover_exchange_personal_visible(exchange: Any = CoverExchange) -> ColumnElement[bool]:
+    """First names and the address are exchanged, and shown, only while the exchange is
+    CONFIRMED (the booking); a cancelled or expired one shows them no more. Whoever may
+    see the exchange may see them then (`cover_exchange_visible`)."""
+    return exchange.status == "CONFIRMED"  # type: ignore[no-any-return]
+
+
+def cover_exchange_summary_visible(exchange: Any = CoverExchange) -> ColumnElement[bool]:
+    """The care summary: on the requesting side always (our coordinator wrote it to
+    share); on the providing side while CONFIRMED, as the other personal fields."""
+    return or_(exchange.side == "REQUESTING", exchange.status == "CONFIRMED")

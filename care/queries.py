@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from care import policy
-from care.enums import ACTIVE_VISIT_STATUSES
+from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -38,11 +38,14 @@ from care.models import (
     ClusterPa,
     ClusterServiceUser,
     Coop,
+    CoverExchange,
+    CoverExchangeEvent,
     CoverOffer,
     CoverRequest,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
+    PaCommitment,
     PaProfile,
     Partnership,
     PaSkill,
@@ -594,10 +597,11 @@ def busy_periods_of_pas(
     viewer: Viewer, pa_ids: Sequence[int], starts_from: dt.datetime, starts_before: dt.datetime
 ) -> Select:
     """When each PA is busy within [starts_from, starts_before): their active visits
-    (SCHEDULED, COMPLETED) and uncancelled absences, clipped to the range, overlapping and
-    touching periods merged (`range_agg`), keyed by PA. Bare periods: nothing says whose
-    visit or what kind of absence, so a coordinator may plan a PA's time in other clusters
-    without seeing those clusters' people. One statement for any number of PAs."""
+    (SCHEDULED, COMPLETED), uncancelled absences and holds for partner co-ops, clipped to
+    the range, overlapping and touching periods merged (`range_agg`), keyed by PA. Bare
+    periods: nothing says whose visit or what kind of absence, so a coordinator may plan a
+    PA's time in other clusters without seeing those clusters' people. One statement for
+    any number of PAs."""
 
     def build() -> Select:
         window = func.tstzrange(
@@ -618,7 +622,14 @@ def busy_periods_of_pas(
             Absence.during.op("&&")(window),
             visible(viewer, Absence.pa_id),
         )
-        spans = union_all(visits, away).subquery()
+        # Holds and bookings for partner co-ops (cross-boundary cover), as bare periods.
+        held = select(PaCommitment.pa_id.label("pa_id"), PaCommitment.during.label("during")).where(
+            PaCommitment.pa_id.in_(ids),
+            PaCommitment.kind == CommitmentKind.HOLD.value,
+            PaCommitment.during.op("&&")(window),
+            visible(viewer, PaCommitment.pa_id),
+        )
+        spans = union_all(visits, away, held).subquery()
         merged = (
             select(
                 spans.c.pa_id,
@@ -695,6 +706,7 @@ def _cover_request_select(viewer: Viewer) -> Select:
             CoverRequest.original_pa_id,
             CoverRequest.opened_at,
             CoverRequest.filled_by_pa_id,
+            CoverRequest.filled_by_partner,
             CoverRequest.closed_at,
             CoverRequest.note,
             func.lower(Visit.during).label("visit_starts_at"),
@@ -854,3 +866,102 @@ def referrals(
 
 def referrals_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _referral_select(viewer).where(Referral.id.in_(ids))
+
+
+# --- cover exchanges with partner co-ops --------------------------------------------------
+
+
+def _cover_exchange_select(viewer: Viewer) -> Select:
+    personal = policy.cover_exchange_personal_visible(CoverExchange)
+    summary = policy.cover_exchange_summary_visible(CoverExchange)
+    return (
+        select(
+            CoverExchange.id,
+            CoverExchange.ref,
+            CoverExchange.side,
+            CoverExchange.status,
+            CoverExchange.partnership_id,
+            Partnership.coop_name.label("partner_name"),
+            Partnership.base_url.label("partner_base_url"),
+            func.lower(CoverExchange.during).label("starts_at"),
+            func.upper(CoverExchange.during).label("ends_at"),
+            CoverExchange.district,
+            CoverExchange.skills,
+            CoverExchange.hold_expires_at,
+            CoverExchange.pa_ref,
+            _masked(personal, CoverExchange.pa_first_name, "pa_first_name"),
+            _masked(personal, CoverExchange.person_first_name, "person_first_name"),
+            _masked(personal, CoverExchange.person_address, "person_address"),
+            _masked(summary, CoverExchange.care_summary, "care_summary"),
+            CoverExchange.visit_id,
+            CoverExchange.cover_request_id,
+            CoverExchange.pa_id,
+            CoverExchange.cancelled_by,
+            CoverExchange.reason,
+            CoverExchange.created_at,
+            CoverExchange.updated_at,
+        )
+        .join(Partnership, Partnership.id == CoverExchange.partnership_id)
+        .where(policy.cover_exchange_visible(viewer, CoverExchange))
+    )
+
+
+def cover_exchanges(
+    viewer: Viewer,
+    request: PageRequest,
+    *,
+    side: str | None = None,
+    status: str | None = None,
+    partnership_id: int | None = None,
+    pa_id: int | None = None,
+) -> Select:
+    """Cover exchanges the viewer may see, by the time of the visit, soonest first."""
+    stmt = _cover_exchange_select(viewer)
+    if side is not None:
+        stmt = stmt.where(CoverExchange.side == side)
+    if status is not None:
+        stmt = stmt.where(CoverExchange.status == status)
+    if partnership_id is not None:
+        stmt = stmt.where(CoverExchange.partnership_id == partnership_id)
+    if pa_id is not None:
+        stmt = stmt.where(CoverExchange.pa_id == pa_id)
+    return page(
+        stmt,
+        (func.lower(CoverExchange.during, type_=DateTime(timezone=True)), CoverExchange.id),
+        request,
+    )
+
+
+def cover_exchanges_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
+    return _cover_exchange_select(viewer).where(CoverExchange.id.in_(ids))
+
+
+def live_cover_exchanges_of_visits(viewer: Viewer, visit_ids: Sequence[int]) -> Select:
+    """The live exchange (at most one, the unique index says) of each visit the viewer may
+    see it for, keyed by visit."""
+    return (
+        _cover_exchange_select(viewer)
+        .add_columns(CoverExchange.visit_id.label("pg_parent"))
+        .where(
+            CoverExchange.visit_id.in_(visit_ids),
+            CoverExchange.status.in_(("HELD", "ACCEPTED", "CONFIRMED")),
+        )
+        .order_by(CoverExchange.visit_id, CoverExchange.id.desc())
+    )
+
+
+def cover_exchange_events(exchange_ids: Sequence[int]) -> Select:
+    """The status changes of exchanges the caller was already allowed to see, oldest
+    first (who: the side and role only, never a member)."""
+    return (
+        select(
+            CoverExchangeEvent.exchange_id.label("pg_parent"),
+            CoverExchangeEvent.at,
+            CoverExchangeEvent.status,
+            CoverExchangeEvent.by_side,
+            CoverExchangeEvent.by_role,
+            CoverExchangeEvent.note,
+        )
+        .where(CoverExchangeEvent.exchange_id.in_(exchange_ids))
+        .order_by(CoverExchangeEvent.exchange_id, CoverExchangeEvent.at, CoverExchangeEvent.id)
+    )

@@ -50,6 +50,7 @@ from federation.client import (
     PartnerErrorCode,
     normalise_base_url,
 )
+from federation.exchange import end_with_partnership
 from federation.manifest import PROTOCOL_VERSIONS
 from federation.outbox import send_later
 from federation.partners import forget_partner_data, record_contact, store_keys
@@ -522,6 +523,7 @@ async def change(
                 )
             _transition(row, ENDED)
             await forget_partner_data(session, row.id)
+            await end_with_partnership(session, row.id, US)
         await _changed(session, row)
         peer = _peer(row)
         await _notify(session, peer, status)
@@ -662,6 +664,7 @@ async def receive_proposal(
         # A fresh proposal from a partner we thought active: it has ended its side (our
         # notice of the end was lost); so does ours, and its proposal starts anew.
         await forget_partner_data(session, row.id)
+        await end_with_partnership(session, row.id, PARTNER)
     if row.status != PROPOSED:
         _fresh_start(row)
     row.proposal_ref = ref
@@ -756,6 +759,7 @@ async def receive_change(
             return _outcome(row)
         _transition(row, ENDED)
         await forget_partner_data(session, row.id)
+        await end_with_partnership(session, row.id, PARTNER)
     else:
         raise DomainError(ErrorCode.INVALID, "status is SUSPENDED, ACTIVE or ENDED.", "status")
     await _changed(session, row)

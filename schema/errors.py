@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from care.errors import DomainError, ErrorCode, PartnerCode
+from care.errors import DomainError, ErrorCode, ExchangeCode, PartnerCode
 
 E = TypeVar("E")
 
@@ -49,7 +49,16 @@ PARTNER_CODE_DESCRIPTIONS: dict[PartnerCode, str] = {
 }
 
 
-def _codes(name: str, description: str, *, partner: bool = False) -> type[Enum]:
+# The codes only cover exchange mutations return (with the partner codes).
+EXCHANGE_CODE_DESCRIPTIONS: dict[ExchangeCode, str] = {
+    ExchangeCode.PARTNER_UNAVAILABLE: "The partner instance answered that it cannot offer "
+    "that PA (unknown to it, no longer shared with us, or the request is closed there).",
+}
+
+
+def _codes(
+    name: str, description: str, *, partner: bool = False, exchange: bool = False
+) -> type[Enum]:
     # Every area's enum holds every code: a code raised by a shared rule (a deadlock's
     # retryable CONFLICT, a constraint's OVERLAP) always reaches the caller as itself.
     # Names and values stay the codes; strawberry.enum unwraps each enum_value.
@@ -60,6 +69,11 @@ def _codes(name: str, description: str, *, partner: bool = False) -> type[Enum]:
         values |= {
             c.value: strawberry.enum_value(c.value, description=PARTNER_CODE_DESCRIPTIONS[c])
             for c in PartnerCode
+        }
+    if exchange:
+        values |= {
+            c.value: strawberry.enum_value(c.value, description=EXCHANGE_CODE_DESCRIPTIONS[c])
+            for c in ExchangeCode
         }
     members = Enum(name, values)  # type: ignore[misc]
     return strawberry.enum(members, description=description)  # type: ignore[call-overload,no-any-return]
@@ -80,6 +94,12 @@ PartnershipErrorCode = _codes(
     "PartnershipErrorCode",
     "What went wrong with a partnership mutation, here or at the partner instance.",
     partner=True,
+)
+CoverExchangeErrorCode = _codes(
+    "CoverExchangeErrorCode",
+    "What went wrong with a cover exchange mutation, here or at the partner instance.",
+    partner=True,
+    exchange=True,
 )
 
 
@@ -197,6 +217,21 @@ class PartnershipError:
     )
 
 
+@strawberry.type(
+    description="A mistake in a cover exchange mutation, or a failure at the partner "
+    "instance (PARTNER_* codes, VERSION_MISMATCH); the mutation changed nothing."
+)
+class CoverExchangeError:
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. coverRequestId or "
+        "paRef), or null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: CoverExchangeErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
+
+
 class UnmappedErrorCode(LookupError):
     """A domain error whose code the area's enum lacks: a bug, never silently renamed."""
 
@@ -230,4 +265,5 @@ VISIT = ErrorArea(VisitError, VisitErrorCode)
 COVER = ErrorArea(CoverError, CoverErrorCode)
 PARTNERSHIP = ErrorArea(PartnershipError, PartnershipErrorCode)
 REFERRAL = ErrorArea(ReferralError, ReferralErrorCode)
-AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP, REFERRAL)
+EXCHANGE = ErrorArea(CoverExchangeError, CoverExchangeErrorCode)
+AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP, REFERRAL, EXCHANGE)

@@ -14,6 +14,7 @@ from care.geography import postcode_district
 from schema.candidates import CandidateQueries
 from schema.connection import Connection, build_connection, page_request
 from schema.context import Info
+from schema.exchange import CoverExchangeQueries
 from schema.expansion import ExpansionQueries
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
@@ -82,7 +83,14 @@ After = Annotated[str | None, strawberry.argument(description=AFTER)]
         "caller may not see are left out, as if they did not exist."
     )
 )
-class Query(CandidateQueries, FigureQueries, PeerQueries, FeedQueries, ExpansionQueries):
+class Query(
+    CandidateQueries,
+    FigureQueries,
+    PeerQueries,
+    FeedQueries,
+    ExpansionQueries,
+    CoverExchangeQueries,
+):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "
         "caller, or not an id of this service.",

@@ -26,16 +26,18 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care import policy
-from care.events import CoverEvent, Event, PartnershipEvent
+from care.events import CoverEvent, Event, ExchangeEvent, PartnershipEvent
 from care.models import Cluster
 from care.tokens import TokenRef, is_in_force
 from care.viewer import ANONYMOUS, Viewer
 from schema.context import Context, Info, Limits
 from schema.permissions import ADMINS, MANAGING, PAS, decode_id, forbidden, guard
 from schema.types import (
+    CoverExchange,
     CoverOffer,
     CoverRequest,
     Partnership,
+    load_cover_exchange,
     load_cover_offer,
     load_cover_request,
     load_partnership,
@@ -211,6 +213,21 @@ async def _partnerships(info: Info, ctx: LiveContext) -> AsyncGenerator[Partners
                 yield partnership
 
 
+async def _exchanges(info: Info, ctx: LiveContext) -> AsyncGenerator[CoverExchange, None]:
+    def about_exchange(event: Event) -> bool:
+        return isinstance(event, ExchangeEvent)
+
+    async with ctx.events.subscribe(about_exchange) as events:
+        while (event := await ctx.next_event(events)) is not None:
+            ctx.check_token()
+            assert isinstance(event, ExchangeEvent)
+            async with ctx.event_scope():
+                exchange = await load_cover_exchange(info, event.exchange_id)
+                if exchange is None:  # not one the subscriber may see: nothing to say
+                    continue
+                yield exchange
+
+
 @strawberry.type(
     description=(
         "Live updates, over a websocket at /graphql (graphql-transport-ws). Authenticate "
@@ -277,3 +294,18 @@ class Subscription:
         ctx = _live(info)
         await ctx.recheck()
         return _partnerships(info, ctx)
+
+    @strawberry.subscription(
+        description=(
+            "Cover exchanges with partner co-ops, each time one changes on this side (asked, "
+            "held, accepted, confirmed, declined, expired, cancelled, by either side). For "
+            "admins; coordinators hear of those for the people they manage (requesting) and "
+            "for the PAs on their clusters' teams (providing). Events raised while not "
+            "connected are not replayed: query `coverExchanges` after subscribing."
+        ),
+        extensions=guard(MANAGING),
+    )
+    async def cover_exchanges(self, info: Info) -> AsyncGenerator[CoverExchange, None]:
+        ctx = _live(info)
+        await ctx.recheck()
+        return _exchanges(info, ctx)

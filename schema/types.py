@@ -180,6 +180,32 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "PARTNER": "The partner instance.",
         },
     ),
+    enums.ExchangeSide: (
+        "Which side of a cross-boundary cover exchange this instance is on.",
+        {
+            "REQUESTING": "Our person's visit, covered by a partner co-op's PA.",
+            "PROVIDING": "A partner co-op's person, covered by one of our PAs.",
+        },
+    ),
+    enums.ExchangeStatus: (
+        "Where a cross-boundary cover exchange stands (docs/federation.md, section 12).",
+        {
+            "HELD": "The providing co-op holds its PA's time and has offered it to the PA.",
+            "ACCEPTED": "The PA said yes; the requesting co-op has yet to confirm.",
+            "CONFIRMED": "Booked: first names, address and care summary were exchanged.",
+            "DECLINED": "The PA said no.",
+            "EXPIRED": "Not confirmed before the hold ran out; the time was released.",
+            "CANCELLED": "Called off by either side (see cancelledBy and reason).",
+        },
+    ),
+    enums.ExchangeActor: (
+        "Who changed a cover exchange, as this instance records it.",
+        {
+            "US": "One of this co-op's members (see byRole), or this instance for them.",
+            "PARTNER": "The partner co-op (byRole: the role its message named).",
+            "SYSTEM": "Nobody: a hold that ran out, or a confirmation made automatically.",
+        },
+    ),
 }
 
 for _enum, (_description, _values) in _ENUM_DOCS.items():
@@ -207,6 +233,9 @@ PartnerScope = enums.PartnerScope
 PartnershipStatus = enums.PartnershipStatus
 PartnershipDirection = enums.PartnershipDirection
 PartnershipSide = enums.PartnershipSide
+ExchangeSide = enums.ExchangeSide
+ExchangeStatus = enums.ExchangeStatus
+ExchangeActor = enums.ExchangeActor
 
 
 # Arguments of the time-ranged fields below.
@@ -1000,6 +1029,20 @@ class Visit(relay.Node):
         member = await load_member(info, self.service_user_id)
         return member if isinstance(member, ServiceUser) else None
 
+    @strawberry.field(
+        description="A partner co-op asked to cover this visit, or covering it (the live "
+        "cover exchange: HELD, ACCEPTED or CONFIRMED; then `pa` is null); null when none, "
+        "or for callers who may not see it (see CoverExchange)."
+    )
+    async def partner_cover(self, info: Info) -> CoverExchange | None:
+        viewer = info.context.viewer
+        rows = await loaders.grouped(
+            info.context,
+            "visit_partner_cover",
+            lambda ids: queries.live_cover_exchanges_of_visits(viewer, ids),
+        ).load(self.id)
+        return cover_exchange_from_row(rows[0]) if rows else None
+
     @strawberry.field(description="The PA booked; null while the visit needs cover.")
     async def pa(self, info: Info) -> PersonalAssistant | None:
         return await load_pa(info, self.pa_id)
@@ -1137,6 +1180,10 @@ class CoverRequest(relay.Node):
     visit_id: strawberry.Private[int]
     absence_id: strawberry.Private[int | None]
     original_pa_id: strawberry.Private[int | None]
+    filled_by_partner: bool = strawberry.field(
+        description="Whether a partner co-op's PA filled it (a confirmed cover exchange; "
+        "filledBy is then null)."
+    )
     filled_by_pa_id: strawberry.Private[int | None]
 
     @classmethod
@@ -1183,6 +1230,7 @@ def cover_request_from_row(row: Row[Any]) -> CoverRequest:
         absence_id=row.absence_id,
         original_pa_id=row.original_pa_id,
         filled_by_pa_id=row.filled_by_pa_id,
+        filled_by_partner=bool(row.filled_by_partner),
     )
 
 
@@ -1245,6 +1293,160 @@ def cover_offer_from_row(row: Row[Any]) -> CoverOffer:
 
 load_cover_offer: Loader[CoverOffer] = by_id_loader(
     "cover_offer", queries.offers_by_id, cover_offer_from_row
+)
+
+
+# --- cover exchanges with partner co-ops ------------------------------------------------------
+
+
+@strawberry.type(description="A partner co-op, by the public facts of its manifest.")
+class ExchangePartner:
+    name: str | None = strawberry.field(
+        description="The partner co-op's name, from its manifest; null if it gave none."
+    )
+    base_url: str = strawberry.field(description="The partner instance's base URL.")
+
+
+@strawberry.type(description="One status change of a cover exchange, and who made it.")
+class CoverExchangeEvent:
+    at: dt.datetime = strawberry.field(description="When (UTC, ISO 8601 with offset).")
+    status: ExchangeStatus = strawberry.field(description="The status it changed to.")
+    by_side: ExchangeActor = strawberry.field(description="Which side made the change.")
+    by_role: str | None = strawberry.field(
+        description="The role that made it (e.g. PA, COORDINATOR, ADMIN); null for SYSTEM."
+    )
+    note: str | None = strawberry.field(description="Why, in a few words; null if nothing.")
+
+
+@strawberry.type(
+    description="Cover for one visit arranged with a partner co-op (docs/federation.md, "
+    "section 12), as this instance sees it. REQUESTING: our person's visit, the partner's "
+    "PA; PROVIDING: the partner's person, our PA. Seen by admins; coordinators who manage "
+    "the person (REQUESTING) or the PA (PROVIDING); and the PA (PROVIDING). First names "
+    "and the address only once CONFIRMED."
+)
+class CoverExchange(relay.Node):
+    id: relay.NodeID[int]
+    ref: str = strawberry.field(
+        description="The exchange's reference, the same on both instances (a UUID)."
+    )
+    side: ExchangeSide = strawberry.field(description="Which side this instance is on.")
+    status: ExchangeStatus = strawberry.field(description="Where the exchange stands.")
+    partner: ExchangePartner = strawberry.field(description="The other co-op.")
+    starts_at: dt.datetime = strawberry.field(
+        description="When the visit starts (UTC, ISO 8601 with offset)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="When the visit ends (UTC, ISO 8601 with offset)."
+    )
+    district: str | None = strawberry.field(
+        description="The person's postcode district (outward code), e.g. N12; null if unknown."
+    )
+    skills: list[str] = strawberry.field(description="The skills the person's care needs.")
+    hold_expires_at: dt.datetime = strawberry.field(
+        description="When the hold on the PA's time runs out unless confirmed (UTC)."
+    )
+    pa_ref: str = strawberry.field(
+        description="The PA's pseudonymous reference, as the providing co-op gives it to "
+        "the requesting co-op."
+    )
+    pa_first_name: str | None = strawberry.field(
+        description="The PA's first name: exchanged once confirmed; null before and after."
+    )
+    person_first_name: str | None = strawberry.field(
+        description="The person's first name: exchanged once confirmed; null otherwise."
+    )
+    person_address: str | None = strawberry.field(
+        description="Where the visit is (the person's postcode, the address this co-op "
+        "keeps): exchanged once confirmed; null otherwise."
+    )
+    care_summary: str | None = strawberry.field(
+        description="What the requesting coordinator chose to share about the care. "
+        "REQUESTING: always; PROVIDING: once confirmed. Null when none."
+    )
+    cancelled_by: PartnershipSide | None = strawberry.field(
+        description="Which side cancelled it (US: this co-op); null unless CANCELLED."
+    )
+    reason: str | None = strawberry.field(
+        description="Why it was declined or cancelled, in a few words; null if none."
+    )
+    visit_id: strawberry.Private[int | None]
+    cover_request_id: strawberry.Private[int | None]
+    pa_id: strawberry.Private[int | None]
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Any]:
+        return await resolve_ids(info, node_ids, load_cover_exchange)
+
+    @strawberry.field(
+        description="REQUESTING: the visit covered; null on the providing side or if the "
+        "caller may not see it."
+    )
+    async def visit(self, info: Info) -> Visit | None:
+        return await load_visit(info, self.visit_id) if self.visit_id else None
+
+    @strawberry.field(
+        description="REQUESTING: the cover request the exchange answers; null on the "
+        "providing side or if the caller may not see it."
+    )
+    async def cover_request(self, info: Info) -> CoverRequest | None:
+        if self.cover_request_id is None:
+            return None
+        return await load_cover_request(info, self.cover_request_id)
+
+    @strawberry.field(
+        description="PROVIDING: our PA whose time is held or booked; null on the "
+        "requesting side or if the caller may not see them."
+    )
+    async def pa(self, info: Info) -> PersonalAssistant | None:
+        return await load_pa(info, self.pa_id) if self.pa_id else None
+
+    @strawberry.field(description="Every status change on this side, oldest first.")
+    async def events(self, info: Info) -> list[CoverExchangeEvent]:
+        rows = await loaders.grouped(
+            info.context, "exchange_events", queries.cover_exchange_events
+        ).load(self.id)
+        return [
+            CoverExchangeEvent(
+                at=r.at,
+                status=enums.ExchangeStatus(r.status),
+                by_side=enums.ExchangeActor(r.by_side),
+                by_role=r.by_role,
+                note=r.note,
+            )
+            for r in rows
+        ]
+
+
+def cover_exchange_from_row(row: Row[Any]) -> CoverExchange:
+    return CoverExchange(
+        id=row.id,
+        ref=str(row.ref),
+        side=enums.ExchangeSide(row.side),
+        status=enums.ExchangeStatus(row.status),
+        partner=ExchangePartner(name=row.partner_name, base_url=row.partner_base_url),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        district=row.district,
+        skills=list(row.skills or []),
+        hold_expires_at=row.hold_expires_at,
+        pa_ref=row.pa_ref,
+        pa_first_name=row.pa_first_name,
+        person_first_name=row.person_first_name,
+        person_address=row.person_address,
+        care_summary=row.care_summary,
+        cancelled_by=enums.PartnershipSide(row.cancelled_by) if row.cancelled_by else None,
+        reason=row.reason,
+        visit_id=row.visit_id,
+        cover_request_id=row.cover_request_id,
+        pa_id=row.pa_id,
+    )
+
+
+load_cover_exchange: Loader[CoverExchange] = by_id_loader(
+    "cover_exchange", queries.cover_exchanges_by_id, cover_exchange_from_row
 )
 
 
@@ -1442,6 +1644,7 @@ NODE_TYPES: dict[str, type[relay.Node]] = {
         Absence,
         CoverRequest,
         CoverOffer,
+        CoverExchange,
         Partnership,
         Referral,
     )

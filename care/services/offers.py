@@ -48,6 +48,7 @@ from care import policy
 from care.candidates import candidates_statement
 from care.enums import (
     ACTIVE_VISIT_STATUSES,
+    CommitmentKind,
     CoverOfferStatus,
     CoverRequestStatus,
     Role,
@@ -71,6 +72,7 @@ from care.models import (
     CoverOffer,
     CoverRequest,
     Member,
+    PaCommitment,
     PaProfile,
     Pool,
     PoolPa,
@@ -536,6 +538,23 @@ async def _pa_clashes(session: AsyncSession, pa_id: int, visit: Visit) -> list[D
         )
         for s, e in away
     ]
+    held = (
+        await session.execute(
+            select(func.lower(PaCommitment.during), func.upper(PaCommitment.during)).where(
+                PaCommitment.pa_id == pa_id,
+                PaCommitment.kind == CommitmentKind.HOLD.value,
+                PaCommitment.during.op("&&")(visit.during),
+            )
+        )
+    ).all()
+    errors += [
+        DomainError(
+            ErrorCode.CONFLICT,
+            f"Your time from {describe(s, e)} (UK time) is held for a partner co-op's visit.",
+            "id",
+        )
+        for s, e in held
+    ]
     return errors
 
 
@@ -574,7 +593,9 @@ async def accept_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> 
             ) from exc
         if name == PA_COMMITMENT_GUARD:  # an absence recorded meanwhile, not yet visible
             raise DomainError(
-                ErrorCode.CONFLICT, "You have just been recorded as away at this time.", "id"
+                ErrorCode.CONFLICT,
+                "You have just been recorded as away, or held for a partner co-op, at this time.",
+                "id",
             ) from exc
         raise
 

@@ -48,12 +48,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from care import policy
-from care.enums import ACTIVE_VISIT_STATUSES, Role, VisitStatus
+from care.enums import (
+    ACTIVE_VISIT_STATUSES,
+    LIVE_EXCHANGE_STATUSES,
+    ExchangeSide,
+    Role,
+    VisitStatus,
+)
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import (
     Absence,
     ClusterPa,
     ClusterServiceUser,
+    CoverExchange,
     Member,
     PaProfile,
     PoolCluster,
@@ -580,6 +587,15 @@ async def reschedule_visit(
         raise DomainError(
             ErrorCode.INVALID, f"A {status_word(visit.status)} visit cannot be rescheduled.", "id"
         )
+    if await _partner_covers(session, visit.id):
+        # The partner holds its PA for these times: moving them would leave it covering
+        # the wrong visit.
+        raise DomainError(
+            ErrorCode.CLOSED,
+            "A partner co-op is asked to cover this visit, or covers it: cancel that "
+            "partner cover (cancelPartnerCover) before moving the visit.",
+            "id",
+        )
     starts_at, ends_at = to_utc(starts_at), to_utc(ends_at)
     _raise_any(range_errors(starts_at, ends_at, viewer.now))
     await _lock_service_user(session, visit.service_user_id)
@@ -594,6 +610,22 @@ async def reschedule_visit(
     visit.during = _during(starts_at, ends_at)
     await session.flush()
     return visit.id
+
+
+async def _partner_covers(session: AsyncSession, visit_id: int) -> bool:
+    """Is there a live cross-boundary cover exchange (held, accepted or confirmed) for the
+    visit?"""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    CoverExchange.visit_id == visit_id,
+                    CoverExchange.side == ExchangeSide.REQUESTING.value,
+                    CoverExchange.status.in_([s.value for s in LIVE_EXCHANGE_STATUSES]),
+                )
+            )
+        )
+    )
 
 
 async def cancel_visit(

@@ -2,6 +2,7 @@
 
 import strawberry
 
+from schema.exchange import CoverExchangeMutations
 from schema.expansion import ExpansionMutations
 from schema.feed import FeedMutations
 from schema.mutations.absences import AbsenceMutations
@@ -36,6 +37,7 @@ class Mutation(
     FeedMutations,
     ReferralMutations,
     ExpansionMutations,
+    CoverExchangeMutations,
 ):
     pass
 

@@ -11,12 +11,15 @@ import datetime as dt
 from typing import Annotated
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import AbsenceKind
 from care.services import absences as absence_service
 from care.services import cover_requests as request_service
 from care.services.absences import AbsenceChange, AbsenceResult, NewAbsence
 from care.services.cover_requests import MissedReport
+from care.viewer import Viewer
+from federation import exchange
 from schema.context import Info
 from schema.errors import COVER, CoverError
 from schema.mutations.base import (
@@ -169,6 +172,23 @@ async def _missed_payload(
 # --- mutations ---------------------------------------------------------------------------
 
 
+async def _open_request(
+    session: AsyncSession, viewer: Viewer, visit_id: int, note: str | None
+) -> int:
+    opened = await request_service.open_cover_request(session, viewer, visit_id, note)
+    # The partner covering the visit (if any) is called off.
+    await exchange.settle_locally(session, viewer, visit_id, "The co-op asked for cover again.")
+    return opened
+
+
+async def _cancel_request(
+    session: AsyncSession, viewer: Viewer, request_id: int, note: str | None
+) -> int:
+    done = await request_service.cancel_cover_request(session, viewer, request_id, note)
+    # A partner asked to cover the visit is told it is off.
+    return await exchange.settled_by_request(session, viewer, done)
+
+
 @strawberry.type
 class AbsenceMutations:
     @mutation(
@@ -243,7 +263,8 @@ class AbsenceMutations:
     @mutation(
         access=MANAGING,
         description="Ask for cover for a visit that has not started (coordinators of the "
-        "person, admins); a booked PA is unassigned.",
+        "person, admins); a booked PA is unassigned, and a partner co-op covering it is "
+        "told its cover is called off.",
     )
     async def open_cover_request(
         self,
@@ -258,7 +279,7 @@ class AbsenceMutations:
         return await perform(
             info,
             COVER,
-            lambda s, v: request_service.open_cover_request(s, v, vid, note),
+            lambda s, v: _open_request(s, v, vid, note),
             _request_payload,
             ids,
         )
@@ -266,7 +287,8 @@ class AbsenceMutations:
     @mutation(
         access=MANAGING,
         description="Close an open cover request without cover (CANCELLED) and its open "
-        "offers. The visit still needs cover: cancel it or assign a PA.",
+        "offers; a partner co-op asked to cover the visit is told it is off. The visit "
+        "still needs cover: cancel it or assign a PA.",
     )
     async def cancel_cover_request(
         self,
@@ -282,7 +304,7 @@ class AbsenceMutations:
         return await perform(
             info,
             COVER,
-            lambda s, v: request_service.cancel_cover_request(s, v, request_id, note),
+            lambda s, v: _cancel_request(s, v, request_id, note),
             _request_payload,
             ids,
         )

@@ -8,9 +8,12 @@ import asyncio
 from typing import Annotated
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.services import offers as service
 from care.services.offers import OfferResult, OfferTarget
+from care.viewer import Viewer
+from federation import exchange
 from schema.context import Info
 from schema.errors import COVER, CoverError
 from schema.mutations.base import (
@@ -140,10 +143,15 @@ class OfferMutations:
     @mutation(
         access=PAS,
         description="Accept an offer made to you (PAs). The first valid acceptance covers "
-        "the visit; the request's other offers close.",
+        "the visit; the request's other offers close, and a partner co-op asked to cover "
+        "it is told its cover is no longer needed.",
     )
     async def accept_cover_offer(self, info: Info, id: OfferIdArg) -> CoverOfferPayload | None:
-        return await _answer(info, id, service.accept_offer)
+        async def accept(s: AsyncSession, v: Viewer, offer_id: int) -> int:
+            done = await service.accept_offer(s, v, offer_id)
+            return await exchange.settled_by_offer(s, v, done)
+
+        return await _answer(info, id, accept)
 
     @mutation(access=PAS, description="Decline an offer made to you (PAs).")
     async def decline_cover_offer(self, info: Info, id: OfferIdArg) -> CoverOfferPayload | None:

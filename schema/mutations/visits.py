@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.services import visits as service
 from care.services.visits import Booking, SeriesBooking
 from care.viewer import Viewer
+from federation import exchange
 from schema.context import Info
 from schema.errors import VISIT, VisitError
 from schema.mutations.base import PA_ID, SERVICE_USER_ID, VISIT_ID, Ids, mutation, perform
@@ -190,7 +191,11 @@ class VisitMutations:
             ids,
         )
 
-    @mutation(access=MANAGING, description="Move a scheduled visit or one needing cover.")
+    @mutation(
+        access=MANAGING,
+        description="Move a scheduled visit or one needing cover. Not one a partner co-op "
+        "is asked to cover or covers (CLOSED): cancel that partner cover first.",
+    )
     async def reschedule_visit(
         self,
         info: Info,
@@ -203,7 +208,11 @@ class VisitMutations:
             lambda s, v, vid: service.reschedule_visit(s, v, vid, input.starts_at, input.ends_at),
         )
 
-    @mutation(access=MANAGING, description="Cancel a visit; the PA's time becomes free again.")
+    @mutation(
+        access=MANAGING,
+        description="Cancel a visit; the PA's time becomes free again. A partner co-op "
+        "asked to cover it, or covering it, is told (its cover is cancelled).",
+    )
     async def cancel_visit(
         self,
         info: Info,
@@ -213,10 +222,18 @@ class VisitMutations:
             strawberry.argument(description="Why (at most 500 characters); kept with the visit."),
         ] = None,
     ) -> VisitPayload | None:
-        return await _change(info, id, lambda s, v, vid: service.cancel_visit(s, v, vid, reason))
+        async def cancel(s: AsyncSession, v: Viewer, vid: int) -> int:
+            done = await service.cancel_visit(s, v, vid, reason)
+            # A partner asked for, or booked for, this visit is told it is off.
+            await exchange.settle_locally(s, v, done, "The co-op cancelled the visit.")
+            return done
+
+        return await _change(info, id, cancel)
 
     @mutation(
-        access=MANAGING, description="Give a visit a PA (or another PA); it becomes SCHEDULED."
+        access=MANAGING,
+        description="Give a visit a PA (or another PA); it becomes SCHEDULED. A partner "
+        "co-op asked to cover it, or covering it, is told (its cover is cancelled).",
     )
     async def assign_visit_pa(
         self,
@@ -226,9 +243,13 @@ class VisitMutations:
     ) -> VisitPayload | None:
         ids = Ids()
         pa = ids.one(pa_id, PA_ID, "paId")
-        return await _change(
-            info, id, lambda s, v, vid: service.assign_visit_pa(s, v, vid, pa), ids
-        )
+
+        async def assign(s: AsyncSession, v: Viewer, vid: int) -> int:
+            done = await service.assign_visit_pa(s, v, vid, pa)
+            await exchange.settle_locally(s, v, done, "A PA of the co-op was given the visit.")
+            return done
+
+        return await _change(info, id, assign, ids)
 
     @mutation(
         access=RECIPIENTS,

@@ -547,6 +547,41 @@ async def add_partnership(db: AsyncSession) -> None:
     await db.commit()
 
 
+async def add_cover_exchange(db: AsyncSession) -> None:
+    """A partner asked to cover an open cover request of the demo, with its first event
+    (cross-boundary cover needs another instance to arise on its own)."""
+    await db.execute(
+        text(
+            """
+            WITH p AS (
+                INSERT INTO partnership (base_url, graphql_endpoint, proposal_ref, direction,
+                    status, requested_scopes, granted_scopes, protocol_version, coop_name,
+                    local_authorities, pseudonym_key)
+                VALUES ('http://cover-partner.test', 'http://cover-partner.test/graphql',
+                    gen_random_uuid(), 'OUTGOING', 'ACTIVE', '{COVER}', '{COVER}', '1',
+                    'Cover Partner', '[]', '\\x01')
+                RETURNING id),
+            r AS (
+                SELECT cr.id, cr.visit_id, v.during FROM cover_request cr
+                JOIN visit v ON v.id = cr.visit_id
+                WHERE cr.status = 'OPEN' ORDER BY cr.id LIMIT 1),
+            x AS (
+                INSERT INTO cover_exchange (ref, partnership_id, side, status, during,
+                    district, skills, pa_ref, hold_expires_at, visit_id, cover_request_id,
+                    care_summary)
+                SELECT gen_random_uuid(), p.id, 'REQUESTING', 'HELD', r.during, 'N12',
+                    '{hoist}', 'pa-ref', now() + interval '1 hour', r.visit_id, r.id,
+                    'A summary'
+                FROM p, r
+                RETURNING id)
+            INSERT INTO cover_exchange_event (exchange_id, status, by_side, by_role)
+            SELECT id, 'HELD', 'US', 'COORDINATOR' FROM x
+            """
+        )
+    )
+    await db.commit()
+
+
 async def test_an_admin_resolves_every_field_of_every_reachable_type(
     app: Any, db: AsyncSession
 ) -> None:
@@ -555,6 +590,7 @@ async def test_an_admin_resolves_every_field_of_every_reachable_type(
     await offer_some_cover(app, admin)  # the demo co-op has made no offers yet
     await add_partnership(db)  # nor partnerships (those need another instance)
     await receive_partner_window(db)  # nor received anything from a partner
+    await add_cover_exchange(db)  # nor asked a partner for cover
     graphql_schema: GraphQLSchema = create_schema()._schema
     declared = rules()
     # Root fields an admin may ask and that need no id (those are covered by the grid).

@@ -11,7 +11,7 @@ import pytest
 import strawberry
 from graphql import get_named_type, is_enum_type
 
-from care.errors import DomainError, ErrorCode, PartnerCode
+from care.errors import DomainError, ErrorCode, ExchangeCode, PartnerCode
 from schema import create_schema
 from schema.errors import AREAS, UnmappedErrorCode, to_errors
 
@@ -29,6 +29,9 @@ def test_every_payload_error_enum_holds_every_code() -> None:
         assert is_enum_type(enum)
         # Partnership payloads also carry the partner instance's failures.
         extra = {c.value for c in PartnerCode} if error_type.name == "PartnershipError" else set()
+        # Cover exchange payloads too, and the partner's PARTNER_UNAVAILABLE.
+        if error_type.name == "CoverExchangeError":
+            extra = {c.value for c in PartnerCode} | {c.value for c in ExchangeCode}
         assert set(enum.values) == {c.value for c in ErrorCode} | extra, error_type.name
 
 
