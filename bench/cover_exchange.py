@@ -475,6 +475,7 @@ async def report(engines: dict[str, AsyncEngine], a: Server, b: Server, exchange
                 )
             }
     latencies: list[float] = []
+    by_direction: dict[str, list[float]] = {"A -> B": [], "B -> A": []}
     lost = 0
     for sender, receiver in (("A", "B"), ("B", "A")):
         for key, (created, _) in sent[sender].items():
@@ -483,6 +484,7 @@ async def report(engines: dict[str, AsyncEngine], a: Server, b: Server, exchange
                 lost += 1
             else:
                 latencies.append((at - created).total_seconds())
+                by_direction[f"{sender} -> {receiver}"].append(latencies[-1])
     unknown = sum(
         1
         for receiver, sender in (("A", "B"), ("B", "A"))
@@ -528,6 +530,12 @@ async def report(engines: dict[str, AsyncEngine], a: Server, b: Server, exchange
             f"latency (queued -> applied at the receiver): p50 {percentile(latencies, 50):.3f} s"
             f", p99 {percentile(latencies, 99):.3f} s, max {max(latencies):.3f} s"
         )
+        for direction, values in by_direction.items():
+            if values:
+                print(
+                    f"    {direction}: {len(values):,} messages, p50 "
+                    f"{percentile(values, 50):.3f} s, p99 {percentile(values, 99):.3f} s"
+                )
     print(f"lost (queued, never applied): {lost}")
     print(f"applied twice: {twice} (plus {unknown} applied keys nobody queued)")
     confirmed = statuses["A"].get("CONFIRMED", 0), statuses["B"].get("CONFIRMED", 0)
