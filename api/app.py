@@ -34,10 +34,15 @@ from api.events import (
     http_subscription_refused,
     is_http_subscription,
 )
+from api.exports import market_csv_router
+from api.market_page import market_page_router
 from api.migrate import current_revision, head_revision
+from api.openreferral import openreferral_router
 from api.peers import PeerDoor, peer_call
 from api.settings import Settings
 from api.worker import build_worker
+from care.disclosure import DisclosureRules
+from care.openreferral import Contact
 from care.tokens import is_in_force
 from care.viewer import ANONYMOUS
 from federation.client import FederationClient
@@ -154,6 +159,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         max_page_size=settings.max_page_size,
         max_query_cost=settings.max_query_cost,
         cover_source_seconds=settings.cover_source_timeout_seconds,
+        disclosure=DisclosureRules(
+            min_people=settings.disclosure_min_people, rounding_base=settings.disclosure_rounding
+        ),
+        market_partner_seconds=settings.market_partner_timeout_seconds,
     )
     configure_exchanges(settings.cover_hold_minutes)
     schema = create_schema(
@@ -254,7 +263,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 federation=federation,
                 peer_manifest=partner.manifest,
             )
-        verified = tokens.from_header(connection.headers.get("authorization"))
+        return await context_for(session, connection.headers.get("authorization"))
+
+    async def context_for(session: AsyncSession, authorization: str | None) -> Context:
+        """A member's (or anonymous) context from an Authorization header value: for
+        /graphql, and the analysts' page, which takes the token from its form."""
+        federation: FederationClient = app.state.federation
+        verified = tokens.from_header(authorization)
         if verified is None:
             return Context(session=session, viewer=ANONYMOUS, limits=limits, federation=federation)
         # Revoked, or its member deactivated: one indexed statement (see care/tokens.py).
@@ -273,7 +288,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             viewer=verified.viewer,
             limits=limits,
             federation=federation,
-            read_sessions=connection.app.state.sessions,
+            read_sessions=app.state.sessions,
         )
 
     app = FastAPI(
@@ -337,6 +352,14 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         allowed_origins=settings.cors_origin_list,
     )
     app.include_router(graphql)
+    app.include_router(market_csv_router(schema, get_context))
+    app.include_router(market_page_router(schema, context_for))
+    app.include_router(
+        openreferral_router(
+            settings.base_url,
+            Contact(settings.public_email, settings.public_phone, settings.public_website),
+        )
+    )
 
     @app.get("/.well-known/coopnet", include_in_schema=False)
     async def manifest(request: Request) -> Response:

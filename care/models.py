@@ -180,6 +180,9 @@ class Member(Base):
     # Tokens issued at or before this instant are refused (`coopnet token revoke --member`;
     # set by a trigger when the member is deactivated, so re-activation revives none).
     tokens_valid_after: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The London date the member was last deactivated (leavers, for market figures); set
+    # and cleared by a trigger on `active` (migration 0015), so no code path forgets it.
+    left_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class ServiceUserProfile(Base):
@@ -229,6 +232,28 @@ class PaProfile(Base):
     hourly_pay_pence: Mapped[int] = mapped_column(Integer)
     max_travel_km: Mapped[Decimal] = mapped_column(Numeric(6, 2), server_default="10")
     working_time_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class PaPayRate(Base):
+    """A PA's hourly pay from a date: the history of `pa_profile.hourly_pay_pence`, one row
+    per London day it was set (a trigger on pa_profile writes it, migration 0015), so a
+    report for a past period uses the pay of that period. Personal data: admins and the
+    PA only."""
+
+    __tablename__ = "pa_pay_rate"
+    __table_args__ = (
+        CheckConstraint("hourly_pay_pence > 0", name="pay_positive"),
+        CheckConstraint("hourly_pay_pence <= 100000", name="pay_bounded"),
+    )
+
+    pa_id: Mapped[int] = mapped_column(
+        ForeignKey("pa_profile.member_id", ondelete="CASCADE"), primary_key=True
+    )
+    effective_from: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    hourly_pay_pence: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class PaSkill(Base):

@@ -248,6 +248,17 @@ def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
     return _set(v.service_user_id).where(v.pa_id == me(viewer))
 
 
+def pay_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
+    """May the viewer read this member's pay (`hourlyPayPence`, `payRates`)? Admins and the
+    PA themself only: coordinators deploy PAs but do not see what they earn."""
+    if viewer.role is Role.ADMIN:
+        return true()
+    if viewer.member_id is None or viewer.role is not Role.PA:
+        return false()
+    mid: ColumnElement[int] = member.id
+    return mid == me(viewer)
+
+
 def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
     """May the viewer read this member's personal data (contact, postcode, location,
     funding)? Always combined with `member_visible`."""

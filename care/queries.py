@@ -46,6 +46,7 @@ from care.models import (
     LocalAuthorityNeighbour,
     Member,
     PaCommitment,
+    PaPayRate,
     PaProfile,
     Partnership,
     PaSkill,
@@ -149,7 +150,7 @@ def _member_select(viewer: Viewer) -> Select:
             PaProfile.member_id.label("pa_id"),
             _masked(personal, PaProfile.dbs_checked_on, "dbs_checked_on"),
             PaProfile.contracted_weekly_hours,
-            _masked(personal, PaProfile.hourly_pay_pence, "hourly_pay_pence"),
+            _masked(policy.pay_visible(viewer), PaProfile.hourly_pay_pence, "hourly_pay_pence"),
             PaProfile.max_travel_km,
             PaProfile.working_time_opt_out,
         )
@@ -270,6 +271,21 @@ def pa_skills(pa_ids: Sequence[int]) -> Select:
         select(PaSkill.pa_id.label("pg_parent"), PaSkill.skill, PaSkill.expires_on)
         .where(PaSkill.pa_id.in_(pa_ids))
         .order_by(PaSkill.pa_id, PaSkill.skill)
+    )
+
+
+def pa_pay_rates(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
+    """The pay history of PAs whose pay the viewer may read (admins; the PA themself),
+    newest first."""
+    return (
+        select(
+            PaPayRate.pa_id.label("pg_parent"),
+            PaPayRate.effective_from,
+            PaPayRate.hourly_pay_pence,
+        )
+        .join(Member, Member.id == PaPayRate.pa_id)
+        .where(PaPayRate.pa_id.in_(pa_ids), policy.pay_visible(viewer))
+        .order_by(PaPayRate.pa_id, PaPayRate.effective_from.desc())
     )
 
 

@@ -84,6 +84,7 @@ from care.services.cover_requests import Pending, _open_one, announce, close_ope
 from care.viewer import Viewer
 from federation.client import FederationClient, PartnerError, PartnerErrorCode
 from federation.feed import pseudonym
+from federation.idempotency import DuplicateDelivery
 from federation.outbox import send_later
 from federation.partners import record_contact, store_keys
 
@@ -859,8 +860,12 @@ async def receive_request(
             session.add(exchange)
             await session.flush()
     except IntegrityError as exc:
-        if constraint_name(exc) == PA_COMMITMENT_GUARD:
+        name = constraint_name(exc)
+        if name == PA_COMMITMENT_GUARD:
             return {"status": AnswerStatus.CONFLICT, "holdExpiresAt": None, "reason": None}
+        if name == "uq_cover_exchange_partnership_ref":
+            # Another copy of this request was applied meanwhile: roll back; read again.
+            raise DuplicateDelivery("This request was applied meanwhile.") from exc
         raise
     await _events(session, [(exchange.id, HELD)], PARTNER, note="Asked by the partner.")
     return _held(exchange)
@@ -1081,12 +1086,13 @@ async def _providing_update(
         why = "The hold ran out before the confirmation."
         await _tell(session, exchange.partnership_id, exchange.ref, CANCELLED, reason=why)
         return {"status": CANCELLED}
-    exchange.person_first_name = (update_.person_first_name or "").strip()[:100] or None
-    exchange.person_address = (update_.person_address or "").strip()[:500] or None
-    exchange.care_summary = (update_.care_summary or "").strip()[:MAX_SUMMARY] or None
     try:
         # EXPIRED -> CONFIRMED places the hold again: the PA may have been booked since.
+        # The details are kept only with the confirmation (inside the savepoint).
         async with session.begin_nested():
+            exchange.person_first_name = (update_.person_first_name or "").strip()[:100] or None
+            exchange.person_address = (update_.person_address or "").strip()[:500] or None
+            exchange.care_summary = (update_.care_summary or "").strip()[:MAX_SUMMARY] or None
             await _record(session, exchange, CONFIRMED, PARTNER, role=role)
     except IntegrityError as exc:
         if constraint_name(exc) != PA_COMMITMENT_GUARD:

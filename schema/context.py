@@ -14,6 +14,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
+from care.disclosure import DisclosureRules
 from care.viewer import Viewer
 from federation.client import FederationClient, Manifest
 
@@ -24,11 +25,16 @@ class RequestEnded(Exception):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may ask for, and how published figures are protected."""
+
     max_page_size: int = 100
     default_page_size: int = 20
     max_query_cost: int = 5000
     # How long each partner's cover candidates may take (COVER_SOURCE_TIMEOUT_SECONDS).
     cover_source_seconds: float = 2.0
+    disclosure: DisclosureRules = DisclosureRules()
+    # How long networkMarketReport waits for each partner co-op's figures.
+    market_partner_seconds: float = 5.0
 
 
 class Context(BaseContext):

@@ -138,6 +138,14 @@ PEERS = Access("PEERS", peer=True)
 PARTNER_AVAILABILITY = Access("PARTNER_AVAILABILITY", scope=PartnerScope.AVAILABILITY)
 PARTNER_COVER = Access("PARTNER_COVER", scope=PartnerScope.COVER)
 PARTNER_MARKET_DATA = Access("PARTNER_MARKET_DATA", scope=PartnerScope.MARKET_DATA)
+# Market figures: LA analysts, councils' instances granted MARKET_DATA, and admins; each
+# for the local authorities they may see (care.market.check_reader).
+MARKET = Access(
+    "MARKET",
+    kinds=(PrincipalKind.LA_ANALYST,),
+    roles=(Role.ADMIN,),
+    scope=PartnerScope.MARKET_DATA,
+)
 
 
 def guard(rule: Access) -> list[FieldExtension]:

@@ -18,6 +18,7 @@ from schema.exchange import CoverExchangeQueries
 from schema.expansion import ExpansionQueries
 from schema.feed import FeedQueries
 from schema.figures import FigureQueries
+from schema.market import MarketQueries
 from schema.peers import PeerQueries
 from schema.permissions import (
     ADMINS,
@@ -89,6 +90,7 @@ class Query(
     PeerQueries,
     FeedQueries,
     ExpansionQueries,
+    MarketQueries,
     CoverExchangeQueries,
 ):
     @strawberry.field(

@@ -208,13 +208,20 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
     ),
 }
 
+
+def document_enum(enum: type[StrEnum], description: str, values: dict[str, str]) -> None:
+    """Expose a domain enum in the schema with a description for it and every value; the
+    schema refuses to build if a value is missing or extra."""
+    strawberry.enum(enum, description=description)
+    definition: StrawberryEnumDefinition = enum.__strawberry_definition__  # type: ignore[attr-defined]
+    if {v.name for v in definition.values} != values.keys():
+        raise RuntimeError(f"Describe every value of {enum.__name__}, and only those.")
+    for value in definition.values:
+        value.description = values[value.name]
+
+
 for _enum, (_description, _values) in _ENUM_DOCS.items():
-    strawberry.enum(_enum, description=_description)
-    _definition: StrawberryEnumDefinition = _enum.__strawberry_definition__  # type: ignore[attr-defined]
-    if {v.name for v in _definition.values} != _values.keys():
-        raise RuntimeError(f"Describe every value of {_enum.__name__}, and only those.")
-    for _value in _definition.values:
-        _value.description = _values[_value.name]
+    document_enum(_enum, _description, _values)
 
 CoopKind = enums.CoopKind
 CqcStatus = enums.CqcStatus
@@ -514,6 +521,14 @@ class Skill:
     )
 
 
+@strawberry.type(description="A PA's hourly pay from a date.")
+class PayRate:
+    effective_from: dt.date = strawberry.field(
+        description="The London date this rate applied from (until the next one)."
+    )
+    hourly_pay_pence: int = strawberry.field(description="Pay per hour, in pence.")
+
+
 @strawberry.type(description="A person receiving care.")
 class ServiceUser(Member):
     funding: Funding | None = strawberry.field(
@@ -580,7 +595,8 @@ class PersonalAssistant(Member):
     )
     hourly_pay_pence: int | None = strawberry.field(
         description=(
-            "Hourly pay in pence. Personal data: null unless the caller may read it, or if not set."
+            "Hourly pay in pence, now. Personal data: admins and the PA themself only (null for"
+            " anyone else)."
         )
     )
     max_travel_km: float = strawberry.field(
@@ -594,6 +610,22 @@ class PersonalAssistant(Member):
             "(coverRules.maxWeeklyHours)."
         )
     )
+
+    @strawberry.field(
+        description=(
+            "The PA's hourly pay over time, newest first: each rate with the London date it "
+            "applied from. Personal data: admins and the PA themself only (empty for anyone "
+            "else)."
+        )
+    )
+    async def pay_rates(self, info: Info) -> list[PayRate]:
+        rows = await loaders.grouped(
+            info.context, "pay_rates", lambda ids: queries.pa_pay_rates(info.context.viewer, ids)
+        ).load(self.id)
+        return [
+            PayRate(effective_from=r.effective_from, hourly_pay_pence=r.hourly_pay_pence)
+            for r in rows
+        ]
 
     @strawberry.field(description="The PA's skills and training, with expiry dates.")
     async def skills(self, info: Info) -> list[Skill]:

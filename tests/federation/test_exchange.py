@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import Range
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from care.enums import Role
 from care.models import (
@@ -582,3 +586,223 @@ async def _mine_as(instance: Instance, pa_id: int) -> int:
     data = await instance.data(MINE, token=instance.token(Role.PA, pa_id))
     total: int = data["myCoverExchanges"]["totalCount"]
     return total
+
+
+REQUEST_COVER_AS_PEER = """
+mutation($key: String!, $request: PeerCoverRequestInput!) {
+  peerRequestCover(idempotencyKey: $key, request: $request) {
+    status holdExpiresAt reason errors { field code } } }
+"""
+
+
+async def _as_a(world: World, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """A signed call from A to B, made by hand (as A's instance would)."""
+    client = FederationClient(identity_of(world.a.instance), world.a.instance.base_url)
+    try:
+        result = await client.call(
+            world.b.graphql_url, identity_of(world.b).jwks(), query, variables
+        )
+    finally:
+        await client.aclose()
+    return result.data
+
+
+async def _held_at_b(world: World, start: dt.datetime) -> tuple[str, dict[str, Any]]:
+    ref = str(uuid.uuid4())
+    request = {
+        "ref": ref,
+        "paRef": world.a.pa_ref,
+        "startsAt": start.isoformat(),
+        "endsAt": (start + dt.timedelta(hours=1)).isoformat(),
+        "district": "N12",
+        "skills": ["hoist"],
+    }
+    data = await _as_a(world, REQUEST_COVER_AS_PEER, {"key": str(uuid.uuid4()), "request": request})
+    return ref, data["peerRequestCover"]
+
+
+async def test_a_peer_request_is_answered_once_per_key_and_checked(world: World) -> None:
+    start = at(days=2)
+    request = {
+        "ref": str(uuid.uuid4()),
+        "paRef": world.a.pa_ref,
+        "startsAt": start.isoformat(),
+        "endsAt": (start + dt.timedelta(hours=1)).isoformat(),
+    }
+    key = str(uuid.uuid4())
+    first = await _as_a(world, REQUEST_COVER_AS_PEER, {"key": key, "request": request})
+    again = await _as_a(world, REQUEST_COVER_AS_PEER, {"key": key, "request": request})
+    assert first == again and first["peerRequestCover"]["status"] == "HELD"
+    assert await _holds(world.b) == 1
+    # Another PA reference, a bad time, a reference B never gave: no hold.
+    unknown = await _as_a(
+        world,
+        REQUEST_COVER_AS_PEER,
+        {"key": str(uuid.uuid4()), "request": {**request, "ref": str(uuid.uuid4()), "paRef": "x"}},
+    )
+    assert unknown["peerRequestCover"]["status"] == "UNAVAILABLE"
+    backwards = await _as_a(
+        world,
+        REQUEST_COVER_AS_PEER,
+        {
+            "key": str(uuid.uuid4()),
+            "request": {**request, "ref": str(uuid.uuid4()), "endsAt": request["startsAt"]},
+        },
+    )
+    assert backwards["peerRequestCover"]["status"] is None
+    assert [e["code"] for e in backwards["peerRequestCover"]["errors"]] == ["INVALID_RANGE"]
+    assert await _holds(world.b) == 1
+
+
+async def _confirm_as_a(world: World, ref: str, sent_at: dt.datetime) -> dict[str, Any]:
+    update_ = {
+        "ref": ref,
+        "status": "CONFIRMED",
+        "sentAt": sent_at.isoformat(),
+        "person": {"firstName": "Ada", "address": "N12 0AA", "careSummary": "Tea, no sugar."},
+    }
+    data = await _as_a(
+        world, COVER_UPDATE, {"idempotencyKey": str(uuid.uuid4()), "update": update_}
+    )
+    answer: dict[str, Any] = data["peerCoverUpdate"]
+    return answer
+
+
+async def _expire_at_b(world: World, ref: str) -> dt.datetime:
+    async with world.b.session() as s:
+        expired_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        await s.execute(
+            update(CoverExchange)
+            .where(CoverExchange.ref == uuid.UUID(ref))
+            .values(status="ACCEPTED", hold_expires_at=expired_at)
+        )
+        assert await expire_holds(s) == 1
+        await s.commit()
+    return expired_at
+
+
+async def test_a_confirmation_sent_before_the_hold_ran_out_is_honoured(world: World) -> None:
+    ref, answer = await _held_at_b(world, at(days=2))
+    assert answer["status"] == "HELD"
+    expired_at = await _expire_at_b(world, ref)
+    assert await _holds(world.b) == 0
+    late = await _confirm_as_a(world, ref, expired_at - dt.timedelta(seconds=30))
+    assert late == {"status": "CONFIRMED", "errors": []}
+    row = await _exchange(world.b, ref)
+    assert row is not None and row.status == "CONFIRMED" and row.person_first_name == "Ada"
+    assert await _holds(world.b) == 1  # the hold is back: the booking
+
+
+async def test_a_confirmation_sent_after_the_hold_ran_out_is_cancelled(world: World) -> None:
+    ref, _ = await _held_at_b(world, at(days=2))
+    expired_at = await _expire_at_b(world, ref)
+    late = await _confirm_as_a(world, ref, expired_at + dt.timedelta(seconds=30))
+    assert late == {"status": "CANCELLED", "errors": []}
+    row = await _exchange(world.b, ref)
+    assert row is not None and row.status == "EXPIRED" and row.person_first_name is None
+    assert await _holds(world.b) == 0
+
+
+async def test_a_confirmation_for_a_time_taken_meanwhile_is_cancelled(world: World) -> None:
+    start = at(days=2)
+    ref, _ = await _held_at_b(world, start)
+    expired_at = await _expire_at_b(world, ref)
+    # Meanwhile B books its PA locally over that time.
+    booked = await world.b.data(
+        SCHEDULE,
+        {
+            "input": {
+                "serviceUserId": gid("ServiceUser", world.b_person),
+                "paId": gid("PersonalAssistant", world.b_pa),
+                "startsAt": start.isoformat(),
+                "endsAt": (start + dt.timedelta(hours=1)).isoformat(),
+            }
+        },
+        token=world.b.token(Role.ADMIN, world.b_admin),
+    )
+    assert booked["scheduleVisit"]["errors"] == []
+    late = await _confirm_as_a(world, ref, expired_at - dt.timedelta(seconds=30))
+    assert late == {"status": "CANCELLED", "errors": []}
+    row = await _exchange(world.b, ref)
+    assert row is not None and row.status == "EXPIRED" and row.person_first_name is None
+
+
+SUBSCRIBE = "subscription { coverExchanges { ref side status } }"
+
+
+@asynccontextmanager
+async def _live(instance: Instance, token: str) -> AsyncIterator[ClientConnection]:
+    """A graphql-transport-ws subscription to coverExchanges, as `token`'s holder."""
+    url = instance.base_url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
+        yield ws
+
+
+async def _until(
+    ws: ClientConnection, ref: str, status: str, wait: float = 15
+) -> list[tuple[str, str]]:
+    """The (side, status) events about `ref` received until `status` arrives."""
+    seen: list[tuple[str, str]] = []
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout=wait))
+        assert message["type"] == "next", message
+        item = message["payload"]["data"]["coverExchanges"]
+        if item["ref"] == ref:
+            seen.append((item["side"], item["status"]))
+            if item["status"] == status:
+                return seen
+
+
+async def test_coordinators_on_both_sides_hear_of_each_change(world: World) -> None:
+    a, b = world.a, world.b
+    request_id = await a.open_request(at(days=2))
+    async with (
+        _live(a.instance, a.token) as on_a,
+        _live(b, b.token(Role.COORDINATOR, world.b_coordinator)) as on_b,
+    ):
+        # A subscription listens a moment after `subscribe`: the first event may come
+        # before; CONFIRMED comes after two round trips between the instances.
+        ref = (await a.ask(request_id))["exchange"]["ref"]
+        [offer] = await _mine(world)
+        await b.data(ACCEPT, {"id": offer["id"]}, token=b.token(Role.PA, world.b_pa))
+        heard_b = await _until(on_b, ref, "CONFIRMED")
+        heard_a = await _until(on_a, ref, "CONFIRMED")
+    assert {side for side, _ in heard_a} == {"REQUESTING"}
+    assert {side for side, _ in heard_b} == {"PROVIDING"}
+    assert ("PROVIDING", "ACCEPTED") in heard_b
+
+
+async def test_a_coordinator_hears_nothing_of_another_cluster(world: World) -> None:
+    """Events arrive in commit order: the other coordinator's own exchange (warm-up, then
+    after ours) is what they hear, never ours in between."""
+    a = world.a
+    async with a.instance.session() as s:
+        build = Build(s)
+        other = await build.worker("Other Coordinator")
+        cluster = await build.cluster("Other", support_worker=other)
+        person = await build.service_user("Otto Person", needs=["hoist"], cluster=cluster)
+        await s.commit()
+        theirs = Requester(a.instance, a.partnership_id, other.id, person.id, a.pa_ref)
+    ours = await a.open_request(at(days=3))
+    after = await theirs.open_request(at(days=4))
+    async with _live(a.instance, theirs.token) as stranger:
+        # Until the subscription listens, a warm-up event may be missed: ask again.
+        for attempt in range(20):
+            warm_up = await theirs.open_request(at(days=10, hours=2 * attempt))
+            warm_ref = (await theirs.ask(warm_up))["exchange"]["ref"]
+            try:
+                await _until(stranger, warm_ref, "HELD", wait=1)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("the subscription never heard the warm-up")
+        await a.ask(ours)
+        after_ref = (await theirs.ask(after))["exchange"]["ref"]
+        message = json.loads(await asyncio.wait_for(stranger.recv(), timeout=15))
+    assert message["payload"]["data"]["coverExchanges"]["ref"] == after_ref

@@ -170,10 +170,12 @@ async def demo(db: AsyncSession) -> Demo:
     await db.execute(
         text(
             "INSERT INTO partnership (id, base_url, graphql_endpoint, proposal_ref, direction,"
-            " status, requested_scopes, granted_scopes, protocol_version, pseudonym_key)"
+            " status, requested_scopes, granted_scopes, protocol_version, pseudonym_key,"
+            " coop_name)"
             " VALUES (1, 'https://partner.example', 'https://partner.example/graphql',"
             " gen_random_uuid(), 'INCOMING', 'ACTIVE', '{AVAILABILITY,COVER,MARKET_DATA}',"
-            " '{AVAILABILITY,COVER,MARKET_DATA}', 'coopnet-federation/1', '\\x01')"
+            " '{AVAILABILITY,COVER,MARKET_DATA}', 'coopnet-federation/1', '\\x01',"
+            " 'Partner Care Co-op')"
         )
     )
     await db.execute(text("SELECT setval('partnership_id_seq', 1)"))
