@@ -36,6 +36,10 @@ The synthetic co-op (all in one area of about 33 x 41 km, north London-ish):
   their visits in it into cover requests; 4% of past visits were filled by cover.
 - 100,000 availability windows of 3 to 6 hours, 20 per PA, spread over the next 8 weeks
   (the horizon the service expands weekly patterns to; `--window-days` changes it).
+- Two partner co-ops (ACTIVE, granting AVAILABILITY and COVER), each with 1,000 PAs in
+  north London postcode districts and 20 synced free periods each over the same horizon
+  (40,000 `partner_window` rows), and a few hundred confirmed exchanges for past visits.
+  `coverCandidates` searches both beside our own PAs; `--no-partners` asks without them.
 """
 
 from __future__ import annotations
@@ -80,14 +84,81 @@ CLUSTERS = 250
 VISITS = 200_000
 WINDOWS = 100_000
 
-QUERY = """query Candidates($visit: ID!, $first: Int) {
-  coverCandidates(visitId: $visit, first: $first) {
-    source score distanceKm visitsToPersonLast8Weeks isRegularPa sameCluster samePool
-    hoursInWeek contractedWeeklyHours coversLast28Days
-    parts { continuity regularPa sameCluster samePool travel contractHours fairness }
-    pa { id name }
+PARTNERS = 2
+PARTNER_PAS = 1_000  # per partner co-op
+PARTNER_WINDOWS = 20  # per partner PA, over the horizon
+
+QUERY = """query Candidates($visit: ID!, $first: Int, $partners: Boolean) {
+  coverCandidates(visitId: $visit, first: $first, includePartners: $partners) {
+    candidates {
+      source score distanceKm visitsToPersonLast8Weeks coversLast28Days
+      parts { continuity regularPa sameCluster samePool travel contractHours fairness }
+      ... on LocalCoverCandidate {
+        isRegularPa sameCluster samePool hoursInWeek contractedWeeklyHours pa { id name }
+      }
+      ... on PartnerCoverCandidate {
+        partnership { id name } paRef district travelKm skills { skill expiresOn }
+      }
+    }
+    leftOut { source reason }
   }
 }"""
+
+# Partner co-ops: what their availability feeds would have given us (`partner_window`,
+# as the sync stores it) and confirmed exchanges with them (continuity). Loaded with the
+# co-op, or added to a reused database that predates them.
+PARTNER_SQL: list[str] = [
+    """CREATE OR REPLACE FUNCTION pg_temp.rnd(n bigint, salt int) RETURNS float8
+       LANGUAGE sql IMMUTABLE PARALLEL SAFE
+       AS $$ SELECT (hashint8(n * 7919 + salt) & 2147483647)::float8 / 2147483648 $$""",
+    f"""INSERT INTO partnership (base_url, graphql_endpoint, proposal_ref, direction, status,
+                                 requested_scopes, granted_scopes, protocol_version,
+                                 coop_name, home_la_code, local_authorities, pseudonym_key,
+                                 last_sync_at)
+        SELECT 'https://partner' || k || '.example.org',
+               'https://partner' || k || '.example.org/graphql', gen_random_uuid(),
+               'OUTGOING', 'ACTIVE', ARRAY['AVAILABILITY', 'COVER'],
+               ARRAY['AVAILABILITY', 'COVER'], 'coopnet-federation/1',
+               'Partner Co-op ' || k, 'E09000014',
+               '[{{"gssCode": "E09000014", "name": "Haringey"}}]'::jsonb,
+               decode(md5('bench' || k), 'hex'), now()
+        FROM generate_series(1, {PARTNERS}) k""",
+    # Window w = 0..19 of partner PA p of partnership k, spread over the horizon like ours;
+    # each PA lives in one of the north London districts around the synthetic co-op.
+    f"""INSERT INTO partner_window (partnership_id, ref, period, pa_ref, skills, district,
+                                    travel_km, during)
+        SELECT p.id, 'w' || n, 0, 'pa' || (n / {PARTNER_WINDOWS}),
+               (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'skill', s.skill,
+                          'expiresOn', CASE WHEN pg_temp.rnd(x, 80 + s.n) < 0.5 THEN NULL
+                                            ELSE to_char(current_date + 200, 'YYYY-MM-DD')
+                                       END)), '[]'::jsonb)
+                FROM (VALUES (1, 'personal-care', 0.97), (2, 'medication', 0.75),
+                             (3, 'hoist', 0.40), (4, 'dementia', 0.55)) AS s (n, skill, share)
+                WHERE pg_temp.rnd(x, 90 + s.n) < s.share),
+               (ARRAY['N2', 'N3', 'N6', 'N8', 'N10', 'N11', 'N12', 'N13', 'N14', 'N15',
+                      'N17', 'N18', 'N20', 'N22', 'EN1', 'EN2', 'EN4', 'EN5', 'NW4', 'NW7',
+                      'NW9', 'HA8'])[1 + floor(pg_temp.rnd(x, 81) * 22)::int],
+               5 + floor(pg_temp.rnd(x, 82) * 16),
+               tstzrange(s, s + make_interval(hours => 3 + floor(pg_temp.rnd(n, 84) * 4)::int))
+        FROM partnership p,
+             generate_series(0, {PARTNER_PAS * PARTNER_WINDOWS - 1}) n,
+             LATERAL (SELECT p.id * 100000 + n / {PARTNER_WINDOWS} AS x,
+                             (n % {PARTNER_WINDOWS})::int AS k) xk,
+             LATERAL (SELECT ((SELECT date_trunc('day', now() AT TIME ZONE 'Europe/London'))
+                              + make_interval(
+                                  days => ((k * {{horizon}}) / {PARTNER_WINDOWS}
+                                           + (n / {PARTNER_WINDOWS})::int) % {{horizon}},
+                                  hours => 7 + floor(pg_temp.rnd(n, 83) * 6)::int))
+                             AT TIME ZONE 'Europe/London' AS s) st""",
+    # Confirmed exchanges for some past visits: partner PAs who covered these people.
+    f"""INSERT INTO cover_exchange (ref, partnership_id, side, status, during, district,
+                                    skills, pa_ref, hold_expires_at, visit_id)
+        SELECT gen_random_uuid(), p.id, 'REQUESTING', 'CONFIRMED', v.during, 'N12',
+               ARRAY['personal-care'], 'pa' || (v.id % {PARTNER_PAS}), lower(v.during), v.id
+        FROM visit v JOIN partnership p ON p.id = 1 + v.id % {PARTNERS}
+        WHERE v.status = 'COMPLETED' AND pg_temp.rnd(v.id, 85) < 0.0025""",
+]
 
 # rnd(n, salt): a deterministic "random" number in [0, 1) from a row number.
 LOAD_SQL: list[str] = [
@@ -347,9 +418,31 @@ async def load(url: str, horizon_days: int) -> None:
                 took = time.perf_counter() - began
                 if took > 1:
                     print(f"  load step {i}: {took:.1f}s", flush=True)
+            await load_partners(conn, horizon_days)
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text("VACUUM ANALYZE"))
+    finally:
+        await engine.dispose()
+
+
+async def load_partners(conn: Any, horizon_days: int) -> None:
+    for sql in PARTNER_SQL:
+        await conn.execute(text(sql.replace("{horizon}", str(horizon_days))))
+
+
+async def ensure_partners(url: str, horizon_days: int) -> None:
+    """A reused database loaded before partner co-ops were part of the bench gets them."""
+    engine = create_engine(url, 1)
+    try:
+        async with engine.begin() as conn:
+            if await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM partnership)")):
+                return
+            print("adding partner co-ops", flush=True)
+            await load_partners(conn, horizon_days)
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE partner_window, cover_exchange"))
     finally:
         await engine.dispose()
 
@@ -366,6 +459,9 @@ async def counts(url: str) -> dict[str, int]:
                 "availability_window",
                 "absence",
                 "cover_request",
+                "partnership",
+                "partner_window",
+                "cover_exchange",
             ):
                 out[table] = int(await conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
     finally:
@@ -452,10 +548,14 @@ async def fire(
     first: int,
     as_admin: bool,
     warmup: int,
+    partners: bool = True,
 ) -> None:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     admin_token = tokens.issue(Role.ADMIN)
     caller_tokens: dict[int, str] = {}
+    # Per measured answer: candidates from partners, sources left out.
+    from_partners: list[int] = []
+    left_out: list[int] = []
 
     def token_for(coordinator: int) -> str:
         if as_admin:
@@ -469,7 +569,8 @@ async def fire(
 
     def body(visit_id: int) -> dict[str, Any]:
         gid = base64.b64encode(f"Visit:{visit_id}".encode()).decode()
-        return {"query": QUERY, "variables": {"visit": gid, "first": first}}
+        variables = {"visit": gid, "first": first, "partners": partners}
+        return {"query": QUERY, "variables": variables}
 
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
@@ -497,7 +598,12 @@ async def fire(
                         if errors <= 3:
                             print(f"error for visit {visit_id}: {payload}", flush=True)
                     else:
-                        returned.append(len(payload["data"]["coverCandidates"]))
+                        answer = payload["data"]["coverCandidates"]
+                        returned.append(len(answer["candidates"]))
+                        from_partners.append(
+                            sum(1 for c in answer["candidates"] if c["source"] == "PARTNER")
+                        )
+                        left_out.append(len(answer["leftOut"]))
 
             await asyncio.gather(*(worker() for _ in range(clients)))
             return latencies, returned, errors
@@ -519,6 +625,8 @@ async def fire(
         # (asyncpg introspects types on a new connection) and prepares the statements.
         await run(list(reversed(jobs))[:warmup])
 
+        from_partners.clear()
+        left_out.clear()
         began = time.perf_counter()
         latencies, returned, errors = await run(jobs)
         elapsed = time.perf_counter() - began
@@ -527,7 +635,8 @@ async def fire(
     ms = [x * 1000 for x in latencies]
     caller = "an admin" if as_admin else "the coordinators"
     print(
-        f"coverCandidates(first: {first}) as {caller}: requests={len(ms)} clients={clients} "
+        f"coverCandidates(first: {first}, includePartners: {str(partners).lower()}) as "
+        f"{caller}: requests={len(ms)} clients={clients} "
         f"warmup={warmup} errors={errors} seconds={elapsed:.2f}"
     )
     print(
@@ -540,6 +649,11 @@ async def fire(
         f"candidates_per_answer={average:.1f} empty_answers={sum(1 for r in returned if r == 0)} "
         f"sql_statements_per_request={sorted(statements)}"
     )
+    if from_partners:
+        print(
+            f"partner_candidates_per_answer={statistics.mean(from_partners):.1f} "
+            f"answers_with_a_source_left_out={sum(1 for n in left_out if n)}"
+        )
 
 
 async def explain(url: str, visit_id: int, coordinator: int) -> None:
@@ -572,6 +686,7 @@ async def prepare(url: str, reuse: bool, horizon_days: int) -> None:
     if reuse and await _loaded(url):
         print(f"reusing {make_url(url).render_as_string(True)}", flush=True)
         migrate(url)  # a new migration (an index) applies to an old bench database too
+        await ensure_partners(url, horizon_days)
         return
     print(f"creating {make_url(url).render_as_string(True)}", flush=True)
     await create_database(url)
@@ -599,6 +714,11 @@ def main() -> None:
         "expansion horizon, %(default)s)",
     )
     parser.add_argument("--explain", action="store_true", help="print one EXPLAIN ANALYZE")
+    parser.add_argument(
+        "--no-partners",
+        action="store_true",
+        help="ask with includePartners: false (our own PAs only)",
+    )
     parser.add_argument(
         "--as-admin",
         action="store_true",
@@ -636,6 +756,7 @@ def main() -> None:
                     args.first,
                     args.as_admin,
                     args.warmup,
+                    not args.no_partners,
                 )
             )
         finally:

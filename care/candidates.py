@@ -1080,11 +1080,11 @@ def score_partner(facts: PartnerFacts, weights: Mapping[str, float]) -> PartnerC
     parts = ScoreParts(
         continuity=weights["continuity"]
         * min(facts.visits_to_person_last_8_weeks / float(CONTINUITY_FULL_AT), 1.0),
-        regular_pa=weights["regularPa"] * 0.0,
-        same_cluster=weights["sameCluster"] * 0.0,
+        regular_pa=0.0,
+        same_cluster=0.0,
         same_pool=weights["samePool"] * 1.0,
         travel=weights["travel"] * travel,
-        contract_hours=weights["contractHours"] * 0.0,
+        contract_hours=0.0,
         fairness=weights["fairness"] / (1.0 + facts.covers_last_28_days),
     )
     # Summed in the local statement's order, so equal parts give equal scores.
@@ -1170,9 +1170,10 @@ async def find_cover_candidates(
 
     Our PAs come from `fetch`; each partner co-op (with `include_partners`) and each of
     `extra_sources` is a further source, queried concurrently with ours and each within
-    `source_seconds`, through `partner_fetch` (which must give each call its own
-    database session to run concurrently; `fetch` when None). A source that fails or runs
-    out of time is left out and named; our own failing fails the answer, as before.
+    `source_seconds`, through `partner_fetch`, which gives each call a database session of
+    its own (without it, partners share `fetch` and run one after another, after ours). A
+    source that fails or runs out of time is left out and named; our own failing fails
+    the answer, as before.
     """
     if viewer.role not in MANAGERS:
         raise forbidden("Only admins and coordinators may look for cover.")
@@ -1197,20 +1198,27 @@ async def find_cover_candidates(
         PartnerCandidates(p, partner_fetch or fetch) for p in target.partners
     ]
     others.extend(extra_sources)
-    tasks = [
-        asyncio.create_task(_bounded(s, viewer, target, first, source_seconds)) for s in others
-    ]
-    try:
-        merged: list[AnyCandidate] = list(
-            await LocalCandidates(fetch).candidates(viewer, target, first)
-        )
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    ours = LocalCandidates(fetch)
+    answers: list[Sequence[Candidate | PartnerFacts] | LeftOut] = []
+    if partner_fetch is None and target.partners:
+        # One session cannot run two statements at once: one source after another.
+        merged: list[AnyCandidate] = list(await ours.candidates(viewer, target, first))
+        for source in others:
+            answers.append(await _bounded(source, viewer, target, first, source_seconds))
+    else:
+        tasks = [
+            asyncio.create_task(_bounded(s, viewer, target, first, source_seconds)) for s in others
+        ]
+        try:
+            merged = list(await ours.candidates(viewer, target, first))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        answers.extend(await asyncio.gather(*tasks))
     left_out: list[LeftOut] = []
-    for answer in await asyncio.gather(*tasks):
+    for answer in answers:
         if isinstance(answer, LeftOut):
             left_out.append(answer)
         else:

@@ -4,28 +4,39 @@ federation issue adds partner co-ops as sources), and the search restricted to g
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.candidates import (
     LOCAL_SOURCE,
     Candidate,
     CoverTarget,
+    Fetch,
+    LeftOut,
+    PartnerCandidate,
     ScoreParts,
     candidates_statement,
     find_cover_candidates,
     rank,
     session_fetch,
+    sessions_fetch,
 )
 from care.enums import Role
 from care.errors import DomainError, ErrorCode
-from care.models import Member, Visit
+from care.models import Member, Partnership, PartnerWindow, Visit
 from care.viewer import Viewer
 from tests.factories import Build
+from tests.federation.instances import eventually
 
 LONDON = ZoneInfo("Europe/London")
 ADMIN = Viewer(role=Role.ADMIN)
@@ -143,3 +154,169 @@ async def test_refusals(db: AsyncSession) -> None:
     assert missing.value.code is ErrorCode.NOT_FOUND
     mine = Viewer(role=Role.COORDINATOR, member_id=coordinator.id)
     assert len((await find_cover_candidates(fetch, mine, visit.id, 5)).candidates) == 3
+
+
+@dataclasses.dataclass
+class SlowSource:
+    """A source that never answers (our own code through the protocol: a stand-in for a
+    partner search stuck on a slow database)."""
+
+    name: str = "SLOW"
+    cancelled: bool = False
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass
+class FailingSource:
+    name: str = "BROKEN"
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        raise RuntimeError("the partner's data could not be read")
+
+
+async def test_a_slow_or_failing_source_is_left_out_and_ours_still_come_back(
+    db: AsyncSession,
+) -> None:
+    visit, pas, _, _ = await arrange(db)
+    slow, broken = SlowSource(), FailingSource()
+    other = OtherSource([remote(9001, 100, 1.0)])
+    found = await find_cover_candidates(
+        session_fetch(db),
+        ADMIN,
+        visit.id,
+        10,
+        extra_sources=[slow, broken, other],
+        source_seconds=0.05,
+    )
+    assert [c.pa_id for c in found.candidates if isinstance(c, Candidate)] == [
+        9001,
+        pas[0].id,
+        pas[1].id,
+        pas[2].id,
+    ]
+    assert found.left_out == [
+        LeftOut("SLOW", None, "TIMED_OUT"),
+        LeftOut("BROKEN", None, "FAILED"),
+    ]
+    assert slow.cancelled  # stopped, not left running
+
+
+async def test_our_own_search_failing_fails_the_answer_and_stops_the_others(
+    db: AsyncSession,
+) -> None:
+    visit, _, _, _ = await arrange(db)
+    slow = SlowSource()
+    fetch = session_fetch(db)
+    calls = 0
+
+    async def failing_search(stmt: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first is the visit, the second our search
+            await asyncio.sleep(0)  # the other source is under way
+            raise RuntimeError("our database is away")
+        return await fetch(stmt)
+
+    with pytest.raises(RuntimeError):
+        await find_cover_candidates(
+            failing_search, ADMIN, visit.id, 10, extra_sources=[slow], source_seconds=60
+        )
+    assert slow.cancelled
+
+
+@dataclasses.dataclass
+class SlowDatabaseSource:
+    """A source whose statement outlasts its time limit in PostgreSQL itself."""
+
+    fetch: Fetch
+    name: str = "SLOW_SQL"
+
+    async def candidates(self, viewer: Viewer, target: CoverTarget, limit: int) -> list[Candidate]:
+        await self.fetch(select(func.pg_sleep(30)))
+        return []
+
+
+async def test_a_source_timed_out_in_the_database_leaves_no_statement_running(
+    app: Any, db: AsyncSession
+) -> None:
+    visit, pas, _, _ = await arrange(db)
+    sessions = app.state.sessions
+    found = await find_cover_candidates(
+        session_fetch(db),
+        ADMIN,
+        visit.id,
+        10,
+        partner_fetch=sessions_fetch(sessions),
+        extra_sources=[SlowDatabaseSource(sessions_fetch(sessions))],
+        source_seconds=0.2,
+    )
+    assert len(found.candidates) == 3
+    assert found.left_out == [LeftOut("SLOW_SQL", None, "TIMED_OUT")]
+
+    async def sleeping() -> int:
+        async with sessions() as s:
+            return int(
+                await s.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
+                    )
+                )
+                or 0
+            )
+
+    async def none_sleeping() -> bool:
+        return await sleeping() == 0
+
+    # The statement is cancelled in PostgreSQL, and the pool still serves.
+    await eventually(none_sleeping, "the slow statement cancelled")
+    assert (
+        len((await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)).candidates) == 3
+    )
+
+
+async def test_partners_through_one_session_run_after_ours(db: AsyncSession) -> None:
+    """Without a session factory for partners (a caller holding one session), partner
+    sources share it, one after another: the same answer, nothing concurrent on it."""
+    visit, pas, _, _ = await arrange(db)
+    partners = []
+    for name in ("North Care", "East Care"):
+        p = Partnership(
+            base_url=f"https://{name.split()[0].lower()}.example.org",
+            graphql_endpoint="https://example.org/graphql",
+            proposal_ref=uuid.uuid4(),
+            direction="OUTGOING",
+            status="ACTIVE",
+            requested_scopes=["AVAILABILITY", "COVER"],
+            granted_scopes=["AVAILABILITY", "COVER"],
+            protocol_version="coopnet-federation/1",
+            coop_name=name,
+        )
+        db.add(p)
+        await db.flush()
+        db.add(
+            PartnerWindow(
+                partnership_id=p.id,
+                ref="w1",
+                period=0,
+                pa_ref="pa-1",
+                skills=[{"skill": "personal-care", "expiresOn": None}],
+                district="N12",
+                travel_km=Decimal(5),
+                during=Range(visit.during.lower, visit.during.upper, bounds="[)"),
+            )
+        )
+        partners.append(p)
+    await db.commit()
+    found = await find_cover_candidates(session_fetch(db), ADMIN, visit.id, 10)
+    assert found.left_out == []
+    assert sorted(
+        (c.partner.coop_name, c.pa_ref) for c in found.candidates if isinstance(c, PartnerCandidate)
+    ) == [("East Care", "pa-1"), ("North Care", "pa-1")]
+    assert sum(isinstance(c, Candidate) for c in found.candidates) == len(pas)
