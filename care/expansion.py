@@ -16,11 +16,12 @@ section 13, is the reference for coordinators; the definitions, precisely:
 - Own capacity: active members with a PA profile whose home is within their own
   `max_travel_km` of the district's centre (great-circle distance, the formula of
   care/candidates.py). Home: the member's latitude/longitude, else the centroid of the
-  district of their postcode; neither: not counted. A PA's free hours = the hours of
-  their availability windows inside the horizon minus the hours of those windows taken
-  by commitments (`pa_commitment`: active visits, absences, holds for partners; the
-  exclusion constraints keep windows and commitments each non-overlapping, so the sum
-  of intersections is exact). `own_pas` counts PAs in reach with free hours > 0;
+  district of their postcode; neither: not counted. A PA's free hours = the time of
+  their availability windows inside the horizon that no commitment takes (`pa_commitment`:
+  active visits, absences, holds for partners), computed per PA as multiranges
+  (`range_agg` of the windows minus `range_agg` of the commitments), so a commitment
+  reaching outside a window takes only its part inside. `own_pas` counts PAs in reach
+  with free hours > 0;
   `own_hours` sums their free hours a week. A PA in reach of two districts counts in
   both: each row is what could serve that district, not a share of a budget.
 - Partner capacity: synced free periods (`partner_window`) of ACTIVE partnerships, inside
@@ -52,6 +53,7 @@ local authority with no waiting referrals. Everyone else is refused by the Graph
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -70,6 +72,7 @@ DEFAULT_HORIZON_WEEKS = 4
 MAX_HORIZON_WEEKS = 12
 PARTNER_HOURS_WEIGHT = 0.5
 DISTANCE_CAP_KM = 10.0
+KM_PER_DEGREE_LATITUDE = EARTH_RADIUS_KM * math.pi / 180
 
 
 def _km(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
@@ -137,28 +140,30 @@ own_reach_all AS (
            o.travel_km
     FROM place pl CROSS JOIN own_pa o
     WHERE pl.lat IS NOT NULL AND o.lat IS NOT NULL
+      -- a cheap exact bound first: the north-south gap alone is no longer than the distance
+      AND abs(o.lat - pl.lat) * {KM_PER_DEGREE_LATITUDE} <= o.travel_km
 ),
 own_in_reach AS (
     SELECT DISTINCT pa_id FROM own_reach_all WHERE km <= travel_km
 ),
-own_window AS (
-    -- the exclusion index availability_no_overlap (pa_id, during)
-    SELECT w.pa_id, w.during * hz.h AS during
+own_available AS (
+    -- free time as a multirange per PA: windows inside the horizon, merged
+    SELECT w.pa_id, range_agg(w.during * hz.h) AS free
     FROM availability_window w CROSS JOIN horizon hz
     WHERE w.pa_id IN (SELECT pa_id FROM own_in_reach) AND w.during && hz.h
-),
-own_available AS (
-    SELECT pa_id, sum({_hours("during")}) AS hours FROM own_window GROUP BY pa_id
+    GROUP BY w.pa_id
 ),
 own_taken AS (
-    -- the exclusion index pa_commitment_no_overlap (pa_id, during)
-    SELECT ow.pa_id, sum({_hours("ow.during * c.during")}) AS hours
-    FROM own_window ow
-    JOIN pa_commitment c ON c.pa_id = ow.pa_id AND c.during && ow.during
-    GROUP BY ow.pa_id
+    SELECT c.pa_id, range_agg(c.during * hz.h) AS taken
+    FROM pa_commitment c CROSS JOIN horizon hz
+    WHERE c.pa_id IN (SELECT pa_id FROM own_available) AND c.during && hz.h
+    GROUP BY c.pa_id
 ),
-own_free AS (
-    SELECT a.pa_id, greatest(a.hours - coalesce(t.hours, 0), 0) / :weeks AS weekly
+own_free AS MATERIALIZED (  -- once per PA, not per district reached
+    SELECT a.pa_id,
+           (SELECT coalesce(sum({_hours("r")}), 0)
+            FROM unnest(a.free - coalesce(t.taken, '{{}}'::tstzmultirange)) AS r) / :weeks
+               AS weekly
     FROM own_available a LEFT JOIN own_taken t ON t.pa_id = a.pa_id
 ),
 own_reach AS (

@@ -29,7 +29,7 @@ from care.geography import all_centroids, distance_km, postcode_district
 from care.models import Cluster, PartnerCluster, Partnership
 from care.viewer import Viewer
 from federation.feed import pseudonym
-from federation.idempotency import DuplicateDelivery, first_answer, remember
+from federation.idempotency import DuplicateDelivery, KeyReused, first_answer, remember
 from federation.outbox import send_later
 
 OPERATION = "peerClusterOpened"
@@ -148,7 +148,10 @@ async def receive_cluster_opened(
         key = uuid.UUID(idempotency_key)
     except (ValueError, AttributeError) as exc:
         raise DomainError(ErrorCode.INVALID, "A UUID.", "idempotencyKey") from exc
-    seen = await first_answer(session, viewer.partner, key, OPERATION)
+    try:
+        seen = await first_answer(session, viewer.partner, key, OPERATION)
+    except KeyReused as exc:
+        raise DomainError(ErrorCode.INVALID, str(exc), "idempotencyKey") from exc
     if seen is not None:
         return seen
     clean = _checked(notice)

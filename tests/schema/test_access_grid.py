@@ -509,7 +509,7 @@ async def offer_some_cover(app: Any, admin: Viewer) -> None:
 
 
 async def receive_partner_window(db: AsyncSession) -> None:
-    """An ACTIVE partnership and one window received from it."""
+    """An ACTIVE partnership, one window and one cluster notice received from it."""
     await db.execute(
         text(
             """
@@ -521,7 +521,11 @@ async def receive_partner_window(db: AsyncSession) -> None:
                     gen_random_uuid(), 'OUTGOING', 'ACTIVE', '{AVAILABILITY}',
                     '{AVAILABILITY}', '1', 'Partner Co-op', 'E09000010',
                     '[{"gssCode": "E09000010", "name": "Enfield"}]', '\\x00')
-                RETURNING id)
+                RETURNING id),
+            c AS (
+                INSERT INTO partner_cluster (partnership_id, ref, name, la_code, district,
+                    opened_at)
+                SELECT id, 'c1', 'Edmonton', 'E09000010', 'N9', now() FROM p)
             INSERT INTO partner_window (partnership_id, ref, period, pa_ref, skills, district,
                 travel_km, during)
             SELECT id, 'w1', 0, 'pa1', '[{"skill": "hoist", "expiresOn": "2099-01-01"}]',
