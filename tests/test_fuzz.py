@@ -75,6 +75,8 @@ SCALARS = {
     "Date": dates,
     "Time": times,
     "TimeRange": time_ranges,
+    # Output only (peerMarketFigures' raw figures); any literal if an argument ever takes it.
+    "JSON": st.text(max_size=20).map(_string),
 }
 
 
