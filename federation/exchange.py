@@ -719,21 +719,6 @@ async def settled_by_request(session: AsyncSession, viewer: Viewer, request_id: 
     return request_id
 
 
-async def partner_covers_visit(session: AsyncSession, visit_id: int) -> bool:
-    """Is a partner's PA asked for, or booked for, this visit (a live exchange)?"""
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    CoverExchange.visit_id == visit_id,
-                    CoverExchange.side == REQUESTING,
-                    CoverExchange.status.in_(LIVE),
-                )
-            )
-        )
-    )
-
-
 # --- the providing side (B) ------------------------------------------------------------------
 
 
@@ -1217,7 +1202,8 @@ __all__ = [
     "decline",
     "end_with_partnership",
     "expire_holds",
-    "partner_covers_visit",
+    "settled_by_offer",
+    "settled_by_request",
     "receive_request",
     "receive_update",
     "request_cover",

@@ -593,9 +593,7 @@ async def accept_offer(session: AsyncSession, viewer: Viewer, offer_id: int) -> 
             ) from exc
         if name == PA_COMMITMENT_GUARD:  # an absence recorded meanwhile, not yet visible
             raise DomainError(
-                ErrorCode.CONFLICT,
-                "You have just been recorded as away, or held for a partner co-op, at this time.",
-                "id",
+                ErrorCode.CONFLICT, "You have just been recorded as away at this time.", "id"
             ) from exc
         raise
 
