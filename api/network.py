@@ -23,6 +23,8 @@ Ctrl-C or SIGTERM stops the three servers, then the embedded PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime as dt
 import json
 import os
 import socket
@@ -33,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -97,9 +100,75 @@ query PartnerAvailability {
     } }
   }
 }""",
+    # --- the cross-boundary cover story (issue 8) ---
+    "recordAbsence": """
+mutation Sick($input: RecordAbsenceInput!) {
+  recordAbsence(input: $input) {
+    absence { id kind startsAt endsAt }
+    coverRequests { id status visitStartsAt visit { id } }
+    errors { code message }
+  }
+}""",
+    "coverCandidates": """
+query Candidates($visitId: ID!) {
+  coverCandidates(visitId: $visitId, first: 20) {
+    candidates {
+      __typename source score distanceKm
+      ... on PartnerCoverCandidate { paRef partnership { id name } district travelKm }
+    }
+    leftOut { source reason }
+  }
+}""",
+    "partnerWindows": """
+query PartnerWindows($from: DateTime!, $to: DateTime!) {
+  partnerAvailability(filter: {from: $from, to: $to}, first: 100) {
+    edges { node { partner { name } paRef district travelKm start end skills { skill } } }
+  }
+}""",
+    "requestPartnerCover": """
+mutation RequestCover($input: RequestPartnerCoverInput!) {
+  requestPartnerCover(input: $input) {
+    exchange { id ref side status startsAt endsAt district skills paRef holdExpiresAt }
+    errors { field code message }
+  }
+}""",
+    "providing": """
+query Providing {
+  coverExchanges(filter: {side: PROVIDING}, first: 10) {
+    totalCount
+    edges { node { id ref status startsAt endsAt district skills pa { id } } }
+  }
+}""",
+    "acceptPartnerCover": """
+mutation Accept($id: ID!) {
+  acceptPartnerCover(id: $id) {
+    exchange { id status }
+    errors { field code message }
+  }
+}""",
+    "coverExchanges": """
+query Exchanges($side: ExchangeSide!) {
+  coverExchanges(filter: {side: $side}, first: 10) {
+    totalCount
+    edges { node {
+      id ref side status startsAt endsAt district skills partner { name }
+      paFirstName personFirstName personAddress careSummary
+      events { at status bySide byRole }
+    } }
+  }
+}""",
+    "expansionOpportunities": """
+query Expansion($la: String!) {
+  expansionOpportunities(localAuthority: $la) {
+    district peopleWaiting hoursWanted needs { need people }
+    ownPas ownHours partnerPas partnerHours medianDistanceKm ourClusterHere score
+  }
+}""",
 }
 # What the walkthrough's last step prints when it got the neighbour's PAs.
 SHARED_PAS_SHOWN = "shared windows listed"
+# What it prints when both co-ops show the cross-boundary booking.
+BOOKING_SHOWN = "confirmed on both sides"
 
 
 class StepFailed(Exception):
@@ -232,6 +301,175 @@ def _issue_tokens(instance: Instance, people: list[tuple[str, int]]) -> None:
             instance.tokens["COORDINATOR"] = service.issue(Role.COORDINATOR, member_id=member)
 
 
+# --- The cover story: a demo co-op visit a neighbour's PA can take -----------------------
+
+# The demo co-op's districts nearest Haringey, nearest first (Friern Barnet, Palmers Green,
+# Southgate, East Finchley, North Finchley).
+STORY_DISTRICTS = ("N11", "N13", "N14", "N2", "N12")
+STORY_DAYS = range(5, 12)  # days ahead: after the demo's own sick PA is back
+NEXT_DOOR_LA = "E09000010"  # Enfield, next to Barnet: where step 10 looks for demand
+LONDON = ZoneInfo("Europe/London")
+CARE_SUMMARY = (
+    "Uses a hoist for transfers (two-step, sling in the bedroom); likes a chat about the "
+    "garden. Key safe by the front door."
+)
+
+
+@dataclass(frozen=True)
+class CoverStory:
+    """A visit of the demo co-op near the Haringey boundary whose PA falls sick in the
+    walkthrough, and the neighbour co-op's PA (shared with partners, skilled, in reach,
+    free then) who covers it."""
+
+    visit_id: int
+    sick_pa_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    district: str
+    needs: tuple[str, ...]
+    partner_pa_id: int  # on the neighbour's instance
+    partner_pa_name: str
+    window_added: bool  # the neighbour's PA was given the free time (no window covered it)
+
+    @property
+    def day(self) -> dt.date:
+        return self.starts_at.astimezone(LONDON).date()
+
+
+async def _stage_cover_story(demo_url: str, neighbour_url: str) -> CoverStory | None:
+    """Pick the walkthrough's visit and the neighbour's PA for it; if no window of a
+    suitable PA covers any such visit, give the best-placed PA a window that does (the
+    neighbour co-op has no rota, so the PA is free)."""
+    from sqlalchemy import text
+
+    from api.db import create_engine
+    from care.demo import NEIGHBOUR_COOP
+    from care.geography import distance_km
+
+    today = dt.datetime.now(LONDON).date()
+    start = dt.datetime.combine(today + dt.timedelta(STORY_DAYS.start), dt.time(), LONDON)
+    end = dt.datetime.combine(today + dt.timedelta(STORY_DAYS.stop), dt.time(), LONDON)
+    demo, neighbour = (
+        create_engine(demo_url, pool_size=1),
+        create_engine(neighbour_url, pool_size=1),
+    )
+    try:
+        async with demo.connect() as conn:
+            visits = (
+                await conn.execute(
+                    text(
+                        "SELECT v.id, v.pa_id, lower(v.during) AS s, upper(v.during) AS e, "
+                        "upper(split_part(m.postcode, ' ', 1)) AS district, m.latitude, "
+                        "m.longitude, p.needs FROM visit v "
+                        "JOIN member m ON m.id = v.service_user_id "
+                        "JOIN service_user_profile p ON p.member_id = m.id "
+                        "WHERE v.status = 'SCHEDULED' AND v.pa_id IS NOT NULL "
+                        "AND lower(v.during) >= :start AND lower(v.during) < :end "
+                        "AND upper(split_part(m.postcode, ' ', 1)) = ANY(:districts) "
+                        "AND m.latitude IS NOT NULL ORDER BY lower(v.during), v.id"
+                    ),
+                    {"start": start, "end": end, "districts": list(STORY_DISTRICTS)},
+                )
+            ).all()
+        async with neighbour.connect() as conn:
+            pas = (
+                await conn.execute(
+                    text(
+                        "SELECT m.id, m.name, upper(split_part(m.postcode, ' ', 1)) AS district,"
+                        " pp.max_travel_km FROM member m "
+                        "JOIN pa_profile pp ON pp.member_id = m.id WHERE m.active AND EXISTS "
+                        "(SELECT 1 FROM pool_pa JOIN pool ON pool.id = pool_pa.pool_id "
+                        "WHERE pool_pa.pa_id = m.id AND pool.shared_with_partners) ORDER BY m.id"
+                    )
+                )
+            ).all()
+            skills = (
+                await conn.execute(text("SELECT pa_id, skill, expires_on FROM pa_skill"))
+            ).all()
+            windows = (
+                await conn.execute(
+                    text(
+                        "SELECT pa_id, lower(during) AS s, upper(during) AS e "
+                        "FROM availability_window WHERE during && tstzrange(:start, :end)"
+                    ),
+                    {"start": start, "end": end},
+                )
+            ).all()
+
+        def suits(visit: Any, pa: Any) -> bool:
+            centre = NEIGHBOUR_COOP.districts.get(pa.district)
+            if centre is None or pa.max_travel_km is None:
+                return False
+            # A kilometre to spare: the partner's PA is placed at its district's centroid.
+            far = distance_km(centre, (visit.latitude, visit.longitude))
+            if far > float(pa.max_travel_km) - 1:
+                return False
+            held = {
+                k.skill
+                for k in skills
+                if k.pa_id == pa.id and (k.expires_on is None or k.expires_on >= visit.s.date())
+            }
+            return set(visit.needs or ()) <= held
+
+        def free(visit: Any, pa: Any) -> bool:
+            return any(w.pa_id == pa.id and w.s <= visit.s and w.e >= visit.e for w in windows)
+
+        def overlapping(visit: Any, pa: Any) -> bool:
+            return any(w.pa_id == pa.id and w.s < visit.e and w.e > visit.s for w in windows)
+
+        ranked = sorted(visits, key=lambda v: (STORY_DISTRICTS.index(v.district), v.s, v.id))
+        pairs = [(v, p) for v in ranked for p in pas if suits(v, p)]
+        chosen = next(((v, p) for v, p in pairs if free(v, p)), None)
+        added = False
+        if chosen is None:
+            chosen = next(((v, p) for v, p in pairs if not overlapping(v, p)), None)
+            if chosen is None:
+                return None
+            visit, pa = chosen
+            async with neighbour.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO availability_window (pa_id, during) VALUES "
+                        "(:pa, tstzrange(:s, :e))"
+                    ),
+                    {
+                        "pa": pa.id,
+                        "s": visit.s - dt.timedelta(hours=1),
+                        "e": visit.e + dt.timedelta(hours=1),
+                    },
+                )
+            added = True
+        visit, pa = chosen
+        return CoverStory(
+            visit_id=visit.id,
+            sick_pa_id=visit.pa_id,
+            starts_at=visit.s,
+            ends_at=visit.e,
+            district=visit.district,
+            needs=tuple(visit.needs or ()),
+            partner_pa_id=pa.id,
+            partner_pa_name=pa.name,
+            window_added=added,
+        )
+    finally:
+        await demo.dispose()
+        await neighbour.dispose()
+
+
+def _issue(instance: Instance, role: str, member: int | None = None) -> str:
+    from api.auth import TokenService, load_or_create_keys
+    from care.enums import Role
+
+    settings = instance.settings()
+    service = TokenService(
+        load_or_create_keys(settings),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_ttl_seconds,
+    )
+    return service.issue(Role(role), member_id=member)
+
+
 # --- Servers ----------------------------------------------------------------------------
 
 
@@ -307,15 +545,21 @@ def _stop(servers: list[Instance]) -> None:
 
 
 def graphql(
-    client: httpx.Client, instance: Instance, step: str, variables: dict[str, Any] | None = None
+    client: httpx.Client,
+    instance: Instance,
+    step: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    role: str = "ADMIN",
 ) -> dict[str, Any]:
-    """Post a WALKTHROUGH document as the instance's admin; its data, or StepFailed with
-    the GraphQL errors (or the payload's `errors`) in words."""
+    """Post a WALKTHROUGH document as the instance's admin (or another of its printed
+    tokens); its data, or StepFailed with the GraphQL errors (or the payload's `errors`)
+    in words."""
     try:
         response = client.post(
             instance.graphql_url,
             json={"query": WALKTHROUGH[step], "variables": variables or {}},
-            headers={"Authorization": f"Bearer {instance.tokens['ADMIN']}"},
+            headers={"Authorization": f"Bearer {instance.tokens[role]}"},
         )
     except httpx.HTTPError as exc:
         raise StepFailed(f"no answer from {instance.graphql_url}: {exc}") from exc
@@ -382,9 +626,11 @@ def _window_line(node: dict[str, Any]) -> str:
     )
 
 
-def walkthrough(servers: list[Instance], out: Any = None) -> bool:
-    """Partner northside and lea-valley, sync, show the shared PAs. True if every step
-    worked; a failed step is printed and ends the walkthrough, the servers keep running."""
+def walkthrough(servers: list[Instance], out: Any = None, story: CoverStory | None = None) -> bool:
+    """Partner northside and lea-valley, sync, show the shared PAs; then, with a story,
+    cover a northside visit with a lea-valley PA across the boundary and show an
+    expansion opportunity. True if every step worked; a failed step is printed and ends
+    the walkthrough, the servers keep running."""
     out = out or sys.stdout
     proposer, acceptor = servers[PROPOSER], servers[ACCEPTOR]
 
@@ -423,6 +669,8 @@ def walkthrough(servers: list[Instance], out: Any = None) -> bool:
             say(f"    {total} {SHARED_PAS_SHOWN} (first {len(listed)}: {len(pas)} PAs)")
             if not listed:
                 raise StepFailed(f"{proposer.name} received no windows from {acceptor.name}")
+            if story is not None:
+                _cover_walkthrough(client, proposer, acceptor, ours["id"], story, say, show)
         except StepFailed as exc:
             say(f"    step failed: {exc}")
             say("    (the instances keep running: try the step yourself, see below)")
@@ -433,7 +681,197 @@ def walkthrough(servers: list[Instance], out: Any = None) -> bool:
     return True
 
 
-def _guide(servers: list[Instance]) -> str:
+def gid(type_name: str, pk: int) -> str:
+    """A global id (base64 of `Type:id`), as the API gives and takes them."""
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+def _until(check: Callable[[], T | None], what: str, attempts: int = RETRIES) -> T:
+    """What another instance brings about on its own time (its outbox): asked again,
+    half a second apart, until `check` gives something."""
+    for _ in range(attempts):
+        found = check()
+        if found is not None:
+            return found
+        time.sleep(0.5)
+    raise StepFailed(f"not within {attempts // 2} s: {what}")
+
+
+def _edges(data: dict[str, Any], field_name: str) -> list[dict[str, Any]]:
+    return _nodes(data.get(field_name))
+
+
+def _cover_walkthrough(
+    client: httpx.Client,
+    requester: Instance,
+    provider: Instance,
+    partnership_id: str,
+    story: CoverStory,
+    say: Callable[[str], None],
+    show: Callable[[Any], None],
+) -> None:
+    """Steps 5 to 10: a northside PA falls sick; a lea-valley PA covers the visit."""
+    day = story.day
+    say(
+        f"\n5. {requester.name}: the PA of visit {gid('Visit', story.visit_id)} "
+        f"({story.district}, {story.starts_at.astimezone(LONDON):%a %d %b %H:%M}) "
+        f"falls sick for the day"
+    )
+    starts = dt.datetime.combine(day, dt.time(), LONDON)
+    data = graphql(
+        client,
+        requester,
+        "recordAbsence",
+        {
+            "input": {
+                "paId": gid("PersonalAssistant", story.sick_pa_id),
+                "kind": "SICKNESS",
+                "startsAt": starts.isoformat(),
+                "endsAt": (starts + dt.timedelta(days=1)).isoformat(),
+                "note": "Off sick (walkthrough).",
+            }
+        },
+    )
+    opened = data["recordAbsence"]["coverRequests"]
+    say(f"    {len(opened)} cover request(s) opened")
+    visit_id = gid("Visit", story.visit_id)
+    request = next((r for r in opened if (r.get("visit") or {}).get("id") == visit_id), None)
+    if request is None:
+        raise StepFailed(f"no cover request opened for {visit_id}")
+    show(request)
+
+    say(f"\n6. {requester.name}: cover candidates for the visit (partners' PAs included)")
+    pa_ref = _expected_ref(provider, story)
+    try:
+        answer = graphql(client, requester, "coverCandidates", {"visitId": visit_id})
+        candidates = answer["coverCandidates"]["candidates"]
+        partners = [c for c in candidates if c.get("__typename") == "PartnerCoverCandidate"]
+        local = len(candidates) - len(partners)
+        say(f"    {local} of our own PAs and {len(partners)} partner PA(s); the partner ones:")
+        for c in partners:
+            km = c.get("distanceKm")
+            say(
+                f"    #{candidates.index(c) + 1}  {str(c.get('paRef'))[:12]:12}  "
+                f"{c.get('district') or '-':5} {'?' if km is None else f'{km:.1f}'} km away  "
+                f"score {float(c.get('score') or 0):.2f}  "
+                f"{(c.get('partnership') or {}).get('name')}"
+            )
+        if not any(c.get("paRef") == pa_ref for c in partners):
+            raise StepFailed(f"{provider.name}'s PA {pa_ref} is not among the candidates")
+    except StepFailed as exc:
+        if "Cannot query field" not in str(exc) and "Unknown type" not in str(exc):
+            raise
+        # A build without partner candidates: the partner's free time says the same.
+        say("    (this build's coverCandidates has no partner candidates: partnerAvailability)")
+        windows = _edges(
+            graphql(
+                client,
+                requester,
+                "partnerWindows",
+                {"from": story.starts_at.isoformat(), "to": story.ends_at.isoformat()},
+            ),
+            "partnerAvailability",
+        )
+        mine = [w for w in windows if w.get("paRef") == pa_ref]
+        if not mine:
+            raise StepFailed(f"{provider.name}'s PA {pa_ref} has no free time then") from exc
+        say("    " + _window_line(mine[0]))
+    say(f"    -> {provider.name}'s PA {pa_ref} (skills {', '.join(story.needs)})")
+
+    say(f"\n7. {requester.name} asks {provider.name} for that PA (time, district, skills only)")
+    data = graphql(
+        client,
+        requester,
+        "requestPartnerCover",
+        {
+            "input": {
+                "coverRequestId": request["id"],
+                "partnershipId": partnership_id,
+                "paRef": pa_ref,
+                "careSummary": CARE_SUMMARY,
+            }
+        },
+    )
+    asked = data["requestPartnerCover"]["exchange"]
+    show(asked)
+
+    say(f"\n8. {provider.name}'s PA ({story.partner_pa_name}) sees the request and accepts")
+    held = [
+        n
+        for n in _edges(graphql(client, provider, "providing"), "coverExchanges")
+        if n.get("ref") == asked["ref"]
+    ]
+    if not held:
+        raise StepFailed(f"{provider.name} shows no exchange {asked['ref']}")
+    show(held[0])
+    data = graphql(client, provider, "acceptPartnerCover", {"id": held[0]["id"]}, role="PA")
+    show(data["acceptPartnerCover"]["exchange"])
+
+    say(f"\n9. Both co-ops show the booking ({requester.name} confirms on the acceptance)")
+    for instance, side, detail in (
+        (requester, "REQUESTING", "paFirstName"),
+        (provider, "PROVIDING", "personFirstName"),
+    ):
+
+        def booked(instance: Instance = instance, side: str = side, detail: str = detail) -> Any:
+            nodes = _edges(
+                graphql(client, instance, "coverExchanges", {"side": side}), "coverExchanges"
+            )
+            return next(
+                (
+                    n
+                    for n in nodes
+                    if n.get("ref") == asked["ref"]
+                    and n.get("status") == "CONFIRMED"
+                    and n.get(detail)
+                ),
+                None,
+            )
+
+        node = _until(booked, f"{instance.name} shows the booking CONFIRMED")
+        say(f"    {instance.name} ({side}):")
+        show(node)
+    say(f"    booking {BOOKING_SHOWN}")
+
+    say(f"\n10. {requester.name}: where to grow next, in neighbouring Enfield (waiting referrals)")
+    try:
+        data = graphql(client, requester, "expansionOpportunities", {"la": NEXT_DOOR_LA})
+    except StepFailed as exc:
+        say(f"    (not in this build: {exc})")
+        return
+    rows = data["expansionOpportunities"]
+    if not rows:
+        raise StepFailed("no expansion opportunity in Enfield")
+    show(rows[0])
+    say(f"    {len(rows)} district(s) ranked; the first is shown")
+
+
+def _expected_ref(provider: Instance, story: CoverStory) -> str:
+    """The neighbour's pseudonym for the story's PA, from its own database (the key of
+    its partnership with northside): what northside's candidates should offer."""
+    from sqlalchemy import text
+
+    from api.db import create_engine
+    from federation.feed import pseudonym
+
+    async def read() -> bytes | None:
+        engine = create_engine(provider.url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                key: bytes | None = await conn.scalar(
+                    text("SELECT pseudonym_key FROM partnership WHERE status = 'ACTIVE' LIMIT 1")
+                )
+                return key
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(read())
+    if key is None:
+        raise StepFailed(f"{provider.name} has no active partnership")
+    return pseudonym(key, "pa", story.partner_pa_id)
+
+
+def _guide(servers: list[Instance], story: CoverStory | None = None) -> str:
     proposer, acceptor = servers[PROPOSER], servers[ACCEPTOR]
     lines = ["\nThe network:"]
     for s in servers:
@@ -464,7 +902,34 @@ Try it (in GraphiQL add the header {{"Authorization": "Bearer <token>"}}):
     -d '{{"query": "{{ partnerships {{ id status coopName grantedScopes }} }}"}}'
 """
     )
+    if story is not None:
+        lines.append(_cover_guide(proposer, acceptor, story))
     return "\n".join(lines)
+
+
+def _cover_guide(requester: Instance, provider: Instance, story: CoverStory) -> str:
+    """Steps 5 to 10 as documents to run again by hand (e.g. for another visit)."""
+    visit = gid("Visit", story.visit_id)
+    return f"""Cross-boundary cover (steps 5 to 9 above did it for visit {visit};
+{provider.name}'s PA token above is {story.partner_pa_name}'s, the PA who covered it):
+
+  - as {requester.name}'s admin, a PA falls sick (variables: {{"input": {{"paId": ...,
+    "kind": "SICKNESS", "startsAt": ..., "endsAt": ...}}}}); the payload lists the cover
+    requests it opened:
+{_indent(WALKTHROUGH["recordAbsence"])}
+  - the visit's candidates, partners' PAs included (variables: {{"visitId": ...}}):
+{_indent(WALKTHROUGH["coverCandidates"])}
+  - ask the partner for one (only time, district and skills travel until it is confirmed):
+{_indent(WALKTHROUGH["requestPartnerCover"])}
+  - as {provider.name}'s PA (PA token): accept (variables: {{"id": "<the exchange id>"}}):
+{_indent(WALKTHROUGH["acceptPartnerCover"])}
+  - either side (admin token): the exchanges, with the other side's details once confirmed
+    (variables: {{"side": "REQUESTING"}} on {requester.name}, "PROVIDING" on {provider.name}):
+{_indent(WALKTHROUGH["coverExchanges"])}
+  - as {requester.name}'s admin, where to open a cluster next
+    (variables: {{"la": "{NEXT_DOOR_LA}"}}):
+{_indent(WALKTHROUGH["expansionOpportunities"])}
+"""
 
 
 def _indent(document: str) -> str:
@@ -499,6 +964,11 @@ def run(settings: Settings, base_port: int) -> int:
             people = _prepare(s, server_url)
             s.data_dir.mkdir(parents=True, exist_ok=True)
             _issue_tokens(s, people)
+        story = asyncio.run(_stage_cover_story(servers[PROPOSER].url, servers[ACCEPTOR].url))
+        if story is not None:
+            servers[ACCEPTOR].tokens["PA"] = _issue(servers[ACCEPTOR], "PA", story.partner_pa_id)
+        else:
+            print("note: no visit suits a neighbour's PA: the cover steps are left out")
         for s in servers:
             _start(s)
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -507,8 +977,8 @@ def run(settings: Settings, base_port: int) -> int:
             print(f"{s.name} is serving at {s.base_url}", flush=True)
 
         print("\nWalkthrough (each step is a GraphQL call, as an admin of the instance):")
-        walkthrough(servers)
-        print(_guide(servers), flush=True)
+        walkthrough(servers, story=story)
+        print(_guide(servers, story), flush=True)
         print(
             "Network ready: Ctrl-C (or SIGTERM) stops the three servers and PostgreSQL.",
             flush=True,

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     # Cover candidates from partner co-ops: each partner's search may take this long
     # before `coverCandidates` answers without it (and says so in `leftOut`).
     cover_source_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
     # Cross-boundary cover (federation/exchange.py): how long a partner's request holds one
     # of our PAs' time unless confirmed (minutes; fractions allowed), and how often holds
     # past their time are expired (seconds; 0: never, e.g. in tests that sweep by hand).

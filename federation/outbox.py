@@ -45,6 +45,11 @@ from federation.partners import record_contact, store_keys
 log = logging.getLogger("coopnet.federation.outbox")
 
 DELIVER = "federation.deliver"
+# Deliveries one worker makes at once. Each takes database sessions from the process's
+# pool, which the requests being served share: unbounded (PgQueuer's default), a backlog
+# of messages (a partner back after a while) exhausted the pool and failed deliveries
+# for want of a connection (bench/cover_exchange.py).
+CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ class OutboxWorker:
             },
         )
         manager = QueueManager(Queries.from_asyncpg_connection(self._connection))
-        manager.entrypoint(DELIVER, on_failure="hold")(self.deliver)
+        manager.entrypoint(DELIVER, on_failure="hold", concurrency_limit=CONCURRENCY)(self.deliver)
         self._manager = manager
         self._task = asyncio.create_task(
             manager.run(
@@ -196,7 +201,23 @@ class OutboxWorker:
 
     async def deliver(self, job: Job) -> None:
         """Make one call. A failure is recorded on the partnership and retried later;
-        after `max_attempts` the job fails for good (kept, status `failed`: dead)."""
+        after `max_attempts` the job fails for good (kept, status `failed`: dead). Our
+        own trouble meanwhile (no database connection free in time, the database
+        restarting) is retried the same way: it says nothing about the message."""
+        try:
+            await self._deliver(job)
+        except (RetryRequested, PartnerError):
+            raise
+        except Exception as error:
+            if job.attempts + 1 >= self.policy.max_attempts:
+                log.exception("message %s is dead after %d attempts", job.id, job.attempts + 1)
+                raise
+            log.warning("message %s not delivered (%r): retried later", job.id, error)
+            raise RetryRequested(
+                delay=self.policy.delay(job.attempts), reason=repr(error)[:500]
+            ) from error
+
+    async def _deliver(self, job: Job) -> None:
         assert job.payload is not None
         message = Message.decode(job.payload)
         async with self.sessions() as session:

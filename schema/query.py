@@ -89,6 +89,7 @@ class Query(
     FigureQueries,
     PeerQueries,
     FeedQueries,
+    ExpansionQueries,
     MarketQueries,
     CoverExchangeQueries,
     ExpansionQueries,

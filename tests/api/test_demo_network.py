@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from api.db import create_engine
-from api.network import SHARED_PAS_SHOWN
+from api.network import BOOKING_SHOWN, SHARED_PAS_SHOWN
 
 COOPNET = str(Path(sys.executable).with_name("coopnet"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,8 +189,10 @@ def test_demo_network_serves_three_coops_and_stops_on_sigterm(tmp_path: Path) ->
                 time.sleep(0.2)
             assert statuses == ["ACTIVE"], output
         if "proposePartnership" in schema and "partnerAvailability" in schema:
-            assert "step failed" not in output, output
+            assert "step failed" not in output.split("\n5. ")[0], output
             assert SHARED_PAS_SHOWN in output.split("4. lea-valley's shared PAs")[1], output
+        if "requestPartnerCover(" in schema:
+            _assert_cover_walkthrough(output, ports, tokens, schema)
 
         children = psutil.Process(network.pid).children(recursive=True)
         assert len(children) >= 3
@@ -217,7 +219,10 @@ def test_demo_network_serves_three_coops_and_stops_on_sigterm(tmp_path: Path) ->
         output = _wait_ready(network, log)
         assert _kids(ports) == [m["keys"][0]["kid"] for m in manifests]
         if "proposePartnership" in schema and "partnerAvailability" in schema:
+            assert "step failed" not in output.split("\n5. ")[0], output
+        if "requestPartnerCover(" in schema:
             assert "step failed" not in output, output
+            assert BOOKING_SHOWN in output, output
         children = psutil.Process(network.pid).children(recursive=True)
         pg_pid = int(postmaster.read_text().splitlines()[0])
         network.send_signal(signal.SIGTERM)
@@ -232,6 +237,47 @@ def test_demo_network_serves_three_coops_and_stops_on_sigterm(tmp_path: Path) ->
                 child.kill()
         if pg_pid is not None and psutil.pid_exists(pg_pid):
             os.kill(pg_pid, signal.SIGQUIT)
+
+
+EXCHANGES = """query($side: ExchangeSide!) { coverExchanges(filter: {side: $side}, first: 10) {
+  totalCount edges { node { ref side status district skills paFirstName personFirstName
+  personAddress careSummary } } } }"""
+
+
+def _assert_cover_walkthrough(
+    output: str, ports: list[int], tokens: list[str], schema: str
+) -> None:
+    """Steps 5 to 10 ran without a failure, and the booking they printed is what both
+    instances hold: CONFIRMED on each side, each with the other side's details."""
+    assert "step failed" not in output, output
+    assert "5. northside: the PA of visit" in output, output
+    assert "8. lea-valley's PA" in output, output
+    assert BOOKING_SHOWN in output.split("\n9. Both co-ops")[1], output
+    sides = []
+    for port, token, side in (
+        (ports[0], tokens[0], "REQUESTING"),
+        (ports[1], tokens[1], "PROVIDING"),
+    ):
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": EXCHANGES, "variables": {"side": side}},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()
+        assert not answer.get("errors"), answer
+        [node] = [e["node"] for e in answer["data"]["coverExchanges"]["edges"]]
+        assert node["status"] == "CONFIRMED", node
+        sides.append(node)
+    requesting, providing = sides
+    assert requesting["ref"] == providing["ref"]
+    assert requesting["paFirstName"]  # the neighbour's PA, by first name only
+    assert providing["personFirstName"] and providing["personAddress"]
+    assert providing["careSummary"] and providing["district"] == requesting["district"]
+    # The first name arrived as the PA's own: it is the one printed for the story.
+    assert f"PA ({requesting['paFirstName']} " in output, output
+    if "expansionOpportunities(" in schema:
+        step = output.split("\n10. ")[1]
+        assert '"district"' in step and "ranked" in step, output
 
 
 def test_demo_network_refuses_ports_in_use(tmp_path: Path) -> None:
