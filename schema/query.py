@@ -89,7 +89,6 @@ class Query(
     FigureQueries,
     PeerQueries,
     FeedQueries,
-    ExpansionQueries,
     MarketQueries,
     CoverExchangeQueries,
     ExpansionQueries,
