@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.auth import TokenService, load_or_create_keys
@@ -207,8 +208,18 @@ class Instance:
         return session_factory(self.engine)()
 
     async def reset(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        """Empty every table. The running server may be working at that moment (its
+        outbox worker delivering, a sweep): TRUNCATE's exclusive locks can then deadlock
+        with it, and PostgreSQL cancels one side; ours tries again."""
+        for attempt in range(10):
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+                return
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 9:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def dispose(self) -> None:
         if self._engine is not None:
