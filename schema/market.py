@@ -227,6 +227,18 @@ def _dates(start: dt.date, end: dt.date) -> None:
         raise GraphQLError(str(e), extensions={"code": "BAD_USER_INPUT"}) from e
 
 
+# The arguments every market field takes (marketReport, networkMarketReport,
+# peerMarketFigures), declared once.
+LocalAuthorityArg = Annotated[
+    str, strawberry.argument(description="The local authority's GSS code.")
+]
+FromArg = Annotated[dt.date, strawberry.argument(name="from", description="First day asked for.")]
+ToArg = Annotated[dt.date, strawberry.argument(description="Last day asked for.")]
+GranularityArg = Annotated[
+    market.Granularity, strawberry.argument(description="Months or quarters.")
+]
+
+
 @strawberry.type
 class MarketQueries:
     @strawberry.field(
@@ -242,16 +254,10 @@ class MarketQueries:
     async def market_report(
         self,
         info: Info,
-        local_authority: Annotated[
-            str, strawberry.argument(description="The local authority's GSS code.")
-        ],
-        from_: Annotated[
-            dt.date, strawberry.argument(name="from", description="First day asked for.")
-        ],
-        to: Annotated[dt.date, strawberry.argument(description="Last day asked for.")],
-        granularity: Annotated[
-            market.Granularity, strawberry.argument(description="Months or quarters.")
-        ] = market.Granularity.MONTH,
+        local_authority: LocalAuthorityArg,
+        from_: FromArg,
+        to: ToArg,
+        granularity: GranularityArg = market.Granularity.MONTH,
     ) -> MarketReport:
         return await build_market_report(info, local_authority, from_, to, granularity)
 
@@ -268,16 +274,10 @@ class MarketQueries:
     async def network_market_report(
         self,
         info: Info,
-        local_authority: Annotated[
-            str, strawberry.argument(description="The local authority's GSS code.")
-        ],
-        from_: Annotated[
-            dt.date, strawberry.argument(name="from", description="First day asked for.")
-        ],
-        to: Annotated[dt.date, strawberry.argument(description="Last day asked for.")],
-        granularity: Annotated[
-            market.Granularity, strawberry.argument(description="Months or quarters.")
-        ] = market.Granularity.MONTH,
+        local_authority: LocalAuthorityArg,
+        from_: FromArg,
+        to: ToArg,
+        granularity: GranularityArg = market.Granularity.MONTH,
     ) -> NetworkMarketReport:
         ctx = info.context
         _dates(from_, to)
@@ -318,16 +318,10 @@ class MarketQueries:
     async def peer_market_figures(
         self,
         info: Info,
-        local_authority: Annotated[
-            str, strawberry.argument(description="The local authority's GSS code.")
-        ],
-        from_: Annotated[
-            dt.date, strawberry.argument(name="from", description="First day asked for.")
-        ],
-        to: Annotated[dt.date, strawberry.argument(description="Last day asked for.")],
-        granularity: Annotated[
-            market.Granularity, strawberry.argument(description="Months or quarters.")
-        ] = market.Granularity.MONTH,
+        local_authority: LocalAuthorityArg,
+        from_: FromArg,
+        to: ToArg,
+        granularity: GranularityArg = market.Granularity.MONTH,
     ) -> JSON:
         ctx = info.context
         _dates(from_, to)
