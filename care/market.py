@@ -235,73 +235,95 @@ la_pas AS (
 )"""
 
 _FUNDING_COLUMNS = ",\n".join(
-    f"count(DISTINCT su) FILTER (WHERE n_delivered > 0 AND funding = '{f.value}') "
+    f"count(*) FILTER (WHERE n_delivered > 0 AND funding = '{f.value}') "
     f"AS funding_{f.value.lower()}"
     for f in Funding
 )
 
-# The visits, in two steps. First one pass over the visits starting in the range, each
-# given its period by `date_trunc` (no join on time ranges), aggregated per period, person,
-# calendar month and PA: a few rows per person and month whatever the number of visits.
-# Then everything else from those rows: distinct people, hours, the regular-PA share and
-# the distinct PAs per person-month.
+# The visits, from their monthly rollup (`visit_month`, kept by triggers on `visit`,
+# migration 0016), in three steps, each over fewer rows than the one before: person-months
+# (the rollup's rows per PA summed, in the order of its key, keeping the number of PAs who
+# delivered and the visits delivered by the person's regular PAs); then person-periods;
+# then periods. Durations stay whole seconds until the end. Unmet hours depend on the time
+# of asking (visits still needing cover once due): months before this one come from the
+# rollup; this month's are read from the visits due so far.
 VISITS_SQL = f"""
 WITH {PERIODS_CTE},
-bounds AS (SELECT min(starts_at) AS lo, max(ends_at) AS hi FROM periods),
-v AS MATERIALIZED (
-    SELECT date_trunc(:unit, lower(v.during) AT TIME ZONE 'Europe/London')::date AS start_day,
-           v.service_user_id AS su, v.pa_id,
-           date_trunc('month', lower(v.during) AT TIME ZONE 'Europe/London') AS month,
-           count(*) FILTER (WHERE v.status = 'COMPLETED' AND v.confirmed_at IS NOT NULL)
-               AS n_delivered,
-           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
-               FILTER (WHERE v.status = 'COMPLETED' AND v.confirmed_at IS NOT NULL)
-               AS h_delivered,
-           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
-               FILTER (WHERE v.status <> 'CANCELLED') AS h_planned,
-           count(*) FILTER (WHERE v.status <> 'CANCELLED') AS n_planned,
-           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
-               FILTER (WHERE v.status = 'MISSED') AS h_missed,
-           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
-               FILTER (WHERE v.status = 'CANCELLED') AS h_cancelled,
-           sum(extract(epoch FROM upper(v.during) - lower(v.during)) / 3600.0)
-               FILTER (WHERE v.status = 'NEEDS_COVER' AND lower(v.during) < now()) AS h_unmet
-    FROM visit v, bounds
-    WHERE lower(v.during) >= bounds.lo AND lower(v.during) < bounds.hi
-      AND v.service_user_id IN (SELECT su FROM la_people)
-    GROUP BY 1, 2, 3, 4
+bounds AS (SELECT min(start_day) AS lo, max(end_day) AS hi FROM periods),
+this_month AS (
+    SELECT date_trunc('month', now() AT TIME ZONE 'Europe/London')::date AS first_day
 ),
-w AS MATERIALIZED (
-    SELECT v.*, sup.funding, (r.pa_id IS NOT NULL) AS regular
-    FROM v
-    JOIN periods p ON p.start_day = v.start_day
-    JOIN service_user_profile sup ON sup.member_id = v.su
-    LEFT JOIN regular_pa r ON r.service_user_id = v.su AND r.pa_id = v.pa_id
+person_months AS MATERIALIZED (
+    SELECT date_trunc(:unit, m.month::timestamp)::date AS start_day,
+           m.service_user_id AS su, m.month,
+           sum(m.visits_planned) AS n_planned,
+           sum(m.visits_delivered) AS n_delivered,
+           sum(m.seconds_planned) AS s_planned,
+           sum(m.seconds_delivered) AS s_delivered,
+           sum(m.seconds_missed) AS s_missed,
+           sum(m.seconds_cancelled) AS s_cancelled,
+           coalesce(sum(m.seconds_needing_cover)
+                    FILTER (WHERE m.month < this_month.first_day), 0) AS s_unmet,
+           count(*) FILTER (WHERE m.pa_id <> 0 AND m.visits_delivered > 0) AS pas,
+           coalesce(sum(m.visits_delivered) FILTER (WHERE r.pa_id IS NOT NULL), 0)
+               AS n_by_regular
+    FROM visit_month m
+    CROSS JOIN bounds CROSS JOIN this_month
+    LEFT JOIN regular_pa r ON r.service_user_id = m.service_user_id AND r.pa_id = m.pa_id
+    WHERE m.month >= bounds.lo AND m.month < bounds.hi
+      AND m.service_user_id IN (SELECT su FROM la_people)
+    GROUP BY m.service_user_id, m.month, this_month.first_day
+),
+unmet_this_month AS (
+    SELECT date_trunc(:unit, lower(v.during) AT TIME ZONE 'Europe/London')::date AS start_day,
+           v.service_user_id AS su,
+           sum(extract(epoch FROM upper(v.during) - lower(v.during)))::bigint AS s_unmet
+    FROM visit v, bounds, this_month
+    WHERE v.status = 'NEEDS_COVER'
+      AND lower(v.during) >= (this_month.first_day::timestamp AT TIME ZONE 'Europe/London')
+      AND lower(v.during) < now()
+      AND lower(v.during) >= (bounds.lo::timestamp AT TIME ZONE 'Europe/London')
+      AND lower(v.during) < (bounds.hi::timestamp AT TIME ZONE 'Europe/London')
+      AND v.service_user_id IN (SELECT su FROM la_people)
+    GROUP BY 1, 2
+),
+person_periods AS (
+    SELECT x.start_day, x.su, sup.funding,
+           sum(n_planned) AS n_planned, sum(n_delivered) AS n_delivered,
+           sum(s_planned) AS s_planned, sum(s_delivered) AS s_delivered,
+           sum(s_missed) AS s_missed, sum(s_cancelled) AS s_cancelled,
+           sum(s_unmet) AS s_unmet, sum(n_by_regular) AS n_by_regular
+    FROM (
+        SELECT start_day, su, n_planned, n_delivered, s_planned, s_delivered, s_missed,
+               s_cancelled, s_unmet, n_by_regular
+        FROM person_months
+        UNION ALL
+        SELECT start_day, su, 0, 0, 0, 0, 0, 0, s_unmet, 0 FROM unmet_this_month
+    ) x
+    JOIN service_user_profile sup ON sup.member_id = x.su
+    GROUP BY x.start_day, x.su, sup.funding
 ),
 totals AS (
     SELECT start_day,
-           count(DISTINCT su) FILTER (WHERE n_planned > 0) AS people_planned,
-           coalesce(sum(h_planned), 0) AS hours_planned,
-           count(DISTINCT su) FILTER (WHERE n_delivered > 0) AS people_supported,
-           coalesce(sum(h_delivered), 0) AS hours_delivered,
-           count(DISTINCT su) FILTER (WHERE h_missed > 0) AS people_missed,
-           coalesce(sum(h_missed), 0) AS hours_missed,
-           count(DISTINCT su) FILTER (WHERE h_cancelled > 0) AS people_cancelled,
-           coalesce(sum(h_cancelled), 0) AS hours_cancelled,
-           count(DISTINCT su) FILTER (WHERE h_unmet > 0) AS people_unmet,
-           coalesce(sum(h_unmet), 0) AS hours_unmet,
+           count(*) FILTER (WHERE n_planned > 0) AS people_planned,
+           coalesce(sum(s_planned), 0) / 3600.0 AS hours_planned,
+           count(*) FILTER (WHERE n_delivered > 0) AS people_supported,
+           coalesce(sum(s_delivered), 0) / 3600.0 AS hours_delivered,
+           count(*) FILTER (WHERE s_missed > 0) AS people_missed,
+           coalesce(sum(s_missed), 0) / 3600.0 AS hours_missed,
+           count(*) FILTER (WHERE s_cancelled > 0) AS people_cancelled,
+           coalesce(sum(s_cancelled), 0) / 3600.0 AS hours_cancelled,
+           count(*) FILTER (WHERE s_unmet > 0) AS people_unmet,
+           coalesce(sum(s_unmet), 0) / 3600.0 AS hours_unmet,
            coalesce(sum(n_delivered), 0) AS visits_delivered,
-           coalesce(sum(n_delivered) FILTER (WHERE regular), 0) AS visits_by_regular,
+           coalesce(sum(n_by_regular), 0) AS visits_by_regular,
            {_FUNDING_COLUMNS}
-    FROM w GROUP BY start_day
-),
-person_months AS (
-    SELECT start_day, su, month, count(pa_id) AS pas
-    FROM w WHERE n_delivered > 0 AND pa_id IS NOT NULL GROUP BY start_day, su, month
+    FROM person_periods GROUP BY start_day
 ),
 continuity AS (
     SELECT start_day, jsonb_object_agg(pas, n) AS distinct_pas
-    FROM (SELECT start_day, pas, count(*) AS n FROM person_months GROUP BY start_day, pas) x
+    FROM (SELECT start_day, pas, count(*) AS n FROM person_months WHERE pas > 0
+          GROUP BY start_day, pas) x
     GROUP BY start_day
 ),
 clusters AS (
@@ -325,13 +347,14 @@ ORDER BY p.start_day
 
 COVER_SQL = f"""
 WITH {PERIODS_CTE},
+bounds AS (SELECT min(starts_at) AS lo, max(ends_at) AS hi FROM periods),
 r AS MATERIALIZED (
-    SELECT p.start_day, v.service_user_id AS su, r.status,
+    SELECT date_trunc(:unit, r.opened_at AT TIME ZONE 'Europe/London')::date AS start_day,
+           r.service_user_id AS su, r.status,
            round(extract(epoch FROM r.closed_at - r.opened_at) / 60)::int AS minutes
-    FROM periods p
-    JOIN cover_request r ON r.opened_at >= p.starts_at AND r.opened_at < p.ends_at
-    JOIN visit v ON v.id = r.visit_id
-    JOIN la_people lp ON lp.su = v.service_user_id
+    FROM cover_request r, bounds
+    WHERE r.opened_at >= bounds.lo AND r.opened_at < bounds.hi
+      AND r.service_user_id IN (SELECT su FROM la_people)
 ),
 counts AS (
     SELECT start_day, count(*) AS opened, count(DISTINCT su) AS people_opened,
@@ -394,21 +417,29 @@ pay AS (
     FROM (SELECT start_day, pay, count(*) AS n FROM staff WHERE pay IS NOT NULL
           GROUP BY start_day, pay) x
     GROUP BY start_day
+),
+-- Totals per period before the histograms join: joined row by row, each staff row would
+-- carry its period's whole histogram into the grouping.
+totals AS (
+    SELECT s.start_day, count(*) AS headcount,
+           sum(s.contracted_weekly_hours) AS contracted_hours,
+           count(*) FILTER (WHERE s.pay < rlw.pence) AS below_rlw
+    FROM staff s
+    JOIN unnest(CAST(:starts AS date[]), CAST(:rlw AS int[])) AS rlw(start_day, pence)
+         ON rlw.start_day = s.start_day
+    GROUP BY s.start_day
 )
 SELECT p.start_day AS period_start,
-       count(s.id) AS headcount,
-       coalesce(sum(s.contracted_weekly_hours), 0) AS contracted_hours,
-       count(s.id) FILTER (WHERE s.pay < rlw.pence) AS below_rlw,
+       coalesce(t.headcount, 0) AS headcount,
+       coalesce(t.contracted_hours, 0) AS contracted_hours,
+       coalesce(t.below_rlw, 0) AS below_rlw,
        (SELECT count(*) FROM la_pas JOIN member m ON m.id = la_pas.pa_id
         WHERE m.left_on >= (p.end_day - interval '12 months')::date
           AND m.left_on < p.end_day) AS leavers,
        pay.pay_pence
 FROM periods p
-JOIN unnest(CAST(:starts AS date[]), CAST(:rlw AS int[])) AS rlw(start_day, pence)
-     ON rlw.start_day = p.start_day
-LEFT JOIN staff s ON s.start_day = p.start_day
+LEFT JOIN totals t ON t.start_day = p.start_day
 LEFT JOIN pay ON pay.start_day = p.start_day
-GROUP BY p.start_day, p.end_day, pay.pay_pence
 ORDER BY p.start_day
 """
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -479,6 +480,12 @@ class Visit(Base):
         Index("ix_visit_status", "status"),
         Index("ix_visit_pa_id", "pa_id"),
         Index("ix_visit_during", "during", postgresql_using="gist"),
+        # Visits needing cover by start: the market report's unmet hours of this month.
+        Index(
+            "ix_visit_needing_cover_start",
+            text("lower(during)"),
+            postgresql_where=text("status = 'NEEDS_COVER'"),
+        ),
         # A PA's active visits by time, read per candidate (migration 0003).
         Index(
             "ix_visit_pa_active_during",
@@ -506,6 +513,34 @@ class Visit(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class VisitMonth(Base):
+    """Visits rolled up per London calendar month, person and PA (`pa_id` 0: no PA), kept
+    by statement triggers on `visit` (migration 0016) whatever code writes visits, so the
+    market report reads a few rows per person and month instead of every visit. Durations
+    in seconds; a visit counts in the month its start falls in. Not exposed to any caller:
+    it is read only to compute disclosure-controlled aggregates (care/market.py)."""
+
+    __tablename__ = "visit_month"
+    # No check that totals stay non-negative: PostgreSQL checks an upsert's proposed row
+    # before it finds the conflict, so a subtraction from an existing row would fail it.
+    # tests/care/test_visit_month.py recounts the table against the visits instead.
+    __table_args__ = (CheckConstraint("extract(day FROM month) = 1", name="month_starts"),)
+
+    # Person first in the key: the report reads a local authority's people, each over a
+    # range of months. No foreign keys: a person's visits are deleted by cascade, and the
+    # trigger then writes the subtraction for rows of a person that no longer exists.
+    service_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    pa_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    visits_planned: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    visits_delivered: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    seconds_planned: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    seconds_delivered: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    seconds_missed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    seconds_cancelled: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    seconds_needing_cover: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class Absence(Base):
@@ -605,10 +640,14 @@ class CoverRequest(Base):
             postgresql_where=text("status = 'OPEN'"),
         ),
         Index("ix_cover_request_status_opened", "status", "opened_at"),
+        Index("ix_cover_request_opened_at", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"), index=True)
+    # The visit's person, copied by a trigger on insert (migration 0016; a visit's person
+    # never changes): the market report counts requests per person without reading visits.
+    service_user_id: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
     reason: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), server_default="OPEN")
     absence_id: Mapped[int | None] = mapped_column(
