@@ -13,20 +13,29 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care import queries
-from care.errors import DomainError, DomainErrors, ErrorCode
+from care.errors import DomainError, ErrorCode
 from care.viewer import Viewer
 from federation import exchange as rules
 from federation.idempotency import DuplicateDelivery, KeyReused, first_answer, remember
 from schema.connection import AfterArg, Connection, FirstArg, build_connection, page_request
 from schema.context import Info
 from schema.errors import EXCHANGE, CoverExchangeError
-from schema.mutations.base import COVER_REQUEST_ID, IdKind, Ids, _unexpected, mutation, perform
+from schema.mutations.base import (
+    COVER_REQUEST_ID,
+    IdKind,
+    Ids,
+    Steps,
+    _unexpected,
+    mutation,
+    perform,
+    perform_steps,
+)
 from schema.mutations.runner import run_mutation
 from schema.permissions import MANAGING, PARTNER_COVER, PAS, decode_id, guard
 from schema.types import (
@@ -36,8 +45,6 @@ from schema.types import (
     cover_exchange_from_row,
     load_cover_exchange,
 )
-
-T = TypeVar("T")
 
 EXCHANGE_ID = IdKind(("CoverExchange",), "cover exchange")
 PARTNERSHIP_ID = IdKind(("Partnership",), "partnership")
@@ -166,35 +173,15 @@ async def _respond(
 
 
 async def _flow(
-    info: Info, flow: Callable[[Any], Awaitable[rules.Outcome]]
+    info: Info, flow: Callable[[Steps], Awaitable[rules.Outcome]]
 ) -> CoverExchangePayload:
     """Run a flow whose steps each commit (see the module docstring)."""
-    committed = False
 
-    async def steps(step: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        nonlocal committed
-        result, errors = await run_mutation(info, lambda session, _viewer: step(session))
-        if errors:
-            if len(errors) == 1:
-                raise errors[0]
-            raise DomainErrors(errors)
-        committed = True
-        info.context.committed.add(str(info.path.key))
-        return result  # type: ignore[return-value]
+    async def run(steps: Steps) -> tuple[int | None, list[DomainError]]:
+        outcome = await flow(steps)
+        return outcome.exchange_id, outcome.errors
 
-    try:
-        try:
-            outcome = await flow(steps)
-        except DomainError as exc:
-            outcome = rules.Outcome(None, [exc])
-        except DomainErrors as exc:
-            outcome = rules.Outcome(None, exc.errors)
-        return await _respond(info, outcome.exchange_id, EXCHANGE.convert(outcome.errors))
-    except Exception as exc:
-        async with info.context.database():
-            await info.context.session.rollback()
-        info.context.clear_loaders()
-        raise _unexpected(exc, committed=committed) from None
+    return await perform_steps(info, EXCHANGE, run, _respond)
 
 
 async def _one(

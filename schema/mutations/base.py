@@ -2,7 +2,8 @@
 (`schema.permissions.Access`, declared with `mutation(access=...)`), its payload error
 type (`schema.errors.ErrorArea`) and the kinds of ids it takes (`IdKind`) are declared
 once. `Ids` decodes the id arguments; `perform` runs the service in a savepoint, commits
-it, and builds the payload.
+it, and builds the payload. `perform_steps` does the same for a flow that commits in more
+than one step (a call to a partner instance is never made inside an open transaction).
 
 What a response says is true of the database:
 - payload `errors` (typed codes): the field changed nothing;
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.errors import DomainError, not_found
+from care.errors import DomainError, DomainErrors, not_found
 from care.viewer import Viewer
 from schema.context import Info
 from schema.error_codes import INTERNAL_MESSAGE
@@ -126,6 +127,53 @@ async def perform(
         info.context.committed.add(str(info.path.key))
         return await respond(info, result, [])
     except Exception as exc:
+        raise _unexpected(exc, committed=committed) from None
+
+
+class Steps(Protocol):
+    """Runs one step of a flow in its own savepoint and commits it; a domain error or a
+    violated constraint rolls the step back and is raised as `DomainError(s)`."""
+
+    def __call__(self, step: Callable[[AsyncSession], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+async def perform_steps(
+    info: Info,
+    area: ErrorArea[E],
+    flow: Callable[[Steps], Awaitable[tuple[T | None, list[DomainError]]]],
+    respond: Respond[T, E, P],
+) -> P:
+    """Run one mutation field whose flow commits step by step: each step is its own
+    committed transaction, so what an earlier step recorded (e.g. a failed call to a
+    partner) survives the errors the payload reports. The flow returns the record
+    concerned (or None) and its errors; a domain error it raises is reported with no
+    record. The payload is `respond(info, record, errors)`; anything unexpected rolls back
+    what is open and nulls the field, telling whether a step was committed."""
+    committed = False
+
+    async def steps(step: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+        nonlocal committed
+        result, errors = await run_mutation(info, lambda session, _viewer: step(session))
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise DomainErrors(errors)
+        committed = True
+        info.context.committed.add(str(info.path.key))
+        return result
+
+    try:
+        try:
+            record, errors = await flow(steps)
+        except DomainError as exc:
+            record, errors = None, [exc]
+        except DomainErrors as exc:
+            record, errors = None, exc.errors
+        return await respond(info, record, area.convert(errors))
+    except Exception as exc:
+        async with info.context.database():
+            await info.context.session.rollback()
+        info.context.clear_loaders()
         raise _unexpected(exc, committed=committed) from None
 
 

@@ -11,20 +11,19 @@ not take the message, and the mutation's description says what was kept."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care import queries
-from care.errors import DomainError, DomainErrors, ErrorCode, PartnerCode
+from care.errors import DomainError, ErrorCode, PartnerCode
 from care.viewer import Viewer
 from federation import partnerships as rules
 from federation.client import Manifest, PartnerError
 from schema.context import Info
 from schema.errors import PARTNERSHIP, PartnershipError
-from schema.mutations.base import IdKind, Ids, _unexpected, mutation, perform
-from schema.mutations.runner import run_mutation
+from schema.mutations.base import IdKind, Ids, Steps, mutation, perform, perform_steps
 from schema.permissions import ADMINS, PEERS
 from schema.types import (
     PartnerScope,
@@ -32,8 +31,6 @@ from schema.types import (
     PartnershipStatus,
     partnership_from_row,
 )
-
-T = TypeVar("T")
 
 PARTNERSHIP_ID = IdKind(("Partnership",), "partnership")
 MAX_BASE_URL = 500
@@ -148,32 +145,12 @@ async def _flow(
 ) -> PartnershipPayload:
     """Run an admin's flow: each step is its own committed transaction (a failed call's
     record must survive the error the payload reports)."""
-    committed = False
 
-    async def steps(step: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        nonlocal committed
-        result, errors = await run_mutation(info, lambda session, _viewer: step(session))
-        if errors:
-            if len(errors) == 1:
-                raise errors[0]
-            raise DomainErrors(errors)
-        committed = True
-        info.context.committed.add(str(info.path.key))
-        return result  # type: ignore[return-value]
+    async def run(steps: Steps) -> tuple[int | None, list[DomainError]]:
+        outcome = await flow(steps)
+        return outcome.partnership_id, outcome.errors
 
-    try:
-        try:
-            outcome = await flow(steps)
-        except DomainError as exc:
-            outcome = rules.Outcome(None, [exc])
-        except DomainErrors as exc:
-            outcome = rules.Outcome(None, exc.errors)
-        return await _respond(info, outcome.partnership_id, PARTNERSHIP.convert(outcome.errors))
-    except Exception as exc:
-        async with info.context.database():
-            await info.context.session.rollback()
-        info.context.clear_loaders()
-        raise _unexpected(exc, committed=committed) from None
+    return await perform_steps(info, PARTNERSHIP, run, _respond)
 
 
 async def _by_id(
