@@ -12,7 +12,10 @@ The rules (see docs/architecture.md, "Privacy"):
   and by a PA only while the PA has a visit with the person between 7 days ago and
   14 days ahead.
 - PAs on the person's cluster team see their name and needs. PAs see their own visits,
-  and a visit while its cover is offered to them (the offer open and unexpired).
+  and a visit while its cover is offered to them (the offer open and unexpired), with the
+  offer's summary (`offer_summary_visible`: time, postcode district, distance, first
+  name, needs and tasks; never the address or contact details, which come only with a
+  visit of their own under the rule above).
 - Coordinators see the visits of the service users of the clusters they support, and no
   other visit: a PA's time elsewhere is busy time only (`busy_time_visible`).
 - A PA's absences: the PA, admins, and coordinators of a cluster whose team includes the
@@ -449,6 +452,22 @@ def cover_offer_visible(viewer: Viewer, offer: Any) -> ColumnElement[bool]:
     if role is Role.PA and viewer.member_id is not None:
         return offer.pa_id == me(viewer)  # type: ignore[no-any-return]
     return false()
+
+
+def offer_summary_visible(viewer: Viewer, offer: Any) -> ColumnElement[bool]:
+    """What a PA needs to decide on an offer (`CoverOffer.visitSummary`: time, postcode
+    district, distance from their home, first name, needs, tasks): the PA while the offer is
+    open (OPEN and unexpired), and whoever else sees the offer (admins; coordinators who see
+    the request, i.e. run the person's cluster). Never the address or contact details: once
+    the PA has accepted, the visit is theirs and `member_personal_visible` decides."""
+    seen = cover_offer_visible(viewer, offer)
+    if viewer.role is Role.PA:
+        return and_(
+            seen,
+            offer.status == CoverOfferStatus.OPEN.value,
+            offer.expires_at > func.now(),
+        )
+    return seen
 
 
 # --- cover exchanges with partner co-ops ---------------------------------------------------

@@ -15,10 +15,13 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     DateTime,
+    Float,
+    Numeric,
     Select,
     and_,
     bindparam,
     case,
+    cast,
     func,
     literal,
     literal_column,
@@ -27,9 +30,11 @@ from sqlalchemy import (
     union,
     union_all,
 )
+from sqlalchemy.orm import aliased
 
 from care import policy
 from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind
+from care.geography import EARTH_RADIUS_KM
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -803,6 +808,66 @@ def offers_for_pa(
 
 def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _offer_select(viewer).where(CoverOffer.id.in_(ids))
+
+
+# What a PA needs to decide on an offer: a postcode's district (as
+# care.geography.postcode_district reads a well-formed postcode, or a bare district), a
+# name's first word (as federation.exchange.first_name), and the great-circle distance of
+# care.geography.distance_km.
+_FULL_POSTCODE = "^([A-Z]{1,2}[0-9][0-9A-Z]?)[0-9][A-Z]{2}$"
+_BARE_DISTRICT = "^([A-Z]{1,2}[0-9][0-9A-Z]?)$"
+# Distances are shown to 100 m: enough to judge the journey, and no finer a hint of
+# where the person lives than the district already gives.
+OFFER_DISTANCE_DECIMALS = 1
+
+
+def _district_of(postcode: Any) -> ColumnElement[str]:
+    compact = func.upper(func.replace(postcode, " ", ""))
+    return func.coalesce(
+        func.substring(compact, _FULL_POSTCODE), func.substring(compact, _BARE_DISTRICT)
+    )
+
+
+def _first_name_of(name: Any) -> ColumnElement[str]:
+    return func.left(func.substring(name, r"^\s*(\S+)"), 100)
+
+
+def _great_circle_km(a: Any, b: Any) -> ColumnElement[float]:
+    """Haversine distance between two members' homes; NULL if either is unknown."""
+    half_dlat = func.radians(b.latitude - a.latitude) / 2
+    half_dlon = func.radians(b.longitude - a.longitude) / 2
+    h = func.power(func.sin(half_dlat), 2) + func.cos(func.radians(a.latitude)) * func.cos(
+        func.radians(b.latitude)
+    ) * func.power(func.sin(half_dlon), 2)
+    # Clamped against rounding at antipodes; not with least(), which ignores a NULL.
+    km = 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(case((h > 1.0, 1.0), else_=h)))
+    return cast(func.round(cast(km, Numeric), OFFER_DISTANCE_DECIMALS), Float)
+
+
+def offer_summaries(viewer: Viewer, ids: Sequence[int]) -> Select:
+    """For each offer, the visit as its PA weighs it (`policy.offer_summary_visible`):
+    rows only for offers the viewer may read it of, one statement for any number. No
+    address, postcode or contact detail is selected at all."""
+    person = aliased(Member)
+    pa_home = aliased(Member)
+    return (
+        select(
+            CoverOffer.id,
+            func.lower(Visit.during).label("starts_at"),
+            func.upper(Visit.during).label("ends_at"),
+            Visit.tasks,
+            _district_of(person.postcode).label("postcode_district"),
+            _great_circle_km(pa_home, person).label("distance_km"),
+            _first_name_of(person.name).label("person_first_name"),
+            ServiceUserProfile.needs,
+        )
+        .join(CoverRequest, CoverRequest.id == CoverOffer.cover_request_id)
+        .join(Visit, Visit.id == CoverRequest.visit_id)
+        .join(person, person.id == Visit.service_user_id)
+        .outerjoin(ServiceUserProfile, ServiceUserProfile.member_id == person.id)
+        .join(pa_home, pa_home.id == CoverOffer.pa_id)
+        .where(CoverOffer.id.in_(ids), policy.offer_summary_visible(viewer, CoverOffer))
+    )
 
 
 # --- partnerships with other instances ------------------------------------------------------

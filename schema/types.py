@@ -1271,6 +1271,51 @@ load_cover_request: Loader[CoverRequest] = by_id_loader(
 )
 
 
+@strawberry.type(
+    description="What a PA needs to decide on an offer of cover, and no more: the time, the "
+    "area and the distance, who and what for. No address, postcode or contact details: "
+    "once the PA has accepted, the visit is theirs and its serviceUser gives those under "
+    "the usual rule (a PA reads a person's personal data while they have a visit with "
+    "them between 7 days ago and 14 days ahead)."
+)
+class OfferedVisit:
+    starts_at: dt.datetime = strawberry.field(
+        description="When the visit starts (UTC, ISO 8601 with offset)."
+    )
+    ends_at: dt.datetime = strawberry.field(
+        description="When the visit ends, exclusive (UTC, ISO 8601 with offset)."
+    )
+    duration_minutes: int = strawberry.field(description="How long the visit lasts, in minutes.")
+    postcode_district: str | None = strawberry.field(
+        description="The postcode district the person lives in (the outward code, e.g. N12); "
+        "null if their postcode is not known."
+    )
+    distance_km: float | None = strawberry.field(
+        description="Great-circle distance from the PA's home to the person's, in km to one "
+        "decimal place; null if either home's location is unknown."
+    )
+    person_first_name: str | None = strawberry.field(
+        description="The first word of the person's name."
+    )
+    needs: list[str] = strawberry.field(
+        description="The person's need tags, e.g. personal-care (each needs a matching skill)."
+    )
+    tasks: list[str] = strawberry.field(description="What the visit involves.")
+
+
+def offered_visit_from_row(row: Row[Any]) -> OfferedVisit:
+    return OfferedVisit(
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        duration_minutes=round((row.ends_at - row.starts_at).total_seconds() / 60),
+        postcode_district=row.postcode_district,
+        distance_km=_float(row.distance_km),
+        person_first_name=row.person_first_name,
+        needs=list(row.needs or ()),
+        tasks=list(row.tasks or ()),
+    )
+
+
 @strawberry.type(description="A cover request offered to one PA.")
 class CoverOffer(relay.Node):
     id: relay.NodeID[int]
@@ -1309,6 +1354,18 @@ class CoverOffer(relay.Node):
     )
     async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
         return await load_pa(info, self.pa_id)
+
+    @strawberry.field(
+        description="What the PA needs to decide: for the PA while the offer is open (OPEN "
+        "and unexpired), and for admins and the coordinators who see the request; null for "
+        "anyone else, and for the PA once the offer is no longer open."
+    )
+    async def visit_summary(self, info: Info) -> OfferedVisit | None:
+        viewer = info.context.viewer
+        row = await loaders.by_id(
+            info.context, "offer_summary", lambda ids: queries.offer_summaries(viewer, ids)
+        ).load(self.id)
+        return offered_visit_from_row(row) if row is not None else None
 
 
 def cover_offer_from_row(row: Row[Any]) -> CoverOffer:
