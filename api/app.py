@@ -196,7 +196,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         app.state.events = events
         await events.start()
         # Calls to partner instances share one HTTP client (connection reuse).
-        federation = FederationClient(identity, settings.base_url)
+        federation = FederationClient(
+            identity, settings.base_url, private_networks=settings.federation_private_network_list
+        )
         app.state.federation = federation
         feed_sync = start_sync_scheduler(engine, federation, settings.federation_sync_seconds)
         # Holds of cover exchanges not confirmed in time are expired by this process too.

@@ -61,7 +61,9 @@ OWN_SETTINGS = (
     "JWT_PUBLIC_KEY_FILE",
     "FEDERATION_KEY_FILE",
     "FEDERATION_PREVIOUS_KEY_FILES",
+    "FEDERATION_PRIVATE_NETWORKS",
 )
+LOOPBACK = "127.0.0.0/8"
 
 # The walkthrough's GraphQL, in one place (names from the federation contract, issue 7).
 WALKTHROUGH = {
@@ -488,6 +490,8 @@ def _start(instance: Instance) -> None:
             "HOST": "127.0.0.1",
             "PORT": str(instance.port),
             "PUBLIC_BASE_URL": instance.base_url,
+            # The three instances share this machine: they call each other on loopback.
+            "FEDERATION_PRIVATE_NETWORKS": LOOPBACK,
         }
     )
     with instance.log.open("ab") as out:

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from federation.addresses import Network, parse_networks
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -69,6 +71,11 @@ class Settings(BaseSettings):
     federation_manifest_refetch_seconds: float = Field(default=10.0, ge=0)
     # Partners' availability feeds are pulled this often (seconds; 0: only on `syncPartner`).
     federation_sync_seconds: float = Field(default=60.0, ge=0)
+    # Calls to other instances go to public addresses only, and to private ones inside
+    # these networks (comma-separated CIDR blocks, e.g. a council's closed network
+    # "10.20.0.0/16", or "127.0.0.0/8" for instances sharing one machine): a URL someone
+    # names must not make this instance fetch from its own network (federation/addresses.py).
+    federation_private_networks: str = ""
     # How to ask the co-op for care, as council directories list it (Open Referral UK,
     # GET /openreferral/services): public contact details, not a member's.
     public_email: str | None = Field(default=None, max_length=200)
@@ -105,6 +112,12 @@ class Settings(BaseSettings):
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
 
+    @field_validator("federation_private_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # ValueError names the bad block
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _absolute_base_url(cls, value: str | None) -> str | None:
@@ -129,6 +142,10 @@ class Settings(BaseSettings):
     @property
     def federation_previous_key_paths(self) -> list[Path]:
         return [Path(p.strip()) for p in self.federation_previous_key_files.split(",") if p.strip()]
+
+    @property
+    def federation_private_network_list(self) -> list[Network]:
+        return parse_networks(self.federation_private_networks)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -50,7 +50,9 @@ async def run_worker(settings: Settings, database_url: str) -> None:
         settings.federation_previous_key_paths,
     )
     engine = create_engine(database_url, pool_size=2)
-    client = FederationClient(identity, settings.base_url)
+    client = FederationClient(
+        identity, settings.base_url, private_networks=settings.federation_private_network_list
+    )
     worker = build_worker(settings, database_url, session_factory(engine), client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -146,6 +146,7 @@ class Server:
             "DATA_DIR": str(self.data_dir),
             "PUBLIC_BASE_URL": self.base_url,
             "FEDERATION_SYNC_SECONDS": "0",
+            "FEDERATION_PRIVATE_NETWORKS": "127.0.0.0/8",  # the instances share this machine
             "LOG_LEVEL": "WARNING",
             **OUTBOX_ENV,
         }

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from api.db import create_engine
 from api.migrate import upgrade
 from api.settings import Settings
+from federation.addresses import parse_networks
 from federation.client import FederationClient
 from federation.feed import FEED_MAX_PAGE, read_feed
 from federation.identity import load_or_create_identity
@@ -47,6 +48,8 @@ settings = Settings()
 uvicorn.run(create_app(settings, settings.database_url), host="127.0.0.1",
             port=settings.port, log_level="warning")
 """
+LOOPBACK = "127.0.0.0/8"  # both instances run on this machine
+LOOPBACK_NETWORKS = parse_networks(LOOPBACK)
 PAS = 1000
 WINDOWS_PER_PA = 100
 CHANGES = 1000
@@ -143,6 +146,7 @@ async def main(server: str) -> None:
         "DATA_DIR": str(tmp / "sender"),
         "PUBLIC_BASE_URL": sender_base,
         "FEDERATION_SYNC_SECONDS": "0",
+        "FEDERATION_PRIVATE_NETWORKS": LOOPBACK,  # both ends on this machine
         "LOG_LEVEL": "WARNING",
     }
     process = await asyncio.to_thread(start_sender, env)
@@ -180,7 +184,7 @@ async def main(server: str) -> None:
         async with receiver.begin() as conn:
             sql, params = partnership_sql(sender_base, sender_manifest, "OUTGOING")
             partnership_id = (await conn.execute(text(sql), params)).scalar_one()
-        client = FederationClient(identity, receiver_base)
+        client = FederationClient(identity, receiver_base, private_networks=LOOPBACK_NETWORKS)
         try:
             await settled(sender)
             t = time.perf_counter()

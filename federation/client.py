@@ -8,7 +8,7 @@ the partnership (`last_error`). Nothing here touches the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from federation.addresses import Network, guarded_http_client
 from federation.identity import Identity, key_from_jwk
 from federation.manifest import PROTOCOL_VERSIONS
 from federation.signatures import SignatureRefused, sign_request, verify_response
@@ -187,10 +188,13 @@ class FederationClient:
         identity: Identity,
         own_base_url: str,
         http: httpx.AsyncClient | None = None,
+        private_networks: Sequence[Network] = (),
     ) -> None:
+        """Connections go to public addresses and to private ones in `private_networks`
+        only (federation/addresses.py), unless the caller brings its own `http`."""
         self.identity = identity
         self.own_base_url = own_base_url
-        self.http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        self.http = http or guarded_http_client(private_networks, DEFAULT_TIMEOUT)
 
     async def aclose(self) -> None:
         await self.http.aclose()

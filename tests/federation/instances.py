@@ -28,9 +28,13 @@ from api.db import create_engine, session_factory
 from api.migrate import upgrade
 from api.settings import Settings
 from care.enums import Role
+from federation.addresses import parse_networks
 from tests.conftest import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
+# Instances under test share this machine: their calls to each other go to loopback.
+LOOPBACK = "127.0.0.0/8"
+LOOPBACK_NETWORKS = parse_networks(LOOPBACK)
 
 LAUNCH = """
 import uvicorn
@@ -104,6 +108,7 @@ class Instance:
             data_dir=self.data_dir,
             port=self.port,
             public_base_url=self.base_url,
+            federation_private_networks=LOOPBACK,
         )
 
     # --- process ------------------------------------------------------------------------
@@ -117,6 +122,7 @@ class Instance:
             "DATA_DIR": str(self.data_dir),
             "PUBLIC_BASE_URL": self.base_url,
             "FEDERATION_SYNC_SECONDS": "0",  # tests sync when they mean to
+            "FEDERATION_PRIVATE_NETWORKS": LOOPBACK,  # the instances share this machine
             **self.env,
         }
         with self.log.open("ab") as out:

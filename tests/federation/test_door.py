@@ -29,7 +29,7 @@ from federation.client import (
 )
 from federation.identity import Identity, load_or_create_identity
 from federation.signatures import sign_request
-from tests.federation.instances import Instance
+from tests.federation.instances import LOOPBACK_NETWORKS, Instance
 
 PEER = "{ peerPartnership { proposalRef status grantedScopes suspendedBy } }"
 MEMBERS_ONLY = "{ clusters(first: 1) { totalCount } }"
@@ -77,7 +77,7 @@ async def audit_reasons(instance: Instance) -> list[str]:
 @pytest.fixture
 async def client_b(peers: tuple[Instance, Instance]) -> AsyncIterator[FederationClient]:
     _, b = peers
-    client = FederationClient(identity_of(b), b.base_url)
+    client = FederationClient(identity_of(b), b.base_url, private_networks=LOOPBACK_NETWORKS)
     yield client
     await client.aclose()
 
@@ -185,7 +185,9 @@ async def test_a_rotated_key_is_learnt_from_the_manifest_once(
         keys = await session.scalar(select(Partnership.keys).where(Partnership.id == pid))
     assert [k["kid"] for k in keys] == [identity_of(b).kid]
     # A key that is in no manifest of B's is refused, however often it is tried.
-    forger = FederationClient(Identity(Ed25519PrivateKey.generate()), b.base_url)
+    forger = FederationClient(
+        Identity(Ed25519PrivateKey.generate()), b.base_url, private_networks=LOOPBACK_NETWORKS
+    )
     try:
         for _ in range(2):
             with pytest.raises(PartnerError) as refused:

@@ -39,7 +39,7 @@ from federation.exchange import COVER_UPDATE, expire_holds
 from federation.feed import pseudonym
 from tests.factories import Build, at, gid
 from tests.federation.conftest import INSTANCE_ENV, start_instances
-from tests.federation.instances import Instance, eventually
+from tests.federation.instances import LOOPBACK_NETWORKS, Instance, eventually
 from tests.federation.test_door import identity_of, partner_on
 
 REQUEST = """
@@ -385,7 +385,7 @@ async def test_the_same_update_delivered_twice_is_applied_once(world: World) -> 
         "idempotencyKey": key,
         "update": {"ref": ref, "status": "DECLINED", "byRole": "PA", "reason": "busy"},
     }
-    client = FederationClient(identity_of(b), b.base_url)
+    client = FederationClient(identity_of(b), b.base_url, private_networks=LOOPBACK_NETWORKS)
     try:
         keys = identity_of(a.instance).jwks()
         first = await client.call(a.instance.graphql_url, keys, COVER_UPDATE, variables)
@@ -577,7 +577,9 @@ mutation($key: String!, $request: PeerCoverRequestInput!) {
 
 async def _as_a(world: World, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     """A signed call from A to B, made by hand (as A's instance would)."""
-    client = FederationClient(identity_of(world.a.instance), world.a.instance.base_url)
+    client = FederationClient(
+        identity_of(world.a.instance), world.a.instance.base_url, private_networks=LOOPBACK_NETWORKS
+    )
     try:
         result = await client.call(
             world.b.graphql_url, identity_of(world.b).jwks(), query, variables

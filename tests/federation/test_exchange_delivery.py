@@ -47,7 +47,14 @@ from federation.outbox import undelivered
 from tests.conftest import _in_thread
 from tests.factories import Build, gid
 from tests.federation.conftest import INSTANCE_ENV, start_instances
-from tests.federation.instances import ROOT, Instance, eventually, free_port, prepare
+from tests.federation.instances import (
+    LOOPBACK,
+    ROOT,
+    Instance,
+    eventually,
+    free_port,
+    prepare,
+)
 
 SCOPES = ("AVAILABILITY", "COVER")
 # Names no other text in the test (base64 signatures, uuids, dates) could contain.
@@ -277,6 +284,7 @@ class Worker:
             "DATA_DIR": str(i.data_dir),
             "PUBLIC_BASE_URL": i.env.get("PUBLIC_BASE_URL", i.base_url),
             "PORT": str(i.port),
+            "FEDERATION_PRIVATE_NETWORKS": LOOPBACK,  # its partners share this machine
             **{k: v for k, v in i.env.items() if k != "OUTBOX_WORKER"},
         }
         with (i.data_dir / "worker.log").open("ab") as out:

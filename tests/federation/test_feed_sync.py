@@ -16,7 +16,7 @@ from federation.client import FederationClient
 from federation.feed import pseudonym
 from federation.identity import load_or_create_identity
 from federation.sync import sync_all
-from tests.federation.instances import Instance
+from tests.federation.instances import LOOPBACK_NETWORKS, Instance
 from tests.federation.test_door import partner_on
 
 SYNC = """
@@ -81,7 +81,11 @@ async def settle(instance: Instance) -> None:
 async def pair(a: Instance, b: Instance) -> tuple[int, int]:
     """ACTIVE partnerships granting AVAILABILITY on both sides, each with the other's
     keys as its manifest publishes them."""
-    client = FederationClient(load_or_create_identity(b.settings.federation_key_dir), b.base_url)
+    client = FederationClient(
+        load_or_create_identity(b.settings.federation_key_dir),
+        b.base_url,
+        private_networks=LOOPBACK_NETWORKS,
+    )
     try:
         manifest_a = await client.fetch_manifest(a.base_url)
         manifest_b = await client.fetch_manifest(b.base_url)
@@ -263,7 +267,11 @@ async def test_a_scheduled_round_pulls_every_active_availability_partner(
             )
         )
     await settle(a)
-    client = FederationClient(load_or_create_identity(b.settings.federation_key_dir), b.base_url)
+    client = FederationClient(
+        load_or_create_identity(b.settings.federation_key_dir),
+        b.base_url,
+        private_networks=LOOPBACK_NETWORKS,
+    )
     try:
         outcomes = await sync_all(b.engine, client)
     finally:

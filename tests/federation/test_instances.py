@@ -7,7 +7,7 @@ import pytest
 
 from federation.client import FederationClient, PartnerError, PartnerErrorCode
 from federation.identity import load_or_create_identity
-from tests.federation.instances import Instance
+from tests.federation.instances import LOOPBACK_NETWORKS, Instance
 
 
 async def test_an_instance_reads_and_checks_anothers_manifest(
@@ -16,7 +16,7 @@ async def test_an_instance_reads_and_checks_anothers_manifest(
     a, b = peers
     settings = a.settings
     identity = load_or_create_identity(settings.federation_key_dir, None, [])
-    client = FederationClient(identity, a.base_url)
+    client = FederationClient(identity, a.base_url, private_networks=LOOPBACK_NETWORKS)
     try:
         manifest = await client.fetch_manifest(b.base_url + "/")
         assert manifest.base_url == b.base_url
@@ -36,7 +36,7 @@ async def test_an_instance_reads_and_checks_anothers_manifest(
 async def test_an_unreachable_instance_is_a_coded_error(peers: tuple[Instance, Instance]) -> None:
     a, _ = peers
     identity = load_or_create_identity(a.settings.federation_key_dir, None, [])
-    client = FederationClient(identity, a.base_url)
+    client = FederationClient(identity, a.base_url, private_networks=LOOPBACK_NETWORKS)
     try:
         with pytest.raises(PartnerError) as failed:
             await client.fetch_manifest("http://127.0.0.1:9")  # nothing listens there

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import Range
 from care.models import Partnership, PartnerWindow
 from federation.client import FederationClient, PartnerError
 from federation.identity import load_or_create_identity
-from tests.federation.instances import Instance, eventually
+from tests.federation.instances import LOOPBACK_NETWORKS, Instance, eventually
 
 FIELDS = (
     "id baseUrl direction status requestedScopes grantedScopes suspendedBy protocolVersion "
@@ -378,7 +378,9 @@ async def test_a_partner_instance_cannot_reach_the_admin_fields(
     a, b = peers
     await active_pair(a, b, ["AVAILABILITY", "COVER", "MARKET_DATA"])
     client = FederationClient(
-        load_or_create_identity(b.settings.federation_key_dir, None, []), b.base_url
+        load_or_create_identity(b.settings.federation_key_dir, None, []),
+        b.base_url,
+        private_networks=LOOPBACK_NETWORKS,
     )
     keys = load_or_create_identity(a.settings.federation_key_dir, None, []).jwks()
     try:
