@@ -977,6 +977,10 @@ def _exclusions(*, restricted: bool) -> Select:
 
 
 def exclusion_from_row(row: Row[Any]) -> Exclusion:
+    if row.current_pa:
+        # The visit's own PA: the other rules are about taking a visit they already have
+        # (its time overlaps itself), so only this one is reported.
+        return Exclusion(pa_id=int(row.pa_id), rules=("CURRENT_PA",))
     missing = tuple(row.missing_skills or ())
     expired = tuple(row.expired_skills or ())
     failed = {
@@ -991,7 +995,7 @@ def exclusion_from_row(row: Row[Any]) -> Exclusion:
         "WEEKLY_HOURS_LIMIT": row.weekly_hours_limit,
         "DAILY_REST": row.daily_rest,
         "INACTIVE": row.inactive,
-        "CURRENT_PA": row.current_pa,
+        "CURRENT_PA": False,
     }
     return Exclusion(
         pa_id=int(row.pa_id),
