@@ -304,6 +304,9 @@ class CoverCandidates:
 
     candidates: list[AnyCandidate]
     left_out: list[LeftOut]
+    # Asked for (`include_excluded`): the PAs of the person's teams and pools who are not
+    # candidates, each with the rules that rule them out; None when not asked for.
+    excluded: list[Exclusion] | None = None
 
 
 # --- the statement ------------------------------------------------------------------------
@@ -421,6 +424,88 @@ def _distance_km(t: Any, pa: Any) -> ColumnElement[float]:
 def _active(visit: Any = Visit) -> ColumnElement[bool]:
     """The visit holds its PA's time (what the exclusion constraint covers)."""
     return visit.status.in_([_k(s) for s in ACTIVE])  # type: ignore[no-any-return]
+
+
+def _away(t: Any, pa_id: Any) -> ColumnElement[bool]:
+    """Rule 2: an absence of the PA (not cancelled) overlaps the visit."""
+    return exists().where(
+        Absence.pa_id == pa_id,
+        Absence.cancelled_at.is_(None),
+        Absence.during.op("&&")(t.c.during),
+    )
+
+
+def _held(t: Any, pa_id: Any) -> ColumnElement[bool]:
+    """Rule 2: a hold for a partner co-op (cross-boundary cover) takes the PA's time as a
+    visit does."""
+    return exists().where(
+        PaCommitment.pa_id == pa_id,
+        PaCommitment.kind == _k(CommitmentKind.HOLD.value),
+        PaCommitment.during.op("&&")(t.c.during),
+    )
+
+
+def _load(t: Any, pa_id: Any) -> Any:
+    """Rules 2 (visits) and 6, and the hours booked: one pass over the PA's active visits
+    around the visit (a btree range scan, see migration 0003), aggregated with filters, as
+    a LATERAL subquery correlated to `pa_id`. Plain timestamp arithmetic: cheaper than
+    range operators, and run for every PA."""
+    start, end = func.lower(Visit.during), func.upper(Visit.during)
+
+    def overlaps(lo: Any, hi: Any) -> ColumnElement[bool]:
+        return and_(start < hi, end > lo)
+
+    def clipped_hours(lo: Any, hi: Any) -> ColumnElement[float]:
+        inside = func.least(end, hi) - func.greatest(start, lo)
+        return func.coalesce(_hours(func.sum(inside).filter(overlaps(lo, hi))), _k(0.0))
+
+    def starting(lo: Any, hi: Any) -> ColumnElement[bool]:
+        return and_(start >= lo, start < hi)
+
+    return (
+        select(
+            func.coalesce(func.bool_or(overlaps(t.c.starts_at, t.c.ends_at)), false()).label(
+                "clash"
+            ),
+            clipped_hours(t.c.wtr_from, t.c.wtr_to).label("window_hours"),
+            clipped_hours(t.c.week_from, t.c.week_to).label("week_hours"),
+            func.max(end).filter(starting(t.c.day_before, t.c.day_start)).label("before_end"),
+            func.min(start).filter(starting(t.c.day_start, t.c.day_after)).label("day_first"),
+            func.max(end).filter(starting(t.c.day_start, t.c.day_after)).label("day_last"),
+            func.min(start).filter(starting(t.c.day_after, t.c.day_after_end)).label("after_start"),
+        )
+        .where(
+            Visit.pa_id == pa_id,
+            _active(),
+            # Ranges sort by lower bound first: this selects visits by start time.
+            Visit.during >= t.c.reach_from,
+            Visit.during < t.c.reach_to,
+        )
+        .lateral("load")
+    )
+
+
+def _rested(t: Any, load: Any) -> ColumnElement[bool]:
+    """Rule 6b: the co-op's daily rest before and after the visit's working day."""
+    return and_(
+        or_(
+            load.c.before_end.is_(None),
+            _hours(func.least(load.c.day_first, t.c.starts_at) - load.c.before_end)
+            >= t.c.rest_hours,
+        ),
+        or_(
+            load.c.after_start.is_(None),
+            _hours(load.c.after_start - func.greatest(load.c.day_last, t.c.ends_at))
+            >= t.c.rest_hours,
+        ),
+    )
+
+
+def _within_week(t: Any, opt_out: Any, load: Any) -> ColumnElement[bool]:
+    """Rule 6a: the hours in the Working Time window, with the visit, within the co-op's
+    weekly limit. The opt-out (regulation 5) lifts the weekly limit only: daily rest
+    still applies."""
+    return or_(opt_out, load.c.window_hours + t.c.hours <= t.c.max_hours)
 
 
 def candidates_statement(
@@ -554,17 +639,8 @@ def _ranked(*, limited: bool, restricted: bool) -> Select:
         )
         .exists()
     )
-    away = exists().where(
-        Absence.pa_id == near.c.pa_id,
-        Absence.cancelled_at.is_(None),
-        Absence.during.op("&&")(t.c.during),
-    )
-    # A hold for a partner co-op (cross-boundary cover) takes the PA's time as a visit does.
-    held = exists().where(
-        PaCommitment.pa_id == near.c.pa_id,
-        PaCommitment.kind == _k(CommitmentKind.HOLD.value),
-        PaCommitment.during.op("&&")(t.c.during),
-    )
+    away = _away(t, near.c.pa_id)
+    held = _held(t, near.c.pa_id)
     eligible = (
         select(near)
         .select_from(near)
@@ -574,60 +650,12 @@ def _ranked(*, limited: bool, restricted: bool) -> Select:
     )
 
     # Rules 2 (visits) and 6, and the hours booked: one pass over each PA's active visits
-    # around the visit (a btree range scan, see migration 0003), aggregated with filters.
-    # Plain timestamp arithmetic: cheaper than range operators, and run for every PA.
-    start, end = func.lower(Visit.during), func.upper(Visit.during)
-
-    def overlaps(lo: Any, hi: Any) -> ColumnElement[bool]:
-        return and_(start < hi, end > lo)
-
-    def clipped_hours(lo: Any, hi: Any) -> ColumnElement[float]:
-        inside = func.least(end, hi) - func.greatest(start, lo)
-        return func.coalesce(_hours(func.sum(inside).filter(overlaps(lo, hi))), _k(0.0))
-
-    def starting(lo: Any, hi: Any) -> ColumnElement[bool]:
-        return and_(start >= lo, start < hi)
-
-    load = (
-        select(
-            func.coalesce(func.bool_or(overlaps(t.c.starts_at, t.c.ends_at)), false()).label(
-                "clash"
-            ),
-            clipped_hours(t.c.wtr_from, t.c.wtr_to).label("window_hours"),
-            clipped_hours(t.c.week_from, t.c.week_to).label("week_hours"),
-            func.max(end).filter(starting(t.c.day_before, t.c.day_start)).label("before_end"),
-            func.min(start).filter(starting(t.c.day_start, t.c.day_after)).label("day_first"),
-            func.max(end).filter(starting(t.c.day_start, t.c.day_after)).label("day_last"),
-            func.min(start).filter(starting(t.c.day_after, t.c.day_after_end)).label("after_start"),
-        )
-        .where(
-            Visit.pa_id == eligible.c.pa_id,
-            _active(),
-            # Ranges sort by lower bound first: this selects visits by start time.
-            Visit.during >= t.c.reach_from,
-            Visit.during < t.c.reach_to,
-        )
-        .lateral("load")
-    )
-    rested = and_(
-        or_(
-            load.c.before_end.is_(None),
-            _hours(func.least(load.c.day_first, t.c.starts_at) - load.c.before_end)
-            >= t.c.rest_hours,
-        ),
-        or_(
-            load.c.after_start.is_(None),
-            _hours(load.c.after_start - func.greatest(load.c.day_last, t.c.ends_at))
-            >= t.c.rest_hours,
-        ),
-    )
-    # The opt-out (regulation 5) lifts the weekly limit only: daily rest still applies.
-    working_time = and_(
-        or_(eligible.c.opt_out, load.c.window_hours + t.c.hours <= t.c.max_hours),
-        rested,
-    )
+    # around the visit (see `_load`).
+    load = _load(t, eligible.c.pa_id)
+    working_time = and_(_within_week(t, eligible.c.opt_out, load), _rested(t, load))
 
     # Preferences.
+    start = func.lower(Visit.during)
     continuity_visits = (
         select(Visit.pa_id, func.count().label("n"))
         .select_from(t)
@@ -763,6 +791,326 @@ def candidate_from_row(row: Row[Any], source: str = LOCAL_SOURCE) -> Candidate:
         hours_in_week=float(row.hours_in_week),
         contracted_weekly_hours=float(row.contracted_weekly_hours),
         covers_last_28_days=int(row.covers),
+    )
+
+
+# --- why a PA is not a candidate ----------------------------------------------------------
+#
+# The same hard rules as `_ranked`, each as a boolean column per PA instead of a filter, for
+# the PAs a coordinator would look to (the teams of the person's clusters and the pools
+# serving them), or for given PAs (the PAs of a cluster or pool an offer skipped). One
+# statement, whatever the number of PAs. Kept apart from `_ranked` so the candidate search
+# itself stays as lean as it is; both build their rules from the same helpers (`_away`,
+# `_held`, `_load`, `_rested`, `_within_week`) and `tests/care/test_candidates.py` checks
+# that a PA is a candidate exactly when no rule here excludes them.
+
+# The rules, in the order they are reported (docs/cover.md, "Why a PA is not a candidate").
+EXCLUSION_RULES: tuple[str, ...] = (
+    "NO_AVAILABILITY",  # 1: no availability window contains the whole visit
+    "OVERLAP",  # 2: an active visit of the PA overlaps it
+    "ABSENT",  # 2: an absence (not cancelled) overlaps it
+    "HELD_FOR_PARTNER",  # 2: the PA's time is held for a partner co-op's cover
+    "MISSING_SKILL",  # 3: a need of the person the PA has no skill for
+    "EXPIRED_SKILL",  # 3: a need whose skill the PA has, lapsed before the visit's date
+    "DBS_OUT_OF_DATE",  # 4: no DBS check, or one older than coop.dbs_valid_months
+    "TOO_FAR",  # 5: home further from the person than the PA's travel limit
+    "WEEKLY_HOURS_LIMIT",  # 6a: the Working Time weekly limit (not opted out)
+    "DAILY_REST",  # 6b: daily rest before or after the visit's working day
+    "INACTIVE",  # 7: not an active member
+    "CURRENT_PA",  # 7: already the visit's PA
+)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """One of our PAs checked against the hard rules for a visit, and the rules they fail
+    (none: a candidate)."""
+
+    pa_id: int
+    rules: tuple[str, ...]
+    missing_skills: tuple[str, ...] = ()  # the person's needs the PA has no skill for
+    expired_skills: tuple[str, ...] = ()  # needs whose skill lapsed before the visit
+
+    @property
+    def excluded(self) -> bool:
+        return bool(self.rules)
+
+
+def exclusions_statement(
+    viewer: Viewer, visit_id: int, *, pa_ids: Sequence[int] | None = None
+) -> Select:
+    """Every PA considered for a visit, one row each, with one boolean column per hard
+    rule (true: the PA fails it) and the needs they lack skills for; by PA id.
+
+    Considered: `pa_ids` when given, else the PAs on the team of a cluster the person
+    belongs to or in a pool serving one. Only PAs the viewer may see as members; the
+    caller checks who may ask. Built and compiled once per shape and process, like the
+    candidate search."""
+    restricted = pa_ids is not None
+    search, columns = _compiled_exclusions(restricted=restricted)
+    values: dict[str, Any] = {"visit_id": visit_id}
+    if pa_ids is not None:
+        values["pa_ids"] = list(pa_ids)
+    found = search.bindparams(**values).columns(*columns).subquery("checked")
+    stmt = select(found).order_by(found.c.pa_id)
+    if viewer.role is not Role.ADMIN:
+        stmt = stmt.where(
+            select(Member.id)
+            .where(Member.id == found.c.pa_id, policy.member_visible(viewer))
+            .exists()
+        )
+    return stmt
+
+
+@functools.cache
+def _compiled_exclusions(*, restricted: bool) -> tuple[TextClause, list[ColumnClause[Any]]]:
+    stmt = _exclusions(restricted=restricted)
+    compiled = stmt.compile(
+        dialect=postgresql.psycopg2.dialect(paramstyle="named"),
+        compile_kwargs={"render_postcompile": True},
+    )
+    names = set(compiled.params)
+    assert names <= set(PARAMETERS), f"unexpected parameters in the exclusions: {names}"
+    text_stmt = text(compiled.string).bindparams(
+        *(bindparam(name, type_=PARAMETERS[name]) for name in sorted(names))
+    )
+    columns = [column(str(c.key), c.type) for c in stmt.selected_columns]
+    return text_stmt, columns
+
+
+@functools.cache
+def _exclusions(*, restricted: bool) -> Select:
+    t = _target(bindparam("visit_id", None, type_=BigInteger))
+    if restricted:
+        pa_ids = cast(bindparam("pa_ids", None), ARRAY(BigInteger))
+        ids: Any = select(func.unnest(pa_ids).label("pa_id")).distinct()
+    else:
+        # The teams of the person's clusters, and the pools serving those clusters.
+        ids = (
+            select(ClusterPa.pa_id)
+            .select_from(t)
+            .join(ClusterServiceUser, ClusterServiceUser.service_user_id == t.c.service_user_id)
+            .join(ClusterPa, ClusterPa.cluster_id == ClusterServiceUser.cluster_id)
+            .union(
+                select(PoolPa.pa_id)
+                .select_from(t)
+                .join(
+                    ClusterServiceUser,
+                    ClusterServiceUser.service_user_id == t.c.service_user_id,
+                )
+                .join(PoolCluster, PoolCluster.cluster_id == ClusterServiceUser.cluster_id)
+                .join(PoolPa, PoolPa.pool_id == PoolCluster.pool_id)
+            )
+        )
+    wanted = ids.cte("wanted")
+    pa = Member.__table__.alias("pa_member")
+    distance = select(_distance_km(t, pa.c).label("km")).correlate(t, pa).lateral("distance")
+    people = (
+        select(
+            PaProfile.member_id.label("pa_id"),
+            PaProfile.max_travel_km.label("max_km"),
+            PaProfile.dbs_checked_on,
+            PaProfile.working_time_opt_out.label("opt_out"),
+            pa.c.active,
+            distance.c.km,
+        )
+        .select_from(wanted)
+        .join(PaProfile, PaProfile.member_id == wanted.c.pa_id)
+        .join(pa, pa.c.id == PaProfile.member_id)
+        .join(t, true())
+        .join(distance, true())
+        .cte("considered")
+        .prefix_with("MATERIALIZED")
+    )
+    need = func.unnest(t.c.needs).table_valued("need").alias("need")
+
+    def needs_where(*condition: Any) -> Any:
+        """The person's needs meeting `condition`, as a text array (NULL: none)."""
+        return (
+            select(func.array_agg(need.c.need))
+            .select_from(need)
+            .where(*condition)
+            .correlate_except(need)
+            .scalar_subquery()
+        )
+
+    has_skill = (
+        exists()
+        .where(PaSkill.pa_id == people.c.pa_id, PaSkill.skill == need.c.need)
+        .correlate_except(PaSkill)  # people and t come from two levels up
+    )
+    lapsed = (
+        exists()
+        .where(
+            PaSkill.pa_id == people.c.pa_id,
+            PaSkill.skill == need.c.need,
+            PaSkill.expires_on < t.c.day,
+        )
+        .correlate_except(PaSkill)
+    )
+    available = exists().where(
+        AvailabilityWindow.pa_id == people.c.pa_id,
+        AvailabilityWindow.during.op("@>")(t.c.during),
+    )
+    load = _load(t, people.c.pa_id)
+    dbs_ok = people.c.dbs_checked_on >= t.c.day - func.make_interval(_k(0), t.c.dbs_months)
+    return (
+        select(
+            people.c.pa_id,
+            not_(available).label("no_availability"),
+            load.c.clash.label("overlap"),
+            _away(t, people.c.pa_id).label("absent"),
+            _held(t, people.c.pa_id).label("held_for_partner"),
+            needs_where(not_(has_skill)).label("missing_skills"),
+            needs_where(lapsed).label("expired_skills"),
+            not_(func.coalesce(dbs_ok, false())).label("dbs_out_of_date"),
+            func.coalesce(people.c.km > people.c.max_km, false()).label("too_far"),
+            not_(_within_week(t, people.c.opt_out, load)).label("weekly_hours_limit"),
+            not_(_rested(t, load)).label("daily_rest"),
+            not_(people.c.active).label("inactive"),
+            func.coalesce(people.c.pa_id == t.c.current_pa_id, false()).label("current_pa"),
+        )
+        .select_from(people)
+        .join(t, true())
+        .join(load, true())
+    )
+
+
+def exclusion_from_row(row: Row[Any]) -> Exclusion:
+    if row.current_pa:
+        # The visit's own PA: the other rules are about taking a visit they already have
+        # (its time overlaps itself), so only this one is reported.
+        return Exclusion(pa_id=int(row.pa_id), rules=("CURRENT_PA",))
+    missing = tuple(row.missing_skills or ())
+    expired = tuple(row.expired_skills or ())
+    failed = {
+        "NO_AVAILABILITY": row.no_availability,
+        "OVERLAP": row.overlap,
+        "ABSENT": row.absent,
+        "HELD_FOR_PARTNER": row.held_for_partner,
+        "MISSING_SKILL": bool(missing),
+        "EXPIRED_SKILL": bool(expired),
+        "DBS_OUT_OF_DATE": row.dbs_out_of_date,
+        "TOO_FAR": row.too_far,
+        "WEEKLY_HOURS_LIMIT": row.weekly_hours_limit,
+        "DAILY_REST": row.daily_rest,
+        "INACTIVE": row.inactive,
+        "CURRENT_PA": False,
+    }
+    return Exclusion(
+        pa_id=int(row.pa_id),
+        rules=tuple(rule for rule in EXCLUSION_RULES if failed[rule]),
+        missing_skills=missing,
+        expired_skills=expired,
+    )
+
+
+# --- skills the team lacks ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoverGap:
+    """A need of people with open cover requests in a cluster that no active PA on the
+    cluster's team has a skill in date for."""
+
+    need: str
+    requests: int  # open requests (visits not over) whose person has the need
+    lapsed_holders: int  # team PAs whose skill of that name lapsed before such a visit
+    first_starts_at: dt.datetime  # the soonest of those visits
+
+
+def cover_gaps_statement(viewer: Viewer, cluster_id: int) -> Select:
+    """For the open cover requests of a cluster's people (visits not over at `viewer.now`):
+    each need that no active PA on the cluster's team has a skill in date for on the
+    visit's London date, with the number of such requests; most requests first, then by
+    name. One statement, whatever the number of requests or PAs. No rows unless the
+    viewer manages the cluster (admins: any; coordinators: the clusters they support)."""
+    if viewer.role is Role.ADMIN:
+        manages: ColumnElement[bool] = true()
+    elif viewer.role is Role.COORDINATOR and viewer.member_id is not None:
+        manages = literal(cluster_id).in_(policy.supported_cluster_ids(viewer))
+    else:
+        manages = false()
+    starts = func.lower(Visit.during)
+    requests = (
+        select(
+            CoverRequest.id.label("request_id"),
+            starts.label("starts_at"),
+            cast(_local(starts), Date).label("day"),
+            ServiceUserProfile.needs,
+        )
+        .join(Visit, Visit.id == CoverRequest.visit_id)
+        .join(
+            ClusterServiceUser,
+            and_(
+                ClusterServiceUser.service_user_id == Visit.service_user_id,
+                ClusterServiceUser.cluster_id == cluster_id,
+            ),
+        )
+        .join(ServiceUserProfile, ServiceUserProfile.member_id == Visit.service_user_id)
+        .where(
+            manages,
+            CoverRequest.status == CoverRequestStatus.OPEN.value,
+            func.upper(Visit.during) > viewer.now,
+        )
+        .cte("open_requests")
+    )
+    team = (
+        select(ClusterPa.pa_id)
+        .join(Member, Member.id == ClusterPa.pa_id)
+        .where(ClusterPa.cluster_id == cluster_id, Member.active)
+    )
+    need = func.unnest(requests.c.needs).table_valued("need").lateral("need")
+    held_in_date = (
+        exists()
+        .where(
+            PaSkill.pa_id.in_(team),
+            PaSkill.skill == need.c.need,
+            or_(PaSkill.expires_on.is_(None), PaSkill.expires_on >= requests.c.day),
+        )
+        .correlate_except(PaSkill, ClusterPa, Member)
+    )
+    lapsed = (
+        select(func.count())
+        .where(
+            PaSkill.pa_id.in_(team),
+            PaSkill.skill == need.c.need,
+            PaSkill.expires_on < requests.c.day,
+        )
+        .correlate_except(PaSkill, ClusterPa, Member)
+        .scalar_subquery()
+    )
+    gaps = (
+        select(
+            requests.c.request_id,
+            requests.c.starts_at,
+            need.c.need,
+            lapsed.label("lapsed"),
+        )
+        .select_from(requests)
+        .join(need, true())
+        .where(not_(held_in_date))
+        .subquery("gaps")
+    )
+    count = func.count(gaps.c.request_id.distinct())
+    return (
+        select(
+            gaps.c.need,
+            count.label("requests"),
+            func.max(gaps.c.lapsed).label("lapsed_holders"),
+            func.min(gaps.c.starts_at).label("first_starts_at"),
+        )
+        .group_by(gaps.c.need)
+        .order_by(count.desc(), gaps.c.need)
+    )
+
+
+def cover_gap_from_row(row: Row[Any]) -> CoverGap:
+    return CoverGap(
+        need=str(row.need),
+        requests=int(row.requests),
+        lapsed_holders=int(row.lapsed_holders),
+        first_starts_at=row.first_starts_at,
     )
 
 
@@ -1161,6 +1509,7 @@ async def find_cover_candidates(
     partner_fetch: Fetch | None = None,
     extra_sources: Sequence[CandidateSource] = (),
     source_seconds: float = DEFAULT_SOURCE_TIMEOUT,
+    include_excluded: bool = False,
 ) -> CoverCandidates:
     """The best `first` candidates for a visit from every source.
 
@@ -1174,6 +1523,10 @@ async def find_cover_candidates(
     its own (without it, partners share `fetch` and run one after another, after ours). A
     source that fails or runs out of time is left out and named; our own failing fails
     the answer, as before.
+
+    With `include_excluded`, one more statement (`exclusions_statement`) lists the PAs of
+    the person's teams and pools who are not candidates and why; without it nothing more
+    is read.
     """
     if viewer.role not in MANAGERS:
         raise forbidden("Only admins and coordinators may look for cover.")
@@ -1223,7 +1576,11 @@ async def find_cover_candidates(
             left_out.append(answer)
         else:
             merged.extend(_weighed(answer, target.weights))
-    return CoverCandidates(rank(merged)[:first], left_out)
+    excluded: list[Exclusion] | None = None
+    if include_excluded:
+        checked = await fetch(exclusions_statement(viewer, target.visit_id))
+        excluded = [e for e in map(exclusion_from_row, checked) if e.excluded]
+    return CoverCandidates(rank(merged)[:first], left_out, excluded)
 
 
 def session_fetch(session: Any) -> Fetch:

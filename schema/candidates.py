@@ -17,12 +17,17 @@ from graphql import GraphQLError
 from strawberry import relay
 
 from care.candidates import (
+    EXCLUSION_RULES,
     AnyCandidate,
     Candidate,
+    CoverGap,
+    Exclusion,
     LeftOut,
     Partner,
     PartnerCandidate,
     ScoreParts,
+    cover_gap_from_row,
+    cover_gaps_statement,
     find_cover_candidates,
 )
 from care.errors import DomainError, ErrorCode
@@ -197,6 +202,121 @@ class LeftOutSource:
     )
 
 
+_RULE_DESCRIPTIONS = {
+    "NO_AVAILABILITY": "No availability window of the PA contains the whole visit.",
+    "OVERLAP": "A scheduled or completed visit of the PA overlaps it.",
+    "ABSENT": "An absence of the PA (not cancelled) overlaps it.",
+    "HELD_FOR_PARTNER": "The PA's time is held for a partner co-op's cover request.",
+    "MISSING_SKILL": "A need of the person the PA has no skill of that name for "
+    "(see `missingSkills`).",
+    "EXPIRED_SKILL": "A need whose skill the PA has, but lapsed before the visit's date "
+    "(see `expiredSkills`).",
+    "DBS_OUT_OF_DATE": "No DBS check, or one older than the co-op's dbs_valid_months on "
+    "the visit's date.",
+    "TOO_FAR": "The PA's home is further from the person than the PA will travel.",
+    "WEEKLY_HOURS_LIMIT": "With this visit the PA would work more than the co-op's weekly "
+    "hours in the 7 days centred on it (and has not opted out).",
+    "DAILY_REST": "Too little rest (the co-op's min_daily_rest_hours) between the visit's "
+    "working day and the day before or after.",
+    "INACTIVE": "The PA is not an active member.",
+    "CURRENT_PA": "The PA already has the visit.",
+}
+assert set(_RULE_DESCRIPTIONS) == set(EXCLUSION_RULES)
+
+ExclusionRule = strawberry.enum(  # type: ignore[call-overload]
+    Enum(  # type: ignore[misc]
+        "ExclusionRule",
+        {
+            name: strawberry.enum_value(name, description=_RULE_DESCRIPTIONS[name])
+            for name in EXCLUSION_RULES
+        },
+    ),
+    name="ExclusionRule",
+    description="A hard rule of the cover candidate search that rules a PA out "
+    '(docs/cover.md, "Hard rules").',
+)
+
+
+@strawberry.type(
+    description="One of this co-op's PAs who is not a candidate for the visit, and every "
+    "hard rule they fail."
+)
+class ExcludedCandidate:
+    rules: list[ExclusionRule] = strawberry.field(  # type: ignore[valid-type]
+        description="The rules the PA fails, at least one, in the order of the rules."
+    )
+    missing_skills: list[str] = strawberry.field(
+        description="The person's needs the PA has no skill for (MISSING_SKILL)."
+    )
+    expired_skills: list[str] = strawberry.field(
+        description="The person's needs whose skill the PA holds but lapsed before the "
+        "visit's date (EXPIRED_SKILL)."
+    )
+    pa_id: strawberry.Private[int]
+
+    @strawberry.field(description="The PA.")
+    async def pa(self, info: Info) -> PersonalAssistant:
+        member = await load_member(info, self.pa_id)
+        if not isinstance(member, PersonalAssistant):
+            # The check returns only PAs the caller may see: this would be a bug.
+            raise GraphQLError("The PA could not be loaded.")
+        return member
+
+
+def excluded_candidate(e: Exclusion) -> ExcludedCandidate:
+    return ExcludedCandidate(
+        rules=[ExclusionRule(r) for r in e.rules],
+        missing_skills=list(e.missing_skills),
+        expired_skills=list(e.expired_skills),
+        pa_id=e.pa_id,
+    )
+
+
+@strawberry.type(description="How many PAs a rule ruled out.")
+class ExclusionRuleCount:
+    rule: ExclusionRule = strawberry.field(  # type: ignore[valid-type]
+        description="The rule."
+    )
+    pas: int = strawberry.field(description="PAs who fail it (a PA may fail several rules).")
+
+
+def rule_counts(exclusions: list[Exclusion]) -> list[ExclusionRuleCount]:
+    """PAs per rule, in the order of the rules, leaving out rules nobody fails."""
+    return [
+        ExclusionRuleCount(rule=ExclusionRule(rule), pas=n)
+        for rule in EXCLUSION_RULES
+        if (n := sum(rule in e.rules for e in exclusions))
+    ]
+
+
+@strawberry.type(
+    name="CoverGap",
+    description="A need of people with open cover requests in a cluster that no active PA "
+    "on the cluster's team has a skill in date for: a gap for training or recruitment.",
+)
+class CoverGapType:
+    need: str = strawberry.field(description="The need tag (the skill of the same name).")
+    requests: int = strawberry.field(
+        description="Open cover requests (visits not over) whose person has the need."
+    )
+    lapsed_holders: int = strawberry.field(
+        description="PAs on the team who hold the skill but whose skill lapsed before such "
+        "a visit (the most for any one request): renewing it would close the gap."
+    )
+    first_starts_at: dt.datetime = strawberry.field(
+        description="When the soonest of those visits starts."
+    )
+
+
+def _gap(g: CoverGap) -> CoverGapType:
+    return CoverGapType(
+        need=g.need,
+        requests=g.requests,
+        lapsed_holders=g.lapsed_holders,
+        first_starts_at=g.first_starts_at,
+    )
+
+
 @strawberry.type(
     description="Cover candidates for a visit, best first, from every source that "
     "answered in time, and the sources left out."
@@ -209,6 +329,17 @@ class CoverCandidateList:
     left_out: list[LeftOutSource] = strawberry.field(
         description="Sources that failed or ran out of time: their PAs are missing. Empty "
         "when every source answered."
+    )
+    excluded: list[ExcludedCandidate] | None = strawberry.field(
+        default=None,
+        description="With `includeExcluded`: the PAs on the teams of the person's clusters "
+        "and in the pools serving them who are not candidates, by PA id, each with the "
+        "rules they fail. Null when not asked for. Partner co-ops' PAs are never listed.",
+    )
+    excluded_by_rule: list[ExclusionRuleCount] | None = strawberry.field(
+        default=None,
+        description="With `includeExcluded`: how many of `excluded` each rule rules out "
+        "(rules nobody fails are left out). Null when not asked for.",
     )
 
 
@@ -304,6 +435,14 @@ class CandidateQueries:
                 "AVAILABILITY and COVER); null means true."
             ),
         ] = True,
+        include_excluded: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Also list the PAs of the person's teams and pools who are "
+                "not candidates, with the rules that rule each out (`excluded`); null "
+                "means false."
+            ),
+        ] = False,
     ) -> CoverCandidateList:
         context = info.context
         limit = context.limits.max_page_size
@@ -325,10 +464,35 @@ class CandidateQueries:
                 include_partners=include_partners is not False,
                 partner_fetch=context.rows_apart,
                 source_seconds=context.limits.cover_source_seconds,
+                include_excluded=include_excluded is True,
             )
         except DomainError as e:
             raise GraphQLError(e.message, extensions={"code": e.code.value}) from e
+        excluded = found.excluded
         return CoverCandidateList(
             candidates=[_candidate(c) for c in found.candidates],
             left_out=[_left_out(x) for x in found.left_out],
+            excluded=None if excluded is None else [excluded_candidate(e) for e in excluded],
+            excluded_by_rule=None if excluded is None else rule_counts(excluded),
         )
+
+    @strawberry.field(
+        description=(
+            "Needs of the people with open cover requests in a cluster (visits not over) "
+            "that no active PA on the cluster's team has a skill in date for, with how "
+            "many requests each affects: most first, then by name. For admins and the "
+            "cluster's coordinator; an unknown cluster, or one the caller does not "
+            "support, gives an empty list."
+        ),
+        extensions=guard(MANAGING),
+    )
+    async def cover_gaps(
+        self,
+        info: Info,
+        cluster_id: Annotated[strawberry.ID, strawberry.argument(description="The cluster.")],
+    ) -> list[CoverGapType]:
+        cid = decode_id(cluster_id, "Cluster")
+        if cid is None:
+            return []
+        rows = await info.context.rows(cover_gaps_statement(info.context.viewer, cid))
+        return [_gap(cover_gap_from_row(r)) for r in rows]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,7 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from care import policy
-from care.candidates import candidates_statement
+from care.candidates import (
+    Exclusion,
+    candidates_statement,
+    exclusion_from_row,
+    exclusions_statement,
+)
 from care.enums import (
     ACTIVE_VISIT_STATUSES,
     CommitmentKind,
@@ -107,9 +112,20 @@ class OfferTarget:
 
 
 @dataclass(frozen=True)
+class SkippedPa:
+    """A PA of the cluster or pool offered to who got no offer, and why."""
+
+    pa_id: int
+    reason: str  # NOT_A_CANDIDATE or ALREADY_OFFERED
+    # For NOT_A_CANDIDATE: the hard rules the PA fails (care.candidates.EXCLUSION_RULES).
+    exclusion: Exclusion | None = None
+
+
+@dataclass(frozen=True)
 class OfferResult:
     offer_ids: list[int]
     skipped: int  # PAs of the target who got no offer (not candidates, or already offered)
+    skipped_pas: list[SkippedPa] = field(default_factory=list)  # the same PAs, by PA id
 
 
 # --- reading and locking -----------------------------------------------------------------
@@ -301,9 +317,9 @@ async def _visible_request(session: AsyncSession, viewer: Viewer, request_id: in
 
 async def _target_pas(
     session: AsyncSession, viewer: Viewer, visit_id: int, target: OfferTarget
-) -> tuple[list[int], int]:
-    """The ids of the candidates to offer to, and how many of the target's PAs were left
-    out for not being candidates."""
+) -> tuple[list[int], list[int]]:
+    """The ids of the candidates to offer to, and the target's PAs left out for not being
+    candidates."""
     if target.pa_ids is not None:
         wanted = sorted(set(target.pa_ids))
         found = await _pas(session, wanted)
@@ -325,7 +341,7 @@ async def _target_pas(
                 "coverCandidates lists who can take it.",
                 "paIds",
             )
-        return wanted, 0
+        return wanted, []
     members: Select
     if target.cluster_id is not None:
         if not await session.scalar(select(exists().where(Cluster.id == target.cluster_id))):
@@ -338,7 +354,19 @@ async def _target_pas(
     everyone = [p.id for p in await _pas(session, members)]
     eligible = await candidate_ids(session, viewer, visit_id, everyone)
     chosen = [i for i in everyone if i in eligible]
-    return chosen, len(everyone) - len(chosen)
+    return chosen, [i for i in everyone if i not in eligible]
+
+
+async def _why_not(
+    session: AsyncSession, viewer: Viewer, visit_id: int, pa_ids: Sequence[int]
+) -> list[SkippedPa]:
+    """Why each of these PAs is not a candidate: the rules of `care.candidates`, checked
+    by one statement (none when nobody was left out)."""
+    if not pa_ids:
+        return []
+    stmt = exclusions_statement(viewer, visit_id, pa_ids=pa_ids)
+    found = {e.pa_id: e for e in map(exclusion_from_row, await session.execute(stmt))}
+    return [SkippedPa(i, "NOT_A_CANDIDATE", found.get(i)) for i in pa_ids]
 
 
 async def offer_cover(
@@ -374,7 +402,8 @@ async def offer_cover(
                 "expiresInMinutes",
             )
 
-    ids, skipped = await _target_pas(session, viewer, visit_id, target)
+    ids, left_out = await _target_pas(session, viewer, visit_id, target)
+    skipped = await _why_not(session, viewer, visit_id, left_out)
     # An open offer that has lapsed is written as EXPIRED, so the PA can be offered again.
     await session.execute(
         update(CoverOffer)
@@ -426,7 +455,9 @@ async def offer_cover(
             for o in offers
         ],
     )
-    return OfferResult(offer_ids=[o.id for o in offers], skipped=skipped + len(live))
+    skipped.extend(SkippedPa(pa_id, "ALREADY_OFFERED") for pa_id in ids if pa_id in live)
+    skipped.sort(key=lambda p: p.pa_id)
+    return OfferResult(offer_ids=[o.id for o in offers], skipped=len(skipped), skipped_pas=skipped)
 
 
 # --- withdrawing, declining, accepting -----------------------------------------------------

@@ -5,15 +5,17 @@ module decodes ids and builds payloads."""
 from __future__ import annotations
 
 import asyncio
+from enum import Enum
 from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.services import offers as service
-from care.services.offers import OfferResult, OfferTarget
+from care.services.offers import OfferResult, OfferTarget, SkippedPa
 from care.viewer import Viewer
 from federation import exchange
+from schema.candidates import ExclusionRule, ExclusionRuleCount, rule_counts
 from schema.context import Info
 from schema.errors import COVER, CoverError
 from schema.mutations.base import (
@@ -27,7 +29,7 @@ from schema.mutations.base import (
     perform,
 )
 from schema.permissions import MANAGING, PAS
-from schema.types import CoverOffer, load_cover_offer
+from schema.types import CoverOffer, PersonalAssistant, load_cover_offer, load_member
 
 OfferIdArg = Annotated[strawberry.ID, strawberry.argument(description="The cover offer's id.")]
 
@@ -56,6 +58,62 @@ class OfferCoverInput:
     )
 
 
+SkipReason = strawberry.enum(  # type: ignore[call-overload]
+    Enum(  # type: ignore[misc]
+        "SkipReason",
+        {
+            "NOT_A_CANDIDATE": strawberry.enum_value(
+                "NOT_A_CANDIDATE",
+                description="The PA is not a candidate for the visit (see `rules`).",
+            ),
+            "ALREADY_OFFERED": strawberry.enum_value(
+                "ALREADY_OFFERED",
+                description="The PA already holds an open offer for this request.",
+            ),
+        },
+    ),
+    name="SkipReason",
+    description="Why a PA of the cluster or pool offered to got no offer.",
+)
+
+
+@strawberry.type(
+    name="SkippedPa",
+    description="A PA of the cluster or pool offered to who got no offer, and why.",
+)
+class SkippedPaType:
+    reason: SkipReason = strawberry.field(  # type: ignore[valid-type]
+        description="Why the PA got no offer."
+    )
+    rules: list[ExclusionRule] = strawberry.field(  # type: ignore[valid-type]
+        description="For NOT_A_CANDIDATE: the hard rules the PA fails; empty otherwise."
+    )
+    missing_skills: list[str] = strawberry.field(
+        description="The person's needs the PA has no skill for (MISSING_SKILL)."
+    )
+    expired_skills: list[str] = strawberry.field(
+        description="The person's needs whose skill the PA holds but lapsed before the "
+        "visit's date (EXPIRED_SKILL)."
+    )
+    pa_id: strawberry.Private[int]
+
+    @strawberry.field(description="The PA; null if the caller may not see them.")
+    async def pa(self, info: Info) -> PersonalAssistant | None:
+        member = await load_member(info, self.pa_id)
+        return member if isinstance(member, PersonalAssistant) else None
+
+
+def _skipped(p: SkippedPa) -> SkippedPaType:
+    e = p.exclusion
+    return SkippedPaType(
+        reason=SkipReason(p.reason),
+        rules=[ExclusionRule(r) for r in e.rules] if e else [],
+        missing_skills=list(e.missing_skills) if e else [],
+        expired_skills=list(e.expired_skills) if e else [],
+        pa_id=p.pa_id,
+    )
+
+
 @strawberry.type(description="The result of offering cover.")
 class OfferCoverPayload:
     offers: list[CoverOffer] = strawberry.field(
@@ -65,6 +123,15 @@ class OfferCoverPayload:
         description="PAs of the target who got no offer: not candidates for the visit "
         "(cluster or pool only), or already holding an open offer for it. 0 when errors "
         "is non-empty."
+    )
+    skipped_pas: list[SkippedPaType] = strawberry.field(
+        description="The PAs counted in `skipped`, by PA id, each with why: not a "
+        "candidate (and the rules that rule them out), or already offered. Empty when "
+        "errors is non-empty.",
+    )
+    skipped_by_rule: list[ExclusionRuleCount] = strawberry.field(
+        description="How many of the skipped PAs each hard rule ruled out (rules nobody "
+        "fails are left out): why a cluster or pool has no candidates.",
     )
     errors: list[CoverError] = strawberry.field(
         description="Why nothing was offered; empty means the offers were committed."
@@ -92,10 +159,17 @@ async def _offers_payload(
     info: Info, result: OfferResult | None, errors: list[CoverError]
 ) -> OfferCoverPayload:
     if result is None:
-        return OfferCoverPayload(offers=[], skipped=0, errors=errors)
+        return OfferCoverPayload(
+            offers=[], skipped=0, skipped_pas=[], skipped_by_rule=[], errors=errors
+        )
     loaded = await asyncio.gather(*(load_cover_offer(info, i) for i in result.offer_ids))
+    exclusions = [p.exclusion for p in result.skipped_pas if p.exclusion is not None]
     return OfferCoverPayload(
-        offers=[o for o in loaded if o is not None], skipped=result.skipped, errors=[]
+        offers=[o for o in loaded if o is not None],
+        skipped=result.skipped,
+        skipped_pas=[_skipped(p) for p in result.skipped_pas],
+        skipped_by_rule=rule_counts(exclusions),
+        errors=[],
     )
 
 

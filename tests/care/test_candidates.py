@@ -26,6 +26,8 @@ from care.candidates import (
     PartnerCandidate,
     ScoreParts,
     candidates_statement,
+    exclusion_from_row,
+    exclusions_statement,
     find_cover_candidates,
     rank,
     session_fetch,
@@ -141,6 +143,38 @@ async def test_search_restricted_to_given_pas(db: AsyncSession) -> None:
     assert [r.pa_id for r in rows] == [pas[1].id]
     nobody = candidates_statement(ADMIN, visit.id, limit=None, pa_ids=[])
     assert (await db.execute(nobody)).all() == []
+
+
+async def test_a_pa_is_a_candidate_exactly_when_no_rule_excludes_them(db: AsyncSession) -> None:
+    """The exclusions statement and the candidate search apply the same rules: checked
+    over every PA of the co-op, with PAs failing a rule in several ways."""
+    visit, pas, busy, _ = await arrange(db)
+    b = Build(db)
+    day = dt.datetime.now(LONDON).date() + dt.timedelta(days=5)
+    unskilled = await b.pa("No skill", skills=["hoist"])
+    await b.window(unskilled, local(day, 8), hours=6)
+    no_window = await b.pa("No window", skills=["personal-care"])
+    tired = await b.pa("Tired", skills=["personal-care"])
+    await b.window(tired, local(day, 8), hours=6)
+    su = await b.service_user("Other User")
+    for offset in (-3, -2, 2, 3):
+        await b.visit(su, tired, local(day + dt.timedelta(days=offset), 6), minutes=12 * 60)
+    await db.commit()
+    everyone = [p.id for p in (*pas, busy, unskilled, no_window, tired)]
+    found = await db.execute(candidates_statement(ADMIN, visit.id, limit=None, pa_ids=everyone))
+    chosen = {int(r.pa_id) for r in found}
+    checked = await db.execute(exclusions_statement(ADMIN, visit.id, pa_ids=everyone + everyone))
+    rules = {e.pa_id: e.rules for e in map(exclusion_from_row, checked)}
+    assert sorted(rules) == sorted(everyone)  # each PA once
+    assert chosen == {pa_id for pa_id, failed in rules.items() if not failed}
+    assert chosen == {p.id for p in pas}
+    assert rules[busy.id] == ("OVERLAP",)
+    assert rules[unskilled.id] == ("MISSING_SKILL",)
+    assert rules[no_window.id] == ("NO_AVAILABILITY",)
+    assert rules[tired.id] == ("WEEKLY_HOURS_LIMIT",)
+    # Without given PAs: the person's team and pools (here the one team PA).
+    team = await db.execute(exclusions_statement(ADMIN, visit.id))
+    assert [(e.pa_id, e.rules) for e in map(exclusion_from_row, team)] == [(pas[0].id, ())]
 
 
 async def test_refusals(db: AsyncSession) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,9 +22,11 @@ from care.models import (
     Absence,
     Cluster,
     Coop,
+    CoverExchange,
     CoverRequest,
     Member,
     PaProfile,
+    Partnership,
     PaSkill,
     Visit,
 )
@@ -543,3 +546,259 @@ async def test_statement_count_does_not_grow_with_the_candidates(
     # The visit and who may ask, the ranked search, the PAs (one DataLoader batch).
     assert counts == [3, 3, 3], sql_counter.statements
     assert reported == [3, 3, 3]
+
+
+# --- why a PA is not a candidate (`includeExcluded`) -------------------------------------------
+
+EXCLUDED = """query($visit: ID!, $include: Boolean) {
+  coverCandidates(visitId: $visit, first: 20, includeExcluded: $include) {
+    candidates { ... on LocalCoverCandidate { pa { name } } }
+    excluded { pa { name } rules missingSkills expiredSkills }
+    excludedByRule { rule pas } leftOut { source } } }"""
+
+
+async def excluded(
+    api: Api, w: World, token: str | None = None, include: bool | None = True
+) -> dict[str, Any]:
+    """The answer with `includeExcluded`, as the cluster's coordinator unless told."""
+    body = await api.query(
+        EXCLUDED,
+        {"visit": gid("Visit", w.visit.id), "include": include},
+        token=token or coord(api, w),
+    )
+    assert not body.get("errors"), body["errors"]
+    found: dict[str, Any] = body["data"]["coverCandidates"]
+    return found
+
+
+async def hold(w: World, who: Member, start: dt.datetime, hours: float) -> None:
+    """A partner co-op's held request for the PA's time (a PROVIDING exchange, HELD)."""
+    partnership = Partnership(
+        base_url=f"https://partner-{who.id}.example",
+        graphql_endpoint=f"https://partner-{who.id}.example/graphql",
+        proposal_ref=uuid.uuid4(),
+        direction="OUTGOING",
+        status="ACTIVE",
+        requested_scopes=["COVER"],
+        granted_scopes=["COVER"],  # no AVAILABILITY: not a candidate source here
+        protocol_version="coopnet-federation/1",
+        coop_name="Partner Co-op",
+    )
+    w.db.add(partnership)
+    await w.db.flush()
+    w.db.add(
+        CoverExchange(
+            ref=uuid.uuid4(),
+            partnership_id=partnership.id,
+            side="PROVIDING",
+            status="HELD",
+            during=Range(start, start + dt.timedelta(hours=hours), bounds="[)"),
+            district="N12",
+            skills=[],
+            pa_ref="our-pa",
+            hold_expires_at=dt.datetime.now(UTC) + dt.timedelta(hours=1),
+            pa_id=who.id,
+        )
+    )
+
+
+async def test_each_excluded_pa_is_listed_with_the_rule_it_fails(api: Api, w: World) -> None:
+    day, db, team = w.day, w.db, w.cluster
+    await pa(w, "Good", cluster=team)
+    await pa(w, "Stranger")  # a candidate, though on no team or pool of the person
+    await pa(w, "Stranger, no window", window=(local(day, 8), local(day, 9)))  # not considered
+    pooled = await pa(w, "Pooled, too far", latitude=SU_LAT + km_north(11))
+    await w.b.pool("North pool", pas=[pooled], clusters=[team])
+    # Each fails exactly one rule.
+    await pa(w, "No window", cluster=team, window=(local(day, 8), local(day, 10, 30)))
+    overlapping = await pa(w, "Overlap", cluster=team)
+    await busy(w, overlapping, local(day, 10, 30), 1)
+    away = await pa(w, "Absent", cluster=team)
+    db.add(
+        Absence(
+            pa_id=away.id, kind="SICKNESS", during=Range(local(day, 0), local(day, 23), bounds="[)")
+        )
+    )
+    held = await pa(w, "Held", cluster=team)
+    await hold(w, held, local(day, 9), 3)
+    await pa(w, "No skill", cluster=team, skills=("hoist",))
+    lapsed = await pa(w, "Lapsed skill", cluster=team)
+    await db.execute(
+        update(PaSkill).where(PaSkill.pa_id == lapsed.id).values(expires_on=day - dt.timedelta(1))
+    )
+    await pa(w, "No DBS", cluster=team, dbs_checked_on=None)
+    await pa(w, "Old DBS", cluster=team, dbs_checked_on=months_before(day, 36) - dt.timedelta(1))
+    await pa(w, "Too far", cluster=team, latitude=SU_LAT + km_north(11))
+    weekly = await pa(w, "48 hours", cluster=team)
+    for offset in (-3, -2, 2, 3):
+        await busy(w, weekly, local(day + dt.timedelta(days=offset), 8), 12)
+    unrested = await pa(w, "Short rest", cluster=team, working_time_opt_out=True)
+    await busy(w, unrested, local(day - dt.timedelta(days=1), 21), 2.5)  # to 23:30
+    inactive = await pa(w, "Inactive", cluster=team)
+    inactive.active = False
+    # Two rules at once.
+    await pa(w, "Far, unskilled", cluster=team, skills=(), latitude=SU_LAT + km_north(12))
+    await db.commit()
+
+    found = await excluded(api, w)
+    assert found["leftOut"] == []
+    by_name = {e["pa"]["name"]: e for e in found["excluded"]}
+    assert {name: e["rules"] for name, e in by_name.items()} == {
+        "Cur Rent": ["CURRENT_PA"],
+        "Pooled, too far": ["TOO_FAR"],
+        "No window": ["NO_AVAILABILITY"],
+        "Overlap": ["OVERLAP"],
+        "Absent": ["ABSENT"],
+        "Held": ["HELD_FOR_PARTNER"],
+        "No skill": ["MISSING_SKILL"],
+        "Lapsed skill": ["EXPIRED_SKILL"],
+        "No DBS": ["DBS_OUT_OF_DATE"],
+        "Old DBS": ["DBS_OUT_OF_DATE"],
+        "Too far": ["TOO_FAR"],
+        "48 hours": ["WEEKLY_HOURS_LIMIT"],
+        "Short rest": ["DAILY_REST"],
+        "Inactive": ["INACTIVE"],
+        "Far, unskilled": ["MISSING_SKILL", "TOO_FAR"],
+    }
+    assert by_name["No skill"]["missingSkills"] == ["personal-care"]
+    assert by_name["No skill"]["expiredSkills"] == []
+    assert by_name["Lapsed skill"]["expiredSkills"] == ["personal-care"]
+    assert by_name["Lapsed skill"]["missingSkills"] == []
+    counts = {c["rule"]: c["pas"] for c in found["excludedByRule"]}
+    assert counts["TOO_FAR"] == 3 and counts["DBS_OUT_OF_DATE"] == 2
+    assert counts["MISSING_SKILL"] == 2 and "NO_AVAILABILITY" in counts
+    assert sum(counts.values()) == sum(len(e["rules"]) for e in found["excluded"])
+    # The candidates are those of the plain search, and no candidate is also excluded.
+    chosen = {c["pa"]["name"] for c in found["candidates"]}
+    assert chosen == {"Good", "Stranger"}
+    assert chosen == names(await candidates(api, w))
+    assert not chosen & set(by_name)
+
+    # Not asked for: null, and nothing more is read.
+    plain = await excluded(api, w, include=None)
+    assert plain["excluded"] is None and plain["excludedByRule"] is None
+    assert {c["pa"]["name"] for c in plain["candidates"]} == chosen
+
+
+async def test_a_coop_rule_change_shows_in_the_reasons(api: Api, w: World) -> None:
+    await pa(w, "Checked 2 years ago", cluster=w.cluster, dbs_checked_on=months_before(w.day, 24))
+    await w.db.execute(update(Coop).values(dbs_valid_months=12))
+    await w.db.commit()
+    found = await excluded(api, w)
+    assert [(e["pa"]["name"], e["rules"]) for e in found["excluded"]] == [
+        ("Cur Rent", ["CURRENT_PA"]),
+        ("Checked 2 years ago", ["DBS_OUT_OF_DATE"]),
+    ]
+
+
+async def test_who_may_read_the_excluded(api: Api, w: World) -> None:
+    await pa(w, "No skill", cluster=w.cluster, skills=())
+    await w.db.commit()
+    for token in (coord(api, w), api.token(Role.ADMIN)):
+        found = await excluded(api, w, token=token)
+        assert {e["pa"]["name"] for e in found["excluded"]} == {"No skill", "Cur Rent"}
+    refused = {
+        None: "UNAUTHENTICATED",
+        api.token(Role.PA, w.current.id): "FORBIDDEN",
+        api.token(Role.SERVICE_USER, w.su.id): "FORBIDDEN",
+        api.token(Role.CARER, w.su.id): "FORBIDDEN",
+        api.token(Role.LA_ANALYST, la="E09000003"): "FORBIDDEN",
+        api.token(Role.COORDINATOR, w.other_coordinator.id): "NOT_FOUND",
+    }
+    for token, code in refused.items():
+        body = await api.query(
+            EXCLUDED, {"visit": gid("Visit", w.visit.id), "include": True}, token=token
+        )
+        assert body["data"] is None, body
+        assert body["errors"][0]["extensions"]["code"] == code
+        assert "No skill" not in str(body)
+
+
+async def test_statement_count_does_not_grow_with_the_excluded(
+    api: Api, w: World, sql_counter: StatementCounter
+) -> None:
+    counts: list[int] = []
+    for batch in range(3):
+        for i in range(4):
+            who = await pa(w, f"PA {batch}-{i}", cluster=w.cluster, skills=())
+            await busy(w, who, local(w.day, 10), 1)
+        await w.db.commit()
+        sql_counter.count = 0
+        found = await excluded(api, w, token=api.token(Role.ADMIN))
+        assert len(found["excluded"]) == 4 * (batch + 1) + 1  # and the visit's own PA
+        counts.append(sql_counter.count)
+    # The visit and who may ask, the ranked search, the exclusions, the PAs (one batch).
+    assert counts == [4, 4, 4], sql_counter.statements
+
+
+# --- skills the team lacks (`coverGaps`) --------------------------------------------------------
+
+GAPS = """query($cluster: ID!) { coverGaps(clusterId: $cluster) {
+  need requests lapsedHolders firstStartsAt } }"""
+
+
+async def test_cover_gaps_name_needs_no_team_pa_can_meet(
+    api: Api, w: World, sql_counter: StatementCounter
+) -> None:
+    b, day, db = w.b, w.day, w.db
+    peg = await b.service_user("Peg User", cluster=w.cluster, needs=["personal-care", "peg"])
+    hoist = await b.service_user("Hal User", cluster=w.cluster, needs=["hoist", "peg"])
+    other = await b.service_user("Out User", cluster=w.other, needs=["peg"])
+    lapsed = await pa(w, "Lapsed hoist", cluster=w.cluster, skills=("hoist", "personal-care"))
+    await db.execute(
+        update(PaSkill)
+        .where(PaSkill.pa_id == lapsed.id, PaSkill.skill == "hoist")
+        .values(expires_on=day - dt.timedelta(days=1))
+    )
+    # Held only by a PA off the team, or inactive on it: still a gap.
+    await pa(w, "Pooled peg", skills=("peg",))
+    gone = await pa(w, "Gone peg", cluster=w.cluster, skills=("peg",))
+    gone.active = False
+    visits = [
+        await b.visit(peg, None, local(day, 9), status="NEEDS_COVER"),
+        await b.visit(peg, None, local(day + dt.timedelta(days=1), 9), status="NEEDS_COVER"),
+        await b.visit(hoist, None, local(day, 15), status="NEEDS_COVER"),
+        await b.visit(other, None, local(day, 9), status="NEEDS_COVER"),
+    ]
+    for v in visits:
+        db.add(CoverRequest(visit_id=v.id, reason="MANUAL", status="OPEN"))
+    # A filled request and one for a visit that is over are not gaps.
+    old = await b.visit(hoist, None, local(dt.date.today() - dt.timedelta(days=2), 9))
+    db.add(CoverRequest(visit_id=old.id, reason="MANUAL", status="OPEN"))
+    await db.commit()
+
+    sql_counter.count = 0
+    body = await api.query(GAPS, {"cluster": gid("Cluster", w.cluster.id)}, token=coord(api, w))
+    assert not body.get("errors"), body
+    assert sql_counter.count == 1
+    gaps = body["data"]["coverGaps"]
+    assert [(g["need"], g["requests"], g["lapsedHolders"]) for g in gaps] == [
+        ("peg", 3, 0),
+        ("hoist", 1, 1),
+    ]
+    assert dt.datetime.fromisoformat(gaps[0]["firstStartsAt"]) == local(day, 9)
+
+    # Once a team PA has the skill in date, the gap closes.
+    await pa(w, "Peg trained", cluster=w.cluster, skills=("peg",))
+    await db.commit()
+    body = await api.query(GAPS, {"cluster": gid("Cluster", w.cluster.id)}, token=coord(api, w))
+    assert [g["need"] for g in body["data"]["coverGaps"]] == ["hoist"]
+
+    # Admins see any cluster; another coordinator, an unknown cluster: nothing.
+    admin = await api.query(
+        GAPS, {"cluster": gid("Cluster", w.other.id)}, token=api.token(Role.ADMIN)
+    )
+    assert [(g["need"], g["requests"]) for g in admin["data"]["coverGaps"]] == [("peg", 1)]
+    for token, cluster in (
+        (api.token(Role.COORDINATOR, w.other_coordinator.id), w.cluster.id),
+        (coord(api, w), 999_999),
+    ):
+        body = await api.query(GAPS, {"cluster": gid("Cluster", cluster)}, token=token)
+        assert body["data"]["coverGaps"] == [], body
+    for token, code in (
+        (None, "UNAUTHENTICATED"),
+        (api.token(Role.PA, w.current.id), "FORBIDDEN"),
+        (api.token(Role.LA_ANALYST, la="E09000003"), "FORBIDDEN"),
+    ):
+        body = await api.query(GAPS, {"cluster": gid("Cluster", w.cluster.id)}, token=token)
+        assert body["errors"][0]["extensions"]["code"] == code

@@ -23,6 +23,7 @@ from care.models import (
     Absence,
     AvailabilityWindow,
     Cluster,
+    ClusterPa,
     Coop,
     CoverOffer,
     CoverRequest,
@@ -319,6 +320,62 @@ async def test_offer_to_a_cluster_skips_non_candidates(
     assert again["errors"] == [] and again["offers"] == []
     assert again["skipped"] == 5
     assert len(await offer_rows(db)) == 2
+
+
+SKIPPED = f"""mutation($input: OfferCoverInput!) {{
+  offerCover(input: $input) {{ offers {{ personalAssistant {{ name }} }} skipped
+    skippedPas {{ pa {{ name }} reason rules missingSkills }} skippedByRule {{ rule pas }}
+    {ERRORS} }} }}"""
+
+
+async def test_offer_to_a_cluster_says_why_each_pa_was_skipped(
+    api: Api, db: AsyncSession, w: World, sql_counter: StatementCounter
+) -> None:
+    # The newcomer joins the team: free, but without the skill the person needs.
+    db.add(ClusterPa(cluster_id=w.cluster.id, pa_id=w.unskilled.id))
+    await db.commit()
+    data = {"coverRequestId": gid("CoverRequest", w.request.id)}
+    data["clusterId"] = gid("Cluster", w.cluster.id)
+    out = (await api.data(SKIPPED, {"input": data}, token=coord(api, w)))["offerCover"]
+    assert out["errors"] == []
+    assert sorted(o["personalAssistant"]["name"] for o in out["offers"]) == [
+        "Pam Team",
+        "Pat Near",
+    ]
+    assert out["skipped"] == 4
+    why = {p["pa"]["name"]: (p["reason"], p["rules"]) for p in out["skippedPas"]}
+    assert why == {
+        "Bea Busy": ("NOT_A_CANDIDATE", ["OVERLAP"]),
+        "Al Away": ("NOT_A_CANDIDATE", ["ABSENT"]),
+        "Sue Split": ("NOT_A_CANDIDATE", ["NO_AVAILABILITY"]),
+        "Nat Newcomer": ("NOT_A_CANDIDATE", ["MISSING_SKILL"]),
+    }
+    newcomer = next(p for p in out["skippedPas"] if p["pa"]["name"] == "Nat Newcomer")
+    assert newcomer["missingSkills"] == ["personal-care"]
+    assert {c["rule"]: c["pas"] for c in out["skippedByRule"]} == {
+        "NO_AVAILABILITY": 1,
+        "OVERLAP": 1,
+        "ABSENT": 1,
+        "MISSING_SKILL": 1,
+    }
+
+    # Again: the two candidates already hold open offers. The reasons take one statement
+    # however many PAs are skipped.
+    sql_counter.count = 0
+    again = (await api.data(SKIPPED, {"input": data}, token=coord(api, w)))["offerCover"]
+    first_count = sql_counter.count
+    assert again["offers"] == [] and again["skipped"] == 6
+    reasons = {p["pa"]["name"]: p["reason"] for p in again["skippedPas"]}
+    assert reasons["Pat Near"] == reasons["Pam Team"] == "ALREADY_OFFERED"
+    assert sum(r == "NOT_A_CANDIDATE" for r in reasons.values()) == 4
+    assert {c["rule"]: c["pas"] for c in again["skippedByRule"]}["OVERLAP"] == 1
+    for name in ("Tess One", "Tess Two", "Tess Three"):
+        db.add(ClusterPa(cluster_id=w.cluster.id, pa_id=(await Build(db).pa(name)).id))
+    await db.commit()
+    sql_counter.count = 0
+    third = (await api.data(SKIPPED, {"input": data}, token=coord(api, w)))["offerCover"]
+    assert third["skipped"] == 9
+    assert sql_counter.count == first_count, sql_counter.statements
 
 
 async def test_offer_to_a_pool(api: Api, db: AsyncSession, w: World) -> None:
