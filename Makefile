@@ -3,16 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# GraphiQL's files, from the npm registry at the versions package-lock.json pins (the
+# instance serves them itself: api/graphiql_page.py). Needs Node.js 18+ and npm.
+GRAPHIQL := api/graphiql
+GRAPHIQL_STAMP := $(GRAPHIQL)/node_modules/.installed
 
 .PHONY: install run network test lint schema bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(GRAPHIQL_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
+	npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error
+	@touch $(GRAPHIQL_STAMP)
 
 run: install
 	$(BIN)/coopnet serve --dev
