@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 $(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed to install GraphiQL's files" \
+		"from the npm registry: install Node.js, then run make install again." >&2; exit 1; }
 	npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error
 	@touch $(GRAPHIQL_STAMP)
 
