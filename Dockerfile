@@ -6,6 +6,13 @@
 #   docker run --init -p 8000:8000 -e DATABASE_URL=postgresql://user:pass@db:5432/coopnet \
 #     -v /srv/coopnet/keys:/keys:ro -e JWT_PRIVATE_KEY_FILE=/keys/jwt-ed25519.pem coopnet
 # Without DATABASE_URL the container refuses to start unless EMBEDDED_DATABASE=1.
+# GraphiQL's files from the npm registry, at the versions package-lock.json pins; the
+# image serves them itself (api/graphiql_page.py), as `make install` does.
+FROM node:20-slim AS graphiql
+WORKDIR /graphiql
+COPY api/graphiql/package.json api/graphiql/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim AS builder
 WORKDIR /src
 RUN pip install --no-cache-dir --upgrade pip
@@ -15,6 +22,7 @@ COPY care care
 COPY federation federation
 COPY migrations migrations
 COPY schema schema
+COPY --from=graphiql /graphiql/node_modules api/graphiql/node_modules
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -3,16 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# GraphiQL's files, from the npm registry at the versions package-lock.json pins (the
+# instance serves them itself: api/graphiql_page.py). Needs Node.js 18+ and npm.
+GRAPHIQL := api/graphiql
+GRAPHIQL_STAMP := $(GRAPHIQL)/node_modules/.installed
 
 .PHONY: install run network test lint schema bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(GRAPHIQL_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed to install GraphiQL's files" \
+		"from the npm registry: install Node.js, then run make install again." >&2; exit 1; }
+	npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error
+	@touch $(GRAPHIQL_STAMP)
 
 run: install
 	$(BIN)/coopnet serve --dev

@@ -1,4 +1,5 @@
-"""The FastAPI application: GraphQL (with GraphiQL), health and readiness."""
+"""The FastAPI application: GraphQL (with GraphiQL, served by the instance itself: see
+api/graphiql_page.py), health and readiness."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import orjson
 from cross_web import HTTPException
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
@@ -35,6 +36,7 @@ from api.events import (
     is_http_subscription,
 )
 from api.exports import market_csv_router
+from api.graphiql_page import GraphiQLPage
 from api.market_page import market_page_router
 from api.migrate import current_revision, head_revision
 from api.openreferral import openreferral_router
@@ -75,6 +77,12 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
     # Subscriptions: graphql-transport-ws only (see api/events.py).
     websocket_adapter_class = TextWebSocketAdapter
     graphql_transport_ws_handler_class = LiveWSHandler
+    # Our own GraphiQL page, not Strawberry's (whose scripts come from a CDN).
+    graphiql_page: GraphiQLPage
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        # Strawberry calls this for a browser's GET (Accept: text/html, no `query`).
+        return self.graphiql_page.render()
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -297,6 +305,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         title="coopnet",
         description="GraphQL service for federated networks of social-care co-operatives",
         lifespan=lifespan,
+        # No OpenAPI documents: the API is GraphQL (its contract is the schema, by
+        # introspection and schema.graphql), and FastAPI's /docs and /redoc load their
+        # scripts from a CDN. The few plain HTTP routes are described in the README.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     if settings.cors_origin_list:
         # Bearer tokens, not cookies: no credentials mode needed.
@@ -353,7 +367,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         # Browser pages of the CORS origins may open the websocket too (tokens, no cookies).
         allowed_origins=settings.cors_origin_list,
     )
+    graphiql = GraphiQLPage("/graphql")
+    graphql.graphiql_page = graphiql
     app.include_router(graphql)
+    app.include_router(graphiql.router())
     app.include_router(market_csv_router(schema, get_context))
     app.include_router(market_page_router(schema, context_for))
     app.include_router(

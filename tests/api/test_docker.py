@@ -127,11 +127,15 @@ def test_the_build_context_holds_what_the_image_copies_and_no_secrets() -> None:
     patterns = [x.strip() for x in lines if x.strip() and not x.startswith("#")]
     copied = ["pyproject.toml", "api/app.py", "care/models.py", "schema/build.py"]
     copied += ["migrations/env.py", "federation", "docker/entrypoint.sh", "alembic.ini"]
+    copied += ["api/graphiql/package.json", "api/graphiql/package-lock.json"]
+    copied += ["api/graphiql/examples.graphql", "api/static/graphiql.js"]
     for path in copied:
         assert not _ignored(path, patterns), path
     secret = [".git/config", ".venv/bin/python", "var/keys/jwt-ed25519.pem", "var/pg/PG_VERSION"]
     secret += ["tests/conftest.py", "api/__pycache__/app.cpython-311.pyc", "care/local.pem"]
     secret += [".env", "bench/cluster_page.py"]
+    # A developer's npm install never enters the image: its build runs `npm ci` itself.
+    secret += ["api/graphiql/node_modules/graphiql/graphiql.min.js"]
     for path in secret:
         assert _ignored(path, patterns), path
 
