@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,19 +72,37 @@ class PeerCall:
 class ManifestCache:
     """Manifests read because of a key we did not know. A URL is re-read at most once per
     `min_interval` (so nobody can make us fetch in a loop); a manifest is trusted for a
-    key for at most `max_age` seconds. Bounded in size."""
+    key for at most `max_age` seconds. Bounded in size. Reads of URLs no partnership has
+    (`budgeted`) are also bounded in all: at most `budget` a minute, since every new URL
+    a caller names would otherwise be one more read."""
 
     def __init__(
-        self, client: Callable[[], FederationClient], *, min_interval: float, max_age: float
+        self,
+        client: Callable[[], FederationClient],
+        *,
+        min_interval: float,
+        max_age: float,
+        budget: int = 30,
     ) -> None:
         self.client = client
         self.min_interval = min_interval
         self.max_age = max_age
+        self.budget = budget
+        self.spent: deque[float] = deque()  # when budgeted reads were made, last minute
         self.entries: OrderedDict[str, tuple[float, Manifest | None]] = OrderedDict()
         self.locks: dict[str, asyncio.Lock] = {}
         self.size = 500
 
-    async def with_key(self, base_url: str, kid: str) -> Manifest | None:
+    def _spend(self) -> bool:
+        now = time.monotonic()
+        while self.spent and now - self.spent[0] >= 60:
+            self.spent.popleft()
+        if len(self.spent) >= self.budget:
+            return False
+        self.spent.append(now)
+        return True
+
+    async def with_key(self, base_url: str, kid: str, *, budgeted: bool) -> Manifest | None:
         """The manifest of `base_url` if it lists `kid` (read again when allowed)."""
         lock = self.locks.setdefault(base_url, asyncio.Lock())
         async with lock:
@@ -97,6 +115,9 @@ class ManifestCache:
                         return manifest
                 if now - at < self.min_interval:
                     return None
+            if budgeted and not self._spend():
+                log.warning("manifest of %s not read: the minute's budget is spent", base_url)
+                return None
             try:
                 manifest = await self.client().fetch_manifest(base_url)
             except PartnerError as exc:
@@ -237,7 +258,14 @@ class PeerDoor:
                     base_url = normalise_base_url(claimed)
                 except ValueError:
                     return None
-                manifest = await self.manifests.with_key(base_url, kid)
+                # Manifests of instances we have a partnership with are read whenever the
+                # interval allows; others (proposals, or anyone naming any URL) share a budget.
+                partner_url = await session.scalar(
+                    select(Partnership.id).where(Partnership.base_url == base_url)
+                )
+                manifest = await self.manifests.with_key(
+                    base_url, kid, budgeted=partner_url is None
+                )
                 if manifest is None:
                     return None
                 found.manifest = manifest

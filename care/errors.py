@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     CLOSED = "CLOSED"
+    LIMIT_REACHED = "LIMIT_REACHED"
 
 
 class PartnerCode(StrEnum):

@@ -68,6 +68,10 @@ US = PartnershipSide.US.value
 PARTNER = PartnershipSide.PARTNER.value
 
 WHAT = "partnership"
+# Proposals from instances we have no partnership with wait for an admin; anyone who can
+# serve a manifest can propose, so how many may wait at once is bounded.
+MAX_WAITING_PROPOSALS = 50
+WAITING_LOCK = "coopnet: proposals waiting"
 
 # The messages, as sent (docs/federation.md, section 8). Each answers with the
 # receiver's status and agreed scopes after the message, or payload errors.
@@ -628,6 +632,19 @@ async def receive_proposal(
 
     row = await _row_of_caller(session, caller)
     if row is None:
+        # One proposer at a time past this point, so the count below stays true.
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(WAITING_LOCK))))
+        waiting = await session.scalar(
+            select(func.count())
+            .select_from(Partnership)
+            .where(Partnership.status == PROPOSED, Partnership.direction == INCOMING)
+        )
+        if (waiting or 0) >= MAX_WAITING_PROPOSALS:
+            raise DomainError(
+                ErrorCode.LIMIT_REACHED,
+                f"{MAX_WAITING_PROPOSALS} proposals are waiting for this instance's admins: "
+                "propose again later.",
+            )
         row = Partnership(
             base_url=caller,
             proposal_ref=ref,

@@ -31,6 +31,8 @@ CODE_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.ALREADY_EXISTS: "A record with that name or key already exists.",
     ErrorCode.CLOSED: "The record is no longer open to this change: a closed cluster, a "
     "cancelled absence, a cover request or offer already closed or expired.",
+    ErrorCode.LIMIT_REACHED: "As many of these as may wait at once are waiting (e.g. "
+    "proposals of partnership from other instances waiting for an admin): try again later.",
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from api.peers import ManifestCache
 from api.settings import Settings
 from federation.addresses import AddressPolicy, parse_networks
 from federation.client import FederationClient, PartnerError
@@ -163,5 +164,25 @@ async def test_a_name_that_does_not_resolve_is_unreachable() -> None:
         with pytest.raises(PartnerError) as failed:
             await client.fetch_manifest("https://no-such-instance.invalid")
         assert failed.value.code == "UNREACHABLE"
+    finally:
+        await client.aclose()
+
+
+async def test_manifest_reads_of_unknown_urls_share_a_budget() -> None:
+    """Every new URL a caller names would be one more read: those reads are bounded in all
+    (a partnership's own URL is not: its key rotations must always be learnt)."""
+    client = FederationClient(
+        Identity(Ed25519PrivateKey.generate()),
+        "https://us.example",
+        private_networks=LOOPBACK_NETWORKS,
+    )
+    cache = ManifestCache(lambda: client, min_interval=10, max_age=300, budget=3)
+    try:
+        async with Listener() as listener:
+            for n in range(5):
+                await cache.with_key(f"{listener.url}/coop-{n}", "kid", budgeted=True)
+            assert listener.connections == 3
+            await cache.with_key(f"{listener.url}/partner", "kid", budgeted=False)
+            assert listener.connections == 4
     finally:
         await client.aclose()

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import Range
 from care.models import Partnership, PartnerWindow
 from federation.client import FederationClient, PartnerError
 from federation.identity import load_or_create_identity
+from federation.partnerships import MAX_WAITING_PROPOSALS
 from tests.federation.instances import LOOPBACK_NETWORKS, Instance, eventually
 
 FIELDS = (
@@ -412,3 +413,44 @@ async def test_a_lost_answer_is_recovered_by_proposing_again(
     assert again["partnership"]["status"] == "ACTIVE"
     assert again["partnership"]["grantedScopes"] == ["COVER"]
     assert (await only(b))["status"] == "ACTIVE"  # unchanged there
+
+
+async def test_proposals_waiting_for_an_admin_are_bounded(
+    peers: tuple[Instance, Instance],
+) -> None:
+    """Anyone who serves a manifest may propose: past MAX_WAITING_PROPOSALS waiting, a new
+    proposer is told to come back later, and nothing is written."""
+    a, b = peers
+    async with b.session() as session:
+        session.add_all(
+            Partnership(
+                base_url=f"https://waiting-{n}.example",
+                graphql_endpoint=f"https://waiting-{n}.example/graphql",
+                proposal_ref=uuid.uuid4(),
+                direction="INCOMING",
+                status="PROPOSED",
+                requested_scopes=["COVER"],
+                granted_scopes=[],
+                protocol_version="coopnet-federation/1",
+            )
+            for n in range(MAX_WAITING_PROPOSALS)
+        )
+        await session.commit()
+    refused = await propose(a, b, ["COVER"])
+    assert [e["code"] for e in refused["errors"]] == ["PARTNER_REFUSED"]
+    assert "LIMIT_REACHED" in refused["partnership"]["lastError"]
+    assert len((await admin(b, LIST))["partnerships"]) == MAX_WAITING_PROPOSALS
+
+    # An admin answers one: there is room again.
+    async with b.session() as session:
+        await session.execute(
+            update(Partnership)
+            .where(Partnership.base_url == "https://waiting-0.example")
+            .values(status="REJECTED")
+        )
+        await session.commit()
+    assert (await propose(a, b, ["COVER"]))["errors"] == []
+    assert any(
+        p["baseUrl"] == a.base_url and p["status"] == "PROPOSED"
+        for p in (await admin(b, LIST))["partnerships"]
+    )
