@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +32,6 @@ from care.enums import (
     ClusterKind,
     ClusterStatus,
     CoopKind,
-    CoverReason,
     CqcStatus,
     Funding,
     MembershipClass,
@@ -46,7 +45,6 @@ from care.models import (
     ClusterPa,
     ClusterServiceUser,
     Coop,
-    CoverRequest,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
@@ -557,8 +555,8 @@ def _referrals(today: dt.date, rows: tuple[ReferralRow, ...] = DEMO_REFERRALS) -
 
 async def _open_cover(session: AsyncSession, today: dt.date, sick_pa: int | None) -> None:
     """Cover as the service would have it: the sick PA's absence goes through the absence
-    service (their visits need cover, a request each), and every other visit nobody could
-    take gets a request too."""
+    service (their visits need cover, a request each). Every other visit nobody could take
+    is NEEDS_COVER and gets its request (UNASSIGNED) from the database at commit."""
     if sick_pa is not None:
         start = dt.datetime.combine(today + dt.timedelta(2), dt.time(), LONDON)
         await record_absence(
@@ -572,19 +570,6 @@ async def _open_cover(session: AsyncSession, today: dt.date, sick_pa: int | None
                 note="Off sick (demo).",
             ),
         )
-    await session.execute(
-        insert(CoverRequest).from_select(
-            ["visit_id", "reason", "note"],
-            select(
-                Visit.id,
-                literal(CoverReason.MANUAL.value),
-                literal("No team PA was free when the rota was drawn up."),
-            ).where(
-                Visit.status == VisitStatus.NEEDS_COVER.value,
-                ~Visit.id.in_(select(CoverRequest.visit_id)),
-            ),
-        )
-    )
 
 
 async def _add_local_authorities(

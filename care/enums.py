@@ -82,6 +82,9 @@ class CoverReason(StrEnum):
     MISSED = "MISSED"  # the person reported the visit missed while it could still be saved
     MANUAL = "MANUAL"  # a coordinator asked (a PA who left, a change of plan)
     PARTNER_CANCELLED = "PARTNER_CANCELLED"  # a partner co-op's PA was to cover; that fell through
+    # Needs cover and no one opened a request: booked without a PA, or left needing cover
+    # by another writer; the database opens it at commit (migration 0017).
+    UNASSIGNED = "UNASSIGNED"
 
 
 class CoverRequestStatus(StrEnum):

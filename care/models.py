@@ -621,7 +621,11 @@ class PaCommitment(Base):
 
 
 class CoverRequest(Base):
-    """A visit that needs another PA. At most one open request per visit."""
+    """A visit that needs another PA. A NEEDS_COVER visit has exactly one OPEN request, and
+    an OPEN request's visit is NEEDS_COVER: the partial unique index below allows at most
+    one; deferred constraint triggers (migration 0017) open a missing one at commit (reason
+    UNASSIGNED) and refuse a commit that leaves a request open on a visit no longer needing
+    cover."""
 
     __tablename__ = "cover_request"
     __table_args__ = (

@@ -82,8 +82,8 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
         "Where a visit stands.",
         {
             "SCHEDULED": "Booked with a PA and not yet over.",
-            "NEEDS_COVER": "Has no PA (the booked PA is away or dropped out); a cover request "
-            "is looking for one.",
+            "NEEDS_COVER": "Has no PA (booked without one, or the booked PA is away or "
+            "dropped out); it always has exactly one open cover request looking for one.",
             "COMPLETED": "Took place.",
             "MISSED": "Did not take place although it was due.",
             "CANCELLED": "Called off; see cancelReason.",
@@ -125,6 +125,8 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "MISSED": "The person reported the visit missed while it could still be saved.",
             "MANUAL": "A coordinator asked, e.g. the PA left or plans changed.",
             "PARTNER_CANCELLED": "A partner co-op's PA was to cover it, and that fell through.",
+            "UNASSIGNED": "The visit needs cover and nobody asked for it another way: it "
+            "was booked without a PA (opened automatically).",
         },
     ),
     enums.CoverRequestStatus: (

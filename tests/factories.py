@@ -223,6 +223,23 @@ class Build:
         )
 
 
+# Issue 12's two rules at once: a visit's open cover requests number 1 if it needs cover,
+# else 0 (migration 0017). The visits breaking them, as (id, status, open requests).
+COVER_RULE_BROKEN = text(
+    """
+    SELECT v.id, v.status, count(r.id) AS open_requests
+    FROM visit v LEFT JOIN cover_request r ON r.visit_id = v.id AND r.status = 'OPEN'
+    GROUP BY v.id
+    HAVING count(r.id) <> CASE WHEN v.status = 'NEEDS_COVER' THEN 1 ELSE 0 END
+    ORDER BY v.id
+    """
+)
+
+
+async def cover_rule_broken(session: AsyncSession) -> list[tuple[int, str, int]]:
+    return [(r.id, r.status, r.open_requests) for r in await session.execute(COVER_RULE_BROKEN)]
+
+
 async def wait_for_lock_wait(engine: AsyncEngine) -> None:
     """Until some backend of the test database waits for a lock: the request under test
     has reached the row another (uncommitted) transaction holds."""

@@ -9,8 +9,14 @@ Rules (see docs/cover.md, "Absences and cover requests"):
   Otherwise the visit is marked MISSED and no request opens.
 - Opening a request unassigns the visit's PA (status NEEDS_COVER, `pa_id` NULL: the check
   `needs_cover_unassigned` demands it) and records them as the request's original PA.
-- A visit has at most one OPEN request; the partial unique index
-  `uq_cover_request_open_visit` is the final guard (CONFLICT).
+- A NEEDS_COVER visit has exactly one OPEN request, and an OPEN request's visit is
+  NEEDS_COVER. At most one: the partial unique index `uq_cover_request_open_visit`
+  (CONFLICT). At least one: a visit left needing cover without a request (booked without a
+  PA, say) gets one at commit from the database (reason UNASSIGNED, migration 0017), so
+  nothing here opens those. Whoever takes a visit out of NEEDS_COVER closes its request in
+  the same transaction (`settle_for_visit`, acceptance, giving back): the database refuses
+  the commit otherwise.
+- Cancelling a request means no cover is sought: the visit is cancelled with it.
 - Closing a request (RETURNED or CANCELLED) closes its open offers (status CLOSED).
 - Every change publishes a cover event in the same transaction (sent at commit), with the
   clusters of the visit's service user so cluster subscribers can filter.
@@ -68,6 +74,8 @@ from care.viewer import Viewer
 # Reported missed with less than this left, a visit is not worth covering: it is MISSED.
 MIN_COVERABLE = dt.timedelta(minutes=15)
 MAX_NOTE_LENGTH = 1000
+# A visit cancelled because its cover request was (the request keeps the coordinator's note).
+CANCELLED_WITH_REQUEST = "No cover: the cover request was cancelled."
 
 OPEN = CoverRequestStatus.OPEN.value
 PA_BUSY = tuple(s.value for s in ACTIVE_VISIT_STATUSES)
@@ -414,33 +422,43 @@ async def open_cover_request(
 async def cancel_cover_request(
     session: AsyncSession, viewer: Viewer, request_id: int, note: str | None = None
 ) -> int:
-    """Close an open request without cover (CANCELLED) and its open offers. The visit stays
-    NEEDS_COVER: the coordinator then cancels it or assigns a PA with the visit mutations.
-    A note is added to the request's note."""
+    """Stop looking for cover: the open request is CANCELLED with its open offers, and its
+    visit, which would otherwise need cover with nobody looking, is cancelled too (a visit
+    needing cover always has an open request). A note is added to the request's note."""
     require_manager(viewer, "Only admins and coordinators manage cover requests.")
     text = clean_note(note)
-    request = await session.scalar(
-        select(CoverRequest)
-        .where(CoverRequest.id == request_id, policy.cover_request_visible(viewer, CoverRequest))
-        .with_for_update(of=CoverRequest)
+    visit_id = await session.scalar(
+        select(CoverRequest.visit_id).where(
+            CoverRequest.id == request_id, policy.cover_request_visible(viewer, CoverRequest)
+        )
+    )
+    if visit_id is None:
+        raise not_found("cover request")
+    # The visit first, then the request: the order cancelVisit and assignVisitPa lock in.
+    visit = await session.scalar(
+        select(Visit)
+        .where(Visit.id == visit_id)
+        .with_for_update(of=Visit)
         .execution_options(populate_existing=True)
     )
-    if request is None:
-        raise not_found("cover request")
-    visit_user = await session.scalar(
-        select(Visit.service_user_id).where(Visit.id == request.visit_id)
-    )
-    if visit_user is None or not await may_manage_service_user(session, viewer, visit_user):
+    if visit is None or not await may_manage_service_user(session, viewer, visit.service_user_id):
         raise forbidden(
             "Only admins and coordinators of the person's cluster manage cover for this visit.",
             "id",
         )
-    if request.status != OPEN:
+    request = await session.scalar(
+        select(CoverRequest)
+        .where(CoverRequest.id == request_id)
+        .with_for_update(of=CoverRequest)
+        .execution_options(populate_existing=True)
+    )
+    if request is None or request.status != OPEN:
+        status = request.status if request is not None else CoverRequestStatus.CANCELLED.value
         raise DomainError(
-            ErrorCode.CLOSED,
-            f"This cover request is already {status_word(request.status)}.",
-            "id",
+            ErrorCode.CLOSED, f"This cover request is already {status_word(status)}.", "id"
         )
+    visit.status = VisitStatus.CANCELLED.value
+    visit.cancel_reason = CANCELLED_WITH_REQUEST
     request.status = CoverRequestStatus.CANCELLED.value
     request.closed_at = viewer.now
     if text is not None:

@@ -262,9 +262,10 @@ class AbsenceMutations:
 
     @mutation(
         access=MANAGING,
-        description="Ask for cover for a visit that has not started (coordinators of the "
-        "person, admins); a booked PA is unassigned, and a partner co-op covering it is "
-        "told its cover is called off.",
+        description="Ask for cover for a scheduled visit that has not started "
+        "(coordinators of the person, admins); a booked PA is unassigned, and a partner "
+        "co-op covering it is told its cover is called off. A visit needing cover already "
+        "has its open request (CONFLICT).",
     )
     async def open_cover_request(
         self,
@@ -286,9 +287,10 @@ class AbsenceMutations:
 
     @mutation(
         access=MANAGING,
-        description="Close an open cover request without cover (CANCELLED) and its open "
-        "offers; a partner co-op asked to cover the visit is told it is off. The visit "
-        "still needs cover: cancel it or assign a PA.",
+        description="Stop looking for cover: the open request is CANCELLED with its open "
+        "offers, and its visit is cancelled too (a visit needing cover always has an open "
+        "request); a partner co-op asked to cover the visit is told it is off. To keep "
+        "the visit, give it a PA (assignVisitPa) instead.",
     )
     async def cancel_cover_request(
         self,

@@ -29,7 +29,8 @@ VisitIdArg = Annotated[strawberry.ID, strawberry.argument(description="The visit
 
 
 @strawberry.input(
-    description="A visit to book. Without a PA it is booked as needing cover. "
+    description="A visit to book. Without a PA it is booked as needing cover, with an "
+    "open cover request (reason UNASSIGNED). "
     "Times without an offset are UK (Europe/London) times."
 )
 class ScheduleVisitInput:
@@ -44,7 +45,7 @@ class ScheduleVisitInput:
     pa_id: strawberry.ID | None = strawberry.field(
         default=None,
         description="The PA: on the team of one of the person's clusters or in a pool "
-        "serving one. Left out: the visit needs cover.",
+        "serving one. Left out: the visit needs cover (a cover request opens).",
     )
     tasks: list[str] | None = strawberry.field(
         default=None, description="What the PA is to do. Left out: none."
@@ -67,7 +68,8 @@ class ScheduleRecurringVisitsInput:
     weekdays: list[int] = strawberry.field(description="ISO weekdays: 1 = Monday, 7 = Sunday.")
     until: dt.date = strawberry.field(description="Last day of the series (inclusive).")
     pa_id: strawberry.ID | None = strawberry.field(
-        default=None, description="The PA for every visit. Left out: they all need cover."
+        default=None,
+        description="The PA for every visit. Left out: they all need cover (a cover request each).",
     )
     tasks: list[str] | None = strawberry.field(
         default=None, description="What the PA is to do at each visit. Left out: none."

@@ -43,7 +43,7 @@ from api.events import EventHub, Subscriber
 from api.settings import Settings
 from care.enums import Role
 from care.events import CoverEvent, publish
-from care.models import Cluster, CoverOffer, CoverRequest, Member
+from care.models import Cluster, CoverOffer, CoverRequest, Member, Visit
 from care.tokens import revoke_member_tokens
 from tests.api.forge import signed
 from tests.conftest import ROOT, Api
@@ -353,7 +353,11 @@ async def test_coordinator_hears_their_cluster_only(
         assert item["visit"]["id"] == gid("Visit", w.request_a.visit_id)
         assert [o["personalAssistant"]["name"] for o in item["offers"]] == ["Pat Assistant"]
 
-        # The state sent is re-read at the time of the event.
+        # The state sent is re-read at the time of the event. (The visit goes with its
+        # request, as with cancelCoverRequest: else a new request would open, migration 0017.)
+        await db.execute(
+            update(Visit).where(Visit.id == w.request_a.visit_id).values(status="CANCELLED")
+        )
         await db.execute(
             update(CoverRequest)
             .where(CoverRequest.id == w.request_a.id)

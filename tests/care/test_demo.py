@@ -12,6 +12,7 @@ from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import Cluster, Member, PaProfile, Pool, ServiceUserProfile, Visit
 from tests.conftest import Api
+from tests.factories import cover_rule_broken
 
 
 async def counts(db: AsyncSession) -> dict[str, Any]:
@@ -93,6 +94,11 @@ async def test_demo_visits_needing_cover_have_open_requests(db: AsyncSession) ->
         )
     )
     assert orphans == 0
+    assert await cover_rule_broken(db) == []  # and no open request on a visit that is covered
+    unassigned = await db.scalar(
+        text("SELECT count(*) FROM cover_request WHERE reason = 'UNASSIGNED' AND status = 'OPEN'")
+    )
+    assert unassigned > 0  # the rota's visits nobody could take, opened by the database
     from_absence = await db.scalar(
         text(
             "SELECT count(*) FROM cover_request r JOIN absence a ON a.id = r.absence_id "

@@ -150,9 +150,12 @@ async def test_many_writes_leave_what_a_recount_gives(
                 " confirmed_by_id = service_user_id WHERE id = ANY(:ids) AND pa_id IS NOT NULL"
             )
         elif action == "cancel":
+            # With their open cover requests, as every writer must (migration 0017).
             sql = (
-                "UPDATE visit SET status = 'CANCELLED', confirmed_at = NULL,"
-                " confirmed_by_id = NULL WHERE id = ANY(:ids)"
+                "WITH v AS (UPDATE visit SET status = 'CANCELLED', confirmed_at = NULL,"
+                " confirmed_by_id = NULL WHERE id = ANY(:ids) RETURNING id)"
+                " UPDATE cover_request SET status = 'CANCELLED', closed_at = now()"
+                " WHERE status = 'OPEN' AND visit_id IN (SELECT id FROM v)"
             )
         elif action == "miss":
             sql = (
@@ -227,8 +230,8 @@ async def test_a_visits_person_is_fixed(db: AsyncSession, team: dict[str, Any]) 
 async def test_a_cover_request_carries_its_visits_person(
     db: AsyncSession, team: dict[str, Any]
 ) -> None:
-    (pat, _, _), (_, bob, _) = team["pas"], team["people"]
-    visit = await team["b"].visit(bob, pat, london(2026, 3, 2, 9))
+    _, bob, _ = team["people"]
+    visit = await team["b"].visit(bob, None, london(2026, 3, 2, 9), status="NEEDS_COVER")
     request = CoverRequest(visit_id=visit.id, reason="MANUAL")
     db.add(request)
     await db.commit()

@@ -37,7 +37,7 @@ from care.models import (
 from federation.client import FederationClient
 from federation.exchange import COVER_UPDATE, expire_holds
 from federation.feed import pseudonym
-from tests.factories import Build, at, gid
+from tests.factories import Build, at, cover_rule_broken, gid
 from tests.federation.conftest import INSTANCE_ENV, start_instances
 from tests.federation.instances import LOOPBACK_NETWORKS, Instance, eventually
 from tests.federation.test_door import identity_of, partner_on
@@ -283,6 +283,7 @@ async def test_end_to_end_request_accept_confirm_then_the_partner_cancels(world:
     async with a.instance.session() as s:
         request = await s.get(CoverRequest, request_id)
         assert request is not None and request.filled_by_partner and request.status == "FILLED"
+        assert await cover_rule_broken(s) == []
     assert await _holds(b) == 1  # the hold is now the booking
 
     # B's admin cancels: A's visit needs cover again, with a new request.
@@ -306,6 +307,7 @@ async def test_end_to_end_request_accept_confirm_then_the_partner_cancels(world:
             )
         ).all()
         visit = await s.get(Visit, row.visit_id)
+        assert await cover_rule_broken(s) == []
     assert [r.status for r in reopened] == ["FILLED", "OPEN"]
     assert reopened[1].reason == "PARTNER_CANCELLED"
     assert visit is not None and visit.status == "NEEDS_COVER"

@@ -690,17 +690,21 @@ async def test_coordinator_opens_a_cover_request(api: Api, db: AsyncSession, w: 
     assert await count(db, CoverRequest) == 1
 
 
-async def test_open_cover_request_for_unassigned_visit(
+async def test_a_visit_needing_cover_already_has_its_request(
     api: Api, db: AsyncSession, w: World
 ) -> None:
     b = Build(db)
     v = await b.visit(w.su, None, at(days=2), status="NEEDS_COVER")
     await db.commit()
+    # Opened by the database at commit (migration 0017), with no PA to record.
+    assert [(r["reason"], r["status"], r["original_pa_id"]) for r in await requests(db)] == [
+        ("UNASSIGNED", "OPEN", None)
+    ]
     out = await api.data(
         OPEN_REQUEST, {"visitId": gid("Visit", v.id)}, token=api.token(Role.ADMIN, w.admin.id)
     )
-    request = out["openCoverRequest"]["coverRequest"]
-    assert request["status"] == "OPEN" and request["originalPa"] is None
+    assert codes(out["openCoverRequest"]) == [("CONFLICT", "visitId")]
+    assert len(await requests(db)) == 1
 
 
 async def test_open_cover_request_refusals(api: Api, db: AsyncSession, w: World) -> None:
@@ -731,7 +735,7 @@ async def test_open_cover_request_refusals(api: Api, db: AsyncSession, w: World)
     assert await count(db, CoverRequest) == 0
 
 
-async def test_cancel_cover_request_closes_offers_and_keeps_visit_needing_cover(
+async def test_cancel_cover_request_closes_offers_and_cancels_the_visit(
     api: Api, db: AsyncSession, w: World
 ) -> None:
     b = Build(db)
@@ -754,7 +758,8 @@ async def test_cancel_cover_request_closes_offers_and_keeps_visit_needing_cover(
     assert result["coverRequest"]["status"] == "CANCELLED"
     assert result["coverRequest"]["closedAt"] is not None
     assert result["coverRequest"]["note"] == "left\nvisit no longer wanted"
-    assert (await visits(db))[v.id] == (None, "NEEDS_COVER")
+    # Nobody looks for cover any more: the visit is off, not left needing cover unseen.
+    assert (await visits(db))[v.id] == (None, "CANCELLED")
     offer = await db.scalar(select(CoverOffer.status).where(CoverOffer.id == offer_id))
     await db.commit()
     assert offer == "CLOSED"
@@ -765,9 +770,8 @@ async def test_cancel_cover_request_closes_offers_and_keeps_visit_needing_cover(
         CANCEL_REQUEST, {"id": gid("CoverRequest", 99999)}, token=coord(api, w)
     )
     assert codes(unknown["cancelCoverRequest"]) == [("NOT_FOUND", "id")]
-    # With the old request closed, a new one may open.
     reopened = await api.data(OPEN_REQUEST, {"visitId": gid("Visit", v.id)}, token=coord(api, w))
-    assert reopened["openCoverRequest"]["errors"] == []
+    assert codes(reopened["openCoverRequest"]) == [("INVALID", "visitId")]
 
 
 # --- a missed visit --------------------------------------------------------------------------

@@ -206,6 +206,12 @@ async def test_the_exclusion_constraint_catches_a_race_the_check_cannot_see(
         await blocker.execute(
             update(Visit).where(Visit.id == other.id).values(pa_id=pa.id, status="SCHEDULED")
         )
+        # Booked, its cover request (opened at commit: migration 0017) is filled with it.
+        await blocker.execute(
+            update(CoverRequest)
+            .where(CoverRequest.visit_id == other.id, CoverRequest.status == "OPEN")
+            .values(status="FILLED", filled_by_pa_id=pa.id, closed_at=func.now())
+        )
         accepting = asyncio.create_task(
             api.data(ACCEPT, {"id": offer_id}, token=api.token(Role.PA, pa.id))
         )
@@ -220,7 +226,9 @@ async def test_the_exclusion_constraint_catches_a_race_the_check_cannot_see(
     visit_row = tuple(
         (await db.execute(select(Visit.pa_id, Visit.status).where(Visit.id == visit.id))).one()
     )
-    request_status = await db.scalar(select(CoverRequest.status))
+    request_status = await db.scalar(
+        select(CoverRequest.status).where(CoverRequest.id == request_id)
+    )
     offer_status = await db.scalar(select(CoverOffer.status))
     await db.commit()
     if blocker_commits:

@@ -637,24 +637,26 @@ async def test_accepting_when_no_longer_a_candidate_is_a_conflict(
 async def test_accepting_for_a_visit_cancelled_or_booked_meanwhile_is_closed(
     api: Api, db: AsyncSession, w: World
 ) -> None:
+    """Whoever cancels or books the visit closes its request with it (the database refuses
+    a commit that leaves it open: migration 0017), so the acceptance finds it closed."""
     [offer_id] = await offer_to(api, w, w.pa)
+    request = update(CoverRequest).where(CoverRequest.id == w.request.id)
     await db.execute(update(Visit).where(Visit.id == w.visit.id).values(status="CANCELLED"))
+    await db.execute(request.values(status="CANCELLED", closed_at=func.now()))
     await db.commit()
     before = await snapshot(db)
     error = only_error(await answer(api, ACCEPT, offer_id, pa_token(api, w.pa)))
-    assert (error["code"], error["message"]) == (
-        "CLOSED",
-        "The visit is cancelled: it no longer needs cover.",
-    )
+    assert (error["code"], error["message"]) == ("CLOSED", "This cover request was cancelled.")
     assert await snapshot(db) == before
-    # Booked directly with another PA while the request stayed open.
+    # Booked directly with another PA, who fills the request.
     await db.execute(
         update(Visit).where(Visit.id == w.visit.id).values(status="SCHEDULED", pa_id=w.pa2.id)
     )
+    await db.execute(request.values(status="FILLED", filled_by_pa_id=w.pa2.id))
     await db.commit()
     before = await snapshot(db)
     error = only_error(await answer(api, ACCEPT, offer_id, pa_token(api, w.pa)))
-    assert error["code"] == "CLOSED"
+    assert (error["code"], error["message"]) == ("CLOSED", "This visit has already been covered.")
     assert await snapshot(db) == before
 
 

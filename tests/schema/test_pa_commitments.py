@@ -228,6 +228,12 @@ async def test_an_uncommitted_booking_decides_an_absence_when_it_commits(
         await blocker.execute(
             update(Visit).where(Visit.id == visit.id).values(pa_id=pa.id, status="SCHEDULED")
         )
+        # Its cover request (opened at commit, migration 0017) is filled with it.
+        await blocker.execute(
+            update(CoverRequest)
+            .where(CoverRequest.visit_id == visit.id, CoverRequest.status == "OPEN")
+            .values(status="FILLED", filled_by_pa_id=pa.id, closed_at=func.now())
+        )
         recording = asyncio.create_task(api.data(RECORD, {"input": absence}, token=token))
         await wait_for_lock_wait(engine)
         assert not recording.done()
