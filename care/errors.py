@@ -17,6 +17,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     CLOSED = "CLOSED"
+    UNKNOWN_CARE_TERM = "UNKNOWN_CARE_TERM"
+    IN_USE = "IN_USE"
 
 
 class PartnerCode(StrEnum):

@@ -31,6 +31,10 @@ CODE_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.ALREADY_EXISTS: "A record with that name or key already exists.",
     ErrorCode.CLOSED: "The record is no longer open to this change: a closed cluster, a "
     "cancelled absence, a cover request or offer already closed or expired.",
+    ErrorCode.UNKNOWN_CARE_TERM: "A skill or need is not an active code of the co-op's care "
+    "vocabulary (see careTerms), or a skill-only term was given as a need.",
+    ErrorCode.IN_USE: "The record is in use (e.g. a care term some skill or need holds): "
+    "deactivate it instead.",
 }
 
 
@@ -90,6 +94,9 @@ CoverErrorCode = _codes(
     "CoverErrorCode", "What went wrong with an absence, a cover request or an offer."
 )
 ReferralErrorCode = _codes("ReferralErrorCode", "What went wrong with a referral mutation.")
+CareTermErrorCode = _codes(
+    "CareTermErrorCode", "What went wrong with a change to the care vocabulary."
+)
 PartnershipErrorCode = _codes(
     "PartnershipErrorCode",
     "What went wrong with a partnership mutation, here or at the partner instance.",
@@ -202,6 +209,21 @@ class ReferralError:
 
 
 @strawberry.type(
+    description="A caller's mistake in a change to the care vocabulary; the mutation "
+    "changed nothing."
+)
+class CareTermError:
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. code or label), or "
+        "null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: CareTermErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
+
+
+@strawberry.type(
     description="A mistake in a partnership mutation, or a failure at the partner instance. "
     "Codes PARTNER_* and VERSION_MISMATCH come from the other instance: the partnership's "
     "lastError records them (see the mutation for what was kept)."
@@ -266,4 +288,16 @@ COVER = ErrorArea(CoverError, CoverErrorCode)
 PARTNERSHIP = ErrorArea(PartnershipError, PartnershipErrorCode)
 REFERRAL = ErrorArea(ReferralError, ReferralErrorCode)
 EXCHANGE = ErrorArea(CoverExchangeError, CoverExchangeErrorCode)
-AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP, REFERRAL, EXCHANGE)
+CARE_TERM = ErrorArea(CareTermError, CareTermErrorCode)
+AREAS = (
+    MEMBER,
+    CLUSTER,
+    POOL,
+    AVAILABILITY,
+    VISIT,
+    COVER,
+    PARTNERSHIP,
+    REFERRAL,
+    EXCHANGE,
+    CARE_TERM,
+)
