@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Exists, exists, func, or_, select
+from sqlalchemy import Exists, Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import CareTermKind, Role
@@ -82,6 +82,19 @@ async def require_terms(
             "Use codes from careTerms.",
             field,
         )
+
+
+def terms(*, need_only: bool, include_inactive: bool, needs_review: bool | None) -> Select:  # type: ignore[type-arg]
+    """The vocabulary for pickers, by label: NEED terms only for need pickers; active
+    terms unless asked for inactive ones or for those awaiting review (all inactive)."""
+    query = select(CareTerm).order_by(CareTerm.label, CareTerm.code)
+    if need_only:
+        query = query.where(CareTerm.kind == CareTermKind.NEED.value)
+    if not include_inactive and not needs_review:
+        query = query.where(CareTerm.active)
+    if needs_review is not None:
+        query = query.where(CareTerm.needs_review == needs_review)
+    return query
 
 
 # --- managing the vocabulary (admins) ---------------------------------------------------

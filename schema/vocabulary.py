@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from care.enums import CareTermKind
 from care.models import CareTerm as CareTermRow
-from care.vocabulary import TermFields, add_term, delete_term, update_term
+from care.vocabulary import TermFields, add_term, delete_term, terms, update_term
 from schema.context import Info
 from schema.errors import CARE_TERM, CareTermError
 from schema.mutations.base import mutation, perform
@@ -96,13 +96,11 @@ class CareTermQueries:
             ),
         ] = None,
     ) -> list[CareTerm]:
-        query = select(CareTermRow).order_by(CareTermRow.label, CareTermRow.code)
-        if use is CareTermUse.NEED:
-            query = query.where(CareTermRow.kind == CareTermKind.NEED.value)
-        if not include_inactive and not needs_review:
-            query = query.where(CareTermRow.active)
-        if needs_review is not None:
-            query = query.where(CareTermRow.needs_review == needs_review)
+        query = terms(
+            need_only=use is CareTermUse.NEED,
+            include_inactive=include_inactive,
+            needs_review=needs_review,
+        )
         rows = await info.context.rows(query)
         return [term_from_row(r[0]) for r in rows]
 
