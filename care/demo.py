@@ -137,7 +137,7 @@ CLUSTERS = [
         centre=(51.6400, -0.1900),
         radius_km=Decimal("3.00"),
         need_tags=(),
-        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        likely_needs=("moving-and-handling", "medication-support", "dementia", "hoist"),
         opened_days_ago=1400,
     ),
     ClusterSpec(
@@ -149,7 +149,7 @@ CLUSTERS = [
         centre=(51.6080, -0.1700),
         radius_km=Decimal("2.50"),
         need_tags=(),
-        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        likely_needs=("moving-and-handling", "medication-support", "dementia", "hoist"),
         opened_days_ago=1100,
     ),
     # The cross-boundary expansion into the neighbouring authority.
@@ -162,7 +162,7 @@ CLUSTERS = [
         centre=(51.6280, -0.1150),
         radius_km=Decimal("2.50"),
         need_tags=(),
-        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        likely_needs=("moving-and-handling", "medication-support", "dementia", "hoist"),
         opened_days_ago=240,
     ),
     ClusterSpec(
@@ -173,8 +173,8 @@ CLUSTERS = [
         home_districts=("NW4", "NW7", "N3", "N2", "EN4", "N12"),
         centre=None,
         radius_km=None,
-        need_tags=("multiple-sclerosis", "neurological"),
-        likely_needs=("mobility", "hoist", "medication"),
+        need_tags=("multiple-sclerosis", "neurological-conditions"),
+        likely_needs=("moving-and-handling", "hoist", "medication-support"),
         opened_days_ago=700,
     ),
 ]
@@ -238,15 +238,15 @@ FAMILY = LIVES_WITH | {"daughter", "son", "niece", "brother"}
 # --- Skills and the rota --------------------------------------------------------------
 
 SKILLS = (
-    "medication",
+    "medication-support",
     "hoist",
     "dementia",
-    "mobility",
+    "moving-and-handling",
     "first-aid",
     "catheter-care",
     "multiple-sclerosis",
 )
-NEURO_SKILLS = ("multiple-sclerosis", "hoist", "mobility")
+NEURO_SKILLS = ("multiple-sclerosis", "hoist", "moving-and-handling")
 
 EARLY = (dt.time(7), dt.time(14))
 LATE = (dt.time(14), dt.time(21))
@@ -266,10 +266,10 @@ LUNCH_TASKS = ("prepare lunch", "light housework")
 AFTERNOON_TASKS = ("companionship", "accompany on a walk", "help with shopping")
 EVENING_TASKS = ("prepare evening meal", "help getting ready for bed")
 NEED_TASKS = {
-    "medication": "medication prompt",
+    "medication-support": "medication prompt",
     "hoist": "hoist transfer",
     "dementia": "reassurance and orientation",
-    "mobility": "help with walking",
+    "moving-and-handling": "help with walking",
     "multiple-sclerosis": "stretching exercises",
 }
 ONE_OFF_TASKS = (
@@ -525,13 +525,13 @@ async def load_demo(session: AsyncSession, today: dt.date | None = None) -> bool
 # People waiting for care (la, district, needs, hours a week, days ago, status): demand
 # in Barnet and across the boundary in Enfield, where the co-op is growing.
 DEMO_REFERRALS: tuple[tuple[str, str, tuple[str, ...], str, int, str], ...] = (
-    (ENFIELD, "EN1", ("dementia", "personal care"), "14", 40, "WAITING"),
-    (ENFIELD, "EN1", ("mobility",), "7.5", 25, "WAITING"),
-    (ENFIELD, "EN2", ("personal care",), "10", 60, "WAITING"),
-    (ENFIELD, "N9", ("learning disability",), "20", 12, "OFFERED"),
+    (ENFIELD, "EN1", ("dementia", "personal-care"), "14", 40, "WAITING"),
+    (ENFIELD, "EN1", ("moving-and-handling",), "7.5", 25, "WAITING"),
+    (ENFIELD, "EN2", ("personal-care",), "10", 60, "WAITING"),
+    (ENFIELD, "N9", ("learning-disability",), "20", 12, "OFFERED"),
     (BARNET, "N12", ("dementia",), "12", 90, "PLACED"),
-    (BARNET, "EN5", ("mobility", "medication"), "6", 5, "WAITING"),
-    (BARNET, "N20", ("personal care",), "8", 120, "WITHDRAWN"),
+    (BARNET, "EN5", ("moving-and-handling", "medication-support"), "6", 5, "WAITING"),
+    (BARNET, "N20", ("personal-care",), "8", 120, "WITHDRAWN"),
 )
 
 
@@ -1041,7 +1041,7 @@ def _geographic(
         centre=centre,
         radius_km=Decimal("2.50"),
         need_tags=(),
-        likely_needs=("mobility", "medication", "dementia", "hoist"),
+        likely_needs=("moving-and-handling", "medication-support", "dementia", "hoist"),
         opened_days_ago=days,
     )
 
@@ -1104,12 +1104,12 @@ NEIGHBOUR_COOP = CoopSpec(
     # Demand where the co-op has no cluster yet: Finsbury Park (N4) at home, and Edmonton
     # (N18, N9) across the boundary in Enfield, where it might open its next cluster.
     referrals=(
-        (HARINGEY, "N4", ("dementia", "personal care"), "12", 30, "WAITING"),
-        (HARINGEY, "N4", ("mobility",), "8", 18, "WAITING"),
-        (HARINGEY, "N17", ("personal care",), "10", 45, "WAITING"),
+        (HARINGEY, "N4", ("dementia", "personal-care"), "12", 30, "WAITING"),
+        (HARINGEY, "N4", ("moving-and-handling",), "8", 18, "WAITING"),
+        (HARINGEY, "N17", ("personal-care",), "10", 45, "WAITING"),
         (HARINGEY, "N15", ("dementia",), "9", 70, "PLACED"),
-        (ENFIELD, "N18", ("personal care", "medication"), "15", 20, "WAITING"),
-        (ENFIELD, "N9", ("mobility",), "6", 9, "WAITING"),
+        (ENFIELD, "N18", ("personal-care", "medication-support"), "15", 20, "WAITING"),
+        (ENFIELD, "N9", ("moving-and-handling",), "6", 9, "WAITING"),
     ),
 )
 

@@ -188,3 +188,12 @@ class PartnershipDirection(StrEnum):
 class PartnershipSide(StrEnum):
     US = "US"
     PARTNER = "PARTNER"
+
+
+class CareTermKind(StrEnum):
+    """What a term of the care vocabulary may be used for. A need is met only by a PA
+    skill with the same code, so every NEED term is a skill too; a SKILL term is training
+    nobody needs as such (first aid, food hygiene)."""
+
+    NEED = "NEED"
+    SKILL = "SKILL"

@@ -18,6 +18,8 @@ class ErrorCode(StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     CLOSED = "CLOSED"
     LIMIT_REACHED = "LIMIT_REACHED"
+    UNKNOWN_CARE_TERM = "UNKNOWN_CARE_TERM"
+    IN_USE = "IN_USE"
 
 
 class PartnerCode(StrEnum):

@@ -45,6 +45,7 @@ from sqlalchemy.types import UserDefinedType
 
 from care.enums import (
     AbsenceKind,
+    CareTermKind,
     ClusterKind,
     ClusterStatus,
     CommitmentKind,
@@ -76,6 +77,8 @@ GSS_CODE_PATTERN = "^E(06|08|09|10)[0-9]{6}$"
 # A postcode district (outward code), normalised: the shape care.geography accepts.
 REFERRAL_DISTRICT_PATTERN = "[A-Z]{1,2}[0-9][0-9A-Z]?"
 MAX_REFERRAL_HOURS = 168  # hours in a week
+# A care term's code (care/vocabulary.py): lower-case words joined by single hyphens.
+CARE_TERM_CODE_PATTERN = "^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
 class Base(DeclarativeBase):
@@ -257,6 +260,35 @@ class PaPayRate(Base):
     )
 
 
+class CareTerm(Base):
+    """One term of the co-op's care vocabulary (care/vocabulary.py, migration 0018): the
+    codes PA skills, service users' needs, cluster need tags and referrals' needs are
+    written in. PA skills reference it by foreign key; the arrays of needs are checked by
+    a trigger (`care_terms_known`). Terms are deactivated, not deleted, once used."""
+
+    __tablename__ = "care_term"
+    __table_args__ = (
+        CheckConstraint(
+            f"code ~ '{CARE_TERM_CODE_PATTERN}' AND length(code) <= 100", name="code_format"
+        ),
+        enum_check("kind", CareTermKind),
+        CheckConstraint("length(trim(label)) > 0 AND length(label) <= 200", name="label_length"),
+        CheckConstraint("length(description) <= 2000", name="description_length"),
+    )
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Added by migration 0018 from free text it could not map: the co-op should describe
+    # it and activate it, or replace it with an existing term.
+    needs_review: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
 class PaSkill(Base):
     __tablename__ = "pa_skill"
     __table_args__ = (CheckConstraint("length(trim(skill)) > 0", name="skill_present"),)
@@ -264,7 +296,8 @@ class PaSkill(Base):
     pa_id: Mapped[int] = mapped_column(
         ForeignKey("pa_profile.member_id", ondelete="CASCADE"), primary_key=True
     )
-    skill: Mapped[str] = mapped_column(Text, primary_key=True)
+    # A care term's code: deactivating a term keeps it; deleting one in use is refused.
+    skill: Mapped[str] = mapped_column(ForeignKey("care_term.code"), primary_key=True)
     expires_on: Mapped[dt.date | None] = mapped_column(Date)
 
 

@@ -33,6 +33,10 @@ CODE_DESCRIPTIONS: dict[ErrorCode, str] = {
     "cancelled absence, a cover request or offer already closed or expired.",
     ErrorCode.LIMIT_REACHED: "As many of these as may wait at once are waiting (e.g. "
     "proposals of partnership from other instances waiting for an admin): try again later.",
+    ErrorCode.UNKNOWN_CARE_TERM: "A skill or need is not an active code of the co-op's care "
+    "vocabulary (see careTerms), or a skill-only term was given as a need.",
+    ErrorCode.IN_USE: "The record is in use (e.g. a care term some skill or need holds): "
+    "deactivate it instead.",
 }
 
 
@@ -92,6 +96,9 @@ CoverErrorCode = _codes(
     "CoverErrorCode", "What went wrong with an absence, a cover request or an offer."
 )
 ReferralErrorCode = _codes("ReferralErrorCode", "What went wrong with a referral mutation.")
+CareTermErrorCode = _codes(
+    "CareTermErrorCode", "What went wrong with a change to the care vocabulary."
+)
 PartnershipErrorCode = _codes(
     "PartnershipErrorCode",
     "What went wrong with a partnership mutation, here or at the partner instance.",
@@ -204,6 +211,21 @@ class ReferralError:
 
 
 @strawberry.type(
+    description="A caller's mistake in a change to the care vocabulary; the mutation "
+    "changed nothing."
+)
+class CareTermError:
+    field: str | None = strawberry.field(
+        description="The input field at fault (its GraphQL name, e.g. code or label), or "
+        "null when the error is about the request as a whole."
+    )
+    message: str = strawberry.field(description="What went wrong, in words for a person.")
+    code: CareTermErrorCode = strawberry.field(  # type: ignore[valid-type]
+        description="What went wrong, for a program."
+    )
+
+
+@strawberry.type(
     description="A mistake in a partnership mutation, or a failure at the partner instance. "
     "Codes PARTNER_* and VERSION_MISMATCH come from the other instance: the partnership's "
     "lastError records them (see the mutation for what was kept)."
@@ -268,4 +290,16 @@ COVER = ErrorArea(CoverError, CoverErrorCode)
 PARTNERSHIP = ErrorArea(PartnershipError, PartnershipErrorCode)
 REFERRAL = ErrorArea(ReferralError, ReferralErrorCode)
 EXCHANGE = ErrorArea(CoverExchangeError, CoverExchangeErrorCode)
-AREAS = (MEMBER, CLUSTER, POOL, AVAILABILITY, VISIT, COVER, PARTNERSHIP, REFERRAL, EXCHANGE)
+CARE_TERM = ErrorArea(CareTermError, CareTermErrorCode)
+AREAS = (
+    MEMBER,
+    CLUSTER,
+    POOL,
+    AVAILABILITY,
+    VISIT,
+    COVER,
+    PARTNERSHIP,
+    REFERRAL,
+    EXCHANGE,
+    CARE_TERM,
+)

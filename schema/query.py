@@ -64,6 +64,7 @@ from schema.types import (
     resolve_global_id,
     visit_from_row,
 )
+from schema.vocabulary import CareTermQueries
 
 # Argument descriptions shared by the root fields.
 FIRST = "Page size: 1 to 100; 20 when not given."
@@ -92,6 +93,7 @@ class Query(
     MarketQueries,
     CoverExchangeQueries,
     ExpansionQueries,
+    CareTermQueries,
 ):
     @strawberry.field(
         description="Any record by its global id; null when unknown, hidden from the "

@@ -108,16 +108,24 @@ class StatementCounter:
         self.statements.append(statement)
 
 
+# The care vocabulary as the migrations seed it (migration 0018), restored after each test.
+CARE_TERMS: list[dict[str, Any]] = []
+
+
 @pytest.fixture(scope="session")
 async def app_state(settings: Settings, migrated_url: str) -> AsyncIterator[Any]:
     app = create_app(settings, migrated_url)
     async with app.router.lifespan_context(app):
+        async with app.state.engine.connect() as conn:
+            result = await conn.execute(text("SELECT * FROM care_term"))
+            CARE_TERMS[:] = [dict(r) for r in result.mappings()]
         yield app
 
 
 # Our tables, and the outbox queue's (PgQueuer's, not in our metadata: migration 0011).
+# Not the care vocabulary: reference data the migrations seed, which tests rely on.
 TABLES = ", ".join(
-    [t.name for t in reversed(Base.metadata.sorted_tables)]
+    [t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "care_term"]
     + ["pgqueuer", "pgqueuer_log", "pgqueuer_statistics"]
 )
 
@@ -129,6 +137,15 @@ async def app(app_state: Any) -> AsyncIterator[Any]:
     engine: AsyncEngine = app_state.state.engine
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        await conn.execute(text("DELETE FROM care_term"))
+        await conn.execute(
+            text(
+                "INSERT INTO care_term (code, label, description, kind, active, needs_review,"
+                " updated_at) VALUES (:code, :label, :description, :kind, :active,"
+                " :needs_review, :updated_at)"
+            ),
+            CARE_TERMS,
+        )
 
 
 @pytest.fixture

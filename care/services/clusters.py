@@ -11,6 +11,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care import vocabulary
 from care.enums import ClusterKind, ClusterStatus, MembershipClass, Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import (
@@ -53,10 +54,12 @@ class ClusterFields:
 
 
 def _clean_tags(values: list[str]) -> list[str]:
-    return sorted({v.strip().lower() for v in values if v.strip()})
+    return vocabulary.normalise_all(values)
 
 
-async def _validate(session: AsyncSession, viewer: Viewer, f: ClusterFields) -> None:
+async def _validate(
+    session: AsyncSession, viewer: Viewer, f: ClusterFields, held: list[str] | None = None
+) -> None:
     errors: list[DomainError] = []
     if f.name is not UNSET and (not isinstance(f.name, str) or not f.name.strip()):
         errors.append(DomainError(ErrorCode.REQUIRED, "A cluster needs a name.", "name"))
@@ -102,6 +105,10 @@ async def _validate(session: AsyncSession, viewer: Viewer, f: ClusterFields) -> 
             )
     if errors:
         raise DomainErrors(errors)
+    if isinstance(f.need_tags, list):
+        await vocabulary.require_terms(
+            session, _clean_tags(f.need_tags), "needTags", need=True, held=held or []
+        )
 
 
 def _check_shape(cluster: Cluster) -> None:
@@ -202,7 +209,7 @@ async def update_cluster(
         raise DomainError(ErrorCode.CLOSED, "The cluster is closed.", "clusterId")
     if f.status is ClusterStatus.CLOSED:
         raise DomainError(ErrorCode.INVALID, "Use closeCluster to close a cluster.", "status")
-    await _validate(session, viewer, f)
+    await _validate(session, viewer, f, held=list(cluster.need_tags))
     _apply(cluster, f)
     _check_shape(cluster)
     await session.flush()

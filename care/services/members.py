@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care import policy
+from care import policy, vocabulary
 from care.enums import ClusterStatus, Funding, MembershipClass, Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import (
@@ -139,8 +139,8 @@ def _clean_contact(f: MemberFields) -> list[DomainError]:
 
 
 def _clean_tags(values: Iterable[str]) -> list[str]:
-    """Needs share the vocabulary of skills and cluster need tags: lower case, no blanks."""
-    return sorted({v.strip().lower() for v in values if v.strip()})
+    """Needs share the vocabulary of skills and cluster need tags (care.vocabulary)."""
+    return vocabulary.normalise_all(values)
 
 
 def _clean_hours(value: float | object, field_name: str) -> list[DomainError]:
@@ -156,7 +156,7 @@ def _clean_service_user(f: ServiceUserFields) -> list[DomainError]:
 
 
 def _clean_skills(skills: list[SkillSpec]) -> tuple[list[SkillSpec], list[DomainError]]:
-    cleaned = [SkillSpec(s.name.strip().lower(), s.expires_on) for s in skills]
+    cleaned = [SkillSpec(vocabulary.normalise(s.name), s.expires_on) for s in skills]
     names = [s.name for s in cleaned]
     if not all(names):
         return cleaned, [DomainError(ErrorCode.REQUIRED, "Every skill needs a name.", "skills")]
@@ -328,6 +328,23 @@ def _apply_pa(profile: PaProfile, f: PaFields) -> None:
         profile.working_time_opt_out = f.working_time_opt_out
 
 
+async def _check_needs(
+    session: AsyncSession, f: ServiceUserFields, held: Iterable[str] = ()
+) -> None:
+    if isinstance(f.needs, list):
+        await vocabulary.require_terms(session, f.needs, "needs", need=True, held=held)
+
+
+async def _check_skills(session: AsyncSession, f: PaFields, pa_id: int | None = None) -> None:
+    if not isinstance(f.skills, list):
+        return
+    held: list[str] = []
+    if pa_id is not None:
+        held = list(await session.scalars(select(PaSkill.skill).where(PaSkill.pa_id == pa_id)))
+    names = [s.name for s in f.skills]
+    await vocabulary.require_terms(session, names, "skills", need=False, held=held)
+
+
 async def _replace_skills(session: AsyncSession, pa_id: int, skills: list[SkillSpec]) -> None:
     await session.execute(delete(PaSkill).where(PaSkill.pa_id == pa_id))
     session.add_all(PaSkill(pa_id=pa_id, skill=s.name, expires_on=s.expires_on) for s in skills)
@@ -356,6 +373,7 @@ async def register_service_user(
     errors = _clean_contact(member) + _clean_service_user(profile)
     errors += await _cluster_problems(session, viewer, cluster_id, required=True)
     _raise_if(errors)
+    await _check_needs(session, profile)
     row = await _add_member(session, member, MembershipClass.SERVICE_USER)
     su = ServiceUserProfile(member_id=row.id, needs=[])
     _apply_service_user(su, profile)
@@ -379,6 +397,7 @@ async def register_personal_assistant(
     # Coordinators see every worker, so a PA needs no cluster to stay visible to them.
     errors += await _cluster_problems(session, viewer, cluster_id, required=False)
     _raise_if(errors)
+    await _check_skills(session, profile)
     row = await _add_member(session, member, MembershipClass.WORKER)
     pa = PaProfile(member_id=row.id)
     _apply_pa(pa, profile)
@@ -482,6 +501,7 @@ async def update_service_user(
     _raise_if(_clean_service_user(f))
     profile = await session.get(ServiceUserProfile, member_id)
     assert profile is not None
+    await _check_needs(session, f, held=profile.needs)
     _apply_service_user(profile, f)
     await session.flush()
     return member_id
@@ -494,6 +514,7 @@ async def update_personal_assistant(
     await _require_visible(session, viewer, member_id, _is_pa(), "personal assistant", "id")
     await _require_member_manager(session, viewer, member_id)
     _raise_if(_clean_pa(f, viewer.now.date()))
+    await _check_skills(session, f, member_id)
     profile = await session.get(PaProfile, member_id)
     assert profile is not None
     _apply_pa(profile, f)

@@ -13,9 +13,10 @@ date referred and a status. No name or address. It is still personal data, so:
   authorities are public: the refusal reveals no referral).
 - Input: a known local authority; a postcode district (or a postcode, cut to its
   district); hours a week more than 0 and at most 168 (two decimals); a referral date not
-  in the future; needs trimmed, empty ones dropped, duplicates removed (at most 50, each
-  at most 200 characters); a note of at most 1000 characters. The database holds each
-  rule it can (migration 0013).
+  in the future; needs normalised to codes, empty ones dropped, duplicates removed (at
+  most 50, each at most 200 characters), each an active NEED term of the care vocabulary
+  (`care.vocabulary`, else UNKNOWN_CARE_TERM); a note of at most 1000 characters. The
+  database holds each rule it can (migrations 0013, 0018).
 - Status: WAITING (new), OFFERED, PLACED, WITHDRAWN; any change between them is allowed
   (an offer can fall through, a withdrawn person can come back).
 """
@@ -29,7 +30,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care import policy
+from care import policy, vocabulary
 from care.enums import ReferralStatus, Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.geography import postcode_district
@@ -111,7 +112,8 @@ def _referred_on(value: dt.date, today: dt.date, errors: list[DomainError]) -> N
 
 
 def _needs(values: list[str], errors: list[DomainError]) -> list[str]:
-    cleaned = list(dict.fromkeys(v.strip() for v in values if v.strip()))
+    # Codes of the care vocabulary (care.vocabulary), checked once the shape is right.
+    cleaned = vocabulary.normalise_all(values)
     if len(cleaned) > MAX_NEEDS or any(len(v) > MAX_NEED_LENGTH for v in cleaned):
         errors.append(
             DomainError(
@@ -178,6 +180,7 @@ async def record_referral(session: AsyncSession, viewer: Viewer, new: NewReferra
     await _check_area(session, viewer, new.la_code, errors)
     if errors:
         raise DomainErrors(errors)
+    await vocabulary.require_terms(session, needs, "needs", need=True)
     referral = Referral(
         la_code=new.la_code,
         postcode_district=district,
@@ -220,6 +223,8 @@ async def update_referral(
         await _check_area(session, viewer, change.la_code, errors)
     if errors:
         raise DomainErrors(errors)
+    if needs is not None:
+        await vocabulary.require_terms(session, needs, "needs", need=True, held=referral.needs)
     if change.la_code is not None:
         referral.la_code = change.la_code
     if district is not None:

@@ -16,6 +16,7 @@ from schema.mutations.pools import PoolMutations
 from schema.mutations.referrals import ReferralMutations
 from schema.mutations.tokens import TokenMutations
 from schema.mutations.visits import VisitMutations
+from schema.vocabulary import CareTermMutations
 
 
 @strawberry.type(
@@ -38,6 +39,7 @@ class Mutation(
     ReferralMutations,
     CoverExchangeMutations,
     ExpansionMutations,
+    CareTermMutations,
 ):
     pass
 

@@ -67,7 +67,8 @@ class CreateClusterInput:
     )
     need_tags: list[str] | None = strawberry.field(
         default=None,
-        description="Needs a need-based cluster serves (e.g. dementia). Left out: none.",
+        description="Needs a need-based cluster serves (e.g. dementia). Left out: none."
+        " Codes of the care vocabulary (careTerms, NEED terms); unknown ones: UNKNOWN_CARE_TERM.",
     )
 
 
@@ -91,7 +92,9 @@ class UpdateClusterInput:
         default=None, description="Replaces the postcode districts (outward codes)."
     )
     need_tags: list[str] | None = strawberry.field(
-        default=None, description="Replaces the need tags."
+        default=None,
+        description="Replaces the need tags."
+        " Codes of the care vocabulary (careTerms, NEED terms); unknown ones: UNKNOWN_CARE_TERM.",
     )
 
 

@@ -34,7 +34,10 @@ EMAIL = "Email address. Left out: none."
 PHONE = "Phone number. Left out: none."
 POSTCODE = "UK postcode (normalised, e.g. N12 0AA). Left out: none."
 JOINED_ON = "Date they joined the co-op. Left out: today."
-SKILLS = "Skills and training. Left out: none."
+SKILLS = (
+    "Skills and training. Left out: none. Codes of the care vocabulary (careTerms); unknown "
+    "ones: UNKNOWN_CARE_TERM."
+)
 
 ServiceUserIdArg = Annotated[
     strawberry.ID, strawberry.argument(description="The service user's id.")
@@ -44,7 +47,10 @@ CarerIdArg = Annotated[strawberry.ID, strawberry.argument(description="The carer
 
 @strawberry.input(description="A skill or training; its expiry date if it lapses.")
 class SkillInput:
-    name: str = strawberry.field(description="The skill or training, e.g. manual handling.")
+    name: str = strawberry.field(
+        description="A care term's code, e.g. moving-and-handling (a label such as "
+        '"Moving and handling" is normalised to it).'
+    )
     expires_on: dt.date | None = strawberry.field(
         default=None, description="Last day it is valid. Left out: it does not lapse."
     )
@@ -56,7 +62,10 @@ class RegisterServiceUserInput:
     funding: Funding = strawberry.field(  # type: ignore[valid-type]
         description="How their care is paid for."
     )
-    needs: list[str] = strawberry.field(description="Care needs, e.g. personal care.")
+    needs: list[str] = strawberry.field(
+        description="Care needs, e.g. personal-care:"
+        + " Codes of the care vocabulary (careTerms, NEED terms); unknown ones: UNKNOWN_CARE_TERM."
+    )
     planned_weekly_hours: float = strawberry.field(description="Hours of care planned per week.")
     email: str | None = strawberry.field(default=None, description=EMAIL)
     phone: str | None = strawberry.field(default=None, description=PHONE)
@@ -158,7 +167,11 @@ class UpdateServiceUserInput:
     funding: Funding | None = strawberry.field(  # type: ignore[valid-type]
         default=None, description="How their care is now paid for."
     )
-    needs: list[str] | None = strawberry.field(default=None, description="Replaces the care needs.")
+    needs: list[str] | None = strawberry.field(
+        default=None,
+        description="Replaces the care needs."
+        + " Codes of the care vocabulary (careTerms, NEED terms); unknown ones: UNKNOWN_CARE_TERM.",
+    )
     planned_weekly_hours: float | None = strawberry.field(
         default=None, description="Hours of care planned per week."
     )

@@ -39,7 +39,8 @@ class RecordReferralInput:
     needs: list[str] | None = strawberry.field(
         default=None,
         description="The kinds of care needed, as tags (at most 50, each at most 200 "
-        "characters; blanks and repeats dropped). Left out: none.",
+        "characters; blanks and repeats dropped). Left out: none."
+        " Codes of the care vocabulary (careTerms, NEED terms); unknown ones: UNKNOWN_CARE_TERM.",
     )
     note: str | None = strawberry.field(
         default=None,

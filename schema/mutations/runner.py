@@ -46,6 +46,18 @@ CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
         "paIds",
     ),
     "uq_pool_name": (ErrorCode.ALREADY_EXISTS, "A pool with that name already exists.", "name"),
+    # Care vocabulary (migration 0018): a race with a term's deletion, or a direct write.
+    "fk_pa_skill_skill_care_term": (
+        ErrorCode.UNKNOWN_CARE_TERM,
+        "A skill is not a code of the co-op's care vocabulary.",
+        "skills",
+    ),
+    "care_term_known": (
+        ErrorCode.UNKNOWN_CARE_TERM,
+        "A need is not a code of the co-op's care vocabulary.",
+        None,
+    ),
+    "care_term_in_use": (ErrorCode.IN_USE, "The care term is in use.", "code"),
     "ck_visit_during_bounded": (
         ErrorCode.INVALID_RANGE,
         "The end must be after the start.",

@@ -543,7 +543,7 @@ async def test_nobody_else_sees_an_exchange(world: World) -> None:
                 kind="NEED_BASED",
                 la_code="E09000003",
                 status="ACTIVE",
-                need_tags=["x"],
+                need_tags=["dementia"],
                 support_worker_id=stranger.id,
             )
         )

@@ -187,13 +187,13 @@ async def test_changes_come_after_the_cursor_with_tombstones(app: Any, db: Async
     cursor = page["cursor"]
 
     # A skill added touches the PA's windows: w1 again (w2 stays filled).
-    await b._add(PaSkill(pa_id=w["pa"].id, skill="meds"))
+    await b._add(PaSkill(pa_id=w["pa"].id, skill="medication-support"))
     await db.commit()
     page = await feed(engine, w["p"], cursor)
     assert {c["ref"] for c in page["changes"]} == {split["ref"], filled["ref"]}
     assert pa_of(page, by_ref(page)[split["ref"]])["skills"] == [
         {"skill": "hoist", "expiresOn": None},
-        {"skill": "meds", "expiresOn": None},
+        {"skill": "medication-support", "expiresOn": None},
     ]
     cursor = page["cursor"]
 

@@ -95,12 +95,19 @@ async def test_need_based_cluster_keeps_its_needs(api: Api, base: dict[str, Any]
                 "name": "MS support",
                 "kind": "NEED_BASED",
                 "localAuthority": "E09000003",
-                "needTags": ["Multiple-Sclerosis", "neurological", "neurological"],
+                "needTags": [
+                    "Multiple Sclerosis",
+                    "neurological-conditions",
+                    "neurological-conditions",
+                ],
             }
         },
         token=api.token(Role.ADMIN),
     )
-    assert data["createCluster"]["cluster"]["needTags"] == ["multiple-sclerosis", "neurological"]
+    assert data["createCluster"]["cluster"]["needTags"] == [
+        "multiple-sclerosis",
+        "neurological-conditions",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -239,13 +239,13 @@ async def world(db: AsyncSession) -> dict[str, Any]:
     )
     db.add_all(
         [
-            _referral(ENFIELD, "EN1", "10", ["dementia", "mobility"]),
+            _referral(ENFIELD, "EN1", "10", ["dementia", "moving-and-handling"]),
             _referral(ENFIELD, "EN1", "5.5", ["dementia"]),
             _referral(ENFIELD, "EN1", "20", ["hoist"], status="PLACED"),
             _referral(ENFIELD, "N13", "8", ["hoist"]),
             _referral(ENFIELD, "ZZ9", "3", []),
             _referral(BARNET, "N12", "4", ["dementia"]),
-            _referral(FAR, "B1", "6", ["mobility"]),
+            _referral(FAR, "B1", "6", ["moving-and-handling"]),
         ]
     )
     await db.commit()
@@ -289,7 +289,10 @@ def _expected_enfield() -> list[dict[str, Any]]:
             "district": "EN1",
             "peopleWaiting": 2,
             "hoursWanted": 15.5,
-            "needs": [{"need": "dementia", "people": 2}, {"need": "mobility", "people": 1}],
+            "needs": [
+                {"need": "dementia", "people": 2},
+                {"need": "moving-and-handling", "people": 1},
+            ],
             "ownPas": 2,
             "ownHours": 3.25,  # PA1: (8 - 1) / 4; PA2: 6 / 4
             "partnerPas": 1,

@@ -171,7 +171,7 @@ def su_input(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": "Edna Newcome",
         "funding": "PERSONAL_BUDGET",
-        "needs": ["Hoist", " mobility "],
+        "needs": ["Hoist", " Moving and Handling "],
         "plannedWeeklyHours": 12.5,
     }
     return {**base, **changes}
@@ -233,7 +233,7 @@ async def test_admin_registers_a_service_user_into_a_cluster(
         "joinedOn": "2026-01-05",
         "membershipClass": "SERVICE_USER",
         "funding": "PERSONAL_BUDGET",
-        "needs": ["hoist", "mobility"],
+        "needs": ["hoist", "moving-and-handling"],
         "plannedWeeklyHours": 12.5,
         "clusters": [{"id": gid("Cluster", world.cluster_id)}],
         "carers": [],
@@ -373,7 +373,10 @@ async def test_coordinator_registers_a_pa_with_skills_into_their_cluster(
                 dbsCheckedOn="2026-01-10",
                 workingTimeOptOut=True,
                 hourlyPayPence=1100,  # below the NLW: apprentice rates exist
-                skills=[{"name": "Hoist", "expiresOn": "2027-03-01"}, {"name": "medication"}],
+                skills=[
+                    {"name": "Hoist", "expiresOn": "2027-03-01"},
+                    {"name": "Medication support"},
+                ],
                 clusterId=gid("Cluster", world.cluster_id),
             )
         },
@@ -397,7 +400,7 @@ async def test_coordinator_registers_a_pa_with_skills_into_their_cluster(
         "workingTimeOptOut": True,
         "skills": [
             {"name": "hoist", "expiresOn": "2027-03-01"},
-            {"name": "medication", "expiresOn": None},
+            {"name": "medication-support", "expiresOn": None},
         ],
         "clusters": [{"id": gid("Cluster", world.cluster_id)}],
     }

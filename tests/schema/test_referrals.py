@@ -48,7 +48,7 @@ def _input(**kw: Any) -> dict[str, Any]:
         "postcodeDistrict": "n12 8qb",
         "hoursPerWeek": 10.5,
         "referredOn": TODAY.isoformat(),
-        "needs": [" dementia ", "mobility", "dementia", ""],
+        "needs": [" dementia ", "moving-and-handling", "dementia", ""],
     }
     return base | kw
 
@@ -92,7 +92,7 @@ async def test_admin_records_a_referral_normalised(api: Api, db: AsyncSession) -
     assert payload["errors"] == []
     r = payload["referral"]
     assert r["postcodeDistrict"] == "N12"  # only the district of the postcode is kept
-    assert r["needs"] == ["dementia", "mobility"]
+    assert r["needs"] == ["dementia", "moving-and-handling"]
     assert r["hoursPerWeek"] == 10.5
     assert r["referredOn"] == TODAY.isoformat()
     assert r["status"] == "WAITING"
