@@ -26,7 +26,7 @@ The synthetic co-op (all in one area of about 33 x 41 km, north London-ish):
   within about 1.5 km of its centre and 16 PAs within about 3 km; 16 pools, each serving a
   4 x 4 block of clusters, with 1,000 pool-only PAs spread over the block and a fifth of
   the team PAs: 5,000 PAs and 10,000 service users.
-- Needs (personal-care always; medication, hoist, dementia for some) and PA skills (some
+- Needs (personal-care always; medication-support, hoist, dementia for some) and PA skills (some
   expired); DBS checks mostly in date (some too old, a few missing); contracted hours 16
   to 37; travel limits 5 to 20 km; a tenth opted out of the 48-hour week; 1% with no
   known location; 2% of PAs inactive.
@@ -133,7 +133,7 @@ PARTNER_SQL: list[str] = [
                           'expiresOn', CASE WHEN pg_temp.rnd(x, 80 + s.n) < 0.5 THEN NULL
                                             ELSE to_char(current_date + 200, 'YYYY-MM-DD')
                                        END)), '[]'::jsonb)
-                FROM (VALUES (1, 'personal-care', 0.97), (2, 'medication', 0.75),
+                FROM (VALUES (1, 'personal-care', 0.97), (2, 'medication-support', 0.75),
                              (3, 'hoist', 0.40), (4, 'dementia', 0.55)) AS s (n, skill, share)
                 WHERE pg_temp.rnd(x, 90 + s.n) < s.share),
                (ARRAY['N2', 'N3', 'N6', 'N8', 'N10', 'N11', 'N12', 'N13', 'N14', 'N15',
@@ -226,7 +226,7 @@ LOAD_SQL: list[str] = [
                     WHEN pg_temp.rnd(i, 20 + s.n) < 0.5 THEN NULL
                     ELSE current_date + 100 + (pg_temp.rnd(i, 30 + s.n) * 600)::int END
         FROM generate_series(0, {PAS - 1}) i
-        CROSS JOIN (VALUES (1, 'personal-care', 0.97), (2, 'medication', 0.75),
+        CROSS JOIN (VALUES (1, 'personal-care', 0.97), (2, 'medication-support', 0.75),
                            (3, 'hoist', 0.40), (4, 'dementia', 0.55)) AS s (n, skill, share)
         WHERE pg_temp.rnd(i, 40 + s.n) < s.share""",
     f"""INSERT INTO cluster_pa (cluster_id, pa_id)
@@ -251,7 +251,7 @@ LOAD_SQL: list[str] = [
     f"""INSERT INTO service_user_profile (member_id, funding, needs, planned_weekly_hours)
         SELECT 10001 + s, 'DIRECT_PAYMENT',
                array_remove(ARRAY['personal-care',
-                 CASE WHEN pg_temp.rnd(s, 54) < 0.5 THEN 'medication' END,
+                 CASE WHEN pg_temp.rnd(s, 54) < 0.5 THEN 'medication-support' END,
                  CASE WHEN pg_temp.rnd(s, 55) < 0.1 THEN 'hoist' END,
                  CASE WHEN pg_temp.rnd(s, 56) < 0.2 THEN 'dementia' END], NULL),
                5 + floor(pg_temp.rnd(s, 57) * 20)

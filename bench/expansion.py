@@ -85,7 +85,7 @@ async def build(url: str) -> None:
             text(
                 "INSERT INTO referral (la_code, postcode_district, needs, hours_per_week, "
                 "referred_on, status) SELECT :la, (CAST(:districts AS text[]))[1 + g % 40], "
-                "ARRAY['dementia', 'mobility'], 5 + g % 20, current_date, "
+                "ARRAY['dementia', 'moving-and-handling'], 5 + g % 20, current_date, "
                 "CASE WHEN g % 5 = 0 THEN 'PLACED' ELSE 'WAITING' END "
                 "FROM generate_series(1, 750) g"
             ),
