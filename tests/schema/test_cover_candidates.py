@@ -741,9 +741,11 @@ async def test_cover_gaps_name_needs_no_team_pa_can_meet(
     api: Api, w: World, sql_counter: StatementCounter
 ) -> None:
     b, day, db = w.b, w.day, w.db
-    peg = await b.service_user("Peg User", cluster=w.cluster, needs=["personal-care", "peg"])
-    hoist = await b.service_user("Hal User", cluster=w.cluster, needs=["hoist", "peg"])
-    other = await b.service_user("Out User", cluster=w.other, needs=["peg"])
+    peg = await b.service_user(
+        "Peg User", cluster=w.cluster, needs=["personal-care", "peg-feeding"]
+    )
+    hoist = await b.service_user("Hal User", cluster=w.cluster, needs=["hoist", "peg-feeding"])
+    other = await b.service_user("Out User", cluster=w.other, needs=["peg-feeding"])
     lapsed = await pa(w, "Lapsed hoist", cluster=w.cluster, skills=("hoist", "personal-care"))
     await db.execute(
         update(PaSkill)
@@ -751,8 +753,8 @@ async def test_cover_gaps_name_needs_no_team_pa_can_meet(
         .values(expires_on=day - dt.timedelta(days=1))
     )
     # Held only by a PA off the team, or inactive on it: still a gap.
-    await pa(w, "Pooled peg", skills=("peg",))
-    gone = await pa(w, "Gone peg", cluster=w.cluster, skills=("peg",))
+    await pa(w, "Pooled peg", skills=("peg-feeding",))
+    gone = await pa(w, "Gone peg", cluster=w.cluster, skills=("peg-feeding",))
     gone.active = False
     visits = [
         await b.visit(peg, None, local(day, 9), status="NEEDS_COVER"),
@@ -763,7 +765,9 @@ async def test_cover_gaps_name_needs_no_team_pa_can_meet(
     for v in visits:
         db.add(CoverRequest(visit_id=v.id, reason="MANUAL", status="OPEN"))
     # A filled request and one for a visit that is over are not gaps.
-    old = await b.visit(hoist, None, local(dt.date.today() - dt.timedelta(days=2), 9))
+    old = await b.visit(
+        hoist, None, local(dt.date.today() - dt.timedelta(days=2), 9), status="NEEDS_COVER"
+    )
     db.add(CoverRequest(visit_id=old.id, reason="MANUAL", status="OPEN"))
     await db.commit()
 
@@ -773,13 +777,13 @@ async def test_cover_gaps_name_needs_no_team_pa_can_meet(
     assert sql_counter.count == 1
     gaps = body["data"]["coverGaps"]
     assert [(g["need"], g["requests"], g["lapsedHolders"]) for g in gaps] == [
-        ("peg", 3, 0),
+        ("peg-feeding", 3, 0),
         ("hoist", 1, 1),
     ]
     assert dt.datetime.fromisoformat(gaps[0]["firstStartsAt"]) == local(day, 9)
 
     # Once a team PA has the skill in date, the gap closes.
-    await pa(w, "Peg trained", cluster=w.cluster, skills=("peg",))
+    await pa(w, "Peg trained", cluster=w.cluster, skills=("peg-feeding",))
     await db.commit()
     body = await api.query(GAPS, {"cluster": gid("Cluster", w.cluster.id)}, token=coord(api, w))
     assert [g["need"] for g in body["data"]["coverGaps"]] == ["hoist"]
@@ -788,7 +792,7 @@ async def test_cover_gaps_name_needs_no_team_pa_can_meet(
     admin = await api.query(
         GAPS, {"cluster": gid("Cluster", w.other.id)}, token=api.token(Role.ADMIN)
     )
-    assert [(g["need"], g["requests"]) for g in admin["data"]["coverGaps"]] == [("peg", 1)]
+    assert [(g["need"], g["requests"]) for g in admin["data"]["coverGaps"]] == [("peg-feeding", 1)]
     for token, cluster in (
         (api.token(Role.COORDINATOR, w.other_coordinator.id), w.cluster.id),
         (coord(api, w), 999_999),
