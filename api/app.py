@@ -178,7 +178,6 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
         max_cost=settings.max_query_cost,
-        default_page_size=limits.default_page_size,
         debug=settings.debug,
     )
 
