@@ -237,7 +237,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                     ),
                     flush=True,
                 )
-        app = create_app(settings, url)
+        app = create_app(settings, url, dev=args.dev)
         uvicorn.run(
             app,
             host=host,
