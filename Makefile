@@ -12,20 +12,25 @@ GRAPHIQL_STAMP := $(GRAPHIQL)/node_modules/.installed
 
 install: $(STAMP) $(GRAPHIQL_STAMP)
 
+# Each step says what it is doing in one line; the tools themselves stay quiet unless
+# something goes wrong (their errors still show).
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@test -x $(BIN)/python || { echo "Creating .venv with $(PYTHON)..."; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing Python packages into .venv (first run: a minute or two)..."
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
 $(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed to install GraphiQL's files" \
 		"from the npm registry: install Node.js, then run make install again." >&2; exit 1; }
-	npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error
+	@echo "Installing GraphiQL's files from npm into $(GRAPHIQL)/node_modules..."
+	@npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(GRAPHIQL_STAMP)
 
+# `coopnet serve --dev` says what it starts, and on what address, before the slow steps.
 run: install
-	$(BIN)/coopnet serve --dev
+	@$(BIN)/coopnet serve --dev
 
 network: install
 	$(BIN)/coopnet demo network

@@ -151,7 +151,13 @@ def _unavailable(result: ExecutionResult) -> bool:
     )
 
 
-def create_app(settings: Settings, database_url: str) -> FastAPI:
+# `serve --dev` only: a frontend's own development server on this machine (Vite, Next.js,
+# ...: http://localhost:3000, http://127.0.0.1:5173) may call the API without CORS_ORIGINS
+# being set. Plain http on a loopback name and any port; nothing else, and never otherwise.
+DEV_CORS_ORIGIN_REGEX = r"http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
+
+
+def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> FastAPI:
     keys = load_or_create_keys(settings)
     tokens = TokenService(
         keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_ttl_seconds
@@ -178,7 +184,6 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
         max_cost=settings.max_query_cost,
-        default_page_size=limits.default_page_size,
         debug=settings.debug,
     )
 
@@ -312,11 +317,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    if settings.cors_origin_list:
+    if settings.cors_origin_list or dev:
         # Bearer tokens, not cookies: no credentials mode needed.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
+            allow_origin_regex=DEV_CORS_ORIGIN_REGEX if dev else None,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,

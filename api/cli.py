@@ -195,6 +195,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_format, settings.log_level)
     host = args.host or settings.host
     port = args.port or settings.port
+    if args.dev:
+        # Say what is happening before the slow first steps (creating the embedded
+        # database, migrations, the demo), which print nothing of their own.
+        embedded = not settings.database_url
+        db = "an embedded PostgreSQL" if embedded else "the PostgreSQL at DATABASE_URL"
+        print(
+            f"Starting coopnet with {db} and the demo co-op on http://{host}:{port}/graphql",
+            flush=True,
+        )
+        if embedded and not (settings.data_dir / "pg" / "PG_VERSION").exists():
+            print(
+                f"First run: creating the database under {settings.data_dir / 'pg'}, "
+                "applying the migrations and loading the demo (under a minute)...",
+                flush=True,
+            )
     with database(settings) as url:
         _upgrade(url)
         prepared = asyncio.run(_in_session(url, lambda s: _prepare(s, args.dev)))
@@ -222,7 +237,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                     ),
                     flush=True,
                 )
-        app = create_app(settings, url)
+        app = create_app(settings, url, dev=args.dev)
         uvicorn.run(
             app,
             host=host,

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,18 +108,38 @@ def load_examples(path: Path = EXAMPLES) -> list[Example]:
     return examples
 
 
+# A variable's value "TODAY", "TODAY+7" or "TODAY-1" is that day at midnight UTC (a
+# DateTime); "DATE", "DATE-365" that day as a Date. The examples then run on any day
+# against the demo co-op, whose rota and figures are laid out around the day it was loaded.
+_RELATIVE_DAY = re.compile(r"(TODAY|DATE)([+-]\d{1,4})?")
+
+
+def fill_dates(variables: str, today: dt.date) -> dict[str, object]:
+    """An example's variables with its relative days made real ones."""
+
+    def fill(value: object) -> object:
+        if isinstance(value, str) and (m := _RELATIVE_DAY.fullmatch(value)):
+            day = today + dt.timedelta(days=int(m[2] or 0))
+            return f"{day.isoformat()}T00:00:00Z" if m[1] == "TODAY" else day.isoformat()
+        return value
+
+    parsed = json.loads(variables)
+    if not isinstance(parsed, dict):
+        raise ValueError("an example's variables must be a JSON object")
+    return {k: fill(v) for k, v in parsed.items()}
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _tabs(examples: list[Example]) -> list[dict[str, str]]:
-    today = dt.date.today().isoformat()
+    today = dt.date.today()
     tabs = [{"query": WELCOME}]
     for e in examples:
         tab = {"query": f"# {e.title}\n{e.query}"}
         if e.variables:
-            variables = json.loads(e.variables.replace('"TODAY"', f'"{today}T00:00:00Z"'))
-            tab["variables"] = json.dumps(variables, indent=2)
+            tab["variables"] = json.dumps(fill_dates(e.variables, today), indent=2)
         tabs.append(tab)
     return tabs
 

@@ -18,7 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from schema.context import Context
+from schema.context import DEFAULT_PAGE_SIZE, Context
 from schema.error_codes import CoopSchema
 from schema.limits import InputBounds, QueryCostLimiter
 from schema.mutations import Mutation
@@ -51,7 +51,7 @@ class SchemaOptions:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_cost: int = 5000
-    default_page_size: int = 20
+    default_page_size: int = DEFAULT_PAGE_SIZE
     debug: bool = False
 
 

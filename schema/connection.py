@@ -16,7 +16,7 @@ from strawberry import relay
 from strawberry.exceptions import StrawberryInputCoercionError
 
 from care.paging import PageRequest
-from schema.context import Info
+from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.scalars import parse_datetime
 
 NodeT = TypeVar("NodeT")
@@ -26,7 +26,8 @@ FirstArg = Annotated[
     int | None,
     strawberry.argument(
         description="Page size: how many results to return, from 1 to the server's maximum "
-        "(BAD_USER_INPUT outside it); the server's default (20 unless configured) when omitted."
+        f"(100 unless configured; BAD_USER_INPUT outside it); {DEFAULT_PAGE_SIZE} when omitted "
+        "or null."
     ),
 ]
 AfterArg = Annotated[
@@ -96,7 +97,7 @@ def invalid_cursor() -> GraphQLError:
 
 def page_request(info: Info, first: int | None, after: str | None, arity: int = 1) -> PageRequest:
     limits = info.context.limits
-    size = limits.default_page_size if first is None else first
+    size = DEFAULT_PAGE_SIZE if first is None else first
     if size < 1 or size > limits.max_page_size:
         raise GraphQLError(
             f"`first` must be between 1 and {limits.max_page_size}.",

@@ -23,12 +23,17 @@ class RequestEnded(Exception):
     """A resolver left running after its request was answered tried to use the database."""
 
 
+# How many results a connection returns when `first` is omitted or null. The schema states
+# it as every connection's `first` default, so it is one constant, not a setting: a
+# configured value would make the published SDL wrong.
+DEFAULT_PAGE_SIZE = 20
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask for, and how published figures are protected."""
 
     max_page_size: int = 100
-    default_page_size: int = 20
     max_query_cost: int = 5000
     # How long each partner's cover candidates may take (COVER_SOURCE_TIMEOUT_SECONDS).
     cover_source_seconds: float = 2.0

@@ -24,7 +24,7 @@ from care.viewer import Viewer
 from federation import exchange as rules
 from federation.idempotency import DuplicateDelivery, KeyReused, first_answer, remember
 from schema.connection import AfterArg, Connection, FirstArg, build_connection, page_request
-from schema.context import Info
+from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.errors import EXCHANGE, CoverExchangeError
 from schema.mutations.base import (
     COVER_REQUEST_ID,
@@ -81,7 +81,7 @@ class CoverExchangeQueries:
         filter: Annotated[
             CoverExchangeFilter | None, strawberry.argument(description="What to list.")
         ] = None,
-        first: FirstArg = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
     ) -> Connection[CoverExchange]:
         request = page_request(info, first, after, arity=2)
@@ -110,7 +110,7 @@ class CoverExchangeQueries:
         status: Annotated[
             ExchangeStatus | None, strawberry.argument(description="Only this status.")
         ] = None,
-        first: FirstArg = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
     ) -> Connection[CoverExchange]:
         request = page_request(info, first, after, arity=2)

@@ -41,7 +41,7 @@ from schema.connection import (
     encode_cursor,
     page_request,
 )
-from schema.context import Info
+from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.mutations.base import mutation
 from schema.permissions import ADMINS, MANAGING, PARTNER_AVAILABILITY, decode_id, guard
 from schema.scalars import TimeRange
@@ -406,7 +406,7 @@ class FeedQueries:
             PartnerAvailabilityFilter | None,
             strawberry.argument(description="Which windows; all when omitted."),
         ] = None,
-        first: FirstArg = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
     ) -> Connection[PartnerAvailabilityWindow]:
         request = page_request(info, first, after, arity=2)

@@ -12,8 +12,8 @@ from strawberry import relay
 from care import queries
 from care.geography import postcode_district
 from schema.candidates import CandidateQueries
-from schema.connection import Connection, build_connection, page_request
-from schema.context import Info
+from schema.connection import Connection, FirstArg, build_connection, page_request
+from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.exchange import CoverExchangeQueries
 from schema.expansion import ExpansionQueries
 from schema.feed import FeedQueries
@@ -67,7 +67,6 @@ from schema.types import (
 from schema.vocabulary import CareTermQueries
 
 # Argument descriptions shared by the root fields.
-FIRST = "Page size: 1 to 100; 20 when not given."
 AFTER = "A cursor from a previous page (its `endCursor`): the page continues after it."
 RANGE_NOTE = (
     "Give a UTC offset (e.g. 2026-12-01T00:00:00Z). With `startsBefore`, a half-open "
@@ -75,7 +74,6 @@ RANGE_NOTE = (
 )
 HIDDEN_ID = "An unknown id, or one of a record the caller may not see, matches nothing."
 
-First = Annotated[int | None, strawberry.argument(description=FIRST)]
 After = Annotated[str | None, strawberry.argument(description=AFTER)]
 
 
@@ -142,7 +140,7 @@ class Query(
     async def clusters(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         local_authority: Annotated[
             str | None,
@@ -188,7 +186,7 @@ class Query(
     async def members(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         membership_class: Annotated[
             MembershipClass | None,
@@ -231,7 +229,7 @@ class Query(
     async def visits(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         starts_from: Annotated[
             dt.datetime | None,
@@ -284,7 +282,7 @@ class Query(
     async def availability(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         pa_id: Annotated[
             strawberry.ID | None,
@@ -326,7 +324,7 @@ class Query(
     async def absences(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         pa_id: Annotated[
             strawberry.ID | None,
@@ -365,7 +363,7 @@ class Query(
     async def cover_requests(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         cluster_id: Annotated[
             strawberry.ID | None,
@@ -402,7 +400,7 @@ class Query(
         description="The signed-in PA's open (unexpired) cover offers.", extensions=guard(PAS)
     )
     async def my_cover_offers(
-        self, info: Info, first: First = None, after: After = None
+        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: After = None
     ) -> Connection[CoverOffer]:
         viewer = info.context.viewer
         if viewer.member_id is None:  # a PA token always names its member
@@ -430,7 +428,7 @@ class Query(
     async def referrals(
         self,
         info: Info,
-        first: First = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
         local_authority: Annotated[
             str | None,

@@ -1,11 +1,12 @@
-"""Date and DateTime scalars with a bounded range.
+"""Date, DateTime and Time scalars with a bounded range and a stated format.
 
 Strawberry's own scalars accept any ISO date, from year 1 to 9999. Such a date is no
 booking, and it breaks arithmetic: 9999-12-31T23:00-05:00 overflows when turned into UTC,
 and a day added to 9999-12-31 does not exist. Dates here must lie between the years
 1900 and 2999; anything else is refused as bad input before any resolver runs (the same
-error as any other unparseable value). The names, descriptions and formats are
-Strawberry's, so the schema does not change."""
+error as any other unparseable value). The names and wire formats are Strawberry's; each
+scalar also names the RFC 3339 production it follows (`@specifiedBy`), so that code
+generators can map it to a date type instead of `unknown`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from typing import NewType
 import dateutil.parser
 import strawberry
 from strawberry.exceptions import StrawberryInputCoercionError
-from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
+from strawberry.schema.types.base_scalars import (
+    DateDefinition,
+    DateTimeDefinition,
+    TimeDefinition,
+)
 from strawberry.types.scalar import ScalarDefinition
 
 MIN_YEAR = 1900
@@ -60,10 +65,13 @@ def parse_date(value: object) -> dt.date:
     return parsed
 
 
+RFC_3339 = "https://datatracker.ietf.org/doc/html/rfc3339#section-5.6"
+
 BoundedDateTime = ScalarDefinition(
     name=DateTimeDefinition.name,
-    description=DateTimeDefinition.description,
-    specified_by_url=None,
+    description="An instant as an RFC 3339 `date-time`, e.g. `2026-12-01T09:00:00+00:00`; "
+    "answers always carry the UTC offset. Years 1900 to 2999.",
+    specified_by_url=RFC_3339,
     serialize=DateTimeDefinition.serialize,
     parse_value=parse_datetime,
     parse_literal=None,
@@ -72,15 +80,30 @@ BoundedDateTime = ScalarDefinition(
 
 BoundedDate = ScalarDefinition(
     name=DateDefinition.name,
-    description=DateDefinition.description,
-    specified_by_url=None,
+    description="A calendar day as an RFC 3339 `full-date`, `YYYY-MM-DD`. Years 1900 to 2999.",
+    specified_by_url=RFC_3339,
     serialize=DateDefinition.serialize,
     parse_value=parse_date,
     parse_literal=None,
     origin=dt.date,
 )
 
-SCALAR_MAP: dict[object, ScalarDefinition] = {dt.datetime: BoundedDateTime, dt.date: BoundedDate}
+# A time of day without a date or offset (an availability pattern's local start and end).
+LocalTime = ScalarDefinition(
+    name=TimeDefinition.name,
+    description="A time of day as an RFC 3339 `partial-time`, `HH:MM:SS`, without an offset.",
+    specified_by_url=RFC_3339,
+    serialize=TimeDefinition.serialize,
+    parse_value=TimeDefinition.parse_value,
+    parse_literal=None,
+    origin=dt.time,
+)
+
+SCALAR_MAP: dict[object, ScalarDefinition] = {
+    dt.datetime: BoundedDateTime,
+    dt.date: BoundedDate,
+    dt.time: LocalTime,
+}
 
 
 def _parse_time_range(value: object) -> str:

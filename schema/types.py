@@ -21,7 +21,7 @@ from care.services.visits import to_utc
 from care.viewer import Viewer
 from schema import loaders
 from schema.connection import AfterArg, Connection, FirstArg, build_connection, page_request
-from schema.context import Info
+from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.permissions import parse_global_id, parse_pk
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves. The
@@ -573,7 +573,7 @@ class ServiceUser(Member):
     async def visits(
         self,
         info: Info,
-        first: FirstArg = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
         starts_from: RangeFromArg = None,
         starts_before: RangeBeforeArg = None,
@@ -645,7 +645,7 @@ class PersonalAssistant(Member):
     async def availability(
         self,
         info: Info,
-        first: FirstArg = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
         starts_from: RangeFromArg = None,
         starts_before: RangeBeforeArg = None,
@@ -666,7 +666,7 @@ class PersonalAssistant(Member):
     async def visits(
         self,
         info: Info,
-        first: FirstArg = None,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
         starts_from: RangeFromArg = None,
         starts_before: RangeBeforeArg = None,
@@ -861,7 +861,7 @@ class Cluster(relay.Node):
 
     @strawberry.field(description="Service users in this cluster that the caller may see.")
     async def service_users(
-        self, info: Info, first: FirstArg = None, after: AfterArg = None
+        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: AfterArg = None
     ) -> Connection[ServiceUser]:
         request = page_request(info, first, after)
         viewer = info.context.viewer
@@ -875,7 +875,7 @@ class Cluster(relay.Node):
 
     @strawberry.field(description="The cluster's PA team.")
     async def personal_assistants(
-        self, info: Info, first: FirstArg = None, after: AfterArg = None
+        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: AfterArg = None
     ) -> Connection[PersonalAssistant]:
         request = page_request(info, first, after)
         viewer = info.context.viewer
@@ -947,7 +947,7 @@ class Pool(relay.Node):
 
     @strawberry.field(description="PAs in this pool that the caller may see.")
     async def personal_assistants(
-        self, info: Info, first: FirstArg = None, after: AfterArg = None
+        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: AfterArg = None
     ) -> Connection[PersonalAssistant]:
         request = page_request(info, first, after)
         viewer = info.context.viewer

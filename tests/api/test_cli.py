@@ -226,6 +226,20 @@ def test_sigterm_stops_serve_and_its_embedded_postgres(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert ready, log.read_text()
+        # `make run` runs this: it says what it starts, and where, before the slow first steps.
+        lines = log.read_text().splitlines()
+        assert lines[0] == (
+            "Starting coopnet with an embedded PostgreSQL and the demo co-op on "
+            f"http://127.0.0.1:{port}/graphql"
+        ), lines[:3]
+        assert lines[1].startswith("First run: creating the database under "), lines[:3]
+        # --dev lets a frontend's development server on this machine call the API.
+        preflight = httpx.options(
+            f"http://127.0.0.1:{port}/graphql",
+            headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"},
+            timeout=5,
+        )
+        assert preflight.headers.get("access-control-allow-origin") == "http://localhost:3000"
         postmaster = tmp_path / "pg" / "postmaster.pid"
         pg_pid = int(postmaster.read_text().splitlines()[0])
         assert _alive(pg_pid)

@@ -97,7 +97,10 @@ def test_the_examples_are_the_readmes_and_valid_against_the_schema() -> None:
     page = GraphiQLPage()
     assert page.tabs[0]["query"] == WELCOME
     assert [t["query"].splitlines()[0] for t in page.tabs[1:]] == [f"# {e.title}" for e in examples]
-    assert "TODAY" not in json.dumps(page.tabs)
+    # The relative days are filled in: no "TODAY+7" or "DATE-365" reaches the page.
+    filled = json.dumps([t.get("variables") for t in page.tabs])
+    assert "TODAY" not in filled and '"DATE' not in filled
+    assert sum("variables" in t for t in page.tabs) >= 4
 
 
 def test_without_its_files_the_page_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
