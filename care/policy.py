@@ -12,8 +12,8 @@ The rules (see docs/architecture.md, "Privacy"):
   and by a PA only while the PA has a visit with the person between 7 days ago and
   14 days ahead.
 - PAs on the person's cluster team see their name and needs. PAs see their own visits,
-  and a visit while its cover is offered to them (the offer open and unexpired), with the
-  offer's summary (`offer_summary_visible`: time, postcode district, distance, first
+  and a visit while its cover is offered to them (the offer open and unexpired; not the
+  person, whose first name comes with the summary), with the offer's summary (`offer_summary_visible`: time, postcode district, distance, first
   name, needs and tasks; never the address or contact details, which come only with a
   visit of their own under the rule above).
 - Coordinators see the visits of the service users of the clusters they support, and no
@@ -217,7 +217,8 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
             itself,
             mid.in_(service_users_of_clusters(teams)),
             mid.in_(recent_or_any_visit_service_users(viewer)),
-            mid.in_(_set(Visit.service_user_id).where(Visit.id.in_(offered_visit_ids(viewer)))),
+            # Not the person of a visit merely offered: CoverOffer.visitSummary gives what
+            # the PA needs to decide (their first name among it), and no more.
             mid.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
             mid.in_(
                 _set(Cluster.support_worker_id).where(
