@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed
 # instance serves them itself: api/graphiql_page.py). Needs Node.js 18+ and npm.
 GRAPHIQL := api/graphiql
 GRAPHIQL_STAMP := $(GRAPHIQL)/node_modules/.installed
+# The GraphQL-over-HTTP audit (graphql-http, the spec's reference implementation) that
+# tests/api/test_graphql_http_audit.py runs against a live instance.
+HTTP_AUDIT := tests/api/graphql_http_audit
+HTTP_AUDIT_STAMP := $(HTTP_AUDIT)/node_modules/.installed
 
 .PHONY: install run network test lint schema bench clean
 
-install: $(STAMP) $(GRAPHIQL_STAMP)
+install: $(STAMP) $(GRAPHIQL_STAMP) $(HTTP_AUDIT_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +27,12 @@ $(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
 		"from the npm registry: install Node.js, then run make install again." >&2; exit 1; }
 	npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error
 	@touch $(GRAPHIQL_STAMP)
+
+$(HTTP_AUDIT_STAMP): $(HTTP_AUDIT)/package.json $(HTTP_AUDIT)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed to install the" \
+		"GraphQL-over-HTTP audit from the npm registry: install Node.js, then run make install again." >&2; exit 1; }
+	npm ci --prefix $(HTTP_AUDIT) --no-audit --no-fund --loglevel=error
+	@touch $(HTTP_AUDIT_STAMP)
 
 run: install
 	$(BIN)/coopnet serve --dev
