@@ -424,25 +424,22 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.settings = settings
     app.state.identity = identity
 
+    # Refused before anything ran: errors only, in the media type the client negotiated.
     @app.exception_handler(DatabaseRefusal)
-    async def database_refused(request: Request, exc: DatabaseRefusal) -> JSONResponse:
+    async def database_refused(request: Request, exc: DatabaseRefusal) -> Response:
         log.warning("request refused before it ran: %s", exc.code)
-        return JSONResponse(
+        return Response(
+            refusal_body(exc.message, exc.code),
             status_code=503,
-            content={
-                "data": None,
-                "errors": [{"message": exc.message, "extensions": {"code": exc.code}}],
-            },
+            media_type=f"{negotiate(request.headers.get('accept'))}; charset=utf-8",
         )
 
     @app.exception_handler(AuthError)
-    async def auth_failed(request: Request, exc: AuthError) -> JSONResponse:
-        return JSONResponse(
+    async def auth_failed(request: Request, exc: AuthError) -> Response:
+        return Response(
+            refusal_body(str(exc), "UNAUTHENTICATED"),
             status_code=401,
-            content={
-                "data": None,
-                "errors": [{"message": str(exc), "extensions": {"code": "UNAUTHENTICATED"}}],
-            },
+            media_type=f"{negotiate(request.headers.get('accept'))}; charset=utf-8",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

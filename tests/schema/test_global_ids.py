@@ -34,6 +34,9 @@ BAD_NODE_IDS = [
     "99999999999999999999999999999999",
 ]
 BAD_IDS = [raw(f"Cluster:{n}") for n in BAD_NODE_IDS] + [
+    # Well-formed ids of another type: the same answer as a malformed id (issue 11).
+    raw("Pool:3"),
+    raw("Absence:3"),
     raw("Nothing:3"),  # no such type
     raw("Node:3"),  # an interface, not a record type
     raw(":3"),
