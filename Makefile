@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed
 # instance serves them itself: api/graphiql_page.py). Needs Node.js 18+ and npm.
 GRAPHIQL := api/graphiql
 GRAPHIQL_STAMP := $(GRAPHIQL)/node_modules/.installed
+# The GraphQL-over-HTTP audit (graphql-http, the spec's reference implementation) that
+# tests/api/test_graphql_http_audit.py runs against a live instance.
+HTTP_AUDIT := tests/api/graphql_http_audit
+HTTP_AUDIT_STAMP := $(HTTP_AUDIT)/node_modules/.installed
 
 .PHONY: install run network test lint schema bench clean
 
-install: $(STAMP) $(GRAPHIQL_STAMP)
+install: $(STAMP) $(GRAPHIQL_STAMP) $(HTTP_AUDIT_STAMP)
 
 # Each step says what it is doing in one line; the tools themselves stay quiet unless
 # something goes wrong (their errors still show).
@@ -27,6 +31,13 @@ $(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
 	@echo "Installing GraphiQL's files from npm into $(GRAPHIQL)/node_modules..."
 	@npm ci --prefix $(GRAPHIQL) --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(GRAPHIQL_STAMP)
+
+$(HTTP_AUDIT_STAMP): $(HTTP_AUDIT)/package.json $(HTTP_AUDIT)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed to install the" \
+		"GraphQL-over-HTTP audit from the npm registry: install Node.js, then run make install again." >&2; exit 1; }
+	@echo "Installing the GraphQL-over-HTTP audit (tests) from npm into $(HTTP_AUDIT)/node_modules..."
+	@npm ci --prefix $(HTTP_AUDIT) --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $(HTTP_AUDIT_STAMP)
 
 # `coopnet serve --dev` says what it starts, and on what address, before the slow steps.
 run: install

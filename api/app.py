@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -38,6 +39,7 @@ from api.events import (
 from api.exports import market_csv_router
 from api.graphiql_page import GraphiQLPage
 from api.market_page import market_page_router
+from api.media import GRAPHQL_RESPONSE_JSON, JSON, negotiate, refusal_body
 from api.migrate import current_revision, head_revision
 from api.openreferral import openreferral_router
 from api.peers import PeerDoor, peer_call
@@ -71,6 +73,28 @@ class DatabaseRefusal(Exception):
 
 # Codes of the HTTP refusals Strawberry raises (anything else it refuses is BAD_REQUEST).
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+
+
+class RequestRefused(Exception):
+    """A request that is not a GraphQL-over-HTTP request this instance runs: refused
+    before anything executed."""
+
+    def __init__(
+        self, status: int, message: str, code: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+def _request_error(response: dict[str, Any]) -> bool:
+    """Nothing executed: a document that does not parse or validate, or variables that
+    do not coerce (no `data`, and no error at a path)."""
+    errors = response.get("errors") or ()
+    return response.get("data") is None and bool(errors) and not any(e.get("path") for e in errors)
 
 
 class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
@@ -92,23 +116,72 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
         # RecursionError (an internal error) on deeply nested arrays.
         return orjson.loads(data)
 
+    async def get_sub_response(self, request: Request) -> Response:
+        # The media type the client asked for (GraphQL-over-HTTP), carried to
+        # create_response, which Strawberry calls without the request.
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = negotiate(request.headers.get("accept"))
+        return sub_response
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        response = await super().process_result(request, result)
+        if _request_error(dict(response)) and (
+            negotiate(request.headers.get("accept")) == GRAPHQL_RESPONSE_JSON
+        ):
+            # The spec's current media type: a request that did not execute has no `data`.
+            response.pop("data", None)  # type: ignore[misc]
+        return response
+
+    def create_response(
+        self, response_data: Any, sub_response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        media_type = sub_response.media_type or JSON
+        status = sub_response.status_code
+        if (
+            media_type == GRAPHQL_RESPONSE_JSON
+            and status in (None, 200)
+            and isinstance(response_data, dict)
+            and _request_error(response_data)
+        ):
+            # application/graphql-response+json: a request error is a 400; under the
+            # legacy application/json it stays a 200, as the spec asks.
+            status = 400
+        response = Response(
+            self.encode_json(response_data),
+            media_type=f"{media_type}; charset=utf-8",
+            status_code=status or 200,
+        )
+        response.headers.raw.extend(
+            (k, v) for k, v in sub_response.headers.raw if k.lower() != b"content-type"
+        )
+        return response
+
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         # Strawberry answers a request it cannot read (variables not an object, an unknown
         # operationName, a form body, another method) in plain text without a code:
-        # answer it like every other refusal, GraphQL-shaped and coded.
+        # answer it in the GraphQL-over-HTTP shape, coded, in the negotiated media type.
         try:
             return await super().run(request, context=context, root_value=root_value)
-        except HTTPException as exc:
-            code = HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
-            body = {"data": None, "errors": [{"message": exc.reason, "extensions": {"code": code}}]}
-            return Response(
-                orjson.dumps(body), status_code=exc.status_code, media_type="application/json"
+        except RequestRefused as refused:
+            status, message, code, headers = (
+                refused.status,
+                refused.message,
+                refused.code,
+                refused.headers,
             )
-
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        assert context.request is not None
-        await authenticate_connection(context.request.app.state.tokens, context)
-        return UNSET
+        except HTTPException as exc:
+            status, message, headers = exc.status_code, exc.reason, {}
+            code = HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
+            if isinstance(exc.__cause__, InvalidOperationTypeError):
+                # A mutation by GET: the spec's 405, naming the method that works.
+                status, code, headers = 405, "METHOD_NOT_ALLOWED", {"Allow": "POST"}
+        media_type = negotiate(request.headers.get("accept"))
+        return Response(
+            refusal_body(message, code),
+            status_code=status,
+            media_type=f"{media_type}; charset=utf-8",
+            headers=headers,
+        )
 
     async def execute_operation(
         self,
@@ -119,10 +192,21 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
         root_value: None,
         sub_response: Response,
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        if isinstance(request_data, list):
+            # A batch in a GET's parameters (a POSTed array is refused by api/bodylimit.py).
+            raise RequestRefused(
+                400, "Batched requests are not supported: one operation per request.", "BAD_REQUEST"
+            )
+        if request_data.query is None and "persistedQuery" in (request_data.extensions or {}):
+            # Apollo's automatic persisted queries: clients that see this code send the
+            # full query text from then on.
+            raise RequestRefused(
+                400,
+                "PersistedQueryNotSupported",
+                PERSISTED_QUERY_NOT_SUPPORTED,
+            )
         # Subscriptions run over the websocket only (an HTTP request holds a session).
-        if isinstance(request_data, GraphQLRequestData) and is_http_subscription(
-            request_data.query, request_data.operation_name
-        ):
+        if is_http_subscription(request_data.query, request_data.operation_name):
             return http_subscription_refused()
         result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
@@ -130,6 +214,11 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
         if isinstance(result, ExecutionResult) and _unavailable(result):
             sub_response.status_code = 503
         return result
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        assert context.request is not None
+        await authenticate_connection(context.request.app.state.tokens, context)
+        return UNSET
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -341,25 +430,22 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
     app.state.settings = settings
     app.state.identity = identity
 
+    # Refused before anything ran: errors only, in the media type the client negotiated.
     @app.exception_handler(DatabaseRefusal)
-    async def database_refused(request: Request, exc: DatabaseRefusal) -> JSONResponse:
+    async def database_refused(request: Request, exc: DatabaseRefusal) -> Response:
         log.warning("request refused before it ran: %s", exc.code)
-        return JSONResponse(
+        return Response(
+            refusal_body(exc.message, exc.code),
             status_code=503,
-            content={
-                "data": None,
-                "errors": [{"message": exc.message, "extensions": {"code": exc.code}}],
-            },
+            media_type=f"{negotiate(request.headers.get('accept'))}; charset=utf-8",
         )
 
     @app.exception_handler(AuthError)
-    async def auth_failed(request: Request, exc: AuthError) -> JSONResponse:
-        return JSONResponse(
+    async def auth_failed(request: Request, exc: AuthError) -> Response:
+        return Response(
+            refusal_body(str(exc), "UNAUTHENTICATED"),
             status_code=401,
-            content={
-                "data": None,
-                "errors": [{"message": str(exc), "extensions": {"code": "UNAUTHENTICATED"}}],
-            },
+            media_type=f"{negotiate(request.headers.get('accept'))}; charset=utf-8",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

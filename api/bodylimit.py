@@ -5,8 +5,9 @@ A GraphQL request is small: the query and its variables. A body whose declared l
 of it; a body without one (chunked), or one that sends more than it declared, is counted
 while it streams in and refused as soon as it passes the limit. What is accepted is handed
 on unchanged. A JSON body must be one object (batching is off): a string, a number or an
-array is refused with HTTP 400, as is a body that is not JSON. Both answers are
-GraphQL-shaped, with a code."""
+array is refused with HTTP 400, as is a body that is not JSON. Every answer is in the
+GraphQL-over-HTTP shape (`errors` with a code, no `data`), in the media type the Accept
+header asks for (api/media.py)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,22 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.media import negotiate, refusal_body
+
 PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 
 
-async def _error(send: Send, status: int, message: str, **extensions: Any) -> None:
-    body = orjson.dumps({"data": None, "errors": [{"message": message, "extensions": extensions}]})
+async def _error(
+    scope: Scope, send: Send, status: int, message: str, code: str, **extensions: Any
+) -> None:
+    body = refusal_body(message, code, **extensions)
+    accept = dict(scope["headers"]).get(b"accept", b"").decode("latin-1")
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", f"{negotiate(accept)}; charset=utf-8".encode()),
                 (b"content-length", str(len(body)).encode()),
                 # Whatever the client still sends is not read: close the connection.
                 (b"connection", b"close"),
@@ -53,10 +59,10 @@ class BodyLimit:
             try:
                 too_large = int(declared) > self.max_bytes
             except ValueError:
-                await _error(send, 400, "Invalid Content-Length.", code="BAD_REQUEST")
+                await _error(scope, send, 400, "Invalid Content-Length.", "BAD_REQUEST")
                 return
             if too_large:
-                await self._too_large(send)
+                await self._too_large(scope, send)
                 return
         chunks: list[bytes] = []
         total = 0
@@ -67,7 +73,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -76,7 +82,7 @@ class BodyLimit:
         if b"json" in headers.get(b"content-type", b""):
             problem = _json_problem(body)
             if problem is not None:
-                await _error(send, 400, problem, code="BAD_REQUEST")
+                await _error(scope, send, 400, problem, "BAD_REQUEST")
                 return
         replayed = False
 
@@ -89,12 +95,13 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send) -> None:
         await _error(
+            scope,
             send,
             413,
             f"The request body is larger than {self.max_bytes} bytes.",
-            code=PAYLOAD_TOO_LARGE,
+            PAYLOAD_TOO_LARGE,
             limit=self.max_bytes,
         )
 
@@ -106,6 +113,11 @@ def _json_problem(body: bytes) -> str | None:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return "The request body is not valid JSON."
+    if isinstance(parsed, list):
+        return (
+            "Batched requests (a JSON array) are not supported: send one operation per "
+            "request, as a JSON object with `query`."
+        )
     if not isinstance(parsed, dict):
         return (
             "The request body must be a JSON object with `query` (and optional "

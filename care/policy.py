@@ -13,9 +13,10 @@ The rules (see docs/architecture.md, "Privacy"):
   14 days ahead.
 - PAs on the person's cluster team see their name and needs. PAs see their own visits,
   and a visit while its cover is offered to them (the offer open and unexpired; not the
-  person, whose first name comes with the summary), with the offer's summary (`offer_summary_visible`: time, postcode district, distance, first
-  name, needs and tasks; never the address or contact details, which come only with a
-  visit of their own under the rule above).
+  person, whose first name comes with the summary), with the offer's summary
+  (`offer_summary_visible`: time, postcode district, distance, first name, needs and
+  tasks; never the address or contact details, which come only with a visit of their
+  own under the rule above).
 - Coordinators see the visits of the service users of the clusters they support, and no
   other visit: a PA's time elsewhere is busy time only (`busy_time_visible`).
 - A PA's absences: the PA, admins, and coordinators of a cluster whose team includes the

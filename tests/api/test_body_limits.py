@@ -18,7 +18,8 @@ LIMIT = 1_000_000  # Settings.max_body_bytes
 def coded(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
-    assert body["data"] is None
+    assert "data" not in body  # refused before anything ran (GraphQL-over-HTTP)
+    assert response.headers["content-type"].startswith("application/json")
     assert body["errors"][0]["extensions"]["code"] == code
     return body
 

@@ -67,7 +67,7 @@ async def post(
 def code_of(response: httpx.Response) -> str:
     body = response.json()
     # Nothing ran: no data at all, or (a mutation) every field null.
-    assert all(v is None for v in (body["data"] or {}).values()), body
+    assert all(v is None for v in (body.get("data") or {}).values()), body
     code: str = body["errors"][0]["extensions"]["code"]
     return code
 

@@ -34,6 +34,9 @@ BAD_NODE_IDS = [
     "99999999999999999999999999999999",
 ]
 BAD_IDS = [raw(f"Cluster:{n}") for n in BAD_NODE_IDS] + [
+    # Well-formed ids of another type: the same answer as a malformed id (issue 11).
+    raw("Pool:3"),
+    raw("Absence:3"),
     raw("Nothing:3"),  # no such type
     raw("Node:3"),  # an interface, not a record type
     raw(":3"),
@@ -104,3 +107,18 @@ async def test_top_level_lookups_stay_coded(api: Api, clusters: list[int], bad: 
         token=admin(api),
     )
     assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"]
+
+
+@pytest.mark.parametrize("value", [True, {"id": 3}, [raw("Cluster:3")], 1.5])
+async def test_a_value_that_is_no_id_at_all_is_refused_before_anything_runs(
+    api: Api, clusters: list[int], value: object
+) -> None:
+    """Not a malformed id but not an `ID` at all: variable coercion fails, a top-level
+    BAD_USER_INPUT, and no mutation runs (README, "Errors")."""
+    body = await api.query(
+        "mutation($id: ID!) { closeCluster(id: $id) { errors { code } } }",
+        {"id": value},
+        token=admin(api),
+    )
+    assert body.get("data") is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
