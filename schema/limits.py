@@ -9,8 +9,9 @@ Cost rules
 The cost of an operation is the sum of the cost of every field it selects:
 
 * A field whose type is an object, interface or union (it has a sub-selection) costs **2**.
-* A field whose type is a scalar or an enum (a leaf) costs **1**. A list of scalars
-  (e.g. ``tags: [String!]!``) is still a leaf and costs 1.
+* A field whose type is a scalar or an enum (a leaf) costs **0**, and so does a list of
+  scalars (e.g. ``tags: [String!]!``). A leaf that takes arguments (it computes its
+  answer, e.g. ``peerMarketFigures``) costs 2, like an object.
 * Introspection fields (names starting with ``__``: ``__typename``, ``__schema``,
   ``__type``) cost **0**, and so does everything selected inside them.
 * Each field's cost is multiplied by the product of the expected sizes of all the lists
@@ -37,7 +38,7 @@ The cost of an operation is the sum of the cost of every field it selects:
   statement, with no loader or query per item) counts its page size in blocks
   (``ceil(first / block)``, block 100), and its ``changes`` and ``pas`` lists (at most one
   PA per change), like ``edges``, do not multiply again. A feed page of 5,000 changes
-  with every field costs 1,752.
+  with every field costs 302.
 
   **Page summaries**: a field named in ``PAGE_SUMMARY_FIELDS`` (``leftOut`` of
   ``coverCandidates``: the few sources an answer went without) selected directly inside a
@@ -65,11 +66,25 @@ Worked example::
 
 ``clusters`` costs 2 and multiplies its contents by 10; ``edges`` (a list directly under
 a paged field, so no further multiplication) costs 2 x 10; ``node`` costs 2 x 10; and
-``name`` costs 1 x 10. Total: 2 + 20 + 20 + 10 = **52**. The same query without
-``first`` costs 2 + 20 x (2 + 2 + 1) = 102 with the default page size of 20.
+``name`` costs 0. Total: 2 + 20 + 20 = **42**. The same query without ``first`` costs
+2 + 20 x (2 + 2) = 82 with the default page size of 20. Adding ``id``, ``__typename``
+or any other scalar changes nothing.
 
 Nested connections multiply: ``clusters(first: 10) { nodes { members(first: 5) { nodes
-{ name } } } }`` costs 2 + 10 x (2 + 2 + 5 x (2 + 1)) = 192.
+{ name } } } }`` costs 2 + 10 x (2 + 2 + 5 x 2) = 142.
+
+Why leaves are free
+-------------------
+
+What costs the server work is reading rows: a root field's query, a connection's page, a
+loader call per object. A scalar is a column of a row already read (or a value computed
+from it), so charging for it only punished what clients must ask: ``id`` and
+``__typename`` on every object for a normalised cache made the README's cluster page
+(4,386 before) too costly. The number of fields in a document is bounded by its tokens
+(``MAX_TOKENS``) and aliases (``MAX_ALIASES``), not by the cost. The limit stays 5,000:
+every screen in the README and docs/ costs at most half of it with ``id`` and
+``__typename`` added (``tests/schema/test_screen_costs.py`` prints the table), while two
+nested pages of 100 (40,602) or one page of 100 aliased 50 times (10,100) are refused.
 
 Responses
 ---------
@@ -77,7 +92,7 @@ Responses
 The cost is reported on every executed (or rejected) operation in the response
 ``extensions``::
 
-    {"data": {...}, "extensions": {"cost": {"requested": 52, "limit": 5000}}}
+    {"data": {...}, "extensions": {"cost": {"requested": 42, "limit": 5000}}}
 
 An operation over the limit is not executed. The response (HTTP 200 for a normal
 ``POST``) has ``data: null`` and a single error::
@@ -101,7 +116,7 @@ Search arguments
 A filter that makes the database scan text costs more than the rows it returns: a field
 given a search argument (see ``SEARCH_ARGUMENT_COSTS``: ``nameContains`` adds **50**) costs
 that much more, multiplied like the field itself. ``members(nameContains: "ab")
-{ totalCount }`` costs 2 + 50 + 20 x 1 = 72 instead of 22. The argument's length is
+{ totalCount }`` costs 2 + 50 = 52 instead of 2. The argument's length is
 bounded too (see "Input bounds" below), so one search costs at most a bounded scan.
 
 Input bounds
@@ -199,7 +214,9 @@ __all__ = [
 ]
 
 OBJECT_FIELD_COST = 2
-LEAF_FIELD_COST = 1
+# A scalar comes with the row its object was read in: no query, no loader, no resolver
+# work worth counting (module docstring, "Why leaves are free").
+LEAF_FIELD_COST = 0
 PAGE_SIZE_ARGUMENT = "first"
 CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes", "pas", "candidates"})
 # Fields directly inside a paged field that describe the page, not its items: counted
@@ -353,7 +370,8 @@ class _CostCalculator:
         field_type = get_named_type(field.type)
         search = self._search_cost(node)
         if is_leaf_type(field_type):
-            return LEAF_FIELD_COST + search
+            # A leaf that takes arguments computes its answer (a query of its own).
+            return (OBJECT_FIELD_COST if field.args else LEAF_FIELD_COST) + search
         if node.selection_set is None:
             return OBJECT_FIELD_COST + search
 

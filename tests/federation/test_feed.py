@@ -404,9 +404,9 @@ def test_a_full_feed_page_is_costed_per_block_of_changes() -> None:
 
     schema = create_schema()._schema
     cost = calculate_query_cost(schema, parse(FEED), variables={"first": 5000})
-    # 35 per block of 100 changes: a change and its PA with every field.
-    assert cost == 2 + 50 * 35 == 1752
+    # 6 per block of 100 changes: a change, its PA and the PA's skills (scalars are free).
+    assert cost == 2 + 50 * 6 == 302
     assert cost is not None and cost <= 5000
     # The default page (1,000) is costed as such, not as the members' default of 20.
     default = calculate_query_cost(schema, parse(FEED), variables={})
-    assert default == 2 + 10 * 35
+    assert default == 2 + 10 * 6

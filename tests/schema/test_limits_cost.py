@@ -116,39 +116,45 @@ def cost(
 
 
 def test_connection_with_first() -> None:
-    # items 2, then x10: edges 2, node 2, name 1 (edges does not multiply again)
-    assert cost("{ items(first: 10) { edges { node { name } } } }") == 2 + 10 * (2 + 2 + 1)
+    # items 2, then x10: edges 2, node 2, name 0 (edges does not multiply again)
+    assert cost("{ items(first: 10) { edges { node { name } } } }") == 2 + 10 * (2 + 2 + 0)
 
 
 def test_connection_without_first_uses_default_page_size() -> None:
-    assert cost("{ items { edges { node { name } } } }") == 2 + DEFAULT_PAGE_SIZE * 5
+    assert cost("{ items { edges { node { name } } } }") == 2 + DEFAULT_PAGE_SIZE * 4
 
 
 def test_scalar_list_is_a_leaf() -> None:
-    assert cost("{ items(first: 2) { edges { node { name tags } } } }") == 2 + 2 * 6
+    assert cost("{ items(first: 2) { edges { node { name tags } } } }") == 2 + 2 * 4
+
+
+def test_scalars_are_free_and_objects_are_not() -> None:
+    # a scalar comes with its object's row; an object is a read (or a loader call)
+    assert cost("{ items(first: 2) { totalCount nodes { name tags } } }") == 2 + 2 * 2
+    assert cost("{ items(first: 2) { nodes { skills { name level } } } }") == 2 + 2 * (2 + 2)
 
 
 def test_connection_fields_all_count_per_item() -> None:
     # nodes and totalCount are ordinary fields multiplied by the page size
-    assert cost("{ items(first: 2) { totalCount nodes { name } } }") == 2 + 2 * (1 + 2 + 1)
+    assert cost("{ items(first: 2) { totalCount nodes { name } } }") == 2 + 2 * (0 + 2 + 0)
 
 
 def test_object_list_multiplies_by_list_size() -> None:
     # skills: [Skill!]! multiplies its children by LIST_SIZE
     query = "{ items(first: 2) { nodes { skills { level name } } } }"
-    assert cost(query) == 2 + 2 * (2 + (2 + LIST_SIZE * (1 + 1)))
+    assert cost(query) == 2 + 2 * (2 + (2 + LIST_SIZE * (0 + 0)))
 
 
 def test_nested_connections_multiply() -> None:
     query = "{ items(first: 4) { nodes { children(first: 3) { edges { node { name } } } } } }"
-    children = 2 + 3 * (2 + 2 + 1)
+    children = 2 + 3 * (2 + 2 + 0)
     assert cost(query) == 2 + 4 * (2 + children)
 
 
 def test_edges_under_a_field_without_first_multiply() -> None:
     # `related` has no `first`, so its `edges` list multiplies by LIST_SIZE
     query = "{ items(first: 2) { nodes { related { edges { node { name } } } } } }"
-    related = 2 + (2 + LIST_SIZE * (2 + 1))
+    related = 2 + (2 + LIST_SIZE * (2 + 0))
     assert cost(query) == 2 + 2 * (2 + related)
 
 
@@ -160,7 +166,7 @@ def test_named_fragments_count_at_every_spread() -> None:
         }
         fragment F on Item { name tags }
     """
-    assert cost(query) == (2 + 2 * (2 + 2 + 2)) + (2 + 3 * (2 + 2))
+    assert cost(query) == (2 + 2 * (2 + 2 + 0)) + (2 + 3 * (2 + 0))
 
 
 def test_fragment_is_transparent_for_the_connection_rule() -> None:
@@ -170,12 +176,12 @@ def test_fragment_is_transparent_for_the_connection_rule() -> None:
         " fragment Conn on ItemConnection { edges { node { name } } }"
     )
     inline = cost("{ items(first: 2) { ... on ItemConnection { edges { node { name } } } } }")
-    assert plain == spread == inline == 2 + 2 * 5
+    assert plain == spread == inline == 2 + 2 * 4
 
 
 def test_inline_fragments_on_interface_all_count() -> None:
     query = "{ search { __typename name ... on Item { tags } ... on Skill { level } } }"
-    assert cost(query) == 2 + LIST_SIZE * (0 + 1 + 1 + 1)
+    assert cost(query) == 2 + LIST_SIZE * (0 + 0 + 0 + 0)
 
 
 def test_fragment_on_interface_switches_type() -> None:
@@ -183,34 +189,33 @@ def test_fragment_on_interface_switches_type() -> None:
         { search { ...N } }
         fragment N on Named { name ... on Item { skills { level } } }
     """
-    assert cost(query) == 2 + LIST_SIZE * (1 + (2 + LIST_SIZE * 1))
+    assert cost(query) == 2 + LIST_SIZE * (0 + (2 + LIST_SIZE * 0))
 
 
 def test_first_from_variable() -> None:
     query = "query Q($n: Int) { items(first: $n) { nodes { name } } }"
-    assert cost(query, {"n": 7}) == 2 + 7 * 3
-    assert cost(query) == 2 + DEFAULT_PAGE_SIZE * 3
-    assert cost(query, {"n": None}) == 2 + DEFAULT_PAGE_SIZE * 3
+    assert cost(query, {"n": 7}) == 2 + 7 * 2
+    assert cost(query) == 2 + DEFAULT_PAGE_SIZE * 2
+    assert cost(query, {"n": None}) == 2 + DEFAULT_PAGE_SIZE * 2
 
 
 def test_first_from_variable_default() -> None:
     query = "query Q($n: Int = 4) { items(first: $n) { nodes { name } } }"
-    assert cost(query) == 2 + 4 * 3
-    assert cost(query, {"n": 6}) == 2 + 6 * 3
+    assert cost(query) == 2 + 4 * 2
+    assert cost(query, {"n": 6}) == 2 + 6 * 2
 
 
 def test_skip_and_include() -> None:
-    query = "query Q($s: Boolean!) { items(first: 2) { nodes { name tags @skip(if: $s) } } }"
-    assert cost(query, {"s": True}) == 2 + 2 * (2 + 1)
-    assert cost(query, {"s": False}) == 2 + 2 * (2 + 1 + 1)
-    assert cost("{ items(first: 2) @include(if: false) { totalCount } search { name } }") == (
-        2 + LIST_SIZE
-    )
+    query = "query Q($s: Boolean!) { items(first: 2) "
+    query += "{ nodes { name skills @skip(if: $s) { level } } } }"
+    assert cost(query, {"s": True}) == 2 + 2 * 2
+    assert cost(query, {"s": False}) == 2 + 2 * (2 + 2)
+    assert cost("{ items(first: 2) @include(if: false) { totalCount } search { name } }") == 2
 
 
 def test_introspection_costs_nothing() -> None:
     assert cost("{ __schema { types { name fields { name type { name } } } } }") == 0
-    assert cost("{ __typename items(first: 1) { __typename nodes { __typename name } } }") == 5
+    assert cost("{ __typename items(first: 1) { __typename nodes { __typename name } } }") == 4
 
 
 def test_only_the_executed_operation_counts() -> None:
@@ -218,8 +223,8 @@ def test_only_the_executed_operation_counts() -> None:
         query Cheap { items(first: 1) { totalCount } }
         query Dear { items(first: 50) { nodes { name } } }
     """
-    assert cost(query, operation_name="Cheap") == 3
-    assert cost(query, operation_name="Dear") == 2 + 50 * 3
+    assert cost(query, operation_name="Cheap") == 2
+    assert cost(query, operation_name="Dear") == 2 + 50 * 2
 
 
 def test_fragment_cycles_terminate() -> None:
@@ -231,7 +236,7 @@ def test_fragment_cycles_terminate() -> None:
         """
     )
     graphql_schema = SCHEMA._schema
-    a = 1 + (2 + 2 * (2 + 0))
+    a = 0 + (2 + 2 * (2 + 0))
     assert calculate_query_cost(graphql_schema, document) == 2 + 1 * (2 + a)
 
 
@@ -242,19 +247,19 @@ def test_fragment_fan_out_is_counted_in_full_and_fast() -> None:
     )
     document = parse(
         f"{{ items(first: 1) {{ nodes {{ ...F0 }} }} }}\n{fragments}\n"
-        f"fragment F{depth} on Item {{ name }}"
+        f"fragment F{depth} on Item {{ skills {{ level }} }}"
     )
     start = time.perf_counter()
     result = calculate_query_cost(SCHEMA._schema, document, default_page_size=5, list_size=3)
     assert time.perf_counter() - start < 1
-    assert result == 2 + (2 + 2**depth)
+    assert result == 2 + (2 + 2 * 2**depth)
 
 
 def test_over_limit_is_rejected_before_any_resolver_runs() -> None:
     schema = build_schema(max_cost=100)
     query = "{ items(first: 50) { edges { node { name children(first: 10) { totalCount } } } } }"
     result = schema.execute_sync(query)
-    expected = 2 + 50 * (2 + 2 + 1 + (2 + 10 * 1))
+    expected = 2 + 50 * (2 + 2 + 0 + (2 + 10 * 0))
     assert result.data is None
     assert result.errors is not None and len(result.errors) == 1
     error = result.errors[0]
@@ -270,7 +275,7 @@ def test_over_limit_is_rejected_before_any_resolver_runs() -> None:
 async def test_over_limit_is_rejected_async() -> None:
     schema = build_schema(max_cost=100)
     result = await schema.execute(
-        "query Q($n: Int) { items(first: $n) { nodes { name } } }", {"n": 40}
+        "query Q($n: Int) { items(first: $n) { nodes { name } } }", {"n": 60}
     )
     assert result.data is None
     assert result.errors is not None
@@ -283,7 +288,7 @@ async def test_over_limit_is_rejected_async() -> None:
 
 async def test_at_the_limit_runs_and_reports_cost() -> None:
     schema = build_schema(max_cost=122)
-    result = await schema.execute("{ items(first: 40) { nodes { name } } }")
+    result = await schema.execute("{ items(first: 60) { nodes { name } } }")
     assert result.errors is None
     assert result.data is not None and len(result.data["items"]["nodes"]) == 3
     assert result.extensions == {"cost": {"requested": 122, "limit": 122}}
@@ -294,7 +299,7 @@ def test_successful_result_reports_cost() -> None:
     schema = build_schema(max_cost=5000)
     result = schema.execute_sync("{ items(first: 2) { nodes { name } } }")
     assert result.errors is None
-    assert result.extensions == {"cost": {"requested": 8, "limit": 5000}}
+    assert result.extensions == {"cost": {"requested": 6, "limit": 5000}}
 
 
 @pytest.mark.parametrize("query", ["{ items(first: ", "{ nope }"])
@@ -315,7 +320,7 @@ def test_http_response_shape() -> None:
     app = FastAPI()
     app.include_router(GraphQLRouter(build_schema(max_cost=100)), prefix="/graphql")
     client = TestClient(app)
-    response = client.post("/graphql", json={"query": "{ items(first: 40) { nodes { name } } }"})
+    response = client.post("/graphql", json={"query": "{ items(first: 60) { nodes { name } } }"})
     assert response.status_code == 200
     assert response.json() == {
         "data": None,

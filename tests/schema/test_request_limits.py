@@ -58,7 +58,7 @@ async def test_costly_query_is_refused_before_running(api: Api) -> None:
 
 async def test_cost_is_reported(api: Api) -> None:
     body = await api.query("{ clusters(first: 10) { edges { node { name } } } }", token=admin(api))
-    assert body["extensions"]["cost"] == {"requested": 52, "limit": 5000}
+    assert body["extensions"]["cost"] == {"requested": 42, "limit": 5000}
 
 
 async def test_bad_cursor_is_a_clear_error(api: Api) -> None:
