@@ -142,3 +142,9 @@ def test_a_scalar_that_takes_arguments_costs_like_an_object() -> None:
     assert cost(parse("{ clusters(first: 100) { totalCount nodes { id name tasks: name } } }")) == (
         2 + 100 * 2
     )
+
+
+def test_the_figures_the_readme_quotes() -> None:
+    (page,) = [(d, n) for label, d, n in screens() if label.endswith(" ClusterPage")]
+    assert cost(*page) == cost(with_ids_and_typenames(SCHEMA, page[0]), page[1]) == 1592
+    assert cost(parse(ABUSIVE["two nested pages of 100"])) == 40602
