@@ -539,7 +539,7 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
         # Browser pages of the CORS origins may open the websocket too (tokens, no cookies).
         allowed_origins=settings.cors_origin_list,
     )
-    graphiql = GraphiQLPage("/graphql")
+    graphiql = GraphiQLPage("/graphql", trusted_only=settings.trusted_documents_only)
     graphql.graphiql_page = graphiql
     graphql.persisted = PersistedDocuments()
     graphql.trusted_documents_only = settings.trusted_documents_only
