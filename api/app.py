@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -43,6 +44,7 @@ from api.media import GRAPHQL_RESPONSE_JSON, JSON, negotiate, refusal_body
 from api.migrate import current_revision, head_revision
 from api.openreferral import openreferral_router
 from api.peers import PeerDoor, peer_call
+from api.persisted import PersistedDocuments, document_hash, requested_hash
 from api.settings import Settings
 from api.worker import build_worker
 from care.disclosure import DisclosureRules
@@ -73,7 +75,17 @@ class DatabaseRefusal(Exception):
 
 # Codes of the HTTP refusals Strawberry raises (anything else it refuses is BAD_REQUEST).
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+# Persisted operations (api/persisted.py). Apollo's link reads PersistedQueryNotFound (by
+# message or code) as "send the document with the hash".
+PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
+
+
+@dataclass
+class PersistedRequestData(GraphQLRequestData):
+    """A request with the `documentId` parameter (which Strawberry does not read)."""
+
+    document_id: object = None
 
 
 class RequestRefused(Exception):
@@ -103,6 +115,19 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
     graphql_transport_ws_handler_class = LiveWSHandler
     # Our own GraphiQL page, not Strawberry's (whose scripts come from a CDN).
     graphiql_page: GraphiQLPage
+    # Registered operations (api/persisted.py), and whether only they run.
+    persisted: PersistedDocuments
+    trusted_documents_only: bool = False
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted operation (`documentId`, Apollo's hash) is a request,
+        # even with Accept: */*, not a browser asking for the page.
+        params = request.query_params
+        return (
+            "documentId" not in params
+            and "extensions" not in params
+            and super().should_render_graphql_ide(request)
+        )
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         # Strawberry calls this for a browser's GET (Accept: text/html, no `query`).
@@ -197,14 +222,7 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
             raise RequestRefused(
                 400, "Batched requests are not supported: one operation per request.", "BAD_REQUEST"
             )
-        if request_data.query is None and "persistedQuery" in (request_data.extensions or {}):
-            # Apollo's automatic persisted queries: clients that see this code send the
-            # full query text from then on.
-            raise RequestRefused(
-                400,
-                "PersistedQueryNotSupported",
-                PERSISTED_QUERY_NOT_SUPPORTED,
-            )
+        request_data = await self.persisted_document(request, request_data, context)
         # Subscriptions run over the websocket only (an HTTP request holds a session).
         if is_http_subscription(request_data.query, request_data.operation_name):
             return http_subscription_refused()
@@ -214,6 +232,68 @@ class FastJSONGraphQLRouter(GraphQLRouter[Context, None]):
         if isinstance(result, ExecutionResult) and _unavailable(result):
             sub_response.status_code = 503
         return result
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, list) or data.query is not None:
+            return data  # a `documentId` beside a full query is not read: the query runs
+        if request.method == "GET":
+            document_id = request.query_params.get("documentId")
+        else:
+            # Read again only for a request without a query (Starlette keeps the body).
+            body = self.parse_json(await request.get_body())
+            document_id = body.get("documentId") if isinstance(body, dict) else None
+        if document_id is None:
+            return data
+        return PersistedRequestData(
+            query=data.query,
+            variables=data.variables,
+            operation_name=data.operation_name,
+            extensions=data.extensions,
+            protocol=data.protocol,
+            document_id=document_id,
+        )
+
+    async def persisted_document(
+        self, request: Request, request_data: GraphQLRequestData, context: Context
+    ) -> GraphQLRequestData:
+        """The request with the registered document it names by hash, if it names one;
+        refused when trusted-documents mode is on and it names none. Partner instances'
+        signed calls (api/peers.py) are not held to trusted documents: their queries come
+        from our own federation code, not from a frontend."""
+        document_id = getattr(request_data, "document_id", None)
+        try:
+            key = requested_hash(document_id, request_data.extensions)
+        except ValueError as exc:
+            raise RequestRefused(400, str(exc), "BAD_REQUEST") from exc
+        trusted_only = self.trusted_documents_only and peer_call(request.scope) is None
+        if key is None:
+            if trusted_only and request_data.query is not None:
+                raise RequestRefused(
+                    400,
+                    "This instance runs only registered operations: send the operation's "
+                    "hash (documentId), not its text (TRUSTED_DOCUMENTS_ONLY).",
+                    PERSISTED_QUERY_REQUIRED,
+                )
+            return request_data
+        if request_data.query is not None:
+            # Apollo's retry after PERSISTED_QUERY_NOT_FOUND: the text with its hash.
+            if document_hash(request_data.query) != key:
+                raise RequestRefused(
+                    400, "The hash is not the SHA-256 of the query sent with it.", "BAD_REQUEST"
+                )
+            if not trusted_only:
+                return request_data  # runs as any full query would; never stored
+        try:
+            document = await self.persisted.lookup(context.session, key)
+        except Exception as exc:
+            known = known_error(exc)  # no database in time: a coded 503
+            if known is None:
+                raise
+            raise RequestRefused(503, known[1], known[0]) from exc
+        if document is None:
+            raise RequestRefused(400, "PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND)
+        return replace(request_data, query=document)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         assert context.request is not None
@@ -459,8 +539,11 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
         # Browser pages of the CORS origins may open the websocket too (tokens, no cookies).
         allowed_origins=settings.cors_origin_list,
     )
-    graphiql = GraphiQLPage("/graphql")
+    graphiql = GraphiQLPage("/graphql", trusted_only=settings.trusted_documents_only)
     graphql.graphiql_page = graphiql
+    graphql.persisted = PersistedDocuments()
+    graphql.trusted_documents_only = settings.trusted_documents_only
+    app.state.graphql = graphql
     app.include_router(graphql)
     app.include_router(graphiql.router())
     app.include_router(market_csv_router(schema, get_context))

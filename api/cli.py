@@ -1,5 +1,5 @@
 """The `coopnet` command line: serve, db upgrade/downgrade, demo load/network, token
-issue/revoke, schema export, federation keys/rotate/retire."""
+issue/revoke, schema export, federation keys/rotate/retire, operations register."""
 
 from __future__ import annotations
 
@@ -455,6 +455,42 @@ def cmd_federation(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_operations(args: argparse.Namespace, settings: Settings) -> int:
+    """Register a frontend's persisted operations (README, "Persisted operations"): all
+    of the manifest or, if any entry is wrong, none of it."""
+    import orjson
+
+    from api.persisted import ManifestError, check_client, check_manifest, read_manifest
+    from api.persisted import register as register_entries
+    from schema import create_schema
+
+    try:
+        check_client(args.client)
+        try:
+            data = orjson.loads(Path(args.file).read_bytes())
+        except OSError as exc:
+            raise ManifestError(f"Cannot read {args.file}: {exc.strerror}.") from exc
+        except orjson.JSONDecodeError as exc:
+            raise ManifestError(f"{args.file} is not JSON: {exc}.") from exc
+        entries = read_manifest(data)
+        problems = check_manifest(entries, create_schema()._schema)
+        if problems:
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            raise ManifestError(
+                f"{len(problems)} of {len(entries)} operations refused: nothing registered."
+            )
+        with database(settings, create=False) as url:
+            added, already = asyncio.run(
+                _in_session(url, lambda s: register_entries(s, entries, args.client))
+            )
+    except (ConfigurationError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{added} operations registered, {already} already registered")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coopnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -538,6 +574,18 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="GraphQL schema")
     schema.add_argument("action", choices=["export"])
     schema.set_defaults(func=cmd_schema)
+
+    operations = sub.add_parser(
+        "operations",
+        help="persisted operations (trusted documents)",
+        description="register FILE: a GraphQL Code Generator persisted-documents manifest "
+        "or a Relay persisted-queries file ({sha256 hex: document}); every hash is checked "
+        "and every document validated against the schema before anything is stored",
+    )
+    operations.add_argument("action", choices=["register"])
+    operations.add_argument("file", help="the manifest (JSON)")
+    operations.add_argument("--client", help="name of the frontend, kept with its operations")
+    operations.set_defaults(func=cmd_operations)
     return parser
 
 

@@ -77,6 +77,15 @@ WELCOME = """\
 { coop { name } localAuthorities { gssCode name } }
 """
 
+# Above the welcome when the instance runs registered operations only (README,
+# "Persisted operations"): nothing typed here runs, and the page says so first.
+TRUSTED_ONLY_NOTE = (
+    "# Trusted-documents mode is on (TRUSTED_DOCUMENTS_ONLY): this instance runs only\n"
+    "# the operations its frontends registered, so queries sent from here are refused\n"
+    "# with PERSISTED_QUERY_REQUIRED. Explore the API on a development instance instead.\n"
+    "#\n"
+)
+
 
 @dataclass(frozen=True)
 class Example:
@@ -162,7 +171,7 @@ the server. The API itself works: send GraphQL to this URL with POST.</p>
 class GraphiQLPage:
     """The page and its assets; the files are looked up (and hashed) once, at start."""
 
-    def __init__(self, graphql_path: str = "/graphql") -> None:
+    def __init__(self, graphql_path: str = "/graphql", *, trusted_only: bool = False) -> None:
         self.graphql_path = graphql_path
         self.files = {**VENDOR, **OWN}
         self.missing = [
@@ -170,6 +179,8 @@ class GraphiQLPage:
         ]
         self.digests = {} if self.missing else {n: _digest(p) for n, p in self.files.items()}
         self.tabs = _tabs(load_examples())
+        if trusted_only:
+            self.tabs[0]["query"] = TRUSTED_ONLY_NOTE + self.tabs[0]["query"]
 
     def url(self, name: str) -> str:
         return f"/static/graphiql/{self.digests[name]}/{name}"

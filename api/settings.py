@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     cover_hold_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
     exchange_sweep_seconds: float = Field(default=30.0, ge=0)
 
+    # Trusted documents (README, "Persisted operations"): when true, /graphql runs only
+    # operations registered with `coopnet operations register`, named by hash; a full
+    # `query` is refused. Partner instances' signed calls are not affected.
+    trusted_documents_only: bool = False
+
     # Browser frontends on other origins (comma-separated, or * for any).
     cors_origins: str = ""
 

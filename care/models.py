@@ -81,6 +81,11 @@ MAX_REFERRAL_HOURS = 168  # hours in a week
 CARE_TERM_CODE_PATTERN = "^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
+# Bounds of registered GraphQL documents (persisted_operation; migration 0019).
+PERSISTED_DOCUMENT_MAX_CHARS = 100_000
+PERSISTED_CLIENT_MAX_CHARS = 200
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -750,6 +755,34 @@ class RevokedToken(Base):
     )
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     revoked_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class PersistedOperation(Base):
+    """A GraphQL document a frontend registered at build time (`coopnet operations
+    register`): clients then send only its hash, and an instance in trusted-documents
+    mode runs nothing else. The hash is the SHA-256 of the exact text, so a row never
+    changes; the CLI validates the document against the schema before storing it."""
+
+    __tablename__ = "persisted_operation"
+    __table_args__ = (
+        CheckConstraint("hash ~ '^[0-9a-f]{64}$'", name="hash_is_sha256_hex"),
+        CheckConstraint(
+            f"length(document) BETWEEN 1 AND {PERSISTED_DOCUMENT_MAX_CHARS}",
+            name="document_length",
+        ),
+        CheckConstraint(
+            f"client IS NULL OR length(client) BETWEEN 1 AND {PERSISTED_CLIENT_MAX_CHARS}",
+            name="client_length",
+        ),
+    )
+
+    hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    # Which frontend registered it (`--client`), for the operators: not used to decide.
+    client: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
 

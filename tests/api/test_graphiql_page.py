@@ -101,6 +101,10 @@ def test_the_examples_are_the_readmes_and_valid_against_the_schema() -> None:
     filled = json.dumps([t.get("variables") for t in page.tabs])
     assert "TODAY" not in filled and '"DATE' not in filled
     assert sum("variables" in t for t in page.tabs) >= 4
+    # With TRUSTED_DOCUMENTS_ONLY the welcome says first that nothing typed here runs.
+    trusted = GraphiQLPage(trusted_only=True).tabs[0]["query"]
+    assert trusted.startswith("# Trusted-documents mode is on") and trusted.endswith(WELCOME)
+    assert validate(schema, parse(trusted)) == []
 
 
 def test_without_its_files_the_page_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

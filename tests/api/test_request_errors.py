@@ -109,16 +109,17 @@ async def test_missing_or_malformed_parameters(
 async def test_a_persisted_query_hash_alone(
     api: Api, accept: dict[str, str], media_type: str
 ) -> None:
-    """Apollo's automatic persisted queries: the code tells its link to send the query."""
+    """Apollo's automatic persisted queries, a hash never registered: the code tells its
+    link to send the query with it (which runs, and is not stored: see test_persisted.py)."""
     extensions = {"persistedQuery": {"version": 1, "sha256Hash": HASH}}
     response = await api.client.post("/graphql", json={"extensions": extensions}, headers=accept)
-    refused(response, media_type, 400, "PERSISTED_QUERY_NOT_SUPPORTED")
+    refused(response, media_type, 400, "PERSISTED_QUERY_NOT_FOUND")
     response = await api.client.get(
         "/graphql",
         params={"extensions": json.dumps(extensions)},
         headers=accept,
     )
-    refused(response, media_type, 400, "PERSISTED_QUERY_NOT_SUPPORTED")
+    refused(response, media_type, 400, "PERSISTED_QUERY_NOT_FOUND")
 
 
 @BOTH
