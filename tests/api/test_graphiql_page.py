@@ -187,7 +187,8 @@ async def browser() -> AsyncIterator[Browser]:
     if CHROMIUM is None:
         pytest.fail("COOPNET_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as it exits.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = await asyncio.create_subprocess_exec(
             CHROMIUM,
             "--headless",

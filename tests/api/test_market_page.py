@@ -110,7 +110,8 @@ def _dom_after_posting(instance: Instance, fields: dict[str, str], tmp: Path) ->
         "<script>document.getElementById('f').submit()</script>"
     )
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as it exits.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         out = subprocess.run(
             [
                 CHROMIUM,
