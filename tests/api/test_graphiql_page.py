@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,12 +20,9 @@ from graphql import build_schema, parse, validate
 from api import graphiql_page
 from api.graphiql_page import WELCOME, GraphiQLPage, load_examples
 from care.enums import Role
+from tests.api.chromium import chromium, needs_chromium
 from tests.conftest import ROOT
 from tests.federation.instances import Instance, free_port, prepare
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# CI sets this: there the browser test must run, never skip.
-REQUIRED = os.environ.get("COOPNET_REQUIRE_BROWSER") == "1"
 
 
 def _urls(page: str) -> list[str]:
@@ -184,25 +178,10 @@ class Browser:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if CHROMIUM is None:
-        pytest.fail("COOPNET_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
     port = free_port()
-    # Chromium's helper processes may still write to the profile as it exits.
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+    with chromium("graphiql-") as command:
         process = await asyncio.create_subprocess_exec(
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            # No internet: only loopback resolves (and no proxy could reach out).
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--no-proxy-server",
-            f"--user-data-dir={profile}",
+            *command,
             f"--remote-debugging-port={port}",
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
@@ -235,10 +214,7 @@ HEADERS_PANE = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"
 RESPONSE = "document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()"
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None and not REQUIRED,
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
+@needs_chromium
 async def test_graphiql_runs_queries_in_chromium_without_internet(
     served: Instance, browser: Browser
 ) -> None:
