@@ -34,7 +34,7 @@ from sqlalchemy.orm import aliased
 
 from care import policy
 from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind
-from care.geography import EARTH_RADIUS_KM
+from care.geography import great_circle_km, postcode_district_sql
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -814,18 +814,9 @@ def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
 # care.geography.postcode_district reads a well-formed postcode, or a bare district), a
 # name's first word (as federation.exchange.first_name), and the great-circle distance of
 # care.geography.distance_km.
-_FULL_POSTCODE = "^([A-Z]{1,2}[0-9][0-9A-Z]?)[0-9][A-Z]{2}$"
-_BARE_DISTRICT = "^([A-Z]{1,2}[0-9][0-9A-Z]?)$"
 # Distances are shown to 100 m: enough to judge the journey, and no finer a hint of
 # where the person lives than the district already gives.
 OFFER_DISTANCE_DECIMALS = 1
-
-
-def _district_of(postcode: Any) -> ColumnElement[str]:
-    compact = func.upper(func.replace(postcode, " ", ""))
-    return func.coalesce(
-        func.substring(compact, _FULL_POSTCODE), func.substring(compact, _BARE_DISTRICT)
-    )
 
 
 def _first_name_of(name: Any) -> ColumnElement[str]:
@@ -833,14 +824,8 @@ def _first_name_of(name: Any) -> ColumnElement[str]:
 
 
 def _great_circle_km(a: Any, b: Any) -> ColumnElement[float]:
-    """Haversine distance between two members' homes; NULL if either is unknown."""
-    half_dlat = func.radians(b.latitude - a.latitude) / 2
-    half_dlon = func.radians(b.longitude - a.longitude) / 2
-    h = func.power(func.sin(half_dlat), 2) + func.cos(func.radians(a.latitude)) * func.cos(
-        func.radians(b.latitude)
-    ) * func.power(func.sin(half_dlon), 2)
-    # Clamped against rounding at antipodes; not with least(), which ignores a NULL.
-    km = 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(case((h > 1.0, 1.0), else_=h)))
+    """Distance between two members' homes, to 100 m; NULL if either is unknown."""
+    km = great_circle_km(a.latitude, a.longitude, b.latitude, b.longitude)
     return cast(func.round(cast(km, Numeric), OFFER_DISTANCE_DECIMALS), Float)
 
 
@@ -856,7 +841,7 @@ def offer_summaries(viewer: Viewer, ids: Sequence[int]) -> Select:
             func.lower(Visit.during).label("starts_at"),
             func.upper(Visit.during).label("ends_at"),
             Visit.tasks,
-            _district_of(person.postcode).label("postcode_district"),
+            postcode_district_sql(person.postcode).label("postcode_district"),
             _great_circle_km(pa_home, person).label("distance_km"),
             _first_name_of(person.name).label("person_first_name"),
             ServiceUserProfile.needs,
