@@ -5,6 +5,7 @@ blocked, an editor that renders and runs queries."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 import time
@@ -18,7 +19,7 @@ import websockets
 from graphql import build_schema, parse, validate
 
 from api import graphiql_page
-from api.graphiql_page import WELCOME, GraphiQLPage, load_examples
+from api.graphiql_page import WELCOME, GraphiQLPage, fill_dates, load_examples
 from care.enums import Role
 from tests.api.chromium import chromium, needs_chromium
 from tests.conftest import ROOT
@@ -89,14 +90,22 @@ def test_the_examples_are_the_readmes_and_valid_against_the_schema() -> None:
     assert validate(schema, parse(WELCOME)) == []
     # The page's tabs: the welcome, then each example under its title.
     page = GraphiQLPage()
-    assert page.tabs[0]["query"] == WELCOME
-    assert [t["query"].splitlines()[0] for t in page.tabs[1:]] == [f"# {e.title}" for e in examples]
+    tabs = page.tabs()
+    assert tabs[0]["query"] == WELCOME
+    assert [t["query"].splitlines()[0] for t in tabs[1:]] == [f"# {e.title}" for e in examples]
     # The relative days are filled in: no "TODAY+7" or "DATE-365" reaches the page.
-    filled = json.dumps([t.get("variables") for t in page.tabs])
+    filled = json.dumps([t.get("variables") for t in tabs])
     assert "TODAY" not in filled and '"DATE' not in filled
-    assert sum("variables" in t for t in page.tabs) >= 4
+    assert sum("variables" in t for t in tabs) >= 4
+    # The same page a day later offers that day's dates (a server runs for weeks).
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    later = page.tabs(tomorrow)
+    for example, tab in zip(examples, later[1:], strict=True):
+        if example.variables:
+            assert json.loads(tab["variables"]) == fill_dates(example.variables, tomorrow)
+    assert json.dumps([t.get("variables") for t in later]) != filled
     # With TRUSTED_DOCUMENTS_ONLY the welcome says first that nothing typed here runs.
-    trusted = GraphiQLPage(trusted_only=True).tabs[0]["query"]
+    trusted = GraphiQLPage(trusted_only=True).tabs()[0]["query"]
     assert trusted.startswith("# Trusted-documents mode is on") and trusted.endswith(WELCOME)
     assert validate(schema, parse(trusted)) == []
 
