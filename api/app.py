@@ -446,6 +446,7 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
                 limits=limits,
                 federation=federation,
                 peer_manifest=partner.manifest,
+                compiled_reads=connection.app.state.compiled_reads,
             )
         return await context_for(session, connection.headers.get("authorization"))
 
@@ -455,7 +456,13 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
         federation: FederationClient = app.state.federation
         verified = tokens.from_header(authorization)
         if verified is None:
-            return Context(session=session, viewer=ANONYMOUS, limits=limits, federation=federation)
+            return Context(
+                session=session,
+                viewer=ANONYMOUS,
+                limits=limits,
+                federation=federation,
+                compiled_reads=app.state.compiled_reads,
+            )
         # Revoked, or its member deactivated: one indexed statement (see care/tokens.py).
         try:
             in_force = await is_in_force(session, verified.ref)
@@ -473,6 +480,7 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
             limits=limits,
             federation=federation,
             read_sessions=app.state.sessions,
+            compiled_reads=app.state.compiled_reads,
         )
 
     app = FastAPI(
@@ -508,6 +516,9 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.tokens = tokens
     app.state.settings = settings
+    # Supported queries answered by one SQL statement (schema/compiled); read per request,
+    # so that tests can compare both paths in one app.
+    app.state.compiled_reads = settings.compiled_reads
     app.state.identity = identity
 
     # Refused before anything ran: errors only, in the media type the client negotiated.

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_page_size: int = 100
     max_body_bytes: int = 1_000_000  # a larger request body is refused with HTTP 413
     db_pool_size: int = 10
+    # Answer the query operations the compiler supports with one SQL statement each
+    # (docs/architecture.md, "The compiled read path"); false: every field by its resolver.
+    compiled_reads: bool = True
 
     # Database timeouts (each ends in a coded error, not a hung request): see api/db.py.
     db_statement_timeout_ms: int = 5000

@@ -320,6 +320,10 @@ def _cluster_select(viewer: Viewer) -> Select:
     return stmt
 
 
+# The compiled read path (schema/compiled) reads clusters through this select too.
+cluster_select = _cluster_select
+
+
 def clusters(
     viewer: Viewer,
     request: PageRequest,
@@ -442,33 +446,46 @@ def _visit_filters(
     cluster_id: int | None = None,
     pa_id: int | None = None,
     service_user_id: int | None = None,
+    prefix: str = "",
 ) -> Select:
+    """The filters of a visit list. Every value is a named parameter (`prefix` keeps the
+    names of two lists in one statement apart: schema/compiled), so a statement built
+    once runs again with other values of the same shape."""
+
+    def named(name: str, value: Any, type_: Any = None) -> BindParameter[Any]:
+        return bindparam(f"{prefix}{name}", value, type_=type_)
+
     if starts_from is not None or starts_before is not None:
         # Overlap with the asked range, so a GiST index on `during` serves it.
         stmt = stmt.where(
             Visit.during.op("&&")(
                 func.tstzrange(
-                    bindparam("starts_from", starts_from, type_=DateTime(timezone=True)),
-                    bindparam("starts_before", starts_before, type_=DateTime(timezone=True)),
+                    named("starts_from", starts_from, DateTime(timezone=True)),
+                    named("starts_before", starts_before, DateTime(timezone=True)),
                 )
             )
         )
     if statuses:
-        stmt = stmt.where(Visit.status.in_(_ids(statuses, "statuses")))
+        stmt = stmt.where(Visit.status.in_(_ids(statuses, f"{prefix}statuses")))
     if cluster_id is not None:
         stmt = stmt.where(
             Visit.service_user_id.in_(
                 select(ClusterServiceUser.service_user_id).where(
-                    ClusterServiceUser.cluster_id == cluster_id
+                    ClusterServiceUser.cluster_id == named("cluster_id", cluster_id)
                 )
             )
         )
     if pa_id is not None:
-        stmt = stmt.where(Visit.pa_id == pa_id)
+        stmt = stmt.where(Visit.pa_id == named("pa_id", pa_id))
     if service_user_id is not None:
-        stmt = stmt.where(Visit.service_user_id == service_user_id)
+        stmt = stmt.where(Visit.service_user_id == named("service_user_id", service_user_id))
     return stmt
 
+
+# Every visit read goes through this select (the compiled read path too): rows filtered
+# and fields masked by policy.
+visit_select = _visit_select
+visit_filters = _visit_filters
 
 # Typed, so a cursor's keys can be checked against them (paging.InvalidCursor).
 VISIT_SORT = (func.lower(Visit.during, type_=DateTime(timezone=True)), Visit.id)

@@ -18,6 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.compiled import CompiledReads
 from schema.context import DEFAULT_PAGE_SIZE, Context
 from schema.error_codes import CoopSchema
 from schema.limits import InputBounds, QueryCostLimiter
@@ -89,6 +90,8 @@ def _build(o: SchemaOptions) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=256),
             InputBounds,  # before the cost: a refused input is not costed
             lambda: QueryCostLimiter(max_cost=o.max_cost, default_page_size=o.default_page_size),
+            # After every limit: a refused operation never reaches it.
+            CompiledReads,
             StatementCount,
         ],
         config=StrawberryConfig(disable_field_suggestions=not o.debug, scalar_map=SCALAR_MAP),

@@ -52,8 +52,12 @@ class Context(BaseContext):
         federation: FederationClient | None = None,
         peer_manifest: Manifest | None = None,
         read_sessions: async_sessionmaker[AsyncSession] | None = None,
+        compiled_reads: bool = False,
     ) -> None:
         super().__init__()
+        # Answer supported queries with one SQL statement (schema/compiled; the
+        # COMPILED_READS setting): off unless the app turns it on.
+        self.compiled_reads = compiled_reads
         self.session = session
         # Where reads that run beside the request's session get their own (`rows_apart`).
         self.read_sessions = read_sessions

@@ -1,0 +1,581 @@
+"""Compile a query operation into one SQL statement whose columns are the response's root
+fields as JSON text, built by PostgreSQL (`json_build_object`, `json_agg`).
+
+The statement is built once per operation and viewer shape (`Plan`) and runs again with
+the request's values: the viewer's (`care.policy.viewer_params`) and the arguments'
+(`Plan.parameters`). Its rows come from the selects of `care.queries`, which compose the
+predicates and masks of `care.policy`; `registry` says how each field is read.
+
+Anything the registry does not declare raises `Unsupported` while compiling; anything a
+request's values make doubtful (a cursor that does not decode, a page size out of bounds)
+raises `Fallback` while binding. Either way the operation runs on the resolver path, which
+answers (or refuses) exactly as it always has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLIncludeDirective,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSkipDirective,
+    GraphQLUnionType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    FromClause,
+    Integer,
+    Select,
+    Text,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    literal_column,
+    null,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import array_agg as pg_array_agg
+
+from care import policy
+from care.paging import InvalidCursor, PageRequest, page_params
+from care.viewer import Viewer
+from schema.compiled import registry
+from schema.compiled.registry import VIEWER, Column, GlobalId, Page, Render, ToOne
+from schema.connection import decode_cursor
+from schema.context import DEFAULT_PAGE_SIZE, Limits
+from schema.permissions import Access, declared_access, decode_id
+
+
+class Unsupported(Exception):
+    """The operation asks for something the compiler does not (yet) read: `where` names
+    it (e.g. `Cluster.pools`), for the log and docs."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+class Fallback(Exception):
+    """A request's values the compiled statement would not answer exactly as the
+    resolvers do (their error, e.g. an invalid cursor): run the resolvers."""
+
+
+# One request's values for some named parameters of the statement.
+Binder = Callable[[VariableValues, Limits], dict[str, Any]]
+
+
+@dataclass
+class Plan:
+    """A compiled operation: the statement, its root fields' response keys (its columns,
+    in order), what each root field requires of the caller, and the binders that turn a
+    request's variables into parameter values."""
+
+    statement: Select
+    keys: list[str]
+    access: list[Access]
+    binders: list[Binder] = field(default_factory=list)
+
+    def parameters(
+        self, viewer: Viewer, variables: VariableValues, limits: Limits
+    ) -> dict[str, Any]:
+        values = policy.viewer_params(viewer)
+        for bind in self.binders:
+            values.update(bind(variables, limits))
+        return values
+
+
+def placeholder(viewer: Viewer) -> Viewer:
+    """A viewer of the same shape holding none of the caller's values: the statement is
+    cached, so any value built into it must not be this caller's (each is replaced by a
+    parameter per request anyway)."""
+    return Viewer(role=viewer.role, member_id=None if viewer.member_id is None else 0)
+
+
+# --- SQL renderings identical to today's serialisation -----------------------------------
+
+
+def _constant(text: str) -> ColumnElement[str]:
+    """A string constant of ours (a GraphQL name or a format), inlined in the SQL."""
+    if "'" in text or "\\" in text:
+        raise ValueError(text)
+    return literal_column(f"'{text}'::text", Text)
+
+
+NEWLINE = literal_column("E'\\n'", Text)
+
+
+def _instant(column: Any) -> ColumnElement[str]:
+    """Python's `datetime.isoformat()` of the UTC instant (Strawberry's DateTime)."""
+    utc = func.timezone(_constant("UTC"), column)
+    micro = func.to_char(utc, _constant("US"))
+    return (
+        func.to_char(utc, _constant('YYYY-MM-DD"T"HH24:MI:SS'))
+        + case((micro != _constant("000000"), _constant(".") + micro), else_=_constant(""))
+        + _constant("+00:00")
+    )
+
+
+def _date(column: Any) -> ColumnElement[str]:
+    return func.to_char(column, _constant("YYYY-MM-DD"))
+
+
+def _base64(text: Any) -> ColumnElement[str]:
+    encoded = func.encode(func.convert_to(text, _constant("UTF8")), _constant("base64"))
+    return func.replace(encoded, NEWLINE, _constant(""))
+
+
+def global_id(type_name: str, column: Any) -> ColumnElement[str]:
+    """Relay's global id as Strawberry writes it: base64 of `Type:id`."""
+    return _base64(_constant(f"{type_name}:") + cast(column, Text))
+
+
+def cursor(keys: list[Any]) -> ColumnElement[str]:
+    """`schema.connection.encode_cursor`: url-safe base64, unpadded, of the keys as
+    compact JSON (an instant as {"t": isoformat})."""
+    parts: list[ColumnElement[str]] = []
+    for key in keys:
+        if isinstance(key.type, DateTime):
+            parts.append(_constant('{"t":"') + _instant(key) + _constant('"}'))
+        else:
+            parts.append(cast(key, Text))
+    text: ColumnElement[str] = _constant("[")
+    for i, part in enumerate(parts):
+        text = text + (_constant(",") if i else _constant("")) + part
+    text = text + _constant("]")
+    return func.rtrim(func.translate(_base64(text), _constant("+/"), _constant("-_")), "=")
+
+
+def _render(column: Any, how: Render) -> ColumnElement[Any]:
+    if how is Render.INSTANT:
+        return _instant(column)
+    if how is Render.DATE:
+        return _date(column)
+    if how is Render.LIST:
+        return func.to_json(column)
+    if how is Render.LIST_OR_EMPTY:
+        return func.coalesce(func.to_json(column), literal_column("'[]'::json"))
+    return column  # type: ignore[no-any-return]
+
+
+def _object(parts: list[ColumnElement[Any]], where: str) -> ColumnElement[Any]:
+    # PostgreSQL functions take at most 100 arguments: 50 keys.
+    if len(parts) > 100:
+        raise Unsupported(f"{where}: more than 50 fields")
+    return func.json_build_object(*parts, type_=JSON)
+
+
+def _named(type_: Any) -> GraphQLNamedType:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    return type_  # type: ignore[no-any-return]
+
+
+# --- the compiler ---------------------------------------------------------------------
+
+
+class Compiler:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: VariableValues,
+        viewer: Viewer,
+    ) -> None:
+        self.schema = schema
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.operation = operation
+        self.variables = variables
+        self.viewer = placeholder(viewer)
+        self.binders: list[Binder] = []
+        self.counter = 0
+
+    # Selections, as graphql-core's executor collects them.
+
+    def _included(self, node: Any) -> bool:
+        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
+        if skip is not None and skip.get("if") is True:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
+        return not (include is not None and include.get("if") is False)
+
+    def _applies(self, condition: Any, runtime: GraphQLObjectType) -> bool:
+        if condition is None:
+            return True
+        conditional = self.schema.get_type(condition.name.value)
+        if conditional is runtime:
+            return True
+        if isinstance(conditional, GraphQLInterfaceType | GraphQLUnionType):
+            return self.schema.is_sub_type(conditional, runtime)
+        return False
+
+    def collect(
+        self, runtime: GraphQLObjectType, selection_sets: list[SelectionSetNode]
+    ) -> dict[str, list[FieldNode]]:
+        fields: dict[str, list[FieldNode]] = {}
+        visited: set[str] = set()
+
+        def walk(selection_set: SelectionSetNode) -> None:
+            for selection in selection_set.selections:
+                if not self._included(selection):
+                    continue
+                if isinstance(selection, FieldNode):
+                    key = selection.alias.value if selection.alias else selection.name.value
+                    fields.setdefault(key, []).append(selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    if self._applies(selection.type_condition, runtime):
+                        walk(selection.selection_set)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = self.fragments.get(name)
+                    if name in visited or fragment is None:
+                        continue
+                    visited.add(name)
+                    if self._applies(fragment.type_condition, runtime):
+                        walk(fragment.selection_set)
+
+        for selection_set in selection_sets:
+            walk(selection_set)
+        return fields
+
+    @staticmethod
+    def _subselections(nodes: list[FieldNode]) -> list[SelectionSetNode]:
+        return [n.selection_set for n in nodes if n.selection_set is not None]
+
+    def _arguments(
+        self, where: str, definition: GraphQLField, node: FieldNode, known: frozenset[str]
+    ) -> dict[str, Any]:
+        """The field's arguments for this shape of request; an argument the compiler does
+        not know (one added to the schema later, say) makes the field unsupported."""
+        args = get_argument_values(definition, node, self.variables)
+        for name, value in args.items():
+            if name not in known and value is not None:
+                raise Unsupported(f"{where}({name})")
+        return args
+
+    def _prefix(self) -> str:
+        self.counter += 1
+        return f"c{self.counter}_"
+
+    # The operation.
+
+    def compile(self) -> Plan:
+        query = self.schema.query_type
+        assert query is not None
+        columns: list[ColumnElement[Any]] = []
+        keys: list[str] = []
+        access: list[Access] = []
+        fields = self.collect(query, [self.operation.selection_set])
+        for key, nodes in fields.items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                value: ColumnElement[Any] = func.to_json(_constant(query.name))
+                columns.append(cast(value, Text).label(f"f{len(columns)}"))
+                keys.append(key)
+                continue
+            definition = query.fields.get(name)
+            spec = registry.FIELDS["Query"].get(name)
+            if definition is None or spec is None:
+                raise Unsupported(f"Query.{name}")
+            rule = declared_access(definition.extensions.get("strawberry-definition"))
+            if rule is None:
+                raise Unsupported(f"Query.{name}: no access rule")
+            access.append(rule)
+            value = self.root_field(name, definition, spec, nodes)
+            columns.append(cast(value, Text).label(f"f{len(columns)}"))
+            keys.append(key)
+        return Plan(statement=select(*columns), keys=keys, access=access, binders=self.binders)
+
+    def root_field(
+        self, name: str, definition: GraphQLField, spec: Any, nodes: list[FieldNode]
+    ) -> ColumnElement[Any]:
+        where = f"Query.{name}"
+        if isinstance(spec, Page):
+            return self.connection(where, definition, spec, nodes, parent=None)
+        assert isinstance(spec, ToOne)
+        source = registry.SOURCES[spec.source]
+        row = source.build(self.viewer).subquery()
+        if spec.key == VIEWER:
+            self._arguments(where, definition, nodes[0], frozenset())
+            if self.viewer.member_id is None:
+                return null()  # anonymous callers have no `me`
+            match: ColumnElement[bool] = row.c.id == policy.me(self.viewer)
+        else:
+            # `cluster(id:)`: the global id decoded per request; -1 is never an id.
+            self._arguments(where, definition, nodes[0], frozenset({"id"}))
+            name_param = f"{self._prefix()}id"
+            type_name = _named(definition.type).name
+            node, field_definition = nodes[0], definition
+
+            def bind_id(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+                args = get_argument_values(field_definition, node, variables)
+                found = decode_id(args.get("id"), type_name)
+                return {name_param: -1 if found is None else found}
+
+            self.binders.append(bind_id)
+            match = row.c.id == bindparam(name_param, type_=Integer)
+        value = self.output(where, definition.type, row, source, nodes)
+        return select(value).select_from(row).where(match).scalar_subquery()
+
+    # Objects.
+
+    def output(
+        self,
+        where: str,
+        field_type: Any,
+        row: FromClause,
+        source: registry.Source,
+        nodes: list[FieldNode],
+    ) -> ColumnElement[Any]:
+        """The JSON of one row as the field's GraphQL type (an object, or an interface
+        whose concrete type the source decides per row)."""
+        named = _named(field_type)
+        if isinstance(_strip_non_null(field_type), GraphQLList):
+            raise Unsupported(f"{where}: a list")
+        if source.typename is None:
+            if not isinstance(named, GraphQLObjectType):
+                raise Unsupported(f"{where}: {named.name}")
+            return self.object(named, row, nodes)
+        if isinstance(named, GraphQLObjectType):
+            candidates = [named] if named.name in source.types else []
+        elif isinstance(named, GraphQLInterfaceType):
+            candidates = [
+                t
+                for t in (self.schema.get_type(n) for n in source.types)
+                if isinstance(t, GraphQLObjectType) and self.schema.is_sub_type(named, t)
+            ]
+        else:
+            raise Unsupported(f"{where}: {named.name}")
+        if not candidates:
+            raise Unsupported(f"{where}: {named.name}")
+        typename = source.typename(row)
+        # A row of another concrete type is null, as the resolvers' isinstance checks.
+        return case(
+            *[(typename == _constant(t.name), self.object(t, row, nodes)) for t in candidates],
+            else_=null(),
+        )
+
+    def object(
+        self, type_: GraphQLObjectType, row: FromClause, nodes: list[FieldNode]
+    ) -> ColumnElement[Any]:
+        specs = registry.FIELDS.get(type_.name)
+        if specs is None:
+            raise Unsupported(type_.name)
+        parts: list[ColumnElement[Any]] = []
+        for key, field_nodes in self.collect(type_, self._subselections(nodes)).items():
+            name = field_nodes[0].name.value
+            parts.append(_constant(key))
+            if name == "__typename":
+                parts.append(_constant(type_.name))
+                continue
+            where = f"{type_.name}.{name}"
+            spec = specs.get(name)
+            definition = type_.fields.get(name)
+            if spec is None or definition is None:
+                raise Unsupported(where)
+            if isinstance(spec, Column):
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                parts.append(_render(row.c[spec.column], spec.render))
+            elif isinstance(spec, GlobalId):
+                parts.append(global_id(type_.name, row.c[spec.column]))
+            elif isinstance(spec, ToOne):
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                parts.append(self.to_one(where, definition, spec, row, field_nodes))
+            else:
+                parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
+        return _object(parts, type_.name)
+
+    def to_one(
+        self,
+        where: str,
+        definition: GraphQLField,
+        spec: ToOne,
+        parent: FromClause,
+        nodes: list[FieldNode],
+    ) -> ColumnElement[Any]:
+        source = registry.SOURCES[spec.source]
+        row = source.build(self.viewer).subquery()
+        value = self.output(where, definition.type, row, source, nodes)
+        return (
+            select(value)
+            .select_from(row)
+            .where(row.c[spec.target] == parent.c[spec.key])
+            .scalar_subquery()
+        )
+
+    # Connections.
+
+    def connection(
+        self,
+        where: str,
+        definition: GraphQLField,
+        spec: Page,
+        nodes: list[FieldNode],
+        parent: FromClause | None,
+    ) -> ColumnElement[Any]:
+        """One page of a Relay connection, as `care.paging.page` cuts it and
+        `schema.connection.build_connection` writes it, for one parent row."""
+        if len(nodes) > 1 and any(n.arguments != nodes[0].arguments for n in nodes[1:]):
+            raise Unsupported(f"{where}: merged with other arguments")
+        node = nodes[0]
+        args = self._arguments(where, definition, node, spec.arguments)
+        prefix = self._prefix()
+        source = registry.SOURCES[spec.source]
+        stmt = source.build(self.viewer)
+        if spec.link is not None:
+            assert parent is not None
+            stmt = spec.link(stmt, parent).correlate(parent)
+        if spec.filters is not None:
+            stmt = spec.filters(stmt, args, prefix)
+        keys = list(spec.sort)
+        after = args.get("after") is not None
+        first = bindparam(f"{prefix}first", type_=Integer)
+        paged = stmt.add_columns(
+            *[key.label(f"pg_k{i}") for i, key in enumerate(keys)],
+            func.row_number().over(order_by=keys).label("pg_rank"),
+        )
+        if after:
+            cut = [bindparam(f"{prefix}after_{i}", type_=key.type) for i, key in enumerate(keys)]
+            paged = paged.where(tuple_(*keys) > tuple_(*cut))
+        page = paged.order_by(*keys).limit(bindparam(f"{prefix}limit", type_=Integer)).subquery()
+        self.binders.append(_page_binder(definition, node, spec, prefix))
+
+        connection_type = _named(definition.type)
+        assert isinstance(connection_type, GraphQLObjectType)
+        shown = page.c.pg_rank <= first
+        page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))])
+        parts: list[ColumnElement[Any]] = []
+        for key, field_nodes in self.collect(connection_type, self._subselections(nodes)).items():
+            name = field_nodes[0].name.value
+            parts.append(_constant(key))
+            field_def = connection_type.fields.get(name)
+            if name == "__typename":
+                parts.append(_constant(connection_type.name))
+            elif name == "totalCount":
+                # Counted only when asked; an empty page (past the end) says 0, as today.
+                total = (
+                    stmt.with_only_columns(func.count(), maintain_column_froms=True)
+                    .order_by(None)
+                    .scalar_subquery()
+                )
+                if parent is not None:
+                    total = total.correlate(parent)
+                parts.append(case((func.count() == 0, 0), else_=total))
+            elif name == "nodes" and field_def is not None:
+                node_type = _strip_non_null(field_def.type).of_type
+                value = self.output(f"{where}.nodes", node_type, page, source, field_nodes)
+                parts.append(_list(value, page.c.pg_rank, shown))
+            elif name == "edges" and field_def is not None:
+                edge_type = _named(field_def.type)
+                assert isinstance(edge_type, GraphQLObjectType)
+                edge: list[ColumnElement[Any]] = []
+                for edge_key, edge_nodes in self.collect(
+                    edge_type, self._subselections(field_nodes)
+                ).items():
+                    edge_name = edge_nodes[0].name.value
+                    edge.append(_constant(edge_key))
+                    if edge_name == "__typename":
+                        edge.append(_constant(edge_type.name))
+                    elif edge_name == "cursor":
+                        edge.append(page_cursor)
+                    elif edge_name == "node":
+                        node_type = edge_type.fields["node"].type
+                        edge.append(
+                            self.output(f"{where}.node", node_type, page, source, edge_nodes)
+                        )
+                    else:
+                        raise Unsupported(f"{edge_type.name}.{edge_name}")
+                parts.append(_list(_object(edge, edge_type.name), page.c.pg_rank, shown))
+            elif name == "pageInfo" and field_def is not None:
+                info_type = _named(field_def.type)
+                assert isinstance(info_type, GraphQLObjectType)
+                info: list[ColumnElement[Any]] = []
+                for info_key, info_nodes in self.collect(
+                    info_type, self._subselections(field_nodes)
+                ).items():
+                    info_name = info_nodes[0].name.value
+                    info.append(_constant(info_key))
+                    if info_name == "__typename":
+                        info.append(_constant(info_type.name))
+                    elif info_name == "hasNextPage":
+                        info.append(func.count() > first)
+                    elif info_name == "hasPreviousPage":
+                        info.append(true() if after else false())
+                    elif info_name == "startCursor":
+                        ordered = aggregate_order_by(page_cursor, page.c.pg_rank)
+                        info.append(pg_array_agg(ordered, type_=ARRAY(Text))[1])
+                    elif info_name == "endCursor":
+                        ordered = aggregate_order_by(page_cursor, page.c.pg_rank.desc())
+                        info.append(pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1])
+                    else:
+                        raise Unsupported(f"{info_type.name}.{info_name}")
+                parts.append(_object(info, info_type.name))
+            else:
+                raise Unsupported(f"{connection_type.name}.{name}")
+        return select(_object(parts, connection_type.name)).select_from(page).scalar_subquery()
+
+
+def _strip_non_null(type_: Any) -> Any:
+    return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+
+
+def _list(value: ColumnElement[Any], rank: Any, shown: ColumnElement[bool]) -> ColumnElement[Any]:
+    """The page's rows in order (without the extra row that tells whether more follow)."""
+    aggregated = func.json_agg(aggregate_order_by(value, rank), type_=JSON).filter(shown)
+    return func.coalesce(aggregated, literal_column("'[]'::json"))
+
+
+def _page_binder(definition: GraphQLField, node: FieldNode, spec: Page, prefix: str) -> Binder:
+    """A connection's page size, cursor and filters for one request; `Fallback` where
+    `schema.connection.page_request` would refuse them, so the refusal is today's."""
+    arity = len(spec.sort)
+
+    def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+        args = get_argument_values(definition, node, variables)
+        first = args.get("first")
+        size = DEFAULT_PAGE_SIZE if first is None else first
+        if not isinstance(size, int) or not 1 <= size <= limits.max_page_size:
+            raise Fallback("page size")
+        values: dict[str, Any] = {f"{prefix}first": size, f"{prefix}limit": size + 1}
+        after = args.get("after")
+        if after is not None:
+            try:
+                keys = decode_cursor(after, arity)
+                page_params(PageRequest(first=size, after=keys), spec.sort)
+            except (InvalidCursor, GraphQLError) as exc:
+                raise Fallback("cursor") from exc
+            values.update({f"{prefix}after_{i}": key for i, key in enumerate(keys)})
+        if spec.values is not None:
+            for name, value in spec.values(args).items():
+                if value is not None:
+                    values[f"{prefix}{name}"] = list(value) if name == "statuses" else value
+        return values
+
+    return bind

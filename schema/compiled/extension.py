@@ -1,0 +1,142 @@
+"""The compiled read path's hook: after parsing, validation and the request limits (the
+extensions before this one), a query operation the compiler supports is answered by one
+SQL statement, and no resolver runs; anything else runs on the resolver path.
+
+Plans are cached per (document, operation name, viewer shape, variable shape): the viewer
+shape is `care.policy.shape` (what decides the predicates' SQL), the variable shape which
+variables are null, which lists empty and each boolean's value (what decides the SQL of
+filters, cursors and @include/@skip). Values are parameters of every run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast
+from graphql.execution.values import VariableValues, get_variable_values
+from strawberry.extensions import SchemaExtension
+
+from care import policy
+from schema.compiled.compiler import Compiler, Fallback, Plan, Unsupported
+from schema.context import Context
+from schema.error_codes import known_error
+
+log = logging.getLogger("coopnet.compiled")
+
+CACHE_SIZE = 512
+
+
+class PlanCache:
+    """Compiled plans (or why an operation does not compile), least recently used out."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, Plan | str] = OrderedDict()
+
+    def get(self, key: Hashable) -> Plan | str | None:
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, value: Plan | str) -> None:
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+PLANS = PlanCache()
+
+
+def _variable_shape(values: dict[str, Any]) -> tuple[tuple[str, object], ...]:
+    def shape(value: Any) -> object:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, list | tuple):
+            return "list" if value else "empty"
+        return "value"
+
+    return tuple(sorted((name, shape(value)) for name, value in values.items()))
+
+
+class CompiledReads(SchemaExtension):
+    """Answer a supported query with one statement (see the module docstring); on only
+    when the request's context asks for it (`Context.compiled_reads`, from the
+    COMPILED_READS setting)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context
+        request = context.context
+        if (
+            context.result is None
+            and isinstance(request, Context)
+            and request.compiled_reads
+            and context.graphql_document is not None
+            and context.query is not None
+        ):
+            result = await answer(context, request)
+            if result is not None:
+                context.result = result
+        yield
+
+
+async def answer(context: Any, request: Context) -> ExecutionResult | None:
+    """The compiled answer, or None to run the resolvers."""
+    document = context.graphql_document
+    operation = get_operation_ast(document, context.operation_name)
+    if operation is None or operation.operation is not OperationType.QUERY:
+        return None
+    schema = context.schema._schema
+    coerced = get_variable_values(
+        schema, operation.variable_definitions or (), context.variables or {}
+    )
+    if not isinstance(coerced, VariableValues):
+        return None  # the executor reports the variables' errors
+    viewer = request.viewer
+    key = (
+        context.query,
+        context.operation_name,
+        policy.shape(viewer),
+        _variable_shape(coerced.coerced),
+    )
+    plan = PLANS.get(key)
+    if plan is None:
+        try:
+            plan = Compiler(schema, document, operation, coerced, viewer).compile()
+        except Unsupported as unsupported:
+            plan = unsupported.where
+            log.info("compiled reads: %s falls back to the resolvers", plan)
+        PLANS.put(key, plan)
+    if isinstance(plan, str):
+        log.debug("compiled reads: resolvers for %s", plan)
+        return None
+    if not all(rule.allows(viewer) for rule in plan.access):
+        return None  # the resolvers refuse with today's codes
+    try:
+        parameters = plan.parameters(viewer, coerced, request.limits)
+    except Fallback as fallback:
+        log.debug("compiled reads: resolvers for a request's values (%s)", fallback)
+        return None
+    try:
+        async with request.database() as session:
+            request.statements += 1
+            row = (await session.execute(plan.statement, parameters)).one()
+    except Exception as exc:
+        if known_error(exc) is None:
+            raise
+        # No database in time: the root fields are null with the coded error (503).
+        return ExecutionResult(
+            data=dict.fromkeys(plan.keys),
+            errors=[GraphQLError(str(exc), path=[plan.keys[0]], original_error=exc)],
+        )
+    # PostgreSQL's JSON goes to the client as it is (orjson inlines a Fragment).
+    data = {
+        key: None if value is None else orjson.Fragment(value)
+        for key, value in zip(plan.keys, row, strict=True)
+    }
+    return ExecutionResult(data=data)

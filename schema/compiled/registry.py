@@ -1,0 +1,291 @@
+"""What the compiled read path can read: per GraphQL type, the select its rows come from
+and, per field, how PostgreSQL renders it exactly as the resolver path does.
+
+Rows come from the same selects the resolvers read (`care.queries.member_select`,
+`visit_select`, `cluster_select`): the privacy predicates of `care.policy` and the masks
+of personal fields are in those selects, so this module holds no rule of its own. A
+field missing here makes the whole operation run on the resolver path
+(schema/compiled/compiler.py, `Unsupported`).
+
+Floats are left out on purpose: PostgreSQL writes `2` where Python writes `2.0`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, literal, select
+
+from care import enums, queries
+from care.models import ClusterPa, ClusterServiceUser, LocalAuthority, Member, Visit
+from care.viewer import Viewer
+from schema.permissions import MEMBER_TYPES, decode_id
+
+
+class Render(Enum):
+    """How a column becomes JSON identical to today's serialisation."""
+
+    PLAIN = "plain"  # text, int, bool, or an enum stored under its GraphQL name
+    INSTANT = "instant"  # timestamptz as Python's isoformat() of a UTC datetime
+    DATE = "date"  # YYYY-MM-DD
+    LIST = "list"  # text[]: null stays null
+    LIST_OR_EMPTY = "list_or_empty"  # text[]: null becomes []
+
+
+@dataclass(frozen=True)
+class Column:
+    """A field read from one column of the type's select."""
+
+    column: str
+    render: Render = Render.PLAIN
+
+
+@dataclass(frozen=True)
+class GlobalId:
+    """Relay's `id`: base64 of `<GraphQL type>:<database id>`."""
+
+    column: str = "id"
+
+
+@dataclass(frozen=True)
+class ToOne:
+    """A nullable object field: the row of `source` whose `target` column holds the
+    parent's `key`. A member of another concrete type than the field's is null, as the
+    resolvers' isinstance checks (schema/compiled/compiler.py, `output`)."""
+
+    source: str
+    key: str
+    target: str = "id"
+
+
+@dataclass(frozen=True)
+class Page:
+    """A Relay connection of `source` rows. `link` narrows the source select to the
+    rows of one parent (None at the root); `filters` applies the list's arguments;
+    `sort` are the keyset sort keys (the cursor's keys)."""
+
+    source: str
+    sort: Sequence[Any]
+    arguments: frozenset[str]
+    link: Callable[[Select, Any], Select] | None = None
+    filters: Callable[[Select, dict[str, Any], str], Select] | None = None
+    # The named parameters `filters` creates (without the prefix), from the arguments.
+    values: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+# `ToOne.key` of `me`: the viewer's own member id (`care.policy.me`), not a column.
+VIEWER = "<viewer>"
+
+FieldSpec = Column | GlobalId | ToOne | Page
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the rows of one kind of record come from, for one viewer shape."""
+
+    build: Callable[[Viewer], Select]
+    # The concrete GraphQL type of a row (for interfaces): (SQL over the row, names).
+    typename: Callable[[Any], ColumnElement[str]] | None = None
+    types: tuple[str, ...] = ()
+
+
+def _member_typename(row: Any) -> ColumnElement[str]:
+    """The concrete type `schema.types.member_from_row` picks, in the same order."""
+    return case(
+        (row.c.su_id.is_not(None), literal("ServiceUser")),
+        (row.c.pa_id.is_not(None), literal("PersonalAssistant")),
+        (row.c.membership_class == enums.MembershipClass.CARER.value, literal("Carer")),
+        else_=literal("CoopMember"),
+    )
+
+
+SOURCES: dict[str, Source] = {
+    "member": Source(
+        build=queries.member_select,
+        typename=_member_typename,
+        types=("ServiceUser", "PersonalAssistant", "Carer", "CoopMember"),
+    ),
+    "visit": Source(build=queries.visit_select),
+    "cluster": Source(build=queries.cluster_select),
+    # Public reference data: no rule applies (as `queries.local_authorities`).
+    "local_authority": Source(
+        build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
+    ),
+}
+
+
+# --- the lists' arguments -------------------------------------------------------------
+
+
+def _filter_id(global_id: str | None, *type_names: str) -> int | None:
+    """As the root `visits` field: an id of the wrong type matches nothing (-1)."""
+    if global_id is None:
+        return None
+    found = decode_id(global_id, *type_names)
+    return found if found is not None else -1
+
+
+def visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """A visit list's GraphQL arguments as `care.queries.visit_filters` takes them."""
+    statuses = args.get("status")
+    return {
+        "starts_from": args.get("startsFrom"),
+        "starts_before": args.get("startsBefore"),
+        "statuses": [getattr(s, "value", s) for s in statuses] if statuses else None,
+        "cluster_id": _filter_id(args.get("clusterId"), "Cluster"),
+        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+        "service_user_id": _filter_id(args.get("serviceUserId"), "ServiceUser", *MEMBER_TYPES),
+    }
+
+
+def _visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.visit_filters(stmt, **visit_arguments(args), prefix=prefix)
+
+
+VISIT_SORT = queries.VISIT_SORT
+MEMBER_SORT = (Member.id,)
+CLUSTER_SORT = (queries.Cluster.id,)
+PAGE = frozenset({"first", "after"})
+VISIT_RANGE = PAGE | {"startsFrom", "startsBefore", "status"}
+
+
+def _linked(column: Any) -> Callable[[Select, Any], Select]:
+    def link(stmt: Select, parent: Any) -> Select:
+        return stmt.where(column == parent.c.id)
+
+    return link
+
+
+def _joined(table: Any, member_column: Any, parent_column: Any) -> Callable[[Select, Any], Select]:
+    def link(stmt: Select, parent: Any) -> Select:
+        return stmt.join(table, member_column == Member.id).where(parent_column == parent.c.id)
+
+    return link
+
+
+_MEMBER: dict[str, FieldSpec] = {
+    "id": GlobalId(),
+    "name": Column("name"),
+    "membershipClass": Column("membership_class"),
+    "joinedOn": Column("joined_on", Render.DATE),
+    "active": Column("active"),
+    "email": Column("email"),
+    "phone": Column("phone"),
+    "postcode": Column("postcode"),
+}
+
+FIELDS: dict[str, dict[str, FieldSpec]] = {
+    "Query": {
+        "cluster": ToOne("cluster", key="id"),
+        "me": ToOne("member", key=VIEWER),
+        "clusters": Page("cluster", CLUSTER_SORT, PAGE),
+        "visits": Page(
+            "visit",
+            VISIT_SORT,
+            VISIT_RANGE | {"clusterId", "paId", "serviceUserId"},
+            filters=_visit_filters,
+            values=visit_arguments,
+        ),
+    },
+    "Cluster": {
+        "id": GlobalId(),
+        "name": Column("name"),
+        "kind": Column("kind"),
+        "status": Column("status"),
+        "postcodeDistricts": Column("postcode_districts", Render.LIST_OR_EMPTY),
+        "needTags": Column("need_tags", Render.LIST_OR_EMPTY),
+        "createdAt": Column("created_at", Render.INSTANT),
+        "closedAt": Column("closed_at", Render.INSTANT),
+        "localAuthority": ToOne("local_authority", key="la_code", target="gss_code"),
+        "supportWorker": ToOne("member", key="support_worker_id"),
+        "serviceUsers": Page(
+            "member",
+            MEMBER_SORT,
+            PAGE,
+            link=_joined(
+                ClusterServiceUser,
+                ClusterServiceUser.service_user_id,
+                ClusterServiceUser.cluster_id,
+            ),
+        ),
+        "personalAssistants": Page(
+            "member",
+            MEMBER_SORT,
+            PAGE,
+            link=_joined(ClusterPa, ClusterPa.pa_id, ClusterPa.cluster_id),
+        ),
+    },
+    "LocalAuthority": {
+        "gssCode": Column("gss_code"),
+        "name": Column("name"),
+    },
+    "ServiceUser": {
+        **_MEMBER,
+        "funding": Column("funding"),
+        "needs": Column("needs", Render.LIST_OR_EMPTY),
+        "visits": Page(
+            "visit",
+            VISIT_SORT,
+            VISIT_RANGE,
+            link=_linked(Visit.service_user_id),
+            filters=_visit_filters,
+            values=visit_arguments,
+        ),
+    },
+    "PersonalAssistant": {
+        **_MEMBER,
+        "dbsCheckedOn": Column("dbs_checked_on", Render.DATE),
+        "hourlyPayPence": Column("hourly_pay_pence"),
+        "workingTimeOptOut": Column("working_time_opt_out"),
+        "visits": Page(
+            "visit",
+            VISIT_SORT,
+            VISIT_RANGE,
+            link=_linked(Visit.pa_id),
+            filters=_visit_filters,
+            values=visit_arguments,
+        ),
+    },
+    "Carer": dict(_MEMBER),
+    "CoopMember": dict(_MEMBER),
+    "Visit": {
+        "id": GlobalId(),
+        "startsAt": Column("starts_at", Render.INSTANT),
+        "endsAt": Column("ends_at", Render.INSTANT),
+        "status": Column("status"),
+        "tasks": Column("tasks", Render.LIST),
+        "seriesId": Column("series_id"),
+        "confirmedAt": Column("confirmed_at", Render.INSTANT),
+        "checkedInAt": Column("checked_in_at", Render.INSTANT),
+        "cancelReason": Column("cancel_reason"),
+        "serviceUser": ToOne("member", key="service_user_id"),
+        "pa": ToOne("member", key="pa_id"),
+        "confirmedBy": ToOne("member", key="confirmed_by_id"),
+    },
+}
+
+# The source each object type's rows come from (a ToOne or Page names it too).
+TYPE_SOURCES: dict[str, str] = {
+    "Cluster": "cluster",
+    "LocalAuthority": "local_authority",
+    "ServiceUser": "member",
+    "PersonalAssistant": "member",
+    "Carer": "member",
+    "CoopMember": "member",
+    "Visit": "visit",
+}
+
+# Enums read as PLAIN columns store their GraphQL names (checked at import).
+_PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
+    enums.MembershipClass,
+    enums.Funding,
+    enums.ClusterKind,
+    enums.ClusterStatus,
+    enums.VisitStatus,
+)
+for _enum in _PLAIN_ENUMS:
+    if any(member.name != member.value for member in _enum):
+        raise RuntimeError(f"{_enum.__name__}: the compiled path reads enums by their values")

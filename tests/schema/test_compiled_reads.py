@@ -1,0 +1,331 @@
+"""The compiled read path (schema/compiled) answers exactly as the resolvers do.
+
+Every operation below runs through both paths, in one app on the same data (the demo
+co-op), as each kind of caller; the responses' data and errors must be identical,
+key order included. Operations the compiler supports must run as one statement; the
+others must fall back and still answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.demo import LONDON, load_demo
+from care.enums import Role
+from care.models import Cluster, Member, PaProfile, Visit
+from schema.compiled.extension import PLANS
+from tests.conftest import Api, StatementCounter
+from tests.factories import gid
+
+CLUSTER_PAGE = """
+query ClusterPage($id: ID!, $from: DateTime!) {
+  cluster(id: $id) {
+    name status localAuthority { name }
+    supportWorker { name }
+    serviceUsers(first: 50) {
+      totalCount
+      edges { node { id name needs
+        visits(first: 5, startsFrom: $from) { edges { node {
+          id startsAt endsAt status pa { id name } } } }
+      } }
+    }
+  }
+}"""
+
+VISIT_LIST = """
+query VisitList($from: DateTime!) {
+  visits(first: 100, startsFrom: $from) {
+    edges { cursor node {
+      id startsAt endsAt status tasks cancelReason
+      serviceUser { id name postcode }
+      pa { id name phone }
+    } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}"""
+
+# Aliases, fragments on the Member interface, inline fragments, @include/@skip,
+# __typename, nodes and edges side by side, every connection field.
+SHAPES = """
+fragment Person on Member { __typename id name membershipClass joinedOn active email }
+query Shapes($id: ID!, $from: DateTime, $withPas: Boolean!, $noTasks: Boolean!) {
+  __typename
+  c: cluster(id: $id) {
+    __typename id kind createdAt closedAt postcodeDistricts needTags
+    la: localAuthority { gssCode name }
+    supportWorker { ...Person ... on PersonalAssistant { hourlyPayPence dbsCheckedOn } }
+    team: personalAssistants(first: 3) @include(if: $withPas) {
+      totalCount pageInfo { hasNextPage endCursor startCursor hasPreviousPage }
+      nodes { ...Person workingTimeOptOut }
+    }
+    serviceUsers(first: 2) {
+      __typename
+      nodes { ...Person funding needs
+        soon: visits(first: 2, startsFrom: $from, status: [SCHEDULED, COMPLETED]) {
+          totalCount
+          edges { __typename cursor node { startsAt tasks @skip(if: $noTasks) seriesId
+            confirmedAt checkedInAt confirmedBy { name } } }
+        }
+      }
+      edges { cursor }
+    }
+  }
+  clusters(first: 2) { totalCount nodes { name status } pageInfo { endCursor } }
+  me { ... on PersonalAssistant { name visits(first: 2) { totalCount nodes { status } } }
+       ... on ServiceUser { name needs } }
+}"""
+
+
+def _exact(value: Any) -> bytes:
+    """JSON with key order: dicts compare equal whatever their order, bytes do not."""
+    return orjson.dumps(value)
+
+
+class Both:
+    """One operation through both paths as one caller."""
+
+    def __init__(self, api: Api, app: Any, counter: StatementCounter) -> None:
+        self.api = api
+        self.app = app
+        self.counter = counter
+
+    async def run(
+        self, query: str, variables: dict[str, Any], token: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any], int]:
+        self.app.state.compiled_reads = False
+        try:
+            resolved = await self.api.query(query, variables, token=token)
+        finally:
+            self.app.state.compiled_reads = True
+        before = self.counter.count
+        compiled = await self.api.query(query, variables, token=token)
+        return resolved, compiled, self.counter.count - before
+
+    async def same(
+        self, query: str, variables: dict[str, Any], token: str | None, *, statements: int | None
+    ) -> dict[str, Any]:
+        resolved, compiled, ran = await self.run(query, variables, token)
+        assert _exact(compiled.get("data")) == _exact(resolved.get("data"))
+        assert compiled.get("errors") == resolved.get("errors")
+        if statements is not None:
+            assert ran == statements
+        return compiled
+
+
+@pytest.fixture
+async def demo(db: AsyncSession) -> dict[str, Any]:
+    today = dt.datetime.now(LONDON).date()
+    assert await load_demo(db, today) is True
+    await db.commit()
+    cluster_id, coordinator = (
+        await db.execute(
+            select(Cluster.id, Cluster.support_worker_id)
+            .where(Cluster.support_worker_id.is_not(None))
+            .order_by(Cluster.id)
+            .limit(1)
+        )
+    ).one()
+    busy_pa = await db.scalar(
+        select(Visit.pa_id).where(Visit.pa_id.is_not(None)).group_by(Visit.pa_id).limit(1)
+    )
+    # A PA with no visit at all, and a member who is no one's carer, PA or coordinator.
+    idle_pa = (
+        await db.execute(
+            text(
+                "INSERT INTO member (name, membership_class) VALUES ('Idle PA', 'WORKER') "
+                "RETURNING id"
+            )
+        )
+    ).scalar_one()
+    await db.execute(
+        text(
+            "INSERT INTO pa_profile (member_id, hourly_pay_pence, contracted_weekly_hours,"
+            " max_travel_km) VALUES (:id, 1200, 0, 10)"
+        ),
+        {"id": idle_pa},
+    )
+    stranger = (
+        await db.execute(
+            text(
+                "INSERT INTO member (name, membership_class) VALUES ('A supporter', "
+                "'SUPPORTER') RETURNING id"
+            )
+        )
+    ).scalar_one()
+    await db.commit()
+    assert await db.scalar(select(func.count()).select_from(PaProfile)) > 1
+    assert await db.scalar(select(func.count()).select_from(Member)) > 10
+    start = dt.datetime.combine(today, dt.time(0), dt.UTC)
+    return {
+        "cluster": gid("Cluster", cluster_id),
+        "from": start.isoformat(),
+        "ids": {
+            "coordinator": coordinator,
+            "busy_pa": busy_pa,
+            "idle_pa": idle_pa,
+            "stranger": stranger,
+        },
+    }
+
+
+def _callers(api: Api, ids: dict[str, int]) -> dict[str, str | None]:
+    return {
+        "admin": api.token(Role.ADMIN),
+        "coordinator": api.token(Role.COORDINATOR, ids["coordinator"]),
+        "pa with visits": api.token(Role.PA, ids["busy_pa"]),
+        "pa without visits": api.token(Role.PA, ids["idle_pa"]),
+        "stranger": api.token(Role.SERVICE_USER, ids["stranger"]),
+        "la analyst": api.tokens.issue(Role.LA_ANALYST, la_code="E09000003"),
+        "anonymous": None,
+    }
+
+
+async def test_reads_are_identical_on_both_paths_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    operations = [
+        (CLUSTER_PAGE, {"id": demo["cluster"], "from": demo["from"]}),
+        (VISIT_LIST, {"from": demo["from"]}),
+        (
+            SHAPES,
+            {"id": demo["cluster"], "from": demo["from"], "withPas": True, "noTasks": False},
+        ),
+        (
+            SHAPES,
+            {"id": demo["cluster"], "from": None, "withPas": False, "noTasks": True},
+        ),
+    ]
+    answered = 0
+    for name, token in _callers(api, demo["ids"]).items():
+        for query, variables in operations:
+            resolved, compiled, ran = await both.run(query, variables, token)
+            assert _exact(compiled.get("data")) == _exact(resolved.get("data")), name
+            assert compiled.get("errors") == resolved.get("errors"), name
+            if not resolved.get("errors"):
+                assert ran == 1, name  # compiled, not fallen back
+                answered += 1
+    assert answered >= 12  # most callers may read most of it: the comparison is not vacuous
+
+
+async def test_the_cluster_page_is_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    variables = {"id": demo["cluster"], "from": demo["from"]}
+    body = await both.same(CLUSTER_PAGE, variables, api.token(Role.ADMIN), statements=1)
+    users = body["data"]["cluster"]["serviceUsers"]["edges"]
+    assert users and any(u["node"]["visits"]["edges"] for u in users)
+    assert body["extensions"]["sqlStatements"] == 1
+    coordinator = api.token(Role.COORDINATOR, demo["ids"]["coordinator"])
+    body = await both.same(CLUSTER_PAGE, variables, coordinator, statements=1)
+    assert body["data"]["cluster"]["serviceUsers"]["totalCount"] > 0
+
+
+async def test_pages_follow_cursors_identically(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    query = """query($from: DateTime, $after: String) {
+      visits(first: 7, startsFrom: $from, after: $after) {
+        totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
+        edges { cursor node { id startsAt } } } }"""
+    after = None
+    for _ in range(3):
+        body = await both.same(query, {"from": demo["from"], "after": after}, admin, statements=1)
+        page = body["data"]["visits"]
+        assert len(page["edges"]) == 7
+        after = page["pageInfo"]["endCursor"]
+    # Past the end: an empty page whose total says 0, as today.
+    far = (
+        "query($a: String) { members(first: 1) { totalCount } "
+        "clusters(after: $a) { totalCount nodes { id } } }"
+    )
+    clusters = await both.same(
+        "{ clusters(first: 100) { pageInfo { endCursor } } }", {}, admin, statements=1
+    )
+    end = clusters["data"]["clusters"]["pageInfo"]["endCursor"]
+    body = await both.same(far, {"a": end}, admin, statements=None)
+    assert body["data"]["clusters"] == {"totalCount": 0, "nodes": []}
+
+
+async def test_bad_input_gets_todays_errors(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    query = "query($a: String, $n: Int) { visits(first: $n, after: $a) { nodes { id } } }"
+    member_cursor = "WzFd"  # [1]: a member list's cursor, not a visit list's
+    for variables in (
+        {"a": "not a cursor"},
+        {"a": member_cursor},
+        {"n": 0},
+        {"n": 101},
+        {"a": None, "n": "ten"},
+    ):
+        resolved, compiled, _ = await both.run(query, variables, admin)
+        assert resolved.get("errors"), variables
+        assert compiled.get("errors") == resolved.get("errors"), variables
+        assert compiled.get("data") == resolved.get("data"), variables
+    unknown = await both.same('{ cluster(id: "bm90IGFuIGlk") { name } }', {}, admin, statements=1)
+    assert unknown["data"] == {"cluster": None}
+
+
+async def test_an_unsupported_field_falls_back_and_answers(
+    api: Api,
+    app: Any,
+    sql_counter: StatementCounter,
+    demo: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    query = """query($id: ID!) { cluster(id: $id) { name
+      pools { name }
+      serviceUsers(first: 3) { nodes { name latitude } } } }"""
+    PLANS.entries.clear()
+    with caplog.at_level(logging.INFO, logger="coopnet.compiled"):
+        body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
+    assert body["data"]["cluster"]["pools"]
+    assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
+    assert any("Cluster.pools" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_cached_statement_never_carries_another_viewers_values(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    """Two PAs share a viewer shape, hence a cached plan: each must see their own."""
+    both = Both(api, app, sql_counter)
+    query = "{ me { id name } visits(first: 100) { totalCount nodes { pa { id } } } }"
+    PLANS.entries.clear()
+    busy = await both.same(query, {}, api.token(Role.PA, demo["ids"]["busy_pa"]), statements=1)
+    idle = await both.same(query, {}, api.token(Role.PA, demo["ids"]["idle_pa"]), statements=1)
+    assert len(PLANS.entries) == 1  # one plan served both
+    assert busy["data"]["me"]["id"] == gid("PersonalAssistant", demo["ids"]["busy_pa"])
+    assert busy["data"]["visits"]["totalCount"] > 0
+    assert {v["pa"]["id"] for v in busy["data"]["visits"]["nodes"]} == {busy["data"]["me"]["id"]}
+    assert idle["data"]["me"] == {
+        "id": gid("PersonalAssistant", demo["ids"]["idle_pa"]),
+        "name": "Idle PA",
+    }
+    assert idle["data"]["visits"] == {"totalCount": 0, "nodes": []}
+
+
+async def test_mutations_still_run_on_the_resolvers(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    admin = api.token(Role.ADMIN)
+    data = await api.data(
+        'mutation { recordReferral(input: {localAuthority: "E09000010", '
+        'postcodeDistrict: "EN1", hoursPerWeek: 14, referredOn: "2026-11-20", '
+        'needs: ["dementia"]}) { referral { status } errors { code } } }',
+        token=admin,
+    )
+    assert data["recordReferral"] == {"referral": {"status": "WAITING"}, "errors": []}
