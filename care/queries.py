@@ -389,6 +389,10 @@ def _pool_select(viewer: Viewer) -> Select:
     return stmt
 
 
+# The compiled read path (schema/compiled) reads pools through this select too.
+pool_select = _pool_select
+
+
 def pools(viewer: Viewer) -> Select:
     return _pool_select(viewer).order_by(Pool.id)
 

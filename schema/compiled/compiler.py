@@ -65,7 +65,7 @@ from care import policy
 from care.paging import InvalidCursor, PageRequest, page_params
 from care.viewer import Viewer
 from schema.compiled import registry
-from schema.compiled.registry import VIEWER, Column, GlobalId, Page, Render, ToOne
+from schema.compiled.registry import VIEWER, Column, GlobalId, Page, Render, ToMany, ToOne
 from schema.connection import decode_cursor
 from schema.context import DEFAULT_PAGE_SIZE, Limits
 from schema.permissions import Access, declared_access, decode_id
@@ -358,7 +358,7 @@ class Compiler:
         whose concrete type the source decides per row)."""
         named = _named(field_type)
         if isinstance(_strip_non_null(field_type), GraphQLList):
-            raise Unsupported(f"{where}: a list")
+            raise Unsupported(f"{where}: a list of lists")
         if source.typename is None:
             if not isinstance(named, GraphQLObjectType):
                 raise Unsupported(f"{where}: {named.name}")
@@ -408,6 +408,9 @@ class Compiler:
             elif isinstance(spec, ToOne):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(self.to_one(where, definition, spec, row, field_nodes))
+            elif isinstance(spec, ToMany):
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                parts.append(self.to_many(where, definition, spec, row, field_nodes))
             else:
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
         return _object(parts, type_.name)
@@ -429,6 +432,29 @@ class Compiler:
             .where(row.c[spec.target] == parent.c[spec.key])
             .scalar_subquery()
         )
+
+    def to_many(
+        self,
+        where: str,
+        definition: GraphQLField,
+        spec: ToMany,
+        parent: FromClause,
+        nodes: list[FieldNode],
+    ) -> ColumnElement[Any]:
+        source = registry.SOURCES[spec.source]
+        stmt = spec.link(source.build(self.viewer), parent).correlate(parent)
+        rows = stmt.add_columns(
+            *[key.label(f"pg_o{i}") for i, key in enumerate(spec.order)]
+        ).subquery()
+        item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
+        value = self.output(where, item_type, rows, source, nodes)
+        order = [rows.c[f"pg_o{i}"] for i in range(len(spec.order))]
+        aggregated = func.json_agg(aggregate_order_by(value, *order), type_=JSON)
+        if source.typename is not None and isinstance(item_type, GraphQLObjectType):
+            # The resolvers drop rows of another concrete type (isinstance filters).
+            aggregated = aggregated.filter(source.typename(rows) == _constant(item_type.name))
+        listed = func.coalesce(aggregated, literal_column("'[]'::json"))
+        return select(listed).select_from(rows).scalar_subquery()
 
     # Connections.
 

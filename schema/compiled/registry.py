@@ -20,7 +20,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, literal, select
 
 from care import enums, queries
-from care.models import ClusterPa, ClusterServiceUser, LocalAuthority, Member, Visit
+from care.models import (
+    CarerLink,
+    ClusterPa,
+    ClusterServiceUser,
+    LocalAuthority,
+    Member,
+    PaSkill,
+    Pool,
+    PoolCluster,
+    Visit,
+)
 from care.viewer import Viewer
 from schema.permissions import MEMBER_TYPES, decode_id
 
@@ -79,7 +89,19 @@ class Page:
 # `ToOne.key` of `me`: the viewer's own member id (`care.policy.me`), not a column.
 VIEWER = "<viewer>"
 
-FieldSpec = Column | GlobalId | ToOne | Page
+
+@dataclass(frozen=True)
+class ToMany:
+    """A list of `source` rows: `link` narrows the source select to one parent's rows,
+    `order` sorts them. Rows of another concrete type than the list's are left out, as
+    the resolvers' isinstance filters."""
+
+    source: str
+    link: Callable[[Select, Any], Select]
+    order: Sequence[Any]
+
+
+FieldSpec = Column | GlobalId | ToOne | Page | ToMany
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,9 @@ SOURCES: dict[str, Source] = {
     "visit": Source(build=queries.visit_select),
     "cluster": Source(build=queries.cluster_select),
     # Public reference data: no rule applies (as `queries.local_authorities`).
+    "pool": Source(build=queries.pool_select),
+    # Skills are read by whoever may see the PA (as `queries.pa_skills`).
+    "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
     "local_authority": Source(
         build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
     ),
@@ -217,6 +242,22 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             PAGE,
             link=_joined(ClusterPa, ClusterPa.pa_id, ClusterPa.cluster_id),
         ),
+        "pools": ToMany(
+            "pool",
+            link=lambda stmt, parent: stmt.join(PoolCluster, PoolCluster.pool_id == Pool.id).where(
+                PoolCluster.cluster_id == parent.c.id
+            ),
+            order=(Pool.id,),
+        ),
+    },
+    "Pool": {
+        "id": GlobalId(),
+        "name": Column("name"),
+        "sharedWithPartners": Column("shared_with_partners"),
+    },
+    "Skill": {
+        "name": Column("skill"),
+        "expiresOn": Column("expires_on", Render.DATE),
     },
     "LocalAuthority": {
         "gssCode": Column("gss_code"),
@@ -226,6 +267,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **_MEMBER,
         "funding": Column("funding"),
         "needs": Column("needs", Render.LIST_OR_EMPTY),
+        "carers": ToMany(
+            "member",
+            link=_joined(CarerLink, CarerLink.carer_id, CarerLink.service_user_id),
+            order=MEMBER_SORT,
+        ),
         "visits": Page(
             "visit",
             VISIT_SORT,
@@ -240,6 +286,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "dbsCheckedOn": Column("dbs_checked_on", Render.DATE),
         "hourlyPayPence": Column("hourly_pay_pence"),
         "workingTimeOptOut": Column("working_time_opt_out"),
+        "skills": ToMany("skill", link=_linked(PaSkill.pa_id), order=(PaSkill.skill,)),
         "visits": Page(
             "visit",
             VISIT_SORT,
@@ -265,17 +312,6 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "pa": ToOne("member", key="pa_id"),
         "confirmedBy": ToOne("member", key="confirmed_by_id"),
     },
-}
-
-# The source each object type's rows come from (a ToOne or Page names it too).
-TYPE_SOURCES: dict[str, str] = {
-    "Cluster": "cluster",
-    "LocalAuthority": "local_authority",
-    "ServiceUser": "member",
-    "PersonalAssistant": "member",
-    "Carer": "member",
-    "CoopMember": "member",
-    "Visit": "visit",
 }
 
 # Enums read as PLAIN columns store their GraphQL names (checked at import).

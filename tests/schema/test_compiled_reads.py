@@ -13,13 +13,16 @@ from typing import Any
 
 import orjson
 import pytest
+from graphql import OperationType, print_ast
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import Cluster, Member, PaProfile, Visit
 from schema.compiled.extension import PLANS
+from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.conftest import Api, StatementCounter
 from tests.factories import gid
 
@@ -295,7 +298,7 @@ async def test_an_unsupported_field_falls_back_and_answers(
         body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
     assert body["data"]["cluster"]["pools"]
     assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
-    assert any("Cluster.pools" in r.getMessage() for r in caplog.records)
+    assert any("ServiceUser.latitude" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_cached_statement_never_carries_another_viewers_values(
@@ -329,3 +332,31 @@ async def test_mutations_still_run_on_the_resolvers(
         token=admin,
     )
     assert data["recordReferral"] == {"referral": {"status": "WAITING"}, "errors": []}
+
+
+async def test_the_readme_reads_are_identical_on_both_paths(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    """Every query of the README (tests/api/test_readme_examples.py runs them too), as an
+    admin and as a PA: identical answers, compiled or fallen back."""
+    both = Both(api, app, sql_counter)
+    today = dt.datetime.now(LONDON).date()
+    tabs = {_normalised(e.query): e for e in load_examples()}
+    callers = [api.token(Role.ADMIN), api.token(Role.PA, demo["ids"]["busy_pa"])]
+    compared = compiled = 0
+    for source, operation in readme_operations():
+        text_ = print_ast(operation)
+        if '"..."' in text_ or operation.operation != OperationType.QUERY:
+            continue
+        tab = tabs.get(_normalised(source))
+        variables = fill_dates(tab.variables, today) if tab is not None and tab.variables else {}
+        if "id" in variables:
+            variables["id"] = demo["cluster"]
+        for token in callers:
+            resolved, answer, ran = await both.run(text_, variables, token)
+            assert _exact(answer.get("data")) == _exact(resolved.get("data")), text_
+            assert answer.get("errors") == resolved.get("errors"), text_
+            compared += 1
+            compiled += ran == 1 and not resolved.get("errors")
+    assert compared >= 10
+    assert compiled >= 2  # the cluster page (as the admin) at least

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
@@ -39,9 +42,17 @@ async def count_statements(api: Api, counter: StatementCounter) -> tuple[int, di
     return counter.count, data
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["resolvers", "compiled"])
 async def test_nested_query_statement_count_is_constant(
-    api: Api, db: AsyncSession, sql_counter: StatementCounter
+    api: Api,
+    app: Any,
+    db: AsyncSession,
+    sql_counter: StatementCounter,
+    compiled: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
+    app.state.compiled_reads = compiled
+    request.addfinalizer(lambda: setattr(app.state, "compiled_reads", True))
     await arrange(db, 1)
     one, data = await count_statements(api, sql_counter)
     assert len(data["clusters"]["edges"]) == 1
@@ -59,8 +70,8 @@ async def test_nested_query_statement_count_is_constant(
     assert len(visits) == 200
     assert all(v["node"]["pa"]["name"].startswith("PA ") for v in visits)
     assert one == fifty, sql_counter.statements
-    # clusters, service users, visits, PAs
-    assert fifty == 4
+    # resolvers: clusters, service users, visits, PAs; compiled: one statement
+    assert fifty == (1 if compiled else 4)
 
 
 async def arrange_more(db: AsyncSession) -> None:
