@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from care.enums import Role
 from care.models import Cluster, Member, PaProfile, Visit
 from schema.compiled.extension import PLANS
 from tests.api.test_readme_examples import _normalised, readme_operations
+from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
 from tests.conftest import Api, StatementCounter
 from tests.factories import gid
 
@@ -161,9 +163,9 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
             )
         )
     ).scalar_one()
-    await db.commit()
     assert await db.scalar(select(func.count()).select_from(PaProfile)) > 1
     assert await db.scalar(select(func.count()).select_from(Member)) > 10
+    await db.commit()  # and no transaction left open (a test locks a table)
     start = dt.datetime.combine(today, dt.time(0), dt.UTC)
     return {
         "cluster": gid("Cluster", cluster_id),
@@ -360,3 +362,22 @@ async def test_the_readme_reads_are_identical_on_both_paths(
             compiled += ran == 1 and not resolved.get("errors")
     assert compared >= 10
     assert compiled >= 2  # the cluster page (as the admin) at least
+
+
+async def test_a_statement_timeout_on_the_compiled_path_is_a_coded_503(
+    app: Any, migrated_url: str, tmp_path: Path, demo: dict[str, Any]
+) -> None:
+    query = "{ visits(first: 5) { nodes { pa { name } } } }"
+    async with (
+        running(migrated_url, tmp_path, db_statement_timeout_ms=300) as short,
+        client_of(short) as client,
+    ):
+        assert short.state.compiled_reads is True
+        async with table_locked(app.state.engine, "member"):
+            response, _ = await post(client, short, query)
+            assert response.status_code == 503, response.text
+            assert code_of(response) == "DATABASE_TIMEOUT"
+            assert response.json()["errors"][0]["path"] == ["visits"]
+        response, _ = await post(client, short, query)
+        assert response.status_code == 200
+        assert response.json()["extensions"]["sqlStatements"] == 1
