@@ -583,13 +583,28 @@ AVAILABILITY_SORT = (
 
 
 def _availability_range(
-    stmt: Select, starts_from: dt.datetime | None, starts_before: dt.datetime | None
+    stmt: Select,
+    starts_from: dt.datetime | None,
+    starts_before: dt.datetime | None,
+    prefix: str = "",
 ) -> Select:
+    """Windows overlapping the range; named parameters (`prefix`: see `_visit_filters`)."""
     if starts_from is not None or starts_before is not None:
+        instant = DateTime(timezone=True)
         stmt = stmt.where(
-            AvailabilityWindow.during.op("&&")(func.tstzrange(starts_from, starts_before))
+            AvailabilityWindow.during.op("&&")(
+                func.tstzrange(
+                    bindparam(f"{prefix}starts_from", starts_from, type_=instant),
+                    bindparam(f"{prefix}starts_before", starts_before, type_=instant),
+                )
+            )
         )
     return stmt
+
+
+# The compiled read path (schema/compiled) reads availability through these too.
+availability_select = _availability_select
+availability_range = _availability_range
 
 
 def availability(

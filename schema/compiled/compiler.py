@@ -177,6 +177,8 @@ def _render(column: Any, how: Render) -> ColumnElement[Any]:
         return _date(column)
     if how is Render.LIST:
         return func.to_json(column)
+    if how is Render.IS_SET:
+        return column.is_not(None)  # type: ignore[no-any-return]
     if how is Render.LIST_OR_EMPTY:
         return func.coalesce(func.to_json(column), literal_column("'[]'::json"))
     return column  # type: ignore[no-any-return]
@@ -449,10 +451,13 @@ class Compiler:
         item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
         value = self.output(where, item_type, rows, source, nodes)
         order = [rows.c[f"pg_o{i}"] for i in range(len(spec.order))]
-        aggregated = func.json_agg(aggregate_order_by(value, *order), type_=JSON)
+        aggregated: ColumnElement[Any] = func.json_agg(
+            aggregate_order_by(value, *order), type_=JSON
+        )
         if source.typename is not None and isinstance(item_type, GraphQLObjectType):
             # The resolvers drop rows of another concrete type (isinstance filters).
-            aggregated = aggregated.filter(source.typename(rows) == _constant(item_type.name))
+            kept = source.typename(rows) == _constant(item_type.name)
+            aggregated = func.json_agg(aggregate_order_by(value, *order), type_=JSON).filter(kept)
         listed = func.coalesce(aggregated, literal_column("'[]'::json"))
         return select(listed).select_from(rows).scalar_subquery()
 

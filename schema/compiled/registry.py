@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Select, case, literal, select
 
 from care import enums, queries
 from care.models import (
+    AvailabilityWindow,
     CarerLink,
     ClusterPa,
     ClusterServiceUser,
@@ -43,6 +44,7 @@ class Render(Enum):
     DATE = "date"  # YYYY-MM-DD
     LIST = "list"  # text[]: null stays null
     LIST_OR_EMPTY = "list_or_empty"  # text[]: null becomes []
+    IS_SET = "is_set"  # true when the column is not null
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ SOURCES: dict[str, Source] = {
     "cluster": Source(build=queries.cluster_select),
     # Public reference data: no rule applies (as `queries.local_authorities`).
     "pool": Source(build=queries.pool_select),
+    "availability": Source(build=queries.availability_select),
     # Skills are read by whoever may see the PA (as `queries.pa_skills`).
     "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
     "local_authority": Source(
@@ -164,6 +167,14 @@ def visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
         "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
         "service_user_id": _filter_id(args.get("serviceUserId"), "ServiceUser", *MEMBER_TYPES),
     }
+
+
+def range_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    return {"starts_from": args.get("startsFrom"), "starts_before": args.get("startsBefore")}
+
+
+def _range_filter(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.availability_range(stmt, **range_arguments(args), prefix=prefix)
 
 
 def _visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
@@ -286,6 +297,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "dbsCheckedOn": Column("dbs_checked_on", Render.DATE),
         "hourlyPayPence": Column("hourly_pay_pence"),
         "workingTimeOptOut": Column("working_time_opt_out"),
+        "availability": Page(
+            "availability",
+            queries.AVAILABILITY_SORT,
+            PAGE | {"startsFrom", "startsBefore"},
+            link=_linked(AvailabilityWindow.pa_id),
+            filters=_range_filter,
+            values=range_arguments,
+        ),
         "skills": ToMany("skill", link=_linked(PaSkill.pa_id), order=(PaSkill.skill,)),
         "visits": Page(
             "visit",
@@ -298,6 +317,13 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "Carer": dict(_MEMBER),
     "CoopMember": dict(_MEMBER),
+    "AvailabilityWindow": {
+        "id": GlobalId(),
+        "startsAt": Column("starts_at", Render.INSTANT),
+        "endsAt": Column("ends_at", Render.INSTANT),
+        "fromWeeklyPattern": Column("weekly_availability_id", Render.IS_SET),
+        "personalAssistant": ToOne("member", key="pa_id"),
+    },
     "Visit": {
         "id": GlobalId(),
         "startsAt": Column("starts_at", Render.INSTANT),
