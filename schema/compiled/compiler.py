@@ -488,14 +488,16 @@ class Compiler:
         keys = list(spec.sort)
         after = args.get("after") is not None
         first = bindparam(f"{prefix}first", type_=Integer)
-        paged = stmt.add_columns(
-            *[key.label(f"pg_k{i}") for i, key in enumerate(keys)],
-            func.row_number().over(order_by=keys).label("pg_rank"),
-        )
+        paged = stmt.add_columns(*[key.label(f"pg_k{i}") for i, key in enumerate(keys)])
         if after:
             cut = [bindparam(f"{prefix}after_{i}", type_=key.type) for i, key in enumerate(keys)]
             paged = paged.where(tuple_(*keys) > tuple_(*cut))
-        page = paged.order_by(*keys).limit(bindparam(f"{prefix}limit", type_=Integer)).subquery()
+        limit = bindparam(f"{prefix}limit", type_=Integer)
+        limited = paged.order_by(*keys).limit(limit).subquery()
+        # Ranked after the limit: a window function under the LIMIT would make PostgreSQL
+        # sort every matching row instead of keeping the first ones (or stopping early).
+        ranks = [limited.c[f"pg_k{i}"] for i in range(len(keys))]
+        page = select(limited, func.row_number().over(order_by=ranks).label("pg_rank")).subquery()
         self.binders.append(_page_binder(definition, node, spec, prefix))
 
         connection_type = _named(definition.type)

@@ -134,11 +134,11 @@ SOURCES: dict[str, Source] = {
     ),
     "visit": Source(build=queries.visit_select),
     "cluster": Source(build=queries.cluster_select),
-    # Public reference data: no rule applies (as `queries.local_authorities`).
     "pool": Source(build=queries.pool_select),
     "availability": Source(build=queries.availability_select),
     # Skills are read by whoever may see the PA (as `queries.pa_skills`).
     "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
+    # Public reference data: no rule applies (as `queries.local_authorities`).
     "local_authority": Source(
         build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
     ),
