@@ -331,14 +331,15 @@ class Compiler:
             match: ColumnElement[bool] = row.c.id == policy.me(self.viewer)
         else:
             # `cluster(id:)`: the global id decoded per request; -1 is never an id.
-            self._arguments(where, definition, nodes[0], frozenset({"id"}))
+            argument = spec.key
+            self._arguments(where, definition, nodes[0], frozenset({argument}))
             name_param = f"{self._prefix()}id"
             type_name = _named(definition.type).name
             node, field_definition = nodes[0], definition
 
             def bind_id(variables: VariableValues, limits: Limits) -> dict[str, Any]:
                 args = get_argument_values(field_definition, node, variables)
-                found = decode_id(args.get("id"), type_name)
+                found = decode_id(args.get(argument), type_name)
                 return {name_param: -1 if found is None else found}
 
             self.binders.append(bind_id)

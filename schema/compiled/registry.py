@@ -65,8 +65,9 @@ class GlobalId:
 @dataclass(frozen=True)
 class ToOne:
     """A nullable object field: the row of `source` whose `target` column holds the
-    parent's `key`. A member of another concrete type than the field's is null, as the
-    resolvers' isinstance checks (schema/compiled/compiler.py, `output`)."""
+    parent's `key` (at the root: the argument holding its global id, or `VIEWER`). A
+    member of another concrete type than the field's is null, as the resolvers'
+    isinstance checks (schema/compiled/compiler.py, `output`)."""
 
     source: str
     key: str
