@@ -251,6 +251,17 @@ async def test_pages_follow_cursors_identically(
         page = body["data"]["visits"]
         assert len(page["edges"]) == 7
         after = page["pageInfo"]["endCursor"]
+    # A nested page after a cursor, and a nested page past the end.
+    nested = """query($id: ID!, $a: String) { cluster(id: $id) { serviceUsers(first: 2, after: $a) {
+      totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      nodes { name visits(first: 1, after: "W3sidCI6IjE5MDAtMDEtMDFUMDA6MDA6MDArMDA6MDAifSwxXQ") {
+        totalCount pageInfo { hasPreviousPage } nodes { id } } } } } }"""
+    after = None
+    for _ in range(3):
+        body = await both.same(nested, {"id": demo["cluster"], "a": after}, admin, statements=1)
+        people = body["data"]["cluster"]["serviceUsers"]
+        assert people["nodes"]
+        after = people["pageInfo"]["endCursor"]
     # Past the end: an empty page whose total says 0, as today.
     far = (
         "query($a: String) { members(first: 1) { totalCount } "
