@@ -51,10 +51,15 @@ class Settings(BaseSettings):
     # /readyz answers within this, ready or not.
     readiness_timeout_seconds: float = 2.0
 
-    # Live updates (subscriptions): events a slow subscriber may have queued before the
-    # oldest are dropped, and how often the LISTEN connection is checked.
-    event_queue_size: int = 100
-    event_keepalive_seconds: float = 30.0
+    # Live updates (subscriptions): events a subscriber may have queued (one that falls
+    # further behind re-reads what it missed from the database), and how often the LISTEN
+    # connection is checked (and new events looked for, should a notification be lost).
+    event_queue_size: int = Field(default=100, ge=1)
+    event_keepalive_seconds: float = Field(default=30.0, gt=0)
+    # Live events are kept this long for subscribers that resume `after` a sequence; the
+    # hub of each process prunes older ones every `live_event_prune_seconds`.
+    live_event_retention_hours: float = Field(default=72.0, gt=0)
+    live_event_prune_seconds: float = Field(default=600.0, gt=0)
     # An idle subscription re-checks its token (revoked? member deactivated? expired?) this
     # often; every event re-checks it anyway.
     token_recheck_seconds: float = Field(default=60.0, gt=0)

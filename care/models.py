@@ -50,6 +50,7 @@ from care.enums import (
     ClusterStatus,
     CommitmentKind,
     CoopKind,
+    CoverChangeKind,
     CoverOfferStatus,
     CoverReason,
     CoverRequestStatus,
@@ -57,6 +58,7 @@ from care.enums import (
     ExchangeSide,
     ExchangeStatus,
     Funding,
+    LiveSubject,
     MembershipClass,
     PartnershipDirection,
     PartnershipStatus,
@@ -783,6 +785,59 @@ class PersistedOperation(Base):
     # Which frontend registered it (`--client`), for the operators: not used to decide.
     client: Mapped[str | None] = mapped_column(Text)
     registered_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+def _listed(enum: type[StrEnum]) -> str:
+    return ", ".join(f"'{v.value}'" for v in enum)
+
+
+# The kinds each subject's events may have (the CHECK on live_event.kind).
+LIVE_EVENT_KIND_VALID = (
+    f"(subject IN ('COVER_REQUEST', 'COVER_OFFER') AND kind IN ({_listed(CoverChangeKind)}))"
+    f" OR (subject = 'PARTNERSHIP' AND kind IN ({_listed(PartnershipStatus)}))"
+    f" OR (subject = 'COVER_EXCHANGE' AND kind IN ({_listed(ExchangeStatus)}))"
+)
+
+
+class LiveEvent(Base):
+    """A change subscribers hear of (migration 0020; care/events.py). Written by
+    `publish_all` in the changing transaction, so it exists exactly when the change
+    committed; one row per subject and transaction (later mentions update it). A deferred
+    trigger numbers the transaction's rows at commit (`sequence`), under a transaction
+    advisory lock, so sequence order is commit order: a reader that has seen N never later
+    finds a committed event below N. `sequence` is NULL only inside the writing
+    transaction. Rows older than LIVE_EVENT_RETENTION_HOURS are pruned."""
+
+    __tablename__ = "live_event"
+    __table_args__ = (
+        enum_check("subject", LiveSubject),
+        CheckConstraint(LIVE_EVENT_KIND_VALID, name="kind_valid"),
+        # Cover requests are followed by cluster, offers by PA: each carries its filter.
+        CheckConstraint(
+            "(subject = 'COVER_OFFER') = (pa_id IS NOT NULL)", name="pa_only_for_offers"
+        ),
+        CheckConstraint(
+            "subject = 'COVER_REQUEST' OR cardinality(cluster_ids) = 0",
+            name="clusters_only_for_requests",
+        ),
+        UniqueConstraint("xid", "subject", "subject_id", name="uq_live_event_xid_subject"),
+        UniqueConstraint("sequence", name="uq_live_event_sequence"),
+        Index("ix_live_event_occurred_at", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+    subject: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    cluster_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), server_default=text("'{}'::bigint[]")
+    )
+    pa_id: Mapped[int | None] = mapped_column(BigInteger)
+    occurred_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
 
