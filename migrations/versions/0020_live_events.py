@@ -60,6 +60,90 @@ $$
 """
 
 
+# The request a deferred trigger of migration 0017 opens at commit (a visit left needing
+# cover) is a live event like one the services open: stored, not NOTIFYed as JSON. The
+# row it inserts queues this migration's numbering trigger, which runs after it.
+CHECK_FUNCTION = """
+CREATE OR REPLACE FUNCTION cover_request_check(p_visit bigint) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    visit_status text;
+    opened bigint;
+BEGIN
+    SELECT status INTO visit_status FROM visit WHERE id = p_visit;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF visit_status = 'NEEDS_COVER' THEN
+        INSERT INTO cover_request (visit_id, reason, status)
+        SELECT p_visit, 'UNASSIGNED', 'OPEN'
+        WHERE NOT EXISTS (
+            SELECT 1 FROM cover_request WHERE visit_id = p_visit AND status = 'OPEN'
+        )
+        ON CONFLICT (visit_id) WHERE status = 'OPEN' DO NOTHING
+        RETURNING id INTO opened;
+        IF opened IS NOT NULL THEN
+            INSERT INTO live_event (subject, subject_id, kind, cluster_ids)
+            SELECT 'COVER_REQUEST', opened, 'REQUEST_OPENED', coalesce((
+                SELECT array_agg(c.cluster_id ORDER BY c.cluster_id)
+                FROM visit v
+                JOIN cluster_service_user c ON c.service_user_id = v.service_user_id
+                WHERE v.id = p_visit
+            ), '{}'::bigint[])
+            ON CONFLICT (xid, subject, subject_id) DO NOTHING;
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM cover_request WHERE visit_id = p_visit AND status = 'OPEN') THEN
+        RAISE EXCEPTION 'visit % is %, yet has an open cover request: close it with the change',
+            p_visit, visit_status
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'cover_request_open_needs_cover';
+    END IF;
+END $fn$
+"""
+
+# As migration 0017 left it (for downgrade).
+CHECK_FUNCTION_0017 = """
+CREATE OR REPLACE FUNCTION cover_request_check(p_visit bigint) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    visit_status text;
+    opened bigint;
+BEGIN
+    SELECT status INTO visit_status FROM visit WHERE id = p_visit;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF visit_status = 'NEEDS_COVER' THEN
+        INSERT INTO cover_request (visit_id, reason, status)
+        SELECT p_visit, 'UNASSIGNED', 'OPEN'
+        WHERE NOT EXISTS (
+            SELECT 1 FROM cover_request WHERE visit_id = p_visit AND status = 'OPEN'
+        )
+        ON CONFLICT (visit_id) WHERE status = 'OPEN' DO NOTHING
+        RETURNING id INTO opened;
+        IF opened IS NOT NULL THEN
+            PERFORM pg_notify('coopnet_events', json_build_object(
+                'type', 'cover',
+                'kind', 'REQUEST_OPENED',
+                'cover_request_id', opened,
+                'visit_id', p_visit,
+                'cluster_ids', coalesce((
+                    SELECT json_agg(c.cluster_id ORDER BY c.cluster_id)
+                    FROM visit v
+                    JOIN cluster_service_user c ON c.service_user_id = v.service_user_id
+                    WHERE v.id = p_visit
+                ), '[]'::json),
+                'offer_id', NULL,
+                'pa_id', NULL
+            )::text);
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM cover_request WHERE visit_id = p_visit AND status = 'OPEN') THEN
+        RAISE EXCEPTION 'visit % is %, yet has an open cover request: close it with the change',
+            p_visit, visit_status
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'cover_request_open_needs_cover';
+    END IF;
+END $fn$
+"""
+
 # Each subject's kinds, as of this revision (a later kind is a later migration).
 COVER_KINDS = (
     "'REQUEST_OPENED', 'REQUEST_FILLED', 'REQUEST_RETURNED', 'REQUEST_CANCELLED', "
@@ -109,9 +193,11 @@ def upgrade() -> None:
         "CREATE CONSTRAINT TRIGGER live_event_number AFTER INSERT ON live_event "
         "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION live_event_number()"
     )
+    op.execute(CHECK_FUNCTION)
 
 
 def downgrade() -> None:
+    op.execute(CHECK_FUNCTION_0017)
     op.drop_table("live_event")  # its trigger goes with it
     op.execute("DROP FUNCTION live_event_number()")
     op.execute("DROP SEQUENCE live_event_sequence")
