@@ -9,10 +9,10 @@ event's `sequence` (its place in the instance's event log, care/events.py), its 
 when it occurred, and the record as the subscriber sees it now. An event about a record
 the subscriber may not (or no longer) see is not sent at all.
 
-A client that reconnects passes the last `sequence` it received as `after`: the stored
+A client that reconnects passes the last `sequence` it received as `afterSequence`: the stored
 events after it that this subscription follows are sent first, in order, then live ones,
 each once (the subscription joins the hub before reading the table, and drops live
-events at or below the last one it sent). An `after` no longer stored (older than
+events at or below the last one it sent). An `afterSequence` no longer stored (older than
 LIVE_EVENT_RETENTION_HOURS) is refused with EVENTS_EXPIRED: re-query, then subscribe
 without it. A subscriber that falls behind the hub's queue re-reads from the table the
 same way.
@@ -226,7 +226,7 @@ document_enum(
 
 SEQUENCE_DOC = (
     "The event's place in this instance's event log: larger is later. Keep the last one "
-    "received and pass it as `after` when subscribing again, to get what was missed. "
+    "received and pass it as `afterSequence` when subscribing again, to get what was missed. "
     "Opaque text of digits (it outgrows JavaScript's safe integers)."
 )
 OCCURRED_DOC = "When the change was committed."
@@ -298,8 +298,8 @@ def parse_after(after: str | None) -> int | None:
         return None
     if not _SEQUENCE.match(after) or int(after) >= 2**63:
         raise GraphQLError(
-            "`after` takes the `sequence` of a change this instance sent.",
-            extensions={"code": "BAD_USER_INPUT", "argument": "after"},
+            "`afterSequence` takes the `sequence` of a change this instance sent.",
+            extensions={"code": "BAD_USER_INPUT", "argument": "afterSequence"},
         )
     return int(after)
 
@@ -307,7 +307,7 @@ def parse_after(after: str | None) -> int | None:
 def events_expired() -> GraphQLError:
     return GraphQLError(
         "The changes after this sequence are no longer stored: query the current state, "
-        "then subscribe again without `after`.",
+        "then subscribe again without `afterSequence`.",
         extensions={"code": "EVENTS_EXPIRED"},
     )
 
@@ -441,7 +441,7 @@ async def _exchanges(
         yield change
 
 
-After = Annotated[str | None, strawberry.argument(description=AFTER_DOC)]
+AfterSequence = Annotated[str | None, strawberry.argument(description=AFTER_DOC)]
 
 
 @strawberry.type(
@@ -450,7 +450,7 @@ After = Annotated[str | None, strawberry.argument(description=AFTER_DOC)]
         'in the connection_init payload: {"Authorization": "Bearer <token>"}. Each message '
         "is one change (sequence, kind, occurredAt and the record as the subscriber sees "
         "it now); a change the subscriber may not see is not sent. Reconnecting, pass the "
-        "last sequence received as `after` to get what was missed."
+        "last sequence received as `afterSequence` to get what was missed."
     )
 )
 class Subscription:
@@ -472,11 +472,11 @@ class Subscription:
                 "does not manage, is refused with FORBIDDEN."
             ),
         ],
-        after: After = None,
+        after_sequence: AfterSequence = None,
     ) -> AsyncGenerator[CoverRequestChange, None]:
         ctx = _live(info)
         ctx.check_token()
-        since = parse_after(after)
+        since = parse_after(after_sequence)
         cid = decode_id(cluster_id, "Cluster")
         if cid is None:
             raise forbidden()
@@ -495,11 +495,11 @@ class Subscription:
         extensions=guard(PAS),
     )
     async def my_cover_offers(
-        self, info: Info, after: After = None
+        self, info: Info, after_sequence: AfterSequence = None
     ) -> AsyncGenerator[CoverOfferChange, None]:
         ctx = _live(info)
         viewer = ctx.viewer
-        since = parse_after(after)
+        since = parse_after(after_sequence)
         if viewer.member_id is None:  # a PA token always names its member
             raise forbidden()
         await ctx.recheck()
@@ -515,10 +515,10 @@ class Subscription:
         extensions=guard(ADMINS),
     )
     async def partnership_changed(
-        self, info: Info, after: After = None
+        self, info: Info, after_sequence: AfterSequence = None
     ) -> AsyncGenerator[PartnershipChange, None]:
         ctx = _live(info)
-        since = parse_after(after)
+        since = parse_after(after_sequence)
         await ctx.recheck()
         await _check_kept(ctx, since)
         return _partnerships(info, ctx, since)
@@ -533,10 +533,10 @@ class Subscription:
         extensions=guard(MANAGING),
     )
     async def cover_exchanges(
-        self, info: Info, after: After = None
+        self, info: Info, after_sequence: AfterSequence = None
     ) -> AsyncGenerator[CoverExchangeChange, None]:
         ctx = _live(info)
-        since = parse_after(after)
+        since = parse_after(after_sequence)
         await ctx.recheck()
         await _check_kept(ctx, since)
         return _exchanges(info, ctx, since)

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -43,12 +43,13 @@ from api.events import EventHub, Subscriber
 from api.settings import Settings
 from care.enums import Role
 from care.events import CoverEvent, StoredEvent, publish
-from care.models import Cluster, CoverOffer, CoverRequest, Member, Visit
+from care.models import Cluster, CoverOffer, CoverRequest, LiveEvent, Member, Visit
 from care.tokens import revoke_member_tokens
 from schema.subscriptions import LAGGED
 from tests.api.forge import signed
 from tests.conftest import ROOT, Api
 from tests.factories import Build, at, gid
+from tests.live_events import latest
 
 LAUNCH = """
 import uvicorn
@@ -67,9 +68,10 @@ uvicorn.run(
 """
 
 REQUESTS = """subscription($cluster: ID!, $after: String) {
-  coverRequests(clusterId: $cluster, after: $after) { sequence kind occurredAt coverRequest {
-    id status reason visit { id startsAt } offers { id personalAssistant { name } } } } }"""
-OFFERS = """subscription($after: String) { myCoverOffers(after: $after) {
+  coverRequests(clusterId: $cluster, afterSequence: $after) {
+    sequence kind occurredAt coverRequest {
+      id status reason visit { id startsAt } offers { id personalAssistant { name } } } } }"""
+OFFERS = """subscription($after: String) { myCoverOffers(afterSequence: $after) {
   sequence kind occurredAt coverOffer {
     id status coverRequest { id visit { id } } personalAssistant { name } } } }"""
 # The record each subscription's change carries.
@@ -901,3 +903,144 @@ async def test_a_fill_is_one_message(
             client, "1", "coverRequests", gid("CoverRequest", marker.id), {warm}
         )
     assert seen == [gid("CoverRequest", request.id)]
+
+
+# --- kinds, sequences, resuming ------------------------------------------------------------
+
+
+async def _resume(
+    server: Server, token: str, op: str, query: str, variables: dict[str, Any]
+) -> AsyncIterator[Live]:
+    async with live(server, bearer(token)) as client:
+        await client.subscribe(op, query, variables)
+        yield client
+
+
+resume = asynccontextmanager(_resume)
+
+
+async def test_a_client_resumes_after_the_last_sequence_it_saw(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    """Changes carry their kind and an increasing sequence. Reconnecting with `after`, a
+    coordinator gets what they missed, in order, once: not another cluster's, nor one
+    about a request they may not see; then live changes, with no duplicate between."""
+    a, b = servers
+    w = world
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    cluster = gid("Cluster", w.cluster_a.id)
+    warm = gid("CoverRequest", w.warm_request.id)
+    request_a = gid("CoverRequest", w.request_a.id)
+    async with live(a, bearer(token)) as client:
+        await client.subscribe("1", REQUESTS, {"cluster": cluster})
+        await client.until_live(
+            "1", lambda: emit(db, request_event(w.warm_request, [w.cluster_a.id]))
+        )
+        await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_MADE"))
+        seen = await client.next_change("1", "coverRequests", skip={warm})
+    assert seen["kind"] == "OFFER_MADE" and seen["coverRequest"]["id"] == request_a
+    assert dt.datetime.fromisoformat(seen["occurredAt"]) <= dt.datetime.now(dt.UTC)
+
+    # While away: theirs, another cluster's, one they may not see (another cluster's
+    # request naming theirs), and theirs again.
+    await emit(db, request_event(w.warm_request, [w.cluster_a.id], "OFFER_DECLINED"))
+    await emit(db, request_event(w.request_b, [w.cluster_b.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_b, [w.cluster_a.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_WITHDRAWN"))
+
+    variables = {"cluster": cluster, "after": seen["sequence"]}
+    async with resume(b, token, "2", REQUESTS, variables) as client:  # any process
+        missed = [await client.next_change("2", "coverRequests", skip=set()) for _ in range(2)]
+        await emit(db, request_event(w.request_a, [w.cluster_a.id], "REQUEST_CANCELLED"))
+        after_it = await client.next_change("2", "coverRequests", skip=set())
+        # Nothing else came before the next change (no duplicate of the replayed ones).
+        await emit(db, request_event(w.warm_request, [w.cluster_a.id], "OFFER_MADE"))
+        last = await client.next_change("2", "coverRequests", skip=set())
+    changes = [*missed, after_it, last]
+    assert [(c["coverRequest"]["id"], c["kind"]) for c in changes] == [
+        (warm, "OFFER_DECLINED"),
+        (request_a, "OFFER_WITHDRAWN"),
+        (request_a, "REQUEST_CANCELLED"),
+        (warm, "OFFER_MADE"),
+    ]
+    sequences = [int(seen["sequence"])] + [int(c["sequence"]) for c in changes]
+    assert sequences == sorted(set(sequences))
+    # Two events the coordinator may not hear of lie between the first two resumed.
+    assert sequences[1] - sequences[0] == 1 and sequences[2] - sequences[1] == 3
+
+
+async def test_resuming_as_a_pa_or_a_stranger_gives_only_their_own(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    a, _ = servers
+    w = world
+    await emit(db, request_event(w.warm_request, [w.cluster_a.id], "OFFER_MADE"))
+    after = str(await latest(db))  # a stored event to resume after
+    await emit(db, offer_event(w.other_offer, w.request_b, w.other_pa.id, "OFFER_MADE"))
+    await emit(db, offer_event(w.offer, w.request_a, w.pa.id, "OFFER_MADE"))
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_b, [w.cluster_b.id], "OFFER_MADE"))
+
+    pa = api.token(Role.PA, w.pa.id)
+    async with resume(a, pa, "o", OFFERS, {"after": after}) as client:
+        change = await client.next_change("o", "myCoverOffers", skip=set())
+        await emit(db, offer_event(w.warm_offer, w.warm_request, w.pa.id, "OFFER_DECLINED"))
+        then = await client.next_change("o", "myCoverOffers", skip=set())
+    assert (change["kind"], change["coverOffer"]["id"]) == (
+        "OFFER_MADE",
+        gid("CoverOffer", w.offer.id),
+    )
+    assert then["coverOffer"]["id"] == gid("CoverOffer", w.warm_offer.id)
+
+    other = api.token(Role.COORDINATOR, w.other_coordinator.id)
+    theirs = {"cluster": gid("Cluster", w.cluster_b.id), "after": after}
+    async with resume(a, other, "b", REQUESTS, theirs) as client:
+        change = await client.next_change("b", "coverRequests", skip=set())
+    assert change["coverRequest"]["id"] == gid("CoverRequest", w.request_b.id)
+    # Resuming does not open another coordinator's cluster.
+    ours = {"cluster": gid("Cluster", w.cluster_a.id), "after": after}
+    async with resume(a, other, "a", REQUESTS, ours) as client:
+        error = await client.error("a")
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_an_after_that_is_not_a_sequence_or_no_longer_stored_is_refused(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    a, _ = servers
+    w = world
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    cluster = gid("Cluster", w.cluster_a.id)
+    for bad in ("abc", "0", "-1", "1.5", "99999999999999999999", ""):
+        async with resume(a, token, "x", REQUESTS, {"cluster": cluster, "after": bad}) as client:
+            error = await client.error("x")
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", (bad, error)
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_WITHDRAWN"))
+    pruned = await latest(db) - 1
+    await db.execute(delete(LiveEvent).where(LiveEvent.sequence <= pruned))  # as pruning does
+    await db.commit()
+    variables = {"cluster": cluster, "after": str(pruned)}
+    async with resume(a, token, "x", REQUESTS, variables) as client:
+        error = await client.error("x")
+    assert error["extensions"]["code"] == "EVENTS_EXPIRED", error
+    async with resume(a, api.token(Role.PA, w.pa.id), "o", OFFERS, {"after": "x"}) as client:
+        error = await client.error("o")
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+
+
+async def test_a_revoked_token_ends_a_resumed_stream(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    a, _ = servers
+    w = world
+    token = api.token(Role.PA, w.pa.id)
+    await emit(db, offer_event(w.warm_offer, w.warm_request, w.pa.id))
+    after = str(await latest(db))
+    await emit(db, offer_event(w.offer, w.request_a, w.pa.id))
+    async with resume(a, token, "o", OFFERS, {"after": after}) as client:
+        change = await client.next_change("o", "myCoverOffers", skip=set())
+        assert change["coverOffer"]["id"] == gid("CoverOffer", w.offer.id)
+        assert await revoke_member_tokens(db, w.pa.id)
+        await db.commit()
+        await _ends_unauthenticated(client, "o", set())
