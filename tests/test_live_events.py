@@ -8,16 +8,28 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.types import ExecutionResult
 
 from api.db import session_factory
 from api.events import EventHub
+from care.enums import Role
 from care.events import CoverEvent, PartnershipEvent, publish, publish_all
-from care.models import LiveEvent
+from care.models import CoverRequest, LiveEvent
+from care.viewer import Viewer
+from schema import create_schema
+from schema.context import Limits
+from schema.subscriptions import LiveContext
+from tests.factories import Build, at, gid
 from tests.live_events import committed_since, latest
 
 
-def opened(request_id: int, kind: str = "REQUEST_OPENED", **more: Any) -> CoverEvent:
-    return CoverEvent(kind=kind, cover_request_id=request_id, visit_id=1, cluster_ids=[7], **more)
+def opened(
+    request_id: int, kind: str = "REQUEST_OPENED", cluster_ids: list[int] | None = None, **more: Any
+) -> CoverEvent:
+    clusters = [7] if cluster_ids is None else cluster_ids
+    return CoverEvent(
+        kind=kind, cover_request_id=request_id, visit_id=1, cluster_ids=clusters, **more
+    )
 
 
 async def test_one_transaction_says_one_thing_of_each_subject(db: AsyncSession) -> None:
@@ -101,3 +113,66 @@ async def test_the_hub_prunes_whole_prefixes_past_the_retention(
     finally:
         await hub.stop()
     assert kept == {fourth}
+
+
+async def _until(condition: Any, what: str) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_subscriber_that_falls_behind_misses_nothing(
+    app: Any, db: AsyncSession, migrated_url: str
+) -> None:
+    """With room for one event only, a subscription busy with the first of three events
+    overflows its queue; it then re-reads the rest from the table: all three arrive, in
+    order, once."""
+    b = Build(db)
+    await b.las()
+    await b.coop()
+    coordinator = await b.worker("Cora Ordinator")
+    cluster = await b.cluster("Finchley", support_worker=coordinator)
+    person = await b.service_user("Ada User", cluster=cluster)
+    requests = []
+    for days in (2, 3, 4):
+        visit = await b.visit(person, None, at(days=days), status="NEEDS_COVER")
+        request = CoverRequest(visit_id=visit.id, reason="MANUAL", opened_by_id=coordinator.id)
+        db.add(request)
+        await db.flush()
+        requests.append(request)
+    await db.commit()
+
+    hub = EventHub(migrated_url, queue_size=1)
+    await hub.start()
+    ctx = LiveContext(
+        sessions=app.state.sessions, events=hub, limits=Limits(), viewer=Viewer(role=Role.ADMIN)
+    )
+    query = """subscription($c: ID!) { coverRequests(clusterId: $c) {
+        sequence kind coverRequest { id } } }"""
+    stream = await create_schema().subscribe(
+        query, variable_values={"c": gid("Cluster", cluster.id)}, context_value=ctx
+    )
+    assert not isinstance(stream, ExecutionResult), stream
+    try:
+        first = asyncio.ensure_future(anext(stream))
+        await _until(lambda: hub.subscriber_count == 1, "subscribed")
+        async with ctx._event_lock:  # the subscription is busy: its events queue up
+            for request in requests:
+                await publish(db, opened(request.id, cluster_ids=[cluster.id]))
+                await db.commit()
+            last = await latest(db)
+            await _until(lambda: hub.position == last, "all three handed out")
+            [subscriber] = hub._subscribers
+            assert subscriber.dropped > 0  # it fell behind
+        results = [await asyncio.wait_for(first, 5)]
+        results += [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    finally:
+        await stream.aclose()
+        await hub.stop()
+    changes = [r.data["coverRequests"] for r in results if r.data]
+    assert [c["coverRequest"]["id"] for c in changes] == [
+        gid("CoverRequest", r.id) for r in requests
+    ]
+    assert [int(c["sequence"]) for c in changes] == [last - 2, last - 1, last]
