@@ -24,7 +24,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Runs at commit, once per row of the transaction: the first run numbers every row of the
-# transaction, the others find nothing left. The advisory lock is held until the commit
+# transaction, the others find their row numbered (a row a later trigger inserts at
+# commit, see CHECK_FUNCTION, is numbered by its own run). The advisory lock is held until the commit
 # has completed (and its rows are visible), so the next transaction takes numbers only
 # after: a reader never sees N without every committed event below N. The sequence is
 # only ever advanced here, under the lock, so one nextval and a setval reserve a block.
@@ -35,6 +36,10 @@ DECLARE
     pending bigint;
     first bigint;
 BEGIN
+    -- Numbered already by an earlier run for this transaction: one primary key lookup.
+    IF EXISTS (SELECT 1 FROM live_event WHERE id = NEW.id AND sequence IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
     PERFORM pg_advisory_xact_lock(hashtext('coopnet.live_event.sequence'));
     SELECT count(*) INTO pending FROM live_event
     WHERE xid = pg_current_xact_id() AND sequence IS NULL;
