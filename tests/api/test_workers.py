@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -81,14 +82,13 @@ class Served(Instance):
         command = [sys.executable, "-m", "api.cli", "serve", "--workers", str(WORKERS)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-        self.wait_healthy()
         self.workers = self._wait_workers()
+        self.wait_healthy()
 
     def _wait_workers(self) -> frozenset[int]:
-        """The pids of the workers, once each has finished its startup (its lifespan)."""
-        import time
-
-        for _ in range(600):
+        """The pids of the workers, once each has finished its startup (its lifespan).
+        Bounded generously (two minutes): the tests share the machine's CPU."""
+        for _ in range(1200):
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"coopnet serve exited:\n{self.log.read_text()}")
@@ -99,7 +99,7 @@ class Served(Instance):
             }
             if len(started) == WORKERS:
                 return frozenset(started)
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise RuntimeError(f"the workers did not all start:\n{self.log.read_text()}")
 
     @property
@@ -126,7 +126,7 @@ async def answered_by(served: Served, port: int, what: str, after: int) -> int:
     """The pid of the worker whose log says `what` about our connection from `port`,
     among the lines after the first `after`."""
     prefix = f"127.0.0.1:{port} - "
-    for _ in range(100):
+    for _ in range(200):
         for line in log_lines(served)[after:]:
             event = str(line.get("event", ""))
             if event.startswith(prefix) and what in event:
