@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import re
@@ -89,16 +90,35 @@ async def _load_demo(session: AsyncSession) -> bool:
 class Prepared:
     demo_loaded: bool
     people: list[tuple[str, int]]  # roles and members to suggest tokens for
+    max_connections: int  # PostgreSQL's
 
 
 async def _prepare(session: AsyncSession, dev: bool) -> Prepared:
     """Before serving: the demo (with --dev), and weekly availability topped up to the
     horizon (idempotent)."""
+    from sqlalchemy import text
+
     from care.services.availability import extend_weekly_availability
 
     loaded = await _load_demo(session) if dev else False
     await extend_weekly_availability(session)
-    return Prepared(loaded, await _demo_people(session) if dev else [])
+    max_connections = int(await session.scalar(text("SHOW max_connections")) or 0)
+    return Prepared(loaded, await _demo_people(session) if dev else [], max_connections)
+
+
+def connections_warning(workers: int, pool_size: int, max_connections: int) -> str | None:
+    """Why the workers could run out of database connections, or None. Each worker may
+    hold its pool and as many again in overflow, plus its event listener and its outbox
+    worker's connection."""
+    most = workers * (2 * pool_size + 2)
+    if most <= max_connections:
+        return None
+    return (
+        f"{workers} workers may open up to {most} database connections "
+        f"({workers} x (2 x DB_POOL_SIZE {pool_size} + 2)) but PostgreSQL allows "
+        f"{max_connections} (max_connections): lower --workers or DB_POOL_SIZE, or raise "
+        "max_connections"
+    )
 
 
 async def _check_token_subject(
@@ -275,6 +295,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         prepared = asyncio.run(_in_session(url, lambda s: _prepare(s, args.dev)))
         _token_service(settings)
         _federation_identity(settings)
+        warning = connections_warning(workers, settings.db_pool_size, prepared.max_connections)
+        if warning:
+            logging.getLogger("coopnet.serve").warning(warning)
         if args.dev:
             token = _token_service(settings).issue(Role.ADMIN)
             print(

@@ -31,7 +31,7 @@ from sqlalchemy import text
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from api.cli import available_cores, build_parser, serve_workers
+from api.cli import available_cores, build_parser, connections_warning, serve_workers
 from api.events import EventHub
 from api.settings import MAX_WORKERS, Settings
 from care.enums import Role
@@ -429,3 +429,12 @@ def test_a_bad_worker_count_is_refused_before_anything_starts(
     assert out.returncode == 2
     assert f"argument --workers: {message}" in out.stderr
     assert not (tmp_path / "data").exists()  # no embedded database was created
+
+
+def test_serve_warns_when_the_workers_could_exhaust_the_database_connections() -> None:
+    assert connections_warning(2, 10, 100) is None
+    assert connections_warning(4, 10, 88) is None  # 4 x (2 x 10 + 2): exactly enough
+    warning = connections_warning(8, 10, 100)
+    assert warning is not None
+    assert "8 workers may open up to 176 database connections" in warning
+    assert "PostgreSQL allows 100 (max_connections)" in warning
