@@ -226,7 +226,7 @@ def wants_total(info: Info) -> bool:
             name = directive.name.value
             if name not in ("skip", "include"):
                 continue
-            value = next((a.value for a in directive.arguments if a.name.value == "if"), None)
+            value = next((a.value for a in directive.arguments or () if a.name.value == "if"), None)
             if value is not None and condition(value) == (name == "skip"):
                 return False
         return True
