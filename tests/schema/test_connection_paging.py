@@ -428,3 +428,30 @@ def test_last_costs_like_first() -> None:
 
     assert cost("last: 100") == cost("first: 100")
     assert cost("last: 3") == cost("first: 3") != cost("first: 100")
+
+
+async def test_a_clusters_people_page_backwards_and_forwards_alike(api: Api, rota: Rota) -> None:
+    """Cluster.serviceUsers reuses its statement per shape: paging one way never reruns the
+    statement of the other."""
+    query = """query($first: Int, $last: Int, $after: String, $before: String) {
+      clusters(first: 1) { nodes { serviceUsers(first: $first, last: $last, after: $after,
+        before: $before) { edges { cursor node { id } } pageInfo { hasPreviousPage hasNextPage } }
+      } } }"""
+
+    async def people(**args: Any) -> dict[str, Any]:
+        data = await api.data(query, args, as_=ADMIN)
+        page: dict[str, Any] = data["clusters"]["nodes"][0]["serviceUsers"]
+        return page
+
+    every = await people(first=10)
+    ids = [e["node"]["id"] for e in every["edges"]]
+    assert len(ids) == 3
+    last = await people(last=2)
+    assert [e["node"]["id"] for e in last["edges"]] == ids[1:]
+    assert last["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False}
+    before = await people(last=2, before=last["edges"][0]["cursor"])
+    assert [e["node"]["id"] for e in before["edges"]] == ids[:1]
+    assert before["pageInfo"] == {"hasPreviousPage": False, "hasNextPage": True}
+    after = await people(first=2, after=every["edges"][0]["cursor"])
+    assert [e["node"]["id"] for e in after["edges"]] == ids[1:]
+    assert after["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False}
