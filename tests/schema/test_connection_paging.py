@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from graphql import parse
+from graphql import GraphQLObjectType, get_named_type, parse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -455,3 +455,21 @@ async def test_a_clusters_people_page_backwards_and_forwards_alike(api: Api, rot
     after = await people(first=2, after=every["edges"][0]["cursor"])
     assert [e["node"]["id"] for e in after["edges"]] == ids[1:]
     assert after["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False}
+
+
+def test_every_connection_pages_both_ways() -> None:
+    schema = create_schema()._schema
+    connections = {
+        f"{name}.{field_name}": field
+        for name, t in schema.type_map.items()
+        if isinstance(t, GraphQLObjectType) and not name.startswith("__")
+        for field_name, field in t.fields.items()
+        if get_named_type(field.type).name.endswith("Connection")
+    }
+    assert len(connections) >= 17
+    missing = {
+        name
+        for name, field in connections.items()
+        if not {"first", "after", "last", "before"} <= field.args.keys()
+    }
+    assert missing == set()
