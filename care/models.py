@@ -171,6 +171,8 @@ class Member(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        # `members(orderBy: NAME_ASC | NAME_DESC)`: keyset pages by name, id (migration 0021).
+        Index("ix_member_name_id", "name", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -524,6 +526,8 @@ class Visit(Base):
             text("lower(during)"),
             postgresql_where=text("status = 'NEEDS_COVER'"),
         ),
+        # `visits` pages by start, id, either way (`orderBy`; migration 0021).
+        Index("ix_visit_start_id", text("lower(during)"), "id"),
         # A PA's active visits by time, read per candidate (migration 0003).
         Index(
             "ix_visit_pa_active_during",
@@ -682,7 +686,9 @@ class CoverRequest(Base):
             postgresql_where=text("status = 'OPEN'"),
         ),
         Index("ix_cover_request_status_opened", "status", "opened_at"),
-        Index("ix_cover_request_opened_at", "opened_at"),
+        # The market report's requests opened in a period, and `coverRequests(orderBy:
+        # OPENED_ASC | OPENED_DESC)` pages by opened_at, id (migration 0021).
+        Index("ix_cover_request_opened_at_id", "opened_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

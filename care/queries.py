@@ -185,6 +185,7 @@ def members(
     membership_class: str | None = None,
     active: bool | None = None,
     name_contains: str | None = None,
+    order: str = "ID_ASC",
 ) -> Select:
     stmt = _member_select(viewer)
     if membership_class is not None:
@@ -193,7 +194,19 @@ def members(
         stmt = stmt.where(Member.active == active)
     if name_contains:
         stmt = stmt.where(Member.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\"))
-    return page(stmt, [Member.id], request)
+    keys, descending = MEMBER_ORDERS[order]
+    return page(stmt, keys, request, descending=descending)
+
+
+# The orders a root list offers, by the names of their GraphQL enum values: the sort keys
+# (typed, so a cursor's keys can be checked against them; the last one unique) and whether
+# they run downwards. The first is the list's default. Each has an index (models).
+Order = tuple[tuple[Any, ...], bool]
+MEMBER_ORDERS: dict[str, Order] = {
+    "ID_ASC": ((Member.id,), False),
+    "NAME_ASC": ((Member.name, Member.id), False),
+    "NAME_DESC": ((Member.name, Member.id), True),
+}
 
 
 def _escape_like(text: str) -> str:
@@ -211,7 +224,7 @@ def cluster_service_users(
         )
         return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
 
-    key = ("cluster_service_users", policy.shape(viewer), request.after is not None)
+    key = ("cluster_service_users", policy.shape(viewer), request.shape)
     return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
 
 
@@ -226,7 +239,7 @@ def cluster_personal_assistants(
         )
         return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
 
-    key = ("cluster_personal_assistants", policy.shape(viewer), request.after is not None)
+    key = ("cluster_personal_assistants", policy.shape(viewer), request.shape)
     return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
 
 
@@ -472,6 +485,10 @@ def _visit_filters(
 
 # Typed, so a cursor's keys can be checked against them (paging.InvalidCursor).
 VISIT_SORT = (func.lower(Visit.during, type_=DateTime(timezone=True)), Visit.id)
+VISIT_ORDERS: dict[str, Order] = {
+    "START_ASC": (VISIT_SORT, False),
+    "START_DESC": (VISIT_SORT, True),
+}
 
 
 def visits(
@@ -484,6 +501,7 @@ def visits(
     cluster_id: int | None = None,
     pa_id: int | None = None,
     service_user_id: int | None = None,
+    order: str = "START_ASC",
 ) -> Select:
     stmt = _visit_filters(
         _visit_select(viewer),
@@ -494,7 +512,8 @@ def visits(
         pa_id=pa_id,
         service_user_id=service_user_id,
     )
-    return page(stmt, VISIT_SORT, request)
+    keys, descending = VISIT_ORDERS[order]
+    return page(stmt, keys, request, descending=descending)
 
 
 def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -533,7 +552,7 @@ def visits_of(
         "visits_of",
         owner,
         policy.shape(viewer),
-        request.after is not None,
+        request.shape,
         ranged,
         bool(statuses),
     )
@@ -744,8 +763,9 @@ def cover_requests(
     cluster_id: int | None = None,
     statuses: Sequence[str] | None = None,
     visit_starts_from: dt.datetime | None = None,
+    order: str = "VISIT_START_ASC",
 ) -> Select:
-    """Cover requests by the time of their visit, soonest first."""
+    """Cover requests by the time of their visit, soonest first, or in `order`."""
     stmt = _cover_request_select(viewer)
     if cluster_id is not None:
         stmt = stmt.where(
@@ -759,9 +779,19 @@ def cover_requests(
         stmt = stmt.where(CoverRequest.status.in_(statuses))
     if visit_starts_from is not None:
         stmt = stmt.where(func.lower(Visit.during) >= visit_starts_from)
-    return page(
-        stmt, (func.lower(Visit.during, type_=DateTime(timezone=True)), CoverRequest.id), request
-    )
+    keys, descending = COVER_REQUEST_ORDERS[order]
+    return page(stmt, keys, request, descending=descending)
+
+
+_OPENED = (CoverRequest.opened_at, CoverRequest.id)
+COVER_REQUEST_ORDERS: dict[str, Order] = {
+    "VISIT_START_ASC": (
+        (func.lower(Visit.during, type_=DateTime(timezone=True)), CoverRequest.id),
+        False,
+    ),
+    "OPENED_ASC": (_OPENED, False),
+    "OPENED_DESC": (_OPENED, True),
+}
 
 
 def cover_requests_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
