@@ -499,12 +499,22 @@ class AvailabilityFeed(Base):
     )
 
 
+# The longest a visit may last (migration 0022 checks it; services refuse longer ones).
+MAX_VISIT_HOURS = 24
+MAX_VISIT_LENGTH = dt.timedelta(hours=MAX_VISIT_HOURS)
+
+
 class Visit(Base):
     __tablename__ = "visit"
     __table_args__ = (
         valid_range_check("during"),
         enum_check("status", VisitStatus),
         CheckConstraint("status <> 'NEEDS_COVER' OR pa_id IS NULL", name="needs_cover_unassigned"),
+        # Queries rely on it: a visit under way at T began after T - MAX_VISIT_LENGTH.
+        CheckConstraint(
+            f"upper(during) - lower(during) <= interval '{MAX_VISIT_HOURS} hours'",
+            name="within_a_day",
+        ),
         CheckConstraint(
             "(confirmed_at IS NULL) = (confirmed_by_id IS NULL)", name="confirmation_complete"
         ),
