@@ -142,8 +142,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _tabs(examples: list[Example]) -> list[dict[str, str]]:
-    today = dt.date.today()
+def _tabs(examples: list[Example], today: dt.date) -> list[dict[str, str]]:
     tabs = [{"query": WELCOME}]
     for e in examples:
         tab = {"query": f"# {e.title}\n{e.query}"}
@@ -178,9 +177,21 @@ class GraphiQLPage:
             str(path.relative_to(HERE.parent)) for path in self.files.values() if not path.is_file()
         ]
         self.digests = {} if self.missing else {n: _digest(p) for n, p in self.files.items()}
-        self.tabs = _tabs(load_examples())
-        if trusted_only:
-            self.tabs[0]["query"] = TRUSTED_ONLY_NOTE + self.tabs[0]["query"]
+        self.examples = load_examples()
+        self.trusted_only = trusted_only
+        self._tabs_of: tuple[dt.date, list[dict[str, str]]] | None = None
+
+    def tabs(self, today: dt.date | None = None) -> list[dict[str, str]]:
+        """The welcome and the examples, their dates relative to today: worked out again
+        when the day changes, so a server that runs for weeks keeps offering examples
+        that find the demo's rota."""
+        today = today or dt.date.today()
+        if self._tabs_of is None or self._tabs_of[0] != today:
+            tabs = _tabs(self.examples, today)
+            if self.trusted_only:
+                tabs[0]["query"] = TRUSTED_ONLY_NOTE + tabs[0]["query"]
+            self._tabs_of = (today, tabs)
+        return self._tabs_of[1]
 
     def url(self, name: str) -> str:
         return f"/static/graphiql/{self.digests[name]}/{name}"
@@ -188,7 +199,7 @@ class GraphiQLPage:
     def render(self) -> HTMLResponse:
         if self.missing:
             return _missing_page(self.missing)
-        config = json.dumps({"url": self.graphql_path, "tabs": self.tabs})
+        config = json.dumps({"url": self.graphql_path, "tabs": self.tabs()})
         config = config.replace("<", "\\u003c")  # no "</script>" can end the block
         scripts = "".join(
             f'<script src="{self.url(n)}"></script>\n'

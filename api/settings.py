@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from federation.addresses import Network, parse_networks
 
+# The most worker processes `coopnet serve` starts: each holds its own database pool.
+MAX_WORKERS = 64
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -41,7 +44,11 @@ class Settings(BaseSettings):
     max_query_cost: int = 5000
     max_page_size: int = 100
     max_body_bytes: int = 1_000_000  # a larger request body is refused with HTTP 413
+    # Connections each server process may hold (the pool, as many again in overflow).
     db_pool_size: int = 10
+    # Worker processes of `coopnet serve` (`--workers` overrides); unset: one per CPU core
+    # available to the process, or 1 with `--dev`.
+    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
 
     # Database timeouts (each ends in a coded error, not a hung request): see api/db.py.
     db_statement_timeout_ms: int = 5000

@@ -90,8 +90,9 @@ from care.enums import (
     Role,
 )
 from care.errors import forbidden, not_found
-from care.geography import EARTH_RADIUS_KM, distance_km, district_centroid
+from care.geography import distance_km, district_centroid, great_circle_km
 from care.models import (
+    MAX_VISIT_LENGTH,
     Absence,
     AvailabilityWindow,
     ClusterPa,
@@ -111,7 +112,6 @@ from care.models import (
     Visit,
 )
 from care.services.access import MANAGERS
-from care.services.visits import MAX_VISIT_LENGTH
 from care.viewer import Viewer
 
 log = logging.getLogger("coopnet.candidates")
@@ -411,14 +411,9 @@ def _target(visit_id: Any) -> Any:
 
 
 def _distance_km(t: Any, pa: Any) -> ColumnElement[float]:
-    """Great-circle distance (haversine) from the PA's home to the person; NULL if either
-    location is unknown."""
-    half_dlat = func.radians(pa.latitude - t.c.latitude) * _k(0.5)
-    half_dlon = func.radians(pa.longitude - t.c.longitude) * _k(0.5)
-    a = func.power(func.sin(half_dlat), _k(2)) + func.cos(func.radians(t.c.latitude)) * func.cos(
-        func.radians(pa.latitude)
-    ) * func.power(func.sin(half_dlon), _k(2))
-    return _f(_k(2 * EARTH_RADIUS_KM) * func.asin(func.sqrt(a)))
+    """Great-circle distance from the PA's home to the person; NULL if either location is
+    unknown."""
+    return great_circle_km(t.c.latitude, t.c.longitude, pa.latitude, pa.longitude)
 
 
 def _active(visit: Any = Visit) -> ColumnElement[bool]:

@@ -58,13 +58,30 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, String, bindparam, exists, false, select, text
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    exists,
+    false,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care import policy
 from care.enums import PartnershipStatus, Role
-from care.geography import EARTH_RADIUS_KM, all_centroids
+from care.geography import (
+    EARTH_RADIUS_KM,
+    all_centroids,
+    as_sql_text,
+    great_circle_km,
+    postcode_district_sql,
+)
 from care.models import LocalAuthority, PartnerCluster, Partnership
 from care.viewer import Viewer
 
@@ -76,24 +93,16 @@ KM_PER_DEGREE_LATITUDE = EARTH_RADIUS_KM * math.pi / 180
 
 
 def _km(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
-    """Haversine distance in km between two points, as SQL (care/geography.py's formula)."""
-    return (
-        f"(2 * {EARTH_RADIUS_KM} * asin(sqrt(least(1.0,"
-        f" sin(radians({lat2} - {lat1}) / 2) ^ 2"
-        f" + cos(radians({lat1})) * cos(radians({lat2}))"
-        f" * sin(radians({lon2} - {lon1}) / 2) ^ 2))))"
-    )
+    """care.geography's great-circle distance in km, as SQL text over these columns."""
+    return as_sql_text(great_circle_km(*map(literal_column, (lat1, lon1, lat2, lon2))))
 
 
 def _hours(range_sql: str) -> str:
     return f"(extract(epoch FROM upper({range_sql}) - lower({range_sql})) / 3600.0)"
 
 
-# A postcode's district, as care.geography.postcode_district reads a well-formed one.
-_DISTRICT_OF_POSTCODE = (
-    "substring(upper(replace(m.postcode, ' ', '')) "
-    "FROM '^([A-Z]{1,2}[0-9][0-9A-Z]?)[0-9][A-Z]{2}$')"
-)
+# A PA's postcode district, as care.geography.postcode_district reads it.
+_DISTRICT_OF_POSTCODE = as_sql_text(postcode_district_sql(literal_column("m.postcode")))
 
 _OPPORTUNITIES = f"""
 WITH centroid AS (

@@ -14,8 +14,13 @@ import math
 import re
 from functools import cache
 from importlib import resources
+from typing import Any
 
-EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG); also used by the SQL in care/candidates.py
+from sqlalchemy import Float, case, cast, func, literal
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG), in Python and in the SQL below
 CENTROIDS_FILE = "postcode_districts.csv"
 
 # Outward code: area (1-2 letters), district number (1-2 digits) or digit + letter
@@ -73,7 +78,7 @@ def district_centroid(district: str) -> tuple[float, float] | None:
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle (haversine) distance in km between two (latitude, longitude) points.
 
-    The same formula as the SQL distance in care/candidates.py, so partner PAs (measured
+    The same formula as `great_circle_km` (SQL), so partner PAs (measured
     from district centroids) and our own PAs (from their homes) rank on one scale.
     """
     lat1, lon1 = map(math.radians, a)
@@ -83,3 +88,48 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, h)))
+
+
+# --- the same rules in SQL -------------------------------------------------------------
+
+
+def _inline(value: float) -> ColumnElement[float]:
+    """A constant rendered into the statement (not a bind parameter)."""
+    return literal(value, Float, literal_execute=True)
+
+
+def great_circle_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> ColumnElement[float]:
+    """`distance_km` in SQL: the haversine distance in km between two points given in
+    degrees; NULL when any coordinate is NULL. Clamped against rounding near antipodes
+    with CASE, not least(), which would ignore a NULL and turn an unknown place into
+    20,015 km."""
+    half_dlat = func.radians(lat2 - lat1) / _inline(2.0)
+    half_dlon = func.radians(lon2 - lon1) / _inline(2.0)
+    h = func.power(func.sin(half_dlat), _inline(2.0)) + func.cos(func.radians(lat1)) * func.cos(
+        func.radians(lat2)
+    ) * func.power(func.sin(half_dlon), _inline(2.0))
+    clamped = case((h > _inline(1.0), _inline(1.0)), else_=h)
+    return cast(_inline(2 * EARTH_RADIUS_KM) * func.asin(func.sqrt(clamped)), Float)
+
+
+# `postcode_district`'s reading in SQL: one run of spaces may separate the outward code from
+# the inward one, and surrounding spaces are ignored.
+_FULL_POSTCODE_SQL = rf"^\s*({_OUTWARD})\s*[0-9][A-Z]{{2}}\s*$"
+_BARE_DISTRICT_SQL = rf"^\s*({_OUTWARD})\s*$"
+
+
+def postcode_district_sql(postcode: Any) -> ColumnElement[str]:
+    """`postcode_district` in SQL: the district of a postcode or district in any case;
+    NULL for NULL and for anything that is neither."""
+    upper = func.upper(postcode)
+    return func.coalesce(
+        func.substring(upper, _FULL_POSTCODE_SQL), func.substring(upper, _BARE_DISTRICT_SQL)
+    )
+
+
+def as_sql_text(expression: ColumnElement[Any]) -> str:
+    """An expression of this module as SQL text, for statements written as text
+    (care/expansion.py); its columns given with `literal_column`."""
+    return str(
+        expression.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    )

@@ -173,6 +173,8 @@ class Member(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        # `members(orderBy: NAME_ASC | NAME_DESC)`: keyset pages by name, id (migration 0021).
+        Index("ix_member_name_id", "name", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -499,12 +501,22 @@ class AvailabilityFeed(Base):
     )
 
 
+# The longest a visit may last (migration 0022 checks it; services refuse longer ones).
+MAX_VISIT_HOURS = 24
+MAX_VISIT_LENGTH = dt.timedelta(hours=MAX_VISIT_HOURS)
+
+
 class Visit(Base):
     __tablename__ = "visit"
     __table_args__ = (
         valid_range_check("during"),
         enum_check("status", VisitStatus),
         CheckConstraint("status <> 'NEEDS_COVER' OR pa_id IS NULL", name="needs_cover_unassigned"),
+        # Queries rely on it: a visit under way at T began after T - MAX_VISIT_LENGTH.
+        CheckConstraint(
+            f"upper(during) - lower(during) <= interval '{MAX_VISIT_HOURS} hours'",
+            name="within_a_day",
+        ),
         CheckConstraint(
             "(confirmed_at IS NULL) = (confirmed_by_id IS NULL)", name="confirmation_complete"
         ),
@@ -526,6 +538,8 @@ class Visit(Base):
             text("lower(during)"),
             postgresql_where=text("status = 'NEEDS_COVER'"),
         ),
+        # `visits` pages by start, id, either way (`orderBy`; migration 0021).
+        Index("ix_visit_start_id", text("lower(during)"), "id"),
         # A PA's active visits by time, read per candidate (migration 0003).
         Index(
             "ix_visit_pa_active_during",
@@ -684,7 +698,9 @@ class CoverRequest(Base):
             postgresql_where=text("status = 'OPEN'"),
         ),
         Index("ix_cover_request_status_opened", "status", "opened_at"),
-        Index("ix_cover_request_opened_at", "opened_at"),
+        # The market report's requests opened in a period, and `coverRequests(orderBy:
+        # OPENED_ASC | OPENED_DESC)` pages by opened_at, id (migration 0021).
+        Index("ix_cover_request_opened_at_id", "opened_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

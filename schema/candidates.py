@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -237,13 +237,14 @@ ExclusionRule = strawberry.enum(  # type: ignore[call-overload]
 )
 
 
-@strawberry.type(
-    description="One of this co-op's PAs who is not a candidate for the visit, and every "
-    "hard rule they fail."
+@strawberry.interface(
+    description="A PA the cover rules set aside for a visit, with the hard rules they fail "
+    '(docs/cover.md, "Hard rules").'
 )
-class ExcludedCandidate:
+class RuledOutPa:
     rules: list[ExclusionRule] = strawberry.field(  # type: ignore[valid-type]
-        description="The rules the PA fails, at least one, in the order of the rules."
+        description="The hard rules the PA fails, in the order of the rules; empty when "
+        "the PA was set aside for another reason (see SkippedPa.reason)."
     )
     missing_skills: list[str] = strawberry.field(
         description="The person's needs the PA has no skill for (MISSING_SKILL)."
@@ -254,6 +255,22 @@ class ExcludedCandidate:
     )
     pa_id: strawberry.Private[int]
 
+
+def ruled_out_fields(e: Exclusion | None, pa_id: int) -> dict[str, Any]:
+    """The `RuledOutPa` fields of an exclusion (none: no rule failed)."""
+    return {
+        "rules": [ExclusionRule(r) for r in e.rules] if e else [],
+        "missing_skills": list(e.missing_skills) if e else [],
+        "expired_skills": list(e.expired_skills) if e else [],
+        "pa_id": pa_id,
+    }
+
+
+@strawberry.type(
+    description="One of this co-op's PAs who is not a candidate for the visit, and every "
+    "hard rule they fail (at least one)."
+)
+class ExcludedCandidate(RuledOutPa):
     @strawberry.field(description="The PA.")
     async def pa(self, info: Info) -> PersonalAssistant:
         member = await load_member(info, self.pa_id)
@@ -264,12 +281,7 @@ class ExcludedCandidate:
 
 
 def excluded_candidate(e: Exclusion) -> ExcludedCandidate:
-    return ExcludedCandidate(
-        rules=[ExclusionRule(r) for r in e.rules],
-        missing_skills=list(e.missing_skills),
-        expired_skills=list(e.expired_skills),
-        pa_id=e.pa_id,
-    )
+    return ExcludedCandidate(**ruled_out_fields(e, e.pa_id))
 
 
 @strawberry.type(description="How many PAs a rule ruled out.")

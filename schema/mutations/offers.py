@@ -15,7 +15,7 @@ from care.services import offers as service
 from care.services.offers import OfferResult, OfferTarget, SkippedPa
 from care.viewer import Viewer
 from federation import exchange
-from schema.candidates import ExclusionRule, ExclusionRuleCount, rule_counts
+from schema.candidates import ExclusionRuleCount, RuledOutPa, rule_counts, ruled_out_fields
 from schema.context import Info
 from schema.errors import COVER, CoverError
 from schema.mutations.base import (
@@ -81,21 +81,10 @@ SkipReason = strawberry.enum(  # type: ignore[call-overload]
     name="SkippedPa",
     description="A PA of the cluster or pool offered to who got no offer, and why.",
 )
-class SkippedPaType:
+class SkippedPaType(RuledOutPa):
     reason: SkipReason = strawberry.field(  # type: ignore[valid-type]
         description="Why the PA got no offer."
     )
-    rules: list[ExclusionRule] = strawberry.field(  # type: ignore[valid-type]
-        description="For NOT_A_CANDIDATE: the hard rules the PA fails; empty otherwise."
-    )
-    missing_skills: list[str] = strawberry.field(
-        description="The person's needs the PA has no skill for (MISSING_SKILL)."
-    )
-    expired_skills: list[str] = strawberry.field(
-        description="The person's needs whose skill the PA holds but lapsed before the "
-        "visit's date (EXPIRED_SKILL)."
-    )
-    pa_id: strawberry.Private[int]
 
     @strawberry.field(description="The PA; null if the caller may not see them.")
     async def pa(self, info: Info) -> PersonalAssistant | None:
@@ -104,14 +93,7 @@ class SkippedPaType:
 
 
 def _skipped(p: SkippedPa) -> SkippedPaType:
-    e = p.exclusion
-    return SkippedPaType(
-        reason=SkipReason(p.reason),
-        rules=[ExclusionRule(r) for r in e.rules] if e else [],
-        missing_skills=list(e.missing_skills) if e else [],
-        expired_skills=list(e.expired_skills) if e else [],
-        pa_id=p.pa_id,
-    )
+    return SkippedPaType(reason=SkipReason(p.reason), **ruled_out_fields(p.exclusion, p.pa_id))
 
 
 @strawberry.type(description="The result of offering cover.")

@@ -5,11 +5,9 @@ blocked, an editor that renders and runs queries."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -21,14 +19,11 @@ import websockets
 from graphql import build_schema, parse, validate
 
 from api import graphiql_page
-from api.graphiql_page import WELCOME, GraphiQLPage, load_examples
+from api.graphiql_page import WELCOME, GraphiQLPage, fill_dates, load_examples
 from care.enums import Role
+from tests.api.chromium import chromium, needs_chromium
 from tests.conftest import ROOT
 from tests.federation.instances import Instance, free_port, prepare
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# CI sets this: there the browser test must run, never skip.
-REQUIRED = os.environ.get("COOPNET_REQUIRE_BROWSER") == "1"
 
 
 def _urls(page: str) -> list[str]:
@@ -95,14 +90,22 @@ def test_the_examples_are_the_readmes_and_valid_against_the_schema() -> None:
     assert validate(schema, parse(WELCOME)) == []
     # The page's tabs: the welcome, then each example under its title.
     page = GraphiQLPage()
-    assert page.tabs[0]["query"] == WELCOME
-    assert [t["query"].splitlines()[0] for t in page.tabs[1:]] == [f"# {e.title}" for e in examples]
+    tabs = page.tabs()
+    assert tabs[0]["query"] == WELCOME
+    assert [t["query"].splitlines()[0] for t in tabs[1:]] == [f"# {e.title}" for e in examples]
     # The relative days are filled in: no "TODAY+7" or "DATE-365" reaches the page.
-    filled = json.dumps([t.get("variables") for t in page.tabs])
+    filled = json.dumps([t.get("variables") for t in tabs])
     assert "TODAY" not in filled and '"DATE' not in filled
-    assert sum("variables" in t for t in page.tabs) >= 4
+    assert sum("variables" in t for t in tabs) >= 4
+    # The same page a day later offers that day's dates (a server runs for weeks).
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    later = page.tabs(tomorrow)
+    for example, tab in zip(examples, later[1:], strict=True):
+        if example.variables:
+            assert json.loads(tab["variables"]) == fill_dates(example.variables, tomorrow)
+    assert json.dumps([t.get("variables") for t in later]) != filled
     # With TRUSTED_DOCUMENTS_ONLY the welcome says first that nothing typed here runs.
-    trusted = GraphiQLPage(trusted_only=True).tabs[0]["query"]
+    trusted = GraphiQLPage(trusted_only=True).tabs()[0]["query"]
     assert trusted.startswith("# Trusted-documents mode is on") and trusted.endswith(WELCOME)
     assert validate(schema, parse(trusted)) == []
 
@@ -184,25 +187,10 @@ class Browser:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if CHROMIUM is None:
-        pytest.fail("COOPNET_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
     port = free_port()
-    # Chromium's helper processes may still write to the profile as it exits.
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+    with chromium("graphiql-") as command:
         process = await asyncio.create_subprocess_exec(
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            # No internet: only loopback resolves (and no proxy could reach out).
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--no-proxy-server",
-            f"--user-data-dir={profile}",
+            *command,
             f"--remote-debugging-port={port}",
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
@@ -235,10 +223,7 @@ HEADERS_PANE = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"
 RESPONSE = "document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()"
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None and not REQUIRED,
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
+@needs_chromium
 async def test_graphiql_runs_queries_in_chromium_without_internet(
     served: Instance, browser: Browser
 ) -> None:

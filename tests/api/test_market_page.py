@@ -4,11 +4,8 @@ headless Chromium (Debian's package), charts that render with the API's figures.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from html import escape
 from pathlib import Path
@@ -19,12 +16,10 @@ import pytest
 from sqlalchemy import text
 
 from care.enums import Role
+from tests.api.chromium import chromium, needs_chromium
 from tests.factories import BARNET, ENFIELD, Build, at
 from tests.federation.instances import Instance, prepare
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# CI sets this: there the browser test must run, never skip.
-REQUIRED = os.environ.get("COOPNET_REQUIRE_BROWSER") == "1"
 FORM = {"from": "2026-01-01", "to": "2026-12-31", "granularity": "MONTH"}
 
 
@@ -109,21 +104,10 @@ def _dom_after_posting(instance: Instance, fields: dict[str, str], tmp: Path) ->
         f'<form id="f" method="post" action="{instance.base_url}/market">{inputs}</form>'
         "<script>document.getElementById('f').submit()</script>"
     )
-    assert CHROMIUM is not None
-    # Chromium's helper processes may still write to the profile as it exits.
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+    with chromium("market-") as command:
         out = subprocess.run(
             [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
+                *command,
                 "--virtual-time-budget=15000",
                 "--dump-dom",
                 start.as_uri(),
@@ -136,9 +120,7 @@ def _dom_after_posting(instance: Instance, fields: dict[str, str], tmp: Path) ->
     return out.stdout
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+@needs_chromium
 async def test_the_charts_render_in_chromium_with_the_figures_of_the_api(
     served: Instance, tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
+from sqlalchemy import literal, null, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from care import demo
 from care.data.build_postcode_districts import grid_to_osgb36, grid_to_wgs84
@@ -16,7 +18,9 @@ from care.geography import (
     EARTH_RADIUS_KM,
     distance_km,
     district_centroid,
+    great_circle_km,
     postcode_district,
+    postcode_district_sql,
 )
 
 TABLE = Path(demo.__file__).with_name("data") / CENTROIDS_FILE
@@ -176,3 +180,35 @@ def test_the_datum_shift_lands_a_postcode_where_the_ons_puts_it() -> None:
     # position for it (51.539424, -0.117931); the Helmert transform is good to metres.
     lat, lon = grid_to_wgs84(530626, 183961)
     assert distance_km((lat, lon), (51.539424, -0.117931)) < 0.01
+
+
+async def test_the_sql_distance_and_district_agree_with_python(db: AsyncSession) -> None:
+    """One formula in two languages: the SQL the candidate search, offers and expansion use
+    gives Python's figures, NULL for an unknown place (never a clamp's 20,015 km), and no
+    error at antipodes, where rounding pushes the haversine term past 1."""
+    pairs = [
+        (TALLY_HO_CORNER, SHEFFIELD_TOWN_HALL),
+        (TALLY_HO_CORNER, TALLY_HO_CORNER),
+        ((0.0, 0.0), (0.0, 180.0)),
+        ((51.5, -0.1), (-51.5, 179.9)),
+    ]
+    for a, b in pairs:
+        km = (await db.execute(select(great_circle_km(*a, *b)))).scalar_one()
+        assert km == pytest.approx(distance_km(a, b), abs=1e-6), (a, b)
+    unknown = (await db.execute(select(great_circle_km(null(), 0.0, 51.5, -0.1)))).scalar_one()
+    assert unknown is None
+
+    samples = [
+        "N12 8QB",
+        "n128qb",
+        " n12 ",
+        "EC1A 1BB",
+        "W1A",
+        "N1 2",
+        "N1 28QB",
+        "junk",
+        "SW1A1AAX",
+    ]
+    for value in samples:
+        sql = (await db.execute(select(postcode_district_sql(literal(value))))).scalar_one()
+        assert sql == postcode_district(value), value
