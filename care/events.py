@@ -2,7 +2,7 @@
 
 Services describe their changes as `CoverEvent`, `PartnershipEvent` and `ExchangeEvent`
 and `publish` them inside their transaction. `publish_all` stores them in `live_event`
-(migration 0020), one row per subject the change touched: a cover request (followed by
+(migration 0023), one row per subject the change touched: a cover request (followed by
 cluster), a cover offer (followed by its PA), a partnership, a cover exchange. So an
 event exists exactly when its change committed, and one change is one event per subject
 however many times the transaction mentions it (two offers on one request, a fill that

@@ -818,7 +818,7 @@ LIVE_EVENT_KIND_VALID = (
 
 
 class LiveEvent(Base):
-    """A change subscribers hear of (migration 0020; care/events.py). Written by
+    """A change subscribers hear of (migration 0023; care/events.py). Written by
     `publish_all` in the changing transaction, so it exists exactly when the change
     committed; one row per subject and transaction (later mentions update it). A deferred
     trigger numbers the transaction's rows at commit (`sequence`), under a transaction

@@ -1,4 +1,4 @@
-"""Live events in PostgreSQL (care/events.py, migration 0020): one per subject and
+"""Live events in PostgreSQL (care/events.py, migration 0023): one per subject and
 transaction, numbered in commit order, pruned as whole prefixes."""
 
 from __future__ import annotations

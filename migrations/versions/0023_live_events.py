@@ -9,8 +9,8 @@ is commit order, then NOTIFYs the last number on `coopnet_events`. Readers (the 
 of each process, and subscribers resuming `after` a sequence) read rows by sequence.
 Rows older than LIVE_EVENT_RETENTION_HOURS are pruned by the hub.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-11-28 16:00:00
 """
 
@@ -18,17 +18,18 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0019"
+revision: str = "0023"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Runs at commit, once per row of the transaction: the first run numbers every row of the
 # transaction, the others find their row numbered (a row a later trigger inserts at
-# commit, see CHECK_FUNCTION, is numbered by its own run). The advisory lock is held until the commit
-# has completed (and its rows are visible), so the next transaction takes numbers only
-# after: a reader never sees N without every committed event below N. The sequence is
-# only ever advanced here, under the lock, so one nextval and a setval reserve a block.
+# commit, see CHECK_FUNCTION, is numbered by its own run). The advisory lock is held until
+# the commit has completed (and its rows are visible), so the next transaction takes
+# numbers only after: a reader never sees N without every committed event below N. The
+# sequence is only ever advanced here, under the lock, so one nextval and a setval
+# reserve a block.
 NUMBER_AT_COMMIT = """
 CREATE FUNCTION live_event_number() RETURNS trigger
 LANGUAGE plpgsql AS $$
