@@ -39,5 +39,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=2).status != 200)"]
 ENTRYPOINT ["coopnet-entrypoint"]
 # `coopnet serve` applies migrations, then runs uvicorn trusting X-Forwarded-* from
-# FORWARDED_ALLOW_IPS; SIGTERM (docker stop) shuts it down gracefully.
+# FORWARDED_ALLOW_IPS, one worker process per CPU the container may use (WORKERS to set
+# another number); SIGTERM (docker stop) shuts it down gracefully.
 CMD ["coopnet", "serve"]

@@ -374,6 +374,8 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
             database_url,
             queue_size=settings.event_queue_size,
             keepalive_seconds=settings.event_keepalive_seconds,
+            retention_hours=settings.live_event_retention_hours,
+            prune_seconds=settings.live_event_prune_seconds,
         )
         app.state.events = events
         await events.start()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import math
+import os
 import re
 import signal
 import sys
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from api.settings import Settings, get_settings
+from api.settings import MAX_WORKERS, Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time: `coopnet token issue` should start fast
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,16 +90,35 @@ async def _load_demo(session: AsyncSession) -> bool:
 class Prepared:
     demo_loaded: bool
     people: list[tuple[str, int]]  # roles and members to suggest tokens for
+    max_connections: int  # PostgreSQL's
 
 
 async def _prepare(session: AsyncSession, dev: bool) -> Prepared:
     """Before serving: the demo (with --dev), and weekly availability topped up to the
     horizon (idempotent)."""
+    from sqlalchemy import text
+
     from care.services.availability import extend_weekly_availability
 
     loaded = await _load_demo(session) if dev else False
     await extend_weekly_availability(session)
-    return Prepared(loaded, await _demo_people(session) if dev else [])
+    max_connections = int(await session.scalar(text("SHOW max_connections")) or 0)
+    return Prepared(loaded, await _demo_people(session) if dev else [], max_connections)
+
+
+def connections_warning(workers: int, pool_size: int, max_connections: int) -> str | None:
+    """Why the workers could run out of database connections, or None. Each worker may
+    hold its pool and as many again in overflow, plus its event listener and its outbox
+    worker's connection."""
+    most = workers * (2 * pool_size + 2)
+    if most <= max_connections:
+        return None
+    return (
+        f"{workers} workers may open up to {most} database connections "
+        f"({workers} x (2 x DB_POOL_SIZE {pool_size} + 2)) but PostgreSQL allows "
+        f"{max_connections} (max_connections): lower --workers or DB_POOL_SIZE, or raise "
+        "max_connections"
+    )
 
 
 async def _check_token_subject(
@@ -185,14 +207,70 @@ EXAMPLE_QUERY = """{
 }"""
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+def available_cores() -> int:
+    """CPU cores this process may use: its CPU affinity, capped by the CPU quota of its
+    cgroup (a container started with `--cpus 2` sees every core of the host)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return max(1, cores)
+
+
+def worker_count(value: str) -> int:
+    """`--workers`: a whole number from 1 to MAX_WORKERS."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_WORKERS}, not {count}")
+    return count
+
+
+def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """--workers, else WORKERS, else 1 with --dev (one process to read and debug) and one
+    per available core otherwise."""
+    if args.workers is not None:
+        return int(args.workers)
+    if settings.workers is not None:
+        return settings.workers
+    return 1 if args.dev else min(available_cores(), MAX_WORKERS)
+
+
+# `coopnet serve --workers N`: uvicorn starts each worker as a fresh process that builds
+# its own app (`worker_app`); the serving process hands it what it resolved (the settings,
+# the database URL, possibly an embedded server's, and --dev) in this variable.
+WORKER_ENV = "COOPNET_SERVE_WORKER"
+
+
+def worker_app() -> Any:
+    """The app of one worker process of `coopnet serve --workers N` (a uvicorn factory)."""
+    import orjson
 
     from api.app import create_app
     from api.logging import configure_logging
+
+    handed = orjson.loads(os.environ[WORKER_ENV])
+    settings = Settings.model_validate(handed["settings"])
+    configure_logging(settings.log_format, settings.log_level, pid=True)
+    return create_app(settings, handed["database_url"], dev=bool(handed["dev"]))
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.logging import configure_logging
     from care.enums import Role
 
-    configure_logging(settings.log_format, settings.log_level)
+    workers = serve_workers(args, settings)
+    configure_logging(settings.log_format, settings.log_level, pid=workers > 1)
     host = args.host or settings.host
     port = args.port or settings.port
     if args.dev:
@@ -211,8 +289,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 flush=True,
             )
     with database(settings) as url:
+        # Once for the instance, before any worker starts: migrations, the demo, the
+        # availability top-up, and the keys (workers would race to create them).
         _upgrade(url)
         prepared = asyncio.run(_in_session(url, lambda s: _prepare(s, args.dev)))
+        _token_service(settings)
+        _federation_identity(settings)
+        warning = connections_warning(workers, settings.db_pool_size, prepared.max_connections)
+        if warning:
+            logging.getLogger("coopnet.serve").warning(warning)
         if args.dev:
             token = _token_service(settings).issue(Role.ADMIN)
             print(
@@ -237,16 +322,36 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                     ),
                     flush=True,
                 )
-        app = create_app(settings, url, dev=args.dev)
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            forwarded_allow_ips=args.forwarded_allow_ips or settings.forwarded_allow_ips,
-            log_config=None,
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "forwarded_allow_ips": args.forwarded_allow_ips or settings.forwarded_allow_ips,
+            "log_config": None,
             **server_options(settings),
-        )
+        }
+        if workers == 1:
+            from api.app import create_app
+
+            uvicorn.run(create_app(settings, url, dev=args.dev), **options)
+        else:
+            import orjson
+
+            handed = {"settings": settings.model_dump(mode="json"), "database_url": url}
+            os.environ[WORKER_ENV] = orjson.dumps({**handed, "dev": args.dev}).decode()
+            # uvicorn's supervisor: it binds the socket, starts the workers (each runs the
+            # app's lifespan), replaces one that dies, and stops them all on SIGTERM.
+            uvicorn.run("api.cli:worker_app", factory=True, workers=workers, **options)
     return 0
+
+
+def _federation_identity(settings: Settings) -> None:
+    from federation.identity import load_or_create_identity
+
+    load_or_create_identity(
+        settings.federation_key_dir,
+        settings.federation_key_file,
+        settings.federation_previous_key_paths,
+    )
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -501,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=worker_count,
+        help=f"server processes, 1 to {MAX_WORKERS} (default: WORKERS, else 1 with --dev and "
+        "one per available CPU core otherwise)",
+    )
     serve.add_argument(
         "--forwarded-allow-ips",
         help="proxies whose X-Forwarded-* headers are trusted (default: FORWARDED_ALLOW_IPS)",

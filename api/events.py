@@ -1,16 +1,17 @@
-"""Live updates: the per-process event listener and the websocket side of subscriptions.
+"""Live updates: the per-process event reader and the websocket side of subscriptions.
 
-Services publish events (`care.events`: cover and partnership events) with `pg_notify`
-inside their transaction, so PostgreSQL delivers each one, at commit, to every connection
-that LISTENs on the channel.
-Each app process (each uvicorn worker) keeps ONE dedicated asyncpg connection for that
-(`EventHub`), started and stopped with the app, re-connected with capped exponential
-backoff if it drops. The hub fans every event out to the in-process subscribers, each with
-a bounded queue that it fills without ever waiting: a slow subscriber loses its oldest
-events (logged), it never blocks the others nor grows without limit.
-
-Events raised while the listener is re-connecting are not replayed: a client that needs
-the full picture re-reads it with a query after (re)subscribing.
+Services store events in `live_event` inside their transaction (`care.events`); at
+commit a trigger numbers them (`sequence`, in commit order) and NOTIFYs the last number.
+Each app process (each uvicorn worker) keeps ONE dedicated asyncpg connection that
+LISTENs for it (`EventHub`), started and stopped with the app, re-connected with capped
+exponential backoff if it drops. On each notification (and every `keepalive_seconds`, in
+case one was missed, and after re-connecting) the hub reads the events after the last
+one it handled, in sequence order, and hands each to the in-process subscribers that
+follow it. Each subscriber has a bounded queue that the hub fills without ever waiting:
+a subscriber that falls further behind is told it lagged (`LAGGED`) and re-reads what it
+missed from the table (schema/subscriptions.py), so it never blocks the others, never
+grows without limit, and still misses nothing. The hub also prunes events older than
+the retention (every `prune_seconds`; each process may, the DELETE is idempotent).
 
 The websocket side (graphql-transport-ws only): `connection_params` carry the bearer
 token (`authenticate_connection`), the connection is refused with close code 4403 when
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -46,35 +48,41 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 
 from api.auth import REVOKED, AuthError, TokenService
-from care.events import CHANNEL, Event, event_from_json
+from care.events import CHANNEL, LATEST_SQL, PRUNE_SQL, READ_SQL, StoredEvent
 from care.tokens import is_in_force
 from schema.context import Context
-from schema.subscriptions import LiveContext
+from schema.subscriptions import LAGGED, Lagged, LiveContext
 
 log = logging.getLogger("coopnet.events")
 
-Accept = Callable[[Event], bool]
+Accept = Callable[[StoredEvent], bool]
+READ_PAGE = 500  # events per statement when the hub catches up
 
-# --- the listener ---------------------------------------------------------------------
+# --- the reader ---------------------------------------------------------------------------
 
 
 class Subscriber:
-    """One subscription's queue of events: bounded, filled without waiting (the oldest
-    event is dropped when full), read with `async for`. Only events `accept` takes are
-    queued, so a subscriber's queue never fills with other people's events."""
+    """One subscription's queue of events: bounded, filled without waiting, read with
+    `async for`. Only events `accept` takes are queued, so a subscriber's queue never
+    fills with other people's events. When it is full, its events are dropped and the
+    next item read is `LAGGED`: the subscription re-reads from the table what it missed.
+    `start` is the sequence the hub had handled when the subscriber was added: every
+    later event is offered to it."""
 
-    def __init__(self, accept: Accept, maxsize: int, name: str) -> None:
+    def __init__(self, accept: Accept, maxsize: int, name: str, start: int) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.accept = accept
         self.maxsize = maxsize
         self.name = name
+        self.start = start
         self.dropped = 0
-        self._items: deque[Event] = deque()
+        self._items: deque[StoredEvent] = deque()
+        self._lagged = False
         self._ready = asyncio.Event()
         self._closed = False
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: StoredEvent) -> None:
         if self._closed:
             return
         try:
@@ -85,14 +93,14 @@ class Subscriber:
         if not wanted:
             return
         if len(self._items) >= self.maxsize:
-            self._items.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 100 == 0:
-                log.warning(
-                    "subscriber %s is slow: dropped %d event(s) so far, oldest first",
-                    self.name,
-                    self.dropped,
-                )
+            self.dropped += len(self._items)
+            self._items.clear()
+            self._lagged = True
+            log.info(
+                "subscriber %s fell %d event(s) behind: it re-reads them from the table",
+                self.name,
+                self.maxsize,
+            )
         self._items.append(event)
         self._ready.set()
 
@@ -108,12 +116,15 @@ class Subscriber:
     def __aiter__(self) -> Subscriber:
         return self
 
-    async def __anext__(self) -> Event:
-        while not self._items:
+    async def __anext__(self) -> StoredEvent | Lagged:
+        while not self._items and not self._lagged:
             if self._closed:
                 raise StopAsyncIteration
             self._ready.clear()
             await self._ready.wait()
+        if self._lagged:
+            self._lagged = False
+            return LAGGED
         return self._items.popleft()
 
 
@@ -124,7 +135,8 @@ def listener_dsn(database_url: str) -> str:
 
 
 class EventHub:
-    """The process's one LISTEN connection and its in-process subscribers."""
+    """The process's one LISTEN connection, reader of `live_event`, and its in-process
+    subscribers."""
 
     APPLICATION_NAME = "coopnet-events"
 
@@ -137,6 +149,8 @@ class EventHub:
         keepalive_seconds: float = 30.0,
         reconnect_min_seconds: float = 0.2,
         reconnect_max_seconds: float = 30.0,
+        retention_hours: float = 72.0,
+        prune_seconds: float = 600.0,
         connect: Callable[..., Any] = asyncpg.connect,
     ) -> None:
         self._dsn = listener_dsn(database_url)
@@ -145,12 +159,17 @@ class EventHub:
         self.keepalive_seconds = keepalive_seconds
         self.reconnect_min_seconds = reconnect_min_seconds
         self.reconnect_max_seconds = reconnect_max_seconds
+        self.retention_hours = retention_hours
+        self.prune_seconds = prune_seconds
         self._connect = connect
         self._subscribers: set[Subscriber] = set()
         self._listening = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backend_pid: int | None = None
         self._serial = 0
+        self._position: int | None = None  # the last sequence handed out
+        self._pruned_at = 0.0  # monotonic time of the last pruning
         self.connects = 0  # successful LISTENs since start (1 + re-connections)
 
     # state, for operators and tests
@@ -166,6 +185,11 @@ class EventHub:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def position(self) -> int:
+        """The sequence of the last event handed to subscribers (0 before the first read)."""
+        return self._position or 0
 
     async def start(self, wait_seconds: float = 5.0) -> None:
         """Start listening; wait (bounded) for the first LISTEN so that events committed
@@ -192,7 +216,7 @@ class EventHub:
     async def subscribe(self, accept: Accept) -> AsyncIterator[Subscriber]:
         """A subscriber for the events `accept` takes, removed when the block ends."""
         self._serial += 1
-        subscriber = Subscriber(accept, self.queue_size, f"#{self._serial}")
+        subscriber = Subscriber(accept, self.queue_size, f"#{self._serial}", self.position)
         self._subscribers.add(subscriber)
         try:
             yield subscriber
@@ -200,20 +224,44 @@ class EventHub:
             self._subscribers.discard(subscriber)
             subscriber.close()
 
-    def dispatch(self, payload: str | bytes) -> None:
-        """Hand one NOTIFY payload to every subscriber (never waits)."""
-        try:
-            event = event_from_json(payload)
-        except (ValueError, TypeError, AttributeError) as exc:
-            log.warning("ignored a malformed event on %s: %s", self.channel, exc)
-            return
-        if event is None:
-            return
+    def dispatch(self, event: StoredEvent) -> None:
+        """Hand one event to every subscriber (never waits)."""
+        if self._position is not None and event.sequence <= self._position:
+            return  # already handed out
+        self._position = event.sequence
         for subscriber in list(self._subscribers):
             subscriber.offer(event)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self.dispatch(payload)
+        try:
+            newest = int(payload)
+        except ValueError:
+            log.warning("ignored a malformed notification on %s: %.100r", self.channel, payload)
+            return
+        if newest > self.position:
+            self._wake.set()
+
+    async def _read(self, conn: Any) -> None:
+        """Hand out every event after the last one handed out, in sequence order."""
+        if self._position is None:  # first connection: start from now
+            self._position = int(await conn.fetchval(LATEST_SQL, timeout=self.keepalive_seconds))
+            return
+        while True:
+            rows = await conn.fetch(
+                READ_SQL, self._position, READ_PAGE, timeout=self.keepalive_seconds
+            )
+            for row in rows:
+                self.dispatch(StoredEvent.from_row(row))
+            if len(rows) < READ_PAGE:
+                return
+
+    async def _prune(self, conn: Any) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < self.prune_seconds:
+            return
+        self._pruned_at = now
+        status = await conn.execute(PRUNE_SQL, self.retention_hours, timeout=self.keepalive_seconds)
+        log.debug("pruned live events older than %.1f h: %s", self.retention_hours, status)
 
     async def _run(self) -> None:
         delay = self.reconnect_min_seconds
@@ -226,8 +274,14 @@ class EventHub:
                     server_settings={"application_name": self.APPLICATION_NAME},
                 )
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+
+                def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
+                    lost.set()
+                    self._wake.set()
+
+                conn.add_termination_listener(on_lost)
                 await conn.add_listener(self.channel, self._on_notify)
+                await self._read(conn)  # what was committed while not listening
                 self._backend_pid = conn.get_server_pid()
                 self.connects += 1
                 self._listening.set()
@@ -254,14 +308,17 @@ class EventHub:
             delay = min(delay * 2, self.reconnect_max_seconds)
 
     async def _watch(self, conn: Any, lost: asyncio.Event) -> None:
-        """Return when the connection is gone: closed under us (termination listener) or
-        silently dead (the periodic `SELECT 1` fails or times out)."""
+        """Read on every notification, and every `keepalive_seconds` anyway (which also
+        finds a silently dead connection: the read fails or times out). Return when the
+        connection is gone."""
         while True:
-            try:
-                await asyncio.wait_for(lost.wait(), timeout=self.keepalive_seconds)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.keepalive_seconds)
+            self._wake.clear()  # before reading: a notification during the read wakes again
+            if lost.is_set():
                 return
-            except TimeoutError:
-                await conn.fetchval("SELECT 1", timeout=self.keepalive_seconds)
+            await self._read(conn)
+            await self._prune(conn)
 
 
 # --- the websocket side -------------------------------------------------------------------

@@ -492,6 +492,8 @@ def _start(instance: Instance) -> None:
             "PUBLIC_BASE_URL": instance.base_url,
             # The three instances share this machine: they call each other on loopback.
             "FEDERATION_PRIVATE_NETWORKS": LOOPBACK,
+            # A demo: one process each, not one per core (`serve` without --dev).
+            "WORKERS": "1",
         }
     )
     with instance.log.open("ab") as out:

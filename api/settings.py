@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from federation.addresses import Network, parse_networks
 
+# The most worker processes `coopnet serve` starts: each holds its own database pool.
+MAX_WORKERS = 64
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -41,10 +44,14 @@ class Settings(BaseSettings):
     max_query_cost: int = 5000
     max_page_size: int = 100
     max_body_bytes: int = 1_000_000  # a larger request body is refused with HTTP 413
+    # Connections each server process may hold (the pool, as many again in overflow).
     db_pool_size: int = 10
     # Answer the query operations the compiler supports with one SQL statement each
     # (docs/architecture.md, "The compiled read path"); false: every field by its resolver.
     compiled_reads: bool = True
+    # Worker processes of `coopnet serve` (`--workers` overrides); unset: one per CPU core
+    # available to the process, or 1 with `--dev`.
+    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
 
     # Database timeouts (each ends in a coded error, not a hung request): see api/db.py.
     db_statement_timeout_ms: int = 5000
@@ -54,10 +61,15 @@ class Settings(BaseSettings):
     # /readyz answers within this, ready or not.
     readiness_timeout_seconds: float = 2.0
 
-    # Live updates (subscriptions): events a slow subscriber may have queued before the
-    # oldest are dropped, and how often the LISTEN connection is checked.
-    event_queue_size: int = 100
-    event_keepalive_seconds: float = 30.0
+    # Live updates (subscriptions): events a subscriber may have queued (one that falls
+    # further behind re-reads what it missed from the database), and how often the LISTEN
+    # connection is checked (and new events looked for, should a notification be lost).
+    event_queue_size: int = Field(default=100, ge=1)
+    event_keepalive_seconds: float = Field(default=30.0, gt=0)
+    # Live events are kept this long for subscribers that resume `after` a sequence; the
+    # hub of each process prunes older ones every `live_event_prune_seconds`.
+    live_event_retention_hours: float = Field(default=72.0, gt=0)
+    live_event_prune_seconds: float = Field(default=600.0, gt=0)
     # An idle subscription re-checks its token (revoked? member deactivated? expired?) this
     # often; every event re-checks it anyway.
     token_recheck_seconds: float = Field(default=60.0, gt=0)

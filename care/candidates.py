@@ -92,6 +92,7 @@ from care.enums import (
 from care.errors import forbidden, not_found
 from care.geography import distance_km, district_centroid, great_circle_km
 from care.models import (
+    MAX_VISIT_LENGTH,
     Absence,
     AvailabilityWindow,
     ClusterPa,
@@ -111,7 +112,6 @@ from care.models import (
     Visit,
 )
 from care.services.access import MANAGERS
-from care.services.visits import MAX_VISIT_LENGTH
 from care.viewer import Viewer
 
 log = logging.getLogger("coopnet.candidates")

@@ -197,3 +197,26 @@ class CareTermKind(StrEnum):
 
     NEED = "NEED"
     SKILL = "SKILL"
+
+
+class LiveSubject(StrEnum):
+    """What a stored live event (`live_event`) is about: each subscription follows one."""
+
+    COVER_REQUEST = "COVER_REQUEST"  # subscription coverRequests (by cluster)
+    COVER_OFFER = "COVER_OFFER"  # subscription myCoverOffers (by PA)
+    PARTNERSHIP = "PARTNERSHIP"  # subscription partnershipChanged
+    COVER_EXCHANGE = "COVER_EXCHANGE"  # subscription coverExchanges
+
+
+class CoverChangeKind(StrEnum):
+    """What happened to a cover request or offer (the kind of a live event about one)."""
+
+    REQUEST_OPENED = "REQUEST_OPENED"
+    REQUEST_FILLED = "REQUEST_FILLED"
+    REQUEST_RETURNED = "REQUEST_RETURNED"  # back to its original PA (an absence ended early)
+    REQUEST_CANCELLED = "REQUEST_CANCELLED"
+    OFFER_MADE = "OFFER_MADE"
+    OFFER_ACCEPTED = "OFFER_ACCEPTED"  # about an offer: the one that filled its request
+    OFFER_DECLINED = "OFFER_DECLINED"
+    OFFER_WITHDRAWN = "OFFER_WITHDRAWN"
+    OFFER_CLOSED = "OFFER_CLOSED"  # its request was filled, cancelled or returned

@@ -50,6 +50,7 @@ from care.enums import (
     ClusterStatus,
     CommitmentKind,
     CoopKind,
+    CoverChangeKind,
     CoverOfferStatus,
     CoverReason,
     CoverRequestStatus,
@@ -57,6 +58,7 @@ from care.enums import (
     ExchangeSide,
     ExchangeStatus,
     Funding,
+    LiveSubject,
     MembershipClass,
     PartnershipDirection,
     PartnershipStatus,
@@ -171,6 +173,8 @@ class Member(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        # `members(orderBy: NAME_ASC | NAME_DESC)`: keyset pages by name, id (migration 0021).
+        Index("ix_member_name_id", "name", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -497,12 +501,22 @@ class AvailabilityFeed(Base):
     )
 
 
+# The longest a visit may last (migration 0022 checks it; services refuse longer ones).
+MAX_VISIT_HOURS = 24
+MAX_VISIT_LENGTH = dt.timedelta(hours=MAX_VISIT_HOURS)
+
+
 class Visit(Base):
     __tablename__ = "visit"
     __table_args__ = (
         valid_range_check("during"),
         enum_check("status", VisitStatus),
         CheckConstraint("status <> 'NEEDS_COVER' OR pa_id IS NULL", name="needs_cover_unassigned"),
+        # Queries rely on it: a visit under way at T began after T - MAX_VISIT_LENGTH.
+        CheckConstraint(
+            f"upper(during) - lower(during) <= interval '{MAX_VISIT_HOURS} hours'",
+            name="within_a_day",
+        ),
         CheckConstraint(
             "(confirmed_at IS NULL) = (confirmed_by_id IS NULL)", name="confirmation_complete"
         ),
@@ -524,6 +538,8 @@ class Visit(Base):
             text("lower(during)"),
             postgresql_where=text("status = 'NEEDS_COVER'"),
         ),
+        # `visits` pages by start, id, either way (`orderBy`; migration 0021).
+        Index("ix_visit_start_id", text("lower(during)"), "id"),
         # A PA's active visits by time, read per candidate (migration 0003).
         Index(
             "ix_visit_pa_active_during",
@@ -682,7 +698,9 @@ class CoverRequest(Base):
             postgresql_where=text("status = 'OPEN'"),
         ),
         Index("ix_cover_request_status_opened", "status", "opened_at"),
-        Index("ix_cover_request_opened_at", "opened_at"),
+        # The market report's requests opened in a period, and `coverRequests(orderBy:
+        # OPENED_ASC | OPENED_DESC)` pages by opened_at, id (migration 0021).
+        Index("ix_cover_request_opened_at_id", "opened_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -783,6 +801,59 @@ class PersistedOperation(Base):
     # Which frontend registered it (`--client`), for the operators: not used to decide.
     client: Mapped[str | None] = mapped_column(Text)
     registered_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+def _listed(enum: type[StrEnum]) -> str:
+    return ", ".join(f"'{v.value}'" for v in enum)
+
+
+# The kinds each subject's events may have (the CHECK on live_event.kind).
+LIVE_EVENT_KIND_VALID = (
+    f"(subject IN ('COVER_REQUEST', 'COVER_OFFER') AND kind IN ({_listed(CoverChangeKind)}))"
+    f" OR (subject = 'PARTNERSHIP' AND kind IN ({_listed(PartnershipStatus)}))"
+    f" OR (subject = 'COVER_EXCHANGE' AND kind IN ({_listed(ExchangeStatus)}))"
+)
+
+
+class LiveEvent(Base):
+    """A change subscribers hear of (migration 0023; care/events.py). Written by
+    `publish_all` in the changing transaction, so it exists exactly when the change
+    committed; one row per subject and transaction (later mentions update it). A deferred
+    trigger numbers the transaction's rows at commit (`sequence`), under a transaction
+    advisory lock, so sequence order is commit order: a reader that has seen N never later
+    finds a committed event below N. `sequence` is NULL only inside the writing
+    transaction. Rows older than LIVE_EVENT_RETENTION_HOURS are pruned."""
+
+    __tablename__ = "live_event"
+    __table_args__ = (
+        enum_check("subject", LiveSubject),
+        CheckConstraint(LIVE_EVENT_KIND_VALID, name="kind_valid"),
+        # Cover requests are followed by cluster, offers by PA: each carries its filter.
+        CheckConstraint(
+            "(subject = 'COVER_OFFER') = (pa_id IS NOT NULL)", name="pa_only_for_offers"
+        ),
+        CheckConstraint(
+            "subject = 'COVER_REQUEST' OR cardinality(cluster_ids) = 0",
+            name="clusters_only_for_requests",
+        ),
+        UniqueConstraint("xid", "subject", "subject_id", name="uq_live_event_xid_subject"),
+        UniqueConstraint("sequence", name="uq_live_event_sequence"),
+        Index("ix_live_event_occurred_at", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+    subject: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    cluster_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), server_default=text("'{}'::bigint[]")
+    )
+    pa_id: Mapped[int | None] = mapped_column(BigInteger)
+    occurred_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     Select,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -36,6 +37,7 @@ from care import policy
 from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind
 from care.geography import great_circle_km, postcode_district_sql
 from care.models import (
+    MAX_VISIT_LENGTH,
     Absence,
     AvailabilityWindow,
     CarerLink,
@@ -185,6 +187,7 @@ def members(
     membership_class: str | None = None,
     active: bool | None = None,
     name_contains: str | None = None,
+    order: str = "ID_ASC",
 ) -> Select:
     stmt = _member_select(viewer)
     if membership_class is not None:
@@ -193,7 +196,19 @@ def members(
         stmt = stmt.where(Member.active == active)
     if name_contains:
         stmt = stmt.where(Member.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\"))
-    return page(stmt, [Member.id], request)
+    keys, descending = MEMBER_ORDERS[order]
+    return page(stmt, keys, request, descending=descending)
+
+
+# The orders a root list offers, by the names of their GraphQL enum values: the sort keys
+# (typed, so a cursor's keys can be checked against them; the last one unique) and whether
+# they run downwards. The first is the list's default. Each has an index (models).
+Order = tuple[tuple[Any, ...], bool]
+MEMBER_ORDERS: dict[str, Order] = {
+    "ID_ASC": ((Member.id,), False),
+    "NAME_ASC": ((Member.name, Member.id), False),
+    "NAME_DESC": ((Member.name, Member.id), True),
+}
 
 
 def _escape_like(text: str) -> str:
@@ -211,7 +226,7 @@ def cluster_service_users(
         )
         return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
 
-    key = ("cluster_service_users", policy.shape(viewer), request.after is not None)
+    key = ("cluster_service_users", policy.shape(viewer), request.shape)
     return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
 
 
@@ -226,7 +241,7 @@ def cluster_personal_assistants(
         )
         return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
 
-    key = ("cluster_personal_assistants", policy.shape(viewer), request.after is not None)
+    key = ("cluster_personal_assistants", policy.shape(viewer), request.shape)
     return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
 
 
@@ -472,13 +487,13 @@ def _visit_filters(
     if statuses:
         stmt = stmt.where(Visit.status.in_(_ids(statuses, f"{prefix}statuses")))
     if cluster_id is not None:
-        stmt = stmt.where(
-            Visit.service_user_id.in_(
-                select(ClusterServiceUser.service_user_id).where(
-                    ClusterServiceUser.cluster_id == named("cluster_id", cluster_id)
-                )
-            )
+        # As an array, not IN (subquery): the planner then reads the few people's visits
+        # by the (person, during) index, where it would walk every visit in start order
+        # hoping to meet theirs.
+        people = select(ClusterServiceUser.service_user_id).where(
+            ClusterServiceUser.cluster_id == named("cluster_id", cluster_id)
         )
+        stmt = stmt.where(Visit.service_user_id == any_(func.array(people.scalar_subquery())))
     if pa_id is not None:
         stmt = stmt.where(Visit.pa_id == named("pa_id", pa_id))
     if service_user_id is not None:
@@ -493,6 +508,10 @@ visit_filters = _visit_filters
 
 # Typed, so a cursor's keys can be checked against them (paging.InvalidCursor).
 VISIT_SORT = (func.lower(Visit.during, type_=DateTime(timezone=True)), Visit.id)
+VISIT_ORDERS: dict[str, Order] = {
+    "START_ASC": (VISIT_SORT, False),
+    "START_DESC": (VISIT_SORT, True),
+}
 
 
 def visits(
@@ -505,6 +524,7 @@ def visits(
     cluster_id: int | None = None,
     pa_id: int | None = None,
     service_user_id: int | None = None,
+    order: str = "START_ASC",
 ) -> Select:
     stmt = _visit_filters(
         _visit_select(viewer),
@@ -515,7 +535,17 @@ def visits(
         pa_id=pa_id,
         service_user_id=service_user_id,
     )
-    return page(stmt, VISIT_SORT, request)
+    # Bounds on the start the start index can use (the overlap above cannot): a visit
+    # under way at `starts_from` began at most MAX_VISIT_LENGTH before it (a check
+    # constraint, migration 0022). A page is then read from there in order and the scan
+    # stops at its end, instead of passing every visit that ever started before.
+    start = VISIT_SORT[0]
+    if starts_from is not None:
+        stmt = stmt.where(start >= starts_from - MAX_VISIT_LENGTH)
+    if starts_before is not None:
+        stmt = stmt.where(start < starts_before)
+    keys, descending = VISIT_ORDERS[order]
+    return page(stmt, keys, request, descending=descending)
 
 
 def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -554,7 +584,7 @@ def visits_of(
         "visits_of",
         owner,
         policy.shape(viewer),
-        request.after is not None,
+        request.shape,
         ranged,
         bool(statuses),
     )
@@ -780,24 +810,35 @@ def cover_requests(
     cluster_id: int | None = None,
     statuses: Sequence[str] | None = None,
     visit_starts_from: dt.datetime | None = None,
+    order: str = "VISIT_START_ASC",
 ) -> Select:
-    """Cover requests by the time of their visit, soonest first."""
+    """Cover requests by the time of their visit, soonest first, or in `order`."""
     stmt = _cover_request_select(viewer)
     if cluster_id is not None:
-        stmt = stmt.where(
-            Visit.service_user_id.in_(
-                select(ClusterServiceUser.service_user_id).where(
-                    ClusterServiceUser.cluster_id == cluster_id
-                )
-            )
+        # As an array, not IN (subquery): the planner then reads the few people's visits
+        # by the (person, during) index, where it would walk every visit in start order
+        # hoping to meet theirs.
+        people = select(ClusterServiceUser.service_user_id).where(
+            ClusterServiceUser.cluster_id == cluster_id
         )
+        stmt = stmt.where(Visit.service_user_id == any_(func.array(people.scalar_subquery())))
     if statuses:
         stmt = stmt.where(CoverRequest.status.in_(statuses))
     if visit_starts_from is not None:
         stmt = stmt.where(func.lower(Visit.during) >= visit_starts_from)
-    return page(
-        stmt, (func.lower(Visit.during, type_=DateTime(timezone=True)), CoverRequest.id), request
-    )
+    keys, descending = COVER_REQUEST_ORDERS[order]
+    return page(stmt, keys, request, descending=descending)
+
+
+_OPENED = (CoverRequest.opened_at, CoverRequest.id)
+COVER_REQUEST_ORDERS: dict[str, Order] = {
+    "VISIT_START_ASC": (
+        (func.lower(Visit.during, type_=DateTime(timezone=True)), CoverRequest.id),
+        False,
+    ),
+    "OPENED_ASC": (_OPENED, False),
+    "OPENED_DESC": (_OPENED, True),
+}
 
 
 def cover_requests_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:

@@ -6,7 +6,8 @@ apply each page together with its new cursor in ONE transaction. A sync interrup
 any point resumes from the last page applied; applying a page again changes nothing (the
 windows it carries are replaced by what they already are). A PostgreSQL advisory lock per
 partnership keeps two processes from syncing one partner at once; the cursor is also
-compare-and-set, so a page read from a stale cursor is never applied."""
+compare-and-set, so a page read from a stale cursor is never applied. The schedule runs
+in one process of the instance at a time, whichever holds its lead (`ScheduleLead`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ log = logging.getLogger("coopnet.federation.sync")
 
 # The advisory-lock class of feed syncs (the second key is the partnership id).
 SYNC_LOCK_CLASS = 0x5EED
+# In that class, the key of the schedule's lead (ScheduleLead): partnership ids start at 1.
+SCHEDULE_LOCK_KEY = 0
 
 FEED_QUERY = """
 query Feed($after: String, $first: Int) {
@@ -419,29 +422,114 @@ async def sync_all(engine: AsyncEngine, client: FederationClient) -> list[SyncOu
     outcomes = []
     for partnership_id in await due_partnerships(engine):
         try:
-            outcomes.append(await sync_partner(engine, client, partnership_id))
+            outcome = await sync_partner(engine, client, partnership_id)
         except (SyncBusy, SyncNotAllowed):
             continue  # another process has it, or it changed since we listed it
         except Exception:  # noqa: BLE001 - one partner's failure must not stop the others
             log.exception("availability sync of partnership %s failed", partnership_id)
+            continue
+        if outcome.error is not None:
+            # Also kept on the partnership (`lastError`); here for whoever reads the logs.
+            log.warning(
+                "availability sync of partnership %s failed: %s",
+                partnership_id,
+                outcome.error.summary(),
+            )
+        outcomes.append(outcome)
     return outcomes
 
 
-async def run_schedule(engine: AsyncEngine, client: FederationClient, every_s: float) -> None:
-    """Sync every due partnership every `every_s` seconds, until cancelled."""
+class ScheduleLead:
+    """Which process of the instance runs the schedule: the one holding a session-level
+    advisory lock, on a connection of its own kept for as long as it leads. Every
+    `coopnet serve` worker (and every process serving the same database) starts a
+    scheduler; only the leader's makes rounds, so partners are pulled once per period,
+    not once per process. When the leader stops or its connection drops, PostgreSQL
+    releases the lock and another process takes the lead at its next period. Two leaders
+    at once (a connection dropped unnoticed for a moment) would do no harm: each
+    partnership's own lock (`sync_lock`) still lets one sync at a time."""
+
+    def __init__(self, engine: AsyncEngine, key: int = SCHEDULE_LOCK_KEY) -> None:
+        self.engine = engine
+        self.key = key
+        self._connection: AsyncConnection | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._connection is not None
+
+    async def claim(self) -> bool:
+        """True while this process leads: keeps the lead it has (if its connection still
+        answers), else tries to take it."""
+        if self._connection is not None:
+            try:
+                await self._connection.execute(text("SELECT 1"))
+                return True
+            except Exception:  # noqa: BLE001 - the connection (and with it the lock) is gone
+                log.warning("lost the lead of the availability sync schedule")
+                await self._close()
+        connection = await self.engine.connect()
+        try:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            got = await connection.scalar(
+                text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": SYNC_LOCK_CLASS, "k": self.key}
+            )
+        except BaseException:
+            await connection.close()
+            raise
+        if not got:
+            await connection.close()
+            return False
+        self._connection = connection
+        log.info("this process runs the availability sync schedule")
+        return True
+
+    async def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # Never back to the pool: a pooled connection would keep the lock.
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def release(self) -> None:
+        """Give the lead up (closing the connection releases the lock)."""
+        await self._close()
+
+
+async def run_schedule(
+    engine: AsyncEngine,
+    client: FederationClient,
+    every_s: float,
+    lead: ScheduleLead,
+    on_round: Callable[[], None] | None = None,
+) -> None:
+    """Every `every_s` seconds, sync every due partnership if this process leads (see
+    ScheduleLead), until cancelled."""
     while True:
         await asyncio.sleep(every_s)  # first round one period after start
         try:
+            if not await lead.claim():
+                continue
             await sync_all(engine, client)
+            if on_round is not None:
+                on_round()
         except Exception:  # noqa: BLE001 - keep the schedule alive (the database may be down)
             log.exception("availability sync round failed")
 
 
 @dataclass
 class SyncScheduler:
-    """The background task the app starts in its lifespan (`start_sync_scheduler`)."""
+    """The background task the app starts in its lifespan (`start_sync_scheduler`).
+    `rounds`: how many rounds this process has made (it makes them only while it leads)."""
 
+    lead: ScheduleLead
     task: asyncio.Task[None] | None = None
+    rounds: int = 0
+
+    def _counted(self) -> None:
+        self.rounds += 1
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -449,13 +537,18 @@ class SyncScheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+        await self.lead.release()
 
 
 def start_sync_scheduler(
     engine: AsyncEngine, client: FederationClient, every_s: float
 ) -> SyncScheduler:
-    """Start pulling partners' feeds every `every_s` seconds (0: never)."""
-    scheduler = SyncScheduler()
+    """Start pulling partners' feeds every `every_s` seconds (0: never), in whichever
+    process of the instance leads the schedule."""
+    scheduler = SyncScheduler(ScheduleLead(engine))
     if every_s > 0:
-        scheduler.task = asyncio.create_task(run_schedule(engine, client, every_s))
+        scheduler.task = asyncio.create_task(
+            run_schedule(engine, client, every_s, scheduler.lead, scheduler._counted),
+            name="coopnet-sync-schedule",
+        )
     return scheduler

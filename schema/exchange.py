@@ -23,7 +23,15 @@ from care.errors import DomainError, ErrorCode
 from care.viewer import Viewer
 from federation import exchange as rules
 from federation.idempotency import DuplicateDelivery, KeyReused, first_answer, remember
-from schema.connection import AfterArg, Connection, FirstArg, build_connection, page_request
+from schema.connection import (
+    AfterArg,
+    BeforeArg,
+    Connection,
+    FirstArg,
+    LastArg,
+    build_connection,
+    page_request,
+)
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.errors import EXCHANGE, CoverExchangeError
 from schema.mutations.base import (
@@ -83,8 +91,10 @@ class CoverExchangeQueries:
         ] = None,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[CoverExchange]:
-        request = page_request(info, first, after, arity=2)
+        request = page_request(info, first, after, last, before, arity=2)
         partnership_id = None
         if filter is not None and filter.partnership_id is not None:
             partnership_id = decode_id(filter.partnership_id, "Partnership") or -1
@@ -112,8 +122,10 @@ class CoverExchangeQueries:
         ] = None,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[CoverExchange]:
-        request = page_request(info, first, after, arity=2)
+        request = page_request(info, first, after, last, before, arity=2)
         viewer = info.context.viewer
         if viewer.member_id is None:  # a PA token always names its member
             return build_connection([], request, cover_exchange_from_row, arity=2)

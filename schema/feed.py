@@ -34,8 +34,10 @@ from federation.feed import SharedPa as FeedSharedPa
 from federation.sync import SyncBusy, SyncNotAllowed, sync_partner
 from schema.connection import (
     AfterArg,
+    BeforeArg,
     Connection,
     FirstArg,
+    LastArg,
     build_connection,
     decode_cursor,
     encode_cursor,
@@ -408,8 +410,10 @@ class FeedQueries:
         ] = None,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[PartnerAvailabilityWindow]:
-        request = page_request(info, first, after, arity=2)
+        request = page_request(info, first, after, last, before, arity=2)
         partnership_id = None
         if filter is not None and filter.partnership_id is not None:
             partnership_id = decode_id(filter.partnership_id, "Partnership") or -1

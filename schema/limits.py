@@ -18,10 +18,11 @@ The cost of an operation is the sum of the cost of every field it selects:
   that enclose it. A field multiplies the fields *inside* it (never itself) by:
 
   1. **its page size**, when the field's schema definition has a ``first`` argument
-     (a Relay connection). The page size is the value of ``first`` in the query: a
+     (a Relay connection). The page size is the value of ``first`` (or, paging
+     backwards, of ``last``) in the query: a
      literal, or the value of the variable passed for it (or that variable's default in
      the operation; a whole float such as ``100.0`` counts as the Int it coerces to).
-     When ``first`` is absent or ``null``, the argument's default in the
+     When both are absent or ``null``, ``first``'s default in the
      schema is used if it is an integer, otherwise ``default_page_size`` (20 unless
      configured). Negative values count as 0.
   2. otherwise **list_size** (10 unless configured), when the field is list-typed
@@ -132,9 +133,10 @@ every depth of input objects:
   field (each string item of a list is held to its list's rule);
 * no string contains a NUL character (PostgreSQL cannot store one);
 * a field's ``startsFrom`` is not after its ``startsBefore``;
-* a page size ``first`` is between 1 and the configured maximum (a field named in
-  ``PAGE_SIZE_LIMITS`` has its own: the availability feed's 5,000), and a cursor ``after``
-  has the shape of a cursor (the connection still checks it is one of its own): in a
+* a page size ``first`` or ``last`` is between 1 and the configured maximum (a field named
+  in ``PAGE_SIZE_LIMITS`` has its own: the availability feed's 5,000), a field is not
+  given both ``first`` and ``last``, and a cursor ``after`` or ``before`` has the shape of
+  a cursor (the connection still checks it is one of its own, under the same order): in a
   mutation's payload, a refusal at resolve time would come after the commit.
 
 A violation rejects the whole operation; nothing runs::
@@ -194,7 +196,7 @@ from graphql import Visitor as GraphQLVisitor
 from strawberry.extensions import SchemaExtension
 
 from federation.feed import FEED_MAX_PAGE
-from schema.connection import decode_cursor
+from schema.connection import parse_cursor
 from schema.scalars import parse_datetime
 
 LONDON = ZoneInfo("Europe/London")
@@ -218,6 +220,7 @@ OBJECT_FIELD_COST = 2
 # work worth counting (module docstring, "Why leaves are free").
 LEAF_FIELD_COST = 0
 PAGE_SIZE_ARGUMENT = "first"
+BACKWARD_PAGE_SIZE_ARGUMENT = "last"
 CONNECTION_LIST_FIELDS = frozenset({"edges", "nodes", "changes", "pas", "candidates"})
 # Fields directly inside a paged field that describe the page, not its items: counted
 # once, not per item (module docstring, "Page summaries").
@@ -443,11 +446,14 @@ class _CostCalculator:
         return self._schema.get_type(node.type_condition.name.value) or parent_type
 
     def _page_size(self, node: FieldNode, field: GraphQLField) -> int:
-        argument = next(
-            (arg for arg in node.arguments or () if arg.name.value == PAGE_SIZE_ARGUMENT),
-            None,
-        )
-        value = self._int_value(argument.value) if argument is not None else None
+        value = None
+        # `first`, else `last` (paging backwards), else the default.
+        for name in (PAGE_SIZE_ARGUMENT, BACKWARD_PAGE_SIZE_ARGUMENT):
+            argument = next((a for a in node.arguments or () if a.name.value == name), None)
+            if argument is not None and name in field.args:
+                value = self._int_value(argument.value)
+            if value is not None:
+                break
         if value is None:
             schema_default = field.args[PAGE_SIZE_ARGUMENT].default_value
             value = (
@@ -595,6 +601,7 @@ INPUT_RULES: dict[str, InputRule] = {
     "postcodeDistricts": InputRule(max_length=16, max_items=50),
     "skills": InputRule(max_items=50),
     "after": InputRule(max_length=500),
+    "before": InputRule(max_length=500),
     "skill": InputRule(max_length=200),
     "district": InputRule(max_length=8),
     "postcodeDistrict": InputRule(max_length=16),
@@ -631,10 +638,10 @@ class _InputChecker:
         self._ast(node.value, arg.type, [name], name, field)
         # Page requests too: a connection resolves them only after a mutation field has
         # committed, where a refusal would read as "nothing done" (a retry writes twice).
-        if name == PAGE_SIZE_ARGUMENT:
-            self._page_size(self._value(node.value), field)
-        elif name == "after":
-            self._cursor(self._value(node.value), field)
+        if name in (PAGE_SIZE_ARGUMENT, BACKWARD_PAGE_SIZE_ARGUMENT):
+            self._page_size(self._value(node.value), field, name)
+        elif name in ("after", "before"):
+            self._cursor(self._value(node.value), field, name)
 
     def _value(self, node: ValueNode) -> Any:
         """A scalar argument's value: a literal, a variable's value, or its default."""
@@ -650,29 +657,43 @@ class _InputChecker:
             return node.value
         return None
 
-    def _page_size(self, value: Any, field: str) -> None:
+    def _page_size(self, value: Any, field: str, argument: str) -> None:
         size = as_int(value)
         if size is None:
             return  # absent or null (the default page size), or not an Int at all
         largest = PAGE_SIZE_LIMITS.get(field, self._max_page_size)
         if not 1 <= size <= largest:
             raise _InputProblem(
-                f"`first` must be between 1 and {largest}.",
+                f"`{argument}` must be between 1 and {largest}.",
                 field=field,
-                argument=PAGE_SIZE_ARGUMENT,
+                argument=argument,
             )
 
     @staticmethod
-    def _cursor(value: Any, field: str) -> None:
+    def _cursor(value: Any, field: str, argument: str) -> None:
         """Only the shape every cursor has (see `schema.connection`); its number of keys
-        is the connection's, checked when it resolves."""
+        and its order are the connection's, checked when it resolves."""
         if not isinstance(value, str) or not value:
             return
-        if not any(_decodes(value, arity) for arity in CURSOR_ARITIES):
+        if not _decodes(value):
             raise _InputProblem(
                 "Invalid cursor: pass a cursor this connection returned.",
                 field=field,
-                argument="after",
+                argument=argument,
+            )
+
+    def check_paging(self, field: str, arguments: Sequence[ArgumentNode]) -> None:
+        """`first` and `last` together: a page cannot be cut from both ends. Checked here
+        too so that a connection in a mutation's payload refuses before the commit."""
+        given = {a.name.value: a.value for a in arguments}
+        if all(
+            name in given and self._value(given[name]) is not None
+            for name in (PAGE_SIZE_ARGUMENT, BACKWARD_PAGE_SIZE_ARGUMENT)
+        ):
+            raise _InputProblem(
+                "Give `first` (paging forwards) or `last` (paging backwards), not both.",
+                field=field,
+                argument=BACKWARD_PAGE_SIZE_ARGUMENT,
             )
 
     def check_order(self, field: str, arguments: Sequence[ArgumentNode]) -> None:
@@ -793,7 +814,7 @@ class _InputChecker:
 class _Site:
     """One argument in a document: the field (or directive) it is given to, the node and
     its definition. A field's arguments are one site each; `ordered` marks the fields
-    whose arguments `ORDERED_ARGUMENTS` relates."""
+    whose arguments `ORDERED_ARGUMENTS` relates, or that give both `first` and `last`."""
 
     field: str
     node: ArgumentNode | None
@@ -805,6 +826,7 @@ def _sites(schema: GraphQLSchema, document: DocumentNode) -> list[_Site]:
     type_info = TypeInfo(schema)
     sites: list[_Site] = []
     related = {name for pair in ORDERED_ARGUMENTS for name in pair}
+    paging = {PAGE_SIZE_ARGUMENT, BACKWARD_PAGE_SIZE_ARGUMENT}
 
     class Collector(GraphQLVisitor):
         def __init__(self) -> None:
@@ -814,7 +836,8 @@ def _sites(schema: GraphQLSchema, document: DocumentNode) -> list[_Site]:
         def enter_field(self, node: FieldNode, *_: Any) -> None:
             self.fields.append(node.name.value)
             arguments = node.arguments or ()
-            if sum(a.name.value in related for a in arguments) > 1:
+            names = {a.name.value for a in arguments}
+            if len(names & related) > 1 or paging <= names:
                 sites.append(_Site(node.name.value, None, None, arguments))
 
         def leave_field(self, node: FieldNode, *_: Any) -> None:
@@ -854,12 +877,12 @@ class _SiteCache:
 _SITES = _SiteCache()
 
 
-def _decodes(cursor: str, arity: int) -> bool:
+def _decodes(cursor: str) -> bool:
     try:
-        decode_cursor(cursor, arity)
+        _, keys = parse_cursor(cursor)
     except GraphQLError:
         return False
-    return True
+    return len(keys) in CURSOR_ARITIES
 
 
 # The numbers of keys the connections' cursors carry (an id; a time and an id).
@@ -881,6 +904,7 @@ def check_input_bounds(
                 checker.check_argument(site.field, site.node, site.argument)
             else:
                 checker.check_order(site.field, site.ordered)
+                checker.check_paging(site.field, site.ordered)
     except _InputProblem as problem:
         return GraphQLError(
             problem.message, extensions={"code": BAD_USER_INPUT, **problem.extensions}

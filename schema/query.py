@@ -4,6 +4,7 @@ thin and delegate to `care.queries` through the context."""
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Annotated
 
 import strawberry
@@ -12,7 +13,14 @@ from strawberry import relay
 from care import queries
 from care.geography import postcode_district
 from schema.candidates import CandidateQueries
-from schema.connection import Connection, FirstArg, build_connection, page_request
+from schema.connection import (
+    BeforeArg,
+    Connection,
+    FirstArg,
+    LastArg,
+    build_connection,
+    page_request,
+)
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.exchange import CoverExchangeQueries
 from schema.expansion import ExpansionQueries
@@ -55,6 +63,7 @@ from schema.types import (
     coop_from_row,
     cover_offer_from_row,
     cover_request_from_row,
+    document_enum,
     load_cluster,
     load_member,
     member_from_row,
@@ -67,7 +76,10 @@ from schema.types import (
 from schema.vocabulary import CareTermQueries
 
 # Argument descriptions shared by the root fields.
-AFTER = "A cursor from a previous page (its `endCursor`): the page continues after it."
+AFTER = (
+    "A cursor from a previous page under the same order (its `endCursor`): the page "
+    "continues after it."
+)
 RANGE_NOTE = (
     "Give a UTC offset (e.g. 2026-12-01T00:00:00Z). With `startsBefore`, a half-open "
     "range [startsFrom, startsBefore)."
@@ -75,6 +87,58 @@ RANGE_NOTE = (
 HIDDEN_ID = "An unknown id, or one of a record the caller may not see, matches nothing."
 
 After = Annotated[str | None, strawberry.argument(description=AFTER)]
+ORDER_NOTE = (
+    " Cursors carry the order: one from a page in another order is BAD_USER_INPUT. Ties "
+    "are broken by id, so pages never skip or repeat a result."
+)
+
+
+class VisitOrder(StrEnum):
+    START_ASC = "START_ASC"
+    START_DESC = "START_DESC"
+
+
+class MemberOrder(StrEnum):
+    ID_ASC = "ID_ASC"
+    NAME_ASC = "NAME_ASC"
+    NAME_DESC = "NAME_DESC"
+
+
+class CoverRequestOrder(StrEnum):
+    VISIT_START_ASC = "VISIT_START_ASC"
+    OPENED_ASC = "OPENED_ASC"
+    OPENED_DESC = "OPENED_DESC"
+
+
+document_enum(
+    VisitOrder,
+    "Orders of `visits`.",
+    {"START_ASC": "Earliest start first (the default).", "START_DESC": "Latest start first."},
+)
+document_enum(
+    MemberOrder,
+    "Orders of `members`.",
+    {
+        "ID_ASC": "In the order members were recorded (the default).",
+        "NAME_ASC": "By name, A to Z (in the database's collation).",
+        "NAME_DESC": "By name, Z to A.",
+    },
+)
+document_enum(
+    CoverRequestOrder,
+    "Orders of `coverRequests`.",
+    {
+        "VISIT_START_ASC": "By the start of the visit, soonest first (the default).",
+        "OPENED_ASC": "By when the request was opened, oldest first.",
+        "OPENED_DESC": "By when the request was opened, newest first.",
+    },
+)
+
+
+def _cursor_order(order: StrEnum, default: StrEnum) -> str | None:
+    """The name a cursor carries for `order` (none for the list's default order, so the
+    cursors of callers that never choose an order are unchanged)."""
+    return None if order is default else str(order)
 
 
 @strawberry.type(
@@ -142,6 +206,8 @@ class Query(
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         local_authority: Annotated[
             str | None,
             strawberry.argument(
@@ -156,7 +222,7 @@ class Query(
             ClusterStatus | None, strawberry.argument(description="Only clusters in this status.")
         ] = None,
     ) -> Connection[Cluster]:
-        request = page_request(info, first, after)
+        request = page_request(info, first, after, last, before)
         rows = await info.context.rows(
             queries.clusters(
                 info.context.viewer,
@@ -181,13 +247,17 @@ class Query(
         return await load_cluster(info, cluster_id) if cluster_id is not None else None
 
     @strawberry.field(
-        description="Members the caller may see, filtered by class.", extensions=guard(COOP)
+        description="Members the caller may see, filtered by class, in the order they were "
+        "recorded unless `orderBy` says otherwise.",
+        extensions=guard(COOP),
     )
     async def members(
         self,
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         membership_class: Annotated[
             MembershipClass | None,
             strawberry.argument(description="Only members of this membership class."),
@@ -205,8 +275,14 @@ class Query(
                 description="Only members whose name contains this text, ignoring case."
             ),
         ] = None,
+        order_by: Annotated[
+            MemberOrder,
+            strawberry.argument(description="The order of the results." + ORDER_NOTE),
+        ] = MemberOrder.ID_ASC,
     ) -> Connection[Member]:
-        request = page_request(info, first, after)
+        keys, _ = queries.MEMBER_ORDERS[str(order_by)]
+        order = _cursor_order(order_by, MemberOrder.ID_ASC)
+        request = page_request(info, first, after, last, before, arity=len(keys), order=order)
         rows = await info.context.rows(
             queries.members(
                 info.context.viewer,
@@ -214,9 +290,10 @@ class Query(
                 membership_class=membership_class.value if membership_class else None,
                 active=active,
                 name_contains=name_contains,
+                order=str(order_by),
             )
         )
-        return build_connection(rows, request, member_from_row)
+        return build_connection(rows, request, member_from_row, arity=len(keys), order=order)
 
     @strawberry.field(description="Shared PA pools the caller may see.", extensions=guard(COOP))
     async def pools(self, info: Info) -> list[Pool]:
@@ -224,13 +301,16 @@ class Query(
         return [pool_from_row(r) for r in rows]
 
     @strawberry.field(
-        description="Visits the caller may see, earliest first.", extensions=guard(COOP)
+        description="Visits the caller may see, earliest first unless `orderBy` says otherwise.",
+        extensions=guard(COOP),
     )
     async def visits(
         self,
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         starts_from: Annotated[
             dt.datetime | None,
             strawberry.argument(
@@ -260,8 +340,13 @@ class Query(
             strawberry.ID | None,
             strawberry.argument(description="Only visits to this service user. " + HIDDEN_ID),
         ] = None,
+        order_by: Annotated[
+            VisitOrder,
+            strawberry.argument(description="The order of the results." + ORDER_NOTE),
+        ] = VisitOrder.START_ASC,
     ) -> Connection[Visit]:
-        request = page_request(info, first, after, arity=2)
+        order = _cursor_order(order_by, VisitOrder.START_ASC)
+        request = page_request(info, first, after, last, before, arity=2, order=order)
         rows = await info.context.rows(
             queries.visits(
                 info.context.viewer,
@@ -272,9 +357,10 @@ class Query(
                 cluster_id=_filter_id(cluster_id, "Cluster"),
                 pa_id=_filter_id(pa_id, "PersonalAssistant"),
                 service_user_id=_filter_id(service_user_id, "ServiceUser"),
+                order=str(order_by),
             )
         )
-        return build_connection(rows, request, visit_from_row, arity=2)
+        return build_connection(rows, request, visit_from_row, arity=2, order=order)
 
     @strawberry.field(
         description="PA availability windows, for one PA or one pool.", extensions=guard(COOP)
@@ -284,6 +370,8 @@ class Query(
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         pa_id: Annotated[
             strawberry.ID | None,
             strawberry.argument(description="Only this PA's windows. " + HIDDEN_ID),
@@ -301,7 +389,7 @@ class Query(
             strawberry.argument(description="Only windows that start before this time."),
         ] = None,
     ) -> Connection[AvailabilityWindow]:
-        request = page_request(info, first, after, arity=2)
+        request = page_request(info, first, after, last, before, arity=2)
         rows = await info.context.rows(
             queries.availability(
                 info.context.viewer,
@@ -326,6 +414,8 @@ class Query(
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         pa_id: Annotated[
             strawberry.ID | None,
             strawberry.argument(description="Only this PA's absences. " + HIDDEN_ID),
@@ -344,7 +434,7 @@ class Query(
             bool, strawberry.argument(description="Include cancelled absences too.")
         ] = False,
     ) -> Connection[Absence]:
-        request = page_request(info, first, after, arity=2)
+        request = page_request(info, first, after, last, before, arity=2)
         rows = await info.context.rows(
             queries.absences(
                 info.context.viewer,
@@ -358,13 +448,16 @@ class Query(
         return build_connection(rows, request, absence_from_row, arity=2)
 
     @strawberry.field(
-        description="Cover requests by visit time, soonest first.", extensions=guard(COOP)
+        description="Cover requests by visit time, soonest first, unless `orderBy` says otherwise.",
+        extensions=guard(COOP),
     )
     async def cover_requests(
         self,
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         cluster_id: Annotated[
             strawberry.ID | None,
             strawberry.argument(
@@ -383,8 +476,13 @@ class Query(
                 "Give a UTC offset."
             ),
         ] = None,
+        order_by: Annotated[
+            CoverRequestOrder,
+            strawberry.argument(description="The order of the results." + ORDER_NOTE),
+        ] = CoverRequestOrder.VISIT_START_ASC,
     ) -> Connection[CoverRequest]:
-        request = page_request(info, first, after, arity=2)
+        order = _cursor_order(order_by, CoverRequestOrder.VISIT_START_ASC)
+        request = page_request(info, first, after, last, before, arity=2, order=order)
         rows = await info.context.rows(
             queries.cover_requests(
                 info.context.viewer,
@@ -392,20 +490,28 @@ class Query(
                 cluster_id=_filter_id(cluster_id, "Cluster"),
                 statuses=[s.value for s in status] if status else None,
                 visit_starts_from=visit_starts_from,
+                order=str(order_by),
             )
         )
-        return build_connection(rows, request, cover_request_from_row, arity=2)
+        return build_connection(rows, request, cover_request_from_row, arity=2, order=order)
 
     @strawberry.field(
         description="The signed-in PA's open (unexpired) cover offers.", extensions=guard(PAS)
     )
     async def my_cover_offers(
-        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: After = None
+        self,
+        info: Info,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
+        after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[CoverOffer]:
         viewer = info.context.viewer
         if viewer.member_id is None:  # a PA token always names its member
-            return build_connection([], page_request(info, first, after), cover_offer_from_row)
-        request = page_request(info, first, after)
+            return build_connection(
+                [], page_request(info, first, after, last, before), cover_offer_from_row
+            )
+        request = page_request(info, first, after, last, before)
         rows = await info.context.rows(queries.offers_for_pa(viewer, request, viewer.member_id))
         return build_connection(rows, request, cover_offer_from_row)
 
@@ -430,6 +536,8 @@ class Query(
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: After = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         local_authority: Annotated[
             str | None,
             strawberry.argument(
@@ -449,7 +557,7 @@ class Query(
             strawberry.argument(description="Only referrals in this status."),
         ] = None,
     ) -> Connection[Referral]:
-        request = page_request(info, first, after)
+        request = page_request(info, first, after, last, before)
         wanted = None
         if district is not None:
             # "" never matches the district check, so junk matches nothing.

@@ -20,7 +20,15 @@ from care.services.coop import effective_weights
 from care.services.visits import to_utc
 from care.viewer import Viewer
 from schema import loaders
-from schema.connection import AfterArg, Connection, FirstArg, build_connection, page_request
+from schema.connection import (
+    AfterArg,
+    BeforeArg,
+    Connection,
+    FirstArg,
+    LastArg,
+    build_connection,
+    page_request,
+)
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.permissions import parse_global_id, parse_pk
 
@@ -575,12 +583,20 @@ class ServiceUser(Member):
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         starts_from: RangeFromArg = None,
         starts_before: RangeBeforeArg = None,
         status: VisitStatusArg = None,
     ) -> Connection[Visit]:
         return await _visits_of(
-            info, "service_user", self.id, first, after, starts_from, starts_before, status
+            info,
+            "service_user",
+            self.id,
+            (first, after, last, before),
+            starts_from,
+            starts_before,
+            status,
         )
 
 
@@ -647,10 +663,12 @@ class PersonalAssistant(Member):
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         starts_from: RangeFromArg = None,
         starts_before: RangeBeforeArg = None,
     ) -> Connection[AvailabilityWindow]:
-        request = page_request(info, first, after, arity=2)
+        request = page_request(info, first, after, last, before, arity=2)
         viewer = info.context.viewer
         rows = await loaders.paged(
             info.context,
@@ -668,12 +686,14 @@ class PersonalAssistant(Member):
         info: Info,
         first: FirstArg = DEFAULT_PAGE_SIZE,
         after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
         starts_from: RangeFromArg = None,
         starts_before: RangeBeforeArg = None,
         status: VisitStatusArg = None,
     ) -> Connection[Visit]:
         return await _visits_of(
-            info, "pa", self.id, first, after, starts_from, starts_before, status
+            info, "pa", self.id, (first, after, last, before), starts_from, starts_before, status
         )
 
     @strawberry.field(
@@ -861,9 +881,14 @@ class Cluster(relay.Node):
 
     @strawberry.field(description="Service users in this cluster that the caller may see.")
     async def service_users(
-        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: AfterArg = None
+        self,
+        info: Info,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[ServiceUser]:
-        request = page_request(info, first, after)
+        request = page_request(info, first, after, last, before)
         viewer = info.context.viewer
         rows = await loaders.paged(
             info.context,
@@ -875,9 +900,14 @@ class Cluster(relay.Node):
 
     @strawberry.field(description="The cluster's PA team.")
     async def personal_assistants(
-        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: AfterArg = None
+        self,
+        info: Info,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[PersonalAssistant]:
-        request = page_request(info, first, after)
+        request = page_request(info, first, after, last, before)
         viewer = info.context.viewer
         rows = await loaders.paged(
             info.context,
@@ -947,9 +977,14 @@ class Pool(relay.Node):
 
     @strawberry.field(description="PAs in this pool that the caller may see.")
     async def personal_assistants(
-        self, info: Info, first: FirstArg = DEFAULT_PAGE_SIZE, after: AfterArg = None
+        self,
+        info: Info,
+        first: FirstArg = DEFAULT_PAGE_SIZE,
+        after: AfterArg = None,
+        last: LastArg = None,
+        before: BeforeArg = None,
     ) -> Connection[PersonalAssistant]:
-        request = page_request(info, first, after)
+        request = page_request(info, first, after, last, before)
         viewer = info.context.viewer
         rows = await loaders.paged(
             info.context,
@@ -1112,13 +1147,12 @@ async def _visits_of(
     info: Info,
     owner: str,
     owner_id: int,
-    first: int | None,
-    after: str | None,
+    paging: tuple[int | None, str | None, int | None, str | None],
     starts_from: dt.datetime | None,
     starts_before: dt.datetime | None,
     status: list[enums.VisitStatus] | None,
 ) -> Connection[Visit]:
-    request = page_request(info, first, after, arity=2)
+    request = page_request(info, *paging, arity=2)
     viewer = info.context.viewer
     statuses = tuple(s.value for s in status) if status else None
     rows = await loaders.paged(

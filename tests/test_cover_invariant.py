@@ -10,7 +10,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -19,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.db import session_factory
 from care.enums import Role
 from care.errors import constraint_name
-from care.events import CHANNEL
 from care.models import Cluster, Member
 from tests.conftest import Api
 from tests.factories import Build, at, cover_rule_broken, gid
+from tests.live_events import committed_since, latest
 
 ERRORS = "errors { field message code }"
 VISIT = "visit { id status } " + ERRORS
@@ -115,23 +114,17 @@ async def test_every_mutation_keeps_one_open_request_per_visit_needing_cover(
             "paId": gid("PersonalAssistant", pa.id) if pa else None,
         }
 
-    heard: list[dict[str, Any]] = []
-    async with app.state.engine.connect() as listener:
-        raw = (await listener.get_raw_connection()).driver_connection
-        await raw.add_listener(CHANNEL, lambda *args: heard.append(orjson.loads(args[-1])))
+    mark = await latest(db)
 
-        # Booked without a PA: the visit needs cover, and a request opens with it.
-        unbooked = (await run(SCHEDULE, {"input": booking(2)}))["visit"]
-        assert unbooked["status"] == "NEEDS_COVER"
-        unbooked_id = pk(unbooked["id"])
-        assert await requests_of(db, unbooked_id) == [("UNASSIGNED", "OPEN")]
-        for _ in range(50):
-            if heard:
-                break
-            await raw.execute("SELECT 1")  # let the notification in
-        assert [(e["kind"], e["visit_id"], e["cluster_ids"]) for e in heard] == [
-            ("REQUEST_OPENED", unbooked_id, [w.cluster.id])
-        ]
+    # Booked without a PA: the visit needs cover, and a request opens with it.
+    unbooked = (await run(SCHEDULE, {"input": booking(2)}))["visit"]
+    assert unbooked["status"] == "NEEDS_COVER"
+    unbooked_id = pk(unbooked["id"])
+    assert await requests_of(db, unbooked_id) == [("UNASSIGNED", "OPEN")]
+    heard = await committed_since(db, mark)
+    assert [(e.kind, e.subject, e.cluster_ids) for e in heard] == [
+        ("REQUEST_OPENED", "COVER_REQUEST", (w.cluster.id,))
+    ]
 
     # A weekly series without a PA: one request per visit.
     first = at(days=7)

@@ -57,6 +57,7 @@ from care.enums import (
 )
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden, not_found
 from care.models import (
+    MAX_VISIT_LENGTH,
     Absence,
     ClusterPa,
     ClusterServiceUser,
@@ -72,7 +73,6 @@ from care.services.access import MANAGERS, may_manage_service_user
 from care.viewer import Viewer
 
 LONDON = ZoneInfo("Europe/London")
-MAX_VISIT_LENGTH = dt.timedelta(hours=24)
 MAX_SERIES_DAYS = 26 * 7
 MAX_SERIES_VISITS = 200
 CHECK_IN_OPENS = dt.timedelta(hours=1)

@@ -272,12 +272,21 @@ class Compiler:
         return [n.selection_set for n in nodes if n.selection_set is not None]
 
     def _arguments(
-        self, where: str, definition: GraphQLField, node: FieldNode, known: frozenset[str]
+        self,
+        where: str,
+        definition: GraphQLField,
+        node: FieldNode,
+        known: frozenset[str],
+        defaults: tuple[tuple[str, str], ...] = (),
     ) -> dict[str, Any]:
         """The field's arguments for this shape of request; an argument the compiler does
-        not know (one added to the schema later, say) makes the field unsupported."""
+        not know (one added to the schema later, say) makes the field unsupported, and so
+        does one it knows only at its default (`defaults`) given another value."""
         args = get_argument_values(definition, node, self.variables)
+        only = dict(defaults)
         for name, value in args.items():
+            if name in only and str(value) == only[name]:
+                continue
             if name not in known and value is not None:
                 raise Unsupported(f"{where}({name})")
         return args
@@ -477,7 +486,7 @@ class Compiler:
         if len(nodes) > 1 and any(n.arguments != nodes[0].arguments for n in nodes[1:]):
             raise Unsupported(f"{where}: merged with other arguments")
         node = nodes[0]
-        args = self._arguments(where, definition, node, spec.arguments)
+        args = self._arguments(where, definition, node, spec.arguments, spec.defaults)
         prefix = self._prefix()
         source = registry.SOURCES[spec.source]
         stmt = source.build(self.viewer)
@@ -593,6 +602,9 @@ def _page_binder(definition: GraphQLField, node: FieldNode, spec: Page, prefix: 
 
     def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
+        for name, default in spec.defaults:
+            if name in args and str(args[name]) != default:
+                raise Fallback(name)  # e.g. another order, given by a variable
         first = args.get("first")
         size = DEFAULT_PAGE_SIZE if first is None else first
         if not isinstance(size, int) or not 1 <= size <= limits.max_page_size:

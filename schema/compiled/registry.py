@@ -87,6 +87,8 @@ class Page:
     filters: Callable[[Select, dict[str, Any], str], Select] | None = None
     # The named parameters `filters` creates (without the prefix), from the arguments.
     values: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Arguments read only at their default value (e.g. `orderBy` in the resolver's order).
+    defaults: tuple[tuple[str, str], ...] = ()
 
 
 # `ToOne.key` of `me`: the viewer's own member id (`care.policy.me`), not a column.
@@ -230,6 +232,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             VISIT_RANGE | {"clusterId", "paId", "serviceUserId"},
             filters=_visit_filters,
             values=visit_arguments,
+            defaults=(("orderBy", "START_ASC"),),
         ),
     },
     "Cluster": {

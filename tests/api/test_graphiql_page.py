@@ -260,7 +260,8 @@ async def test_graphiql_runs_queries_in_chromium_without_internet(
 
     # A subscription: the websocket carries the headers pane's token (connection_init).
     editor = f"document.querySelector({json.dumps(EDITOR)}).CodeMirror"
-    await browser.js(f"{editor}.setValue('subscription {{ partnershipChanged {{ id status }} }}')")
+    subscription = "subscription { partnershipChanged { kind partnership { id status } } }"
+    await browser.js(f"{editor}.setValue({json.dumps(subscription)})")
     await asyncio.sleep(1)  # GraphiQL reads the edited document after a short debounce
     await browser.js("document.querySelector('.graphiql-execute-button').click()")
     deadline = time.monotonic() + 30

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -42,12 +42,14 @@ from websockets.typing import Subprotocol
 from api.events import EventHub, Subscriber
 from api.settings import Settings
 from care.enums import Role
-from care.events import CoverEvent, publish
-from care.models import Cluster, CoverOffer, CoverRequest, Member, Visit
+from care.events import CoverEvent, StoredEvent, publish
+from care.models import Cluster, CoverOffer, CoverRequest, LiveEvent, Member, Visit
 from care.tokens import revoke_member_tokens
+from schema.subscriptions import LAGGED
 from tests.api.forge import signed
 from tests.conftest import ROOT, Api
 from tests.factories import Build, at, gid
+from tests.live_events import latest
 
 LAUNCH = """
 import uvicorn
@@ -65,10 +67,15 @@ uvicorn.run(
 )
 """
 
-REQUESTS = """subscription($cluster: ID!) { coverRequests(clusterId: $cluster) {
-  id status reason visit { id startsAt } offers { id personalAssistant { name } } } }"""
-OFFERS = """subscription { myCoverOffers {
-  id status coverRequest { id visit { id } } personalAssistant { name } } }"""
+REQUESTS = """subscription($cluster: ID!, $after: String) {
+  coverRequests(clusterId: $cluster, afterSequence: $after) {
+    sequence kind occurredAt coverRequest {
+      id status reason visit { id startsAt } offers { id personalAssistant { name } } } } }"""
+OFFERS = """subscription($after: String) { myCoverOffers(afterSequence: $after) {
+  sequence kind occurredAt coverOffer {
+    id status coverRequest { id visit { id } } personalAssistant { name } } } }"""
+# The record each subscription's change carries.
+RECORD = {"coverRequests": "coverRequest", "myCoverOffers": "coverOffer"}
 WAIT = 5.0  # seconds for anything that should happen
 RECHECK = 1.0  # the servers' TOKEN_RECHECK_SECONDS
 MAX_BODY = 100_000  # the servers' MAX_BODY_BYTES: also the largest websocket message
@@ -193,15 +200,20 @@ class Live:
             return
         raise AssertionError("the subscription never went live")
 
-    async def next_item(self, op: str, field: str, skip: set[str]) -> dict[str, Any]:
-        """The next item of a subscription, skipping items whose id is in `skip`."""
+    async def next_change(self, op: str, field: str, skip: set[str]) -> dict[str, Any]:
+        """The next change of a subscription, skipping those about a record in `skip`."""
         while True:
             message = await self.recv()
             assert message["id"] == op and message["type"] == "next", message
             assert not message["payload"].get("errors"), message
-            item: dict[str, Any] = message["payload"]["data"][field]
-            if item["id"] not in skip:
-                return item
+            change: dict[str, Any] = message["payload"]["data"][field]
+            if change[RECORD[field]]["id"] not in skip:
+                return change
+
+    async def next_item(self, op: str, field: str, skip: set[str]) -> dict[str, Any]:
+        """The record of the next change, skipping records whose id is in `skip`."""
+        item: dict[str, Any] = (await self.next_change(op, field, skip))[RECORD[field]]
+        return item
 
     async def error(self, op: str) -> dict[str, Any]:
         """The one error of an operation that was refused before it started."""
@@ -377,7 +389,7 @@ async def test_coordinator_hears_their_cluster_only(
         await emit(db, request_event(w.request_a, [w.cluster_a.id]))
         message = await client.recv()
         while message["type"] == "next" and not message["payload"].get("errors"):
-            assert message["payload"]["data"]["coverRequests"]["id"] == warm, message
+            assert message["payload"]["data"]["coverRequests"]["coverRequest"]["id"] == warm
             message = await client.recv()
         assert message["type"] == "next", message
         assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -526,7 +538,7 @@ async def test_a_subscription_ends_when_its_token_expires(
         await emit(db, request_event(w.request_a, [w.cluster_a.id]))
         message = await client.recv()
         while message["type"] == "next" and not message["payload"].get("errors"):
-            assert message["payload"]["data"]["coverRequests"]["id"] == warm, message
+            assert message["payload"]["data"]["coverRequests"]["coverRequest"]["id"] == warm
             message = await client.recv()
         assert message["payload"]["data"] is None
         assert message["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -538,7 +550,7 @@ async def _ends_unauthenticated(client: Live, op: str, skip: set[str]) -> dict[s
     message = await client.recv()
     while message["type"] == "next" and not message["payload"].get("errors"):
         field = next(iter(message["payload"]["data"]))
-        assert message["payload"]["data"][field]["id"] in skip, message
+        assert message["payload"]["data"][field][RECORD[field]]["id"] in skip, message
         message = await client.recv()
     assert message["payload"]["data"] is None, message
     error: dict[str, Any] = message["payload"]["errors"][0]
@@ -689,53 +701,65 @@ async def test_subscriptions_are_not_served_over_http(api: Api, world: World) ->
 async def test_the_listener_reconnects_after_losing_its_connection(
     migrated_url: str, db: AsyncSession
 ) -> None:
+    """Events committed while the hub is re-connecting are not lost: it reads the table
+    from the last one it handed out."""
     hub = EventHub(migrated_url, reconnect_min_seconds=0.05, keepalive_seconds=1.0)
     await hub.start()
     try:
         assert hub.listening and hub.backend_pid is not None
         first = hub.backend_pid
-        await db.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
-        await db.commit()
-        for _ in range(100):
-            if hub.listening and hub.backend_pid not in (None, first):
-                break
-            await asyncio.sleep(0.05)
-        assert hub.listening and hub.backend_pid != first
-        assert hub.connects == 2
-        async with hub.subscribe(lambda e: e.visit_id == 7) as events:
+        async with hub.subscribe(lambda e: e.subject_id in (2, 3)) as events:
+            await db.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            await db.commit()
             await emit(db, CoverEvent(kind="REQUEST_OPENED", cover_request_id=1, visit_id=6))
             await emit(db, CoverEvent(kind="REQUEST_OPENED", cover_request_id=2, visit_id=7))
-            event = await asyncio.wait_for(anext(events), WAIT)
-        assert event.cover_request_id == 2
+            for _ in range(100):
+                if hub.listening and hub.backend_pid not in (None, first):
+                    break
+                await asyncio.sleep(0.05)
+            assert hub.listening and hub.backend_pid != first
+            assert hub.connects == 2
+            await emit(db, CoverEvent(kind="REQUEST_OPENED", cover_request_id=3, visit_id=8))
+            got = [await asyncio.wait_for(anext(events), WAIT) for _ in range(2)]
+        assert [(e.subject_id, e.kind) for e in got if isinstance(e, StoredEvent)] == [
+            (2, "REQUEST_OPENED"),
+            (3, "REQUEST_OPENED"),
+        ]
         assert hub.subscriber_count == 0
     finally:
         await hub.stop()
     assert not hub.listening
 
 
-async def test_a_slow_subscriber_loses_its_oldest_events_and_blocks_no_one(
+async def test_a_slow_subscriber_is_told_it_lagged_and_blocks_no_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A subscriber whose queue is full drops what it holds and reads LAGGED next (the
+    subscription then re-reads from the table); the others get every event."""
     hub = EventHub("postgresql://unused/none", queue_size=3)  # never started: no database
 
-    def event(n: int) -> str:
-        return CoverEvent(kind="OFFER_MADE", cover_request_id=n, visit_id=n).to_json()
+    def event(n: int) -> StoredEvent:
+        return StoredEvent(n, "COVER_REQUEST", n, "OFFER_MADE", dt.datetime.now(dt.UTC))
 
     async with hub.subscribe(lambda e: True) as slow, hub.subscribe(lambda e: True) as quick:
         seen: list[int] = []
-        with caplog.at_level(logging.WARNING, logger="coopnet.events"):
+        with caplog.at_level(logging.INFO, logger="coopnet.events"):
             for n in range(1, 6):
                 hub.dispatch(event(n))
-                seen.append((await anext(quick)).cover_request_id)
-            hub.dispatch(b"{not json")
-            hub.dispatch('{"type": "other"}')
+                got = await anext(quick)
+                assert isinstance(got, StoredEvent)
+                seen.append(got.sequence)
+            hub.dispatch(event(5))  # already handed out: ignored
+            hub._on_notify(None, 0, hub.channel, "not a number")
         assert seen == [1, 2, 3, 4, 5]
         assert isinstance(slow, Subscriber)
-        assert slow.dropped == 2 and slow.pending == 3
-        assert [(await anext(slow)).cover_request_id for _ in range(3)] == [3, 4, 5]
+        assert slow.dropped == 3 and slow.pending == 2
+        assert await anext(slow) is LAGGED
+        rest = [await anext(slow) for _ in range(2)]
+        assert [e.sequence for e in rest if isinstance(e, StoredEvent)] == [4, 5]
         assert quick.pending == 0
-        assert "dropped 1 event" in caplog.text
-        assert "malformed event" in caplog.text
+        assert "fell 3 event(s) behind" in caplog.text
+        assert "malformed notification" in caplog.text
     with pytest.raises(StopAsyncIteration):
         await anext(slow)
 
@@ -758,3 +782,265 @@ async def test_an_oversized_websocket_message_closes_the_connection(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     async with live(a, bearer(token)) as client:  # still serving, and a normal size works
         await client.subscribe("ok", REQUESTS, {"cluster": gid("Cluster", world.cluster_a.id)})
+
+
+# --- one change, one message ---------------------------------------------------------------
+
+
+async def _items_until(client: Live, op: str, field: str, marker: str, skip: set[str]) -> list[str]:
+    """The ids of the items delivered before the one with id `marker`."""
+    seen: list[str] = []
+    while True:
+        message = await client.recv()
+        assert message["id"] == op and message["type"] == "next", message
+        assert not message["payload"].get("errors"), message
+        item_id = message["payload"]["data"][field][RECORD[field]]["id"]
+        if item_id == marker:
+            return seen
+        if item_id not in skip:
+            seen.append(item_id)
+
+
+@dataclass
+class Offered:
+    request: CoverRequest  # cluster A, offered to two PAs through the API
+    marker: CoverRequest  # cluster A: its event marks the end of what a test looks at
+    pas: list[Member]
+
+
+OFFER_COVER = """mutation($input: OfferCoverInput!) { offerCover(input: $input) {
+    offers { id personalAssistant { id } } errors { code message } } }"""
+
+
+async def _two_candidates(
+    db: AsyncSession, w: World
+) -> tuple[CoverRequest, CoverRequest, list[Member]]:
+    b = Build(db)
+    pas = [
+        await b.pa(name, cluster=w.cluster_a, skills=["personal-care"])
+        for name in ("Sam Second", "Tia Third")
+    ]
+    fresh = await b.visit(w.su_a, None, at(days=6), status="NEEDS_COVER")
+    marker = await b.visit(w.su_a, None, at(days=8), status="NEEDS_COVER")
+    for pa in pas:
+        await b.window(pa, at(days=6, hours=-1), hours=4)
+    request = CoverRequest(visit_id=fresh.id, reason="MANUAL", opened_by_id=w.coordinator.id)
+    marker_request = CoverRequest(
+        visit_id=marker.id, reason="MANUAL", opened_by_id=w.coordinator.id
+    )
+    db.add_all([request, marker_request])
+    await db.commit()
+    return request, marker_request, pas
+
+
+async def _offer_to_both(
+    api: Api, token: str, request: CoverRequest, pas: list[Member]
+) -> dict[int, str]:
+    body = await api.query(
+        OFFER_COVER,
+        {
+            "input": {
+                "coverRequestId": gid("CoverRequest", request.id),
+                "paIds": [gid("PersonalAssistant", pa.id) for pa in pas],
+            }
+        },
+        token=token,
+    )
+    payload = body["data"]["offerCover"]
+    assert payload["errors"] == [] and len(payload["offers"]) == 2, body
+    by_pa = {o["personalAssistant"]["id"]: o["id"] for o in payload["offers"]}
+    return {pa.id: by_pa[gid("PersonalAssistant", pa.id)] for pa in pas}
+
+
+async def test_two_offers_in_one_change_are_one_message(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    """offerCover to two PAs changes one cover request once: one message, not two."""
+    a, _ = servers
+    w = world
+    request, marker, pas = await _two_candidates(db, w)
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    warm = gid("CoverRequest", w.warm_request.id)
+    async with live(a, bearer(token)) as client:
+        await client.subscribe("1", REQUESTS, {"cluster": gid("Cluster", w.cluster_a.id)})
+        await client.until_live(
+            "1", lambda: emit(db, request_event(w.warm_request, [w.cluster_a.id]))
+        )
+        await _offer_to_both(api, token, request, pas)
+        await emit(db, request_event(marker, [w.cluster_a.id]))
+        seen = await _items_until(
+            client, "1", "coverRequests", gid("CoverRequest", marker.id), {warm}
+        )
+    assert seen == [gid("CoverRequest", request.id)]
+
+
+async def test_a_fill_is_one_message(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    """A PA accepting one of two offers fills the request and closes the other offer: the
+    coordinator hears of the request once."""
+    a, _ = servers
+    w = world
+    request, marker, pas = await _two_candidates(db, w)
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    offers = await _offer_to_both(api, token, request, pas)
+    warm = gid("CoverRequest", w.warm_request.id)
+    async with live(a, bearer(token)) as client:
+        await client.subscribe("1", REQUESTS, {"cluster": gid("Cluster", w.cluster_a.id)})
+        await client.until_live(
+            "1", lambda: emit(db, request_event(w.warm_request, [w.cluster_a.id]))
+        )
+        body = await api.query(
+            """mutation($id: ID!) { acceptCoverOffer(id: $id) {
+                offer { status } errors { code message } } }""",
+            {"id": offers[pas[0].id]},
+            as_=(Role.PA, pas[0].id),
+        )
+        payload = body["data"]["acceptCoverOffer"]
+        assert payload["errors"] == [] and payload["offer"]["status"] == "ACCEPTED", body
+        await emit(db, request_event(marker, [w.cluster_a.id]))
+        seen = await _items_until(
+            client, "1", "coverRequests", gid("CoverRequest", marker.id), {warm}
+        )
+    assert seen == [gid("CoverRequest", request.id)]
+
+
+# --- kinds, sequences, resuming ------------------------------------------------------------
+
+
+async def _resume(
+    server: Server, token: str, op: str, query: str, variables: dict[str, Any]
+) -> AsyncIterator[Live]:
+    async with live(server, bearer(token)) as client:
+        await client.subscribe(op, query, variables)
+        yield client
+
+
+resume = asynccontextmanager(_resume)
+
+
+async def test_a_client_resumes_after_the_last_sequence_it_saw(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    """Changes carry their kind and an increasing sequence. Reconnecting with `after`, a
+    coordinator gets what they missed, in order, once: not another cluster's, nor one
+    about a request they may not see; then live changes, with no duplicate between."""
+    a, b = servers
+    w = world
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    cluster = gid("Cluster", w.cluster_a.id)
+    warm = gid("CoverRequest", w.warm_request.id)
+    request_a = gid("CoverRequest", w.request_a.id)
+    async with live(a, bearer(token)) as client:
+        await client.subscribe("1", REQUESTS, {"cluster": cluster})
+        await client.until_live(
+            "1", lambda: emit(db, request_event(w.warm_request, [w.cluster_a.id]))
+        )
+        await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_MADE"))
+        seen = await client.next_change("1", "coverRequests", skip={warm})
+    assert seen["kind"] == "OFFER_MADE" and seen["coverRequest"]["id"] == request_a
+    assert dt.datetime.fromisoformat(seen["occurredAt"]) <= dt.datetime.now(dt.UTC)
+
+    # While away: theirs, another cluster's, one they may not see (another cluster's
+    # request naming theirs), and theirs again.
+    await emit(db, request_event(w.warm_request, [w.cluster_a.id], "OFFER_DECLINED"))
+    await emit(db, request_event(w.request_b, [w.cluster_b.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_b, [w.cluster_a.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_WITHDRAWN"))
+
+    variables = {"cluster": cluster, "after": seen["sequence"]}
+    async with resume(b, token, "2", REQUESTS, variables) as client:  # any process
+        missed = [await client.next_change("2", "coverRequests", skip=set()) for _ in range(2)]
+        await emit(db, request_event(w.request_a, [w.cluster_a.id], "REQUEST_CANCELLED"))
+        after_it = await client.next_change("2", "coverRequests", skip=set())
+        # Nothing else came before the next change (no duplicate of the replayed ones).
+        await emit(db, request_event(w.warm_request, [w.cluster_a.id], "OFFER_MADE"))
+        last = await client.next_change("2", "coverRequests", skip=set())
+    changes = [*missed, after_it, last]
+    assert [(c["coverRequest"]["id"], c["kind"]) for c in changes] == [
+        (warm, "OFFER_DECLINED"),
+        (request_a, "OFFER_WITHDRAWN"),
+        (request_a, "REQUEST_CANCELLED"),
+        (warm, "OFFER_MADE"),
+    ]
+    sequences = [int(seen["sequence"])] + [int(c["sequence"]) for c in changes]
+    assert sequences == sorted(set(sequences))
+    # Two events the coordinator may not hear of lie between the first two resumed.
+    assert sequences[1] - sequences[0] == 1 and sequences[2] - sequences[1] == 3
+
+
+async def test_resuming_as_a_pa_or_a_stranger_gives_only_their_own(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    a, _ = servers
+    w = world
+    await emit(db, request_event(w.warm_request, [w.cluster_a.id], "OFFER_MADE"))
+    after = str(await latest(db))  # a stored event to resume after
+    await emit(db, offer_event(w.other_offer, w.request_b, w.other_pa.id, "OFFER_MADE"))
+    await emit(db, offer_event(w.offer, w.request_a, w.pa.id, "OFFER_MADE"))
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_b, [w.cluster_b.id], "OFFER_MADE"))
+
+    pa = api.token(Role.PA, w.pa.id)
+    async with resume(a, pa, "o", OFFERS, {"after": after}) as client:
+        change = await client.next_change("o", "myCoverOffers", skip=set())
+        await emit(db, offer_event(w.warm_offer, w.warm_request, w.pa.id, "OFFER_DECLINED"))
+        then = await client.next_change("o", "myCoverOffers", skip=set())
+    assert (change["kind"], change["coverOffer"]["id"]) == (
+        "OFFER_MADE",
+        gid("CoverOffer", w.offer.id),
+    )
+    assert then["coverOffer"]["id"] == gid("CoverOffer", w.warm_offer.id)
+
+    other = api.token(Role.COORDINATOR, w.other_coordinator.id)
+    theirs = {"cluster": gid("Cluster", w.cluster_b.id), "after": after}
+    async with resume(a, other, "b", REQUESTS, theirs) as client:
+        change = await client.next_change("b", "coverRequests", skip=set())
+    assert change["coverRequest"]["id"] == gid("CoverRequest", w.request_b.id)
+    # Resuming does not open another coordinator's cluster.
+    ours = {"cluster": gid("Cluster", w.cluster_a.id), "after": after}
+    async with resume(a, other, "a", REQUESTS, ours) as client:
+        error = await client.error("a")
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_an_after_that_is_not_a_sequence_or_no_longer_stored_is_refused(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    a, _ = servers
+    w = world
+    token = api.token(Role.COORDINATOR, w.coordinator.id)
+    cluster = gid("Cluster", w.cluster_a.id)
+    for bad in ("abc", "0", "-1", "1.5", "99999999999999999999", ""):
+        async with resume(a, token, "x", REQUESTS, {"cluster": cluster, "after": bad}) as client:
+            error = await client.error("x")
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", (bad, error)
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_MADE"))
+    await emit(db, request_event(w.request_a, [w.cluster_a.id], "OFFER_WITHDRAWN"))
+    pruned = await latest(db) - 1
+    await db.execute(delete(LiveEvent).where(LiveEvent.sequence <= pruned))  # as pruning does
+    await db.commit()
+    variables = {"cluster": cluster, "after": str(pruned)}
+    async with resume(a, token, "x", REQUESTS, variables) as client:
+        error = await client.error("x")
+    assert error["extensions"]["code"] == "EVENTS_EXPIRED", error
+    async with resume(a, api.token(Role.PA, w.pa.id), "o", OFFERS, {"after": "x"}) as client:
+        error = await client.error("o")
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+
+
+async def test_a_revoked_token_ends_a_resumed_stream(
+    servers: tuple[Server, Server], world: World, db: AsyncSession, api: Api
+) -> None:
+    a, _ = servers
+    w = world
+    token = api.token(Role.PA, w.pa.id)
+    await emit(db, offer_event(w.warm_offer, w.warm_request, w.pa.id))
+    after = str(await latest(db))
+    await emit(db, offer_event(w.offer, w.request_a, w.pa.id))
+    async with resume(a, token, "o", OFFERS, {"after": after}) as client:
+        change = await client.next_change("o", "myCoverOffers", skip=set())
+        assert change["coverOffer"]["id"] == gid("CoverOffer", w.offer.id)
+        assert await revoke_member_tokens(db, w.pa.id)
+        await db.commit()
+        await _ends_unauthenticated(client, "o", set())

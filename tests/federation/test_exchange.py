@@ -711,7 +711,7 @@ async def test_a_confirmation_for_a_time_taken_meanwhile_is_cancelled(world: Wor
     assert row is not None and row.status == "EXPIRED" and row.person_first_name is None
 
 
-SUBSCRIBE = "subscription { coverExchanges { ref side status } }"
+SUBSCRIBE = "subscription { coverExchanges { kind coverExchange { ref side status } } }"
 
 
 @asynccontextmanager
@@ -735,7 +735,9 @@ async def _until(
     while True:
         message = json.loads(await asyncio.wait_for(ws.recv(), timeout=wait))
         assert message["type"] == "next", message
-        item = message["payload"]["data"]["coverExchanges"]
+        change = message["payload"]["data"]["coverExchanges"]
+        item = change["coverExchange"]
+        assert change["kind"] == item["status"], change  # no later change committed yet
         if item["ref"] == ref:
             seen.append((item["side"], item["status"]))
             if item["status"] == status:
@@ -789,4 +791,4 @@ async def test_a_coordinator_hears_nothing_of_another_cluster(world: World) -> N
         await a.ask(ours)
         after_ref = (await theirs.ask(after))["exchange"]["ref"]
         message = json.loads(await asyncio.wait_for(stranger.recv(), timeout=15))
-    assert message["payload"]["data"]["coverExchanges"]["ref"] == after_ref
+    assert message["payload"]["data"]["coverExchanges"]["coverExchange"]["ref"] == after_ref

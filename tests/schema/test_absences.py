@@ -8,18 +8,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import Range
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from care.events import CHANNEL
 from care.models import (
     Absence,
     Cluster,
@@ -31,6 +28,7 @@ from care.models import (
 )
 from tests.conftest import Api, StatementCounter
 from tests.factories import Build, at, gid
+from tests.live_events import committed_since, latest
 
 ERRORS = "errors { field message code }"
 REQUEST_FIELDS = """id reason status note openedAt closedAt visitStartsAt
@@ -848,76 +846,53 @@ async def test_report_missed_refusals(api: Api, db: AsyncSession, w: World) -> N
 # --- events -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def events(app: Any) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-    """Cover events heard on the channel through a separate connection."""
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    def heard(connection: Any, pid: int, channel: str, payload: str) -> None:
-        queue.put_nowait(orjson.loads(payload))
-
-    engine: AsyncEngine = app.state.engine
-    async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        await raw.add_listener(CHANNEL, heard)
-        try:
-            yield queue
-        finally:
-            await raw.remove_listener(CHANNEL, heard)
-
-
-async def drain(queue: asyncio.Queue[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    got = [await asyncio.wait_for(queue.get(), timeout=5) for _ in range(n)]
-    await asyncio.sleep(0.2)  # nothing more should come
-    assert queue.empty(), [queue.get_nowait() for _ in range(queue.qsize())]
-    return got
-
-
-async def test_events_are_published_after_commit(
-    api: Api, db: AsyncSession, w: World, events: asyncio.Queue[dict[str, Any]]
-) -> None:
+async def test_events_are_published_after_commit(api: Api, db: AsyncSession, w: World) -> None:
     b = Build(db)
     db.add(ClusterServiceUser(cluster_id=w.other_cluster.id, service_user_id=w.su2.id))
     v1 = await b.visit(w.su, w.pa, at(days=1))
     v2 = await b.visit(w.su2, w.pa, at(days=2))
     await db.commit()
+    mark = await latest(db)
 
     out = await record(api, coord(api, w), w.pa, at(hours=1), at(days=3))
-    opened = await drain(events, 2)
+    opened = await committed_since(db, mark)
+    mark = opened[-1].sequence
     by_visit = {r["visit_id"]: r["id"] for r in await requests(db)}
-    assert sorted((e["kind"], e["visit_id"], e["cover_request_id"]) for e in opened) == sorted(
-        ("REQUEST_OPENED", vid, by_visit[vid]) for vid in (v1.id, v2.id)
+    assert sorted((e.kind, e.subject, e.subject_id) for e in opened) == sorted(
+        ("REQUEST_OPENED", "COVER_REQUEST", by_visit[vid]) for vid in (v1.id, v2.id)
     )
-    assert all(e["type"] == "cover" for e in opened)
-    both = sorted([w.cluster.id, w.other_cluster.id])
-    assert {e["visit_id"]: e["cluster_ids"] for e in opened} == {v1.id: [w.cluster.id], v2.id: both}
+    both = (w.cluster.id, w.other_cluster.id)
+    assert {e.subject_id: e.cluster_ids for e in opened} == {
+        by_visit[v1.id]: (w.cluster.id,),
+        by_visit[v2.id]: tuple(sorted(both)),
+    }
 
-    # A refused change publishes nothing (its savepoint and notifications rolled back).
+    # A refused change publishes nothing (its savepoint is rolled back with its events).
     refused = await record(api, coord(api, w), w.pa, at(days=2), at(days=4))
     assert codes(refused) == [("OVERLAP", "startsAt")]
-    await asyncio.sleep(0.3)
-    assert events.empty()
+    assert await committed_since(db, mark) == []
 
     offer_id = await add_offer(db, by_visit[v1.id], w.pa2)
     await api.data(CANCEL, {"id": out["absence"]["id"]}, token=coord(api, w))
-    closed = await drain(events, 3)
-    assert sorted((e["kind"], e["visit_id"], e["offer_id"], e["pa_id"]) for e in closed) == sorted(
+    closed = await committed_since(db, mark)
+    mark = closed[-1].sequence
+    # The first request's return and its closed offer: one event about the request.
+    assert sorted((e.kind, e.subject, e.subject_id, e.pa_id) for e in closed) == sorted(
         [
-            ("REQUEST_RETURNED", v1.id, None, None),
-            ("REQUEST_RETURNED", v2.id, None, None),
-            ("OFFER_CLOSED", v1.id, offer_id, w.pa2.id),
+            ("REQUEST_RETURNED", "COVER_REQUEST", by_visit[v1.id], None),
+            ("REQUEST_RETURNED", "COVER_REQUEST", by_visit[v2.id], None),
+            ("OFFER_CLOSED", "COVER_OFFER", offer_id, w.pa2.id),
         ]
     )
 
     opened_one = await api.data(OPEN_REQUEST, {"visitId": gid("Visit", v2.id)}, token=coord(api, w))
     request_id = pk(opened_one["openCoverRequest"]["coverRequest"]["id"], "CoverRequest")
-    [event] = await drain(events, 1)
-    assert (event["kind"], event["cover_request_id"], event["visit_id"]) == (
+    [event] = await committed_since(db, mark)
+    assert (event.kind, event.subject, event.subject_id) == (
         "REQUEST_OPENED",
+        "COVER_REQUEST",
         request_id,
-        v2.id,
     )
     await api.data(CANCEL_REQUEST, {"id": gid("CoverRequest", request_id)}, token=coord(api, w))
-    [event] = await drain(events, 1)
-    assert (event["kind"], event["cover_request_id"]) == ("REQUEST_CANCELLED", request_id)
+    [cancelled] = await committed_since(db, event.sequence)
+    assert (cancelled.kind, cancelled.subject_id) == ("REQUEST_CANCELLED", request_id)

@@ -397,3 +397,16 @@ async def test_a_statement_timeout_on_the_compiled_path_is_a_coded_503(
         response, _ = await post(client, short, query)
         assert response.status_code == 200
         assert response.json()["extensions"]["sqlStatements"] == 1
+
+
+async def test_another_order_falls_back(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    """Only the default order compiles: another one, even through a variable of a cached
+    plan, runs on the resolvers."""
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    query = "query($o: VisitOrder!) { visits(first: 3, orderBy: $o) { nodes { id startsAt } } }"
+    ascending = await both.same(query, {"o": "START_ASC"}, admin, statements=1)
+    descending = await both.same(query, {"o": "START_DESC"}, admin, statements=None)
+    assert ascending["data"] != descending["data"]

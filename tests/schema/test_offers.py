@@ -4,21 +4,17 @@ database unchanged; and the events published on commit."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-import orjson
 import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from care.events import CHANNEL
 from care.models import (
     Absence,
     AvailabilityWindow,
@@ -32,6 +28,7 @@ from care.models import (
 )
 from tests.conftest import Api, StatementCounter
 from tests.factories import Build, at, gid
+from tests.live_events import committed_since, latest
 
 ERRORS = "errors { field message code }"
 OFFER_FIELDS = """id status offeredAt expiresAt respondedAt personalAssistant { id name }
@@ -726,36 +723,29 @@ async def test_withdraw(api: Api, db: AsyncSession, w: World) -> None:
 # --- events --------------------------------------------------------------------------------
 
 
-async def test_events_are_published_on_commit(
-    api: Api, db: AsyncSession, w: World, migrated_url: str
-) -> None:
-    heard: list[str] = []
-    conn = await asyncpg.connect(migrated_url)
-    await conn.add_listener(CHANNEL, lambda *args: heard.append(args[3]))
-    try:
-        a, b, c = await offer_to(api, w, w.pa, w.pa2, w.pool_pa)
-        await answer(api, DECLINE, c, pa_token(api, w.pool_pa))
-        # A refused acceptance publishes nothing (its savepoint is rolled back).
-        only_error(await answer(api, ACCEPT, a, pa_token(api, w.pa2)))
-        await answer(api, ACCEPT, a, pa_token(api, w.pa))
-        for _ in range(50):
-            if len(heard) >= 6:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    events = [orjson.loads(h) for h in heard]
-    common = {"type": "cover", "cover_request_id": w.request.id, "visit_id": w.visit.id}
-    assert all({k: e[k] for k in common} == common for e in events)
-    assert all(e["cluster_ids"] == [w.cluster.id] for e in events)
-    assert [(e["kind"], e["offer_id"], e["pa_id"]) for e in events] == [
-        ("OFFER_MADE", pk(a), w.pa.id),
-        ("OFFER_MADE", pk(b), w.pa2.id),
-        ("OFFER_MADE", pk(c), w.pool_pa.id),
-        ("OFFER_DECLINED", pk(c), w.pool_pa.id),
-        ("REQUEST_FILLED", pk(a), w.pa.id),
-        ("OFFER_CLOSED", pk(b), w.pa2.id),
+async def test_events_are_published_on_commit(api: Api, db: AsyncSession, w: World) -> None:
+    """One event per subject a change touched (the request once, however many of its
+    offers changed), numbered in commit order; a refused change stores none."""
+    mark = await latest(db)
+    a, b, c = await offer_to(api, w, w.pa, w.pa2, w.pool_pa)
+    await answer(api, DECLINE, c, pa_token(api, w.pool_pa))
+    # A refused acceptance publishes nothing (its savepoint is rolled back).
+    only_error(await answer(api, ACCEPT, a, pa_token(api, w.pa2)))
+    await answer(api, ACCEPT, a, pa_token(api, w.pa))
+    events = await committed_since(db, mark)
+    assert [e.sequence for e in events] == list(range(mark + 1, mark + 1 + len(events)))
+    requests = [e for e in events if e.subject == "COVER_REQUEST"]
+    assert all(e.cluster_ids == (w.cluster.id,) for e in requests)
+    assert [(e.subject, e.kind, e.subject_id, e.pa_id) for e in events] == [
+        ("COVER_REQUEST", "OFFER_MADE", w.request.id, None),
+        ("COVER_OFFER", "OFFER_MADE", pk(a), w.pa.id),
+        ("COVER_OFFER", "OFFER_MADE", pk(b), w.pa2.id),
+        ("COVER_OFFER", "OFFER_MADE", pk(c), w.pool_pa.id),
+        ("COVER_REQUEST", "OFFER_DECLINED", w.request.id, None),
+        ("COVER_OFFER", "OFFER_DECLINED", pk(c), w.pool_pa.id),
+        ("COVER_REQUEST", "REQUEST_FILLED", w.request.id, None),
+        ("COVER_OFFER", "OFFER_ACCEPTED", pk(a), w.pa.id),
+        ("COVER_OFFER", "OFFER_CLOSED", pk(b), w.pa2.id),
     ]
 
 

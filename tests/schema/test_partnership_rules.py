@@ -380,7 +380,9 @@ async def test_only_admins_see_partnerships(app: Any, db: AsyncSession) -> None:
 
 
 async def test_admins_hear_of_a_proposal_as_it_arrives(app: Any, db: AsyncSession) -> None:
-    subscription = "subscription { partnershipChanged { baseUrl status direction } }"
+    subscription = (
+        "subscription { partnershipChanged { kind partnership { baseUrl status direction } } }"
+    )
     ctx = LiveContext(
         sessions=app.state.sessions,
         events=app.state.events,
@@ -398,7 +400,10 @@ async def test_admins_hear_of_a_proposal_as_it_arrives(app: Any, db: AsyncSessio
         await stream.aclose()
     assert not result.errors, result.errors
     assert result.data == {
-        "partnershipChanged": {"baseUrl": PARTNER, "status": "PROPOSED", "direction": "INCOMING"}
+        "partnershipChanged": {
+            "kind": "PROPOSED",
+            "partnership": {"baseUrl": PARTNER, "status": "PROPOSED", "direction": "INCOMING"},
+        }
     }
 
 
