@@ -514,6 +514,29 @@ VISIT_ORDERS: dict[str, Order] = {
 }
 
 
+def visit_start_bounds(
+    stmt: Select,
+    *,
+    starts_from: dt.datetime | None,
+    starts_before: dt.datetime | None,
+    prefix: str = "",
+    **_: Any,
+) -> Select:
+    """Bounds on the start the start index can use (the overlap of `_visit_filters`
+    cannot): a visit under way at `starts_from` began at most MAX_VISIT_LENGTH before it
+    (a check constraint, migration 0022). A page is then read from there in order and the
+    scan stops at its end, instead of passing every visit that ever started before. Named
+    parameters, as `_visit_filters` (the compiled read path reruns them)."""
+    start = VISIT_SORT[0]
+    instant = DateTime(timezone=True)
+    if starts_from is not None:
+        earliest = starts_from - MAX_VISIT_LENGTH
+        stmt = stmt.where(start >= bindparam(f"{prefix}earliest_start", earliest, type_=instant))
+    if starts_before is not None:
+        stmt = stmt.where(start < bindparam(f"{prefix}latest_start", starts_before, type_=instant))
+    return stmt
+
+
 def visits(
     viewer: Viewer,
     request: PageRequest,
@@ -535,15 +558,7 @@ def visits(
         pa_id=pa_id,
         service_user_id=service_user_id,
     )
-    # Bounds on the start the start index can use (the overlap above cannot): a visit
-    # under way at `starts_from` began at most MAX_VISIT_LENGTH before it (a check
-    # constraint, migration 0022). A page is then read from there in order and the scan
-    # stops at its end, instead of passing every visit that ever started before.
-    start = VISIT_SORT[0]
-    if starts_from is not None:
-        stmt = stmt.where(start >= starts_from - MAX_VISIT_LENGTH)
-    if starts_before is not None:
-        stmt = stmt.where(start < starts_before)
+    stmt = visit_start_bounds(stmt, starts_from=starts_from, starts_before=starts_before)
     keys, descending = VISIT_ORDERS[order]
     return page(stmt, keys, request, descending=descending)
 

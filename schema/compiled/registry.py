@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select
 
 from care import enums, queries
 from care.models import (
+    MAX_VISIT_LENGTH,
     AvailabilityWindow,
     CarerLink,
     ClusterPa,
@@ -184,6 +185,21 @@ def _visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.visit_filters(stmt, **visit_arguments(args), prefix=prefix)
 
 
+def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    values = visit_arguments(args)
+    if values["starts_from"] is not None:
+        values["earliest_start"] = values["starts_from"] - MAX_VISIT_LENGTH
+    values["latest_start"] = values["starts_before"]
+    return values
+
+
+def _root_visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    """The root list's filters, and its bounds on the start (as `queries.visits`)."""
+    values = visit_arguments(args)
+    stmt = queries.visit_filters(stmt, **values, prefix=prefix)
+    return queries.visit_start_bounds(stmt, **values, prefix=prefix)
+
+
 VISIT_SORT = queries.VISIT_SORT
 MEMBER_SORT = (Member.id,)
 CLUSTER_SORT = (queries.Cluster.id,)
@@ -230,8 +246,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             "visit",
             VISIT_SORT,
             VISIT_RANGE | {"clusterId", "paId", "serviceUserId"},
-            filters=_visit_filters,
-            values=visit_arguments,
+            filters=_root_visit_filters,
+            values=root_visit_arguments,
             defaults=(("orderBy", "START_ASC"),),
         ),
     },
