@@ -161,6 +161,15 @@ def sql_counter(app: Any) -> Iterator[StatementCounter]:
 
 
 @pytest.fixture
+def resolvers_only(app: Any) -> Iterator[None]:
+    """Reads answered by the resolvers only (COMPILED_READS off), for tests of the
+    statements they run; the compiled path has its own (tests/schema/test_compiled_reads.py)."""
+    app.state.compiled_reads = False
+    yield
+    app.state.compiled_reads = app.state.settings.compiled_reads
+
+
+@pytest.fixture
 async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:

@@ -295,6 +295,7 @@ NESTED = """query($last: Int, $before: String) {
 }"""
 
 
+@pytest.mark.usefixtures("resolvers_only")
 async def test_nested_pages_go_backwards_per_parent_in_constant_statements(
     api: Api, rota: Rota, sql_counter: StatementCounter
 ) -> None:
@@ -354,6 +355,7 @@ NOT_COUNTED = [
 
 
 @pytest.mark.parametrize("query", COUNTED)
+@pytest.mark.usefixtures("resolvers_only")
 async def test_total_count_is_counted_when_selected(
     api: Api, rota: Rota, sql_counter: StatementCounter, query: str
 ) -> None:
@@ -369,6 +371,7 @@ async def test_total_count_is_counted_when_selected(
 
 
 @pytest.mark.parametrize("query", NOT_COUNTED)
+@pytest.mark.usefixtures("resolvers_only")
 async def test_total_count_is_not_counted_when_not_selected(
     api: Api, rota: Rota, sql_counter: StatementCounter, query: str
 ) -> None:
@@ -380,6 +383,7 @@ async def test_total_count_is_not_counted_when_not_selected(
     assert not any(COUNT in s for s in sql_counter.statements), sql_counter.statements
 
 
+@pytest.mark.usefixtures("resolvers_only")
 async def test_nested_total_count_only_where_selected(
     api: Api, rota: Rota, sql_counter: StatementCounter
 ) -> None:
