@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
 from care.enums import Role
-from care.models import Cluster, Member, PaProfile, Visit
+from care.models import CarerLink, Cluster, Member, PaProfile, Visit
 from schema.compiled.extension import PLANS
 from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
@@ -142,6 +142,15 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
     busy_pa = await db.scalar(
         select(Visit.pa_id).where(Visit.pa_id.is_not(None)).group_by(Visit.pa_id).limit(1)
     )
+    # A person with visits and a carer of theirs.
+    person, carer = (
+        await db.execute(
+            select(CarerLink.service_user_id, CarerLink.carer_id)
+            .where(CarerLink.service_user_id.in_(select(Visit.service_user_id)))
+            .order_by(CarerLink.service_user_id)
+            .limit(1)
+        )
+    ).one()
     # A PA with no visit at all, and a member who is no one's carer, PA or coordinator.
     idle_pa = (
         await db.execute(
@@ -178,6 +187,8 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
             "busy_pa": busy_pa,
             "idle_pa": idle_pa,
             "stranger": stranger,
+            "person": person,
+            "carer": carer,
         },
     }
 
@@ -189,6 +200,8 @@ def _callers(api: Api, ids: dict[str, int]) -> dict[str, str | None]:
         "pa with visits": api.token(Role.PA, ids["busy_pa"]),
         "pa without visits": api.token(Role.PA, ids["idle_pa"]),
         "stranger": api.token(Role.SERVICE_USER, ids["stranger"]),
+        "service user": api.token(Role.SERVICE_USER, ids["person"]),
+        "carer": api.token(Role.CARER, ids["carer"]),
         "la analyst": api.tokens.issue(Role.LA_ANALYST, la_code="E09000003"),
         "anonymous": None,
     }
@@ -219,7 +232,7 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
             if not resolved.get("errors"):
                 assert ran == 1, name  # compiled, not fallen back
                 answered += 1
-    assert answered >= 12  # most callers may read most of it: the comparison is not vacuous
+    assert answered >= 16  # most callers may read most of it: the comparison is not vacuous
 
 
 async def test_the_cluster_page_is_one_statement_with_data(
