@@ -44,7 +44,13 @@ from api.media import GRAPHQL_RESPONSE_JSON, JSON, negotiate, refusal_body
 from api.migrate import current_revision, head_revision
 from api.openreferral import openreferral_router
 from api.peers import PeerDoor, peer_call
-from api.persisted import PersistedDocuments, document_hash, requested_hash
+from api.persisted import (
+    PERSISTED_QUERY_NOT_FOUND,
+    PERSISTED_QUERY_REQUIRED,
+    PersistedDocuments,
+    document_hash,
+    requested_hash,
+)
 from api.settings import Settings
 from api.worker import build_worker
 from care.disclosure import DisclosureRules
@@ -75,10 +81,6 @@ class DatabaseRefusal(Exception):
 
 # Codes of the HTTP refusals Strawberry raises (anything else it refuses is BAD_REQUEST).
 HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-# Persisted operations (api/persisted.py). Apollo's link reads PersistedQueryNotFound (by
-# message or code) as "send the document with the hash".
-PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
-PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
 
 
 @dataclass

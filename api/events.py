@@ -48,6 +48,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 
 from api.auth import REVOKED, AuthError, TokenService
+from api.persisted import (
+    PERSISTED_QUERY_NOT_FOUND,
+    PERSISTED_QUERY_REQUIRED,
+    PersistedDocuments,
+    document_hash,
+    requested_hash,
+)
 from care.events import CHANNEL, LATEST_SQL, PRUNE_SQL, READ_SQL, StoredEvent
 from care.tokens import is_in_force
 from schema.context import Context
@@ -439,6 +446,13 @@ class LiveWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             )
             return
         if self.connection_acknowledged and message["id"] not in self.operations:
+            try:
+                message = await self.registered_document(message)
+            except GraphQLError as refused:
+                await self.send_message(
+                    ErrorMessage(id=message["id"], type="error", payload=[refused.formatted])
+                )
+                return
             payload = message.get("payload") or {}
             kind = operation_type(payload.get("query"), payload.get("operationName"))
             if kind is not None and kind is not OperationType.SUBSCRIPTION:
@@ -452,3 +466,43 @@ class LiveWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 )
                 return
         await super().handle_subscribe(message)
+
+    async def registered_document(self, message: SubscribeMessage) -> SubscribeMessage:
+        """The subscribe message with the registered document it names by hash
+        (`documentId`, or Apollo's `extensions.persistedQuery.sha256Hash`) as its query,
+        as `POST /graphql` does; with TRUSTED_DOCUMENTS_ONLY, a full document is refused.
+        Raises a coded GraphQLError for the client."""
+        persisted: PersistedDocuments | None = getattr(self.view, "persisted", None)
+        trusted_only = bool(getattr(self.view, "trusted_documents_only", False))
+        payload: dict[str, Any] = dict(message.get("payload") or {})
+        try:
+            key = requested_hash(payload.get("documentId"), payload.get("extensions"))
+        except ValueError as exc:
+            raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from exc
+        query = payload.get("query") or None
+        if key is None:
+            if trusted_only:
+                raise GraphQLError(
+                    "This instance runs only registered operations: send the operation's "
+                    "hash (documentId), not its text (TRUSTED_DOCUMENTS_ONLY).",
+                    extensions={"code": PERSISTED_QUERY_REQUIRED},
+                )
+            return message
+        if isinstance(query, str):
+            if document_hash(query) != key:
+                raise GraphQLError(
+                    "The hash is not the SHA-256 of the query sent with it.",
+                    extensions={"code": "BAD_REQUEST"},
+                )
+            if not trusted_only:
+                return message
+        document = None
+        if persisted is not None and isinstance(self.context, LiveContext):
+            async with self.context.sessions() as session:
+                document = await persisted.lookup(session, key)
+        if document is None:
+            raise GraphQLError(
+                "PersistedQueryNotFound", extensions={"code": PERSISTED_QUERY_NOT_FOUND}
+            )
+        payload["query"] = document
+        return SubscribeMessage(id=message["id"], type="subscribe", payload=payload)  # type: ignore[typeddict-item]

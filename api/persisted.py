@@ -29,6 +29,10 @@ from care.models import (
 )
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Apollo's link reads PersistedQueryNotFound (by message or code) as "send the document
+# with the hash".
+PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
 SHA256_PREFIX = "sha256:"
 
 

@@ -47,6 +47,7 @@ from care.models import Cluster, CoverOffer, CoverRequest, LiveEvent, Member, Vi
 from care.tokens import revoke_member_tokens
 from schema.subscriptions import LAGGED
 from tests.api.forge import signed
+from tests.api.test_persisted import register, sha, write
 from tests.conftest import ROOT, Api
 from tests.factories import Build, at, gid
 from tests.live_events import latest
@@ -107,7 +108,7 @@ def _free_port() -> int:
         return port
 
 
-def _start(name: str, settings: Settings, url: str, tmp: Path) -> Server:
+def _start(name: str, settings: Settings, url: str, tmp: Path, **extra: str) -> Server:
     keys = settings.data_dir / "keys"
     port = _free_port()
     env = {
@@ -120,6 +121,7 @@ def _start(name: str, settings: Settings, url: str, tmp: Path) -> Server:
         # Idle subscriptions re-check their token this often (test_..._while_idle).
         "TOKEN_RECHECK_SECONDS": str(RECHECK),
         "MAX_BODY_BYTES": str(MAX_BODY),
+        **extra,
     }
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
@@ -1044,3 +1046,47 @@ async def test_a_revoked_token_ends_a_resumed_stream(
         assert await revoke_member_tokens(db, w.pa.id)
         await db.commit()
         await _ends_unauthenticated(client, "o", set())
+
+
+async def test_trusted_documents_only_holds_for_subscriptions(
+    app_state: Any,
+    settings: Settings,
+    migrated_url: str,
+    tmp_path: Path,
+    world: World,
+    db: AsyncSession,
+    api: Api,
+) -> None:
+    """With TRUSTED_DOCUMENTS_ONLY, a subscription's text is refused over the websocket
+    as over HTTP; a registered one runs by its hash (documentId or Apollo's)."""
+    w = world
+    server = _start("trusted", settings, migrated_url, tmp_path, TRUSTED_DOCUMENTS_ONLY="true")
+    try:
+        await asyncio.to_thread(_wait_healthy, server)
+        assert await register(settings, write(tmp_path, {sha(OFFERS): OFFERS})) == 0
+        async with live(server, bearer(api.token(Role.PA, w.pa.id))) as client:
+
+            async def subscribe(op: str, payload: dict[str, Any]) -> None:
+                await client.ws.send(
+                    json.dumps({"id": op, "type": "subscribe", "payload": payload})
+                )
+
+            await client.subscribe("text", OFFERS)
+            assert (await client.error("text"))["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+            await subscribe("unknown", {"documentId": f"sha256:{sha('subscription { x }')}"})
+            error = await client.error("unknown")
+            assert error["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+            await subscribe(
+                "forged", {"query": OFFERS + " ", "documentId": f"sha256:{sha(OFFERS)}"}
+            )
+            assert (await client.error("forged"))["extensions"]["code"] == "BAD_REQUEST"
+            await subscribe("bad", {"documentId": "md5:abc"})
+            assert (await client.error("bad"))["extensions"]["code"] == "BAD_REQUEST"
+            # Apollo's shape: no text, the hash in extensions.
+            apollo = {"persistedQuery": {"version": 1, "sha256Hash": sha(OFFERS)}}
+            await subscribe("offers", {"query": "", "extensions": apollo, "variables": {}})
+            await client.until_live(
+                "offers", lambda: emit(db, offer_event(w.warm_offer, w.warm_request, w.pa.id))
+            )
+    finally:
+        _stop(server)
