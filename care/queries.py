@@ -180,6 +180,32 @@ def members_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     )
 
 
+def name_pattern(name_contains: str | None) -> str | None:
+    """The ILIKE pattern of a `nameContains` filter (None: no filter, as for "")."""
+    return f"%{_escape_like(name_contains)}%" if name_contains else None
+
+
+def member_filters(
+    stmt: Select,
+    *,
+    membership_class: str | None = None,
+    active: bool | None = None,
+    name_pattern: str | None = None,
+    prefix: str = "",
+) -> Select:
+    """The filters of the member list, as named parameters (`prefix`: see
+    `_visit_filters`)."""
+    if membership_class is not None:
+        value: BindParameter[str] = bindparam(f"{prefix}membership_class", membership_class)
+        stmt = stmt.where(Member.membership_class == value)
+    if active is not None:
+        stmt = stmt.where(Member.active == bindparam(f"{prefix}active", active))
+    if name_pattern is not None:
+        pattern: BindParameter[str] = bindparam(f"{prefix}name_pattern", name_pattern)
+        stmt = stmt.where(Member.name.ilike(pattern, escape="\\"))
+    return stmt
+
+
 def members(
     viewer: Viewer,
     request: PageRequest,
@@ -189,13 +215,12 @@ def members(
     name_contains: str | None = None,
     order: str = "ID_ASC",
 ) -> Select:
-    stmt = _member_select(viewer)
-    if membership_class is not None:
-        stmt = stmt.where(Member.membership_class == membership_class)
-    if active is not None:
-        stmt = stmt.where(Member.active == active)
-    if name_contains:
-        stmt = stmt.where(Member.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\"))
+    stmt = member_filters(
+        _member_select(viewer),
+        membership_class=membership_class,
+        active=active,
+        name_pattern=name_pattern(name_contains),
+    )
     keys, descending = MEMBER_ORDERS[order]
     return page(stmt, keys, request, descending=descending)
 

@@ -508,7 +508,7 @@ class Compiler:
         # sort every matching row instead of keeping the first ones (or stopping early).
         ranks = [limited.c[f"pg_k{i}"] for i in range(len(keys))]
         page = select(limited, func.row_number().over(order_by=ranks).label("pg_rank")).subquery()
-        self.binders.append(_page_binder(definition, node, spec, prefix))
+        self.binders.append(_page_binder(definition, node, spec, prefix, args))
 
         connection_type = _named(definition.type)
         assert isinstance(connection_type, GraphQLObjectType)
@@ -595,10 +595,21 @@ def _list(value: ColumnElement[Any], rank: Any, shown: ColumnElement[bool]) -> C
     return func.coalesce(aggregated, literal_column("'[]'::json"))
 
 
-def _page_binder(definition: GraphQLField, node: FieldNode, spec: Page, prefix: str) -> Binder:
+def _filters_in_use(spec: Page, args: dict[str, Any]) -> frozenset[str]:
+    if spec.values is None:
+        return frozenset()
+    return frozenset(name for name, value in spec.values(args).items() if value is not None)
+
+
+def _page_binder(
+    definition: GraphQLField, node: FieldNode, spec: Page, prefix: str, compiled: dict[str, Any]
+) -> Binder:
     """A connection's page size, cursor and filters for one request; `Fallback` where
-    `schema.connection.page_request` would refuse them, so the refusal is today's."""
+    `schema.connection.page_request` would refuse them, so the refusal is today's, and
+    where the request's values use other filters than the statement has (a value that
+    turns a filter off, such as `nameContains: ""`, is not a null variable)."""
     arity = len(spec.sort)
+    in_use = _filters_in_use(spec, compiled)
 
     def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
@@ -618,6 +629,8 @@ def _page_binder(definition: GraphQLField, node: FieldNode, spec: Page, prefix: 
             except (InvalidCursor, GraphQLError) as exc:
                 raise Fallback("cursor") from exc
             values.update({f"{prefix}after_{i}": key for i, key in enumerate(keys)})
+        if _filters_in_use(spec, args) != in_use:
+            raise Fallback("filters")
         if spec.values is not None:
             for name, value in spec.values(args).items():
                 if value is not None:

@@ -185,6 +185,20 @@ def _visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.visit_filters(stmt, **visit_arguments(args), prefix=prefix)
 
 
+def member_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The member list's arguments as `care.queries.member_filters` takes them."""
+    membership_class = args.get("membershipClass")
+    return {
+        "membership_class": getattr(membership_class, "value", membership_class),
+        "active": args.get("active"),
+        "name_pattern": queries.name_pattern(args.get("nameContains")),
+    }
+
+
+def _member_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.member_filters(stmt, **member_arguments(args), prefix=prefix)
+
+
 def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
     values = visit_arguments(args)
     if values["starts_from"] is not None:
@@ -242,6 +256,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "cluster": ToOne("cluster", key="id"),
         "me": ToOne("member", key=VIEWER),
         "clusters": Page("cluster", CLUSTER_SORT, PAGE),
+        "members": Page(
+            "member",
+            MEMBER_SORT,
+            PAGE | {"membershipClass", "active", "nameContains"},
+            filters=_member_filters,
+            values=member_arguments,
+            defaults=(("orderBy", "ID_ASC"),),
+        ),
         "visits": Page(
             "visit",
             VISIT_SORT,
