@@ -21,8 +21,9 @@ PostgreSQL, on the same database and the same logical queries. This script:
 6. runs the load with autocannon (`--clients` connections for `--seconds`), in
    `--rounds` interleaved rounds (every server once per round, per query), and prints
    req/s, p50, p99, the CPU seconds per request of the server's processes and of
-   PostgreSQL's, and the ratios to PostGraphile (medians over rounds). coopnet's SQL
-   statements per request are printed for two result sizes, to show they do not grow.
+   PostgreSQL's backends serving the bench database, and the ratios to PostGraphile
+   (medians over rounds). coopnet's SQL statements per request are printed for two
+   result sizes, to show they do not grow.
 
 Queries: the coordinator's cluster page of bench/cluster_page.py (a cluster, its 50
 people and each one's next 5 visits with their PA) and the visit list (the first 100
@@ -142,9 +143,6 @@ LOAD_SQL = [
 VISITS = CLUSTERS * PEOPLE_PER_CLUSTER * DAYS
 
 
-# PostGraphile's view of the same data. Smart comments give the views keys and relations;
-# the functions are "visits from a time" with our predicate and order (overlap with
-# [from, infinity), by start then id), inlined by PostgreSQL into PostGraphile's query.
 def _tags(view: str, *tags: str) -> str:
     """A smart comment: one tag per line."""
     body = "\\n".join(tags)
@@ -155,6 +153,12 @@ def _fk(column: str, target: str, *names: str) -> str:
     return "|".join([f"@foreignKey ({column}) references {SCHEMA}.{target} (id)", *names])
 
 
+# PostGraphile's view of the same data. Smart comments give the views keys and relations;
+# the functions are "visits from a time" with our predicate, bounds and order (overlap
+# with [from, infinity), a start no earlier than a day before (visits last at most a day),
+# by start then id; a cluster's people as an array), inlined by PostgreSQL into
+# PostGraphile's query: the same SQL shape as ours, so the comparison is of the layers
+# around it.
 VIEWS_SQL = [
     f"CREATE SCHEMA {SCHEMA}",
     f"COMMENT ON SCHEMA {SCHEMA} IS '{MARK}'",
@@ -195,19 +199,24 @@ VIEWS_SQL = [
           SELECT v.id, v.service_user_id, v.pa_id, lower(v.during), upper(v.during), v.status
           FROM public.visit v
           WHERE v.service_user_id = p.id AND v.during && tstzrange("from", NULL)
+            AND lower(v.during) >= "from" - interval '24 hours'
           ORDER BY lower(v.during), v.id $$""",
     f"""CREATE FUNCTION {SCHEMA}.visits_from("from" timestamptz)
         RETURNS SETOF {SCHEMA}.visit LANGUAGE sql STABLE AS $$
           SELECT v.id, v.service_user_id, v.pa_id, lower(v.during), upper(v.during), v.status
-          FROM public.visit v WHERE v.during && tstzrange("from", NULL)
+          FROM public.visit v
+          WHERE v.during && tstzrange("from", NULL)
+            AND lower(v.during) >= "from" - interval '24 hours'
           ORDER BY lower(v.during), v.id $$""",
     f"""CREATE FUNCTION {SCHEMA}.cluster_visits_from(cluster_id bigint, "from" timestamptz)
         RETURNS SETOF {SCHEMA}.visit LANGUAGE sql STABLE AS $$
           SELECT v.id, v.service_user_id, v.pa_id, lower(v.during), upper(v.during), v.status
           FROM public.visit v
           WHERE v.during && tstzrange("from", NULL)
-            AND v.service_user_id IN (SELECT service_user_id FROM public.cluster_service_user
-                                      WHERE cluster_service_user.cluster_id = $1)
+            AND lower(v.during) >= "from" - interval '24 hours'
+            AND v.service_user_id = ANY(ARRAY(
+                  SELECT service_user_id FROM public.cluster_service_user
+                  WHERE cluster_service_user.cluster_id = $1))
           ORDER BY lower(v.during), v.id $$""",
 ]
 
@@ -287,6 +296,7 @@ SELECT json_build_object('cluster', json_build_object(
                     FROM (SELECT * FROM visit v
                           WHERE v.service_user_id = m.id
                             AND v.during && tstzrange($2, NULL)
+                            AND lower(v.during) >= $2 - interval '24 hours'
                           ORDER BY lower(v.during), v.id LIMIT 5) v) AS visits
             FROM cluster_service_user cs
             JOIN member m ON m.id = cs.service_user_id
@@ -306,8 +316,9 @@ SELECT json_build_object('visits', json_build_object('edges', coalesce(json_agg(
   ORDER BY lower(v.during), v.id), '[]')))::text
 FROM (SELECT * FROM visit v
       WHERE v.during && tstzrange($1, NULL)
-        AND ($2::bigint IS NULL OR v.service_user_id IN (
-              SELECT service_user_id FROM cluster_service_user WHERE cluster_id = $2))
+        AND lower(v.during) >= $1 - interval '24 hours'
+        AND ($2::bigint IS NULL OR v.service_user_id = ANY(ARRAY(
+              SELECT service_user_id FROM cluster_service_user WHERE cluster_id = $2)))
       ORDER BY lower(v.during), v.id LIMIT $3) v
 JOIN member p ON p.id = v.service_user_id"""
 
@@ -818,9 +829,7 @@ def _proc_stats() -> Iterator[tuple[int, int, str, float]]:
         yield int(entry.name), int(rest[1]), command, (int(rest[11]) + int(rest[12])) / _TICK
 
 
-def cpu_seconds(root_pid: int) -> tuple[float, float]:
-    """CPU used so far by a process with its descendants, and by every PostgreSQL process."""
-    stats = list(_proc_stats())
+def _tree(stats: list[tuple[int, int, str, float]], root_pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for pid, ppid, _, _ in stats:
         children.setdefault(ppid, []).append(pid)
@@ -829,8 +838,45 @@ def cpu_seconds(root_pid: int) -> tuple[float, float]:
         pid = todo.pop()
         tree.add(pid)
         todo += children.get(pid, [])
-    app = sum(cpu for pid, _, _, cpu in stats if pid in tree)
-    db = sum(cpu for _, _, command, cpu in stats if command.startswith("postgres"))
+    return tree
+
+
+def bench_backends(url: str) -> set[int]:
+    """PostgreSQL's processes serving the bench's database (the servers' pools)."""
+
+    async def read() -> set[int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return {int(r["pid"]) for r in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def cpu_by_process(root_pid: int, backends: set[int]) -> dict[int, float]:
+    """CPU seconds used so far by each process of a server (with its descendants) and by
+    each of the given PostgreSQL backends, by pid (negated for backends, to tell them
+    apart). Other work on the machine (other databases, other jobs) is not counted."""
+    stats = list(_proc_stats())
+    tree = _tree(stats, root_pid)
+    out = {pid: cpu for pid, _, _, cpu in stats if pid in tree}
+    out.update({-pid: cpu for pid, _, _, cpu in stats if pid in backends})
+    return out
+
+
+def used(before: dict[int, float], after: dict[int, float]) -> tuple[float, float]:
+    """(server, PostgreSQL) CPU seconds between two readings: per process, so a process
+    that ends or starts in between does not make the sum go backwards."""
+    deltas = {pid: cpu - before.get(pid, 0.0) for pid, cpu in after.items()}
+    app = sum(d for pid, d in deltas.items() if pid > 0)
+    db = sum(d for pid, d in deltas.items() if pid < 0)
     return app, db
 
 
@@ -844,24 +890,26 @@ class Result:
     failures: int
 
 
-def load(node: Path, server: Server, ask: Ask, clients: int, seconds: float) -> Result:
+def load(node: Path, server: Server, ask: Ask, clients: int, seconds: float, url: str) -> Result:
     autocannon = NODE_DIR / "node_modules" / "autocannon" / "autocannon.js"
     command = [str(node), str(autocannon), "-c", str(clients), "-d", str(seconds), "-j"]
     command += ["-m", "POST", "-H", "Content-Type=application/json"]
     for k, v in ask.headers.items():
         command += ["-H", f"{k}={v}"]
     command += ["-b", json.dumps(ask.body), server.url]
-    app0, db0 = cpu_seconds(server.process.pid)
+    backends = bench_backends(url)
+    before = cpu_by_process(server.process.pid, backends)
     out = subprocess.run(command, capture_output=True, text=True, check=True)
-    app1, db1 = cpu_seconds(server.process.pid)
+    after = cpu_by_process(server.process.pid, backends | bench_backends(url))
+    app_s, db_s = used(before, after)
     report = json.loads(out.stdout)
     total = max(1, int(report["requests"]["total"]))
     return Result(
         rps=float(report["requests"]["average"]),
         p50=float(report["latency"]["p50"]),
         p99=float(report["latency"]["p99"]),
-        app_cpu_ms=(app1 - app0) * 1000 / total,
-        db_cpu_ms=(db1 - db0) * 1000 / total,
+        app_cpu_ms=app_s * 1000 / total,
+        db_cpu_ms=db_s * 1000 / total,
         failures=int(report.get("non2xx", 0)) + int(report.get("errors", 0)),
     )
 
@@ -933,7 +981,7 @@ def main() -> None:
         serve_floor(int(args.serve_floor[0]), args.serve_floor[1])
         return
 
-    url = resolve_url(args.url)
+    url = args.db_url = resolve_url(args.url)
     asyncio.run(prepare(url, args.reuse))
     node = install_node_tools()
     asyncio.run(drop_views(url))
@@ -1004,7 +1052,7 @@ def _run_rounds(
     for round_ in range(1, args.rounds + 1):
         for sc in all_scenarios:
             for s in servers:
-                r = load(node, s, sc.asks[s.name], args.clients, args.seconds)
+                r = load(node, s, sc.asks[s.name], args.clients, args.seconds, args.db_url)
                 runs.setdefault((sc.name, s.name), []).append(r)
                 print(
                     f"  round {round_}, {sc.name}, {s.name}: {r.rps:,.0f} req/s, "
@@ -1025,7 +1073,8 @@ def _print_table(
     pg = next((s.name for s in servers if s.name.startswith("PostGraphile")), None)
     print(
         f"\nmedians of {args.rounds} rounds; {args.clients} clients; coopnet workers: "
-        f"{args.workers}; CPU in ms per request (server processes + all of PostgreSQL)"
+        f"{args.workers}; CPU in ms per request (the server's processes; PostgreSQL's"
+        " backends of the bench database)"
     )
     header = f"{'query':<26} {'server':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
     header += f" {'app CPU':>8} {'db CPU':>8} {'x PostGraphile':>15}"
