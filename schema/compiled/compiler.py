@@ -35,8 +35,10 @@ from graphql import (
     GraphQLSkipDirective,
     GraphQLUnionType,
     InlineFragmentNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableNode,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
 from sqlalchemy import (
@@ -46,6 +48,7 @@ from sqlalchemy import (
     FromClause,
     Integer,
     Select,
+    String,
     Text,
     bindparam,
     case,
@@ -154,19 +157,22 @@ def global_id(type_name: str, column: Any) -> ColumnElement[str]:
     return _base64(_constant(f"{type_name}:") + cast(column, Text))
 
 
-def cursor(keys: list[Any]) -> ColumnElement[str]:
+def cursor(keys: list[Any], order: str | None = None) -> ColumnElement[str]:
     """`schema.connection.encode_cursor`: url-safe base64, unpadded, of the keys as
-    compact JSON (an instant as {"t": isoformat})."""
+    compact JSON (an instant as {"t": isoformat}, text as a JSON string, which PostgreSQL
+    escapes as orjson does), wrapped as {"o": order, "k": keys} under a chosen order."""
     parts: list[ColumnElement[str]] = []
     for key in keys:
         if isinstance(key.type, DateTime):
             parts.append(_constant('{"t":"') + _instant(key) + _constant('"}'))
+        elif isinstance(key.type, String):
+            parts.append(cast(func.to_json(key), Text))
         else:
             parts.append(cast(key, Text))
-    text: ColumnElement[str] = _constant("[")
+    text: ColumnElement[str] = _constant("[" if order is None else f'{{"o":"{order}","k":[')
     for i, part in enumerate(parts):
         text = text + (_constant(",") if i else _constant("")) + part
-    text = text + _constant("]")
+    text = text + _constant("]" if order is None else "]}")
     return func.rtrim(func.translate(_base64(text), _constant("+/"), _constant("-_")), "=")
 
 
@@ -486,7 +492,7 @@ class Compiler:
         if len(nodes) > 1 and any(n.arguments != nodes[0].arguments for n in nodes[1:]):
             raise Unsupported(f"{where}: merged with other arguments")
         node = nodes[0]
-        args = self._arguments(where, definition, node, spec.arguments, spec.defaults)
+        args = self._arguments(where, definition, node, spec.arguments)
         prefix = self._prefix()
         source = registry.SOURCES[spec.source]
         stmt = source.build(self.viewer)
@@ -495,25 +501,52 @@ class Compiler:
             stmt = spec.link(stmt, parent).correlate(parent)
         if spec.filters is not None:
             stmt = spec.filters(stmt, args, prefix)
-        keys = list(spec.sort)
-        after = args.get("after") is not None
+        try:
+            order, sort, descending = spec.order(args)
+        except KeyError as exc:
+            raise Unsupported(f"{where}(orderBy: {args.get('orderBy')})") from exc
+        keys = list(sort)
+        shape = _PageShape(
+            order=order,
+            arity=len(keys),
+            from_end=args.get("last") is not None,
+            after=args.get("after") is not None,
+            before=args.get("before") is not None,
+        )
         first = bindparam(f"{prefix}first", type_=Integer)
         paged = stmt.add_columns(*[key.label(f"pg_k{i}") for i, key in enumerate(keys)])
-        if after:
-            cut = [bindparam(f"{prefix}after_{i}", type_=key.type) for i, key in enumerate(keys)]
-            paged = paged.where(tuple_(*keys) > tuple_(*cut))
+        # As `care.paging.page`: `after` keeps rows later in the list's order, `before`
+        # earlier ones; a page from the end walks the order backwards.
+        for name, given, later in (
+            ("after", shape.after, not descending),
+            ("before", shape.before, descending),
+        ):
+            if given:
+                cut = [bindparam(f"{prefix}{name}_{i}", type_=k.type) for i, k in enumerate(keys)]
+                paged = paged.where(
+                    tuple_(*keys) > tuple_(*cut) if later else tuple_(*keys) < tuple_(*cut)
+                )
+        walk_down = descending != shape.from_end
         limit = bindparam(f"{prefix}limit", type_=Integer)
-        limited = paged.order_by(*keys).limit(limit).subquery()
+        limited = (
+            paged.order_by(*[k.desc() if walk_down else k for k in keys]).limit(limit).subquery()
+        )
         # Ranked after the limit: a window function under the LIMIT would make PostgreSQL
         # sort every matching row instead of keeping the first ones (or stopping early).
         ranks = [limited.c[f"pg_k{i}"] for i in range(len(keys))]
-        page = select(limited, func.row_number().over(order_by=ranks).label("pg_rank")).subquery()
-        self.binders.append(_page_binder(definition, node, spec, prefix, args))
+        walked = [r.desc() for r in ranks] if walk_down else ranks
+        page = select(limited, func.row_number().over(order_by=walked).label("pg_rank")).subquery()
+        self.binders.append(_page_binder(definition, node, spec, prefix, args, shape))
+        # The page is returned in the list's order: a page from the end, ranked from its
+        # end, is reversed.
+        listed = page.c.pg_rank.desc() if shape.from_end else page.c.pg_rank
+        backwards = page.c.pg_rank if shape.from_end else page.c.pg_rank.desc()
+        further = func.count() > first
 
         connection_type = _named(definition.type)
         assert isinstance(connection_type, GraphQLObjectType)
         shown = page.c.pg_rank <= first
-        page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))])
+        page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))], order)
         parts: list[ColumnElement[Any]] = []
         for key, field_nodes in self.collect(connection_type, self._subselections(nodes)).items():
             name = field_nodes[0].name.value
@@ -534,7 +567,7 @@ class Compiler:
             elif name == "nodes" and field_def is not None:
                 node_type = _strip_non_null(field_def.type).of_type
                 value = self.output(f"{where}.nodes", node_type, page, source, field_nodes)
-                parts.append(_list(value, page.c.pg_rank, shown))
+                parts.append(_list(value, listed, shown))
             elif name == "edges" and field_def is not None:
                 edge_type = _named(field_def.type)
                 assert isinstance(edge_type, GraphQLObjectType)
@@ -555,7 +588,7 @@ class Compiler:
                         )
                     else:
                         raise Unsupported(f"{edge_type.name}.{edge_name}")
-                parts.append(_list(_object(edge, edge_type.name), page.c.pg_rank, shown))
+                parts.append(_list(_object(edge, edge_type.name), listed, shown))
             elif name == "pageInfo" and field_def is not None:
                 info_type = _named(field_def.type)
                 assert isinstance(info_type, GraphQLObjectType)
@@ -568,14 +601,14 @@ class Compiler:
                     if info_name == "__typename":
                         info.append(_constant(info_type.name))
                     elif info_name == "hasNextPage":
-                        info.append(func.count() > first)
+                        # Forwards: whether the extra row came; backwards: whether
+                        # `before` was given (`schema.connection.build_connection`).
+                        info.append(_given(shape.before) if shape.from_end else further)
                     elif info_name == "hasPreviousPage":
-                        info.append(true() if after else false())
-                    elif info_name == "startCursor":
-                        ordered = aggregate_order_by(page_cursor, page.c.pg_rank)
-                        info.append(pg_array_agg(ordered, type_=ARRAY(Text))[1])
-                    elif info_name == "endCursor":
-                        ordered = aggregate_order_by(page_cursor, page.c.pg_rank.desc())
+                        info.append(further if shape.from_end else _given(shape.after))
+                    elif info_name in ("startCursor", "endCursor"):
+                        end = listed if info_name == "startCursor" else backwards
+                        ordered = aggregate_order_by(page_cursor, end)
                         info.append(pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1])
                     else:
                         raise Unsupported(f"{info_type.name}.{info_name}")
@@ -601,34 +634,86 @@ def _filters_in_use(spec: Page, args: dict[str, Any]) -> frozenset[str]:
     return frozenset(name for name, value in spec.values(args).items() if value is not None)
 
 
+@dataclass(frozen=True)
+class _PageShape:
+    """What of a page's request the statement is built for: its order (the name its
+    cursors carry; None for the default), its keys' number, and which of `last`, `after`
+    and `before` are given (their values are parameters)."""
+
+    order: str | None
+    arity: int
+    from_end: bool
+    after: bool
+    before: bool
+
+
+def _given(flag: bool) -> ColumnElement[bool]:
+    return true() if flag else false()
+
+
+def _first_given(node: FieldNode, variables: VariableValues) -> bool:
+    """Whether the query itself gives `first` a value (`schema.connection._given`: the
+    schema's default for `first` does not count against `last`)."""
+    for argument in node.arguments or ():
+        if argument.name.value != "first":
+            continue
+        if isinstance(argument.value, VariableNode):
+            return variables.coerced.get(argument.value.name.value) is not None
+        return not isinstance(argument.value, NullValueNode)
+    return False
+
+
 def _page_binder(
-    definition: GraphQLField, node: FieldNode, spec: Page, prefix: str, compiled: dict[str, Any]
+    definition: GraphQLField,
+    node: FieldNode,
+    spec: Page,
+    prefix: str,
+    compiled: dict[str, Any],
+    shape: _PageShape,
 ) -> Binder:
-    """A connection's page size, cursor and filters for one request; `Fallback` where
+    """A connection's page size, cursors and filters for one request; `Fallback` where
     `schema.connection.page_request` would refuse them, so the refusal is today's, and
-    where the request's values use other filters than the statement has (a value that
-    turns a filter off, such as `nameContains: ""`, is not a null variable)."""
-    arity = len(spec.sort)
+    where the request's values ask for another statement than this one: another order
+    (given by a variable), or other filters (a value that turns a filter off, such as
+    `nameContains: ""`, is not a null variable)."""
     in_use = _filters_in_use(spec, compiled)
 
     def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
-        for name, default in spec.defaults:
-            if name in args and str(args[name]) != default:
-                raise Fallback(name)  # e.g. another order, given by a variable
+        try:
+            order, sort, _ = spec.order(args)
+        except KeyError as exc:
+            raise Fallback("orderBy") from exc
+        last, after, before = args.get("last"), args.get("after"), args.get("before")
+        if (
+            order != shape.order
+            or (last is not None) != shape.from_end
+            or (after is not None) != shape.after
+            or (before is not None) != shape.before
+        ):
+            raise Fallback("another page shape")
+        if shape.from_end and _first_given(node, variables):
+            raise Fallback("first and last")
         first = args.get("first")
-        size = DEFAULT_PAGE_SIZE if first is None else first
+        size = last if shape.from_end else DEFAULT_PAGE_SIZE if first is None else first
         if not isinstance(size, int) or not 1 <= size <= limits.max_page_size:
             raise Fallback("page size")
         values: dict[str, Any] = {f"{prefix}first": size, f"{prefix}limit": size + 1}
-        after = args.get("after")
-        if after is not None:
-            try:
-                keys = decode_cursor(after, arity)
-                page_params(PageRequest(first=size, after=keys), spec.sort)
-            except (InvalidCursor, GraphQLError) as exc:
-                raise Fallback("cursor") from exc
-            values.update({f"{prefix}after_{i}": key for i, key in enumerate(keys)})
+        try:
+            # An empty cursor is no cursor to the resolvers: theirs to answer.
+            cursors = {
+                name: decode_cursor(given, shape.arity, order)
+                for name, given in (("after", after), ("before", before))
+                if given is not None
+            }
+            request = PageRequest(
+                first=size, after=cursors.get("after"), before=cursors.get("before")
+            )
+            page_params(request, sort)
+        except (InvalidCursor, GraphQLError) as exc:
+            raise Fallback("cursor") from exc
+        for name, keys in cursors.items():
+            values.update({f"{prefix}{name}_{i}": key for i, key in enumerate(keys)})
         if _filters_in_use(spec, args) != in_use:
             raise Fallback("filters")
         if spec.values is not None:

@@ -12,7 +12,7 @@ Floats are left out on purpose: PostgreSQL writes `2` where Python writes `2.0`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
@@ -88,8 +88,21 @@ class Page:
     filters: Callable[[Select, dict[str, Any], str], Select] | None = None
     # The named parameters `filters` creates (without the prefix), from the arguments.
     values: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    # Arguments read only at their default value (e.g. `orderBy` in the resolver's order).
-    defaults: tuple[tuple[str, str], ...] = ()
+    # A root list's orders by their `orderBy` names (`care.queries.MEMBER_ORDERS`, ...):
+    # each its sort keys and whether it runs downwards; the first is the default, whose
+    # cursors carry no order. None: the list has one order, `sort` ascending.
+    orders: Mapping[str, tuple[Sequence[Any], bool]] | None = None
+
+    def order(self, args: dict[str, Any]) -> tuple[str | None, Sequence[Any], bool]:
+        """The order `args` ask for: the name its cursors carry (None for the default
+        order), its sort keys and whether they run downwards."""
+        if self.orders is None:
+            return None, self.sort, False
+        default = next(iter(self.orders))
+        chosen = args.get("orderBy")
+        name = default if chosen is None else str(chosen)
+        keys, descending = self.orders[name]
+        return (None if name == default else name), keys, descending
 
 
 # `ToOne.key` of `me`: the viewer's own member id (`care.policy.me`), not a column.
@@ -217,7 +230,7 @@ def _root_visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Sele
 VISIT_SORT = queries.VISIT_SORT
 MEMBER_SORT = (Member.id,)
 CLUSTER_SORT = (queries.Cluster.id,)
-PAGE = frozenset({"first", "after"})
+PAGE = frozenset({"first", "after", "last", "before"})
 VISIT_RANGE = PAGE | {"startsFrom", "startsBefore", "status"}
 
 
@@ -259,18 +272,18 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "members": Page(
             "member",
             MEMBER_SORT,
-            PAGE | {"membershipClass", "active", "nameContains"},
+            PAGE | {"membershipClass", "active", "nameContains", "orderBy"},
             filters=_member_filters,
             values=member_arguments,
-            defaults=(("orderBy", "ID_ASC"),),
+            orders=queries.MEMBER_ORDERS,
         ),
         "visits": Page(
             "visit",
             VISIT_SORT,
-            VISIT_RANGE | {"clusterId", "paId", "serviceUserId"},
+            VISIT_RANGE | {"clusterId", "paId", "serviceUserId", "orderBy"},
             filters=_root_visit_filters,
             values=root_visit_arguments,
-            defaults=(("orderBy", "START_ASC"),),
+            orders=queries.VISIT_ORDERS,
         ),
     },
     "Cluster": {

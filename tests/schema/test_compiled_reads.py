@@ -7,6 +7,7 @@ others must fall back and still answer."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 from pathlib import Path
@@ -22,6 +23,7 @@ from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import CarerLink, Cluster, Member, PaProfile, Visit
+from care.queries import MEMBER_ORDERS, VISIT_ORDERS
 from schema.compiled.extension import PLANS
 from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
@@ -427,14 +429,178 @@ async def test_a_statement_timeout_on_the_compiled_path_is_a_coded_503(
         assert response.json()["extensions"]["sqlStatements"] == 1
 
 
-async def test_another_order_falls_back(
+INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
+
+# A root list in either direction, from either end or a cursor, in any order.
+ROOT_PAGES = """
+query Pages($n: Int, $l: Int, $a: String, $b: String, $mo: MemberOrder!, $vo: VisitOrder!,
+            $members: Boolean!) {
+  members(first: $n, last: $l, after: $a, before: $b, orderBy: $mo) @include(if: $members) {
+    totalCount PAGE_INFO edges { cursor node { id name } } }
+  visits(first: $n, last: $l, after: $a, before: $b, orderBy: $vo) @skip(if: $members) {
+    totalCount PAGE_INFO edges { cursor node { id startsAt } } }
+}""".replace("PAGE_INFO", INFO)
+
+# Nested pages backwards (from the end, and before a cursor), per parent.
+NESTED_BACKWARDS = """
+query Backwards($id: ID!, $b: String, $vb: String, $from: DateTime) {
+  cluster(id: $id) {
+    serviceUsers(last: 2, before: $b) {
+      totalCount PAGE_INFO
+      edges { cursor node { name
+        visits(last: 2, before: $vb) { totalCount PAGE_INFO nodes { id startsAt } }
+        late: visits(last: 1, startsFrom: $from, status: [SCHEDULED]) {
+          PAGE_INFO edges { cursor node { startsAt } } } } }
+    }
+    personalAssistants(last: 1) { PAGE_INFO nodes { name
+      availability(last: 2, startsFrom: $from) { PAGE_INFO edges { cursor } } } }
+  }
+  clusters(last: 1) { totalCount PAGE_INFO nodes { name } }
+}""".replace("PAGE_INFO", INFO)
+
+
+async def _walk(
+    both: Both, token: str | None, field: str, base: dict[str, Any]
+) -> tuple[int, list[str]]:
+    """Pages of a root list forwards to the end, then backwards from the end, then
+    `before` with `first` and `after` with `last`; each identical on both paths, one
+    statement compiled. Returns how many pages had results, and the ids walked forwards."""
+    pages, seen = 0, []
+
+    async def step(**paging: Any) -> dict[str, Any] | None:
+        nonlocal pages
+        variables = {"n": None, "l": None, "a": None, "b": None, **base, **paging}
+        resolved, compiled, ran = await both.run(ROOT_PAGES, variables, token)
+        assert _exact(compiled.get("data")) == _exact(resolved.get("data")), variables
+        assert compiled.get("errors") == resolved.get("errors"), variables
+        if resolved.get("errors"):
+            return None
+        assert ran == 1, variables  # compiled, not fallen back
+        connection: dict[str, Any] = compiled["data"][field]
+        pages += bool(connection["edges"])
+        return connection
+
+    after = None
+    for _ in range(4):
+        page = await step(n=4, a=after)
+        if page is None:
+            return pages, seen
+        seen += [e["node"]["id"] for e in page["edges"]]
+        after = page["pageInfo"]["endCursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+    before = None
+    for _ in range(3):
+        page = await step(l=3, b=before)
+        assert page is not None
+        before = page["pageInfo"]["startCursor"]
+        if not page["pageInfo"]["hasPreviousPage"]:
+            break
+    if len(seen) > 2:
+        middle = await step(n=2, b=None)
+        assert middle is not None
+        cursor = middle["edges"][1]["cursor"]
+        await step(n=5, b=cursor)  # `first` before a cursor
+        await step(l=5, a=middle["edges"][0]["cursor"])  # `last` after a cursor
+        await step(l=2, a=middle["edges"][0]["cursor"], b=after)  # between two cursors
+    return pages, seen
+
+
+async def test_pages_both_ways_in_every_order_are_identical_for_every_caller(
     api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
 ) -> None:
-    """Only the default order compiles: another one, even through a variable of a cached
-    plan, runs on the resolvers."""
+    both = Both(api, app, sql_counter)
+    lists = [("members", {"members": True, "mo": o, "vo": "START_ASC"}) for o in MEMBER_ORDERS]
+    lists += [("visits", {"members": False, "mo": "ID_ASC", "vo": o}) for o in VISIT_ORDERS]
+    walked: dict[tuple[str, str], list[str]] = {}
+    with_results = 0
+    for name, token in _callers(api, demo["ids"]).items():
+        for field, base in lists:
+            pages, seen = await _walk(both, token, field, base)
+            with_results += pages
+            if name == "admin":
+                walked[(field, base["mo"] if field == "members" else base["vo"])] = seen
+    assert with_results >= 60  # most callers see pages of most lists: not vacuous
+    # The orders differ, and a descending walk is the ascending one reversed.
+    assert walked[("members", "NAME_ASC")] != walked[("members", "ID_ASC")]
+    assert walked[("visits", "START_DESC")][:4] != walked[("visits", "START_ASC")][:4]
+
+
+async def test_nested_pages_backwards_are_identical_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
     both = Both(api, app, sql_counter)
     admin = api.token(Role.ADMIN)
-    query = "query($o: VisitOrder!) { visits(first: 3, orderBy: $o) { nodes { id startsAt } } }"
+    first = await both.same(
+        NESTED_BACKWARDS,
+        {"id": demo["cluster"], "b": None, "vb": None, "from": demo["from"]},
+        admin,
+        statements=1,
+    )
+    people = first["data"]["cluster"]["serviceUsers"]
+    assert len(people["edges"]) == 2 and people["pageInfo"]["hasPreviousPage"] is True
+    visits = [e["node"]["visits"] for e in people["edges"]]
+    assert any(v["nodes"] for v in visits)
+    # Before the first person of that page, and before a visit cursor of the second page.
+    vb = next(v["pageInfo"]["startCursor"] for v in visits if v["nodes"])
+    variables = {
+        "id": demo["cluster"],
+        "b": people["pageInfo"]["startCursor"],
+        "vb": vb,
+        "from": demo["from"],
+    }
+    answered = 0
+    for name, token in _callers(api, demo["ids"]).items():
+        for values in ({**variables, "b": None, "vb": None}, variables):
+            resolved, compiled, ran = await both.run(NESTED_BACKWARDS, values, token)
+            assert _exact(compiled.get("data")) == _exact(resolved.get("data")), name
+            assert compiled.get("errors") == resolved.get("errors"), name
+            if not resolved.get("errors"):
+                assert ran == 1, name
+                answered += 1
+    assert answered >= 10
+
+
+async def test_a_chosen_order_compiles_and_its_cursors_carry_it(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    """Another order compiles too, also through a variable of a cached plan; a cursor of
+    one order given under another gets today's error."""
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    query = """query($o: VisitOrder!, $a: String) {
+      visits(first: 3, orderBy: $o, after: $a) { pageInfo { endCursor } nodes { id startsAt } } }"""
     ascending = await both.same(query, {"o": "START_ASC"}, admin, statements=1)
-    descending = await both.same(query, {"o": "START_DESC"}, admin, statements=None)
+    descending = await both.same(query, {"o": "START_DESC"}, admin, statements=1)
     assert ascending["data"] != descending["data"]
+    cursor = descending["data"]["visits"]["pageInfo"]["endCursor"]
+    assert b'"o":"START_DESC"' in base64.urlsafe_b64decode(cursor + "==")
+    resolved, compiled, _ = await both.run(query, {"o": "START_ASC", "a": cursor}, admin)
+    assert resolved.get("errors") and compiled.get("errors") == resolved.get("errors")
+    # A name JSON escapes is in the cursor byte for byte as orjson writes it.
+    await db.execute(
+        text("INSERT INTO member (name, membership_class) VALUES (:n, 'SUPPORTER')"),
+        {"n": 'Zoë "Q" \\ Tab\t'},
+    )
+    await db.commit()
+    members = """query($a: String) { members(first: 1, orderBy: NAME_DESC, after: $a,
+      nameContains: "Zo") { pageInfo { hasNextPage } edges { cursor node { name } } } }"""
+    body = await both.same(members, {}, admin, statements=1)
+    assert body["data"]["members"]["edges"][0]["node"]["name"] == 'Zoë "Q" \\ Tab\t'
+    cursor = body["data"]["members"]["edges"][0]["cursor"]
+    await both.same(members, {"a": cursor}, admin, statements=1)
+
+
+async def test_both_first_and_last_get_todays_error(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    query = "query($n: Int, $l: Int) { members(first: $n, last: $l) { nodes { id } } }"
+    resolved, compiled, _ = await both.run(query, {"n": 2, "l": 2}, admin)
+    assert resolved.get("errors") and compiled.get("errors") == resolved.get("errors")
+    # A null `first` is not given: `last` alone pages backwards, compiled.
+    await both.same(query, {"n": None, "l": 2}, admin, statements=1)
+    for size in (0, 101):
+        resolved, compiled, _ = await both.run(query, {"n": None, "l": size}, admin)
+        assert resolved.get("errors") and compiled.get("errors") == resolved.get("errors")
