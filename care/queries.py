@@ -843,6 +843,37 @@ def _cover_request_select(viewer: Viewer) -> Select:
     )
 
 
+def cover_request_filters(
+    stmt: Select,
+    *,
+    cluster_id: int | None = None,
+    statuses: Sequence[str] | None = None,
+    visit_starts_from: dt.datetime | None = None,
+    prefix: str = "",
+) -> Select:
+    """The filters of the cover request list, as named parameters (`prefix`: see
+    `_visit_filters`)."""
+    if cluster_id is not None:
+        # As an array, not IN (subquery): the planner then reads the few people's visits
+        # by the (person, during) index, where it would walk every visit in start order
+        # hoping to meet theirs.
+        people = select(ClusterServiceUser.service_user_id).where(
+            ClusterServiceUser.cluster_id == bindparam(f"{prefix}cluster_id", cluster_id)
+        )
+        stmt = stmt.where(Visit.service_user_id == any_(func.array(people.scalar_subquery())))
+    if statuses:
+        stmt = stmt.where(CoverRequest.status.in_(_ids(statuses, f"{prefix}statuses")))
+    if visit_starts_from is not None:
+        instant = DateTime(timezone=True)
+        starts = bindparam(f"{prefix}visit_starts_from", visit_starts_from, type_=instant)
+        stmt = stmt.where(func.lower(Visit.during) >= starts)
+    return stmt
+
+
+# The compiled read path (schema/compiled) reads cover requests through these too.
+cover_request_select = _cover_request_select
+
+
 def cover_requests(
     viewer: Viewer,
     request: PageRequest,
@@ -853,19 +884,12 @@ def cover_requests(
     order: str = "VISIT_START_ASC",
 ) -> Select:
     """Cover requests by the time of their visit, soonest first, or in `order`."""
-    stmt = _cover_request_select(viewer)
-    if cluster_id is not None:
-        # As an array, not IN (subquery): the planner then reads the few people's visits
-        # by the (person, during) index, where it would walk every visit in start order
-        # hoping to meet theirs.
-        people = select(ClusterServiceUser.service_user_id).where(
-            ClusterServiceUser.cluster_id == cluster_id
-        )
-        stmt = stmt.where(Visit.service_user_id == any_(func.array(people.scalar_subquery())))
-    if statuses:
-        stmt = stmt.where(CoverRequest.status.in_(statuses))
-    if visit_starts_from is not None:
-        stmt = stmt.where(func.lower(Visit.during) >= visit_starts_from)
+    stmt = cover_request_filters(
+        _cover_request_select(viewer),
+        cluster_id=cluster_id,
+        statuses=statuses,
+        visit_starts_from=visit_starts_from,
+    )
     keys, descending = COVER_REQUEST_ORDERS[order]
     return page(stmt, keys, request, descending=descending)
 

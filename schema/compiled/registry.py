@@ -153,6 +153,7 @@ SOURCES: dict[str, Source] = {
     "cluster": Source(build=queries.cluster_select),
     "pool": Source(build=queries.pool_select),
     "availability": Source(build=queries.availability_select),
+    "cover_request": Source(build=queries.cover_request_select),
     # Skills are read by whoever may see the PA (as `queries.pa_skills`).
     "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
     # Public reference data: no rule applies (as `queries.local_authorities`).
@@ -210,6 +211,21 @@ def member_arguments(args: dict[str, Any]) -> dict[str, Any]:
 
 def _member_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.member_filters(stmt, **member_arguments(args), prefix=prefix)
+
+
+def cover_request_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The cover request list's arguments as `care.queries.cover_request_filters` takes
+    them."""
+    statuses = args.get("status")
+    return {
+        "cluster_id": _filter_id(args.get("clusterId"), "Cluster"),
+        "statuses": [getattr(s, "value", s) for s in statuses] if statuses else None,
+        "visit_starts_from": args.get("visitStartsFrom"),
+    }
+
+
+def _cover_request_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.cover_request_filters(stmt, **cover_request_arguments(args), prefix=prefix)
 
 
 def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +300,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             filters=_root_visit_filters,
             values=root_visit_arguments,
             orders=queries.VISIT_ORDERS,
+        ),
+        "coverRequests": Page(
+            "cover_request",
+            queries.COVER_REQUEST_ORDERS["VISIT_START_ASC"][0],
+            PAGE | {"clusterId", "status", "visitStartsFrom", "orderBy"},
+            filters=_cover_request_filters,
+            values=cover_request_arguments,
+            orders=queries.COVER_REQUEST_ORDERS,
         ),
     },
     "Cluster": {
@@ -375,6 +399,19 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             values=visit_arguments,
         ),
     },
+    "CoverRequest": {
+        "id": GlobalId(),
+        "reason": Column("reason"),
+        "status": Column("status"),
+        "openedAt": Column("opened_at", Render.INSTANT),
+        "closedAt": Column("closed_at", Render.INSTANT),
+        "note": Column("note"),
+        "visitStartsAt": Column("visit_starts_at", Render.INSTANT),
+        "filledByPartner": Column("filled_by_partner"),
+        "visit": ToOne("visit", key="visit_id"),
+        "originalPa": ToOne("member", key="original_pa_id"),
+        "filledBy": ToOne("member", key="filled_by_pa_id"),
+    },
     "Carer": dict(_MEMBER),
     "CoopMember": dict(_MEMBER),
     "AvailabilityWindow": {
@@ -407,6 +444,8 @@ _PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
     enums.ClusterKind,
     enums.ClusterStatus,
     enums.VisitStatus,
+    enums.CoverReason,
+    enums.CoverRequestStatus,
 )
 for _enum in _PLAIN_ENUMS:
     if any(member.name != member.value for member in _enum):
