@@ -43,8 +43,10 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ColumnElement,
     DateTime,
+    Double,
     FromClause,
     Integer,
     Select,
@@ -147,6 +149,27 @@ def _date(column: Any) -> ColumnElement[str]:
     return func.to_char(column, _constant("YYYY-MM-DD"))
 
 
+def _float(column: Any) -> ColumnElement[Any]:
+    """orjson's text of the Python float of a float8 or numeric column, as a JSON number:
+    PostgreSQL's shortest text (`extra_float_digits` 1, set by `api.db`) but `2.0` for an
+    integral value, `-0.0`, and `0.00001` or `1e-6` where PostgreSQL writes `1e-05` and
+    `1e-06`. Exact below 1e15 in magnitude (the float columns' bounds)."""
+    x = cast(column, Double)
+    text = cast(x, Text)
+    mantissa = func.split_part(text, _constant("e"), 1)
+    exponent = func.split_part(text, _constant("e"), 2)
+    sign = case((x < 0, _constant("-")), else_=_constant(""))
+    digits = func.replace(func.ltrim(mantissa, _constant("-")), _constant("."), _constant(""))
+    written = case(
+        (x == 0, case((text == _constant("-0"), _constant("-0.0")), else_=_constant("0.0"))),
+        (x == func.trunc(x), cast(cast(x, BigInteger), Text) + _constant(".0")),
+        (func.abs(x) >= literal_column("1e-4"), text),
+        (exponent == _constant("-05"), sign + _constant("0.0000") + digits),
+        else_=mantissa + _constant("e") + cast(cast(exponent, Integer), Text),
+    )
+    return cast(written, JSON)
+
+
 def _base64(text: Any) -> ColumnElement[str]:
     encoded = func.encode(func.convert_to(text, _constant("UTF8")), _constant("base64"))
     return func.replace(encoded, NEWLINE, _constant(""))
@@ -183,6 +206,8 @@ def _render(column: Any, how: Render) -> ColumnElement[Any]:
         return _date(column)
     if how is Render.LIST:
         return func.to_json(column)
+    if how is Render.FLOAT:
+        return _float(column)
     if how is Render.IS_SET:
         return column.is_not(None)  # type: ignore[no-any-return]
     if how is Render.LIST_OR_EMPTY:

@@ -7,7 +7,8 @@ of personal fields are in those selects, so this module holds no rule of its own
 field missing here makes the whole operation run on the resolver path
 (schema/compiled/compiler.py, `Unsupported`).
 
-Floats are left out on purpose: PostgreSQL writes `2` where Python writes `2.0`.
+Floats are written as orjson writes Python's floats (`Render.FLOAT`), exactly for
+magnitudes below 1e15, which every float column's type or check constraint guarantees.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Render(Enum):
     LIST = "list"  # text[]: null stays null
     LIST_OR_EMPTY = "list_or_empty"  # text[]: null becomes []
     IS_SET = "is_set"  # true when the column is not null
+    FLOAT = "float"  # float8 or numeric as Python's float in JSON (2.0, not 2)
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ _MEMBER: dict[str, FieldSpec] = {
     "email": Column("email"),
     "phone": Column("phone"),
     "postcode": Column("postcode"),
+    "latitude": Column("latitude", Render.FLOAT),
+    "longitude": Column("longitude", Render.FLOAT),
 }
 
 FIELDS: dict[str, dict[str, FieldSpec]] = {
@@ -319,6 +323,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "needTags": Column("need_tags", Render.LIST_OR_EMPTY),
         "createdAt": Column("created_at", Render.INSTANT),
         "closedAt": Column("closed_at", Render.INSTANT),
+        "radiusKm": Column("radius_km", Render.FLOAT),
         "localAuthority": ToOne("local_authority", key="la_code", target="gss_code"),
         "supportWorker": ToOne("member", key="support_worker_id"),
         "serviceUsers": Page(
@@ -361,6 +366,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "ServiceUser": {
         **_MEMBER,
         "funding": Column("funding"),
+        "plannedWeeklyHours": Column("planned_weekly_hours", Render.FLOAT),
         "needs": Column("needs", Render.LIST_OR_EMPTY),
         "carers": ToMany(
             "member",
@@ -381,6 +387,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "dbsCheckedOn": Column("dbs_checked_on", Render.DATE),
         "hourlyPayPence": Column("hourly_pay_pence"),
         "workingTimeOptOut": Column("working_time_opt_out"),
+        "contractedWeeklyHours": Column("contracted_weekly_hours", Render.FLOAT),
+        "maxTravelKm": Column("max_travel_km", Render.FLOAT),
         "availability": Page(
             "availability",
             queries.AVAILABILITY_SORT,

@@ -84,7 +84,7 @@ query Shapes($id: ID!, $from: DateTime, $withPas: Boolean!, $noTasks: Boolean!) 
       edges { cursor }
     }
   }
-  clusters(first: 2) { totalCount nodes { name status } pageInfo { endCursor } }
+  clusters(first: 2) { totalCount nodes { name status radiusKm } pageInfo { endCursor } }
   me { ... on PersonalAssistant { name visits(first: 2) { totalCount nodes { status } }
          availability(first: 3, startsFrom: $from) { totalCount edges { cursor node {
            id startsAt endsAt personalAssistant { name } } } } }
@@ -96,8 +96,9 @@ MEMBERS = """
 query Members($class: MembershipClass, $active: Boolean, $name: String) {
   members(first: 30, membershipClass: $class, active: $active, nameContains: $name) {
     totalCount pageInfo { hasNextPage endCursor }
-    nodes { __typename id name email phone
-      ... on ServiceUser { needs funding } ... on PersonalAssistant { hourlyPayPence } }
+    nodes { __typename id name email phone latitude longitude
+      ... on ServiceUser { needs funding plannedWeeklyHours }
+      ... on PersonalAssistant { hourlyPayPence contractedWeeklyHours maxTravelKm } }
   }
 }"""
 
@@ -344,13 +345,13 @@ async def test_an_unsupported_field_falls_back_and_answers(
     admin = api.token(Role.ADMIN)
     query = """query($id: ID!) { cluster(id: $id) { name
       pools { name }
-      serviceUsers(first: 3) { nodes { name latitude } } } }"""
+      serviceUsers(first: 3) { nodes { name clusters { id } } } } }"""
     PLANS.entries.clear()
     with caplog.at_level(logging.INFO, logger="coopnet.compiled"):
         body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
     assert body["data"]["cluster"]["pools"]
     assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
-    assert any("ServiceUser.latitude" in r.getMessage() for r in caplog.records)
+    assert any("ServiceUser.clusters" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_cached_statement_never_carries_another_viewers_values(
@@ -578,6 +579,55 @@ async def test_cover_requests_both_ways_in_every_order_are_identical_for_every_c
                 pages, _ = await _walk(both, token, "coverRequests", base, COVER_PAGES)
                 with_results += pages
     assert with_results >= 9
+
+
+# Floats PostgreSQL and orjson write differently unless told: integral, zero, negative
+# zero, small (1e-05 against 0.00001, 1e-06 against 1e-6), and shortest round trips.
+EDGE_FLOATS = [
+    (2.0, -180.0),
+    (0.0, -0.0),
+    (0.00001, -0.000015),
+    (0.0000015, -1.234e-7),
+    (0.0001, 51.507400000000004),
+    (0.1 + 0.2, 89.99999999999999),
+    (-90.0, 179.5),
+]
+
+
+async def test_floats_are_written_as_orjson_writes_them(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    for i, (latitude, longitude) in enumerate(EDGE_FLOATS):
+        await db.execute(
+            text(
+                "INSERT INTO member (name, membership_class, latitude, longitude) "
+                "VALUES (:name, 'SUPPORTER', :lat, :lon)"
+            ),
+            {"name": f"Float {i}", "lat": latitude, "lon": longitude},
+        )
+    await db.execute(
+        text("UPDATE cluster SET radius_km = 12.00 WHERE id = (SELECT min(id) FROM cluster)")
+    )
+    await db.execute(
+        text("UPDATE pa_profile SET max_travel_km = 7.25, contracted_weekly_hours = 0")
+    )
+    await db.commit()
+    both = Both(api, app, sql_counter)
+    query = """{ members(first: 100, nameContains: "Float ") { nodes { latitude longitude } }
+      clusters(first: 3) { nodes { radiusKm } }
+      pas: members(first: 5, membershipClass: WORKER) { nodes {
+        ... on PersonalAssistant { contractedWeeklyHours maxTravelKm } } } }"""
+    for token in _callers(api, demo["ids"]).values():
+        resolved, compiled, ran = await both.run(query, {}, token)
+        assert _exact(compiled.get("data")) == _exact(resolved.get("data"))
+        assert compiled.get("errors") == resolved.get("errors")
+        assert both.compiled or resolved.get("errors")
+    admin = await both.same(query, {}, api.token(Role.ADMIN), statements=1)
+    written = [(n["latitude"], n["longitude"]) for n in admin["data"]["members"]["nodes"]]
+    assert written == EDGE_FLOATS
+    assert b'"latitude":2.0,"longitude":-180.0' in _exact(admin["data"])
+    assert b'"latitude":0.0,"longitude":-0.0' in _exact(admin["data"])
+    assert admin["data"]["clusters"]["nodes"][0]["radiusKm"] == 12.0
 
 
 async def test_nested_pages_backwards_are_identical_for_every_caller(
