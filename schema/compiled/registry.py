@@ -156,6 +156,7 @@ SOURCES: dict[str, Source] = {
     "pool": Source(build=queries.pool_select),
     "availability": Source(build=queries.availability_select),
     "cover_request": Source(build=queries.cover_request_select),
+    "absence": Source(build=queries.absence_select),
     # Skills are read by whoever may see the PA (as `queries.pa_skills`).
     "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
     # Public reference data: no rule applies (as `queries.local_authorities`).
@@ -228,6 +229,44 @@ def cover_request_arguments(args: dict[str, Any]) -> dict[str, Any]:
 
 def _cover_request_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.cover_request_filters(stmt, **cover_request_arguments(args), prefix=prefix)
+
+
+def root_availability_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The root availability list's arguments (`care.queries.availability_range` and
+    `availability_filters`)."""
+    return {
+        **range_arguments(args),
+        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+        "pool_id": _filter_id(args.get("poolId"), "Pool"),
+    }
+
+
+def _root_availability_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    values = root_availability_arguments(args)
+    stmt = queries.availability_range(
+        stmt, values["starts_from"], values["starts_before"], prefix=prefix
+    )
+    return queries.availability_filters(
+        stmt, pa_id=values["pa_id"], pool_id=values["pool_id"], prefix=prefix
+    )
+
+
+def absence_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The absence list's arguments with a parameter each (`includeCancelled`, a boolean,
+    is in the plan's shape instead: `care.queries.absence_filters`)."""
+    return {
+        **range_arguments(args),
+        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+    }
+
+
+def _absence_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.absence_filters(
+        stmt,
+        **absence_arguments(args),
+        include_cancelled=bool(args.get("includeCancelled")),
+        prefix=prefix,
+    )
 
 
 def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +343,20 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             filters=_root_visit_filters,
             values=root_visit_arguments,
             orders=queries.VISIT_ORDERS,
+        ),
+        "availability": Page(
+            "availability",
+            queries.AVAILABILITY_SORT,
+            PAGE | {"paId", "poolId", "startsFrom", "startsBefore"},
+            filters=_root_availability_filters,
+            values=root_availability_arguments,
+        ),
+        "absences": Page(
+            "absence",
+            queries.ABSENCE_SORT,
+            PAGE | {"paId", "startsFrom", "startsBefore", "includeCancelled"},
+            filters=_absence_filters,
+            values=absence_arguments,
         ),
         "coverRequests": Page(
             "cover_request",
@@ -407,6 +460,16 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             values=visit_arguments,
         ),
     },
+    "Absence": {
+        "id": GlobalId(),
+        "kind": Column("kind"),
+        "startsAt": Column("starts_at", Render.INSTANT),
+        "endsAt": Column("ends_at", Render.INSTANT),
+        "note": Column("note"),
+        "createdAt": Column("created_at", Render.INSTANT),
+        "cancelledAt": Column("cancelled_at", Render.INSTANT),
+        "personalAssistant": ToOne("member", key="pa_id"),
+    },
     "CoverRequest": {
         "id": GlobalId(),
         "reason": Column("reason"),
@@ -417,6 +480,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "visitStartsAt": Column("visit_starts_at", Render.INSTANT),
         "filledByPartner": Column("filled_by_partner"),
         "visit": ToOne("visit", key="visit_id"),
+        "absence": ToOne("absence", key="absence_id"),
         "originalPa": ToOne("member", key="original_pa_id"),
         "filledBy": ToOne("member", key="filled_by_pa_id"),
     },
@@ -453,6 +517,7 @@ _PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
     enums.ClusterStatus,
     enums.VisitStatus,
     enums.CoverReason,
+    enums.AbsenceKind,
     enums.CoverRequestStatus,
 )
 for _enum in _PLAIN_ENUMS:

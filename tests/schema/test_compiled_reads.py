@@ -474,7 +474,23 @@ query Cover($n: Int, $l: Int, $a: String, $b: String, $o: CoverRequestOrder!,
     totalCount PAGE_INFO
     edges { cursor node { __typename id reason status openedAt closedAt note visitStartsAt
       filledByPartner visit { id startsAt status serviceUser { name } }
+      absence { id kind note personalAssistant { name } }
       originalPa { name } filledBy { id } } } }
+}""".replace("PAGE_INFO", INFO)
+
+
+AWAY_PAGES = """
+query Away($n: Int, $l: Int, $a: String, $b: String, $pa: ID, $pool: ID, $from: DateTime,
+           $until: DateTime, $cancelled: Boolean!, $absences: Boolean!) {
+  availability(first: $n, last: $l, after: $a, before: $b, paId: $pa, poolId: $pool,
+               startsFrom: $from, startsBefore: $until) @skip(if: $absences) {
+    totalCount PAGE_INFO
+    edges { cursor node { id startsAt endsAt fromWeeklyPattern personalAssistant { name } } } }
+  absences(first: $n, last: $l, after: $a, before: $b, paId: $pa, startsFrom: $from,
+           startsBefore: $until, includeCancelled: $cancelled) @include(if: $absences) {
+    totalCount PAGE_INFO
+    edges { cursor node { __typename id kind startsAt endsAt note createdAt cancelledAt
+      personalAssistant { id name } } } }
 }""".replace("PAGE_INFO", INFO)
 
 
@@ -579,6 +595,40 @@ async def test_cover_requests_both_ways_in_every_order_are_identical_for_every_c
                 pages, _ = await _walk(both, token, "coverRequests", base, COVER_PAGES)
                 with_results += pages
     assert with_results >= 9
+
+
+async def test_availability_and_absences_both_ways_are_identical_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    away = await db.scalar(select(func.min(text("pa_id"))).select_from(text("absence")))
+    pool = await db.scalar(select(func.min(text("id"))).select_from(text("pool")))
+    assert away is not None and pool is not None
+    # A cancelled absence, seen only with includeCancelled.
+    await db.execute(
+        text(
+            "INSERT INTO absence (pa_id, kind, during, note, cancelled_at) VALUES (:pa, "
+            "'HOLIDAY', tstzrange(now(), now() + interval '2 days'), 'Away', now())"
+        ),
+        {"pa": away},
+    )
+    await db.commit()
+    both = Both(api, app, sql_counter)
+    none = {"pa": None, "pool": None, "from": None, "until": None, "cancelled": False}
+    lists: list[tuple[str, dict[str, Any]]] = [
+        ("availability", {"absences": False}),
+        ("availability", {"absences": False, "pa": gid("PersonalAssistant", away)}),
+        ("availability", {"absences": False, "pool": gid("Pool", pool), "from": demo["from"]}),
+        ("availability", {"absences": False, "pool": gid("Cluster", 1)}),  # matches nothing
+        ("absences", {"absences": True}),
+        ("absences", {"absences": True, "cancelled": True, "pa": gid("PersonalAssistant", away)}),
+        ("absences", {"absences": True, "from": demo["from"], "until": "2100-01-01T00:00:00Z"}),
+    ]
+    with_results = 0
+    for token in _callers(api, demo["ids"]).values():
+        for field, values in lists:
+            pages, _ = await _walk(both, token, field, {**none, **values}, AWAY_PAGES)
+            with_results += pages
+    assert with_results >= 20
 
 
 # Floats PostgreSQL and orjson write differently unless told: integral, zero, negative
