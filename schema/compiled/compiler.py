@@ -70,10 +70,20 @@ from care import policy
 from care.paging import InvalidCursor, PageRequest, page_params
 from care.viewer import Viewer
 from schema.compiled import registry
-from schema.compiled.registry import VIEWER, Column, GlobalId, Page, Render, ToMany, ToOne
+from schema.compiled.registry import (
+    VIEWER,
+    AnyNode,
+    Column,
+    GlobalId,
+    Page,
+    Render,
+    ToMany,
+    ToOne,
+)
 from schema.connection import decode_cursor
 from schema.context import DEFAULT_PAGE_SIZE, Limits
-from schema.permissions import Access, declared_access, decode_id
+from schema.permissions import Access, declared_access, decode_id, parse_global_id, parse_pk
+from schema.types import NODE_TYPES
 
 
 class Unsupported(Exception):
@@ -361,6 +371,8 @@ class Compiler:
         where = f"Query.{name}"
         if isinstance(spec, Page):
             return self.connection(where, definition, spec, nodes, parent=None)
+        if isinstance(spec, AnyNode):
+            return self.any_node(where, definition, spec, nodes)
         assert isinstance(spec, ToOne)
         source = registry.SOURCES[spec.source]
         row = source.build(self.viewer).subquery()
@@ -386,6 +398,51 @@ class Compiler:
             match = row.c.id == bindparam(name_param, type_=Integer)
         value = self.output(where, definition.type, row, source, nodes)
         return select(value).select_from(row).where(match).scalar_subquery()
+
+    def any_node(
+        self, where: str, definition: GraphQLField, spec: AnyNode, nodes: list[FieldNode]
+    ) -> ColumnElement[Any]:
+        """`node(id:)` as `schema.types.resolve_global_id`: the id's type picks the
+        branch per request. A node type whose selection does not compile (or that the
+        registry does not read) makes a request for one of its ids fall back."""
+        self._arguments(where, definition, nodes[0], frozenset({"id"}))
+        prefix = self._prefix()
+        type_param, id_param = f"{prefix}node_type", f"{prefix}node_id"
+        branches: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+        compiled: set[str] = set()
+        for type_name, source_name in spec.sources.items():
+            node_type = self.schema.get_type(type_name)
+            if type_name not in NODE_TYPES or not isinstance(node_type, GraphQLObjectType):
+                continue
+            binders = len(self.binders)
+            source = registry.SOURCES[source_name]
+            row = source.build(self.viewer).subquery()
+            try:
+                value = self.output(f"{where}: {type_name}", node_type, row, source, nodes)
+            except Unsupported:
+                del self.binders[binders:]  # that branch's pages are not in the statement
+                continue
+            record = row.c.id == bindparam(id_param, type_=BigInteger)
+            match = bindparam(type_param, type_=Text) == _constant(type_name)
+            branches.append((match, select(value).select_from(row).where(record).scalar_subquery()))
+            compiled.add(type_name)
+        if not branches:
+            raise Unsupported(where)
+        node, field_definition = nodes[0], definition
+
+        def bind_node(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+            value = get_argument_values(field_definition, node, variables).get("id")
+            found = parse_global_id(value) if isinstance(value, str) else None
+            known = found is not None and found.type_name in NODE_TYPES
+            if known and found is not None and found.type_name not in compiled:
+                raise Fallback(f"node of type {found.type_name}")
+            pk = parse_pk(found.node_id) if known and found is not None else None
+            if found is None or pk is None:
+                return {type_param: "", id_param: -1}  # null, as for an unknown record
+            return {type_param: found.type_name, id_param: pk}
+
+        self.binders.append(bind_node)
+        return case(*branches, else_=null())
 
     # Objects.
 
@@ -454,8 +511,10 @@ class Compiler:
             elif isinstance(spec, ToMany):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(self.to_many(where, definition, spec, row, field_nodes))
-            else:
+            elif isinstance(spec, Page):
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
+            else:
+                raise Unsupported(where)
         return _object(parts, type_.name)
 
     def to_one(

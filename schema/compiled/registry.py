@@ -122,7 +122,16 @@ class ToMany:
     order: Sequence[Any]
 
 
-FieldSpec = Column | GlobalId | ToOne | Page | ToMany
+@dataclass(frozen=True)
+class AnyNode:
+    """`node(id:)`: the record of the id's type, read by id from that type's source (as
+    the type's `resolve_nodes` loads it); `sources` names the source of each node type
+    that compiles."""
+
+    sources: Mapping[str, str]
+
+
+FieldSpec = Column | GlobalId | ToOne | Page | ToMany | AnyNode
 
 
 @dataclass(frozen=True)
@@ -327,6 +336,17 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Query": {
         "cluster": ToOne("cluster", key="id"),
         "me": ToOne("member", key=VIEWER),
+        "node": AnyNode(
+            {
+                **dict.fromkeys(MEMBER_TYPES, "member"),
+                "Cluster": "cluster",
+                "Pool": "pool",
+                "AvailabilityWindow": "availability",
+                "Visit": "visit",
+                "Absence": "absence",
+                "CoverRequest": "cover_request",
+            }
+        ),
         "clusters": Page("cluster", CLUSTER_SORT, PAGE),
         "members": Page(
             "member",

@@ -631,6 +631,70 @@ async def test_availability_and_absences_both_ways_are_identical_for_every_calle
     assert with_results >= 20
 
 
+NODE = """
+query Node($id: ID!) {
+  node(id: $id) {
+    __typename id
+    ... on Member { name }
+    ... on ServiceUser { needs visits(last: 1) { nodes { startsAt } } }
+    ... on PersonalAssistant { maxTravelKm }
+    ... on Cluster { clusterKind: kind serviceUsers(first: 1) { totalCount } }
+    ... on Pool { name }
+    ... on AvailabilityWindow { startsAt personalAssistant { name } }
+    ... on Visit { startsAt pa { name } }
+    ... on Absence { kind note }
+    ... on CoverRequest { reason visit { id } }
+  }
+  again: node(id: $id) { id }
+}"""
+
+
+async def test_node_is_identical_for_every_caller_and_every_kind_of_id(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    ids = demo["ids"]
+    records = {
+        name: await db.scalar(select(func.min(text("id"))).select_from(text(table)))
+        for name, table in (
+            ("Pool", "pool"),
+            ("AvailabilityWindow", "availability_window"),
+            ("Visit", "visit"),
+            ("Absence", "absence"),
+            ("CoverRequest", "cover_request"),
+        )
+    }
+    assert all(records.values()), records
+    values = [
+        gid("Cluster", int(base64.b64decode(demo["cluster"]).split(b":")[1])),
+        *(gid(type_name, pk) for type_name, pk in records.items()),
+        gid("ServiceUser", ids["person"]),
+        gid("PersonalAssistant", ids["busy_pa"]),
+        gid("Carer", ids["carer"]),
+        gid("CoopMember", ids["stranger"]),
+        gid("ServiceUser", ids["busy_pa"]),  # a PA's id under another member type: null
+        gid("Cluster", 999999),
+        gid("Cluster", 0),
+        base64.b64encode(b"Cluster:abc").decode(),
+        base64.b64encode(b"Nothing:1").decode(),
+        "not base64!",
+    ]
+    both = Both(api, app, sql_counter)
+    found = 0
+    for token in _callers(api, ids).values():
+        for value in values:
+            resolved, compiled, _ = await both.run(NODE, {"id": value}, token)
+            assert _exact(compiled.get("data")) == _exact(resolved.get("data")), value
+            assert compiled.get("errors") == resolved.get("errors"), value
+            if not resolved.get("errors"):
+                assert both.compiled, value
+                found += (resolved.get("data") or {}).get("node") is not None
+    assert found >= 30
+    # A node type the compiler does not read: the request falls back, same answer.
+    partnership = gid("Partnership", 1)
+    await both.same(NODE, {"id": partnership}, api.token(Role.ADMIN), statements=None)
+    assert not both.compiled
+
+
 # Floats PostgreSQL and orjson write differently unless told: integral, zero, negative
 # zero, small (1e-05 against 0.00001, 1e-06 against 1e-6), and shortest round trips.
 EDGE_FLOATS = [
