@@ -14,7 +14,7 @@ answers (or refuses) exactly as it always has.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ from schema.compiled.registry import (
     VIEWER,
     AnyNode,
     Column,
+    Embedded,
     GlobalId,
     Page,
     Render,
@@ -483,9 +484,14 @@ class Compiler:
         )
 
     def object(
-        self, type_: GraphQLObjectType, row: FromClause, nodes: list[FieldNode]
+        self,
+        type_: GraphQLObjectType,
+        row: FromClause,
+        nodes: list[FieldNode],
+        specs: Mapping[str, registry.FieldSpec] | None = None,
     ) -> ColumnElement[Any]:
-        specs = registry.FIELDS.get(type_.name)
+        if specs is None:
+            specs = registry.FIELDS.get(type_.name)
         if specs is None:
             raise Unsupported(type_.name)
         parts: list[ColumnElement[Any]] = []
@@ -513,6 +519,13 @@ class Compiler:
                 parts.append(self.to_many(where, definition, spec, row, field_nodes))
             elif isinstance(spec, Page):
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
+            elif isinstance(spec, Embedded):
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                embedded = _named(definition.type)
+                if not isinstance(embedded, GraphQLObjectType):
+                    raise Unsupported(where)
+                value = self.object(embedded, row, field_nodes, spec.fields)
+                parts.append(case((row.c[spec.present].is_(None), null()), else_=value))
             else:
                 raise Unsupported(where)
         return _object(parts, type_.name)

@@ -131,7 +131,16 @@ class AnyNode:
     sources: Mapping[str, str]
 
 
-FieldSpec = Column | GlobalId | ToOne | Page | ToMany | AnyNode
+@dataclass(frozen=True)
+class Embedded:
+    """An object made of the parent row's own columns (`Cluster.centre`: a GeoPoint of
+    its centre's columns), null when the `present` column is."""
+
+    present: str
+    fields: Mapping[str, Column]
+
+
+FieldSpec = Column | GlobalId | ToOne | Page | ToMany | AnyNode | Embedded
 
 
 @dataclass(frozen=True)
@@ -397,6 +406,13 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "createdAt": Column("created_at", Render.INSTANT),
         "closedAt": Column("closed_at", Render.INSTANT),
         "radiusKm": Column("radius_km", Render.FLOAT),
+        "centre": Embedded(
+            "centre_latitude",
+            {
+                "latitude": Column("centre_latitude", Render.FLOAT),
+                "longitude": Column("centre_longitude", Render.FLOAT),
+            },
+        ),
         "localAuthority": ToOne("local_authority", key="la_code", target="gss_code"),
         "supportWorker": ToOne("member", key="support_worker_id"),
         "serviceUsers": Page(

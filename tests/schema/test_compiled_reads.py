@@ -64,7 +64,7 @@ fragment Person on Member { __typename id name membershipClass joinedOn active e
 query Shapes($id: ID!, $from: DateTime, $withPas: Boolean!, $noTasks: Boolean!) {
   __typename
   c: cluster(id: $id) {
-    __typename id kind createdAt closedAt postcodeDistricts needTags
+    __typename id kind createdAt closedAt postcodeDistricts needTags centre { longitude }
     la: localAuthority { gssCode name }
     supportWorker { ...Person ... on PersonalAssistant { hourlyPayPence dbsCheckedOn } }
     team: personalAssistants(first: 3) @include(if: $withPas) {
@@ -720,7 +720,10 @@ async def test_floats_are_written_as_orjson_writes_them(
             {"name": f"Float {i}", "lat": latitude, "lon": longitude},
         )
     await db.execute(
-        text("UPDATE cluster SET radius_km = 12.00 WHERE id = (SELECT min(id) FROM cluster)")
+        text(
+            "UPDATE cluster SET radius_km = 12.00, centre_latitude = 51.0, "
+            "centre_longitude = -0.00001 WHERE id = (SELECT min(id) FROM cluster)"
+        )
     )
     await db.execute(
         text("UPDATE pa_profile SET max_travel_km = 7.25, contracted_weekly_hours = 0")
@@ -728,7 +731,7 @@ async def test_floats_are_written_as_orjson_writes_them(
     await db.commit()
     both = Both(api, app, sql_counter)
     query = """{ members(first: 100, nameContains: "Float ") { nodes { latitude longitude } }
-      clusters(first: 3) { nodes { radiusKm } }
+      clusters(first: 3) { nodes { radiusKm centre { __typename latitude longitude } } }
       pas: members(first: 5, membershipClass: WORKER) { nodes {
         ... on PersonalAssistant { contractedWeeklyHours maxTravelKm } } } }"""
     for token in _callers(api, demo["ids"]).values():
@@ -742,6 +745,9 @@ async def test_floats_are_written_as_orjson_writes_them(
     assert b'"latitude":2.0,"longitude":-180.0' in _exact(admin["data"])
     assert b'"latitude":0.0,"longitude":-0.0' in _exact(admin["data"])
     assert admin["data"]["clusters"]["nodes"][0]["radiusKm"] == 12.0
+    assert b'"centre":{"__typename":"GeoPoint","latitude":51.0,"longitude":-0.00001}' in _exact(
+        admin["data"]
+    )
 
 
 async def test_nested_pages_backwards_are_identical_for_every_caller(
