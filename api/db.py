@@ -42,7 +42,9 @@ def create_engine(
 ) -> AsyncEngine:
     """An engine; with `timeouts` (the app's), every connection is bounded in time.
     Without (migrations, the CLI's set-up steps), statements may run as long as they need."""
-    server_settings = {"application_name": "coopnet", "jit": "off"}
+    # extra_float_digits 1: floats as their shortest exact text, whatever the server's
+    # setting (the compiled read path writes them as orjson does: schema/compiled).
+    server_settings = {"application_name": "coopnet", "jit": "off", "extra_float_digits": "1"}
     connect_args: dict[str, Any] = {"server_settings": server_settings}
     options: dict[str, Any] = {}
     if timeouts is not None:

@@ -687,13 +687,23 @@ def availability(
     pool_id: int | None = None,
 ) -> Select:
     stmt = _availability_range(_availability_select(viewer), starts_from, starts_before)
-    if pa_id is not None:
-        stmt = stmt.where(AvailabilityWindow.pa_id == pa_id)
-    if pool_id is not None:
-        stmt = stmt.where(
-            AvailabilityWindow.pa_id.in_(select(PoolPa.pa_id).where(PoolPa.pool_id == pool_id))
-        )
+    stmt = availability_filters(stmt, pa_id=pa_id, pool_id=pool_id)
     return page(stmt, AVAILABILITY_SORT, request)
+
+
+def availability_filters(
+    stmt: Select, *, pa_id: int | None = None, pool_id: int | None = None, prefix: str = ""
+) -> Select:
+    """The root availability list's filters, as named parameters (`prefix`: see
+    `_visit_filters`)."""
+    if pa_id is not None:
+        stmt = stmt.where(AvailabilityWindow.pa_id == bindparam(f"{prefix}pa_id", pa_id))
+    if pool_id is not None:
+        pool: BindParameter[int] = bindparam(f"{prefix}pool_id", pool_id)
+        stmt = stmt.where(
+            AvailabilityWindow.pa_id.in_(select(PoolPa.pa_id).where(PoolPa.pool_id == pool))
+        )
+    return stmt
 
 
 def availability_of_pas(
@@ -806,16 +816,47 @@ def absences(
     starts_before: dt.datetime | None = None,
     include_cancelled: bool = False,
 ) -> Select:
-    stmt = _absence_select(viewer)
+    stmt = absence_filters(
+        _absence_select(viewer),
+        pa_id=pa_id,
+        starts_from=starts_from,
+        starts_before=starts_before,
+        include_cancelled=include_cancelled,
+    )
+    return page(stmt, ABSENCE_SORT, request)
+
+
+ABSENCE_SORT = (func.lower(Absence.during, type_=DateTime(timezone=True)), Absence.id)
+
+# The compiled read path (schema/compiled) reads absences through this too.
+absence_select = _absence_select
+
+
+def absence_filters(
+    stmt: Select,
+    *,
+    pa_id: int | None = None,
+    starts_from: dt.datetime | None = None,
+    starts_before: dt.datetime | None = None,
+    include_cancelled: bool = False,
+    prefix: str = "",
+) -> Select:
+    """The absence list's filters, as named parameters (`prefix`: see `_visit_filters`)."""
     if pa_id is not None:
-        stmt = stmt.where(Absence.pa_id == pa_id)
+        stmt = stmt.where(Absence.pa_id == bindparam(f"{prefix}pa_id", pa_id))
     if starts_from is not None or starts_before is not None:
-        stmt = stmt.where(Absence.during.op("&&")(func.tstzrange(starts_from, starts_before)))
+        instant = DateTime(timezone=True)
+        stmt = stmt.where(
+            Absence.during.op("&&")(
+                func.tstzrange(
+                    bindparam(f"{prefix}starts_from", starts_from, type_=instant),
+                    bindparam(f"{prefix}starts_before", starts_before, type_=instant),
+                )
+            )
+        )
     if not include_cancelled:
         stmt = stmt.where(Absence.cancelled_at.is_(None))
-    return page(
-        stmt, (func.lower(Absence.during, type_=DateTime(timezone=True)), Absence.id), request
-    )
+    return stmt
 
 
 def absences_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -843,6 +884,37 @@ def _cover_request_select(viewer: Viewer) -> Select:
     )
 
 
+def cover_request_filters(
+    stmt: Select,
+    *,
+    cluster_id: int | None = None,
+    statuses: Sequence[str] | None = None,
+    visit_starts_from: dt.datetime | None = None,
+    prefix: str = "",
+) -> Select:
+    """The filters of the cover request list, as named parameters (`prefix`: see
+    `_visit_filters`)."""
+    if cluster_id is not None:
+        # As an array, not IN (subquery): the planner then reads the few people's visits
+        # by the (person, during) index, where it would walk every visit in start order
+        # hoping to meet theirs.
+        people = select(ClusterServiceUser.service_user_id).where(
+            ClusterServiceUser.cluster_id == bindparam(f"{prefix}cluster_id", cluster_id)
+        )
+        stmt = stmt.where(Visit.service_user_id == any_(func.array(people.scalar_subquery())))
+    if statuses:
+        stmt = stmt.where(CoverRequest.status.in_(_ids(statuses, f"{prefix}statuses")))
+    if visit_starts_from is not None:
+        instant = DateTime(timezone=True)
+        starts = bindparam(f"{prefix}visit_starts_from", visit_starts_from, type_=instant)
+        stmt = stmt.where(func.lower(Visit.during) >= starts)
+    return stmt
+
+
+# The compiled read path (schema/compiled) reads cover requests through these too.
+cover_request_select = _cover_request_select
+
+
 def cover_requests(
     viewer: Viewer,
     request: PageRequest,
@@ -853,19 +925,12 @@ def cover_requests(
     order: str = "VISIT_START_ASC",
 ) -> Select:
     """Cover requests by the time of their visit, soonest first, or in `order`."""
-    stmt = _cover_request_select(viewer)
-    if cluster_id is not None:
-        # As an array, not IN (subquery): the planner then reads the few people's visits
-        # by the (person, during) index, where it would walk every visit in start order
-        # hoping to meet theirs.
-        people = select(ClusterServiceUser.service_user_id).where(
-            ClusterServiceUser.cluster_id == cluster_id
-        )
-        stmt = stmt.where(Visit.service_user_id == any_(func.array(people.scalar_subquery())))
-    if statuses:
-        stmt = stmt.where(CoverRequest.status.in_(statuses))
-    if visit_starts_from is not None:
-        stmt = stmt.where(func.lower(Visit.during) >= visit_starts_from)
+    stmt = cover_request_filters(
+        _cover_request_select(viewer),
+        cluster_id=cluster_id,
+        statuses=statuses,
+        visit_starts_from=visit_starts_from,
+    )
     keys, descending = COVER_REQUEST_ORDERS[order]
     return page(stmt, keys, request, descending=descending)
 

@@ -14,7 +14,7 @@ answers (or refuses) exactly as it always has.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,17 +35,22 @@ from graphql import (
     GraphQLSkipDirective,
     GraphQLUnionType,
     InlineFragmentNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableNode,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ColumnElement,
     DateTime,
+    Double,
     FromClause,
     Integer,
     Select,
+    String,
     Text,
     bindparam,
     case,
@@ -65,10 +70,21 @@ from care import policy
 from care.paging import InvalidCursor, PageRequest, page_params
 from care.viewer import Viewer
 from schema.compiled import registry
-from schema.compiled.registry import VIEWER, Column, GlobalId, Page, Render, ToMany, ToOne
+from schema.compiled.registry import (
+    VIEWER,
+    AnyNode,
+    Column,
+    Embedded,
+    GlobalId,
+    Page,
+    Render,
+    ToMany,
+    ToOne,
+)
 from schema.connection import decode_cursor
 from schema.context import DEFAULT_PAGE_SIZE, Limits
-from schema.permissions import Access, declared_access, decode_id
+from schema.permissions import Access, declared_access, decode_id, parse_global_id, parse_pk
+from schema.types import NODE_TYPES
 
 
 class Unsupported(Exception):
@@ -144,6 +160,27 @@ def _date(column: Any) -> ColumnElement[str]:
     return func.to_char(column, _constant("YYYY-MM-DD"))
 
 
+def _float(column: Any) -> ColumnElement[Any]:
+    """orjson's text of the Python float of a float8 or numeric column, as a JSON number:
+    PostgreSQL's shortest text (`extra_float_digits` 1, set by `api.db`) but `2.0` for an
+    integral value, `-0.0`, and `0.00001` or `1e-6` where PostgreSQL writes `1e-05` and
+    `1e-06`. Exact below 1e15 in magnitude (the float columns' bounds)."""
+    x = cast(column, Double)
+    text = cast(x, Text)
+    mantissa = func.split_part(text, _constant("e"), 1)
+    exponent = func.split_part(text, _constant("e"), 2)
+    sign = case((x < 0, _constant("-")), else_=_constant(""))
+    digits = func.replace(func.ltrim(mantissa, _constant("-")), _constant("."), _constant(""))
+    written = case(
+        (x == 0, case((text == _constant("-0"), _constant("-0.0")), else_=_constant("0.0"))),
+        (x == func.trunc(x), cast(cast(x, BigInteger), Text) + _constant(".0")),
+        (func.abs(x) >= literal_column("1e-4"), text),
+        (exponent == _constant("-05"), sign + _constant("0.0000") + digits),
+        else_=mantissa + _constant("e") + cast(cast(exponent, Integer), Text),
+    )
+    return cast(written, JSON)
+
+
 def _base64(text: Any) -> ColumnElement[str]:
     encoded = func.encode(func.convert_to(text, _constant("UTF8")), _constant("base64"))
     return func.replace(encoded, NEWLINE, _constant(""))
@@ -154,19 +191,22 @@ def global_id(type_name: str, column: Any) -> ColumnElement[str]:
     return _base64(_constant(f"{type_name}:") + cast(column, Text))
 
 
-def cursor(keys: list[Any]) -> ColumnElement[str]:
+def cursor(keys: list[Any], order: str | None = None) -> ColumnElement[str]:
     """`schema.connection.encode_cursor`: url-safe base64, unpadded, of the keys as
-    compact JSON (an instant as {"t": isoformat})."""
+    compact JSON (an instant as {"t": isoformat}, text as a JSON string, which PostgreSQL
+    escapes as orjson does), wrapped as {"o": order, "k": keys} under a chosen order."""
     parts: list[ColumnElement[str]] = []
     for key in keys:
         if isinstance(key.type, DateTime):
             parts.append(_constant('{"t":"') + _instant(key) + _constant('"}'))
+        elif isinstance(key.type, String):
+            parts.append(cast(func.to_json(key), Text))
         else:
             parts.append(cast(key, Text))
-    text: ColumnElement[str] = _constant("[")
+    text: ColumnElement[str] = _constant("[" if order is None else f'{{"o":"{order}","k":[')
     for i, part in enumerate(parts):
         text = text + (_constant(",") if i else _constant("")) + part
-    text = text + _constant("]")
+    text = text + _constant("]" if order is None else "]}")
     return func.rtrim(func.translate(_base64(text), _constant("+/"), _constant("-_")), "=")
 
 
@@ -177,6 +217,8 @@ def _render(column: Any, how: Render) -> ColumnElement[Any]:
         return _date(column)
     if how is Render.LIST:
         return func.to_json(column)
+    if how is Render.FLOAT:
+        return _float(column)
     if how is Render.IS_SET:
         return column.is_not(None)  # type: ignore[no-any-return]
     if how is Render.LIST_OR_EMPTY:
@@ -330,6 +372,8 @@ class Compiler:
         where = f"Query.{name}"
         if isinstance(spec, Page):
             return self.connection(where, definition, spec, nodes, parent=None)
+        if isinstance(spec, AnyNode):
+            return self.any_node(where, definition, spec, nodes)
         assert isinstance(spec, ToOne)
         source = registry.SOURCES[spec.source]
         row = source.build(self.viewer).subquery()
@@ -355,6 +399,51 @@ class Compiler:
             match = row.c.id == bindparam(name_param, type_=Integer)
         value = self.output(where, definition.type, row, source, nodes)
         return select(value).select_from(row).where(match).scalar_subquery()
+
+    def any_node(
+        self, where: str, definition: GraphQLField, spec: AnyNode, nodes: list[FieldNode]
+    ) -> ColumnElement[Any]:
+        """`node(id:)` as `schema.types.resolve_global_id`: the id's type picks the
+        branch per request. A node type whose selection does not compile (or that the
+        registry does not read) makes a request for one of its ids fall back."""
+        self._arguments(where, definition, nodes[0], frozenset({"id"}))
+        prefix = self._prefix()
+        type_param, id_param = f"{prefix}node_type", f"{prefix}node_id"
+        branches: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
+        compiled: set[str] = set()
+        for type_name, source_name in spec.sources.items():
+            node_type = self.schema.get_type(type_name)
+            if type_name not in NODE_TYPES or not isinstance(node_type, GraphQLObjectType):
+                continue
+            binders = len(self.binders)
+            source = registry.SOURCES[source_name]
+            row = source.build(self.viewer).subquery()
+            try:
+                value = self.output(f"{where}: {type_name}", node_type, row, source, nodes)
+            except Unsupported:
+                del self.binders[binders:]  # that branch's pages are not in the statement
+                continue
+            record = row.c.id == bindparam(id_param, type_=BigInteger)
+            match = bindparam(type_param, type_=Text) == _constant(type_name)
+            branches.append((match, select(value).select_from(row).where(record).scalar_subquery()))
+            compiled.add(type_name)
+        if not branches:
+            raise Unsupported(where)
+        node, field_definition = nodes[0], definition
+
+        def bind_node(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+            value = get_argument_values(field_definition, node, variables).get("id")
+            found = parse_global_id(value) if isinstance(value, str) else None
+            known = found is not None and found.type_name in NODE_TYPES
+            if known and found is not None and found.type_name not in compiled:
+                raise Fallback(f"node of type {found.type_name}")
+            pk = parse_pk(found.node_id) if known and found is not None else None
+            if found is None or pk is None:
+                return {type_param: "", id_param: -1}  # null, as for an unknown record
+            return {type_param: found.type_name, id_param: pk}
+
+        self.binders.append(bind_node)
+        return case(*branches, else_=null())
 
     # Objects.
 
@@ -395,9 +484,14 @@ class Compiler:
         )
 
     def object(
-        self, type_: GraphQLObjectType, row: FromClause, nodes: list[FieldNode]
+        self,
+        type_: GraphQLObjectType,
+        row: FromClause,
+        nodes: list[FieldNode],
+        specs: Mapping[str, registry.FieldSpec] | None = None,
     ) -> ColumnElement[Any]:
-        specs = registry.FIELDS.get(type_.name)
+        if specs is None:
+            specs = registry.FIELDS.get(type_.name)
         if specs is None:
             raise Unsupported(type_.name)
         parts: list[ColumnElement[Any]] = []
@@ -423,8 +517,17 @@ class Compiler:
             elif isinstance(spec, ToMany):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(self.to_many(where, definition, spec, row, field_nodes))
-            else:
+            elif isinstance(spec, Page):
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
+            elif isinstance(spec, Embedded):
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                embedded = _named(definition.type)
+                if not isinstance(embedded, GraphQLObjectType):
+                    raise Unsupported(where)
+                value = self.object(embedded, row, field_nodes, spec.fields)
+                parts.append(case((row.c[spec.present].is_(None), null()), else_=value))
+            else:
+                raise Unsupported(where)
         return _object(parts, type_.name)
 
     def to_one(
@@ -486,7 +589,7 @@ class Compiler:
         if len(nodes) > 1 and any(n.arguments != nodes[0].arguments for n in nodes[1:]):
             raise Unsupported(f"{where}: merged with other arguments")
         node = nodes[0]
-        args = self._arguments(where, definition, node, spec.arguments, spec.defaults)
+        args = self._arguments(where, definition, node, spec.arguments)
         prefix = self._prefix()
         source = registry.SOURCES[spec.source]
         stmt = source.build(self.viewer)
@@ -495,25 +598,52 @@ class Compiler:
             stmt = spec.link(stmt, parent).correlate(parent)
         if spec.filters is not None:
             stmt = spec.filters(stmt, args, prefix)
-        keys = list(spec.sort)
-        after = args.get("after") is not None
+        try:
+            order, sort, descending = spec.order(args)
+        except KeyError as exc:
+            raise Unsupported(f"{where}(orderBy: {args.get('orderBy')})") from exc
+        keys = list(sort)
+        shape = _PageShape(
+            order=order,
+            arity=len(keys),
+            from_end=args.get("last") is not None,
+            after=args.get("after") is not None,
+            before=args.get("before") is not None,
+        )
         first = bindparam(f"{prefix}first", type_=Integer)
         paged = stmt.add_columns(*[key.label(f"pg_k{i}") for i, key in enumerate(keys)])
-        if after:
-            cut = [bindparam(f"{prefix}after_{i}", type_=key.type) for i, key in enumerate(keys)]
-            paged = paged.where(tuple_(*keys) > tuple_(*cut))
+        # As `care.paging.page`: `after` keeps rows later in the list's order, `before`
+        # earlier ones; a page from the end walks the order backwards.
+        for name, given, later in (
+            ("after", shape.after, not descending),
+            ("before", shape.before, descending),
+        ):
+            if given:
+                cut = [bindparam(f"{prefix}{name}_{i}", type_=k.type) for i, k in enumerate(keys)]
+                paged = paged.where(
+                    tuple_(*keys) > tuple_(*cut) if later else tuple_(*keys) < tuple_(*cut)
+                )
+        walk_down = descending != shape.from_end
         limit = bindparam(f"{prefix}limit", type_=Integer)
-        limited = paged.order_by(*keys).limit(limit).subquery()
+        limited = (
+            paged.order_by(*[k.desc() if walk_down else k for k in keys]).limit(limit).subquery()
+        )
         # Ranked after the limit: a window function under the LIMIT would make PostgreSQL
         # sort every matching row instead of keeping the first ones (or stopping early).
         ranks = [limited.c[f"pg_k{i}"] for i in range(len(keys))]
-        page = select(limited, func.row_number().over(order_by=ranks).label("pg_rank")).subquery()
-        self.binders.append(_page_binder(definition, node, spec, prefix, args))
+        walked = [r.desc() for r in ranks] if walk_down else ranks
+        page = select(limited, func.row_number().over(order_by=walked).label("pg_rank")).subquery()
+        self.binders.append(_page_binder(definition, node, spec, prefix, args, shape))
+        # The page is returned in the list's order: a page from the end, ranked from its
+        # end, is reversed.
+        listed = page.c.pg_rank.desc() if shape.from_end else page.c.pg_rank
+        backwards = page.c.pg_rank if shape.from_end else page.c.pg_rank.desc()
+        further = func.count() > first
 
         connection_type = _named(definition.type)
         assert isinstance(connection_type, GraphQLObjectType)
         shown = page.c.pg_rank <= first
-        page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))])
+        page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))], order)
         parts: list[ColumnElement[Any]] = []
         for key, field_nodes in self.collect(connection_type, self._subselections(nodes)).items():
             name = field_nodes[0].name.value
@@ -534,7 +664,7 @@ class Compiler:
             elif name == "nodes" and field_def is not None:
                 node_type = _strip_non_null(field_def.type).of_type
                 value = self.output(f"{where}.nodes", node_type, page, source, field_nodes)
-                parts.append(_list(value, page.c.pg_rank, shown))
+                parts.append(_list(value, listed, shown))
             elif name == "edges" and field_def is not None:
                 edge_type = _named(field_def.type)
                 assert isinstance(edge_type, GraphQLObjectType)
@@ -555,7 +685,7 @@ class Compiler:
                         )
                     else:
                         raise Unsupported(f"{edge_type.name}.{edge_name}")
-                parts.append(_list(_object(edge, edge_type.name), page.c.pg_rank, shown))
+                parts.append(_list(_object(edge, edge_type.name), listed, shown))
             elif name == "pageInfo" and field_def is not None:
                 info_type = _named(field_def.type)
                 assert isinstance(info_type, GraphQLObjectType)
@@ -568,14 +698,14 @@ class Compiler:
                     if info_name == "__typename":
                         info.append(_constant(info_type.name))
                     elif info_name == "hasNextPage":
-                        info.append(func.count() > first)
+                        # Forwards: whether the extra row came; backwards: whether
+                        # `before` was given (`schema.connection.build_connection`).
+                        info.append(_given(shape.before) if shape.from_end else further)
                     elif info_name == "hasPreviousPage":
-                        info.append(true() if after else false())
-                    elif info_name == "startCursor":
-                        ordered = aggregate_order_by(page_cursor, page.c.pg_rank)
-                        info.append(pg_array_agg(ordered, type_=ARRAY(Text))[1])
-                    elif info_name == "endCursor":
-                        ordered = aggregate_order_by(page_cursor, page.c.pg_rank.desc())
+                        info.append(further if shape.from_end else _given(shape.after))
+                    elif info_name in ("startCursor", "endCursor"):
+                        end = listed if info_name == "startCursor" else backwards
+                        ordered = aggregate_order_by(page_cursor, end)
                         info.append(pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1])
                     else:
                         raise Unsupported(f"{info_type.name}.{info_name}")
@@ -601,34 +731,86 @@ def _filters_in_use(spec: Page, args: dict[str, Any]) -> frozenset[str]:
     return frozenset(name for name, value in spec.values(args).items() if value is not None)
 
 
+@dataclass(frozen=True)
+class _PageShape:
+    """What of a page's request the statement is built for: its order (the name its
+    cursors carry; None for the default), its keys' number, and which of `last`, `after`
+    and `before` are given (their values are parameters)."""
+
+    order: str | None
+    arity: int
+    from_end: bool
+    after: bool
+    before: bool
+
+
+def _given(flag: bool) -> ColumnElement[bool]:
+    return true() if flag else false()
+
+
+def _first_given(node: FieldNode, variables: VariableValues) -> bool:
+    """Whether the query itself gives `first` a value (`schema.connection._given`: the
+    schema's default for `first` does not count against `last`)."""
+    for argument in node.arguments or ():
+        if argument.name.value != "first":
+            continue
+        if isinstance(argument.value, VariableNode):
+            return variables.coerced.get(argument.value.name.value) is not None
+        return not isinstance(argument.value, NullValueNode)
+    return False
+
+
 def _page_binder(
-    definition: GraphQLField, node: FieldNode, spec: Page, prefix: str, compiled: dict[str, Any]
+    definition: GraphQLField,
+    node: FieldNode,
+    spec: Page,
+    prefix: str,
+    compiled: dict[str, Any],
+    shape: _PageShape,
 ) -> Binder:
-    """A connection's page size, cursor and filters for one request; `Fallback` where
+    """A connection's page size, cursors and filters for one request; `Fallback` where
     `schema.connection.page_request` would refuse them, so the refusal is today's, and
-    where the request's values use other filters than the statement has (a value that
-    turns a filter off, such as `nameContains: ""`, is not a null variable)."""
-    arity = len(spec.sort)
+    where the request's values ask for another statement than this one: another order
+    (given by a variable), or other filters (a value that turns a filter off, such as
+    `nameContains: ""`, is not a null variable)."""
     in_use = _filters_in_use(spec, compiled)
 
     def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
-        for name, default in spec.defaults:
-            if name in args and str(args[name]) != default:
-                raise Fallback(name)  # e.g. another order, given by a variable
+        try:
+            order, sort, _ = spec.order(args)
+        except KeyError as exc:
+            raise Fallback("orderBy") from exc
+        last, after, before = args.get("last"), args.get("after"), args.get("before")
+        if (
+            order != shape.order
+            or (last is not None) != shape.from_end
+            or (after is not None) != shape.after
+            or (before is not None) != shape.before
+        ):
+            raise Fallback("another page shape")
+        if shape.from_end and _first_given(node, variables):
+            raise Fallback("first and last")
         first = args.get("first")
-        size = DEFAULT_PAGE_SIZE if first is None else first
+        size = last if shape.from_end else DEFAULT_PAGE_SIZE if first is None else first
         if not isinstance(size, int) or not 1 <= size <= limits.max_page_size:
             raise Fallback("page size")
         values: dict[str, Any] = {f"{prefix}first": size, f"{prefix}limit": size + 1}
-        after = args.get("after")
-        if after is not None:
-            try:
-                keys = decode_cursor(after, arity)
-                page_params(PageRequest(first=size, after=keys), spec.sort)
-            except (InvalidCursor, GraphQLError) as exc:
-                raise Fallback("cursor") from exc
-            values.update({f"{prefix}after_{i}": key for i, key in enumerate(keys)})
+        try:
+            # An empty cursor is no cursor to the resolvers: theirs to answer.
+            cursors = {
+                name: decode_cursor(given, shape.arity, order)
+                for name, given in (("after", after), ("before", before))
+                if given is not None
+            }
+            request = PageRequest(
+                first=size, after=cursors.get("after"), before=cursors.get("before")
+            )
+            page_params(request, sort)
+        except (InvalidCursor, GraphQLError) as exc:
+            raise Fallback("cursor") from exc
+        for name, keys in cursors.items():
+            values.update({f"{prefix}{name}_{i}": key for i, key in enumerate(keys)})
         if _filters_in_use(spec, args) != in_use:
             raise Fallback("filters")
         if spec.values is not None:

@@ -4,8 +4,8 @@ SQL statement, and no resolver runs; anything else runs on the resolver path.
 
 Plans are cached per (document, operation name, viewer shape, variable shape): the viewer
 shape is `care.policy.shape` (what decides the predicates' SQL), the variable shape which
-variables are null, which lists empty and each boolean's value (what decides the SQL of
-filters, cursors and @include/@skip). Values are parameters of every run.
+variables are null, which lists empty, each boolean's and each enum's value (what decides
+the SQL of filters, cursors, orders and @include/@skip). Values are parameters of every run.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -55,7 +56,8 @@ PLANS = PlanCache()
 
 def _variable_shape(values: dict[str, Any]) -> tuple[tuple[str, object], ...]:
     def shape(value: Any) -> object:
-        if value is None or isinstance(value, bool):
+        # An enum's value can change the SQL (`orderBy`): few values, a plan each.
+        if value is None or isinstance(value, bool | Enum):
             return value
         if isinstance(value, list | tuple):
             return "list" if value else "empty"

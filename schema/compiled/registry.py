@@ -7,12 +7,13 @@ of personal fields are in those selects, so this module holds no rule of its own
 field missing here makes the whole operation run on the resolver path
 (schema/compiled/compiler.py, `Unsupported`).
 
-Floats are left out on purpose: PostgreSQL writes `2` where Python writes `2.0`.
+Floats are written as orjson writes Python's floats (`Render.FLOAT`), exactly for
+magnitudes below 1e15, which every float column's type or check constraint guarantees.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
@@ -46,6 +47,7 @@ class Render(Enum):
     LIST = "list"  # text[]: null stays null
     LIST_OR_EMPTY = "list_or_empty"  # text[]: null becomes []
     IS_SET = "is_set"  # true when the column is not null
+    FLOAT = "float"  # float8 or numeric as Python's float in JSON (2.0, not 2)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,21 @@ class Page:
     filters: Callable[[Select, dict[str, Any], str], Select] | None = None
     # The named parameters `filters` creates (without the prefix), from the arguments.
     values: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    # Arguments read only at their default value (e.g. `orderBy` in the resolver's order).
-    defaults: tuple[tuple[str, str], ...] = ()
+    # A root list's orders by their `orderBy` names (`care.queries.MEMBER_ORDERS`, ...):
+    # each its sort keys and whether it runs downwards; the first is the default, whose
+    # cursors carry no order. None: the list has one order, `sort` ascending.
+    orders: Mapping[str, tuple[Sequence[Any], bool]] | None = None
+
+    def order(self, args: dict[str, Any]) -> tuple[str | None, Sequence[Any], bool]:
+        """The order `args` ask for: the name its cursors carry (None for the default
+        order), its sort keys and whether they run downwards."""
+        if self.orders is None:
+            return None, self.sort, False
+        default = next(iter(self.orders))
+        chosen = args.get("orderBy")
+        name = default if chosen is None else str(chosen)
+        keys, descending = self.orders[name]
+        return (None if name == default else name), keys, descending
 
 
 # `ToOne.key` of `me`: the viewer's own member id (`care.policy.me`), not a column.
@@ -107,7 +122,25 @@ class ToMany:
     order: Sequence[Any]
 
 
-FieldSpec = Column | GlobalId | ToOne | Page | ToMany
+@dataclass(frozen=True)
+class AnyNode:
+    """`node(id:)`: the record of the id's type, read by id from that type's source (as
+    the type's `resolve_nodes` loads it); `sources` names the source of each node type
+    that compiles."""
+
+    sources: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """An object made of the parent row's own columns (`Cluster.centre`: a GeoPoint of
+    its centre's columns), null when the `present` column is."""
+
+    present: str
+    fields: Mapping[str, Column]
+
+
+FieldSpec = Column | GlobalId | ToOne | Page | ToMany | AnyNode | Embedded
 
 
 @dataclass(frozen=True)
@@ -140,6 +173,8 @@ SOURCES: dict[str, Source] = {
     "cluster": Source(build=queries.cluster_select),
     "pool": Source(build=queries.pool_select),
     "availability": Source(build=queries.availability_select),
+    "cover_request": Source(build=queries.cover_request_select),
+    "absence": Source(build=queries.absence_select),
     # Skills are read by whoever may see the PA (as `queries.pa_skills`).
     "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
     # Public reference data: no rule applies (as `queries.local_authorities`).
@@ -199,6 +234,59 @@ def _member_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.member_filters(stmt, **member_arguments(args), prefix=prefix)
 
 
+def cover_request_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The cover request list's arguments as `care.queries.cover_request_filters` takes
+    them."""
+    statuses = args.get("status")
+    return {
+        "cluster_id": _filter_id(args.get("clusterId"), "Cluster"),
+        "statuses": [getattr(s, "value", s) for s in statuses] if statuses else None,
+        "visit_starts_from": args.get("visitStartsFrom"),
+    }
+
+
+def _cover_request_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.cover_request_filters(stmt, **cover_request_arguments(args), prefix=prefix)
+
+
+def root_availability_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The root availability list's arguments (`care.queries.availability_range` and
+    `availability_filters`)."""
+    return {
+        **range_arguments(args),
+        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+        "pool_id": _filter_id(args.get("poolId"), "Pool"),
+    }
+
+
+def _root_availability_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    values = root_availability_arguments(args)
+    stmt = queries.availability_range(
+        stmt, values["starts_from"], values["starts_before"], prefix=prefix
+    )
+    return queries.availability_filters(
+        stmt, pa_id=values["pa_id"], pool_id=values["pool_id"], prefix=prefix
+    )
+
+
+def absence_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The absence list's arguments with a parameter each (`includeCancelled`, a boolean,
+    is in the plan's shape instead: `care.queries.absence_filters`)."""
+    return {
+        **range_arguments(args),
+        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+    }
+
+
+def _absence_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.absence_filters(
+        stmt,
+        **absence_arguments(args),
+        include_cancelled=bool(args.get("includeCancelled")),
+        prefix=prefix,
+    )
+
+
 def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
     values = visit_arguments(args)
     if values["starts_from"] is not None:
@@ -217,7 +305,7 @@ def _root_visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Sele
 VISIT_SORT = queries.VISIT_SORT
 MEMBER_SORT = (Member.id,)
 CLUSTER_SORT = (queries.Cluster.id,)
-PAGE = frozenset({"first", "after"})
+PAGE = frozenset({"first", "after", "last", "before"})
 VISIT_RANGE = PAGE | {"startsFrom", "startsBefore", "status"}
 
 
@@ -249,28 +337,63 @@ _MEMBER: dict[str, FieldSpec] = {
     "email": Column("email"),
     "phone": Column("phone"),
     "postcode": Column("postcode"),
+    "latitude": Column("latitude", Render.FLOAT),
+    "longitude": Column("longitude", Render.FLOAT),
 }
 
 FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Query": {
         "cluster": ToOne("cluster", key="id"),
         "me": ToOne("member", key=VIEWER),
+        "node": AnyNode(
+            {
+                **dict.fromkeys(MEMBER_TYPES, "member"),
+                "Cluster": "cluster",
+                "Pool": "pool",
+                "AvailabilityWindow": "availability",
+                "Visit": "visit",
+                "Absence": "absence",
+                "CoverRequest": "cover_request",
+            }
+        ),
         "clusters": Page("cluster", CLUSTER_SORT, PAGE),
         "members": Page(
             "member",
             MEMBER_SORT,
-            PAGE | {"membershipClass", "active", "nameContains"},
+            PAGE | {"membershipClass", "active", "nameContains", "orderBy"},
             filters=_member_filters,
             values=member_arguments,
-            defaults=(("orderBy", "ID_ASC"),),
+            orders=queries.MEMBER_ORDERS,
         ),
         "visits": Page(
             "visit",
             VISIT_SORT,
-            VISIT_RANGE | {"clusterId", "paId", "serviceUserId"},
+            VISIT_RANGE | {"clusterId", "paId", "serviceUserId", "orderBy"},
             filters=_root_visit_filters,
             values=root_visit_arguments,
-            defaults=(("orderBy", "START_ASC"),),
+            orders=queries.VISIT_ORDERS,
+        ),
+        "availability": Page(
+            "availability",
+            queries.AVAILABILITY_SORT,
+            PAGE | {"paId", "poolId", "startsFrom", "startsBefore"},
+            filters=_root_availability_filters,
+            values=root_availability_arguments,
+        ),
+        "absences": Page(
+            "absence",
+            queries.ABSENCE_SORT,
+            PAGE | {"paId", "startsFrom", "startsBefore", "includeCancelled"},
+            filters=_absence_filters,
+            values=absence_arguments,
+        ),
+        "coverRequests": Page(
+            "cover_request",
+            queries.COVER_REQUEST_ORDERS["VISIT_START_ASC"][0],
+            PAGE | {"clusterId", "status", "visitStartsFrom", "orderBy"},
+            filters=_cover_request_filters,
+            values=cover_request_arguments,
+            orders=queries.COVER_REQUEST_ORDERS,
         ),
     },
     "Cluster": {
@@ -282,6 +405,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "needTags": Column("need_tags", Render.LIST_OR_EMPTY),
         "createdAt": Column("created_at", Render.INSTANT),
         "closedAt": Column("closed_at", Render.INSTANT),
+        "radiusKm": Column("radius_km", Render.FLOAT),
+        "centre": Embedded(
+            "centre_latitude",
+            {
+                "latitude": Column("centre_latitude", Render.FLOAT),
+                "longitude": Column("centre_longitude", Render.FLOAT),
+            },
+        ),
         "localAuthority": ToOne("local_authority", key="la_code", target="gss_code"),
         "supportWorker": ToOne("member", key="support_worker_id"),
         "serviceUsers": Page(
@@ -324,6 +455,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "ServiceUser": {
         **_MEMBER,
         "funding": Column("funding"),
+        "plannedWeeklyHours": Column("planned_weekly_hours", Render.FLOAT),
         "needs": Column("needs", Render.LIST_OR_EMPTY),
         "carers": ToMany(
             "member",
@@ -344,6 +476,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "dbsCheckedOn": Column("dbs_checked_on", Render.DATE),
         "hourlyPayPence": Column("hourly_pay_pence"),
         "workingTimeOptOut": Column("working_time_opt_out"),
+        "contractedWeeklyHours": Column("contracted_weekly_hours", Render.FLOAT),
+        "maxTravelKm": Column("max_travel_km", Render.FLOAT),
         "availability": Page(
             "availability",
             queries.AVAILABILITY_SORT,
@@ -361,6 +495,30 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             filters=_visit_filters,
             values=visit_arguments,
         ),
+    },
+    "Absence": {
+        "id": GlobalId(),
+        "kind": Column("kind"),
+        "startsAt": Column("starts_at", Render.INSTANT),
+        "endsAt": Column("ends_at", Render.INSTANT),
+        "note": Column("note"),
+        "createdAt": Column("created_at", Render.INSTANT),
+        "cancelledAt": Column("cancelled_at", Render.INSTANT),
+        "personalAssistant": ToOne("member", key="pa_id"),
+    },
+    "CoverRequest": {
+        "id": GlobalId(),
+        "reason": Column("reason"),
+        "status": Column("status"),
+        "openedAt": Column("opened_at", Render.INSTANT),
+        "closedAt": Column("closed_at", Render.INSTANT),
+        "note": Column("note"),
+        "visitStartsAt": Column("visit_starts_at", Render.INSTANT),
+        "filledByPartner": Column("filled_by_partner"),
+        "visit": ToOne("visit", key="visit_id"),
+        "absence": ToOne("absence", key="absence_id"),
+        "originalPa": ToOne("member", key="original_pa_id"),
+        "filledBy": ToOne("member", key="filled_by_pa_id"),
     },
     "Carer": dict(_MEMBER),
     "CoopMember": dict(_MEMBER),
@@ -394,6 +552,9 @@ _PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
     enums.ClusterKind,
     enums.ClusterStatus,
     enums.VisitStatus,
+    enums.CoverReason,
+    enums.AbsenceKind,
+    enums.CoverRequestStatus,
 )
 for _enum in _PLAIN_ENUMS:
     if any(member.name != member.value for member in _enum):
