@@ -515,10 +515,14 @@ class Compiler:
         shown = page.c.pg_rank <= first
         page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))])
         parts: list[ColumnElement[Any]] = []
+        # Whether anything aggregates the page's rows: without, the select gives a row per
+        # row of the page (an error past one, null for none) where the resolvers give one.
+        aggregated = False
         for key, field_nodes in self.collect(connection_type, self._subselections(nodes)).items():
             name = field_nodes[0].name.value
             parts.append(_constant(key))
             field_def = connection_type.fields.get(name)
+            aggregated = aggregated or name in ("totalCount", "nodes", "edges")
             if name == "__typename":
                 parts.append(_constant(connection_type.name))
             elif name == "totalCount":
@@ -568,13 +572,16 @@ class Compiler:
                     if info_name == "__typename":
                         info.append(_constant(info_type.name))
                     elif info_name == "hasNextPage":
+                        aggregated = True
                         info.append(func.count() > first)
                     elif info_name == "hasPreviousPage":
                         info.append(true() if after else false())
                     elif info_name == "startCursor":
+                        aggregated = True
                         ordered = aggregate_order_by(page_cursor, page.c.pg_rank)
                         info.append(pg_array_agg(ordered, type_=ARRAY(Text))[1])
                     elif info_name == "endCursor":
+                        aggregated = True
                         ordered = aggregate_order_by(page_cursor, page.c.pg_rank.desc())
                         info.append(pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1])
                     else:
@@ -582,6 +589,8 @@ class Compiler:
                 parts.append(_object(info, info_type.name))
             else:
                 raise Unsupported(f"{connection_type.name}.{name}")
+        if not aggregated:  # only `__typename` or `pageInfo { hasPreviousPage }`: rare
+            raise Unsupported(f"{where}: no rows asked for")
         return select(_object(parts, connection_type.name)).select_from(page).scalar_subquery()
 
 
