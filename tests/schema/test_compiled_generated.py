@@ -10,7 +10,8 @@ runs through both paths as several kinds of caller; data and errors must be iden
 key order included.
 
 The run is derandomized (the same operations every time, in CI too) and bounded by
-`EXAMPLES`; COMPILED_EXAMPLES raises it for a longer local hunt. Hypothesis runs in a
+`EXAMPLES`; COMPILED_EXAMPLES raises it for a longer local hunt, COMPILED_SEED explores
+other operations. Hypothesis runs in a
 worker thread and hands each request to the test's event loop (as tests/test_fuzz.py), so
 a difference is shrunk to a small operation and printed. Differences found are kept below
 as explicit cases (`FOUND`)."""
@@ -29,7 +30,7 @@ import graphql
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import queries
 from sqlalchemy import select, text
@@ -45,6 +46,8 @@ from tests.factories import BARNET
 
 # Examples per strategy; each runs as every caller below, through both paths.
 EXAMPLES = int(os.environ.get("COMPILED_EXAMPLES", "100"))
+# Unset (as in CI): derandomized. A number explores other operations in a local hunt.
+SEED = os.environ.get("COMPILED_SEED")
 
 SCHEMA = graphql.build_schema((ROOT / "schema.graphql").read_text())
 
@@ -408,7 +411,7 @@ def _hunt(
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
-        derandomize=True,
+        derandomize=SEED is None,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
@@ -426,7 +429,7 @@ def _hunt(
             else:
                 tally.fell_back += 1
 
-    return run
+    return run if SEED is None else seed(int(SEED))(run)
 
 
 @pytest.fixture
