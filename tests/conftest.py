@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,12 @@ TABLES = ", ".join(
 async def app(app_state: Any) -> AsyncIterator[Any]:
     """The app; every table is emptied after the test, so tests stay independent."""
     yield app_state
-    engine: AsyncEngine = app_state.state.engine
+    await empty_tables(app_state.state.engine)
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Every table emptied and the care vocabulary restored (after a test, or after a
+    module that shares its data between tests)."""
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
         await conn.execute(text("DELETE FROM care_term"))
@@ -149,6 +154,12 @@ async def app(app_state: Any) -> AsyncIterator[Any]:
             ),
             CARE_TERMS,
         )
+
+
+@pytest.fixture(scope="session")
+def emptier(app_state: Any) -> Callable[[], Awaitable[None]]:
+    """Empties every table: for a module whose tests share data (it must not use `app`)."""
+    return lambda: empty_tables(app_state.state.engine)
 
 
 @pytest.fixture

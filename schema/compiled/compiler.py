@@ -645,10 +645,14 @@ class Compiler:
         shown = page.c.pg_rank <= first
         page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))], order)
         parts: list[ColumnElement[Any]] = []
+        # Whether anything aggregates the page's rows: without, the select gives a row per
+        # row of the page (an error past one, null for none) where the resolvers give one.
+        aggregated = False
         for key, field_nodes in self.collect(connection_type, self._subselections(nodes)).items():
             name = field_nodes[0].name.value
             parts.append(_constant(key))
             field_def = connection_type.fields.get(name)
+            aggregated = aggregated or name in ("totalCount", "nodes", "edges")
             if name == "__typename":
                 parts.append(_constant(connection_type.name))
             elif name == "totalCount":
@@ -700,10 +704,13 @@ class Compiler:
                     elif info_name == "hasNextPage":
                         # Forwards: whether the extra row came; backwards: whether
                         # `before` was given (`schema.connection.build_connection`).
+                        aggregated = aggregated or not shape.from_end
                         info.append(_given(shape.before) if shape.from_end else further)
                     elif info_name == "hasPreviousPage":
+                        aggregated = aggregated or shape.from_end
                         info.append(further if shape.from_end else _given(shape.after))
                     elif info_name in ("startCursor", "endCursor"):
+                        aggregated = True
                         end = listed if info_name == "startCursor" else backwards
                         ordered = aggregate_order_by(page_cursor, end)
                         info.append(pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1])
@@ -712,6 +719,8 @@ class Compiler:
                 parts.append(_object(info, info_type.name))
             else:
                 raise Unsupported(f"{connection_type.name}.{name}")
+        if not aggregated:  # only `__typename` or `pageInfo { hasPreviousPage }`: rare
+            raise Unsupported(f"{where}: no rows asked for")
         return select(_object(parts, connection_type.name)).select_from(page).scalar_subquery()
 
 
