@@ -49,12 +49,10 @@ import asyncio
 import base64
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,13 +67,17 @@ sys.path.insert(0, str(ROOT))
 
 from api.auth import TokenService, load_or_create_keys  # noqa: E402
 from api.db import create_engine  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from bench.common import (  # noqa: E402
+    database_exists,
+    free_port,
+    migrate,
+    recreate_database,
+)
 from care.enums import Role  # noqa: E402
 from care.services.availability import HORIZON  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/coopnet_bench"
-OWN_PREFIX = "coopnet_bench"
 
 PAS = 5_000
 TEAM_PAS = 4_000  # the rest are in pools only
@@ -353,21 +355,8 @@ def resolve_url(arg: str | None) -> str:
     return url
 
 
-async def _admin(url: str, sql: str) -> Any:
-    engine = create_engine(make_url(url).set(database="postgres").render_as_string(False), 1)
-    try:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await conn.execute(text(sql))
-            return result.all() if result.returns_rows else None
-    finally:
-        await engine.dispose()
-
-
 async def _loaded(url: str) -> bool:
-    name = make_url(url).database
-    exists = await _admin(url, f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
-    if not exists:
+    if not await database_exists(url):
         return False
     engine = create_engine(url, 1)
     try:
@@ -378,34 +367,6 @@ async def _loaded(url: str) -> bool:
             return bool(found)
     finally:
         await engine.dispose()
-
-
-async def create_database(url: str) -> None:
-    name = make_url(url).database
-    if not name or not name.startswith(OWN_PREFIX):
-        raise SystemExit(
-            f"Refusing to drop database {name!r}: the bench only recreates databases whose "
-            f"name starts with {OWN_PREFIX!r}."
-        )
-    await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(url, f'CREATE DATABASE "{name}"')
-
-
-def migrate(url: str) -> None:
-    # Alembic's env runs its own event loop: keep it off this one.
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            upgrade(url)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
 
 
 async def load(url: str, horizon_days: int) -> None:
@@ -493,12 +454,6 @@ async def targets(url: str, n: int) -> list[tuple[int, int]]:
     step = max(1, len(rows) // n)
     picked = [(int(r[0]), int(r[1])) for r in rows[::step]]
     return (picked * (n // len(picked) + 1))[:n]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -689,7 +644,7 @@ async def prepare(url: str, reuse: bool, horizon_days: int) -> None:
         await ensure_partners(url, horizon_days)
         return
     print(f"creating {make_url(url).render_as_string(True)}", flush=True)
-    await create_database(url)
+    await recreate_database(url)
     migrate(url)
     began = time.perf_counter()
     await load(url, horizon_days)

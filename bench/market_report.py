@@ -37,18 +37,15 @@ import datetime as dt
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.db import create_engine  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
+from bench.common import database_exists, migrate, recreate_database  # noqa: E402
 from care.disclosure import DisclosureRules  # noqa: E402
 from care.enums import Role  # noqa: E402
 from care.market import VISITS_SQL, Granularity, market_report, periods  # noqa: E402
@@ -57,7 +54,6 @@ from schema import create_schema  # noqa: E402
 from schema.context import Context, Limits  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/coopnet_bench_market"
-OWN_PREFIX = "coopnet_bench"
 CLUSTERS, PAS, PEOPLE, VISITS = 60, 2000, 3000, 1_000_000
 
 LOAD_SQL = [
@@ -161,20 +157,8 @@ def resolve_url(arg: str | None) -> str:
     return arg or os.environ.get("BENCH_DATABASE_URL") or DEFAULT_URL
 
 
-async def _admin(url: str, sql: str) -> Any:
-    engine = create_engine(make_url(url).set(database="postgres").render_as_string(False), 1)
-    try:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await conn.execute(text(sql))
-            return result.all() if result.returns_rows else None
-    finally:
-        await engine.dispose()
-
-
 async def loaded(url: str) -> bool:
-    name = make_url(url).database
-    if not await _admin(url, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+    if not await database_exists(url):
         return False
     engine = create_engine(url, 1)
     try:
@@ -188,32 +172,12 @@ async def loaded(url: str) -> bool:
         await engine.dispose()
 
 
-def migrate(url: str) -> None:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            upgrade(url)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
-
-
 async def prepare(url: str, reuse: bool) -> None:
     if reuse and await loaded(url):
         migrate(url)  # a database loaded before a new migration gets it (and its backfill)
         print("reusing the loaded database")
         return
-    name = make_url(url).database or ""
-    if not name.startswith(OWN_PREFIX):
-        raise SystemExit(f"Refusing to drop {name!r}: only databases named {OWN_PREFIX}*.")
-    await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(url, f'CREATE DATABASE "{name}"')
+    await recreate_database(url)
     migrate(url)
     engine = create_engine(url, 1)
     began = time.perf_counter()

@@ -42,12 +42,10 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,12 +63,11 @@ sys.path.insert(0, str(ROOT))
 
 from api.auth import TokenService, load_or_create_keys  # noqa: E402
 from api.db import create_engine  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from bench.common import database_exists, free_port, migrate, recreate_database  # noqa: E402
 from care.enums import Role  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/coopnet_bench_reads"
-OWN_PREFIX = "coopnet_bench"
 NODE_DIR = BENCH / "postgraphile"
 CLUSTERS, PEOPLE_PER_CLUSTER, PAS_PER_CLUSTER, DAYS = 100, 50, 20, 30
 SCHEMA = "bench_pg"
@@ -330,20 +327,8 @@ def resolve_url(arg: str | None) -> str:
     return arg or os.environ.get("BENCH_DATABASE_URL") or DEFAULT_URL
 
 
-async def _admin(url: str, sql: str) -> Any:
-    engine = create_engine(make_url(url).set(database="postgres").render_as_string(False), 1)
-    try:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await conn.execute(text(sql))
-            return result.all() if result.returns_rows else None
-    finally:
-        await engine.dispose()
-
-
 async def _loaded(url: str) -> bool:
-    name = make_url(url).database
-    if not await _admin(url, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+    if not await database_exists(url):
         return False
     engine = create_engine(url, 1)
     try:
@@ -359,33 +344,13 @@ async def _loaded(url: str) -> bool:
         await engine.dispose()
 
 
-def _migrate(url: str) -> None:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            upgrade(url)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
-
-
 async def prepare(url: str, reuse: bool) -> None:
     if reuse and await _loaded(url):
-        _migrate(url)
+        migrate(url)
         print("reusing the loaded database", flush=True)
         return
-    name = make_url(url).database or ""
-    if not name.startswith(OWN_PREFIX):
-        raise SystemExit(f"Refusing to drop {name!r}: only databases named {OWN_PREFIX}*.")
-    await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(url, f'CREATE DATABASE "{name}"')
-    _migrate(url)
+    await recreate_database(url)
+    migrate(url)
     engine = create_engine(url, 1)
     began = time.perf_counter()
     try:
@@ -426,12 +391,6 @@ async def drop_views(url: str) -> None:
 
 
 # --- the servers --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def install_node_tools() -> Path:
