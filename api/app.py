@@ -38,6 +38,7 @@ from api.events import (
     is_http_subscription,
 )
 from api.exports import market_csv_router
+from api.fastlane import FastLane
 from api.graphiql_page import GraphiQLPage
 from api.market_page import market_page_router
 from api.media import GRAPHQL_RESPONSE_JSON, JSON, negotiate, refusal_body
@@ -516,6 +517,17 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
         base_url=settings.base_url,
         min_refetch_seconds=settings.federation_manifest_refetch_seconds,
     )
+    # A query the compiled read path answered before is answered again from here, ahead
+    # of routing and Strawberry's request handling (api/fastlane.py).
+    app.add_middleware(
+        FastLane,
+        path="/graphql",
+        schema=schema._schema,
+        tokens=tokens,
+        limits=limits,
+        cors=bool(settings.cors_origin_list or dev),
+        trusted_documents_only=settings.trusted_documents_only,
+    )
     # Outermost: an oversized body is refused before anything else reads it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.tokens = tokens
@@ -523,6 +535,8 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
     # Supported queries answered by one SQL statement (schema/compiled); read per request,
     # so that tests can compare both paths in one app.
     app.state.compiled_reads = settings.compiled_reads
+    app.state.fast_lane = settings.compiled_reads  # tests turn it off to compare
+    app.state.fast_lane_answered = 0
     app.state.identity = identity
 
     # Refused before anything ran: errors only, in the media type the client negotiated.

@@ -15,7 +15,8 @@ import datetime as dt
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jwt
@@ -31,6 +32,7 @@ ALGORITHM = "EdDSA"
 
 MEMBER_ROLES = frozenset({Role.COORDINATOR, Role.PA, Role.SERVICE_USER, Role.CARER})
 MAX_BIGINT = 2**63 - 1
+VERIFIED_CACHE_SIZE = 10_000
 GSS = re.compile(r"E(06|08|09|10)[0-9]{6}")  # fullmatch: `$` would allow a final newline
 ROLES = frozenset(r.value for r in Role)
 CLAIMS = frozenset({"iss", "aud", "iat", "exp", "role", "sub", "member", "la", "jti"})
@@ -165,6 +167,10 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self.ttl = dt.timedelta(seconds=ttl_seconds)
+        # Tokens already verified, by their exact text: a client sends the same token with
+        # every request, and checking an Ed25519 signature and every claim again costs
+        # more than the rest of a compiled read. Only the expiry changes with time.
+        self._verified: OrderedDict[str, Verified] = OrderedDict()
 
     def mint(
         self,
@@ -228,6 +234,21 @@ class TokenService:
     def verify(self, token: str) -> Verified:
         """Signature, issuer, audience, lifetime and every claim's type and meaning.
         Whether the token is still in force is asked of the database separately."""
+        known = self._verified.get(token)
+        if known is not None:
+            now = dt.datetime.now(dt.UTC)
+            if known.ref.expires_at <= now:  # as PyJWT: expired from `exp` on
+                del self._verified[token]
+                raise AuthError("The token has expired.")
+            self._verified.move_to_end(token)
+            return Verified(replace(known.viewer, now=now), known.ref)
+        verified = self._verify(token)
+        self._verified[token] = verified
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return verified
+
+    def _verify(self, token: str) -> Verified:
         try:
             claims = jwt.decode(
                 token,

@@ -124,3 +124,16 @@ def _json_problem(body: bytes) -> str | None:
             "`variables` and `operationName`)."
         )
     return None
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (already bounded by `BodyLimit`, which wraps the app)."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)

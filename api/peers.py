@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.bodylimit import read_body
 from care.enums import PartnershipStatus, SignatureRefusal
 from care.models import Partnership
 from care.viewer import Viewer
@@ -206,7 +207,7 @@ class PeerDoor:
                 code="BAD_REQUEST",
             )(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         replay = _replayer(body)
         request = Request(scope, replay)
         resolution = _Resolution()
@@ -340,18 +341,6 @@ class PeerDoor:
         if not reasons:
             return
         await audit_rows(sessions, request, keyid, sorted(reasons))
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 def _replayer(body: bytes) -> Receive:

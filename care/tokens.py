@@ -12,7 +12,17 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, exists, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,17 +57,34 @@ class TokenRef:
     expires_at: dt.datetime
 
 
-def in_force(ref: TokenRef) -> Select[tuple[bool]]:
-    """`SELECT <bool>`: one row, true when the token still counts."""
-    not_revoked = ~exists().where(RevokedToken.jti == ref.jti)
-    if ref.member_id is None:
-        return select(not_revoked)
+def in_force_clause(names_member: bool) -> ColumnElement[bool]:
+    """True when the token still counts, for a token that names a member or not; its values
+    are the named parameters of `in_force_values`, so that a statement built once can check
+    any token (the compiled read path adds it to its statement: schema/compiled)."""
+    jti = bindparam("token_jti", type_=RevokedToken.jti.type)
+    not_revoked = ~exists().where(RevokedToken.jti == jti)
+    if not names_member:
+        return not_revoked
+    issued_at = bindparam("token_issued_at", type_=Member.tokens_valid_after.type)
     member_ok = exists().where(
-        Member.id == ref.member_id,
+        Member.id == bindparam("token_member_id", type_=Member.id.type),
         Member.active,
-        (Member.tokens_valid_after.is_(None)) | (Member.tokens_valid_after < ref.issued_at),
+        (Member.tokens_valid_after.is_(None)) | (Member.tokens_valid_after < issued_at),
     )
-    return select(member_ok & not_revoked)
+    return member_ok & not_revoked
+
+
+def in_force_values(ref: TokenRef) -> dict[str, object]:
+    values: dict[str, object] = {"token_jti": ref.jti}
+    if ref.member_id is not None:
+        values["token_member_id"] = ref.member_id
+        values["token_issued_at"] = ref.issued_at
+    return values
+
+
+def in_force(ref: TokenRef) -> Select[bool]:
+    """`SELECT <bool>`: one row, true when the token still counts."""
+    return select(in_force_clause(ref.member_id is not None)).params(in_force_values(ref))
 
 
 async def is_in_force(session: AsyncSession, ref: TokenRef) -> bool:

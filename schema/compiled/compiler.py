@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from graphql import (
@@ -65,8 +66,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import array_agg as pg_array_agg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from care import policy
+from care import policy, tokens
 from care.paging import InvalidCursor, PageRequest, page_params
 from care.viewer import Viewer
 from schema.compiled import registry
@@ -115,6 +118,8 @@ class Plan:
     keys: list[str]
     access: list[Access]
     binders: list[Binder] = field(default_factory=list)
+    # The statement as asyncpg runs it, per kind of token check (see `for_driver`).
+    _driver: dict[TokenCheck, DriverStatement] = field(default_factory=dict)
 
     def parameters(
         self, viewer: Viewer, variables: VariableValues, limits: Limits
@@ -123,6 +128,63 @@ class Plan:
         for bind in self.binders:
             values.update(bind(variables, limits))
         return values
+
+    def for_driver(self, check: TokenCheck) -> DriverStatement:
+        """The statement compiled once for asyncpg (the HTTP fast lane, api/fastlane.py),
+        with the token's in-force check (`care.tokens.in_force_clause`) as a last column
+        when `check` asks for one."""
+        driver = self._driver.get(check)
+        if driver is None:
+            statement = self.statement
+            if check is not TokenCheck.NONE:
+                clause = tokens.in_force_clause(check is TokenCheck.MEMBER)
+                statement = statement.add_columns(clause.label("in_force"))
+            driver = self._driver[check] = DriverStatement(statement.compile(dialect=DRIVER))
+        return driver
+
+
+class TokenCheck(Enum):
+    """Which in-force check a compiled statement carries: none (anonymous), a token that
+    names a member, or one that does not (admins, analysts)."""
+
+    NONE = "none"
+    MEMBER = "member"
+    ROLE = "role"
+
+
+DRIVER = PGDialect_asyncpg()
+
+
+class DriverStatement:
+    """A compiled statement as asyncpg runs it: its SQL text and positional arguments
+    from named values, with SQLAlchemy's bind processors, as its own execution would."""
+
+    def __init__(self, compiled: SQLCompiler) -> None:
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.names = tuple(compiled.positiontup or ())
+        processors = compiled._bind_processors
+        self.processors = tuple(processors.get(name) for name in self.names)
+        # A list filter (an "expanding" parameter) renders one placeholder per item.
+        self.expands = bool(compiled.post_compile_params or compiled.literal_execute_params)
+
+    def bind(self, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL text and its arguments for these values."""
+        if self.expands:
+            state = self.compiled.construct_expanded_state(values)
+            return state.statement, [
+                _processed(state.processors.get(name), state.parameters[name])
+                for name in state.positiontup or ()
+            ]
+        params = self.compiled.construct_params(values)
+        return self.sql, [
+            _processed(process, params[name])
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
+
+
+def _processed(process: Any, value: Any) -> Any:
+    return value if process is None else process(value)
 
 
 def placeholder(viewer: Viewer) -> Viewer:

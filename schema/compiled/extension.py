@@ -13,45 +13,58 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType, get_operation_ast
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    get_operation_ast,
+)
 from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.extensions import SchemaExtension
 
 from care import policy
+from care.viewer import Viewer
 from schema.compiled.compiler import Compiler, Fallback, Plan, Unsupported
-from schema.context import Context
+from schema.context import Context, Limits
 from schema.error_codes import known_error
 
 log = logging.getLogger("coopnet.compiled")
 
 CACHE_SIZE = 512
+T = TypeVar("T")
 
 
-class PlanCache:
+class PlanCache(Generic[T]):
     """Compiled plans (or why an operation does not compile), least recently used out."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
-        self.entries: OrderedDict[Hashable, Plan | str] = OrderedDict()
+        self.entries: OrderedDict[Hashable, T] = OrderedDict()
 
-    def get(self, key: Hashable) -> Plan | str | None:
+    def get(self, key: Hashable) -> T | None:
         found = self.entries.get(key)
         if found is not None:
             self.entries.move_to_end(key)
         return found
 
-    def put(self, key: Hashable, value: Plan | str) -> None:
+    def put(self, key: Hashable, value: T) -> None:
         self.entries[key] = value
         self.entries.move_to_end(key)
         while len(self.entries) > self.size:
             self.entries.popitem(last=False)
 
 
-PLANS = PlanCache()
+PLANS: PlanCache[Plan | str] = PlanCache()
+# Documents (by their text) that parsed, validated and were answered
+# here: a request repeating one may skip parsing and validation (api/fastlane.py).
+ANSWERED: PlanCache[DocumentNode] = PlanCache()
 
 
 def _variable_shape(values: dict[str, Any]) -> tuple[tuple[str, object], ...]:
@@ -87,25 +100,32 @@ class CompiledReads(SchemaExtension):
         yield
 
 
-async def answer(context: Any, request: Context) -> ExecutionResult | None:
-    """The compiled answer, or None to run the resolvers."""
-    document = context.graphql_document
-    operation = get_operation_ast(document, context.operation_name)
+@dataclass(frozen=True)
+class Prepared:
+    """A compiled plan and one request's values for its statement."""
+
+    plan: Plan
+    parameters: dict[str, Any]
+
+
+def prepare(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    query: str,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    viewer: Viewer,
+    limits: Limits,
+) -> Prepared | None:
+    """The compiled plan of a parsed and validated operation, with this request's values;
+    None to run the resolvers (see the module docstring)."""
+    operation = get_operation_ast(document, operation_name)
     if operation is None or operation.operation is not OperationType.QUERY:
         return None
-    schema = context.schema._schema
-    coerced = get_variable_values(
-        schema, operation.variable_definitions or (), context.variables or {}
-    )
+    coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {})
     if not isinstance(coerced, VariableValues):
         return None  # the executor reports the variables' errors
-    viewer = request.viewer
-    key = (
-        context.query,
-        context.operation_name,
-        policy.shape(viewer),
-        _variable_shape(coerced.coerced),
-    )
+    key = (query, operation_name, policy.shape(viewer), _variable_shape(coerced.coerced))
     plan = PLANS.get(key)
     if plan is None:
         try:
@@ -120,14 +140,32 @@ async def answer(context: Any, request: Context) -> ExecutionResult | None:
     if not all(rule.allows(viewer) for rule in plan.access):
         return None  # the resolvers refuse with today's codes
     try:
-        parameters = plan.parameters(viewer, coerced, request.limits)
+        parameters = plan.parameters(viewer, coerced, limits)
     except Fallback as fallback:
         log.debug("compiled reads: resolvers for a request's values (%s)", fallback)
         return None
+    return Prepared(plan, parameters)
+
+
+async def answer(context: Any, request: Context) -> ExecutionResult | None:
+    """The compiled answer, or None to run the resolvers."""
+    document = context.graphql_document
+    prepared = prepare(
+        context.schema._schema,
+        document,
+        context.query,
+        context.operation_name,
+        context.variables,
+        request.viewer,
+        request.limits,
+    )
+    if prepared is None:
+        return None
+    plan = prepared.plan
     try:
         async with request.database() as session:
             request.statements += 1
-            row = (await session.execute(plan.statement, parameters)).one()
+            row = (await session.execute(plan.statement, prepared.parameters)).one()
     except Exception as exc:
         if known_error(exc) is None:
             raise
@@ -136,6 +174,8 @@ async def answer(context: Any, request: Context) -> ExecutionResult | None:
             data=dict.fromkeys(plan.keys),
             errors=[GraphQLError(str(exc), path=[plan.keys[0]], original_error=exc)],
         )
+    # This text parsed, validated and compiled: the HTTP fast lane may answer it directly.
+    ANSWERED.put(context.query, document)
     # PostgreSQL's JSON goes to the client as it is (orjson inlines a Fragment).
     data = {
         key: None if value is None else orjson.Fragment(value)

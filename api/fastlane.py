@@ -1,0 +1,211 @@
+"""The HTTP fast lane: a query the compiled read path has answered before is answered
+again straight from the ASGI request, without FastAPI's routing and dependencies or
+Strawberry's request handling (issue 10: those cost more than the statement).
+
+It answers only when every step the full path takes would succeed, and gives the request
+to the full path otherwise, which then answers (or refuses) exactly as it always has:
+
+- a POST to /graphql with a JSON body of `query`, `variables` and `operationName` only,
+  no partner signature (api/peers.py), no `Origin` when CORS is on (the CORS middleware
+  adds its headers on the full path), not in trusted-documents mode;
+- a query text that parsed, validated and compiled on the full path
+  (`schema.compiled.extension.ANSWERED`): parsing and validating a document depend on its
+  text only (the operation is picked by name, as the full path picks it);
+- a bearer token that verifies (api/auth.py) or none;
+- variables within the input bounds, a cost within the limit, and a compiled plan for
+  the caller's role (`schema.compiled.extension.prepare`, as the full path uses);
+- one statement, on a pooled connection outside any transaction, that reads the answer
+  and checks that the token is still in force (`care.tokens.in_force_clause`): a revoked
+  token, or a deactivated member's, goes to the full path, which refuses it with 401.
+
+The response is byte for byte the full path's (tests/api/test_fastlane.py): `data` as
+PostgreSQL built it, and the same `extensions` (the cost; admins' statement count).
+Any failure (the database's included) hands the request to the full path, which reports
+it with its code."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from graphql import GraphQLSchema
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import AuthError, TokenService
+from api.bodylimit import read_body
+from api.media import negotiate
+from api.peers import is_partner_call
+from care.tokens import in_force_values
+from care.viewer import ANONYMOUS
+from schema.compiled.compiler import TokenCheck
+from schema.compiled.extension import ANSWERED, prepare
+from schema.context import DEFAULT_PAGE_SIZE, Limits
+from schema.limits import calculate_query_cost, check_input_bounds
+
+log = logging.getLogger("coopnet.fastlane")
+
+REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
+
+
+class FastLane:
+    """ASGI middleware (see the module docstring). Counts the requests it answered in the
+    app's `state.fast_lane_answered` (tests see that it works)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str,
+        schema: GraphQLSchema,
+        tokens: TokenService,
+        limits: Limits,
+        cors: bool,
+        trusted_documents_only: bool,
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.schema = schema
+        self.tokens = tokens
+        self.limits = limits
+        self.cors = cors
+        self.trusted_documents_only = trusted_documents_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._eligible(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        try:
+            answer = await self._answer(scope, body)
+        except Exception:
+            # The full path answers, and reports a database's failure with its code.
+            log.warning("fast lane: handing the request to the full path", exc_info=True)
+            answer = "it failed"
+        if isinstance(answer, str):
+            log.debug("fast lane: the full path answers: %s", answer)
+            await self.app(scope, _replay(body, receive), send)
+            return
+        scope["app"].state.fast_lane_answered += 1
+        media_type, content = answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(content)).encode()),
+                    (b"content-type", f"{media_type}; charset=utf-8".encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    def _eligible(self, scope: Scope) -> bool:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != self.path
+            or self.trusted_documents_only
+        ):
+            return False
+        state = scope["app"].state
+        if not (state.compiled_reads and getattr(state, "fast_lane", True)):
+            return False
+        if is_partner_call(scope):
+            return False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                if value.split(b";")[0].strip().lower() != b"application/json":
+                    return False
+            elif name == b"origin" and self.cors:
+                return False
+        return True
+
+    async def _answer(self, scope: Scope, body: bytes) -> tuple[str, bytes] | str:
+        """(media type, body) of the answer, or why the full path answers instead."""
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return "the body is not JSON"
+        if type(request) is not dict or not request.keys() <= REQUEST_KEYS:
+            return "the body has other keys"
+        query = request.get("query")
+        variables = request.get("variables")
+        operation_name = request.get("operationName")
+        if (
+            type(query) is not str
+            or not (variables is None or type(variables) is dict)
+            or not (operation_name is None or type(operation_name) is str)
+        ):
+            return "the request's fields have other types"
+        document = ANSWERED.get(query)
+        if document is None:
+            return "the document has not been answered by the compiled path"
+        headers = dict(scope["headers"])
+        try:
+            verified = self.tokens.from_header(_text(headers.get(b"authorization")))
+        except AuthError:
+            return "the token does not verify"  # the full path refuses it with 401
+        viewer = ANONYMOUS if verified is None else verified.viewer
+        if check_input_bounds(self.schema, document, variables, self.limits.max_page_size):
+            return "an input is out of bounds"
+        cost = calculate_query_cost(
+            self.schema,
+            document,
+            operation_name,
+            variables,
+            default_page_size=DEFAULT_PAGE_SIZE,
+        )
+        if cost is None or cost > self.limits.max_query_cost:
+            return "the cost is over the limit"
+        prepared = prepare(
+            self.schema, document, query, operation_name, variables, viewer, self.limits
+        )
+        if prepared is None:
+            return "the operation does not compile for this caller or these values"
+        check = TokenCheck.NONE
+        values = prepared.parameters
+        if verified is not None:
+            check = TokenCheck.ROLE if verified.ref.member_id is None else TokenCheck.MEMBER
+            values = {**values, **in_force_values(verified.ref)}
+        sql, arguments = prepared.plan.for_driver(check).bind(values)
+        engine: AsyncEngine = scope["app"].state.engine
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            row = await driver.fetchrow(sql, *arguments)
+        keys = prepared.plan.keys
+        if check is not TokenCheck.NONE and not row[len(keys)]:
+            # Revoked, or its member deactivated: the full path refuses it with 401.
+            return "the token is no longer in force"
+        data = {
+            key: None if value is None else orjson.Fragment(value)
+            for key, value in zip(keys, row, strict=False)
+        }
+        extensions: dict[str, Any] = {
+            "cost": {"requested": cost, "limit": self.limits.max_query_cost}
+        }
+        if viewer.is_admin:
+            extensions["sqlStatements"] = 1
+        content = orjson.dumps({"data": data, "extensions": extensions})
+        return negotiate(_text(headers.get(b"accept"))), content
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    """The request's receive, with the body (already read) given first."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
