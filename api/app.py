@@ -526,7 +526,6 @@ def create_app(settings: Settings, database_url: str, *, dev: bool = False) -> F
         tokens=tokens,
         limits=limits,
         cors=bool(settings.cors_origin_list or dev),
-        trusted_documents_only=settings.trusted_documents_only,
     )
     # Outermost: an oversized body is refused before anything else reads it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

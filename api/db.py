@@ -45,7 +45,13 @@ def create_engine(
     # extra_float_digits 1: floats as their shortest exact text, whatever the server's
     # setting (the compiled read path writes them as orjson does: schema/compiled).
     server_settings = {"application_name": "coopnet", "jit": "off", "extra_float_digits": "1"}
-    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    connect_args: dict[str, Any] = {
+        "server_settings": server_settings,
+        # asyncpg keeps its statements prepared per connection only up to 15 KB of SQL by
+        # default; a compiled read (api/fastlane.py) is often 10-40 KB, and re-preparing it
+        # costs a round trip and PostgreSQL's parsing on every request.
+        "max_cacheable_statement_size": 128 * 1024,
+    }
     options: dict[str, Any] = {}
     if timeouts is not None:
         # Server-side, per connection: a slow statement or a held lock ends in a coded

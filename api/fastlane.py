@@ -7,7 +7,7 @@ to the full path otherwise, which then answers (or refuses) exactly as it always
 
 - a POST to /graphql with a JSON body of `query`, `variables` and `operationName` only,
   no partner signature (api/peers.py), no `Origin` when CORS is on (the CORS middleware
-  adds its headers on the full path), not in trusted-documents mode;
+  adds its headers on the full path), not in trusted-documents mode (the router's setting, read per request);
 - a query text that parsed, validated and compiled on the full path
   (`schema.compiled.extension.ANSWERED`): parsing and validating a document depend on its
   text only (the operation is picked by name, as the full path picks it);
@@ -63,7 +63,6 @@ class FastLane:
         tokens: TokenService,
         limits: Limits,
         cors: bool,
-        trusted_documents_only: bool,
     ) -> None:
         self.app = app
         self.path = path
@@ -71,7 +70,6 @@ class FastLane:
         self.tokens = tokens
         self.limits = limits
         self.cors = cors
-        self.trusted_documents_only = trusted_documents_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._eligible(scope):
@@ -107,10 +105,11 @@ class FastLane:
             scope["type"] != "http"
             or scope["method"] != "POST"
             or scope["path"] != self.path
-            or self.trusted_documents_only
         ):
             return False
         state = scope["app"].state
+        if state.graphql.trusted_documents_only:  # the router's setting (api/persisted.py)
+            return False
         if not (state.compiled_reads and getattr(state, "fast_lane", True)):
             return False
         if is_partner_call(scope):

@@ -470,8 +470,8 @@ def start_coopnet(
         "--port",
         str(port),
     ]
-    if workers != 1:
-        command += ["--workers", str(workers)]
+    # Always given: without it `serve` starts a worker per core (its production default).
+    command += ["--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     server = Server(name, f"http://127.0.0.1:{port}/graphql", process, log)

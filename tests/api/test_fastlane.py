@@ -207,7 +207,6 @@ async def test_the_lane_steps_aside(
         tokens=app.state.tokens,
         limits=Limits(max_page_size=settings.max_page_size, max_query_cost=settings.max_query_cost),
         cors=cors,
-        trusted_documents_only=trusted,
     )
     body = orjson.dumps({"query": ME})
     sent = {"content-type": "application/json", **headers}
@@ -228,7 +227,11 @@ async def test_the_lane_steps_aside(
     async def send(message: dict[str, Any]) -> None:
         answers.append(message)
 
-    await lane(scope, receive, send)
+    app.state.graphql.trusted_documents_only = trusted
+    try:
+        await lane(scope, receive, send)
+    finally:
+        app.state.graphql.trusted_documents_only = False
     if why is None:
         assert inner.bodies == []
         assert answers[0]["status"] == 200
