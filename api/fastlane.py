@@ -7,7 +7,8 @@ to the full path otherwise, which then answers (or refuses) exactly as it always
 
 - a POST to /graphql with a JSON body of `query`, `variables` and `operationName` only,
   no partner signature (api/peers.py), no `Origin` when CORS is on (the CORS middleware
-  adds its headers on the full path), not in trusted-documents mode (the router's setting, read per request);
+  adds its headers on the full path), not in trusted-documents mode (the router's
+  setting, read per request);
 - a query text that parsed, validated and compiled on the full path
   (`schema.compiled.extension.ANSWERED`): parsing and validating a document depend on its
   text only (the operation is picked by name, as the full path picks it);
@@ -43,7 +44,7 @@ from care.viewer import ANONYMOUS
 from schema.compiled.compiler import TokenCheck
 from schema.compiled.extension import ANSWERED, prepare
 from schema.context import DEFAULT_PAGE_SIZE, Limits
-from schema.limits import calculate_query_cost, check_input_bounds
+from schema.limits import CostCache, check_input_bounds
 
 log = logging.getLogger("coopnet.fastlane")
 
@@ -70,6 +71,7 @@ class FastLane:
         self.tokens = tokens
         self.limits = limits
         self.cors = cors
+        self.costs = CostCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._eligible(scope):
@@ -101,11 +103,7 @@ class FastLane:
         await send({"type": "http.response.body", "body": content})
 
     def _eligible(self, scope: Scope) -> bool:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] != self.path
-        ):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             return False
         state = scope["app"].state
         if state.graphql.trusted_documents_only:  # the router's setting (api/persisted.py)
@@ -150,9 +148,10 @@ class FastLane:
         viewer = ANONYMOUS if verified is None else verified.viewer
         if check_input_bounds(self.schema, document, variables, self.limits.max_page_size):
             return "an input is out of bounds"
-        cost = calculate_query_cost(
+        cost = self.costs.cost(
             self.schema,
             document,
+            query,
             operation_name,
             variables,
             default_page_size=DEFAULT_PAGE_SIZE,

@@ -150,7 +150,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -275,6 +275,47 @@ def calculate_query_cost(
         list_size=list_size,
     )
     return calculator.selection_set_cost(operation.selection_set, root_type, False, frozenset())
+
+
+class CostCache:
+    """Costs already calculated, by document text, operation name and what the cost reads
+    of the variables: a number's or boolean's value (page sizes, `@skip`/`@include`),
+    whether any other value is given (search arguments). The HTTP fast lane asks the cost
+    of the same query again and again (api/fastlane.py); least recently used out."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, int | None] = OrderedDict()
+
+    @staticmethod
+    def key(query: str, operation_name: str | None, variables: Mapping[str, Any]) -> Hashable:
+        def read(value: Any) -> Hashable:
+            if value is None or isinstance(value, bool | int | float):
+                return (type(value), value)  # 1, 1.0 and True stay apart
+            return "given"
+
+        return query, operation_name, tuple(sorted((k, read(v)) for k, v in variables.items()))
+
+    def cost(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        *,
+        default_page_size: int,
+    ) -> int | None:
+        key = self.key(query, operation_name, variables or {})
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        found = self.entries[key] = calculate_query_cost(
+            schema, document, operation_name, variables, default_page_size=default_page_size
+        )
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return found
 
 
 class _CostCalculator:

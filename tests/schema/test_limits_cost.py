@@ -334,3 +334,31 @@ def test_http_response_shape() -> None:
         "extensions": {"cost": {"requested": 122, "limit": 100}},
     }
     assert sum(CALLS.values()) == 0
+
+
+def test_the_cost_cache_keys_on_what_the_cost_reads() -> None:
+    from schema import create_schema
+    from schema.limits import CostCache
+
+    schema = create_schema()._schema
+    query = """query Q($n: Int, $skip: Boolean!, $name: String) {
+      members(first: $n, nameContains: $name) @skip(if: $skip) {
+        edges { node { name } } } }"""
+    document = parse(query)
+    cache = CostCache(size=4)
+
+    def cost(**variables: Any) -> int | None:
+        found = cache.cost(schema, document, query, None, variables, default_page_size=20)
+        fresh = calculate_query_cost(schema, document, None, variables, default_page_size=20)
+        assert found == fresh, variables  # never a stale answer from the cache
+        return found
+
+    small, large = cost(n=2, skip=False), cost(n=50, skip=False)
+    assert small is not None and large is not None and large > small
+    assert cost(n=2, skip=False) == small  # from the cache
+    assert cost(n=2.0, skip=False) == small  # a whole float is the Int it coerces to
+    assert cost(n=2, skip=True) == 0
+    assert cost(n=2, skip=False, name="smith") != small  # a search argument given costs more
+    assert cost(n=2, skip=False, name="jones") == cost(n=2, skip=False, name="smith")
+    assert cost(n=None, skip=False) == cost(skip=False)  # the schema's default page
+    assert len(cache.entries) <= 4
