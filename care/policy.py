@@ -105,6 +105,20 @@ def _set(*columns: Any) -> Select:
     return select(*columns).correlate(None)
 
 
+def among(column: Any, ids: Select) -> ColumnElement[bool]:
+    """Is `column` in the viewer's set `ids`? `coalesce(column IN (SELECT ...))`: the one-
+    argument coalesce changes nothing (same value, NULL included) but stops the planner
+    from turning the IN into a semi-join, which it re-runs for every outer row wherever
+    the predicate sits in a LATERAL loop or correlated subquery (a person's visits: the
+    person's cluster and a scan of `cluster` per visit, in the generic plan of a prepared
+    statement). Kept as a subquery, the set, which does not depend on the row (`_set`), is
+    a hashed SubPlan: read once per statement and probed per row by a hash lookup. (An
+    `= ANY(ARRAY(SELECT ...))` is read once too, but probed by a linear scan of the array
+    and taken into index conditions, where next to `service_user_id = <person>` on the
+    GiST (service_user_id, during) index the bitmap scan runs once per element.)"""
+    return func.coalesce(column.in_(ids))
+
+
 def supported_cluster_ids(viewer: Viewer) -> Select:
     return _set(Cluster.id).where(Cluster.support_worker_id == me(viewer))
 
@@ -183,7 +197,7 @@ def cluster_managed(viewer: Viewer, cluster_id: Any) -> ColumnElement[bool]:
     if viewer.role is Role.ADMIN:
         return true()
     if viewer.role is Role.COORDINATOR and viewer.member_id is not None:
-        return cluster_id.in_(supported_cluster_ids(viewer))  # type: ignore[no-any-return]
+        return among(cluster_id, supported_cluster_ids(viewer))
     return false()
 
 
@@ -209,39 +223,40 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
         return or_(
             itself,
             m.membership_class == MembershipClass.WORKER.value,  # type: ignore[attr-defined]
-            mid.in_(mine),
-            mid.in_(carers_of(mine)),
+            among(mid, mine),
+            among(mid, carers_of(mine)),
         )
     if role is Role.PA:
         teams = team_cluster_ids(viewer)
         return or_(
             itself,
-            mid.in_(service_users_of_clusters(teams)),
-            mid.in_(recent_or_any_visit_service_users(viewer)),
+            among(mid, service_users_of_clusters(teams)),
+            among(mid, recent_or_any_visit_service_users(viewer)),
             # Not the person of a visit merely offered: CoverOffer.visitSummary gives what
             # the PA needs to decide (their first name among it), and no more.
-            mid.in_(_set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
-            mid.in_(
+            among(mid, _set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
+            among(
+                mid,
                 _set(Cluster.support_worker_id).where(
                     Cluster.id.in_(teams), Cluster.support_worker_id.is_not(None)
-                )
+                ),
             ),
         )
     if role is Role.SERVICE_USER:
         own = _own(viewer)
         return or_(
             itself,
-            mid.in_(carers_of(own)),
-            mid.in_(pas_visiting(own)),
-            mid.in_(support_workers_of(own)),
+            among(mid, carers_of(own)),
+            among(mid, pas_visiting(own)),
+            among(mid, support_workers_of(own)),
         )
     if role is Role.CARER:
         linked = linked_service_user_ids(viewer)
         return or_(
             itself,
-            mid.in_(linked),
-            mid.in_(pas_visiting(linked)),
-            mid.in_(support_workers_of(linked)),
+            among(mid, linked),
+            among(mid, pas_visiting(linked)),
+            among(mid, support_workers_of(linked)),
         )
     return false()
 
@@ -281,15 +296,15 @@ def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnEleme
             itself,
             # The PAs they deploy, not fellow staff (EXISTS: one index probe per row).
             exists().where(aliased(PaProfile).member_id == mid),
-            mid.in_(mine),
-            mid.in_(carers_of(mine)),
+            among(mid, mine),
+            among(mid, carers_of(mine)),
         )
     if role is Role.PA:
-        return or_(itself, mid.in_(recent_visit_service_user_ids(viewer)))
+        return or_(itself, among(mid, recent_visit_service_user_ids(viewer)))
     if role is Role.SERVICE_USER:
-        return or_(itself, mid.in_(carers_of(_own(viewer))))
+        return or_(itself, among(mid, carers_of(_own(viewer))))
     if role is Role.CARER:
-        return or_(itself, mid.in_(linked_service_user_ids(viewer)))
+        return or_(itself, among(mid, linked_service_user_ids(viewer)))
     return false()
 
 
@@ -309,15 +324,15 @@ def visit_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
         # Only their clusters' people: a visit of a PA of their team elsewhere would tell
         # them whom the PA visits and what for. They see that time as busy time instead.
         mine = service_users_of_clusters(supported_cluster_ids(viewer))
-        return su.in_(mine)  # type: ignore[no-any-return]
+        return among(su, mine)
     if role is Role.PA:
         # Their own visits, and visits offered to them as cover while the offer is open
         # (time and person only: tasks stay masked until the visit is theirs).
-        return or_(pa == me(viewer), v.id.in_(offered_visit_ids(viewer)))  # type: ignore[attr-defined]
+        return or_(pa == me(viewer), among(v.id, offered_visit_ids(viewer)))  # type: ignore[attr-defined]
     if role is Role.SERVICE_USER:
         return su == me(viewer)
     if role is Role.CARER:
-        return su.in_(linked_service_user_ids(viewer))
+        return among(su, linked_service_user_ids(viewer))
     return false()
 
 
@@ -330,7 +345,7 @@ def visit_tasks_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[boo
         su = v.service_user_id  # type: ignore[attr-defined]
         return and_(
             v.pa_id == me(viewer),  # type: ignore[attr-defined]
-            su.in_(recent_visit_service_user_ids(viewer)),
+            among(su, recent_visit_service_user_ids(viewer)),
         )
     return visit_visible(viewer, visit)
 
@@ -369,7 +384,7 @@ def absence_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
     if viewer.member_id is None:
         return false()
     if role is Role.COORDINATOR:
-        return absence.pa_id.in_(team_pa_ids(viewer))  # type: ignore[no-any-return]
+        return among(absence.pa_id, team_pa_ids(viewer))
     if role is Role.PA:
         return absence.pa_id == me(viewer)  # type: ignore[no-any-return]
     return false()
@@ -399,9 +414,9 @@ def in_referral_area(viewer: Viewer, la_code: Any) -> ColumnElement[bool]:
     mine = _worked_la_codes(viewer)
     n = LocalAuthorityNeighbour
     return or_(
-        la_code.in_(mine),
-        la_code.in_(_set(n.la_b).where(n.la_a.in_(mine))),
-        la_code.in_(_set(n.la_a).where(n.la_b.in_(mine))),
+        among(la_code, mine),
+        among(la_code, _set(n.la_b).where(n.la_a.in_(mine))),
+        among(la_code, _set(n.la_a).where(n.la_b.in_(mine))),
     )
 
 
@@ -438,7 +453,7 @@ def cover_request_visible(viewer: Viewer, request: Any) -> ColumnElement[bool]:
     v = aliased(Visit)
     visit_ok = request.visit_id.in_(_set(v.id).where(visit_visible(viewer, v)))
     if viewer.role is Role.PA and viewer.member_id is not None:
-        return or_(visit_ok, request.id.in_(open_offer_request_ids(viewer)))
+        return or_(visit_ok, among(request.id, open_offer_request_ids(viewer)))
     return visit_ok  # type: ignore[no-any-return]
 
 
@@ -489,11 +504,11 @@ def cover_exchange_visible(viewer: Viewer, exchange: Any = CoverExchange) -> Col
         v = aliased(Visit)
         managed_person = exists().where(
             v.id == exchange.visit_id,
-            v.service_user_id.in_(service_users_of_clusters(supported_cluster_ids(viewer))),
+            among(v.service_user_id, service_users_of_clusters(supported_cluster_ids(viewer))),
         )
         return or_(
             and_(exchange.side == "REQUESTING", managed_person),
-            and_(exchange.side == "PROVIDING", exchange.pa_id.in_(team_pa_ids(viewer))),
+            and_(exchange.side == "PROVIDING", among(exchange.pa_id, team_pa_ids(viewer))),
         )
     if role is Role.PA:
         return and_(exchange.side == "PROVIDING", exchange.pa_id == me(viewer))
