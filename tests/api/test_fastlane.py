@@ -248,3 +248,24 @@ async def test_an_anonymous_caller_is_answered_with_no_token_to_check(api: Api) 
     assert second.content == first.content
     assert second.json()["data"] == {"me": None}
     assert answered(api) == before + 1
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/graphql-response+json", "application/json", "*/*", "text/html"]
+)
+async def test_the_media_type_is_the_one_the_full_path_negotiates(
+    api: Api, db: AsyncSession, app: Any, accept: str
+) -> None:
+    pa = await _pa(db)
+    headers = {"Authorization": f"Bearer {api.token(Role.PA, pa.id)}", "Accept": accept}
+    body = {"query": ME}
+    app.state.fast_lane = False
+    try:
+        full = await api.client.post("/graphql", json=body, headers=headers)
+    finally:
+        app.state.fast_lane = True
+    before = answered(api)
+    lane = await api.client.post("/graphql", json=body, headers=headers)
+    assert answered(api) == before + 1
+    assert lane.headers["content-type"] == full.headers["content-type"]
+    assert lane.content == full.content
