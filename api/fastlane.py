@@ -112,13 +112,13 @@ class FastLane:
             return False
         if is_partner_call(scope):
             return False
+        json = False
         for name, value in scope["headers"]:
             if name == b"content-type":
-                if value.split(b";")[0].strip().lower() != b"application/json":
-                    return False
+                json = value.split(b";")[0].strip().lower() == b"application/json"
             elif name == b"origin" and self.cors:
                 return False
-        return True
+        return json  # no media type, or another: the full path refuses it
 
     async def _answer(self, scope: Scope, body: bytes) -> tuple[str, bytes] | str:
         """(media type, body) of the answer, or why the full path answers instead."""
