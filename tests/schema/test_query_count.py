@@ -36,10 +36,13 @@ async def arrange(db: AsyncSession, clusters: int) -> None:
     await db.commit()
 
 
-async def count_statements(api: Api, counter: StatementCounter) -> tuple[int, dict]:  # type: ignore[type-arg]
+async def count_statements(api: Api, counter: StatementCounter, app: Any) -> tuple[int, dict]:  # type: ignore[type-arg]
     counter.count = 0
+    lane = app.state.fast_lane_answered
     data = await api.data(NESTED, token=api.token(Role.ADMIN))
-    return counter.count, data
+    # A repeated compiled read is answered by the fast lane (api/fastlane.py) with one
+    # statement of its own, on asyncpg directly, which the counter does not see.
+    return counter.count + app.state.fast_lane_answered - lane, data
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["resolvers", "compiled"])
@@ -54,11 +57,11 @@ async def test_nested_query_statement_count_is_constant(
     app.state.compiled_reads = compiled
     request.addfinalizer(lambda: setattr(app.state, "compiled_reads", True))
     await arrange(db, 1)
-    one, data = await count_statements(api, sql_counter)
+    one, data = await count_statements(api, sql_counter, app)
     assert len(data["clusters"]["edges"]) == 1
 
     await arrange_more(db)
-    fifty, data = await count_statements(api, sql_counter)
+    fifty, data = await count_statements(api, sql_counter, app)
     edges = data["clusters"]["edges"]
     assert len(edges) == 50
     visits = [
