@@ -9,9 +9,10 @@ to the full path otherwise, which then answers (or refuses) exactly as it always
   no partner signature (api/peers.py), no `Origin` when CORS is on (the CORS middleware
   adds its headers on the full path), not in trusted-documents mode (the router's
   setting, read per request);
-- a query text that parsed, validated and compiled on the full path
-  (`schema.compiled.extension.ANSWERED`): parsing and validating a document depend on its
-  text only (the operation is picked by name, as the full path picks it);
+- a query text that parsed, validated and compiled on the full path with this schema
+  (`schema.compiled.extension.ANSWERED`; a schema is built per set of limits): parsing
+  and validating a document depend on its text only (the operation is picked by name,
+  as the full path picks it);
 - a bearer token that verifies (api/auth.py) or none;
 - variables within the input bounds, a cost within the limit, and a compiled plan for
   the caller's role (`schema.compiled.extension.prepare`, as the full path uses);
@@ -137,7 +138,7 @@ class FastLane:
             or not (operation_name is None or type(operation_name) is str)
         ):
             return "the request's fields have other types"
-        document = ANSWERED.get(query)
+        document = ANSWERED.get((self.schema, query))
         if document is None:
             return "the document has not been answered by the compiled path"
         headers = dict(scope["headers"])

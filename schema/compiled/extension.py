@@ -62,8 +62,8 @@ class PlanCache(Generic[T]):
 
 
 PLANS: PlanCache[Plan | str] = PlanCache()
-# Documents (by their text) that parsed, validated and were answered
-# here: a request repeating one may skip parsing and validation (api/fastlane.py).
+# Documents (by schema, which has its own limits, and text) that parsed, validated and were
+# answered here: a request repeating one may skip parsing and validation (api/fastlane.py).
 ANSWERED: PlanCache[DocumentNode] = PlanCache()
 
 
@@ -175,7 +175,7 @@ async def answer(context: Any, request: Context) -> ExecutionResult | None:
             errors=[GraphQLError(str(exc), path=[plan.keys[0]], original_error=exc)],
         )
     # This text parsed, validated and compiled: the HTTP fast lane may answer it directly.
-    ANSWERED.put(context.query, document)
+    ANSWERED.put((context.schema._schema, context.query), document)
     # PostgreSQL's JSON goes to the client as it is (orjson inlines a Fragment).
     data = {
         key: None if value is None else orjson.Fragment(value)

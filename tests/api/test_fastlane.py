@@ -12,12 +12,15 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.app import create_app
 from api.fastlane import FastLane
+from api.settings import Settings
 from care.enums import Role
 from care.models import Member
 from care.tokens import revoke_member_tokens, revoke_token
@@ -270,3 +273,24 @@ async def test_the_media_type_is_the_one_the_full_path_negotiates(
     assert answered(api) == before + 1
     assert lane.headers["content-type"] == full.headers["content-type"]
     assert lane.content == full.content
+
+
+async def test_a_document_another_schema_answered_is_validated_again(
+    api: Api, app: Any, settings: Settings
+) -> None:
+    """Parsing and validation are skipped only for a text this schema validated: an app
+    with a lower depth limit (a schema of its own) refuses what the usual one answered."""
+    deep = "{ clusters(first: 1) { edges { node { serviceUsers(first: 1) { edges { node {"
+    deep += " visits(first: 1) { edges { node { pa { name } } } } } } } } } } }"
+    for _ in range(2):
+        assert "errors" not in (await api.post(deep, token=api.token(Role.ADMIN))).json()
+    assert settings.database_url is not None
+    strict = create_app(settings.model_copy(update={"max_query_depth": 4}), settings.database_url)
+    async with strict.router.lifespan_context(strict):
+        transport = httpx.ASGITransport(app=strict)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            other = Api(client, strict)
+            for _ in range(2):
+                body = (await other.post(deep, token=other.token(Role.ADMIN))).json()
+                assert "depth" in body["errors"][0]["message"], body
+        assert strict.state.fast_lane_answered == 0
