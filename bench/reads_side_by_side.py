@@ -32,7 +32,8 @@ coordinator (whose visit list is their cluster's, to PostGraphile too). PostGrap
 no privacy rules here: it reads as a superuser would, which favours it.
 
     python bench/reads_side_by_side.py [DATABASE_URL] [--reuse] [--seconds 10]
-        [--rounds 3] [--clients 10] [--workers 1] [--only coopnet,postgraphile,floor]
+        [--rounds 3] [--clients 10] [--workers 1]
+        [--only coopnet|executor|compiled,postgraphile,floor]
 """
 
 from __future__ import annotations
@@ -893,9 +894,15 @@ def started(
 ) -> Iterator[list[Server]]:
     servers: list[Server] = []
     try:
-        if "coopnet" in args.only:
-            compiled_setting = "compiled_reads" in Settings.model_fields
-            modes: list[bool | None] = [False, True] if compiled_setting else [None]
+        compiled_setting = "compiled_reads" in Settings.model_fields
+        modes: list[bool | None] = []
+        if not compiled_setting:
+            modes = [None] if args.only & {"coopnet", "executor", "compiled"} else []
+        else:
+            # `coopnet`: both paths; `executor` or `compiled`: one of them.
+            modes += [False] if args.only & {"coopnet", "executor"} else []
+            modes += [True] if args.only & {"coopnet", "compiled"} else []
+        if modes:
             for compiled in modes:
                 label = {None: "coopnet", False: "coopnet (executor)", True: "coopnet (compiled)"}
                 servers.append(
@@ -932,7 +939,8 @@ def main() -> None:
         "--only",
         type=lambda s: set(s.split(",")),
         default={"coopnet", "postgraphile", "floor"},
-        help="servers to run, of coopnet,postgraphile,floor",
+        help="servers to run, of coopnet (executor and compiled),executor,compiled,"
+        "postgraphile,floor",
     )
     parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
