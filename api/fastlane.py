@@ -109,7 +109,7 @@ class FastLane:
         state = scope["app"].state
         if state.graphql.trusted_documents_only:  # the router's setting (api/persisted.py)
             return False
-        if not (state.compiled_reads and getattr(state, "fast_lane", True)):
+        if not (state.compiled_reads and state.fast_lane):
             return False
         if is_partner_call(scope):
             return False
