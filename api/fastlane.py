@@ -28,16 +28,15 @@ it with its code."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from graphql import GraphQLSchema
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import AuthError, TokenService
-from api.bodylimit import read_body
+from api.bodylimit import read_body, replay
 from api.media import negotiate
 from api.peers import is_partner_call
 from care.tokens import in_force_values
@@ -87,7 +86,7 @@ class FastLane:
             answer = "it failed"
         if isinstance(answer, str):
             log.debug("fast lane: the full path answers: %s", answer)
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         scope["app"].state.fast_lane_answered += 1
         media_type, content = answer
@@ -194,17 +193,3 @@ class FastLane:
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
-
-
-def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    """The request's receive, with the body (already read) given first."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

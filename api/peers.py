@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.bodylimit import read_body
+from api.bodylimit import read_body, replay
 from care.enums import PartnershipStatus, SignatureRefusal
 from care.models import Partnership
 from care.viewer import Viewer
@@ -208,8 +208,8 @@ class PeerDoor:
             )(scope, receive, send)
             return
         body = await read_body(receive)
-        replay = _replayer(body)
-        request = Request(scope, replay)
+        replayed = replay(body, receive)
+        request = Request(scope, replayed)
         resolution = _Resolution()
         try:
             verified = await verify_request(
@@ -228,13 +228,13 @@ class PeerDoor:
             return
         viewer = await self._viewer(sessions, resolution)
         scope.setdefault("state", {})[PEER_STATE] = PeerCall(viewer, resolution.manifest)
-        status, headers, content = await _run(self.app, scope, _replayer(body))
+        status, headers, content = await _run(self.app, scope, replay(body, receive))
         response = Response(content=content, status_code=status)
         response.raw_headers = [
             (k, v) for k, v in headers if k.lower() not in (b"content-length",)
         ] + [(b"content-length", str(len(content)).encode())]
         sign_response(response, request, verified, self.identity, base_url=self.base_url)
-        await response(scope, replay, send)
+        await response(scope, replayed, send)
         await self._audit_field_refusals(sessions, request, verified.keyid, content)
 
     def _resolver(
@@ -341,20 +341,6 @@ class PeerDoor:
         if not reasons:
             return
         await audit_rows(sessions, request, keyid, sorted(reasons))
-
-
-def _replayer(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # the body is read; nothing else will come
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 async def _run(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
