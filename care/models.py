@@ -137,6 +137,9 @@ class Coop(Base):
     __table_args__ = (
         CheckConstraint("id = 1", name="single_row"),
         enum_check("kind", CoopKind),
+        CheckConstraint(
+            "max_weekly_hours <> 'NaN' AND min_daily_rest_hours <> 'NaN'", name="rules_a_number"
+        ),
         enum_check("cqc_status", CqcStatus),
     )
 
@@ -203,6 +206,8 @@ class ServiceUserProfile(Base):
     __table_args__ = (
         enum_check("funding", Funding),
         CheckConstraint("planned_weekly_hours >= 0", name="hours_non_negative"),
+        # numeric holds NaN, which sorts above every number: `>= 0` lets it through.
+        CheckConstraint("planned_weekly_hours <> 'NaN'", name="hours_a_number"),
     )
 
     member_id: Mapped[int] = mapped_column(
@@ -235,6 +240,9 @@ class PaProfile(Base):
         CheckConstraint("contracted_weekly_hours >= 0", name="hours_non_negative"),
         CheckConstraint("hourly_pay_pence > 0", name="pay_positive"),
         CheckConstraint("max_travel_km >= 0", name="travel_non_negative"),
+        CheckConstraint(
+            "contracted_weekly_hours <> 'NaN' AND max_travel_km <> 'NaN'", name="a_number"
+        ),
     )
 
     member_id: Mapped[int] = mapped_column(
@@ -339,6 +347,10 @@ class Cluster(Base):
         CheckConstraint(
             "(centre_latitude IS NULL) = (centre_longitude IS NULL)", name="centre_complete"
         ),
+        # As a member's location; the ranges also keep out NaN and infinities.
+        CheckConstraint("centre_latitude BETWEEN -90 AND 90", name="centre_latitude_range"),
+        CheckConstraint("centre_longitude BETWEEN -180 AND 180", name="centre_longitude_range"),
+        CheckConstraint("radius_km <> 'NaN'", name="radius_a_number"),
         CheckConstraint("length(trim(name)) > 0", name="name_present"),
         Index("ix_cluster_la_kind", "la_code", "kind"),
     )
@@ -973,6 +985,7 @@ class PartnerWindow(Base):
         CheckConstraint("length(pa_ref) <= 100", name="pa_ref_length"),
         CheckConstraint("length(district) <= 8", name="district_length"),
         CheckConstraint("travel_km >= 0", name="travel_non_negative"),
+        CheckConstraint("travel_km <> 'NaN'", name="travel_a_number"),
         Index("ix_partner_window_during", "during", postgresql_using="gist"),
         # `partnerAvailability(filter: {skill})` (migration 0012).
         Index(
