@@ -31,6 +31,7 @@ from schema.connection import (
 )
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.permissions import parse_global_id, parse_pk
+from schema.rows import from_row
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves. The
 # descriptions are attached to the registered values; GraphQL names and values are unchanged.
@@ -776,37 +777,15 @@ class CoopMember(Member):
 
 
 def member_from_row(row: Row[Any]) -> Member:
-    common: dict[str, Any] = dict(
-        id=row.id,
-        name=row.name,
-        membership_class=enums.MembershipClass(row.membership_class),
-        joined_on=row.joined_on,
-        active=row.active,
-        email=row.email,
-        phone=row.phone,
-        postcode=row.postcode,
-        latitude=row.latitude,
-        longitude=row.longitude,
-    )
+    """The member's concrete type, in the order the compiled path's `__typename` uses
+    (schema/compiled/registry.py, `_member_typename`)."""
     if row.su_id is not None:
-        return ServiceUser(
-            **common,
-            funding=enums.Funding(row.funding) if row.funding else None,
-            needs=list(row.needs or []),
-            planned_weekly_hours=_float(row.planned_weekly_hours),
-        )
+        return from_row(ServiceUser, row)
     if row.pa_id is not None:
-        return PersonalAssistant(
-            **common,
-            dbs_checked_on=row.dbs_checked_on,
-            contracted_weekly_hours=float(row.contracted_weekly_hours),
-            hourly_pay_pence=row.hourly_pay_pence,
-            max_travel_km=float(row.max_travel_km),
-            working_time_opt_out=row.working_time_opt_out,
-        )
+        return from_row(PersonalAssistant, row)
     if row.membership_class == enums.MembershipClass.CARER.value:
-        return Carer(**common)
-    return CoopMember(**common)
+        return from_row(Carer, row)
+    return from_row(CoopMember, row)
 
 
 load_member: Loader[Member] = by_id_loader("member", queries.members_by_id, member_from_row)
@@ -933,20 +912,7 @@ def cluster_from_row(row: Row[Any]) -> Cluster:
         if row.centre_latitude is not None
         else None
     )
-    return Cluster(
-        id=row.id,
-        name=row.name,
-        kind=enums.ClusterKind(row.kind),
-        status=enums.ClusterStatus(row.status),
-        centre=centre,
-        radius_km=_float(row.radius_km),
-        postcode_districts=list(row.postcode_districts or []),
-        need_tags=list(row.need_tags or []),
-        created_at=row.created_at,
-        closed_at=row.closed_at,
-        la_code=row.la_code,
-        support_worker_id=row.support_worker_id,
-    )
+    return from_row(Cluster, row, centre=centre)
 
 
 load_cluster: Loader[Cluster] = by_id_loader("cluster", queries.clusters_by_id, cluster_from_row)
@@ -996,7 +962,7 @@ class Pool(relay.Node):
 
 
 def pool_from_row(row: Row[Any]) -> Pool:
-    return Pool(id=row.id, name=row.name, shared_with_partners=row.shared_with_partners)
+    return from_row(Pool, row)
 
 
 load_pool: Loader[Pool] = by_id_loader("pool", queries.pools_by_id, pool_from_row)
@@ -1031,12 +997,8 @@ class AvailabilityWindow(relay.Node):
 
 
 def availability_from_row(row: Row[Any]) -> AvailabilityWindow:
-    return AvailabilityWindow(
-        id=row.id,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        from_weekly_pattern=row.weekly_availability_id is not None,
-        pa_id=row.pa_id,
+    return from_row(
+        AvailabilityWindow, row, from_weekly_pattern=row.weekly_availability_id is not None
     )
 
 
@@ -1124,20 +1086,7 @@ class Visit(relay.Node):
 
 
 def visit_from_row(row: Row[Any]) -> Visit:
-    return Visit(
-        id=row.id,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        status=enums.VisitStatus(row.status),
-        tasks=list(row.tasks) if row.tasks is not None else None,
-        series_id=row.series_id,
-        confirmed_at=row.confirmed_at,
-        checked_in_at=row.checked_in_at,
-        cancel_reason=row.cancel_reason,
-        service_user_id=row.service_user_id,
-        pa_id=row.pa_id,
-        confirmed_by_id=row.confirmed_by_id,
-    )
+    return from_row(Visit, row)
 
 
 load_visit: Loader[Visit] = by_id_loader("visit", queries.visits_by_id, visit_from_row)
@@ -1210,16 +1159,7 @@ class Absence(relay.Node):
 
 
 def absence_from_row(row: Row[Any]) -> Absence:
-    return Absence(
-        id=row.id,
-        kind=enums.AbsenceKind(row.kind),
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        note=row.note,
-        created_at=row.created_at,
-        cancelled_at=row.cancelled_at,
-        pa_id=row.pa_id,
-    )
+    return from_row(Absence, row)
 
 
 load_absence: Loader[Absence] = by_id_loader("absence", queries.absences_by_id, absence_from_row)
@@ -1286,20 +1226,7 @@ class CoverRequest(relay.Node):
 
 
 def cover_request_from_row(row: Row[Any]) -> CoverRequest:
-    return CoverRequest(
-        id=row.id,
-        reason=enums.CoverReason(row.reason),
-        status=enums.CoverRequestStatus(row.status),
-        opened_at=row.opened_at,
-        closed_at=row.closed_at,
-        note=row.note,
-        visit_starts_at=row.visit_starts_at,
-        visit_id=row.visit_id,
-        absence_id=row.absence_id,
-        original_pa_id=row.original_pa_id,
-        filled_by_pa_id=row.filled_by_pa_id,
-        filled_by_partner=bool(row.filled_by_partner),
-    )
+    return from_row(CoverRequest, row)
 
 
 load_cover_request: Loader[CoverRequest] = by_id_loader(

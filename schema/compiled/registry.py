@@ -35,7 +35,9 @@ from care.models import (
     Visit,
 )
 from care.viewer import Viewer
+from schema import types
 from schema.permissions import MEMBER_TYPES, decode_id
+from schema.rows import Kind, data_fields
 
 
 class Render(Enum):
@@ -328,18 +330,29 @@ def _joined(table: Any, member_column: Any, parent_column: Any) -> Callable[[Sel
     return link
 
 
-_MEMBER: dict[str, FieldSpec] = {
-    "id": GlobalId(),
-    "name": Column("name"),
-    "membershipClass": Column("membership_class"),
-    "joinedOn": Column("joined_on", Render.DATE),
-    "active": Column("active"),
-    "email": Column("email"),
-    "phone": Column("phone"),
-    "postcode": Column("postcode"),
-    "latitude": Column("latitude", Render.FLOAT),
-    "longitude": Column("longitude", Render.FLOAT),
+_RENDERS = {
+    Kind.PLAIN: Render.PLAIN,
+    Kind.ENUM: Render.PLAIN,
+    Kind.FLOAT: Render.FLOAT,
+    Kind.INSTANT: Render.INSTANT,
+    Kind.DATE: Render.DATE,
 }
+
+
+def data_columns(cls: type) -> dict[str, FieldSpec]:
+    """The type's plain-value fields, each read from the column of its Python name, as
+    the resolver path reads it (`schema.rows`): declared once, on the Strawberry type."""
+    columns: dict[str, FieldSpec] = {}
+    for field in data_fields(cls):
+        if field.graphql_name is None or field.kind is Kind.OBJECT:
+            continue  # private, the node's database id, or an object (declared below)
+        if field.kind is Kind.LIST:
+            render = Render.LIST if field.nullable else Render.LIST_OR_EMPTY
+        else:
+            render = _RENDERS[field.kind]
+        columns[field.graphql_name] = Column(field.name, render)
+    return columns
+
 
 FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Query": {
@@ -397,15 +410,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
     },
     "Cluster": {
+        **data_columns(types.Cluster),
         "id": GlobalId(),
-        "name": Column("name"),
-        "kind": Column("kind"),
-        "status": Column("status"),
-        "postcodeDistricts": Column("postcode_districts", Render.LIST_OR_EMPTY),
-        "needTags": Column("need_tags", Render.LIST_OR_EMPTY),
-        "createdAt": Column("created_at", Render.INSTANT),
-        "closedAt": Column("closed_at", Render.INSTANT),
-        "radiusKm": Column("radius_km", Render.FLOAT),
         "centre": Embedded(
             "centre_latitude",
             {
@@ -440,23 +446,19 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
     },
     "Pool": {
+        **data_columns(types.Pool),
         "id": GlobalId(),
-        "name": Column("name"),
-        "sharedWithPartners": Column("shared_with_partners"),
     },
     "Skill": {
+        **data_columns(types.Skill),
         "name": Column("skill"),
-        "expiresOn": Column("expires_on", Render.DATE),
     },
     "LocalAuthority": {
-        "gssCode": Column("gss_code"),
-        "name": Column("name"),
+        **data_columns(types.LocalAuthority),
     },
     "ServiceUser": {
-        **_MEMBER,
-        "funding": Column("funding"),
-        "plannedWeeklyHours": Column("planned_weekly_hours", Render.FLOAT),
-        "needs": Column("needs", Render.LIST_OR_EMPTY),
+        **data_columns(types.ServiceUser),
+        "id": GlobalId(),
         "carers": ToMany(
             "member",
             link=_joined(CarerLink, CarerLink.carer_id, CarerLink.service_user_id),
@@ -472,12 +474,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
     },
     "PersonalAssistant": {
-        **_MEMBER,
-        "dbsCheckedOn": Column("dbs_checked_on", Render.DATE),
-        "hourlyPayPence": Column("hourly_pay_pence"),
-        "workingTimeOptOut": Column("working_time_opt_out"),
-        "contractedWeeklyHours": Column("contracted_weekly_hours", Render.FLOAT),
-        "maxTravelKm": Column("max_travel_km", Render.FLOAT),
+        **data_columns(types.PersonalAssistant),
+        "id": GlobalId(),
         "availability": Page(
             "availability",
             queries.AVAILABILITY_SORT,
@@ -497,48 +495,29 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
     },
     "Absence": {
+        **data_columns(types.Absence),
         "id": GlobalId(),
-        "kind": Column("kind"),
-        "startsAt": Column("starts_at", Render.INSTANT),
-        "endsAt": Column("ends_at", Render.INSTANT),
-        "note": Column("note"),
-        "createdAt": Column("created_at", Render.INSTANT),
-        "cancelledAt": Column("cancelled_at", Render.INSTANT),
         "personalAssistant": ToOne("member", key="pa_id"),
     },
     "CoverRequest": {
+        **data_columns(types.CoverRequest),
         "id": GlobalId(),
-        "reason": Column("reason"),
-        "status": Column("status"),
-        "openedAt": Column("opened_at", Render.INSTANT),
-        "closedAt": Column("closed_at", Render.INSTANT),
-        "note": Column("note"),
-        "visitStartsAt": Column("visit_starts_at", Render.INSTANT),
-        "filledByPartner": Column("filled_by_partner"),
         "visit": ToOne("visit", key="visit_id"),
         "absence": ToOne("absence", key="absence_id"),
         "originalPa": ToOne("member", key="original_pa_id"),
         "filledBy": ToOne("member", key="filled_by_pa_id"),
     },
-    "Carer": dict(_MEMBER),
-    "CoopMember": dict(_MEMBER),
+    "Carer": {**data_columns(types.Carer), "id": GlobalId()},
+    "CoopMember": {**data_columns(types.CoopMember), "id": GlobalId()},
     "AvailabilityWindow": {
+        **data_columns(types.AvailabilityWindow),
         "id": GlobalId(),
-        "startsAt": Column("starts_at", Render.INSTANT),
-        "endsAt": Column("ends_at", Render.INSTANT),
         "fromWeeklyPattern": Column("weekly_availability_id", Render.IS_SET),
         "personalAssistant": ToOne("member", key="pa_id"),
     },
     "Visit": {
+        **data_columns(types.Visit),
         "id": GlobalId(),
-        "startsAt": Column("starts_at", Render.INSTANT),
-        "endsAt": Column("ends_at", Render.INSTANT),
-        "status": Column("status"),
-        "tasks": Column("tasks", Render.LIST),
-        "seriesId": Column("series_id"),
-        "confirmedAt": Column("confirmed_at", Render.INSTANT),
-        "checkedInAt": Column("checked_in_at", Render.INSTANT),
-        "cancelReason": Column("cancel_reason"),
         "serviceUser": ToOne("member", key="service_user_id"),
         "pa": ToOne("member", key="pa_id"),
         "confirmedBy": ToOne("member", key="confirmed_by_id"),

@@ -1,0 +1,141 @@
+"""A GraphQL type's data fields, declared once on its Strawberry class, read from rows.
+
+A field that is a plain value (no resolver) is declared by its annotation and description
+on the Strawberry type, and its SQL (with its privacy mask) is the column of the same name
+in the type's select in `care.queries`. From these two declarations:
+
+- the resolver path builds the object from a row (`from_row`), converting by the
+  annotation: an enum from its stored value, a float from numeric, a list from an array
+  (an empty list for a null array unless the field is nullable);
+- the compiled path renders the same column as PostgreSQL JSON
+  (`schema.compiled.registry`, `data_columns`), chosen by the same annotation.
+
+So a new data field is written once, and the two paths cannot read it differently.
+Private fields (`strawberry.Private`: ids the resolvers follow) are read from the row's
+columns of the same name too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from strawberry.types.base import get_object_definition
+from strawberry.types.private import StrawberryPrivate
+from strawberry.utils.str_converters import to_camel_case
+
+T = TypeVar("T")
+
+
+class Kind(Enum):
+    """What a data field's annotation says about its value."""
+
+    PLAIN = "plain"  # str, int, bool, an id
+    ENUM = "enum"
+    FLOAT = "float"
+    LIST = "list"
+    INSTANT = "instant"  # datetime
+    DATE = "date"
+    OBJECT = "object"  # a Strawberry type made of the row's columns: given to `from_row`
+
+
+@dataclass(frozen=True)
+class DataField:
+    """One plain-value field of a type: its Python name (the row's column), its GraphQL
+    name (None for a private field), its kind and whether it may be null."""
+
+    name: str
+    graphql_name: str | None
+    kind: Kind
+    nullable: bool
+    convert: Callable[[Any], Any]
+
+
+def _kind(hint: Any) -> tuple[Kind, bool, Any]:
+    nullable = False
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        nullable = len(args) < len(get_args(hint))
+        (hint,) = args
+    if get_origin(hint) is list:
+        return Kind.LIST, nullable, hint
+    if isinstance(hint, type):
+        if issubclass(hint, Enum):
+            return Kind.ENUM, nullable, hint
+        if issubclass(hint, dt.datetime):
+            return Kind.INSTANT, nullable, hint
+        if issubclass(hint, dt.date):
+            return Kind.DATE, nullable, hint
+        if hint is float:
+            return Kind.FLOAT, nullable, hint
+        if get_object_definition(hint) is not None:
+            return Kind.OBJECT, nullable, hint
+    return Kind.PLAIN, nullable, hint
+
+
+def _converter(kind: Kind, nullable: bool, hint: Any) -> Callable[[Any], Any]:
+    if kind is Kind.ENUM:
+        return lambda value: None if value is None else hint(value)
+    if kind is Kind.FLOAT:
+        return lambda value: None if value is None else float(value)
+    if kind is Kind.LIST:
+        if nullable:
+            return lambda value: None if value is None else list(value)
+        return lambda value: list(value or ())
+    if hint is bool and not nullable:
+        return bool
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_FIELDS: dict[type, tuple[DataField, ...]] = {}
+
+
+def data_fields(cls: type) -> tuple[DataField, ...]:
+    """The fields of a Strawberry type that hold values (not resolvers), private ones and
+    a relay node's database id included, in declaration order."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = _data_fields(cls)
+    return known
+
+
+def _data_fields(cls: type) -> tuple[DataField, ...]:
+    definition = get_object_definition(cls, strict=True)
+    resolved = {f.python_name for f in definition.fields if f.base_resolver is not None}
+    hints = get_type_hints(cls, include_extras=True)
+    found = []
+    for field in dataclasses.fields(cls):
+        if field.name in resolved or not field.init:
+            continue
+        hint = hints[field.name]
+        exposed = True
+        if get_origin(hint) is Annotated:
+            # `strawberry.Private[...]` and `relay.NodeID[...]` (the GraphQL `id` is the
+            # global id, not this column) are not GraphQL fields of their own.
+            exposed = not any(isinstance(extra, StrawberryPrivate) for extra in hint.__metadata__)
+            hint = get_args(hint)[0]
+        kind, nullable, hint = _kind(hint)
+        graphql_name = to_camel_case(field.name) if exposed else None
+        found.append(
+            DataField(field.name, graphql_name, kind, nullable, _converter(kind, nullable, hint))
+        )
+    return tuple(found)
+
+
+def from_row(cls: type[T], row: Any, **given: Any) -> T:
+    """An object of `cls` from a row with a column per data field; `given` are fields
+    computed otherwise (e.g. an object made of several columns)."""
+    values = dict(given)
+    for field in data_fields(cls):
+        if field.name not in values:
+            values[field.name] = field.convert(getattr(row, field.name))
+    return cls(**values)
