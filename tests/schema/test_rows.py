@@ -1,0 +1,97 @@
+"""Data fields are declared once, on the Strawberry type (schema/rows.py): the resolvers'
+objects and the compiler's columns both come from the annotation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import Enum
+from types import SimpleNamespace
+
+import strawberry
+from strawberry import relay
+
+from schema import types
+from schema.compiled import registry
+from schema.compiled.registry import Column, Render, data_columns
+from schema.rows import Kind, data_fields, from_row
+
+
+class Colour(Enum):
+    RED = "RED"
+
+
+@strawberry.type
+class Point:
+    x: float
+
+
+@strawberry.type
+class Sample(relay.Node):
+    id: relay.NodeID[int]
+    colour: Colour
+    shade: Colour | None
+    hours: float
+    when: dt.datetime
+    day: dt.date | None
+    tags: list[str]
+    notes: list[str] | None
+    done: bool
+    where: Point | None
+    owner_id: strawberry.Private[int]
+
+    @strawberry.field
+    def computed(self) -> int:
+        return 1
+
+
+ROW = SimpleNamespace(
+    id=7,
+    colour="RED",
+    shade=None,
+    hours=Decimal("7.50"),
+    when=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    day=None,
+    tags=None,
+    notes=None,
+    done=None,
+    owner_id=3,
+)
+
+
+def test_a_row_becomes_an_object_by_the_annotations() -> None:
+    sample = from_row(Sample, ROW, where=Point(x=1.0))
+    assert sample.id == 7 and sample.owner_id == 3
+    assert sample.colour is Colour.RED and sample.shade is None
+    assert sample.hours == 7.5 and type(sample.hours) is float
+    assert sample.tags == [] and sample.notes is None  # a null array: [] unless nullable
+    assert sample.done is False
+    assert sample.where == Point(x=1.0)
+
+
+def test_the_compiler_reads_the_same_fields_with_the_same_renderings() -> None:
+    kinds = {f.name: (f.graphql_name, f.kind) for f in data_fields(Sample)}
+    assert kinds["id"] == (None, Kind.PLAIN)  # the global id is declared apart
+    assert kinds["owner_id"] == (None, Kind.PLAIN)  # private
+    assert kinds["where"] == ("where", Kind.OBJECT)
+    assert "computed" not in kinds
+    assert data_columns(Sample) == {
+        "colour": Column("colour"),
+        "shade": Column("shade"),
+        "hours": Column("hours", Render.FLOAT),
+        "when": Column("when", Render.INSTANT),
+        "day": Column("day", Render.DATE),
+        "tags": Column("tags", Render.LIST_OR_EMPTY),
+        "notes": Column("notes", Render.LIST),
+        "done": Column("done"),
+    }
+
+
+def test_every_data_field_of_a_compiled_type_compiles() -> None:
+    # A plain field added to a type the compiler reads is read by both paths at once.
+    for name, fields in registry.FIELDS.items():
+        if name == "Query":
+            continue
+        for field in data_fields(getattr(types, name)):
+            if field.graphql_name is not None:
+                assert field.graphql_name in fields, (name, field.graphql_name)
