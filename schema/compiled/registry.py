@@ -18,20 +18,24 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select
+from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
 
 from care import enums, queries
 from care.models import (
     MAX_VISIT_LENGTH,
     AvailabilityWindow,
     CarerLink,
+    Cluster,
     ClusterPa,
     ClusterServiceUser,
     LocalAuthority,
+    LocalAuthorityNeighbour,
     Member,
     PaSkill,
     Pool,
     PoolCluster,
+    PoolPa,
+    RegularPa,
     Visit,
 )
 from care.viewer import Viewer
@@ -330,6 +334,41 @@ def _joined(table: Any, member_column: Any, parent_column: Any) -> Callable[[Sel
     return link
 
 
+def _clusters_of_member(stmt: Select, parent: Any) -> Select:
+    """The clusters a member is served by or works in (`queries.clusters_of_members`)."""
+    # Each side of a UNION correlates only when told (else the parent joins its FROM).
+    ids = union(
+        select(ClusterServiceUser.cluster_id)
+        .where(ClusterServiceUser.service_user_id == parent.c.id)
+        .correlate(parent),
+        select(ClusterPa.cluster_id).where(ClusterPa.pa_id == parent.c.id).correlate(parent),
+    )
+    return stmt.where(Cluster.id.in_(ids))
+
+
+def _neighbours(stmt: Select, parent: Any) -> Select:
+    """A local authority's neighbours, read both ways from the ordered pair table
+    (`queries.la_neighbours`)."""
+    pairs = LocalAuthorityNeighbour
+    ids = union(
+        select(pairs.la_b).where(pairs.la_a == parent.c.gss_code).correlate(parent),
+        select(pairs.la_a).where(pairs.la_b == parent.c.gss_code).correlate(parent),
+    )
+    return stmt.where(LocalAuthority.gss_code.in_(ids))
+
+
+def _through(table: Any, target: Any, parent_column: Any) -> Callable[[Select, Any], Select]:
+    """The rows one parent links to through `table` (a pool's clusters, a PA's pools)."""
+
+    def link(stmt: Select, parent: Any) -> Select:
+        return stmt.join(table, target).where(parent_column == parent.c.id)
+
+    return link
+
+
+CLUSTERS_OF_MEMBER = ToMany("cluster", link=_clusters_of_member, order=CLUSTER_SORT)
+
+
 _RENDERS = {
     Kind.PLAIN: Render.PLAIN,
     Kind.ENUM: Render.PLAIN,
@@ -448,6 +487,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Pool": {
         **data_columns(types.Pool),
         "id": GlobalId(),
+        "clusters": ToMany(
+            "cluster",
+            link=_through(PoolCluster, PoolCluster.cluster_id == Cluster.id, PoolCluster.pool_id),
+            order=CLUSTER_SORT,
+        ),
+        "personalAssistants": Page(
+            "member", MEMBER_SORT, PAGE, link=_joined(PoolPa, PoolPa.pa_id, PoolPa.pool_id)
+        ),
     },
     "Skill": {
         **data_columns(types.Skill),
@@ -455,10 +502,17 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "LocalAuthority": {
         **data_columns(types.LocalAuthority),
+        "neighbours": ToMany("local_authority", link=_neighbours, order=(LocalAuthority.gss_code,)),
     },
     "ServiceUser": {
         **data_columns(types.ServiceUser),
         "id": GlobalId(),
+        "clusters": CLUSTERS_OF_MEMBER,
+        "regularPersonalAssistants": ToMany(
+            "member",
+            link=_joined(RegularPa, RegularPa.pa_id, RegularPa.service_user_id),
+            order=MEMBER_SORT,
+        ),
         "carers": ToMany(
             "member",
             link=_joined(CarerLink, CarerLink.carer_id, CarerLink.service_user_id),
@@ -476,6 +530,12 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "PersonalAssistant": {
         **data_columns(types.PersonalAssistant),
         "id": GlobalId(),
+        "clusters": CLUSTERS_OF_MEMBER,
+        "pools": ToMany(
+            "pool",
+            link=_through(PoolPa, PoolPa.pool_id == Pool.id, PoolPa.pa_id),
+            order=(Pool.id,),
+        ),
         "availability": Page(
             "availability",
             queries.AVAILABILITY_SORT,
@@ -507,8 +567,21 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "originalPa": ToOne("member", key="original_pa_id"),
         "filledBy": ToOne("member", key="filled_by_pa_id"),
     },
-    "Carer": {**data_columns(types.Carer), "id": GlobalId()},
-    "CoopMember": {**data_columns(types.CoopMember), "id": GlobalId()},
+    "Carer": {
+        **data_columns(types.Carer),
+        "id": GlobalId(),
+        "clusters": CLUSTERS_OF_MEMBER,
+        "caresFor": ToMany(
+            "member",
+            link=_joined(CarerLink, CarerLink.service_user_id, CarerLink.carer_id),
+            order=MEMBER_SORT,
+        ),
+    },
+    "CoopMember": {
+        **data_columns(types.CoopMember),
+        "id": GlobalId(),
+        "clusters": CLUSTERS_OF_MEMBER,
+    },
     "AvailabilityWindow": {
         **data_columns(types.AvailabilityWindow),
         "id": GlobalId(),

@@ -317,7 +317,7 @@ def compilable(schema: graphql.GraphQLSchema) -> graphql.GraphQLSchema:
                 if argument_name in arguments:
                     _retyped(arguments[argument_name], meaning)
     _retyped(pruned.type_map["Query"].fields["cluster"].args["id"], "ClusterId")  # type: ignore[union-attr]
-    # An interface keeps the fields every one of its types kept (Member: not `clusters`).
+    # An interface keeps the fields every one of its types kept.
     for named in pruned.type_map.values():
         if isinstance(named, graphql.GraphQLInterfaceType):
             kinds = pruned.get_implementations(named).objects

@@ -92,6 +92,24 @@ query Shapes($id: ID!, $from: DateTime, $withPas: Boolean!, $noTasks: Boolean!) 
 }"""
 
 
+# The lists between records: members' clusters, pools both ways, regular PAs, carers and
+# whom they care for, neighbouring local authorities.
+RELATIONS = """
+query Relations($id: ID!) {
+  cluster(id: $id) {
+    localAuthority { gssCode neighbours { gssCode name } }
+    pools { name clusters { name } personalAssistants(first: 3) {
+      totalCount nodes { name pools { name } clusters { name } } } }
+    serviceUsers(first: 6) { nodes { clusters { name } regularPersonalAssistants { name }
+      carers { name clusters { name } caresFor { name needs } } } }
+  }
+  members(first: 60) { nodes { __typename name clusters { id name }
+    ... on Carer { caresFor { id } } ... on PersonalAssistant { pools { id } } } }
+  carers: members(first: 10, membershipClass: CARER) { nodes { __typename
+    ... on Carer { caresFor { id name } clusters { id } } } }
+}"""
+
+
 MEMBERS = """
 query Members($class: MembershipClass, $active: Boolean, $name: String) {
   members(first: 30, membershipClass: $class, active: $active, nameContains: $name) {
@@ -252,6 +270,7 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
             SHAPES,
             {"id": demo["cluster"], "from": None, "withPas": False, "noTasks": True},
         ),
+        (RELATIONS, {"id": demo["cluster"]}),
         (MEMBERS, {}),
         (MEMBERS, {"class": "SERVICE_USER", "active": True, "name": "smith"}),
         # "%" is a character to look for, not a wildcard; "" is refused (input bounds).
@@ -268,6 +287,23 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
                 assert both.compiled, name  # compiled, not fallen back
                 answered += 1
     assert answered >= 30  # most callers may read most of it: the comparison is not vacuous
+
+
+async def test_the_lists_between_records_are_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    body = await both.same(RELATIONS, {"id": demo["cluster"]}, api.token(Role.ADMIN), statements=1)
+    cluster = body["data"]["cluster"]
+    assert cluster["localAuthority"]["neighbours"]
+    assert any(p["clusters"] and p["personalAssistants"]["nodes"] for p in cluster["pools"])
+    people = cluster["serviceUsers"]["nodes"]
+    assert all(person["clusters"] for person in people)
+    assert any(person["regularPersonalAssistants"] for person in people)
+    assert any(c["caresFor"] for person in people for c in person["carers"])
+    members = body["data"]["members"]["nodes"]
+    assert any(m.get("pools") for m in members)
+    assert any(c.get("caresFor") for c in body["data"]["carers"]["nodes"])
 
 
 async def test_the_cluster_page_is_one_statement_with_data(
