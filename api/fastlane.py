@@ -41,7 +41,6 @@ from api.media import negotiate
 from api.peers import is_partner_call
 from care.tokens import in_force_values
 from care.viewer import ANONYMOUS
-from schema.compiled.compiler import TokenCheck
 from schema.compiled.extension import ANSWERED, prepare
 from schema.context import DEFAULT_PAGE_SIZE, Limits
 from schema.limits import CostCache, check_input_bounds
@@ -163,19 +162,18 @@ class FastLane:
         )
         if prepared is None:
             return "the operation does not compile for this caller or these values"
-        check = TokenCheck.NONE
-        values = prepared.parameters
-        if verified is not None:
-            check = TokenCheck.ROLE if verified.ref.member_id is None else TokenCheck.MEMBER
-            values = {**values, **in_force_values(verified.ref)}
-        sql, arguments = prepared.plan.for_driver(check).bind(values)
+        values = {
+            **prepared.parameters,
+            **in_force_values(None if verified is None else verified.ref),
+        }
+        sql, arguments = prepared.plan.for_driver().bind(values)
         engine: AsyncEngine = scope["app"].state.engine
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
             row = await driver.fetchrow(sql, *arguments)
         keys = prepared.plan.keys
-        if check is not TokenCheck.NONE and not row[len(keys)]:
+        if not row[len(keys)]:
             # Revoked, or its member deactivated: the full path refuses it with 401.
             return "the token is no longer in force"
         data = {

@@ -57,29 +57,38 @@ class TokenRef:
     expires_at: dt.datetime
 
 
-def in_force_clause(names_member: bool) -> ColumnElement[bool]:
-    """True when the token still counts, for a token that names a member or not; its values
-    are the named parameters of `in_force_values`, so that a statement built once can check
-    any token (the compiled read path adds it to its statement: schema/compiled)."""
+def in_force_clause(names_member: bool | None = None) -> ColumnElement[bool]:
+    """True when the token still counts. Its values are the named parameters of
+    `in_force_values`. For a token known to name a member or not (`names_member`), the
+    check reads only what that token needs (an admin's reads no member). With None, one
+    statement built once checks any token or none: the member's part holds when
+    `token_member_id` is null, and every value null is true (the compiled read path adds
+    it to its statement: schema/compiled)."""
     jti = bindparam("token_jti", type_=RevokedToken.jti.type)
     not_revoked = ~exists().where(RevokedToken.jti == jti)
-    if not names_member:
+    if names_member is False:
         return not_revoked
+    member_id = bindparam("token_member_id", type_=Member.id.type)
     issued_at = bindparam("token_issued_at", type_=Member.tokens_valid_after.type)
-    member_ok = exists().where(
-        Member.id == bindparam("token_member_id", type_=Member.id.type),
+    member_ok: ColumnElement[bool] = exists().where(
+        Member.id == member_id,
         Member.active,
         (Member.tokens_valid_after.is_(None)) | (Member.tokens_valid_after < issued_at),
     )
+    if names_member is None:
+        member_ok = member_id.is_(None) | member_ok
     return member_ok & not_revoked
 
 
-def in_force_values(ref: TokenRef) -> dict[str, object]:
-    values: dict[str, object] = {"token_jti": ref.jti}
-    if ref.member_id is not None:
-        values["token_member_id"] = ref.member_id
-        values["token_issued_at"] = ref.issued_at
-    return values
+def in_force_values(ref: TokenRef | None) -> dict[str, object]:
+    """The values of `in_force_clause` for a token, or for none."""
+    if ref is None:
+        return {"token_jti": None, "token_member_id": None, "token_issued_at": None}
+    return {
+        "token_jti": ref.jti,
+        "token_member_id": ref.member_id,
+        "token_issued_at": ref.issued_at,
+    }
 
 
 def in_force(ref: TokenRef) -> Select[bool]:

@@ -392,13 +392,13 @@ async def test_an_unsupported_field_falls_back_and_answers(
     admin = api.token(Role.ADMIN)
     query = """query($id: ID!) { cluster(id: $id) { name
       pools { name }
-      serviceUsers(first: 3) { nodes { name clusters { id } } } } }"""
+      personalAssistants(first: 3) { nodes { name payRates { effectiveFrom } } } } }"""
     PLANS.entries.clear()
     with caplog.at_level(logging.INFO, logger="coopnet.compiled"):
         body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
     assert body["data"]["cluster"]["pools"]
     assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
-    assert any("ServiceUser.clusters" in r.getMessage() for r in caplog.records)
+    assert any("PersonalAssistant.payRates" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_cached_statement_never_carries_another_viewers_values(
@@ -477,7 +477,7 @@ async def test_a_statement_timeout_on_the_compiled_path_is_a_coded_503(
             response, _ = await post(client, short, query)
             assert response.status_code == 503, response.text
             assert code_of(response) == "DATABASE_TIMEOUT"
-            assert response.json()["errors"][0]["path"] == ["visits"]
+            assert response.json()["errors"][0]["path"] == ["visits"], response.text
         response, _ = await post(client, short, query)
         assert response.status_code == 200
         assert response.json()["extensions"]["sqlStatements"] == 1
