@@ -34,6 +34,7 @@ The rules (see docs/architecture.md, "Privacy"):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -105,6 +106,22 @@ def _set(*columns: Any) -> Select:
     return select(*columns).correlate(None)
 
 
+def _viewer_set(viewer: Viewer, name: str, build: Callable[[], Select]) -> Select:
+    """The viewer's set `name` (what `build` selects) as `SELECT .. FROM viewer_<name>`, a
+    MATERIALIZED CTE that SQLAlchemy renders once at the top of the statement however
+    many predicates probe it: PostgreSQL plans and computes it once, not once per probe
+    (a coordinator's cluster page probes the same few sets dozens of times). Built once
+    per Viewer object (`Viewer.sets`): SQLAlchemy wants one CTE object per name in a
+    statement (build a statement's predicates from one Viewer: two would clash, a
+    CompileError), and a set never holds another viewer's values (statements reused
+    across viewers take theirs by name, `viewer_params`)."""
+    found = viewer.sets.get(name)
+    if found is None:
+        cte = build().cte(f"viewer_{name}").prefix_with("MATERIALIZED")
+        found = viewer.sets[name] = _set(*cte.c)
+    return found
+
+
 def among(column: Any, ids: Select) -> ColumnElement[bool]:
     """Is `column` in the viewer's set `ids`? `coalesce(column IN (SELECT ...))`: the one-
     argument coalesce changes nothing (same value, NULL included) but stops the planner
@@ -120,11 +137,28 @@ def among(column: Any, ids: Select) -> ColumnElement[bool]:
 
 
 def supported_cluster_ids(viewer: Viewer) -> Select:
-    return _set(Cluster.id).where(Cluster.support_worker_id == me(viewer))
+    return _viewer_set(
+        viewer,
+        "clusters",
+        lambda: select(Cluster.id).where(Cluster.support_worker_id == me(viewer)),
+    )
+
+
+def managed_service_user_ids(viewer: Viewer) -> Select:
+    """The people of the clusters the viewer (a coordinator) supports."""
+    return _viewer_set(
+        viewer,
+        "service_users",
+        lambda: service_users_of_clusters(supported_cluster_ids(viewer)),
+    )
 
 
 def team_cluster_ids(viewer: Viewer) -> Select:
-    return _set(ClusterPa.cluster_id).where(ClusterPa.pa_id == me(viewer))
+    return _viewer_set(
+        viewer,
+        "team_clusters",
+        lambda: select(ClusterPa.cluster_id).where(ClusterPa.pa_id == me(viewer)),
+    )
 
 
 def service_users_of_clusters(cluster_ids: Select) -> Select:
@@ -134,7 +168,11 @@ def service_users_of_clusters(cluster_ids: Select) -> Select:
 
 
 def linked_service_user_ids(viewer: Viewer) -> Select:
-    return _set(CarerLink.service_user_id).where(CarerLink.carer_id == me(viewer))
+    return _viewer_set(
+        viewer,
+        "linked_service_users",
+        lambda: select(CarerLink.service_user_id).where(CarerLink.carer_id == me(viewer)),
+    )
 
 
 def carers_of(service_user_ids: Select) -> Select:
@@ -148,10 +186,14 @@ def recent_visit_service_user_ids(viewer: Viewer) -> Select:
         bindparam("recent_from", viewer.now - RECENT_VISIT_BEFORE, type_=DateTime(timezone=True)),
         bindparam("recent_to", viewer.now + RECENT_VISIT_AHEAD, type_=DateTime(timezone=True)),
     )
-    return _set(v.service_user_id).where(
-        v.pa_id == me(viewer),
-        v.status != VisitStatus.CANCELLED.value,
-        v.during.op("&&")(window),
+    return _viewer_set(
+        viewer,
+        "recent_service_users",
+        lambda: select(v.service_user_id).where(
+            v.pa_id == me(viewer),
+            v.status != VisitStatus.CANCELLED.value,
+            v.during.op("&&")(window),
+        ),
     )
 
 
@@ -179,16 +221,26 @@ def open_offer_request_ids(viewer: Viewer) -> Select:
     """Cover requests offered to the viewer (a PA) by an offer still open: OPEN and not yet
     expired. A declined, withdrawn, closed or expired offer grants nothing, and an accepted
     one made the visit the PA's own."""
-    return _set(CoverOffer.cover_request_id).where(
-        CoverOffer.pa_id == me(viewer),
-        CoverOffer.status == CoverOfferStatus.OPEN.value,
-        CoverOffer.expires_at > func.now(),
+    return _viewer_set(
+        viewer,
+        "offered_requests",
+        lambda: select(CoverOffer.cover_request_id).where(
+            CoverOffer.pa_id == me(viewer),
+            CoverOffer.status == CoverOfferStatus.OPEN.value,
+            CoverOffer.expires_at > func.now(),
+        ),
     )
 
 
 def offered_visit_ids(viewer: Viewer) -> Select:
     """Visits whose cover is offered to the viewer (a PA) by an open offer."""
-    return _set(CoverRequest.visit_id).where(CoverRequest.id.in_(open_offer_request_ids(viewer)))
+    return _viewer_set(
+        viewer,
+        "offered_visits",
+        lambda: select(CoverRequest.visit_id).where(
+            CoverRequest.id.in_(open_offer_request_ids(viewer))
+        ),
+    )
 
 
 def cluster_managed(viewer: Viewer, cluster_id: Any) -> ColumnElement[bool]:
@@ -219,26 +271,39 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
         return false()
     itself = mid == me(viewer)
     if role is Role.COORDINATOR:
-        mine = service_users_of_clusters(supported_cluster_ids(viewer))
         return or_(
             itself,
             m.membership_class == MembershipClass.WORKER.value,  # type: ignore[attr-defined]
-            among(mid, mine),
-            among(mid, carers_of(mine)),
+            among(mid, managed_service_user_ids(viewer)),
+            among(mid, managed_carer_ids(viewer)),
         )
     if role is Role.PA:
         teams = team_cluster_ids(viewer)
         return or_(
             itself,
-            among(mid, service_users_of_clusters(teams)),
+            among(
+                mid,
+                _viewer_set(viewer, "team_service_users", lambda: service_users_of_clusters(teams)),
+            ),
             among(mid, recent_or_any_visit_service_users(viewer)),
             # Not the person of a visit merely offered: CoverOffer.visitSummary gives what
             # the PA needs to decide (their first name among it), and no more.
-            among(mid, _set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams))),
             among(
                 mid,
-                _set(Cluster.support_worker_id).where(
-                    Cluster.id.in_(teams), Cluster.support_worker_id.is_not(None)
+                _viewer_set(
+                    viewer,
+                    "team_pas",
+                    lambda: select(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(teams)),
+                ),
+            ),
+            among(
+                mid,
+                _viewer_set(
+                    viewer,
+                    "team_support_workers",
+                    lambda: select(Cluster.support_worker_id).where(
+                        Cluster.id.in_(teams), Cluster.support_worker_id.is_not(None)
+                    ),
                 ),
             ),
         )
@@ -246,26 +311,43 @@ def member_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
         own = _own(viewer)
         return or_(
             itself,
-            among(mid, carers_of(own)),
-            among(mid, pas_visiting(own)),
-            among(mid, support_workers_of(own)),
+            among(mid, own_carer_ids(viewer)),
+            among(mid, _viewer_set(viewer, "own_pas", lambda: pas_visiting(own))),
+            among(mid, _viewer_set(viewer, "own_support_workers", lambda: support_workers_of(own))),
         )
     if role is Role.CARER:
         linked = linked_service_user_ids(viewer)
         return or_(
             itself,
             among(mid, linked),
-            among(mid, pas_visiting(linked)),
-            among(mid, support_workers_of(linked)),
+            among(mid, _viewer_set(viewer, "linked_pas", lambda: pas_visiting(linked))),
+            among(
+                mid,
+                _viewer_set(viewer, "linked_support_workers", lambda: support_workers_of(linked)),
+            ),
         )
     return false()
+
+
+def managed_carer_ids(viewer: Viewer) -> Select:
+    """The carers of the people of the clusters the viewer (a coordinator) supports."""
+    return _viewer_set(viewer, "carers", lambda: carers_of(managed_service_user_ids(viewer)))
+
+
+def own_carer_ids(viewer: Viewer) -> Select:
+    """The viewer's (a service user's) carers."""
+    return _viewer_set(viewer, "own_carers", lambda: carers_of(_own(viewer)))
 
 
 def recent_or_any_visit_service_users(viewer: Viewer) -> Select:
     """Service users a PA has (or had) any visit with: PAs see their own visits, and a
     visit names its service user."""
     v = aliased(Visit)
-    return _set(v.service_user_id).where(v.pa_id == me(viewer))
+    return _viewer_set(
+        viewer,
+        "visited_service_users",
+        lambda: select(v.service_user_id).where(v.pa_id == me(viewer)),
+    )
 
 
 def pay_visible(viewer: Viewer, member: Any = Member) -> ColumnElement[bool]:
@@ -291,18 +373,17 @@ def member_personal_visible(viewer: Viewer, member: Any = Member) -> ColumnEleme
         return false()
     itself = mid == me(viewer)
     if role is Role.COORDINATOR:
-        mine = service_users_of_clusters(supported_cluster_ids(viewer))
         return or_(
             itself,
             # The PAs they deploy, not fellow staff (EXISTS: one index probe per row).
             exists().where(aliased(PaProfile).member_id == mid),
-            among(mid, mine),
-            among(mid, carers_of(mine)),
+            among(mid, managed_service_user_ids(viewer)),
+            among(mid, managed_carer_ids(viewer)),
         )
     if role is Role.PA:
         return or_(itself, among(mid, recent_visit_service_user_ids(viewer)))
     if role is Role.SERVICE_USER:
-        return or_(itself, among(mid, carers_of(_own(viewer))))
+        return or_(itself, among(mid, own_carer_ids(viewer)))
     if role is Role.CARER:
         return or_(itself, among(mid, linked_service_user_ids(viewer)))
     return false()
@@ -323,8 +404,7 @@ def visit_visible(viewer: Viewer, visit: Any = Visit) -> ColumnElement[bool]:
     if role is Role.COORDINATOR:
         # Only their clusters' people: a visit of a PA of their team elsewhere would tell
         # them whom the PA visits and what for. They see that time as busy time instead.
-        mine = service_users_of_clusters(supported_cluster_ids(viewer))
-        return among(su, mine)
+        return among(su, managed_service_user_ids(viewer))
     if role is Role.PA:
         # Their own visits, and visits offered to them as cover while the offer is open
         # (time and person only: tasks stay masked until the visit is theirs).
@@ -372,7 +452,13 @@ def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[boo
 
 def team_pa_ids(viewer: Viewer) -> Select:
     """PAs on the teams of the clusters the viewer (a coordinator) supports."""
-    return _set(ClusterPa.pa_id).where(ClusterPa.cluster_id.in_(supported_cluster_ids(viewer)))
+    return _viewer_set(
+        viewer,
+        "supported_pas",
+        lambda: select(ClusterPa.pa_id).where(
+            ClusterPa.cluster_id.in_(supported_cluster_ids(viewer))
+        ),
+    )
 
 
 def absence_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
@@ -401,8 +487,12 @@ def absence_note_visible(viewer: Viewer, absence: Any) -> ColumnElement[bool]:
 
 
 def _worked_la_codes(viewer: Viewer) -> Select:
-    return _set(Cluster.la_code).where(
-        Cluster.support_worker_id == me(viewer), Cluster.status != ClusterStatus.CLOSED.value
+    return _viewer_set(
+        viewer,
+        "las",
+        lambda: select(Cluster.la_code).where(
+            Cluster.support_worker_id == me(viewer), Cluster.status != ClusterStatus.CLOSED.value
+        ),
     )
 
 
@@ -504,7 +594,7 @@ def cover_exchange_visible(viewer: Viewer, exchange: Any = CoverExchange) -> Col
         v = aliased(Visit)
         managed_person = exists().where(
             v.id == exchange.visit_id,
-            among(v.service_user_id, service_users_of_clusters(supported_cluster_ids(viewer))),
+            among(v.service_user_id, managed_service_user_ids(viewer)),
         )
         return or_(
             and_(exchange.side == "REQUESTING", managed_person),

@@ -10,8 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from care.enums import Role
+
+if TYPE_CHECKING:
+    from sqlalchemy import Select
 
 
 class PrincipalKind(StrEnum):
@@ -34,6 +38,10 @@ class Viewer:
     partnership_id: int | None = None
     partnership_status: str | None = None
     scopes: frozenset[str] = frozenset()
+    # `care.policy`'s sets of ids for this viewer, each built once per Viewer object (a
+    # statement must name each CTE by one object) and holding this viewer's values: not
+    # compared, not copied (`dataclasses.replace` starts afresh).
+    sets: dict[str, Select] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def kind(self) -> PrincipalKind:

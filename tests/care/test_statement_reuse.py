@@ -45,3 +45,15 @@ def test_pages_and_filters_follow_the_call() -> None:
     assert got["starts_from"] == start + dt.timedelta(days=1)
     after = queries.cluster_service_users(viewer, [4], PageRequest(3, after=(17,)))
     assert (params(after)["page_after_0"], params(after)["page_limit"]) == (17, 4)
+
+
+def test_a_viewer_set_is_one_cte_however_often_probed() -> None:
+    """The coordinator's people are probed by every member and visit of a statement:
+    rendered (and planned) once, as a CTE at the top, with the call's values."""
+    queries.members_by_id(Viewer(role=Role.COORDINATOR, member_id=7), [1])
+    stmt = queries.members_by_id(Viewer(role=Role.COORDINATOR, member_id=8), [1])
+    sql = str(stmt.compile(dialect=postgresql.dialect()))
+    assert sql.startswith("WITH viewer_clusters AS MATERIALIZED")
+    assert sql.count("FROM cluster_service_user") == 1
+    assert sql.count("FROM viewer_service_users") > 1
+    assert params(stmt)["viewer_member_id"] == 8
