@@ -85,16 +85,7 @@ class BodyLimit:
             if problem is not None:
                 await _error(scope, send, 400, problem, "BAD_REQUEST")
                 return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(body, receive), send)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         await _error(
