@@ -478,9 +478,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
         "pools": ToMany(
             "pool",
-            link=lambda stmt, parent: stmt.join(PoolCluster, PoolCluster.pool_id == Pool.id).where(
-                PoolCluster.cluster_id == parent.c.id
-            ),
+            link=_through(PoolCluster, PoolCluster.pool_id == Pool.id, PoolCluster.cluster_id),
             order=(Pool.id,),
         ),
     },
