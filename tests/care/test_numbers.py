@@ -4,12 +4,18 @@ column the API reads as a Float, so no row can break a response on either read p
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.factories import Build
+from care.models import Partnership, PartnerWindow
+from tests.factories import Build, at
 
 # (table, column, the row to write it in, the constraint that refuses it)
 WRITES = [
@@ -24,6 +30,8 @@ WRITES = [
     ("pa_profile", "contracted_weekly_hours", "true", "ck_pa_profile_a_number"),
     ("pa_profile", "max_travel_km", "true", "ck_pa_profile_a_number"),
     ("cluster", "radius_km", "true", "ck_cluster_radius_a_number"),
+    # numeric(6, 2): the type itself refuses an infinity, so only NaN needs the check.
+    ("partner_window", "travel_km", "true", "ck_partner_window_travel_a_number"),
     ("cluster", "centre_latitude", "true", "ck_cluster_centre_latitude_range"),
     ("cluster", "centre_longitude", "true", "ck_cluster_centre_longitude_range"),
 ]
@@ -39,6 +47,7 @@ async def test_nan_is_refused(
     cluster = await b.cluster("Finchley")
     await b.service_user("Ada User", cluster=cluster)
     await b.pa("Pat PA", cluster=cluster)
+    await _partner_window(db)
     await db.execute(
         text("UPDATE cluster SET centre_latitude = 51.5, centre_longitude = -0.2, radius_km = 3")
     )
@@ -56,3 +65,33 @@ async def test_nan_is_refused(
         await db.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = 'NaN'"))
     ).scalar()
     assert stored == 0
+
+
+async def _partner_window(db: AsyncSession) -> None:
+    """One window of an active partnership's feed: partner_window rows need a partnership."""
+    partnership = Partnership(
+        base_url="https://lea.example",
+        graphql_endpoint="https://lea.example/graphql",
+        proposal_ref=uuid.uuid4(),
+        direction="OUTGOING",
+        status="ACTIVE",
+        requested_scopes=["AVAILABILITY"],
+        granted_scopes=["AVAILABILITY"],
+        protocol_version="coopnet-federation/1",
+    )
+    db.add(partnership)
+    await db.flush()
+    start = at(days=1)
+    db.add(
+        PartnerWindow(
+            partnership_id=partnership.id,
+            ref="w1",
+            period=0,
+            pa_ref="r1",
+            skills=[],
+            district="EN1",
+            travel_km=Decimal("5"),
+            during=Range(start, start + dt.timedelta(hours=3), bounds="[)"),
+        )
+    )
+    await db.flush()
