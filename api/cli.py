@@ -271,8 +271,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     workers = serve_workers(args, settings)
     configure_logging(settings.log_format, settings.log_level, pid=workers > 1)
-    host = args.host or settings.host
-    port = args.port or settings.port
+    # From here on (the app, and the settings handed to workers) HOST and PORT are the ones
+    # served, so the advertised base URL follows --host/--port unless PUBLIC_BASE_URL is set.
+    settings = settings.served_at(args.host, args.port)
+    host, port = settings.host, settings.port
     if args.dev:
         # Say what is happening before the slow first steps (creating the embedded
         # database, migrations, the demo), which print nothing of their own.

@@ -153,7 +153,16 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        # An IPv6 address is bracketed in a URL (http://[::1]:8000).
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def served_at(self, host: str | None, port: int | None) -> Settings:
+        """These settings with `serve --host/--port` in place of HOST and PORT: the base
+        URL derived from them (PUBLIC_BASE_URL unset) must name the address served."""
+        return self.model_copy(update={"host": host or self.host, "port": port or self.port})
 
     @property
     def federation_key_dir(self) -> Path:

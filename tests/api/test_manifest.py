@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import api.logging
 from api.app import create_app
+from api.cli import WORKER_ENV, build_parser, cmd_serve, worker_app
 from api.settings import Settings
 from federation.identity import (
     CURRENT,
@@ -150,3 +155,33 @@ def test_public_base_url_must_be_an_absolute_http_url() -> None:
     for bad in ("care.example.coop", "ftp://care.example.coop", "https://x.coop/?a=1"):
         with pytest.raises(pydantic.ValidationError):
             Settings(public_base_url=bad)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_advertises_the_host_and_port_it_serves(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """Without PUBLIC_BASE_URL, `serve --host H --port P` publishes http://H:P (not HOST and
+    PORT's defaults) in one process and in each worker."""
+    served: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
+    monkeypatch.setattr(api.logging, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setenv(WORKER_ENV, "")  # cmd_serve sets it; restored after the test
+    args = build_parser().parse_args(
+        ["serve", "--workers", workers, "--host", "127.0.0.2", "--port", "8123"]
+    )
+    assert settings.public_base_url is None and settings.port != 8123
+    assert cmd_serve(args, settings.model_copy(update={"data_dir": tmp_path})) == 0
+    [(app, options)] = served
+    assert (options["host"], options["port"]) == ("127.0.0.2", 8123)
+    if workers != "1":
+        app = worker_app()  # as each worker process builds its app
+    body = asyncio.run(_manifest(app)).json()
+    assert body["graphqlEndpoint"] == "http://127.0.0.2:8123/graphql"
+
+
+def test_public_base_url_wins_over_the_address_served() -> None:
+    configured = Settings(public_base_url="https://care.example.coop/")
+    assert configured.served_at("0.0.0.0", 9000).base_url == "https://care.example.coop"
+    assert Settings().served_at(None, None).base_url == "http://127.0.0.1:8000"
+    assert Settings().served_at("::1", 9000).base_url == "http://[::1]:9000"
