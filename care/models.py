@@ -12,6 +12,7 @@ import secrets
 import uuid
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     DateTime,
     FetchedValue,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -98,6 +100,21 @@ Base.metadata.naming_convention = NAMING  # type: ignore[assignment]
 def enum_check(column: str, enum: type[StrEnum]) -> CheckConstraint:
     values = ", ".join(f"'{v.value}'" for v in enum)
     return CheckConstraint(f"{column} IN ({values})", name=f"{column}_valid")
+
+
+def _of_class(membership_class: MembershipClass, table: str) -> tuple[Any, ...]:
+    """A profile held only by a member of one class: its class column is that constant,
+    and (member_id, membership_class) refers to the member's own pair, so no member has
+    two kinds of profile nor changes class under one (migration 0025)."""
+    return (
+        CheckConstraint(f"membership_class = '{membership_class.value}'", name="class_fixed"),
+        ForeignKeyConstraint(
+            ["member_id", "membership_class"],
+            ["member.id", "member.membership_class"],
+            name=f"fk_{table}_member_class",
+            ondelete="CASCADE",
+        ),
+    )
 
 
 def valid_range_check(column: str) -> CheckConstraint:
@@ -178,6 +195,8 @@ class Member(Base):
         ),
         # `members(orderBy: NAME_ASC | NAME_DESC)`: keyset pages by name, id (migration 0021).
         Index("ix_member_name_id", "name", "id"),
+        # What the profiles' (member_id, membership_class) keys refer to (migration 0025).
+        UniqueConstraint("id", "membership_class", name="uq_member_id_class"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -208,10 +227,16 @@ class ServiceUserProfile(Base):
         CheckConstraint("planned_weekly_hours >= 0", name="hours_non_negative"),
         # numeric holds NaN, which sorts above every number: `>= 0` lets it through.
         CheckConstraint("planned_weekly_hours <> 'NaN'", name="hours_a_number"),
+        *_of_class(MembershipClass.SERVICE_USER, "service_user_profile"),
     )
 
     member_id: Mapped[int] = mapped_column(
         ForeignKey("member.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Always SERVICE_USER: with the key above, a service user's profile is only ever a
+    # SERVICE_USER member's (migration 0025).
+    membership_class: Mapped[str] = mapped_column(
+        String(16), server_default=MembershipClass.SERVICE_USER.value
     )
     funding: Mapped[str] = mapped_column(String(24))
     needs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
@@ -243,10 +268,15 @@ class PaProfile(Base):
         CheckConstraint(
             "contracted_weekly_hours <> 'NaN' AND max_travel_km <> 'NaN'", name="a_number"
         ),
+        *_of_class(MembershipClass.WORKER, "pa_profile"),
     )
 
     member_id: Mapped[int] = mapped_column(
         ForeignKey("member.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Always WORKER: a PA's profile is only ever a WORKER member's (migration 0025).
+    membership_class: Mapped[str] = mapped_column(
+        String(16), server_default=MembershipClass.WORKER.value
     )
     dbs_checked_on: Mapped[dt.date | None] = mapped_column(Date)
     contracted_weekly_hours: Mapped[Decimal] = mapped_column(Numeric(5, 2), server_default="0")

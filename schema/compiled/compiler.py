@@ -504,9 +504,11 @@ class Compiler:
         row: FromClause,
         source: registry.Source,
         nodes: list[FieldNode],
+        through: Any = None,
     ) -> ColumnElement[Any]:
         """The JSON of one row as the field's GraphQL type (an object, or an interface
-        whose concrete type the source decides per row)."""
+        whose concrete type the source decides per row, unless the relation's foreign key
+        `through` decides it for every row)."""
         named = _named(field_type)
         if isinstance(_strip_non_null(field_type), GraphQLList):
             raise Unsupported(f"{where}: a list of lists")
@@ -526,6 +528,11 @@ class Compiler:
             raise Unsupported(f"{where}: {named.name}")
         if not candidates:
             raise Unsupported(f"{where}: {named.name}")
+        known = registry.member_type_of(through)
+        if known is not None:
+            # Every row is of this type: no per-row test (none of another type to null).
+            kept = [t for t in candidates if t.name == known]
+            return self.object(kept[0], row, nodes) if kept else null()
         typename = source.typename(row)
         # A row of another concrete type is null, as the resolvers' isinstance checks.
         return case(
@@ -590,7 +597,7 @@ class Compiler:
     ) -> ColumnElement[Any]:
         source = registry.SOURCES[spec.source]
         row = source.build(self.viewer).subquery()
-        value = self.output(where, definition.type, row, source, nodes)
+        value = self.output(where, definition.type, row, source, nodes, spec.through)
         return (
             select(value)
             .select_from(row)
@@ -612,14 +619,15 @@ class Compiler:
             *[key.label(f"pg_o{i}") for i, key in enumerate(spec.order)]
         ).subquery()
         item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
-        value = self.output(where, item_type, rows, source, nodes)
+        value = self.output(where, item_type, rows, source, nodes, spec.through)
         order = [rows.c[f"pg_o{i}"] for i in range(len(spec.order))]
         aggregated: ColumnElement[Any] = func.json_agg(
             aggregate_order_by(value, *order), type_=JSON
         )
-        if source.typename is not None and isinstance(item_type, GraphQLObjectType):
+        typename = source.typename if spec.through is None else None
+        if typename is not None and isinstance(item_type, GraphQLObjectType):
             # The resolvers drop rows of another concrete type (isinstance filters).
-            kept = source.typename(rows) == _constant(item_type.name)
+            kept = typename(rows) == _constant(item_type.name)
             aggregated = func.json_agg(aggregate_order_by(value, *order), type_=JSON).filter(kept)
         listed = func.coalesce(aggregated, literal_column("'[]'::json"))
         return select(listed).select_from(rows).scalar_subquery()
@@ -717,7 +725,9 @@ class Compiler:
                 parts.append(case((func.count() == 0, 0), else_=total))
             elif name == "nodes" and field_def is not None:
                 node_type = _strip_non_null(field_def.type).of_type
-                value = self.output(f"{where}.nodes", node_type, page, source, field_nodes)
+                value = self.output(
+                    f"{where}.nodes", node_type, page, source, field_nodes, spec.through
+                )
                 parts.append(_list(value, listed, shown))
             elif name == "edges" and field_def is not None:
                 edge_type = _named(field_def.type)
@@ -735,7 +745,9 @@ class Compiler:
                     elif edge_name == "node":
                         node_type = edge_type.fields["node"].type
                         edge.append(
-                            self.output(f"{where}.node", node_type, page, source, edge_nodes)
+                            self.output(
+                                f"{where}.node", node_type, page, source, edge_nodes, spec.through
+                            )
                         )
                     else:
                         raise Unsupported(f"{edge_type.name}.{edge_name}")

@@ -23,19 +23,23 @@ from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select,
 from care import enums, queries
 from care.models import (
     MAX_VISIT_LENGTH,
+    Absence,
     AvailabilityWindow,
     CarerLink,
     Cluster,
     ClusterPa,
     ClusterServiceUser,
+    CoverRequest,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
+    PaProfile,
     PaSkill,
     Pool,
     PoolCluster,
     PoolPa,
     RegularPa,
+    ServiceUserProfile,
     Visit,
 )
 from care.viewer import Viewer
@@ -81,6 +85,8 @@ class ToOne:
     source: str
     key: str
     target: str = "id"
+    # The parent's foreign key, when it refers into a member profile (`member_type_of`).
+    through: Any = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ class Page:
     # each its sort keys and whether it runs downwards; the first is the default, whose
     # cursors carry no order. None: the list has one order, `sort` ascending.
     orders: Mapping[str, tuple[Sequence[Any], bool]] | None = None
+    # The link's foreign key to the members, when it refers into a profile.
+    through: Any = None
 
     def order(self, args: dict[str, Any]) -> tuple[str | None, Sequence[Any], bool]:
         """The order `args` ask for: the name its cursors carry (None for the default
@@ -126,6 +134,8 @@ class ToMany:
     source: str
     link: Callable[[Select, Any], Select]
     order: Sequence[Any]
+    # The link's foreign key to the members, when it refers into a profile.
+    through: Any = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,27 @@ class Source:
     # The concrete GraphQL type of a row (for interfaces): (SQL over the row, names).
     typename: Callable[[Any], ColumnElement[str]] | None = None
     types: tuple[str, ...] = ()
+
+
+# The member type each profile table makes its members (`schema.types.member_from_row`).
+PROFILE_TYPES = {
+    ServiceUserProfile.__tablename__: "ServiceUser",
+    PaProfile.__tablename__: "PersonalAssistant",
+}
+
+
+def member_type_of(through: Any) -> str | None:
+    """The concrete type of every member a relation reaches through `through`, a
+    foreign-key column: a profile's member is of its class (migration 0025), so a key into
+    `pa_profile` reaches only PersonalAssistants. The compiled statement then tests no
+    row's type, and PostgreSQL leaves the profile joins out of the member's select."""
+    if through is None:
+        return None
+    tables = {fk.column.table.name for fk in through.expression.foreign_keys}
+    kinds = {PROFILE_TYPES[t] for t in tables if t in PROFILE_TYPES}
+    if len(kinds) != 1:
+        raise ValueError(f"{through} is not a foreign key into one member profile")
+    return kinds.pop()
 
 
 def _member_typename(row: Any) -> ColumnElement[str]:
@@ -469,12 +500,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 ClusterServiceUser.service_user_id,
                 ClusterServiceUser.cluster_id,
             ),
+            through=ClusterServiceUser.service_user_id,
         ),
         "personalAssistants": Page(
             "member",
             MEMBER_SORT,
             PAGE,
             link=_joined(ClusterPa, ClusterPa.pa_id, ClusterPa.cluster_id),
+            through=ClusterPa.pa_id,
         ),
         "pools": ToMany(
             "pool",
@@ -491,7 +524,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             order=CLUSTER_SORT,
         ),
         "personalAssistants": Page(
-            "member", MEMBER_SORT, PAGE, link=_joined(PoolPa, PoolPa.pa_id, PoolPa.pool_id)
+            "member",
+            MEMBER_SORT,
+            PAGE,
+            link=_joined(PoolPa, PoolPa.pa_id, PoolPa.pool_id),
+            through=PoolPa.pa_id,
         ),
     },
     "Skill": {
@@ -510,6 +547,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             "member",
             link=_joined(RegularPa, RegularPa.pa_id, RegularPa.service_user_id),
             order=MEMBER_SORT,
+            through=RegularPa.pa_id,
         ),
         "carers": ToMany(
             "member",
@@ -555,15 +593,15 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Absence": {
         **data_columns(types.Absence),
         "id": GlobalId(),
-        "personalAssistant": ToOne("member", key="pa_id"),
+        "personalAssistant": ToOne("member", key="pa_id", through=Absence.pa_id),
     },
     "CoverRequest": {
         **data_columns(types.CoverRequest),
         "id": GlobalId(),
         "visit": ToOne("visit", key="visit_id"),
         "absence": ToOne("absence", key="absence_id"),
-        "originalPa": ToOne("member", key="original_pa_id"),
-        "filledBy": ToOne("member", key="filled_by_pa_id"),
+        "originalPa": ToOne("member", key="original_pa_id", through=CoverRequest.original_pa_id),
+        "filledBy": ToOne("member", key="filled_by_pa_id", through=CoverRequest.filled_by_pa_id),
     },
     "Carer": {
         **data_columns(types.Carer),
@@ -573,6 +611,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             "member",
             link=_joined(CarerLink, CarerLink.service_user_id, CarerLink.carer_id),
             order=MEMBER_SORT,
+            through=CarerLink.service_user_id,
         ),
     },
     "CoopMember": {
@@ -584,13 +623,13 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.AvailabilityWindow),
         "id": GlobalId(),
         "fromWeeklyPattern": Column("weekly_availability_id", Render.IS_SET),
-        "personalAssistant": ToOne("member", key="pa_id"),
+        "personalAssistant": ToOne("member", key="pa_id", through=AvailabilityWindow.pa_id),
     },
     "Visit": {
         **data_columns(types.Visit),
         "id": GlobalId(),
-        "serviceUser": ToOne("member", key="service_user_id"),
-        "pa": ToOne("member", key="pa_id"),
+        "serviceUser": ToOne("member", key="service_user_id", through=Visit.service_user_id),
+        "pa": ToOne("member", key="pa_id", through=Visit.pa_id),
         "confirmedBy": ToOne("member", key="confirmed_by_id"),
     },
 }
