@@ -39,7 +39,6 @@ from api.auth import AuthError, TokenService
 from api.bodylimit import read_body, replay
 from api.media import negotiate
 from api.peers import is_partner_call
-from care.tokens import in_force_values
 from care.viewer import ANONYMOUS
 from schema.compiled.extension import ANSWERED, prepare
 from schema.context import DEFAULT_PAGE_SIZE, Limits
@@ -162,11 +161,7 @@ class FastLane:
         )
         if prepared is None:
             return "the operation does not compile for this caller or these values"
-        values = {
-            **prepared.parameters,
-            **in_force_values(None if verified is None else verified.ref),
-        }
-        sql, arguments = prepared.plan.for_driver().bind(values)
+        sql, arguments = prepared.bind(None if verified is None else verified.ref)
         engine: AsyncEngine = scope["app"].state.engine
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
@@ -176,10 +171,7 @@ class FastLane:
         if not row[len(keys)]:
             # Revoked, or its member deactivated: the full path refuses it with 401.
             return "the token is no longer in force"
-        data = {
-            key: None if value is None else orjson.Fragment(value)
-            for key, value in zip(keys, row, strict=False)
-        }
+        data = prepared.plan.data(row)
         extensions: dict[str, Any] = {
             "cost": {"requested": cost, "limit": self.limits.max_query_cost}
         }
