@@ -177,13 +177,22 @@ async def answer(context: Any, request: Context) -> ExecutionResult | None:
             connection = await session.connection()
             row = (await connection.exec_driver_sql(sql, tuple(arguments))).one()
     except Exception as exc:
-        if known_error(exc) is None:
+        error = refused(plan, exc)
+        if error is None:
             raise
-        # No database in time: the root fields are null with the coded error (503).
-        return ExecutionResult(
-            data=dict.fromkeys(plan.keys),
-            errors=[GraphQLError(str(exc), path=[plan.keys[0]], original_error=exc)],
-        )
+        return ExecutionResult(data=dict.fromkeys(plan.keys), errors=[error])
     # This text parsed, validated and compiled: the HTTP fast lane may answer it directly.
     ANSWERED.put((context.schema._schema, context.query), document)
     return ExecutionResult(data=plan.data(row))
+
+
+def refused(plan: Plan, exc: Exception) -> GraphQLError | None:
+    """The coded error for a statement the database did not answer (no database in time:
+    `known_error`), at the first root field; None for anything else, which is raised. The
+    full path and the fast lane (api/fastlane.py) both answer with it, the root fields
+    null: a 503 for the codes of `UNAVAILABLE_CODES`."""
+    known = known_error(exc)
+    if known is None:
+        return None
+    code, message = known  # as `CoopSchema.process_errors` would name it
+    return GraphQLError(message, path=[plan.keys[0]], original_error=exc, extensions={"code": code})
