@@ -22,8 +22,10 @@ to the full path otherwise, which then answers (or refuses) exactly as it always
 
 The response is byte for byte the full path's (tests/api/test_fastlane.py): `data` as
 PostgreSQL built it, and the same `extensions` (the cost; admins' statement count).
-Any failure (the database's included) hands the request to the full path, which reports
-it with its code."""
+A statement the database did not run in time (a timeout, no free connection, a lost
+connection: `schema.error_codes.known_error`) is answered here with the full path's coded
+503, so it is not run (and waited for) twice. Any other failure hands the request to the
+full path, which answers or reports it with its code."""
 
 from __future__ import annotations
 
@@ -39,10 +41,10 @@ from api.auth import AuthError, TokenService
 from api.bodylimit import read_body, replay
 from api.media import negotiate
 from api.peers import is_partner_call
-from care.tokens import in_force_values
 from care.viewer import ANONYMOUS
-from schema.compiled.extension import ANSWERED, prepare
+from schema.compiled.extension import ANSWERED, prepare, refused
 from schema.context import DEFAULT_PAGE_SIZE, Limits
+from schema.error_codes import UNAVAILABLE_CODES
 from schema.limits import CostCache, check_input_bounds
 
 log = logging.getLogger("coopnet.fastlane")
@@ -80,7 +82,7 @@ class FastLane:
         try:
             answer = await self._answer(scope, body)
         except Exception:
-            # The full path answers, and reports a database's failure with its code.
+            # The full path answers, and reports the failure with its code.
             log.warning("fast lane: handing the request to the full path", exc_info=True)
             answer = "it failed"
         if isinstance(answer, str):
@@ -88,11 +90,11 @@ class FastLane:
             await self.app(scope, replay(body, receive), send)
             return
         scope["app"].state.fast_lane_answered += 1
-        media_type, content = answer
+        status, media_type, content = answer
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": status,
                 "headers": [
                     (b"content-length", str(len(content)).encode()),
                     (b"content-type", f"{media_type}; charset=utf-8".encode()),
@@ -119,8 +121,8 @@ class FastLane:
                 return False
         return json  # no media type, or another: the full path refuses it
 
-    async def _answer(self, scope: Scope, body: bytes) -> tuple[str, bytes] | str:
-        """(media type, body) of the answer, or why the full path answers instead."""
+    async def _answer(self, scope: Scope, body: bytes) -> tuple[int, str, bytes] | str:
+        """(status, media type, body) of the answer, or why the full path answers instead."""
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -162,31 +164,35 @@ class FastLane:
         )
         if prepared is None:
             return "the operation does not compile for this caller or these values"
-        values = {
-            **prepared.parameters,
-            **in_force_values(None if verified is None else verified.ref),
-        }
-        sql, arguments = prepared.plan.for_driver().bind(values)
-        engine: AsyncEngine = scope["app"].state.engine
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection
-            row = await driver.fetchrow(sql, *arguments)
-        keys = prepared.plan.keys
-        if not row[len(keys)]:
-            # Revoked, or its member deactivated: the full path refuses it with 401.
-            return "the token is no longer in force"
-        data = {
-            key: None if value is None else orjson.Fragment(value)
-            for key, value in zip(keys, row, strict=False)
-        }
+        sql, arguments = prepared.bind(None if verified is None else verified.ref)
         extensions: dict[str, Any] = {
             "cost": {"requested": cost, "limit": self.limits.max_query_cost}
         }
         if viewer.is_admin:
             extensions["sqlStatements"] = 1
-        content = orjson.dumps({"data": data, "extensions": extensions})
-        return negotiate(_text(headers.get(b"accept"))), content
+        media_type = negotiate(_text(headers.get(b"accept")))
+        keys = prepared.plan.keys
+        engine: AsyncEngine = scope["app"].state.engine
+        try:
+            async with engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver: Any = raw.driver_connection
+                row = await driver.fetchrow(sql, *arguments)
+        except Exception as exc:
+            error = refused(prepared.plan, exc)
+            code = None if error is None else (error.extensions or {}).get("code")
+            if error is None or code not in UNAVAILABLE_CODES:
+                raise
+            # No database in time: answered here as the full path answers it (its coded
+            # 503), which would otherwise run the statement again, and wait as long again.
+            log.warning("fast lane: request refused at %s: %s", error.path, code)
+            failed = {"data": dict.fromkeys(keys), "errors": [error.formatted]}
+            return 503, media_type, orjson.dumps({**failed, "extensions": extensions})
+        if not row[len(keys)]:
+            # Revoked, or its member deactivated: the full path refuses it with 401.
+            return "the token is no longer in force"
+        data = prepared.plan.data(row)
+        return 200, media_type, orjson.dumps({"data": data, "extensions": extensions})
 
 
 def _text(value: bytes | None) -> str | None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -30,7 +29,7 @@ from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.extensions import SchemaExtension
 
 from care import policy
-from care.tokens import in_force_values
+from care.tokens import TokenRef, in_force_values
 from care.viewer import Viewer
 from schema.compiled.compiler import Compiler, Fallback, Plan, Unsupported
 from schema.context import Context, Limits
@@ -108,6 +107,14 @@ class Prepared:
     plan: Plan
     parameters: dict[str, Any]
 
+    def bind(self, token: TokenRef | None) -> tuple[str, list[Any]]:
+        """The statement as asyncpg runs it (compiled once per plan: SQLAlchemy's own cache
+        would compile it again per engine), with its arguments: this request's values
+        and the token whose in-force check is the last column. None checks nothing: the
+        full path has checked the token already; the fast lane passes the caller's."""
+        values = {**self.parameters, **in_force_values(token)}
+        return self.plan.for_driver().bind(values)
+
 
 def prepare(
     schema: GraphQLSchema,
@@ -163,28 +170,29 @@ async def answer(context: Any, request: Context) -> ExecutionResult | None:
     if prepared is None:
         return None
     plan = prepared.plan
-    # The statement as the fast lane runs it, compiled once per plan (SQLAlchemy's own
-    # cache would compile it again per engine); the token was checked by the app already.
-    values = {**prepared.parameters, **in_force_values(None)}
-    sql, arguments = plan.for_driver().bind(values)
+    sql, arguments = prepared.bind(None)  # the app has checked the token already
     try:
         async with request.database() as session:
             request.statements += 1
             connection = await session.connection()
             row = (await connection.exec_driver_sql(sql, tuple(arguments))).one()
     except Exception as exc:
-        if known_error(exc) is None:
+        error = refused(plan, exc)
+        if error is None:
             raise
-        # No database in time: the root fields are null with the coded error (503).
-        return ExecutionResult(
-            data=dict.fromkeys(plan.keys),
-            errors=[GraphQLError(str(exc), path=[plan.keys[0]], original_error=exc)],
-        )
+        return ExecutionResult(data=dict.fromkeys(plan.keys), errors=[error])
     # This text parsed, validated and compiled: the HTTP fast lane may answer it directly.
     ANSWERED.put((context.schema._schema, context.query), document)
-    # PostgreSQL's JSON goes to the client as it is (orjson inlines a Fragment).
-    data = {  # the last column, the token's check, is not the answer's
-        key: None if value is None else orjson.Fragment(value)
-        for key, value in zip(plan.keys, row, strict=False)
-    }
-    return ExecutionResult(data=data)
+    return ExecutionResult(data=plan.data(row))
+
+
+def refused(plan: Plan, exc: Exception) -> GraphQLError | None:
+    """The coded error for a statement the database did not answer (no database in time:
+    `known_error`), at the first root field; None for anything else, which is raised. The
+    full path and the fast lane (api/fastlane.py) both answer with it, the root fields
+    null: a 503 for the codes of `UNAVAILABLE_CODES`."""
+    known = known_error(exc)
+    if known is None:
+        return None
+    code, message = known  # as `CoopSchema.process_errors` would name it
+    return GraphQLError(message, path=[plan.keys[0]], original_error=exc, extensions={"code": code})

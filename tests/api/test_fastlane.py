@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import create_app
@@ -25,6 +26,7 @@ from care.enums import Role
 from care.models import Member
 from care.tokens import revoke_member_tokens, revoke_token
 from schema.context import Limits
+from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
 from tests.conftest import Api
 from tests.factories import Build
 
@@ -165,6 +167,55 @@ async def test_a_query_over_the_cost_limit_is_refused_as_before(
     assert answered(api) == before
     errors = too_costly.json()["errors"]
     assert errors[0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+async def test_a_statement_timeout_is_answered_by_the_lane_as_the_full_path_answers_it(
+    app: Any, db: AsyncSession, migrated_url: str, tmp_path: Path
+) -> None:
+    """The lane answers a statement the database stopped with the full path's coded 503,
+    and does not hand it over to be run (and waited for) a second time."""
+    await _pa(db)
+    ran = {"lane": 0, "full": 0}  # runs of the compiled statement (`AS in_force`)
+
+    def lane_ran(record: Any) -> None:  # asyncpg's query log: the lane's own fetchrow
+        ran["lane"] += "AS in_force" in record.query
+
+    def full_ran(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran["full"] += "AS in_force" in statement  # through SQLAlchemy: the full path
+
+    def log_queries(dbapi_connection: Any, *args: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(lane_ran)
+
+    variables = {"first": 5}
+    async with (
+        running(migrated_url, tmp_path, db_statement_timeout_ms=300) as short,
+        client_of(short) as client,
+    ):
+        engine = short.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", full_ran)
+        event.listen(engine.pool, "checkout", log_queries)
+        # Answered once (here, or by an earlier test: the plans are cached), then by the lane.
+        assert (await post(client, short, MEMBERS, variables))[0].status_code == 200
+        before = short.state.fast_lane_answered
+        assert (await post(client, short, MEMBERS, variables))[0].status_code == 200
+        assert short.state.fast_lane_answered == before + 1
+        await asyncio.sleep(0)  # asyncpg calls its query loggers soon after a statement
+        ran.update(lane=0, full=0)
+        async with table_locked(app.state.engine, "member"):
+            lane, _ = await post(client, short, MEMBERS, variables)
+            await asyncio.sleep(0)
+            assert ran == {"lane": 1, "full": 0}, "run once, by the lane"
+            assert short.state.fast_lane_answered == before + 2
+            short.state.fast_lane = False
+            try:
+                full, _ = await post(client, short, MEMBERS, variables)
+            finally:
+                short.state.fast_lane = True
+            assert ran == {"lane": 1, "full": 1}
+    assert lane.status_code == full.status_code == 503, full.text
+    assert code_of(lane) == "DATABASE_TIMEOUT"
+    assert lane.headers["content-type"] == full.headers["content-type"]
+    assert lane.content == full.content
 
 
 class _Inner:
