@@ -13,6 +13,11 @@ in the type's select in `care.queries`. From these two declarations:
 So a new data field is written once, and the two paths cannot read it differently.
 Private fields (`strawberry.Private`: ids the resolvers follow) are read from the row's
 columns of the same name too.
+
+A field holding the one record a key of the row names (a visit's PA) is declared once
+too, with `schema.types.record`: a `ToOne` in the field's metadata, which the resolver
+follows with the source's loader and the compiler reads as a correlated subquery
+(`records`).
 """
 
 from __future__ import annotations
@@ -129,6 +134,35 @@ def _data_fields(cls: type) -> tuple[DataField, ...]:
             DataField(field.name, graphql_name, kind, nullable, _converter(kind, nullable, hint))
         )
     return tuple(found)
+
+
+# The metadata key under which a field declares the record it holds.
+TO_ONE = "coopnet.to_one"
+
+
+@dataclass(frozen=True)
+class ToOne:
+    """A nullable object field: the row of `source` whose `target` column holds the
+    parent's `key` (at the root: the argument holding its global id, or the viewer's own
+    id). A record of another concrete type than the field's is null, as the resolvers'
+    isinstance checks. `through`: the key's column, when it is a foreign key into a member
+    profile, which fixes the member's type (`schema.compiled.registry.member_type_of`)."""
+
+    source: str
+    key: str
+    target: str = "id"
+    through: Any = None
+
+
+def records(cls: type) -> dict[str, ToOne]:
+    """The fields of a Strawberry type declared with `schema.types.record`, by GraphQL
+    name."""
+    definition = get_object_definition(cls, strict=True)
+    return {
+        field.graphql_name or to_camel_case(field.python_name): field.metadata[TO_ONE]
+        for field in definition.fields
+        if field.metadata and TO_ONE in field.metadata
+    }
 
 
 def from_row(cls: type[T], row: Any, **given: Any) -> T:

@@ -15,7 +15,7 @@ from sqlalchemy import Row, Select
 from strawberry import relay
 from strawberry.types.enum import StrawberryEnumDefinition
 
-from care import enums, policy, queries
+from care import enums, models, policy, queries
 from care.services.coop import effective_weights
 from care.services.visits import to_utc
 from care.viewer import Viewer
@@ -31,7 +31,7 @@ from schema.connection import (
 )
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.permissions import parse_global_id, parse_pk
-from schema.rows import from_row
+from schema.rows import TO_ONE, ToOne, from_row
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves. The
 # descriptions are attached to the registered values; GraphQL names and values are unchanged.
@@ -316,6 +316,31 @@ def by_id_loader(
         return to_node(row) if row is not None else None
 
     return load
+
+
+def record(
+    source: str, key: str, *, description: str, target: str = "id", through: Any = None
+) -> Any:
+    """A field holding the record whose `target` is the row's `key` (null when the key is,
+    when the caller may not see the record, or when it is not of the field's type): one
+    declaration for both read paths (`schema.rows.ToOne`). The field's annotation is its
+    GraphQL type; the resolver loads the record with the source's loader (`LOADERS`)."""
+
+    async def resolve(root: Any, info: Info):  # type: ignore[no-untyped-def]
+        value = getattr(root, key)
+        if value is None:
+            return None
+        found = await LOADERS[source](info, value)
+        return found if isinstance(found, _class_of(info.return_type)) else None
+
+    spec = ToOne(source, key, target, through)
+    return strawberry.field(resolver=resolve, description=description, metadata={TO_ONE: spec})
+
+
+def _class_of(field_type: Any) -> type:
+    while (inner := getattr(field_type, "of_type", None)) is not None:
+        field_type = inner  # StrawberryOptional's
+    return cast(type, field_type)
 
 
 async def resolve_ids(info: Info, node_ids: Iterable[str], load: Loader[Any]) -> list[Any]:
@@ -846,17 +871,17 @@ class Cluster(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cluster)
 
-    @strawberry.field(
-        description="The council area the cluster is in; null if its code is unknown."
+    local_authority: LocalAuthority | None = record(
+        "local_authority",
+        "la_code",
+        target="gss_code",
+        description="The council area the cluster is in; null if its code is unknown.",
     )
-    async def local_authority(self, info: Info) -> LocalAuthority | None:
-        return await load_local_authority(info, self.la_code)
-
-    @strawberry.field(description="The support worker (coordinator) who runs the cluster.")
-    async def support_worker(self, info: Info) -> Member | None:
-        if self.support_worker_id is None:
-            return None
-        return await load_member(info, self.support_worker_id)
+    support_worker: Member | None = record(
+        "member",
+        "support_worker_id",
+        description="The support worker (coordinator) who runs the cluster.",
+    )
 
     @strawberry.field(description="Service users in this cluster that the caller may see.")
     async def service_users(
@@ -991,9 +1016,12 @@ class AvailabilityWindow(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_availability_window)
 
-    @strawberry.field(description="The PA who is free; null if the caller may not see them.")
-    async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.pa_id)
+    personal_assistant: PersonalAssistant | None = record(
+        "member",
+        "pa_id",
+        through=models.AvailabilityWindow.pa_id,
+        description="The PA who is free; null if the caller may not see them.",
+    )
 
 
 def availability_from_row(row: Row[Any]) -> AvailabilityWindow:
@@ -1053,12 +1081,12 @@ class Visit(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_visit)
 
-    @strawberry.field(
-        description="The person receiving the visit; null if the caller may not see them."
+    service_user: ServiceUser | None = record(
+        "member",
+        "service_user_id",
+        through=models.Visit.service_user_id,
+        description="The person receiving the visit; null if the caller may not see them.",
     )
-    async def service_user(self, info: Info) -> ServiceUser | None:
-        member = await load_member(info, self.service_user_id)
-        return member if isinstance(member, ServiceUser) else None
 
     @strawberry.field(
         description="A partner co-op asked to cover this visit, or covering it (the live "
@@ -1074,15 +1102,17 @@ class Visit(relay.Node):
         ).load(self.id)
         return cover_exchange_from_row(rows[0]) if rows else None
 
-    @strawberry.field(description="The PA booked; null while the visit needs cover.")
-    async def pa(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.pa_id)
-
-    @strawberry.field(description="Who confirmed the visit (the service user or a carer).")
-    async def confirmed_by(self, info: Info) -> Member | None:
-        if self.confirmed_by_id is None:
-            return None
-        return await load_member(info, self.confirmed_by_id)
+    pa: PersonalAssistant | None = record(
+        "member",
+        "pa_id",
+        through=models.Visit.pa_id,
+        description="The PA booked; null while the visit needs cover.",
+    )
+    confirmed_by: Member | None = record(
+        "member",
+        "confirmed_by_id",
+        description="Who confirmed the visit (the service user or a carer).",
+    )
 
 
 def visit_from_row(row: Row[Any]) -> Visit:
@@ -1153,9 +1183,12 @@ class Absence(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_absence)
 
-    @strawberry.field(description="The PA who is away; null if the caller may not see them.")
-    async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.pa_id)
+    personal_assistant: PersonalAssistant | None = record(
+        "member",
+        "pa_id",
+        through=models.Absence.pa_id,
+        description="The PA who is away; null if the caller may not see them.",
+    )
 
 
 def absence_from_row(row: Row[Any]) -> Absence:
@@ -1200,21 +1233,24 @@ class CoverRequest(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cover_request)
 
-    @strawberry.field(description="The visit to cover; null if the caller may not see it.")
-    async def visit(self, info: Info) -> Visit | None:
-        return await load_visit(info, self.visit_id)
-
-    @strawberry.field(description="The absence that opened this request, if any.")
-    async def absence(self, info: Info) -> Absence | None:
-        return await load_absence(info, self.absence_id) if self.absence_id else None
-
-    @strawberry.field(description="The PA who had the visit before it needed cover.")
-    async def original_pa(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.original_pa_id)
-
-    @strawberry.field(description="The PA whose acceptance filled the request.")
-    async def filled_by(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.filled_by_pa_id)
+    visit: Visit | None = record(
+        "visit", "visit_id", description="The visit to cover; null if the caller may not see it."
+    )
+    absence: Absence | None = record(
+        "absence", "absence_id", description="The absence that opened this request, if any."
+    )
+    original_pa: PersonalAssistant | None = record(
+        "member",
+        "original_pa_id",
+        through=models.CoverRequest.original_pa_id,
+        description="The PA who had the visit before it needed cover.",
+    )
+    filled_by: PersonalAssistant | None = record(
+        "member",
+        "filled_by_pa_id",
+        through=models.CoverRequest.filled_by_pa_id,
+        description="The PA whose acceptance filled the request.",
+    )
 
     @strawberry.field(description="Offers made for this request that the caller may see.")
     async def offers(self, info: Info) -> list[CoverOffer]:
@@ -1715,3 +1751,13 @@ async def resolve_global_id(info: Info, value: str) -> relay.Node | None:
         Awaitable[list[Any]], node_type.resolve_nodes(info=info, node_ids=[global_id.node_id])
     )
     return cast(relay.Node | None, found[0] if found else None)
+
+
+# Where `record` fields load each kind of record by its key (the compiler reads the same
+# kinds from `schema.compiled.registry.SOURCES`, under the same names).
+LOADERS: dict[str, Callable[[Info, Any], Awaitable[Any]]] = {
+    "member": load_member,
+    "visit": load_visit,
+    "absence": load_absence,
+    "local_authority": load_local_authority,
+}

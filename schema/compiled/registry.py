@@ -23,13 +23,11 @@ from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select,
 from care import enums, queries
 from care.models import (
     MAX_VISIT_LENGTH,
-    Absence,
     AvailabilityWindow,
     CarerLink,
     Cluster,
     ClusterPa,
     ClusterServiceUser,
-    CoverRequest,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
@@ -45,7 +43,7 @@ from care.models import (
 from care.viewer import Viewer
 from schema import types
 from schema.permissions import MEMBER_TYPES, decode_id
-from schema.rows import Kind, data_fields
+from schema.rows import Kind, ToOne, data_fields, records
 
 
 class Render(Enum):
@@ -73,20 +71,6 @@ class GlobalId:
     """Relay's `id`: base64 of `<GraphQL type>:<database id>`."""
 
     column: str = "id"
-
-
-@dataclass(frozen=True)
-class ToOne:
-    """A nullable object field: the row of `source` whose `target` column holds the
-    parent's `key` (at the root: the argument holding its global id, or `VIEWER`). A
-    member of another concrete type than the field's is null, as the resolvers'
-    isinstance checks (schema/compiled/compiler.py, `output`)."""
-
-    source: str
-    key: str
-    target: str = "id"
-    # The parent's foreign key, when it refers into a member profile (`member_type_of`).
-    through: Any = None
 
 
 @dataclass(frozen=True)
@@ -481,6 +465,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "Cluster": {
         **data_columns(types.Cluster),
+        **records(types.Cluster),
         "id": GlobalId(),
         "centre": Embedded(
             "centre_latitude",
@@ -489,8 +474,6 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "longitude": Column("centre_longitude", Render.FLOAT),
             },
         ),
-        "localAuthority": ToOne("local_authority", key="la_code", target="gss_code"),
-        "supportWorker": ToOne("member", key="support_worker_id"),
         "serviceUsers": Page(
             "member",
             MEMBER_SORT,
@@ -592,16 +575,13 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "Absence": {
         **data_columns(types.Absence),
+        **records(types.Absence),
         "id": GlobalId(),
-        "personalAssistant": ToOne("member", key="pa_id", through=Absence.pa_id),
     },
     "CoverRequest": {
         **data_columns(types.CoverRequest),
+        **records(types.CoverRequest),
         "id": GlobalId(),
-        "visit": ToOne("visit", key="visit_id"),
-        "absence": ToOne("absence", key="absence_id"),
-        "originalPa": ToOne("member", key="original_pa_id", through=CoverRequest.original_pa_id),
-        "filledBy": ToOne("member", key="filled_by_pa_id", through=CoverRequest.filled_by_pa_id),
     },
     "Carer": {
         **data_columns(types.Carer),
@@ -621,16 +601,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "AvailabilityWindow": {
         **data_columns(types.AvailabilityWindow),
+        **records(types.AvailabilityWindow),
         "id": GlobalId(),
         "fromWeeklyPattern": Column("weekly_availability_id", Render.IS_SET),
-        "personalAssistant": ToOne("member", key="pa_id", through=AvailabilityWindow.pa_id),
     },
     "Visit": {
         **data_columns(types.Visit),
+        **records(types.Visit),
         "id": GlobalId(),
-        "serviceUser": ToOne("member", key="service_user_id", through=Visit.service_user_id),
-        "pa": ToOne("member", key="pa_id", through=Visit.pa_id),
-        "confirmedBy": ToOne("member", key="confirmed_by_id"),
     },
 }
 

@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import strawberry
 from strawberry import relay
 
+from care import models
 from schema import types
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
-from schema.rows import Kind, data_fields, from_row
+from schema.rows import Kind, ToOne, data_fields, from_row, records
 
 
 class Colour(Enum):
@@ -95,3 +96,18 @@ def test_every_data_field_of_a_compiled_type_compiles() -> None:
         for field in data_fields(getattr(types, name)):
             if field.graphql_name is not None:
                 assert field.graphql_name in fields, (name, field.graphql_name)
+
+
+def test_a_record_field_is_declared_once_for_both_paths() -> None:
+    # `schema.types.record`: the resolver follows the declaration the compiler reads.
+    declared = records(types.Visit)
+    assert set(declared) == {"serviceUser", "pa", "confirmedBy"}
+    assert registry.FIELDS["Visit"]["pa"] is declared["pa"]
+    assert declared["pa"] == ToOne("member", "pa_id", through=models.Visit.pa_id)
+    assert records(types.Cluster)["localAuthority"] == ToOne(
+        "local_authority", "la_code", target="gss_code"
+    )
+    for name in ("Cluster", "Visit", "Absence", "CoverRequest", "AvailabilityWindow"):
+        for field, spec in records(getattr(types, name)).items():
+            assert registry.FIELDS[name][field] is spec, (name, field)
+            assert spec.source in types.LOADERS and spec.source in registry.SOURCES
