@@ -641,10 +641,7 @@ class PersonalAssistant(Member):
         rows = await loaders.grouped(
             info.context, "pay_rates", lambda ids: queries.pa_pay_rates(info.context.viewer, ids)
         ).load(self.id)
-        return [
-            PayRate(effective_from=r.effective_from, hourly_pay_pence=r.hourly_pay_pence)
-            for r in rows
-        ]
+        return [from_row(PayRate, r) for r in rows]
 
     @strawberry.field(description="The PA's skills and training, with expiry dates.")
     async def skills(self, info: Info) -> list[Skill]:
