@@ -319,17 +319,22 @@ def pa_skills(pa_ids: Sequence[int]) -> Select:
     )
 
 
-def pa_pay_rates(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
-    """The pay history of PAs whose pay the viewer may read (admins; the PA themself),
-    newest first."""
+def pay_rate_select(viewer: Viewer) -> Select:
+    """The pay rates of PAs whose pay the viewer may read (admins; the PA themself). The
+    compiled read path (schema/compiled) reads `PersonalAssistant.payRates` from it too."""
     return (
-        select(
-            PaPayRate.pa_id.label("pg_parent"),
-            PaPayRate.effective_from,
-            PaPayRate.hourly_pay_pence,
-        )
+        select(PaPayRate.pa_id, PaPayRate.effective_from, PaPayRate.hourly_pay_pence)
         .join(Member, Member.id == PaPayRate.pa_id)
-        .where(PaPayRate.pa_id.in_(pa_ids), policy.pay_visible(viewer))
+        .where(policy.pay_visible(viewer))
+    )
+
+
+def pa_pay_rates(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
+    """The pay history of PAs whose pay the viewer may read, newest first."""
+    return (
+        pay_rate_select(viewer)
+        .add_columns(PaPayRate.pa_id.label("pg_parent"))
+        .where(PaPayRate.pa_id.in_(pa_ids))
         .order_by(PaPayRate.pa_id, PaPayRate.effective_from.desc())
     )
 
@@ -950,7 +955,9 @@ def cover_requests_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _cover_request_select(viewer).where(CoverRequest.id.in_(ids))
 
 
-def _offer_select(viewer: Viewer) -> Select:
+def cover_offer_select(viewer: Viewer) -> Select:
+    """The cover offers the viewer may see (`policy.cover_offer_visible`). The compiled
+    read path (schema/compiled) reads `CoverRequest.offers` from it too."""
     # An open offer past its expiry is reported as EXPIRED without anyone writing it.
     effective = case(
         (
@@ -972,7 +979,7 @@ def _offer_select(viewer: Viewer) -> Select:
 
 def offers_of_requests(viewer: Viewer, request_ids: Sequence[int]) -> Select:
     return (
-        _offer_select(viewer)
+        cover_offer_select(viewer)
         .add_columns(CoverOffer.cover_request_id.label("pg_parent"))
         .where(CoverOffer.cover_request_id.in_(request_ids))
         .order_by(CoverOffer.cover_request_id, CoverOffer.id)
@@ -982,14 +989,14 @@ def offers_of_requests(viewer: Viewer, request_ids: Sequence[int]) -> Select:
 def offers_for_pa(
     viewer: Viewer, request: PageRequest, pa_id: int, *, open_only: bool = True
 ) -> Select:
-    stmt = _offer_select(viewer).where(CoverOffer.pa_id == pa_id)
+    stmt = cover_offer_select(viewer).where(CoverOffer.pa_id == pa_id)
     if open_only:
         stmt = stmt.where(CoverOffer.status == "OPEN", CoverOffer.expires_at > func.now())
     return page(stmt, (CoverOffer.id,), request)
 
 
 def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
-    return _offer_select(viewer).where(CoverOffer.id.in_(ids))
+    return cover_offer_select(viewer).where(CoverOffer.id.in_(ids))
 
 
 # What a PA needs to decide on an offer: a postcode's district (as

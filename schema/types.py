@@ -666,10 +666,7 @@ class PersonalAssistant(Member):
         rows = await loaders.grouped(
             info.context, "pay_rates", lambda ids: queries.pa_pay_rates(info.context.viewer, ids)
         ).load(self.id)
-        return [
-            PayRate(effective_from=r.effective_from, hourly_pay_pence=r.hourly_pay_pence)
-            for r in rows
-        ]
+        return [from_row(PayRate, r) for r in rows]
 
     @strawberry.field(description="The PA's skills and training, with expiry dates.")
     async def skills(self, info: Info) -> list[Skill]:
@@ -1344,15 +1341,17 @@ class CoverOffer(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cover_offer)
 
-    @strawberry.field(description="The request offered; null if the caller may not see it.")
-    async def cover_request(self, info: Info) -> CoverRequest | None:
-        return await load_cover_request(info, self.cover_request_id)
-
-    @strawberry.field(
-        description="The PA the offer was made to; null if the caller may not see them."
+    cover_request: CoverRequest | None = record(
+        "cover_request",
+        "cover_request_id",
+        description="The request offered; null if the caller may not see it.",
     )
-    async def personal_assistant(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.pa_id)
+    personal_assistant: PersonalAssistant | None = record(
+        "member",
+        "pa_id",
+        through=models.CoverOffer.pa_id,
+        description="The PA the offer was made to; null if the caller may not see them.",
+    )
 
     @strawberry.field(
         description="What the PA needs to decide: for the PA while the offer is open (OPEN "
@@ -1759,5 +1758,6 @@ LOADERS: dict[str, Callable[[Info, Any], Awaitable[Any]]] = {
     "member": load_member,
     "visit": load_visit,
     "absence": load_absence,
+    "cover_request": load_cover_request,
     "local_authority": load_local_authority,
 }

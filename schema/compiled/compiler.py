@@ -630,7 +630,10 @@ class Compiler:
         ).subquery()
         item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
         value = self.output(where, item_type, rows, source, nodes, spec.through)
-        order = [rows.c[f"pg_o{i}"] for i in range(len(spec.order))]
+        order: list[ColumnElement[Any]] = [
+            rows.c[f"pg_o{i}"].desc() if spec.descending else rows.c[f"pg_o{i}"]
+            for i in range(len(spec.order))
+        ]
         aggregated: ColumnElement[Any] = func.json_agg(
             aggregate_order_by(value, *order), type_=JSON
         )

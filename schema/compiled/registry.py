@@ -2,10 +2,10 @@
 and, per field, how PostgreSQL renders it exactly as the resolver path does.
 
 Rows come from the same selects the resolvers read (`care.queries.member_select`,
-`visit_select`, `cluster_select`): the privacy predicates of `care.policy` and the masks
-of personal fields are in those selects, so this module holds no rule of its own. A
-field missing here makes the whole operation run on the resolver path
-(schema/compiled/compiler.py, `Unsupported`).
+`visit_select`, `cluster_select`, `cover_offer_select`, `pay_rate_select`, ...): the
+privacy predicates of `care.policy` and the masks of personal fields are in those
+selects, so this module holds no rule of its own. A field missing here makes the whole
+operation run on the resolver path (schema/compiled/compiler.py, `Unsupported`).
 
 Floats are written as orjson writes Python's floats (`Render.FLOAT`), exactly for
 magnitudes below 1e15, which every float column's type or check constraint guarantees.
@@ -28,9 +28,11 @@ from care.models import (
     Cluster,
     ClusterPa,
     ClusterServiceUser,
+    CoverOffer,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
+    PaPayRate,
     PaProfile,
     PaSkill,
     Pool,
@@ -112,12 +114,13 @@ VIEWER = "<viewer>"
 @dataclass(frozen=True)
 class ToMany:
     """A list of `source` rows: `link` narrows the source select to one parent's rows,
-    `order` sorts them. Rows of another concrete type than the list's are left out, as
-    the resolvers' isinstance filters."""
+    `order` sorts them (downwards when `descending`). Rows of another concrete type than
+    the list's are left out, as the resolvers' isinstance filters."""
 
     source: str
     link: Callable[[Select, Any], Select]
     order: Sequence[Any]
+    descending: bool = False
     # The link's foreign key to the members, when it refers into a profile.
     through: Any = None
 
@@ -196,6 +199,8 @@ SOURCES: dict[str, Source] = {
     "availability": Source(build=queries.availability_select),
     "cover_request": Source(build=queries.cover_request_select),
     "absence": Source(build=queries.absence_select),
+    "cover_offer": Source(build=queries.cover_offer_select),
+    "pay_rate": Source(build=queries.pay_rate_select),
     # Skills are read by whoever may see the PA (as `queries.pa_skills`).
     "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
     # Public reference data: no rule applies (as `queries.local_authorities`).
@@ -564,6 +569,13 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             values=range_arguments,
         ),
         "skills": ToMany("skill", link=_linked(PaSkill.pa_id), order=(PaSkill.skill,)),
+        # Newest first (`queries.pa_pay_rates`); empty unless the caller may read the pay.
+        "payRates": ToMany(
+            "pay_rate",
+            link=_linked(PaPayRate.pa_id),
+            order=(PaPayRate.effective_from,),
+            descending=True,
+        ),
         "visits": Page(
             "visit",
             VISIT_SORT,
@@ -582,7 +594,17 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.CoverRequest),
         **records(types.CoverRequest),
         "id": GlobalId(),
+        # In id order (`queries.offers_of_requests`): the offers the caller may see.
+        "offers": ToMany(
+            "cover_offer", link=_linked(CoverOffer.cover_request_id), order=(CoverOffer.id,)
+        ),
     },
+    "CoverOffer": {
+        **data_columns(types.CoverOffer),
+        **records(types.CoverOffer),
+        "id": GlobalId(),
+    },
+    "PayRate": data_columns(types.PayRate),
     "Carer": {
         **data_columns(types.Carer),
         "id": GlobalId(),
@@ -622,6 +644,7 @@ _PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
     enums.CoverReason,
     enums.AbsenceKind,
     enums.CoverRequestStatus,
+    enums.CoverOfferStatus,
 )
 for _enum in _PLAIN_ENUMS:
     if any(member.name != member.value for member in _enum):

@@ -93,7 +93,7 @@ query Shapes($id: ID!, $from: DateTime, $withPas: Boolean!, $noTasks: Boolean!) 
 
 
 # The lists between records: members' clusters, pools both ways, regular PAs, carers and
-# whom they care for, neighbouring local authorities.
+# whom they care for, neighbouring local authorities, PAs' pay rates, requests' offers.
 RELATIONS = """
 query Relations($id: ID!) {
   cluster(id: $id) {
@@ -104,10 +104,15 @@ query Relations($id: ID!) {
       carers { name clusters { name } caresFor { name needs } } } }
   }
   members(first: 60) { nodes { __typename name clusters { id name }
-    ... on Carer { caresFor { id } } ... on PersonalAssistant { pools { id } } } }
+    ... on Carer { caresFor { id } } ... on PersonalAssistant { pools { id }
+      payRates { __typename effectiveFrom hourlyPayPence } } } }
   carers: members(first: 10, membershipClass: CARER) { nodes { __typename
     ... on Carer { caresFor { id name } clusters { id } } } }
-}"""
+  coverRequests(first: 3, clusterId: $id, orderBy: OPENED_ASC) { nodes { ...Offers } }
+  latest: coverRequests(first: 3, orderBy: OPENED_DESC) { nodes { ...Offers } }
+}
+fragment Offers on CoverRequest { id offers { __typename id status offeredAt expiresAt
+  respondedAt coverRequest { id status } personalAssistant { id name } } }"""
 
 
 MEMBERS = """
@@ -223,6 +228,49 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
             )
         )
     ).scalar_one()
+    # An older pay rate of the busy PA's (the pa_profile trigger wrote today's), and
+    # offers of cover: on a request of the coordinator's cluster, one open to the busy PA
+    # and one the idle PA declined; on another request, one to the busy PA that lapsed
+    # unanswered (read as EXPIRED). RELATIONS reads them from the first of each list.
+    await db.execute(
+        text(
+            "INSERT INTO pa_pay_rate (pa_id, effective_from, hourly_pay_pence) "
+            "VALUES (:pa, :day, 1105)"
+        ),
+        {"pa": busy_pa, "day": today - dt.timedelta(days=400)},
+    )
+    managed = (
+        "SELECT r.id FROM cover_request r JOIN visit v ON v.id = r.visit_id "
+        "JOIN cluster_service_user s ON s.service_user_id = v.service_user_id "
+        "JOIN cluster c ON c.id = s.cluster_id WHERE c.support_worker_id = :coordinator"
+    )
+    ours, other = (
+        await db.execute(
+            text(
+                "SELECT (SELECT min(r.id) FROM cover_request r JOIN visit v ON v.id = "
+                "r.visit_id JOIN cluster_service_user s ON s.service_user_id = "
+                f"v.service_user_id WHERE s.cluster_id = :cluster), (SELECT max(id) FROM "
+                f"cover_request WHERE id NOT IN ({managed}))"
+            ),
+            {"cluster": cluster_id, "coordinator": coordinator},
+        )
+    ).one()
+    assert ours is not None and other is not None
+    # The other request (outside the coordinator's clusters) opened last.
+    await db.execute(
+        text("UPDATE cover_request SET opened_at = now() WHERE id = :id"), {"id": other}
+    )
+    await db.execute(
+        text(
+            "INSERT INTO cover_offer (cover_request_id, pa_id, status, offered_at, expires_at,"
+            " responded_at) VALUES "
+            "(:ours, :busy, 'OPEN', now(), now() + interval '1 day', NULL), "
+            "(:ours, :idle, 'DECLINED', now() - interval '2 hours', now() + interval '1 day',"
+            " now() - interval '1 hour'), "
+            "(:other, :busy, 'OPEN', now() - interval '2 days', now() - interval '1 day', NULL)"
+        ),
+        {"ours": ours, "other": other, "busy": busy_pa, "idle": idle_pa},
+    )
     assert await db.scalar(select(func.count()).select_from(PaProfile)) > 1
     assert await db.scalar(select(func.count()).select_from(Member)) > 10
     await db.commit()  # and no transaction left open (a test locks a table)
@@ -289,6 +337,12 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
     assert answered >= 30  # most callers may read most of it: the comparison is not vacuous
 
 
+def _offers(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The offers of both lists of cover requests of RELATIONS."""
+    lists = (body["data"]["coverRequests"], body["data"]["latest"])
+    return [offer for found in lists for request in found["nodes"] for offer in request["offers"]]
+
+
 async def test_the_lists_between_records_are_one_statement_with_data(
     api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
 ) -> None:
@@ -304,6 +358,27 @@ async def test_the_lists_between_records_are_one_statement_with_data(
     members = body["data"]["members"]["nodes"]
     assert any(m.get("pools") for m in members)
     assert any(c.get("caresFor") for c in body["data"]["carers"]["nodes"])
+    # Pay rates newest first, the seeded older one last.
+    rates = [m["payRates"] for m in members if len(m.get("payRates") or ()) > 1]
+    assert rates and rates[0][-1]["hourlyPayPence"] == 1105
+    assert rates[0][0]["effectiveFrom"] > rates[0][-1]["effectiveFrom"]
+    offers = _offers(body)
+    assert {o["status"] for o in offers} == {"OPEN", "DECLINED", "EXPIRED"}
+    assert all(o["coverRequest"] and o["personalAssistant"] for o in offers)
+    # The coordinator sees their cluster's offers only, with no one's pay; a PA their own
+    # offers and pay.
+    coordinator = api.token(Role.COORDINATOR, demo["ids"]["coordinator"])
+    body = await both.same(RELATIONS, {"id": demo["cluster"]}, coordinator, statements=1)
+    offers = _offers(body)
+    assert {o["status"] for o in offers} == {"OPEN", "DECLINED"}
+    assert not any(m.get("payRates") for m in body["data"]["members"]["nodes"])
+    busy_pa = demo["ids"]["busy_pa"]
+    pa = api.token(Role.PA, busy_pa)
+    body = await both.same(RELATIONS, {"id": demo["cluster"]}, pa, statements=1)
+    offers = _offers(body)
+    assert {o["personalAssistant"]["id"] for o in offers} == {gid("PersonalAssistant", busy_pa)}
+    paid = [m for m in body["data"]["members"]["nodes"] if m.get("payRates")]
+    assert [m["payRates"][-1]["hourlyPayPence"] for m in paid] == [1105]
 
 
 async def test_the_cluster_page_is_one_statement_with_data(
@@ -392,13 +467,15 @@ async def test_an_unsupported_field_falls_back_and_answers(
     admin = api.token(Role.ADMIN)
     query = """query($id: ID!) { cluster(id: $id) { name
       pools { name }
-      personalAssistants(first: 3) { nodes { name payRates { effectiveFrom } } } } }"""
+      personalAssistants(first: 3) { nodes { name
+        busyPeriods(startsFrom: "2026-01-05T00:00:00Z", startsBefore: "2026-01-12T00:00:00Z")
+          { startsAt } } } } }"""
     PLANS.entries.clear()
     with caplog.at_level(logging.INFO, logger="coopnet.compiled"):
         body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
     assert body["data"]["cluster"]["pools"]
     assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
-    assert any("PersonalAssistant.payRates" in r.getMessage() for r in caplog.records)
+    assert any("PersonalAssistant.busyPeriods" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_cached_statement_never_carries_another_viewers_values(
@@ -522,7 +599,8 @@ query Cover($n: Int, $l: Int, $a: String, $b: String, $o: CoverRequestOrder!,
     edges { cursor node { __typename id reason status openedAt closedAt note visitStartsAt
       filledByPartner visit { id startsAt status serviceUser { name } }
       absence { id kind note personalAssistant { name } }
-      originalPa { name } filledBy { id } } } }
+      originalPa { name } filledBy { id }
+      offers { id status offeredAt expiresAt respondedAt personalAssistant { name } } } } }
 }""".replace("PAGE_INFO", INFO)
 
 

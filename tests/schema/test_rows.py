@@ -107,7 +107,7 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
     assert records(types.Cluster)["localAuthority"] == ToOne(
         "local_authority", "la_code", target="gss_code"
     )
-    for name in ("Cluster", "Visit", "Absence", "CoverRequest", "AvailabilityWindow"):
+    for name in ("Cluster", "Visit", "Absence", "CoverRequest", "CoverOffer", "AvailabilityWindow"):
         for field, spec in records(getattr(types, name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
             assert spec.source in types.LOADERS and spec.source in registry.SOURCES
