@@ -426,6 +426,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "Visit": "visit",
                 "Absence": "absence",
                 "CoverRequest": "cover_request",
+                "CoverOffer": "cover_offer",
             }
         ),
         "clusters": Page("cluster", CLUSTER_SORT, PAGE),

@@ -769,6 +769,7 @@ query Node($id: ID!) {
     ... on Visit { startsAt pa { name } }
     ... on Absence { kind note }
     ... on CoverRequest { reason visit { id } }
+    ... on CoverOffer { status personalAssistant { name } }
   }
   again: node(id: $id) { id }
 }"""
@@ -786,6 +787,7 @@ async def test_node_is_identical_for_every_caller_and_every_kind_of_id(
             ("Visit", "visit"),
             ("Absence", "absence"),
             ("CoverRequest", "cover_request"),
+            ("CoverOffer", "cover_offer"),
         )
     }
     assert all(records.values()), records
