@@ -40,7 +40,6 @@ from care.models import (
     MAX_VISIT_LENGTH,
     Absence,
     AvailabilityWindow,
-    CarerLink,
     Cluster,
     ClusterPa,
     ClusterServiceUser,
@@ -58,10 +57,8 @@ from care.models import (
     Partnership,
     PaSkill,
     Pool,
-    PoolCluster,
     PoolPa,
     Referral,
-    RegularPa,
     ServiceUserProfile,
     Visit,
 )
@@ -169,6 +166,28 @@ def _member_select(viewer: Viewer) -> Select:
 
 # Every member read goes through this select: rows filtered and fields masked by policy.
 member_select = _member_select
+
+
+def listed_by_parent(
+    stmt: Select,
+    parent: Any,
+    ids: Sequence[Any],
+    order: Sequence[Any],
+    *,
+    link: Any = None,
+    descending: bool = False,
+) -> Select:
+    """A short list per parent (`schema.types.many`): the rows of `stmt` whose `parent`
+    column holds one of `ids`, each labelled with it (`pg_parent`) and sorted by `order`
+    within it (downwards when `descending`). `parent` is a column of the rows' own table
+    (an offer's request), or of a link table whose `link` column refers to the row (a
+    cluster's pools through `pool_cluster`)."""
+    if link is not None:
+        stmt = stmt.join(link.table, link == stmt.selected_columns.id)
+    sort = [key.desc() if descending else key for key in order]
+    return (
+        stmt.add_columns(parent.label("pg_parent")).where(parent.in_(ids)).order_by(parent, *sort)
+    )
 
 
 def members_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -281,36 +300,6 @@ def pool_personal_assistants(
     return page(stmt, [Member.id], request, parent=PoolPa.pool_id)
 
 
-def carers_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> Select:
-    return (
-        _member_select(viewer)
-        .add_columns(CarerLink.service_user_id.label("pg_parent"))
-        .join(CarerLink, CarerLink.carer_id == Member.id)
-        .where(CarerLink.service_user_id.in_(service_user_ids))
-        .order_by(CarerLink.service_user_id, Member.id)
-    )
-
-
-def service_users_of_carers(viewer: Viewer, carer_ids: Sequence[int]) -> Select:
-    return (
-        _member_select(viewer)
-        .add_columns(CarerLink.carer_id.label("pg_parent"))
-        .join(CarerLink, CarerLink.service_user_id == Member.id)
-        .where(CarerLink.carer_id.in_(carer_ids))
-        .order_by(CarerLink.carer_id, Member.id)
-    )
-
-
-def regular_pas_of_service_users(viewer: Viewer, service_user_ids: Sequence[int]) -> Select:
-    return (
-        _member_select(viewer)
-        .add_columns(RegularPa.service_user_id.label("pg_parent"))
-        .join(RegularPa, RegularPa.pa_id == Member.id)
-        .where(RegularPa.service_user_id.in_(service_user_ids))
-        .order_by(RegularPa.service_user_id, Member.id)
-    )
-
-
 def pa_skills(pa_ids: Sequence[int]) -> Select:
     return (
         select(PaSkill.pa_id.label("pg_parent"), PaSkill.skill, PaSkill.expires_on)
@@ -326,16 +315,6 @@ def pay_rate_select(viewer: Viewer) -> Select:
         select(PaPayRate.pa_id, PaPayRate.effective_from, PaPayRate.hourly_pay_pence)
         .join(Member, Member.id == PaPayRate.pa_id)
         .where(policy.pay_visible(viewer))
-    )
-
-
-def pa_pay_rates(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
-    """The pay history of PAs whose pay the viewer may read, newest first."""
-    return (
-        pay_rate_select(viewer)
-        .add_columns(PaPayRate.pa_id.label("pg_parent"))
-        .where(PaPayRate.pa_id.in_(pa_ids))
-        .order_by(PaPayRate.pa_id, PaPayRate.effective_from.desc())
     )
 
 
@@ -414,16 +393,6 @@ def clusters_of_members(viewer: Viewer, member_ids: Sequence[int]) -> Select:
     return select(u).order_by(u.c.pg_parent, u.c.id)
 
 
-def clusters_of_pools(viewer: Viewer, pool_ids: Sequence[int]) -> Select:
-    return (
-        _cluster_select(viewer)
-        .add_columns(PoolCluster.pool_id.label("pg_parent"))
-        .join(PoolCluster, PoolCluster.cluster_id == Cluster.id)
-        .where(PoolCluster.pool_id.in_(pool_ids))
-        .order_by(PoolCluster.pool_id, Cluster.id)
-    )
-
-
 POOL_COLUMNS = (Pool.id, Pool.name, Pool.shared_with_partners)
 
 
@@ -444,26 +413,6 @@ def pools(viewer: Viewer) -> Select:
 
 def pools_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _pool_select(viewer).where(Pool.id.in_(ids))
-
-
-def pools_of_clusters(viewer: Viewer, cluster_ids: Sequence[int]) -> Select:
-    return (
-        _pool_select(viewer)
-        .add_columns(PoolCluster.cluster_id.label("pg_parent"))
-        .join(PoolCluster, PoolCluster.pool_id == Pool.id)
-        .where(PoolCluster.cluster_id.in_(cluster_ids))
-        .order_by(PoolCluster.cluster_id, Pool.id)
-    )
-
-
-def pools_of_pas(viewer: Viewer, pa_ids: Sequence[int]) -> Select:
-    return (
-        _pool_select(viewer)
-        .add_columns(PoolPa.pa_id.label("pg_parent"))
-        .join(PoolPa, PoolPa.pool_id == Pool.id)
-        .where(PoolPa.pa_id.in_(pa_ids))
-        .order_by(PoolPa.pa_id, Pool.id)
-    )
 
 
 # --- rota: visits and availability ----------------------------------------------------
@@ -975,15 +924,6 @@ def cover_offer_select(viewer: Viewer) -> Select:
         CoverOffer.expires_at,
         CoverOffer.responded_at,
     ).where(policy.cover_offer_visible(viewer, CoverOffer))
-
-
-def offers_of_requests(viewer: Viewer, request_ids: Sequence[int]) -> Select:
-    return (
-        cover_offer_select(viewer)
-        .add_columns(CoverOffer.cover_request_id.label("pg_parent"))
-        .where(CoverOffer.cover_request_id.in_(request_ids))
-        .order_by(CoverOffer.cover_request_id, CoverOffer.id)
-    )
 
 
 def offers_for_pa(

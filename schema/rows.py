@@ -17,7 +17,8 @@ columns of the same name too.
 A field holding the one record a key of the row names (a visit's PA) is declared once
 too, with `schema.types.record`: a `ToOne` in the field's metadata, which the resolver
 follows with the source's loader and the compiler reads as a correlated subquery
-(`records`).
+(`records`). So is a short list reached through a key (a cluster's pools):
+`schema.types.many`, a `Many` (`lists`).
 """
 
 from __future__ import annotations
@@ -154,14 +155,44 @@ class ToOne:
     through: Any = None
 
 
+# The metadata key under which a field declares the list it holds.
+MANY = "coopnet.many"
+
+
+@dataclass(frozen=True, eq=False)  # by identity: its columns' == builds SQL
+class Many:
+    """A list field: the rows of `source` whose `parent` column holds the parent's id,
+    sorted by `order` (downwards when `descending`). `parent` is a column of the rows' own
+    table (an offer's request), or of a link table whose `link` column holds the row's id
+    (a cluster's pools: `pool_cluster.cluster_id`, `pool_cluster.pool_id`). `through`: the
+    column reaching the rows, when it is a foreign key into a member profile."""
+
+    source: str
+    parent: Any
+    order: tuple[Any, ...]
+    link: Any = None
+    descending: bool = False
+    through: Any = None
+
+
+def lists(cls: type) -> dict[str, Many]:
+    """The fields of a Strawberry type declared with `schema.types.many`, by GraphQL
+    name."""
+    return _declared(cls, MANY)
+
+
 def records(cls: type) -> dict[str, ToOne]:
     """The fields of a Strawberry type declared with `schema.types.record`, by GraphQL
     name."""
+    return _declared(cls, TO_ONE)
+
+
+def _declared(cls: type, key: str) -> dict[str, Any]:
     definition = get_object_definition(cls, strict=True)
     return {
-        field.graphql_name or to_camel_case(field.python_name): field.metadata[TO_ONE]
+        field.graphql_name or to_camel_case(field.python_name): field.metadata[key]
         for field in definition.fields
-        if field.metadata and TO_ONE in field.metadata
+        if field.metadata and key in field.metadata
     }
 
 

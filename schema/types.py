@@ -31,7 +31,7 @@ from schema.connection import (
 )
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.permissions import parse_global_id, parse_pk
-from schema.rows import TO_ONE, ToOne, from_row
+from schema.rows import MANY, TO_ONE, Many, ToOne, from_row
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves. The
 # descriptions are attached to the registered values; GraphQL names and values are unchanged.
@@ -337,6 +337,38 @@ def record(
     return strawberry.field(resolver=resolve, description=description, metadata={TO_ONE: spec})
 
 
+def many(
+    source: str,
+    parent: Any,
+    *,
+    order: tuple[Any, ...],
+    description: str,
+    link: Any = None,
+    descending: bool = False,
+    through: Any = None,
+) -> Any:
+    """A field holding the short list of `source` rows a parent reaches through a key
+    (`schema.rows.Many`), of the field's item type: one declaration for both read paths.
+    The resolver reads every parent's list in one statement (`queries.listed_by_parent`)
+    from the source's select (`LISTED`), under the caller's privacy rules."""
+    spec = Many(source, parent, order, link, descending, through)
+
+    async def resolve(root: Any, info: Info):  # type: ignore[no-untyped-def]
+        build, to_object = LISTED[source]
+        viewer = info.context.viewer
+        rows = await loaders.grouped(
+            info.context,
+            ("many", id(spec)),
+            lambda ids: queries.listed_by_parent(
+                build(viewer), parent, ids, order, link=link, descending=descending
+            ),
+        ).load(root.id)
+        kind = _class_of(info.return_type)
+        return [item for item in map(to_object, rows) if isinstance(item, kind)]
+
+    return strawberry.field(resolver=resolve, description=description, metadata={MANY: spec})
+
+
 def _class_of(field_type: Any) -> type:
     while (inner := getattr(field_type, "of_type", None)) is not None:
         field_type = inner  # StrawberryOptional's
@@ -585,23 +617,21 @@ class ServiceUser(Member):
         )
     )
 
-    @strawberry.field(description="Unpaid carers linked to this person.")
-    async def carers(self, info: Info) -> list[Carer]:
-        rows = await loaders.grouped(
-            info.context,
-            "carers",
-            lambda ids: queries.carers_of_service_users(info.context.viewer, ids),
-        ).load(self.id)
-        return [m for m in map(member_from_row, rows) if isinstance(m, Carer)]
-
-    @strawberry.field(description="PAs this person knows and prefers.")
-    async def regular_personal_assistants(self, info: Info) -> list[PersonalAssistant]:
-        rows = await loaders.grouped(
-            info.context,
-            "regular_pas",
-            lambda ids: queries.regular_pas_of_service_users(info.context.viewer, ids),
-        ).load(self.id)
-        return [m for m in map(member_from_row, rows) if isinstance(m, PersonalAssistant)]
+    carers: list[Carer] = many(
+        "member",
+        models.CarerLink.service_user_id,
+        link=models.CarerLink.carer_id,
+        order=(models.Member.id,),
+        description="Unpaid carers linked to this person.",
+    )
+    regular_personal_assistants: list[PersonalAssistant] = many(
+        "member",
+        models.RegularPa.service_user_id,
+        link=models.RegularPa.pa_id,
+        through=models.RegularPa.pa_id,
+        order=(models.Member.id,),
+        description="PAs this person knows and prefers.",
+    )
 
     @strawberry.field(description="This person's visits, earliest first.")
     async def visits(
@@ -655,30 +685,30 @@ class PersonalAssistant(Member):
         )
     )
 
-    @strawberry.field(
+    pay_rates: list[PayRate] = many(
+        "pay_rate",
+        models.PaPayRate.pa_id,
+        order=(models.PaPayRate.effective_from,),
+        descending=True,
         description=(
             "The PA's hourly pay over time, newest first: each rate with the London date it "
             "applied from. Personal data: admins and the PA themself only (empty for anyone "
             "else)."
-        )
+        ),
     )
-    async def pay_rates(self, info: Info) -> list[PayRate]:
-        rows = await loaders.grouped(
-            info.context, "pay_rates", lambda ids: queries.pa_pay_rates(info.context.viewer, ids)
-        ).load(self.id)
-        return [from_row(PayRate, r) for r in rows]
 
     @strawberry.field(description="The PA's skills and training, with expiry dates.")
     async def skills(self, info: Info) -> list[Skill]:
         rows = await loaders.grouped(info.context, "skills", queries.pa_skills).load(self.id)
         return [Skill(name=r.skill, expires_on=r.expires_on) for r in rows]
 
-    @strawberry.field(description="The pools this PA belongs to that the caller may see.")
-    async def pools(self, info: Info) -> list[Pool]:
-        rows = await loaders.grouped(
-            info.context, "pa_pools", lambda ids: queries.pools_of_pas(info.context.viewer, ids)
-        ).load(self.id)
-        return [pool_from_row(r) for r in rows]
+    pools: list[Pool] = many(
+        "pool",
+        models.PoolPa.pa_id,
+        link=models.PoolPa.pool_id,
+        order=(models.Pool.id,),
+        description="The pools this PA belongs to that the caller may see.",
+    )
 
     @strawberry.field(description="Free time; visible to the PA, coordinators and admins.")
     async def availability(
@@ -783,14 +813,14 @@ def _busy_range(
 
 @strawberry.type(description="An unpaid family carer linked to one or more service users.")
 class Carer(Member):
-    @strawberry.field(description="The service users this carer is linked to.")
-    async def cares_for(self, info: Info) -> list[ServiceUser]:
-        rows = await loaders.grouped(
-            info.context,
-            "cares_for",
-            lambda ids: queries.service_users_of_carers(info.context.viewer, ids),
-        ).load(self.id)
-        return [m for m in map(member_from_row, rows) if isinstance(m, ServiceUser)]
+    cares_for: list[ServiceUser] = many(
+        "member",
+        models.CarerLink.carer_id,
+        link=models.CarerLink.service_user_id,
+        through=models.CarerLink.service_user_id,
+        order=(models.Member.id,),
+        description="The service users this carer is linked to.",
+    )
 
 
 @strawberry.type(description="Any other member: supporters, support workers who are not PAs.")
@@ -918,14 +948,13 @@ class Cluster(relay.Node):
         ).load(self.id)
         return build_connection(rows, request, member_from_row)
 
-    @strawberry.field(description="Pools of PAs that serve this cluster.")
-    async def pools(self, info: Info) -> list[Pool]:
-        rows = await loaders.grouped(
-            info.context,
-            "cluster_pools",
-            lambda ids: queries.pools_of_clusters(info.context.viewer, ids),
-        ).load(self.id)
-        return [pool_from_row(r) for r in rows]
+    pools: list[Pool] = many(
+        "pool",
+        models.PoolCluster.cluster_id,
+        link=models.PoolCluster.pool_id,
+        order=(models.Pool.id,),
+        description="Pools of PAs that serve this cluster.",
+    )
 
 
 def cluster_from_row(row: Row[Any]) -> Cluster:
@@ -954,14 +983,13 @@ class Pool(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_pool)
 
-    @strawberry.field(description="Clusters this pool serves that the caller may see.")
-    async def clusters(self, info: Info) -> list[Cluster]:
-        rows = await loaders.grouped(
-            info.context,
-            "pool_clusters",
-            lambda ids: queries.clusters_of_pools(info.context.viewer, ids),
-        ).load(self.id)
-        return [cluster_from_row(r) for r in rows]
+    clusters: list[Cluster] = many(
+        "cluster",
+        models.PoolCluster.pool_id,
+        link=models.PoolCluster.cluster_id,
+        order=(models.Cluster.id,),
+        description="Clusters this pool serves that the caller may see.",
+    )
 
     @strawberry.field(description="PAs in this pool that the caller may see.")
     async def personal_assistants(
@@ -1249,13 +1277,12 @@ class CoverRequest(relay.Node):
         description="The PA whose acceptance filled the request.",
     )
 
-    @strawberry.field(description="Offers made for this request that the caller may see.")
-    async def offers(self, info: Info) -> list[CoverOffer]:
-        viewer = info.context.viewer
-        rows = await loaders.grouped(
-            info.context, "request_offers", lambda ids: queries.offers_of_requests(viewer, ids)
-        ).load(self.id)
-        return [cover_offer_from_row(r) for r in rows]
+    offers: list[CoverOffer] = many(
+        "cover_offer",
+        models.CoverOffer.cover_request_id,
+        order=(models.CoverOffer.id,),
+        description="Offers made for this request that the caller may see.",
+    )
 
 
 def cover_request_from_row(row: Row[Any]) -> CoverRequest:
@@ -1760,4 +1787,14 @@ LOADERS: dict[str, Callable[[Info, Any], Awaitable[Any]]] = {
     "absence": load_absence,
     "cover_request": load_cover_request,
     "local_authority": load_local_authority,
+}
+
+# Where `many` fields read each kind of row, and how a row becomes its object (the
+# compiler reads the same selects: `schema.compiled.registry.SOURCES`).
+LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] = {
+    "member": (queries.member_select, member_from_row),
+    "pool": (queries.pool_select, pool_from_row),
+    "cluster": (queries.cluster_select, cluster_from_row),
+    "pay_rate": (queries.pay_rate_select, lambda row: from_row(PayRate, row)),
+    "cover_offer": (queries.cover_offer_select, cover_offer_from_row),
 }

@@ -24,28 +24,22 @@ from care import enums, queries
 from care.models import (
     MAX_VISIT_LENGTH,
     AvailabilityWindow,
-    CarerLink,
     Cluster,
     ClusterPa,
     ClusterServiceUser,
-    CoverOffer,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
-    PaPayRate,
     PaProfile,
     PaSkill,
-    Pool,
-    PoolCluster,
     PoolPa,
-    RegularPa,
     ServiceUserProfile,
     Visit,
 )
 from care.viewer import Viewer
 from schema import types
 from schema.permissions import MEMBER_TYPES, decode_id
-from schema.rows import Kind, ToOne, data_fields, records
+from schema.rows import Kind, ToOne, data_fields, lists, records
 
 
 class Render(Enum):
@@ -386,6 +380,23 @@ def _through(table: Any, target: Any, parent_column: Any) -> Callable[[Select, A
     return link
 
 
+def declared_lists(cls: type) -> dict[str, FieldSpec]:
+    """The type's lists declared with `schema.types.many` (`schema.rows.Many`), as the
+    compiler reads them: correlated to the parent row, members by id from an array
+    (`_joined`), other rows joined through their link table."""
+    found: dict[str, FieldSpec] = {}
+    for name, spec in lists(cls).items():
+        if spec.link is None:
+            link = _linked(spec.parent)
+        elif spec.source == "member":
+            link = _joined(spec.link.table, spec.link, spec.parent)
+        else:
+            (row_id,) = [fk.column for fk in spec.link.expression.foreign_keys]
+            link = _through(spec.link.table, spec.link == row_id, spec.parent)
+        found[name] = ToMany(spec.source, link, spec.order, spec.descending, spec.through)
+    return found
+
+
 CLUSTERS_OF_MEMBER = ToMany("cluster", link=_clusters_of_member, order=CLUSTER_SORT)
 
 
@@ -471,6 +482,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "Cluster": {
         **data_columns(types.Cluster),
+        **declared_lists(types.Cluster),
         **records(types.Cluster),
         "id": GlobalId(),
         "centre": Embedded(
@@ -498,20 +510,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             link=_joined(ClusterPa, ClusterPa.pa_id, ClusterPa.cluster_id),
             through=ClusterPa.pa_id,
         ),
-        "pools": ToMany(
-            "pool",
-            link=_through(PoolCluster, PoolCluster.pool_id == Pool.id, PoolCluster.cluster_id),
-            order=(Pool.id,),
-        ),
     },
     "Pool": {
         **data_columns(types.Pool),
+        **declared_lists(types.Pool),
         "id": GlobalId(),
-        "clusters": ToMany(
-            "cluster",
-            link=_through(PoolCluster, PoolCluster.cluster_id == Cluster.id, PoolCluster.pool_id),
-            order=CLUSTER_SORT,
-        ),
         "personalAssistants": Page(
             "member",
             MEMBER_SORT,
@@ -530,19 +533,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "ServiceUser": {
         **data_columns(types.ServiceUser),
+        **declared_lists(types.ServiceUser),
         "id": GlobalId(),
         "clusters": CLUSTERS_OF_MEMBER,
-        "regularPersonalAssistants": ToMany(
-            "member",
-            link=_joined(RegularPa, RegularPa.pa_id, RegularPa.service_user_id),
-            order=MEMBER_SORT,
-            through=RegularPa.pa_id,
-        ),
-        "carers": ToMany(
-            "member",
-            link=_joined(CarerLink, CarerLink.carer_id, CarerLink.service_user_id),
-            order=MEMBER_SORT,
-        ),
         "visits": Page(
             "visit",
             VISIT_SORT,
@@ -554,13 +547,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "PersonalAssistant": {
         **data_columns(types.PersonalAssistant),
+        **declared_lists(types.PersonalAssistant),
         "id": GlobalId(),
         "clusters": CLUSTERS_OF_MEMBER,
-        "pools": ToMany(
-            "pool",
-            link=_through(PoolPa, PoolPa.pool_id == Pool.id, PoolPa.pa_id),
-            order=(Pool.id,),
-        ),
         "availability": Page(
             "availability",
             queries.AVAILABILITY_SORT,
@@ -570,13 +559,6 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             values=range_arguments,
         ),
         "skills": ToMany("skill", link=_linked(PaSkill.pa_id), order=(PaSkill.skill,)),
-        # Newest first (`queries.pa_pay_rates`); empty unless the caller may read the pay.
-        "payRates": ToMany(
-            "pay_rate",
-            link=_linked(PaPayRate.pa_id),
-            order=(PaPayRate.effective_from,),
-            descending=True,
-        ),
         "visits": Page(
             "visit",
             VISIT_SORT,
@@ -593,12 +575,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "CoverRequest": {
         **data_columns(types.CoverRequest),
+        **declared_lists(types.CoverRequest),
         **records(types.CoverRequest),
         "id": GlobalId(),
-        # In id order (`queries.offers_of_requests`): the offers the caller may see.
-        "offers": ToMany(
-            "cover_offer", link=_linked(CoverOffer.cover_request_id), order=(CoverOffer.id,)
-        ),
     },
     "CoverOffer": {
         **data_columns(types.CoverOffer),
@@ -608,14 +587,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "PayRate": data_columns(types.PayRate),
     "Carer": {
         **data_columns(types.Carer),
+        **declared_lists(types.Carer),
         "id": GlobalId(),
         "clusters": CLUSTERS_OF_MEMBER,
-        "caresFor": ToMany(
-            "member",
-            link=_joined(CarerLink, CarerLink.service_user_id, CarerLink.carer_id),
-            order=MEMBER_SORT,
-            through=CarerLink.service_user_id,
-        ),
     },
     "CoopMember": {
         **data_columns(types.CoopMember),

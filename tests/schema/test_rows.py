@@ -15,7 +15,7 @@ from care import models
 from schema import types
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
-from schema.rows import Kind, ToOne, data_fields, from_row, records
+from schema.rows import Kind, ToOne, data_fields, from_row, lists, records
 
 
 class Colour(Enum):
@@ -111,3 +111,19 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
         for field, spec in records(getattr(types, name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
             assert spec.source in types.LOADERS and spec.source in registry.SOURCES
+
+
+def test_a_list_field_is_declared_once_for_both_paths() -> None:
+    # `schema.types.many`: the resolver's statement and the compiler's link come from it.
+    assert set(lists(types.Cluster)) == {"pools"}
+    assert set(lists(types.ServiceUser)) == {"carers", "regularPersonalAssistants"}
+    for name in ("Cluster", "Pool", "ServiceUser", "PersonalAssistant", "CoverRequest", "Carer"):
+        declared = lists(getattr(types, name))
+        assert declared, name
+        for field, spec in declared.items():
+            compiled = registry.FIELDS[name][field]
+            assert isinstance(compiled, registry.ToMany), (name, field)
+            assert (compiled.source, compiled.order) == (spec.source, spec.order)
+            assert (compiled.descending, compiled.through) == (spec.descending, spec.through)
+            # Both paths read the rows from one select.
+            assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
