@@ -300,12 +300,10 @@ def pool_personal_assistants(
     return page(stmt, [Member.id], request, parent=PoolPa.pool_id)
 
 
-def pa_skills(pa_ids: Sequence[int]) -> Select:
-    return (
-        select(PaSkill.pa_id.label("pg_parent"), PaSkill.skill, PaSkill.expires_on)
-        .where(PaSkill.pa_id.in_(pa_ids))
-        .order_by(PaSkill.pa_id, PaSkill.skill)
-    )
+def skill_select(viewer: Viewer) -> Select:
+    """PAs' skills, as `Skill` names them. Read by whoever may see the PA: the rule is the
+    PA's own (their skills are reached only through them)."""
+    return select(PaSkill.pa_id, PaSkill.skill.label("name"), PaSkill.expires_on)
 
 
 def pay_rate_select(viewer: Viewer) -> Select:

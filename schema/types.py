@@ -697,10 +697,12 @@ class PersonalAssistant(Member):
         ),
     )
 
-    @strawberry.field(description="The PA's skills and training, with expiry dates.")
-    async def skills(self, info: Info) -> list[Skill]:
-        rows = await loaders.grouped(info.context, "skills", queries.pa_skills).load(self.id)
-        return [Skill(name=r.skill, expires_on=r.expires_on) for r in rows]
+    skills: list[Skill] = many(
+        "skill",
+        models.PaSkill.pa_id,
+        order=(models.PaSkill.skill,),
+        description="The PA's skills and training, with expiry dates.",
+    )
 
     pools: list[Pool] = many(
         "pool",
@@ -1796,5 +1798,6 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "pool": (queries.pool_select, pool_from_row),
     "cluster": (queries.cluster_select, cluster_from_row),
     "pay_rate": (queries.pay_rate_select, lambda row: from_row(PayRate, row)),
+    "skill": (queries.skill_select, lambda row: from_row(Skill, row)),
     "cover_offer": (queries.cover_offer_select, cover_offer_from_row),
 }

@@ -31,7 +31,6 @@ from care.models import (
     LocalAuthorityNeighbour,
     Member,
     PaProfile,
-    PaSkill,
     PoolPa,
     ServiceUserProfile,
     Visit,
@@ -195,8 +194,7 @@ SOURCES: dict[str, Source] = {
     "absence": Source(build=queries.absence_select),
     "cover_offer": Source(build=queries.cover_offer_select),
     "pay_rate": Source(build=queries.pay_rate_select),
-    # Skills are read by whoever may see the PA (as `queries.pa_skills`).
-    "skill": Source(build=lambda viewer: select(PaSkill.pa_id, PaSkill.skill, PaSkill.expires_on)),
+    "skill": Source(build=queries.skill_select),
     # Public reference data: no rule applies (as `queries.local_authorities`).
     "local_authority": Source(
         build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
@@ -523,10 +521,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             through=PoolPa.pa_id,
         ),
     },
-    "Skill": {
-        **data_columns(types.Skill),
-        "name": Column("skill"),
-    },
+    "Skill": data_columns(types.Skill),
     "LocalAuthority": {
         **data_columns(types.LocalAuthority),
         "neighbours": ToMany("local_authority", link=_neighbours, order=(LocalAuthority.gss_code,)),
@@ -558,7 +553,6 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             filters=_range_filter,
             values=range_arguments,
         ),
-        "skills": ToMany("skill", link=_linked(PaSkill.pa_id), order=(PaSkill.skill,)),
         "visits": Page(
             "visit",
             VISIT_SORT,
