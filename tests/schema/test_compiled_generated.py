@@ -5,9 +5,10 @@ hypothesis-graphql writes query operations from the schema: mostly over the root
 the compiler supports (`schema.compiled.registry.FIELDS["Query"]`), and some mixing in
 root fields it does not, which must fall back. Arguments are values that mean something
 in the demo co-op (ids that exist, cursors the lists gave out, dates around today, page
-sizes in range) so that operations return rows rather than only errors. Each operation
-runs through both paths as several kinds of caller; data and errors must be identical,
-key order included.
+sizes in range) so that operations return rows rather than only errors. Some of their
+connections, at the root and nested, are then paged backwards (`backwards`: `last`,
+`before`, now and then `first` with `last`). Each operation runs through both paths as
+several kinds of caller; data and errors must be identical, key order included.
 
 The run is derandomized (the same operations every time, in CI too) and bounded by
 `EXAMPLES`; COMPILED_EXAMPLES raises it for a longer local hunt, COMPILED_SEED explores
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -300,7 +302,7 @@ def compilable(schema: graphql.GraphQLSchema) -> graphql.GraphQLSchema:
             if isinstance(spec, Page):
                 # Not `last`/`before`: optional arguments are drawn independently, so
                 # `first` with `last` (refused on both paths) would crowd out the rest.
-                # Both directions are walked in every order in test_compiled_reads.py.
+                # `backwards` adds them to the operations drawn, page by page.
                 known = set(spec.arguments) | ({"orderBy"} if spec.orders else set())
                 known -= {"last", "before"}
                 for argument in list(arguments):
@@ -328,6 +330,98 @@ def compilable(schema: graphql.GraphQLSchema) -> graphql.GraphQLSchema:
 
 
 COMPILABLE = compilable(SCHEMA)
+
+
+def _page_spec(parent: graphql.GraphQLNamedType, name: str) -> Page | None:
+    """The registry's connection `parent.name` is, if it is one (an interface's from the
+    first of its types that declares it)."""
+    kinds = [parent]
+    if isinstance(parent, graphql.GraphQLInterfaceType):
+        kinds += COMPILABLE.get_implementations(parent).objects
+    for kind in kinds:
+        spec = FIELDS.get(kind.name, {}).get(name)
+        if spec is not None:
+            return spec if isinstance(spec, Page) else None
+    return None
+
+
+def _argument(name: str, value: graphql.ValueNode) -> graphql.ArgumentNode:
+    return graphql.ArgumentNode(name=graphql.NameNode(value=name), value=value)
+
+
+def backwards(
+    operations: st.SearchStrategy[str], values: dict[str, st.SearchStrategy[graphql.ValueNode]]
+) -> st.SearchStrategy[str]:
+    """`operations` (of `COMPILABLE`) with some of their connections, at the root and
+    nested, paged backwards: `last` (a page size, now and then out of range) and, half
+    the time, `before` (a cursor of that list, now and then a bad one) in place of
+    `first` and `after`; now and then `first` together with `last` (refused on both
+    paths; the compiled one falls back), or a forward page cut `before` a cursor.
+
+    Drawn here, page by page, rather than by hypothesis-graphql: it draws optional
+    arguments independently, so most backward pages would also have `first`."""
+
+    def page_arguments(
+        draw: st.DrawFn, given: tuple[graphql.ArgumentNode, ...], spec: Page
+    ) -> tuple[graphql.ArgumentNode, ...]:
+        # Hypothesis draws 0 (what it shrinks to) far more often than the others: about
+        # half the pages stay forwards (1 in 8 of those cut before a cursor) and 2 in 5
+        # get `last` (a fifth of those with `first` too).
+        way = draw(st.integers(0, 15))
+        if way <= 1:  # forwards, as drawn
+            return given
+        cursor = values[CURSORS.get(spec.source, "String")]
+        if way in (7, 14):  # forwards, cut before a cursor
+            return (*given, _argument("before", draw(cursor)))
+        by_name = {a.name.value: a for a in given}
+        kept = [a for a in given if a.name.value not in ("first", "after")]
+        if way in (13, 15):  # `first` and `last`: refused alike
+            kept.insert(0, by_name.get("first") or _argument("first", draw(values["PageSize"])))
+        elif "after" in by_name and draw(st.integers(0, 3)) == 0:
+            kept.insert(0, by_name["after"])  # cut at both ends
+        paging = [_argument("last", draw(values["PageSize"]))]
+        if draw(st.booleans()):
+            paging.append(_argument("before", draw(cursor)))
+        return (*paging, *kept)
+
+    def walk(
+        draw: st.DrawFn, selections: graphql.SelectionSetNode | None, parent: Any
+    ) -> graphql.SelectionSetNode | None:
+        if selections is None:
+            return None
+        walked: list[graphql.SelectionNode] = []
+        for selection in selections.selections:
+            if isinstance(selection, graphql.InlineFragmentNode):
+                condition = selection.type_condition
+                kind = COMPILABLE.type_map[condition.name.value] if condition else parent
+                inner = walk(draw, selection.selection_set, kind)
+                walked.append(dataclasses.replace(selection, selection_set=inner))
+                continue
+            assert isinstance(selection, graphql.FieldNode), selection
+            name = selection.name.value
+            if not name.startswith("__"):
+                spec = _page_spec(parent, name)
+                if spec is not None:
+                    arguments = page_arguments(draw, selection.arguments, spec)
+                    selection = dataclasses.replace(selection, arguments=arguments)
+                inner = walk(
+                    draw,
+                    selection.selection_set,
+                    graphql.get_named_type(parent.fields[name].type),
+                )
+                selection = dataclasses.replace(selection, selection_set=inner)
+            walked.append(selection)
+        return dataclasses.replace(selections, selections=tuple(walked))
+
+    @st.composite
+    def paged(draw: st.DrawFn) -> str:
+        operation = graphql.parse(draw(operations)).definitions[0]
+        assert isinstance(operation, graphql.OperationDefinitionNode)
+        selections = walk(draw, operation.selection_set, COMPILABLE.query_type)
+        operation = dataclasses.replace(operation, selection_set=selections)
+        return graphql.print_ast(graphql.DocumentNode(definitions=(operation,)))
+
+    return paged()
 
 
 def _merged(operations: tuple[str, str]) -> str:
@@ -455,7 +549,8 @@ async def test_generated_reads_are_identical_on_both_paths(
     demo: DemoCoop, reads_compiled: None
 ) -> None:
     """Operations over what the compiler declares, as every caller."""
-    strategy = queries(COMPILABLE, fields=COMPILED_ROOTS, custom_scalars=scalars(demo))
+    values = scalars(demo)
+    strategy = backwards(queries(COMPILABLE, fields=COMPILED_ROOTS, custom_scalars=values), values)
     tally = Tally()
     await asyncio.to_thread(_hunt(demo, asyncio.get_running_loop(), strategy, tally))
     # Not vacuous: most of them ran on the compiled path (about 3 in 5 at the defaults:
@@ -474,7 +569,7 @@ async def test_generated_reads_of_anything_else_fall_back_identically(
     strategy = st.one_of(
         queries(SCHEMA, fields=COMPILED_ROOTS + OTHER_ROOTS, custom_scalars=values),
         st.tuples(
-            queries(COMPILABLE, fields=COMPILED_ROOTS, custom_scalars=values),
+            backwards(queries(COMPILABLE, fields=COMPILED_ROOTS, custom_scalars=values), values),
             queries(SCHEMA, fields=OTHER_ROOTS, custom_scalars=values),
         ).map(_merged),
     )
