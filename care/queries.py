@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from care import policy
-from care.enums import ACTIVE_VISIT_STATUSES, CommitmentKind
+from care.enums import ACTIVE_VISIT_STATUSES, LIVE_EXCHANGE_STATUSES, CommitmentKind
 from care.geography import great_circle_km, postcode_district_sql
 from care.models import (
     MAX_VISIT_LENGTH,
@@ -1064,7 +1064,11 @@ def referrals_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
 # --- cover exchanges with partner co-ops --------------------------------------------------
 
 
-def _cover_exchange_select(viewer: Viewer) -> Select:
+def cover_exchange_select(viewer: Viewer) -> Select:
+    """Cover exchanges the viewer may see (`policy.cover_exchange_visible`), personal
+    fields masked (`cover_exchange_personal_visible`, `cover_exchange_summary_visible`),
+    with the partner's name and base URL: every read of exchanges builds on it, the
+    compiled path's too (`schema.compiled.registry.SOURCES`)."""
     personal = policy.cover_exchange_personal_visible(CoverExchange)
     summary = policy.cover_exchange_summary_visible(CoverExchange)
     return (
@@ -1109,7 +1113,7 @@ def cover_exchanges(
     pa_id: int | None = None,
 ) -> Select:
     """Cover exchanges the viewer may see, by the time of the visit, soonest first."""
-    stmt = _cover_exchange_select(viewer)
+    stmt = cover_exchange_select(viewer)
     if side is not None:
         stmt = stmt.where(CoverExchange.side == side)
     if status is not None:
@@ -1126,35 +1130,44 @@ def cover_exchanges(
 
 
 def cover_exchanges_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
-    return _cover_exchange_select(viewer).where(CoverExchange.id.in_(ids))
+    return cover_exchange_select(viewer).where(CoverExchange.id.in_(ids))
+
+
+# A visit's live exchanges (`Visit.partnerCover` reads the first), newest first.
+LIVE_COVER_EXCHANGE_ORDER = (CoverExchange.id,)
+
+
+def live_cover_exchanges(stmt: Select) -> Select:
+    """Only the exchanges of `stmt` (`cover_exchange_select`) that are live: HELD,
+    ACCEPTED or CONFIRMED (`care.enums.LIVE_EXCHANGE_STATUSES`)."""
+    return stmt.where(CoverExchange.status.in_([s.value for s in LIVE_EXCHANGE_STATUSES]))
 
 
 def live_cover_exchanges_of_visits(viewer: Viewer, visit_ids: Sequence[int]) -> Select:
-    """The live exchange (at most one, the unique index says) of each visit the viewer may
-    see it for, keyed by visit."""
+    """The live exchanges of each visit that the viewer may see, keyed by visit, newest
+    first (`LIVE_COVER_EXCHANGE_ORDER` downwards): one per cover request (the unique
+    index), so a visit may have more than one; `Visit.partnerCover` is the first."""
     return (
-        _cover_exchange_select(viewer)
+        live_cover_exchanges(cover_exchange_select(viewer))
         .add_columns(CoverExchange.visit_id.label("pg_parent"))
-        .where(
-            CoverExchange.visit_id.in_(visit_ids),
-            CoverExchange.status.in_(("HELD", "ACCEPTED", "CONFIRMED")),
-        )
-        .order_by(CoverExchange.visit_id, CoverExchange.id.desc())
+        .where(CoverExchange.visit_id.in_(visit_ids))
+        .order_by(CoverExchange.visit_id, *[key.desc() for key in LIVE_COVER_EXCHANGE_ORDER])
     )
 
 
-def cover_exchange_events(exchange_ids: Sequence[int]) -> Select:
-    """The status changes of exchanges the caller was already allowed to see, oldest
-    first (who: the side and role only, never a member)."""
-    return (
-        select(
-            CoverExchangeEvent.exchange_id.label("pg_parent"),
-            CoverExchangeEvent.at,
-            CoverExchangeEvent.status,
-            CoverExchangeEvent.by_side,
-            CoverExchangeEvent.by_role,
-            CoverExchangeEvent.note,
-        )
-        .where(CoverExchangeEvent.exchange_id.in_(exchange_ids))
-        .order_by(CoverExchangeEvent.exchange_id, CoverExchangeEvent.at, CoverExchangeEvent.id)
+# An exchange's status changes, oldest first.
+COVER_EXCHANGE_EVENT_ORDER = (CoverExchangeEvent.at, CoverExchangeEvent.id)
+
+
+def cover_exchange_event_select(viewer: Viewer) -> Select:
+    """The status changes of exchanges (who: the side and role only, never a member).
+    No rule of its own: they are read only as an exchange's `events`, of an exchange the
+    caller was already allowed to see (`cover_exchange_select`)."""
+    return select(
+        CoverExchangeEvent.id,
+        CoverExchangeEvent.at,
+        CoverExchangeEvent.status,
+        CoverExchangeEvent.by_side,
+        CoverExchangeEvent.by_role,
+        CoverExchangeEvent.note,
     )

@@ -845,11 +845,6 @@ def member_from_row(row: Row[Any]) -> Member:
 load_member: Loader[Member] = by_id_loader("member", queries.members_by_id, member_from_row)
 
 
-async def load_pa(info: Info, member_id: int | None) -> PersonalAssistant | None:
-    member = await load_member(info, member_id) if member_id is not None else None
-    return member if isinstance(member, PersonalAssistant) else None
-
-
 # --- clusters and pools ----------------------------------------------------------------
 
 
@@ -1496,44 +1491,31 @@ class CoverExchange(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_cover_exchange)
 
-    @strawberry.field(
+    visit: Visit | None = record(
+        "visit",
+        "visit_id",
         description="REQUESTING: the visit covered; null on the providing side or if the "
-        "caller may not see it."
+        "caller may not see it.",
     )
-    async def visit(self, info: Info) -> Visit | None:
-        return await load_visit(info, self.visit_id) if self.visit_id else None
-
-    @strawberry.field(
+    cover_request: CoverRequest | None = record(
+        "cover_request",
+        "cover_request_id",
         description="REQUESTING: the cover request the exchange answers; null on the "
-        "providing side or if the caller may not see it."
+        "providing side or if the caller may not see it.",
     )
-    async def cover_request(self, info: Info) -> CoverRequest | None:
-        if self.cover_request_id is None:
-            return None
-        return await load_cover_request(info, self.cover_request_id)
-
-    @strawberry.field(
+    pa: PersonalAssistant | None = record(
+        "member",
+        "pa_id",
+        through=models.CoverExchange.pa_id,
         description="PROVIDING: our PA whose time is held or booked; null on the "
-        "requesting side or if the caller may not see them."
+        "requesting side or if the caller may not see them.",
     )
-    async def pa(self, info: Info) -> PersonalAssistant | None:
-        return await load_pa(info, self.pa_id) if self.pa_id else None
-
-    @strawberry.field(description="Every status change on this side, oldest first.")
-    async def events(self, info: Info) -> list[CoverExchangeEvent]:
-        rows = await loaders.grouped(
-            info.context, "exchange_events", queries.cover_exchange_events
-        ).load(self.id)
-        return [
-            CoverExchangeEvent(
-                at=r.at,
-                status=enums.ExchangeStatus(r.status),
-                by_side=enums.ExchangeActor(r.by_side),
-                by_role=r.by_role,
-                note=r.note,
-            )
-            for r in rows
-        ]
+    events: list[CoverExchangeEvent] = many(
+        "cover_exchange_event",
+        models.CoverExchangeEvent.exchange_id,
+        order=queries.COVER_EXCHANGE_EVENT_ORDER,
+        description="Every status change on this side, oldest first.",
+    )
 
 
 def cover_exchange_from_row(row: Row[Any]) -> CoverExchange:
@@ -1800,4 +1782,8 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "pay_rate": (queries.pay_rate_select, lambda row: from_row(PayRate, row)),
     "skill": (queries.skill_select, lambda row: from_row(Skill, row)),
     "cover_offer": (queries.cover_offer_select, cover_offer_from_row),
+    "cover_exchange_event": (
+        queries.cover_exchange_event_select,
+        lambda row: from_row(CoverExchangeEvent, row),
+    ),
 }

@@ -78,6 +78,7 @@ from schema.compiled.registry import (
     AnyNode,
     Column,
     Embedded,
+    First,
     GlobalId,
     Page,
     Render,
@@ -584,6 +585,9 @@ class Compiler:
             elif isinstance(spec, ToMany):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(self.to_many(where, definition, spec, row, field_nodes))
+            elif isinstance(spec, First):
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                parts.append(self.first(where, definition, spec, row, field_nodes))
             elif isinstance(spec, Page):
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
             elif isinstance(spec, Embedded):
@@ -614,6 +618,23 @@ class Compiler:
             .where(row.c[spec.target] == parent.c[spec.key])
             .scalar_subquery()
         )
+
+    def first(
+        self,
+        where: str,
+        definition: GraphQLField,
+        spec: First,
+        parent: FromClause,
+        nodes: list[FieldNode],
+    ) -> ColumnElement[Any]:
+        """The parent's first row in the resolver's order, or null: the linked source
+        select sorted and limited to one row."""
+        source = registry.SOURCES[spec.source]
+        order = [key.desc() if spec.descending else key for key in spec.order]
+        stmt = spec.link(source.build(self.viewer), parent).correlate(parent)
+        row = stmt.order_by(*order).limit(1).subquery()
+        value = self.output(where, definition.type, row, source, nodes)
+        return select(value).select_from(row).scalar_subquery()
 
     def to_many(
         self,

@@ -27,6 +27,7 @@ from care.models import (
     Cluster,
     ClusterPa,
     ClusterServiceUser,
+    CoverExchange,
     LocalAuthority,
     LocalAuthorityNeighbour,
     Member,
@@ -119,6 +120,18 @@ class ToMany:
 
 
 @dataclass(frozen=True)
+class First:
+    """The first of one parent's `source` rows, or null (`Visit.partnerCover`: the
+    visit's newest live exchange): `link` narrows the source select to the parent's rows,
+    `order` sorts them (downwards when `descending`) as the resolver's statement does."""
+
+    source: str
+    link: Callable[[Select, Any], Select]
+    order: Sequence[Any]
+    descending: bool = False
+
+
+@dataclass(frozen=True)
 class AnyNode:
     """`node(id:)`: the record of the id's type, read by id from that type's source (as
     the type's `resolve_nodes` loads it); `sources` names the source of each node type
@@ -136,7 +149,7 @@ class Embedded:
     fields: Mapping[str, Column]
 
 
-FieldSpec = Column | GlobalId | ToOne | Page | ToMany | AnyNode | Embedded
+FieldSpec = Column | GlobalId | ToOne | Page | ToMany | First | AnyNode | Embedded
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,9 @@ SOURCES: dict[str, Source] = {
     "cover_offer": Source(build=queries.cover_offer_select),
     "pay_rate": Source(build=queries.pay_rate_select),
     "skill": Source(build=queries.skill_select),
+    "cover_exchange": Source(build=queries.cover_exchange_select),
+    # Read only as the events of an exchange the caller may see (no rule of their own).
+    "cover_exchange_event": Source(build=queries.cover_exchange_event_select),
     # Public reference data: no rule applies (as `queries.local_authorities`).
     "local_authority": Source(
         build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
@@ -367,6 +383,11 @@ def _neighbours(stmt: Select, parent: Any) -> Select:
         select(pairs.la_a).where(pairs.la_b == parent.c.gss_code).correlate(parent),
     )
     return stmt.where(LocalAuthority.gss_code.in_(ids))
+
+
+def _live_cover_of_visit(stmt: Select, parent: Any) -> Select:
+    """A visit's live exchanges (`queries.live_cover_exchanges_of_visits`)."""
+    return queries.live_cover_exchanges(stmt).where(CoverExchange.visit_id == parent.c.id)
 
 
 def _through(table: Any, target: Any, parent_column: Any) -> Callable[[Select, Any], Select]:
@@ -600,7 +621,27 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.Visit),
         **records(types.Visit),
         "id": GlobalId(),
+        "partnerCover": First(
+            "cover_exchange",
+            link=_live_cover_of_visit,
+            order=queries.LIVE_COVER_EXCHANGE_ORDER,
+            descending=True,
+        ),
     },
+    "CoverExchange": {
+        **data_columns(types.CoverExchange),
+        **records(types.CoverExchange),
+        **declared_lists(types.CoverExchange),
+        "id": GlobalId(),
+        "partner": Embedded(
+            "partner_base_url",  # never null: the exchange's partnership's
+            {
+                "name": Column("partner_name"),
+                "baseUrl": Column("partner_base_url"),
+            },
+        ),
+    },
+    "CoverExchangeEvent": data_columns(types.CoverExchangeEvent),
 }
 
 # Enums read as PLAIN columns store their GraphQL names (checked at import).
@@ -614,6 +655,10 @@ _PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
     enums.AbsenceKind,
     enums.CoverRequestStatus,
     enums.CoverOfferStatus,
+    enums.ExchangeSide,
+    enums.ExchangeStatus,
+    enums.ExchangeActor,
+    enums.PartnershipSide,
 )
 for _enum in _PLAIN_ENUMS:
     if any(member.name != member.value for member in _enum):

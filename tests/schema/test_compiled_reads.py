@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,23 @@ import orjson
 import pytest
 from graphql import OperationType, print_ast
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
 from care.enums import Role
-from care.models import CarerLink, Cluster, Member, PaProfile, Visit
+from care.models import (
+    CarerLink,
+    Cluster,
+    CoverExchange,
+    CoverExchangeEvent,
+    CoverRequest,
+    Member,
+    PaProfile,
+    Partnership,
+    Visit,
+)
 from care.queries import COVER_REQUEST_ORDERS, MEMBER_ORDERS, VISIT_ORDERS
 from schema.compiled.extension import PLANS
 from tests.api.test_readme_examples import _normalised, readme_operations
@@ -113,6 +125,22 @@ query Relations($id: ID!) {
 }
 fragment Offers on CoverRequest { id offers { __typename id status offeredAt expiresAt
   respondedAt coverRequest { id status } personalAssistant { id name } } }"""
+
+
+# A visit's live cover exchange with a partner co-op (the newest of its live ones), read
+# by id, in a list of the person's visits, and on a visit outside the coordinator's
+# clusters.
+PARTNER_COVER = """
+query PartnerCover($visit: ID!, $other: ID!, $person: ID!, $start: DateTime!) {
+  covered: node(id: $visit) { id ... on Visit { status partnerCover { ...Exchange } } }
+  other: node(id: $other) { ... on Visit { partnerCover { id side status partner { name } } } }
+  visits(first: 5, serviceUserId: $person, startsFrom: $start) {
+    nodes { id partnerCover { id status coverRequest { id } } } }
+}
+fragment Exchange on CoverExchange { __typename id ref side status partner { name baseUrl }
+  startsAt endsAt district skills holdExpiresAt paRef paFirstName personFirstName
+  personAddress careSummary cancelledBy reason visit { id status } coverRequest { id status }
+  pa { id } events { __typename at status bySide byRole note } }"""
 
 
 MEMBERS = """
@@ -271,6 +299,79 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
         ),
         {"ours": ours, "other": other, "busy": busy_pa, "idle": idle_pa},
     )
+    # Cover exchanges with a partner co-op (requesting side) on the visit of our request:
+    # a HELD one answering the request, a newer CONFIRMED one (the live one read), and a
+    # newest CANCELLED one (not live); a HELD one on the other request's visit.
+    partnership = Partnership(
+        base_url="https://partner.example",
+        graphql_endpoint="https://partner.example/graphql",
+        proposal_ref=uuid.uuid4(),
+        direction="OUTGOING",
+        status="ACTIVE",
+        requested_scopes=["COVER"],
+        granted_scopes=["COVER"],
+        protocol_version="coopnet-federation/1",
+        coop_name="Partner Co-op",
+    )
+    db.add(partnership)
+    await db.flush()
+    covered, elsewhere = [
+        await db.scalar(
+            select(Visit)
+            .join(CoverRequest, Visit.id == CoverRequest.visit_id)
+            .where(CoverRequest.id == request)
+        )
+        for request in (ours, other)
+    ]
+    assert covered is not None and elsewhere is not None
+    during = covered.during
+
+    def exchange(visit: Visit, status: str, **fields: Any) -> CoverExchange:
+        return CoverExchange(
+            ref=uuid.uuid4(),
+            partnership_id=partnership.id,
+            side="REQUESTING",
+            status=status,
+            during=Range(visit.during.lower, visit.during.upper, bounds="[)"),
+            district="N12",
+            skills=["hoist", "meds"],
+            pa_ref="their-pa",
+            hold_expires_at=dt.datetime(2026, 1, 2, 3, 4, 5, 60, dt.UTC),
+            visit_id=visit.id,
+            care_summary="Needs help to stand.",
+            person_first_name="Ada",
+            **fields,
+        )
+
+    held = exchange(covered, "HELD", cover_request_id=ours)
+    db.add(held)
+    await db.flush()
+    live = exchange(covered, "CONFIRMED", pa_first_name="Pat", person_address="N12 8AA")
+    db.add(live)
+    await db.flush()
+    db.add(exchange(covered, "CANCELLED", cancelled_by="US", reason="Not needed"))
+    db.add(exchange(elsewhere, "HELD", cover_request_id=other))
+    await db.flush()
+    db.add_all(
+        [
+            CoverExchangeEvent(
+                exchange_id=live.id,
+                at=dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC),
+                status="HELD",
+                by_side="PARTNER",
+                by_role="COORDINATOR",
+            ),
+            CoverExchangeEvent(
+                exchange_id=live.id,
+                at=dt.datetime(2026, 1, 1, 9, 30, 0, 5, dt.UTC),
+                status="CONFIRMED",
+                by_side="US",
+                by_role="ADMIN",
+                note="Booked",
+            ),
+        ]
+    )
+    assert during.lower is not None
     assert await db.scalar(select(func.count()).select_from(PaProfile)) > 1
     assert await db.scalar(select(func.count()).select_from(Member)) > 10
     await db.commit()  # and no transaction left open (a test locks a table)
@@ -278,6 +379,13 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
     return {
         "cluster": gid("Cluster", cluster_id),
         "from": start.isoformat(),
+        "cover": {
+            "visit": gid("Visit", covered.id),
+            "other": gid("Visit", elsewhere.id),
+            "person": gid("ServiceUser", covered.service_user_id),
+            "start": during.lower.isoformat(),
+        },
+        "covered": {"visit": covered.id, "exchange": live.id, "person": covered.service_user_id},
         "ids": {
             "coordinator": coordinator,
             "busy_pa": busy_pa,
@@ -319,6 +427,7 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
             {"id": demo["cluster"], "from": None, "withPas": False, "noTasks": True},
         ),
         (RELATIONS, {"id": demo["cluster"]}),
+        (PARTNER_COVER, demo["cover"]),
         (MEMBERS, {}),
         (MEMBERS, {"class": "SERVICE_USER", "active": True, "name": "smith"}),
         # "%" is a character to look for, not a wildcard; "" is refused (input bounds).
@@ -379,6 +488,33 @@ async def test_the_lists_between_records_are_one_statement_with_data(
     assert {o["personalAssistant"]["id"] for o in offers} == {gid("PersonalAssistant", busy_pa)}
     paid = [m for m in body["data"]["members"]["nodes"] if m.get("payRates")]
     assert [m["payRates"][-1]["hourlyPayPence"] for m in paid] == [1105]
+
+
+async def test_a_visits_partner_cover_is_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    body = await both.same(PARTNER_COVER, demo["cover"], admin, statements=1)
+    exchange = gid("CoverExchange", demo["covered"]["exchange"])
+    cover = body["data"]["covered"]["partnerCover"]
+    # The newest live exchange: not the older HELD one, nor the newer CANCELLED one.
+    assert cover["id"] == exchange and cover["status"] == "CONFIRMED"
+    assert cover["personFirstName"] == "Ada" and cover["partner"]["name"] == "Partner Co-op"
+    assert cover["visit"]["id"] == demo["cover"]["visit"] and cover["coverRequest"] is None
+    assert [e["status"] for e in cover["events"]] == ["HELD", "CONFIRMED"]
+    assert body["data"]["other"]["partnerCover"]["status"] == "HELD"
+    listed = [v["partnerCover"] for v in body["data"]["visits"]["nodes"]]
+    assert {"id": exchange, "status": "CONFIRMED", "coverRequest": None} in listed
+    # The person sees their visit, not the exchange; the coordinator sees theirs only.
+    person = api.token(Role.SERVICE_USER, demo["covered"]["person"])
+    body = await both.same(PARTNER_COVER, demo["cover"], person, statements=1)
+    assert body["data"]["covered"]["id"] == demo["cover"]["visit"]
+    assert body["data"]["covered"]["partnerCover"] is None
+    coordinator = api.token(Role.COORDINATOR, demo["ids"]["coordinator"])
+    body = await both.same(PARTNER_COVER, demo["cover"], coordinator, statements=1)
+    assert body["data"]["covered"]["partnerCover"]["id"] == exchange
+    assert not (body["data"]["other"] or {}).get("partnerCover")
 
 
 async def test_the_cluster_page_is_one_statement_with_data(

@@ -107,7 +107,15 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
     assert records(types.Cluster)["localAuthority"] == ToOne(
         "local_authority", "la_code", target="gss_code"
     )
-    for name in ("Cluster", "Visit", "Absence", "CoverRequest", "CoverOffer", "AvailabilityWindow"):
+    for name in (
+        "Cluster",
+        "Visit",
+        "Absence",
+        "CoverRequest",
+        "CoverOffer",
+        "AvailabilityWindow",
+        "CoverExchange",
+    ):
         for field, spec in records(getattr(types, name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
             assert spec.source in types.LOADERS and spec.source in registry.SOURCES
@@ -117,7 +125,15 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
     # `schema.types.many`: the resolver's statement and the compiler's link come from it.
     assert set(lists(types.Cluster)) == {"pools"}
     assert set(lists(types.ServiceUser)) == {"carers", "regularPersonalAssistants"}
-    for name in ("Cluster", "Pool", "ServiceUser", "PersonalAssistant", "CoverRequest", "Carer"):
+    for name in (
+        "Cluster",
+        "Pool",
+        "ServiceUser",
+        "PersonalAssistant",
+        "CoverRequest",
+        "Carer",
+        "CoverExchange",
+    ):
         declared = lists(getattr(types, name))
         assert declared, name
         for field, spec in declared.items():
