@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from care.models import (
     LocalAuthorityNeighbour,
     Member,
     PaProfile,
+    Partnership,
     PaSkill,
     Pool,
     PoolCluster,
@@ -55,6 +57,22 @@ class Build:
         self.s.add(obj)
         await self.s.flush()
         return obj
+
+    async def partnership(self, base_url: str, scopes: list[str], **extra: Any) -> Partnership:
+        """An ACTIVE partnership we proposed to another instance, granting `scopes`."""
+        return await self._add(
+            Partnership(
+                base_url=base_url,
+                graphql_endpoint=f"{base_url}/graphql",
+                proposal_ref=uuid.uuid4(),
+                direction="OUTGOING",
+                status="ACTIVE",
+                requested_scopes=scopes,
+                granted_scopes=scopes,
+                protocol_version="coopnet-federation/1",
+                **extra,
+            )
+        )
 
     async def las(self) -> None:
         self.s.add_all(

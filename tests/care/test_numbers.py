@@ -5,7 +5,6 @@ column the API reads as a Float, so no row can break a response on either read p
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.models import Partnership, PartnerWindow
+from care.models import PartnerWindow
 from tests.factories import Build, at
 
 # (table, column, the row to write it in, the constraint that refuses it)
@@ -69,18 +68,7 @@ async def test_nan_is_refused(
 
 async def _partner_window(db: AsyncSession) -> None:
     """One window of an active partnership's feed: partner_window rows need a partnership."""
-    partnership = Partnership(
-        base_url="https://lea.example",
-        graphql_endpoint="https://lea.example/graphql",
-        proposal_ref=uuid.uuid4(),
-        direction="OUTGOING",
-        status="ACTIVE",
-        requested_scopes=["AVAILABILITY"],
-        granted_scopes=["AVAILABILITY"],
-        protocol_version="coopnet-federation/1",
-    )
-    db.add(partnership)
-    await db.flush()
+    partnership = await Build(db).partnership("https://lea.example", ["AVAILABILITY"])
     start = at(days=1)
     db.add(
         PartnerWindow(

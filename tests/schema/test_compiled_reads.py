@@ -32,7 +32,6 @@ from care.models import (
     CoverRequest,
     Member,
     PaProfile,
-    Partnership,
     Visit,
 )
 from care.queries import COVER_REQUEST_ORDERS, MEMBER_ORDERS, VISIT_ORDERS
@@ -40,7 +39,7 @@ from schema.compiled.extension import PLANS
 from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
 from tests.conftest import Api, StatementCounter
-from tests.factories import gid
+from tests.factories import Build, gid
 
 CLUSTER_PAGE = """
 query ClusterPage($id: ID!, $from: DateTime!) {
@@ -302,19 +301,9 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
     # Cover exchanges with a partner co-op (requesting side) on the visit of our request:
     # a HELD one answering the request, a newer CONFIRMED one (the live one read), and a
     # newest CANCELLED one (not live); a HELD one on the other request's visit.
-    partnership = Partnership(
-        base_url="https://partner.example",
-        graphql_endpoint="https://partner.example/graphql",
-        proposal_ref=uuid.uuid4(),
-        direction="OUTGOING",
-        status="ACTIVE",
-        requested_scopes=["COVER"],
-        granted_scopes=["COVER"],
-        protocol_version="coopnet-federation/1",
-        coop_name="Partner Co-op",
+    partnership = await Build(db).partnership(
+        "https://partner.example", ["COVER"], coop_name="Partner Co-op"
     )
-    db.add(partnership)
-    await db.flush()
     covered, elsewhere = [
         await db.scalar(
             select(Visit)

@@ -20,7 +20,6 @@ from care.models import (
     CoverExchange,
     CoverRequest,
     PaCommitment,
-    Partnership,
 )
 from care.paging import PageRequest
 from care.viewer import Viewer
@@ -58,18 +57,9 @@ async def _setup(db: AsyncSession) -> dict[str, int]:
     carer = await b.carer(person)
     pa = await b.pa("Pat Provider", cluster=team)
     other_pa = await b.pa("Olly Other", cluster=team)
-    partnership = Partnership(
-        base_url="https://partner.example",
-        graphql_endpoint="https://partner.example/graphql",
-        proposal_ref=uuid.uuid4(),
-        direction="OUTGOING",
-        status="ACTIVE",
-        requested_scopes=["COVER"],
-        granted_scopes=["COVER"],
-        protocol_version="coopnet-federation/1",
-        coop_name="Partner Co-op",
+    partnership = await b.partnership(
+        "https://partner.example", ["COVER"], coop_name="Partner Co-op"
     )
-    db.add(partnership)
     visit = await b.visit(person, None, at(days=2), status="NEEDS_COVER")
     request = CoverRequest(visit_id=visit.id, reason="MANUAL", status="OPEN")
     db.add(request)
