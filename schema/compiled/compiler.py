@@ -50,6 +50,7 @@ from sqlalchemy import (
     Double,
     FromClause,
     Integer,
+    LargeBinary,
     Select,
     String,
     Text,
@@ -247,9 +248,22 @@ def _base64(text: Any) -> ColumnElement[str]:
     return func.replace(encoded, NEWLINE, _constant(""))
 
 
+# base64 breaks its output into lines of 76 characters, from 57 bytes of input.
+_ONE_LINE = 57
+_LONGEST_INTEGER = len(str(-(2**63)))
+
+
 def global_id(type_name: str, column: Any) -> ColumnElement[str]:
-    """Relay's global id as Strawberry writes it: base64 of `Type:id`."""
-    return _base64(_constant(f"{type_name}:") + cast(column, Text))
+    """Relay's global id as Strawberry writes it: base64 of `Type:id`.
+
+    An integer id (every node type's) is written in ASCII digits, so its text is its
+    bytes (a cast, where text in general needs `convert_to`), and `Type:id` stays under
+    one base64 line, so there is no line break to take out: two calls fewer per id,
+    which the cluster page makes 300 times."""
+    prefix = _constant(f"{type_name}:")
+    if isinstance(column.type, Integer) and len(type_name) + 1 + _LONGEST_INTEGER <= _ONE_LINE:
+        return func.encode(cast(prefix + cast(column, Text), LargeBinary), _constant("base64"))
+    return _base64(prefix + cast(column, Text))
 
 
 def cursor(keys: list[Any], order: str | None = None) -> ColumnElement[str]:
