@@ -43,6 +43,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -848,29 +850,112 @@ class Result:
     app_cpu_ms: float
     db_cpu_ms: float
     failures: int
+    load_cpu_ms: float = 0.0
 
 
-def load(node: Path, server: Server, ask: Ask, clients: int, seconds: float, url: str) -> Result:
+# wrk's own summary as one JSON line (latencies in microseconds).
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+{headers}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non2xx":%d,"errors":%d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def load_generator(choice: str) -> str:
+    """`wrk` (C, a small share of the machine's CPU per request) where installed
+    (`apt-get install wrk`), else autocannon (Node, installed with PostGraphile)."""
+    if choice == "auto":
+        return "wrk" if shutil.which("wrk") else "autocannon"
+    if choice == "wrk" and not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk, or --load-generator autocannon")
+    return choice
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load(
+    node: Path,
+    server: Server,
+    ask: Ask,
+    clients: int,
+    seconds: float,
+    url: str,
+    generator: str = "autocannon",
+) -> Result:
+    backends = bench_backends(url)
+    before = cpu_by_process(server.process.pid, backends)
+    own_before = _children_cpu()
+    if generator == "wrk":
+        total, rps, p50, p99, failures = _run_wrk(server, ask, clients, seconds)
+    else:
+        total, rps, p50, p99, failures = _run_autocannon(node, server, ask, clients, seconds)
+    own_s = _children_cpu() - own_before
+    after = cpu_by_process(server.process.pid, backends | bench_backends(url))
+    app_s, db_s = used(before, after)
+    total = max(1, total)
+    return Result(
+        rps=rps,
+        p50=p50,
+        p99=p99,
+        app_cpu_ms=app_s * 1000 / total,
+        db_cpu_ms=db_s * 1000 / total,
+        failures=failures,
+        load_cpu_ms=own_s * 1000 / total,
+    )
+
+
+def _run_autocannon(
+    node: Path, server: Server, ask: Ask, clients: int, seconds: float
+) -> tuple[int, float, float, float, int]:
     autocannon = NODE_DIR / "node_modules" / "autocannon" / "autocannon.js"
     command = [str(node), str(autocannon), "-c", str(clients), "-d", str(seconds), "-j"]
     command += ["-m", "POST", "-H", "Content-Type=application/json"]
     for k, v in ask.headers.items():
         command += ["-H", f"{k}={v}"]
     command += ["-b", json.dumps(ask.body), server.url]
-    backends = bench_backends(url)
-    before = cpu_by_process(server.process.pid, backends)
     out = subprocess.run(command, capture_output=True, text=True, check=True)
-    after = cpu_by_process(server.process.pid, backends | bench_backends(url))
-    app_s, db_s = used(before, after)
     report = json.loads(out.stdout)
-    total = max(1, int(report["requests"]["total"]))
-    return Result(
-        rps=float(report["requests"]["average"]),
-        p50=float(report["latency"]["p50"]),
-        p99=float(report["latency"]["p99"]),
-        app_cpu_ms=app_s * 1000 / total,
-        db_cpu_ms=db_s * 1000 / total,
-        failures=int(report.get("non2xx", 0)) + int(report.get("errors", 0)),
+    return (
+        int(report["requests"]["total"]),
+        float(report["requests"]["average"]),
+        float(report["latency"]["p50"]),
+        float(report["latency"]["p99"]),
+        int(report.get("non2xx", 0)) + int(report.get("errors", 0)),
+    )
+
+
+def _run_wrk(
+    server: Server, ask: Ask, clients: int, seconds: float
+) -> tuple[int, float, float, float, int]:
+    headers = {"Content-Type": "application/json", **ask.headers}
+    script = WRK_SCRIPT.format(
+        body=json.dumps(ask.body),
+        headers="\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()),
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        # One thread: it keeps 10 connections busy at these rates with the least CPU.
+        command = ["wrk", "-t", "1", "-c", str(clients), "-d", f"{seconds:g}s", "-s", lua.name]
+        out = subprocess.run(command + [server.url], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    total = int(report["requests"])
+    return (
+        total,
+        total / (int(report["duration_us"]) / 1e6),
+        report["p50_us"] / 1000,
+        report["p99_us"] / 1000,
+        int(report["non2xx"]) + int(report["errors"]),
     )
 
 
@@ -882,6 +967,7 @@ def median_result(results: list[Result]) -> Result:
         app_cpu_ms=statistics.median(r.app_cpu_ms for r in results),
         db_cpu_ms=statistics.median(r.db_cpu_ms for r in results),
         failures=sum(r.failures for r in results),
+        load_cpu_ms=statistics.median(r.load_cpu_ms for r in results),
     )
 
 
@@ -936,6 +1022,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1, help="coopnet's --workers")
     parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "autocannon"),
+        default="auto",
+        help="wrk where installed (auto), else autocannon",
+    )
+    parser.add_argument(
         "--only",
         type=lambda s: set(s.split(",")),
         default={"coopnet", "postgraphile", "floor"},
@@ -949,6 +1041,7 @@ def main() -> None:
         return
 
     url = args.db_url = resolve_url(args.url)
+    args.generator = load_generator(args.load_generator)
     asyncio.run(prepare(url, args.reuse))
     node = install_node_tools()
     asyncio.run(drop_views(url))
@@ -1013,18 +1106,27 @@ def _run_rounds(
     runs: dict[tuple[str, str], list[Result]] = {}
     print(
         f"load: {args.rounds} rounds x {len(all_scenarios)} queries x {len(servers)} servers,"
-        f" {args.clients} clients for {args.seconds:g} s each",
+        f" {args.clients} clients for {args.seconds:g} s each, load by {args.generator}",
         flush=True,
     )
     for round_ in range(1, args.rounds + 1):
         for sc in all_scenarios:
             for s in servers:
-                r = load(node, s, sc.asks[s.name], args.clients, args.seconds, args.db_url)
+                r = load(
+                    node,
+                    s,
+                    sc.asks[s.name],
+                    args.clients,
+                    args.seconds,
+                    args.db_url,
+                    args.generator,
+                )
                 runs.setdefault((sc.name, s.name), []).append(r)
                 print(
                     f"  round {round_}, {sc.name}, {s.name}: {r.rps:,.0f} req/s, "
                     f"p50 {r.p50:.1f} ms, p99 {r.p99:.1f} ms, "
                     f"CPU/request {r.app_cpu_ms:.2f} ms app + {r.db_cpu_ms:.2f} ms PostgreSQL"
+                    f" + {r.load_cpu_ms:.2f} ms {args.generator}"
                     + (f", {r.failures} failed" if r.failures else ""),
                     flush=True,
                 )
@@ -1040,11 +1142,11 @@ def _print_table(
     pg = next((s.name for s in servers if s.name.startswith("PostGraphile")), None)
     print(
         f"\nmedians of {args.rounds} rounds; {args.clients} clients; coopnet workers: "
-        f"{args.workers}; CPU in ms per request (the server's processes; PostgreSQL's"
-        " backends of the bench database)"
+        f"{args.workers}; load by {args.generator}; CPU in ms per request (the server's"
+        " processes; PostgreSQL's backends of the bench database; the load generator)"
     )
     header = f"{'query':<26} {'server':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-    header += f" {'app CPU':>8} {'db CPU':>8} {'x PostGraphile':>15}"
+    header += f" {'app CPU':>8} {'db CPU':>8} {'load CPU':>8} {'x PostGraphile':>15}"
     print(header)
     for sc in all_scenarios:
         base = median_result(runs[(sc.name, pg)]).rps if pg else None
@@ -1053,7 +1155,7 @@ def _print_table(
             ratio = f"{m.rps / base:.2f}x" if base else "-"
             print(
                 f"{sc.name:<26} {s.name:<20} {m.rps:>8,.0f} {m.p50:>8.1f} {m.p99:>8.1f}"
-                f" {m.app_cpu_ms:>8.2f} {m.db_cpu_ms:>8.2f} {ratio:>15}"
+                f" {m.app_cpu_ms:>8.2f} {m.db_cpu_ms:>8.2f} {m.load_cpu_ms:>8.2f} {ratio:>15}"
                 + (f"  ({m.failures} failed)" if m.failures else "")
             )
 
