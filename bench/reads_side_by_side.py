@@ -18,12 +18,14 @@ PostgreSQL, on the same database and the same logical queries. This script:
    and the floor: one hand-written SQL statement per query behind a bare asyncpg endpoint;
 5. checks that every server returns the same data for every query (names, times,
    statuses, counts; ids differ in form);
-6. runs the load with autocannon (`--clients` connections for `--seconds`), in
+6. runs the load with wrk where installed (`apt-get install wrk`; it takes about a
+   sixth of autocannon's CPU per request from the cores the servers share), else with
+   autocannon (`--load-generator`), `--clients` connections for `--seconds`, in
    `--rounds` interleaved rounds (every server once per round, per query), and prints
-   req/s, p50, p99, the CPU seconds per request of the server's processes and of
-   PostgreSQL's backends serving the bench database, and the ratios to PostGraphile
-   (medians over rounds). coopnet's SQL statements per request are printed for two
-   result sizes, to show they do not grow.
+   req/s, p50, p99, the CPU seconds per request of the server's processes, of
+   PostgreSQL's backends serving the bench database and of the load generator, and the
+   ratios to PostGraphile (medians over rounds). coopnet's SQL statements per request
+   are printed for two result sizes, to show they do not grow.
 
 Queries: the coordinator's cluster page of bench/cluster_page.py (a cluster, its 50
 people and each one's next 5 visits with their PA) and the visit list (the first 100
