@@ -190,6 +190,44 @@ def listed_by_parent(
     )
 
 
+def paged_by_parent(
+    viewer: Viewer,
+    key: Hashable,
+    build: Callable[[Viewer], Select],
+    parent: Any,
+    ids: Sequence[Any],
+    request: PageRequest,
+    sort: Sequence[Any],
+    *,
+    link: Any = None,
+    narrow: Callable[[Select], Select] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Select:
+    """A page per parent (`schema.types.paged`): the rows of `build(viewer)` whose
+    `parent` column holds one of `ids` (of the rows' own table, or of a link table whose
+    `link` column refers to the row, as `listed_by_parent`), narrowed by `narrow`, cut by
+    `care.paging.page` in `sort` order. Built once per `key` (which says what `narrow`
+    does: its values are named parameters, `values`), viewer shape and page shape."""
+
+    def statement() -> Select:
+        stmt = build(viewer)
+        if link is not None:
+            stmt = stmt.join(link.table, link == stmt.selected_columns.id)
+        stmt = stmt.where(parent.in_(_ids(ids)))
+        if narrow is not None:
+            stmt = narrow(stmt)
+        return page(stmt, sort, request, parent=parent)
+
+    return _reuse(
+        (key, policy.shape(viewer), request.shape),
+        statement,
+        viewer,
+        ids=list(ids),
+        **page_params(request, sort),
+        **(values or {}),
+    )
+
+
 def members_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _reuse(
         ("members_by_id", policy.shape(viewer)),
@@ -257,47 +295,6 @@ MEMBER_ORDERS: dict[str, Order] = {
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def cluster_service_users(
-    viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
-) -> Select:
-    def build() -> Select:
-        stmt = (
-            _member_select(viewer)
-            .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
-            .where(ClusterServiceUser.cluster_id.in_(_ids(cluster_ids)))
-        )
-        return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
-
-    key = ("cluster_service_users", policy.shape(viewer), request.shape)
-    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
-
-
-def cluster_personal_assistants(
-    viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
-) -> Select:
-    def build() -> Select:
-        stmt = (
-            _member_select(viewer)
-            .join(ClusterPa, ClusterPa.pa_id == Member.id)
-            .where(ClusterPa.cluster_id.in_(_ids(cluster_ids)))
-        )
-        return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
-
-    key = ("cluster_personal_assistants", policy.shape(viewer), request.shape)
-    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
-
-
-def pool_personal_assistants(
-    viewer: Viewer, pool_ids: Sequence[int], request: PageRequest
-) -> Select:
-    stmt = (
-        _member_select(viewer)
-        .join(PoolPa, PoolPa.pa_id == Member.id)
-        .where(PoolPa.pool_id.in_(pool_ids))
-    )
-    return page(stmt, [Member.id], request, parent=PoolPa.pool_id)
 
 
 def skill_select(viewer: Viewer) -> Select:
@@ -549,45 +546,6 @@ def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     )
 
 
-def visits_of(
-    viewer: Viewer,
-    owner: str,
-    owner_ids: Sequence[int],
-    request: PageRequest,
-    *,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-    statuses: Sequence[str] | None = None,
-) -> Select:
-    """Visits of many service users (owner="service_user") or PAs (owner="pa"), a page each."""
-    column = Visit.service_user_id if owner == "service_user" else Visit.pa_id
-
-    def build() -> Select:
-        stmt = _visit_filters(
-            _visit_select(viewer).where(column.in_(_ids(owner_ids))),
-            starts_from=starts_from,
-            starts_before=starts_before,
-            statuses=statuses,
-        )
-        return page(stmt, VISIT_SORT, request, parent=column)
-
-    ranged = starts_from is not None or starts_before is not None
-    key = (
-        "visits_of",
-        owner,
-        policy.shape(viewer),
-        request.shape,
-        ranged,
-        bool(statuses),
-    )
-    values: dict[str, Any] = {"ids": list(owner_ids), **page_params(request, VISIT_SORT)}
-    if ranged:
-        values.update(starts_from=starts_from, starts_before=starts_before)
-    if statuses:
-        values["statuses"] = list(statuses)
-    return _reuse(key, build, viewer, **values)
-
-
 def _availability_select(viewer: Viewer) -> Select:
     return select(
         AvailabilityWindow.id,
@@ -656,22 +614,6 @@ def availability_filters(
             AvailabilityWindow.pa_id.in_(select(PoolPa.pa_id).where(PoolPa.pool_id == pool))
         )
     return stmt
-
-
-def availability_of_pas(
-    viewer: Viewer,
-    pa_ids: Sequence[int],
-    request: PageRequest,
-    *,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-) -> Select:
-    stmt = _availability_range(
-        _availability_select(viewer).where(AvailabilityWindow.pa_id.in_(pa_ids)),
-        starts_from,
-        starts_before,
-    )
-    return page(stmt, AVAILABILITY_SORT, request, parent=AvailabilityWindow.pa_id)
 
 
 def availability_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
