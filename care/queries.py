@@ -41,7 +41,6 @@ from care.models import (
     Absence,
     AvailabilityWindow,
     Cluster,
-    ClusterPa,
     ClusterServiceUser,
     Coop,
     CoverExchange,
@@ -49,7 +48,6 @@ from care.models import (
     CoverOffer,
     CoverRequest,
     LocalAuthority,
-    LocalAuthorityNeighbour,
     Member,
     PaCommitment,
     PaPayRate,
@@ -113,20 +111,9 @@ def local_authorities(codes: Sequence[str] | None = None) -> Select:
     return stmt
 
 
-def la_neighbours(codes: Sequence[str]) -> Select:
-    """(la, neighbour) pairs, read both ways from the ordered pair table."""
-    a = select(
-        LocalAuthorityNeighbour.la_a.label("la"), LocalAuthorityNeighbour.la_b.label("neighbour")
-    ).where(LocalAuthorityNeighbour.la_a.in_(codes))
-    b = select(
-        LocalAuthorityNeighbour.la_b.label("la"), LocalAuthorityNeighbour.la_a.label("neighbour")
-    ).where(LocalAuthorityNeighbour.la_b.in_(codes))
-    u = union(a, b).subquery()
-    return (
-        select(u.c.la.label("pg_parent"), LocalAuthority.gss_code, LocalAuthority.name)
-        .join(LocalAuthority, LocalAuthority.gss_code == u.c.neighbour)
-        .order_by(u.c.la, LocalAuthority.gss_code)
-    )
+def local_authority_select(viewer: Viewer) -> Select:
+    """Councils: public reference data, no rule applies (both read paths read it)."""
+    return select(LocalAuthority.gss_code, LocalAuthority.name)
 
 
 # --- members -------------------------------------------------------------------------
@@ -176,18 +163,32 @@ def listed_by_parent(
     *,
     link: Any = None,
     descending: bool = False,
+    key: str = "id",
 ) -> Select:
     """A short list per parent (`schema.types.many`): the rows of `stmt` whose `parent`
     column holds one of `ids`, each labelled with it (`pg_parent`) and sorted by `order`
     within it (downwards when `descending`). `parent` is a column of the rows' own table
-    (an offer's request), or of a link table whose `link` column refers to the row (a
-    cluster's pools through `pool_cluster`)."""
+    (an offer's request), or of a link table whose `link` column refers to the row's
+    `key` column (a cluster's pools through `pool_cluster`). Tuples of parents and links:
+    the union of a branch per pair (a member's clusters, by `cluster_service_user` and
+    `cluster_pa`)."""
+    if isinstance(parent, tuple):
+        u = union(
+            *(
+                _linked_rows(stmt, one, ids, link=by, key=key)
+                for one, by in zip(parent, link, strict=True)
+            )
+        ).subquery()
+        keys = [u.c[column.key] for column in order]
+        return select(u).order_by(u.c.pg_parent, *(k.desc() if descending else k for k in keys))
+    sort = [column.desc() if descending else column for column in order]
+    return _linked_rows(stmt, parent, ids, link=link, key=key).order_by(parent, *sort)
+
+
+def _linked_rows(stmt: Select, parent: Any, ids: Sequence[Any], *, link: Any, key: str) -> Select:
     if link is not None:
-        stmt = stmt.join(link.table, link == stmt.selected_columns.id)
-    sort = [key.desc() if descending else key for key in order]
-    return (
-        stmt.add_columns(parent.label("pg_parent")).where(parent.in_(ids)).order_by(parent, *sort)
-    )
+        stmt = stmt.join(link.table, link == stmt.selected_columns[key])
+    return stmt.add_columns(parent.label("pg_parent")).where(parent.in_(ids))
 
 
 def paged_by_parent(
@@ -368,24 +369,6 @@ def clusters_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
         viewer,
         ids=list(ids),
     )
-
-
-def clusters_of_members(viewer: Viewer, member_ids: Sequence[int]) -> Select:
-    """Clusters a service user belongs to or a PA works in, keyed by member."""
-    su = (
-        _cluster_select(viewer)
-        .add_columns(ClusterServiceUser.service_user_id.label("pg_parent"))
-        .join(ClusterServiceUser, ClusterServiceUser.cluster_id == Cluster.id)
-        .where(ClusterServiceUser.service_user_id.in_(member_ids))
-    )
-    pa = (
-        _cluster_select(viewer)
-        .add_columns(ClusterPa.pa_id.label("pg_parent"))
-        .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
-        .where(ClusterPa.pa_id.in_(member_ids))
-    )
-    u = union(su, pa).subquery()
-    return select(u).order_by(u.c.pg_parent, u.c.id)
 
 
 POOL_COLUMNS = (Pool.id, Pool.name, Pool.shared_with_partners)

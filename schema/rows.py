@@ -165,8 +165,12 @@ class Many:
     """A list field: the rows of `source` whose `parent` column holds the parent's id,
     sorted by `order` (downwards when `descending`). `parent` is a column of the rows' own
     table (an offer's request), or of a link table whose `link` column holds the row's id
-    (a cluster's pools: `pool_cluster.cluster_id`, `pool_cluster.pool_id`). `through`: the
-    column reaching the rows, when it is a foreign key into a member profile."""
+    (a cluster's pools: `pool_cluster.cluster_id`, `pool_cluster.pool_id`). A list made
+    of a union gives a tuple of each, a pair per branch (a member's clusters: those they
+    are served by, `cluster_service_user`, and those they work in, `cluster_pa`); a row
+    in both is listed once. `key`: the column naming a parent and a row (`id`; a
+    council's `gss_code`). `through`: the column reaching the rows, when it is a foreign
+    key into a member profile."""
 
     source: str
     parent: Any
@@ -174,6 +178,7 @@ class Many:
     link: Any = None
     descending: bool = False
     through: Any = None
+    key: str = "id"
 
 
 # The metadata key under which a field declares the page (connection) it holds.

@@ -347,12 +347,13 @@ def many(
     link: Any = None,
     descending: bool = False,
     through: Any = None,
+    key: str = "id",
 ) -> Any:
     """A field holding the short list of `source` rows a parent reaches through a key
     (`schema.rows.Many`), of the field's item type: one declaration for both read paths.
     The resolver reads every parent's list in one statement (`queries.listed_by_parent`)
     from the source's select (`LISTED`), under the caller's privacy rules."""
-    spec = Many(source, parent, order, link, descending, through)
+    spec = Many(source, parent, order, link, descending, through, key)
 
     async def resolve(root: Any, info: Info):  # type: ignore[no-untyped-def]
         build, to_object = LISTED[source]
@@ -361,9 +362,9 @@ def many(
             info.context,
             ("many", id(spec)),
             lambda ids: queries.listed_by_parent(
-                build(viewer), parent, ids, order, link=link, descending=descending
+                build(viewer), parent, ids, order, link=link, descending=descending, key=key
             ),
-        ).load(root.id)
+        ).load(getattr(root, key))
         kind = _class_of(info.return_type)
         return [item for item in map(to_object, rows) if isinstance(item, kind)]
 
@@ -501,12 +502,14 @@ class LocalAuthority:
     gss_code: str = strawberry.field(description="ONS GSS code, e.g. E09000003.")
     name: str = strawberry.field(description="The council's name, e.g. London Borough of Barnet.")
 
-    @strawberry.field(description="Neighbouring local authorities (symmetric).")
-    async def neighbours(self, info: Info) -> list[LocalAuthority]:
-        rows = await loaders.grouped(info.context, "la_neighbours", queries.la_neighbours).load(
-            self.gss_code
-        )
-        return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
+    neighbours: list[LocalAuthority] = many(
+        "local_authority",
+        (models.LocalAuthorityNeighbour.la_a, models.LocalAuthorityNeighbour.la_b),
+        link=(models.LocalAuthorityNeighbour.la_b, models.LocalAuthorityNeighbour.la_a),
+        order=(models.LocalAuthority.gss_code,),
+        key="gss_code",
+        description="Neighbouring local authorities (symmetric).",
+    )
 
 
 async def load_local_authority(info: Info, code: str) -> LocalAuthority | None:
@@ -679,14 +682,13 @@ class Member(relay.Node):
         found = await resolve_ids(info, node_ids, load_member)
         return [member if isinstance(member, cls) else None for member in found]
 
-    @strawberry.field(description="Clusters this person is served by or works in.")
-    async def clusters(self, info: Info) -> list[Cluster]:
-        rows = await loaders.grouped(
-            info.context,
-            "member_clusters",
-            lambda ids: queries.clusters_of_members(info.context.viewer, ids),
-        ).load(self.id)
-        return [cluster_from_row(r) for r in rows]
+    clusters: list[Cluster] = many(
+        "cluster",
+        (models.ClusterServiceUser.service_user_id, models.ClusterPa.pa_id),
+        link=(models.ClusterServiceUser.cluster_id, models.ClusterPa.cluster_id),
+        order=(models.Cluster.id,),
+        description="Clusters this person is served by or works in.",
+    )
 
 
 @strawberry.type(description="A skill or training a PA holds.")
@@ -1786,6 +1788,7 @@ LOADERS: dict[str, Callable[[Info, Any], Awaitable[Any]]] = {
 # compiler reads the same selects: `schema.compiled.registry.SOURCES`).
 LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] = {
     "member": (queries.member_select, member_from_row),
+    "local_authority": (queries.local_authority_select, lambda row: from_row(LocalAuthority, row)),
     "pool": (queries.pool_select, pool_from_row),
     "cluster": (queries.cluster_select, cluster_from_row),
     "visit": (queries.visit_select, visit_from_row),

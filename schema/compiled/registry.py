@@ -24,12 +24,7 @@ from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select,
 from care import enums, queries
 from care.models import (
     MAX_VISIT_LENGTH,
-    Cluster,
-    ClusterPa,
-    ClusterServiceUser,
     CoverExchange,
-    LocalAuthority,
-    LocalAuthorityNeighbour,
     Member,
     PaProfile,
     ServiceUserProfile,
@@ -210,10 +205,8 @@ SOURCES: dict[str, Source] = {
     "cover_exchange": Source(build=queries.cover_exchange_select),
     # Read only as the events of an exchange the caller may see (no rule of their own).
     "cover_exchange_event": Source(build=queries.cover_exchange_event_select),
-    # Public reference data: no rule applies (as `queries.local_authorities`).
-    "local_authority": Source(
-        build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
-    ),
+    # Public reference data: no rule applies.
+    "local_authority": Source(build=queries.local_authority_select),
 }
 
 
@@ -328,29 +321,6 @@ def _joined(table: Any, member_column: Any, parent_column: Any) -> Callable[[Sel
     return link
 
 
-def _clusters_of_member(stmt: Select, parent: Any) -> Select:
-    """The clusters a member is served by or works in (`queries.clusters_of_members`)."""
-    # Each side of a UNION correlates only when told (else the parent joins its FROM).
-    ids = union(
-        select(ClusterServiceUser.cluster_id)
-        .where(ClusterServiceUser.service_user_id == parent.c.id)
-        .correlate(parent),
-        select(ClusterPa.cluster_id).where(ClusterPa.pa_id == parent.c.id).correlate(parent),
-    )
-    return stmt.where(Cluster.id.in_(ids))
-
-
-def _neighbours(stmt: Select, parent: Any) -> Select:
-    """A local authority's neighbours, read both ways from the ordered pair table
-    (`queries.la_neighbours`)."""
-    pairs = LocalAuthorityNeighbour
-    ids = union(
-        select(pairs.la_b).where(pairs.la_a == parent.c.gss_code).correlate(parent),
-        select(pairs.la_a).where(pairs.la_b == parent.c.gss_code).correlate(parent),
-    )
-    return stmt.where(LocalAuthority.gss_code.in_(ids))
-
-
 def _live_cover_of_visit(stmt: Select, parent: Any) -> Select:
     """A visit's live exchanges (`queries.live_cover_exchanges_of_visits`)."""
     return queries.live_cover_exchanges(stmt).where(CoverExchange.visit_id == parent.c.id)
@@ -371,21 +341,47 @@ def declared_lists(cls: type) -> dict[str, FieldSpec]:
     (`_joined`), other rows joined through their link table."""
     found: dict[str, FieldSpec] = {}
     for name, spec in lists(cls).items():
-        link = _link(spec.source, spec.parent, spec.link)
+        link = _link(spec.source, spec.parent, spec.link, spec.key)
         found[name] = ToMany(spec.source, link, spec.order, spec.descending, spec.through)
     return found
 
 
-def _link(spec_source: str, parent: Any, row_link: Any) -> Callable[[Select, Any], Select]:
+def _link(
+    source: str, parent: Any, row_link: Any, key: str = "id"
+) -> Callable[[Select, Any], Select]:
     """How a declared list or page narrows its source select to one parent's rows: by a
     column of the rows' own table, members by id from an array (`_joined`), other rows
-    joined through their link table."""
+    joined through their link table, and a union's rows by key from the union of its
+    branches (`_united`)."""
+    if isinstance(parent, tuple):
+        return _united(parent, row_link, key)
     if row_link is None:
         return _linked(parent)
-    if spec_source == "member":
+    if source == "member":
         return _joined(row_link.table, row_link, parent)
     (row_id,) = [fk.column for fk in row_link.expression.foreign_keys]
     return _through(row_link.table, row_link == row_id, parent)
+
+
+def _united(
+    parents: tuple[Any, ...], links: tuple[Any, ...], key: str
+) -> Callable[[Select, Any], Select]:
+    """The rows whose key is in the union of the parent's links (a member's clusters, by
+    `cluster_service_user` or `cluster_pa`; a council's neighbours, read both ways from
+    the ordered pairs)."""
+    (row_key,) = {fk.column for link in links for fk in link.expression.foreign_keys}
+
+    def link(stmt: Select, parent: Any) -> Select:
+        # Each side of a UNION correlates only when told (else the parent joins its FROM).
+        ids = union(
+            *(
+                select(by).where(one == parent.c[key]).correlate(parent)
+                for one, by in zip(parents, links, strict=True)
+            )
+        )
+        return stmt.where(row_key.in_(ids))
+
+    return link
 
 
 @cache
@@ -409,9 +405,6 @@ def page_of(spec: Paged) -> Page:
 def declared_pages(cls: type) -> dict[str, FieldSpec]:
     """The type's pages declared with `schema.types.paged`."""
     return {name: page_of(spec) for name, spec in pages(cls).items()}
-
-
-CLUSTERS_OF_MEMBER = ToMany("cluster", link=_clusters_of_member, order=CLUSTER_SORT)
 
 
 _RENDERS = {
@@ -517,21 +510,19 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Skill": data_columns(types.Skill),
     "LocalAuthority": {
         **data_columns(types.LocalAuthority),
-        "neighbours": ToMany("local_authority", link=_neighbours, order=(LocalAuthority.gss_code,)),
+        **declared_lists(types.LocalAuthority),
     },
     "ServiceUser": {
         **data_columns(types.ServiceUser),
         **declared_lists(types.ServiceUser),
         **declared_pages(types.ServiceUser),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
     },
     "PersonalAssistant": {
         **data_columns(types.PersonalAssistant),
         **declared_lists(types.PersonalAssistant),
         **declared_pages(types.PersonalAssistant),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
     },
     "Absence": {
         **data_columns(types.Absence),
@@ -554,12 +545,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.Carer),
         **declared_lists(types.Carer),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
     },
     "CoopMember": {
         **data_columns(types.CoopMember),
+        **declared_lists(types.CoopMember),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
     },
     "AvailabilityWindow": {
         **data_columns(types.AvailabilityWindow),

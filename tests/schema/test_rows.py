@@ -126,7 +126,10 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
 def test_a_list_field_is_declared_once_for_both_paths() -> None:
     # `schema.types.many`: the resolver's statement and the compiler's link come from it.
     assert set(lists(types.Cluster)) == {"pools"}
-    assert set(lists(types.ServiceUser)) == {"carers", "regularPersonalAssistants"}
+    assert set(lists(types.ServiceUser)) == {"carers", "regularPersonalAssistants", "clusters"}
+    # A union's branches: a member's clusters, a council's neighbours.
+    assert set(lists(types.CoopMember)) == {"clusters"}
+    assert lists(types.LocalAuthority)["neighbours"].key == "gss_code"
     for name in (
         "Cluster",
         "Pool",
@@ -134,6 +137,8 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
         "PersonalAssistant",
         "CoverRequest",
         "Carer",
+        "CoopMember",
+        "LocalAuthority",
         "CoverExchange",
     ):
         declared = lists(getattr(types, name))
@@ -145,6 +150,12 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
             assert (compiled.descending, compiled.through) == (spec.descending, spec.through)
             # Both paths read the rows from one select.
             assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
+    # Every list the compiler reads below the root is a declaration's.
+    for name, fields in registry.FIELDS.items():
+        if name != "Query":
+            for field, compiled in fields.items():
+                if isinstance(compiled, registry.ToMany):
+                    assert field in lists(getattr(types, name)), (name, field, "by hand")
 
 
 def test_a_page_field_is_declared_once_for_both_paths() -> None:
@@ -178,7 +189,9 @@ def test_a_page_field_is_declared_once_for_both_paths() -> None:
                 assert compiled.values is page.filters.values
             # The resolver takes exactly the arguments the compiler accepts.
             definition = get_object_definition(getattr(types, name), strict=True)
-            (resolver_field,) = [f for f in definition.fields if (f.metadata or {}).get(PAGED) is page]
+            (resolver_field,) = [
+                f for f in definition.fields if (f.metadata or {}).get(PAGED) is page
+            ]
             assert [a.python_name for a in resolver_field.arguments] == [
                 "first",
                 "after",
