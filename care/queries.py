@@ -41,7 +41,6 @@ from care.models import (
     Absence,
     AvailabilityWindow,
     Cluster,
-    ClusterPa,
     ClusterServiceUser,
     Coop,
     CoverExchange,
@@ -49,7 +48,6 @@ from care.models import (
     CoverOffer,
     CoverRequest,
     LocalAuthority,
-    LocalAuthorityNeighbour,
     Member,
     PaCommitment,
     PaPayRate,
@@ -113,20 +111,9 @@ def local_authorities(codes: Sequence[str] | None = None) -> Select:
     return stmt
 
 
-def la_neighbours(codes: Sequence[str]) -> Select:
-    """(la, neighbour) pairs, read both ways from the ordered pair table."""
-    a = select(
-        LocalAuthorityNeighbour.la_a.label("la"), LocalAuthorityNeighbour.la_b.label("neighbour")
-    ).where(LocalAuthorityNeighbour.la_a.in_(codes))
-    b = select(
-        LocalAuthorityNeighbour.la_b.label("la"), LocalAuthorityNeighbour.la_a.label("neighbour")
-    ).where(LocalAuthorityNeighbour.la_b.in_(codes))
-    u = union(a, b).subquery()
-    return (
-        select(u.c.la.label("pg_parent"), LocalAuthority.gss_code, LocalAuthority.name)
-        .join(LocalAuthority, LocalAuthority.gss_code == u.c.neighbour)
-        .order_by(u.c.la, LocalAuthority.gss_code)
-    )
+def local_authority_select(viewer: Viewer) -> Select:
+    """Councils: public reference data, no rule applies (both read paths read it)."""
+    return select(LocalAuthority.gss_code, LocalAuthority.name)
 
 
 # --- members -------------------------------------------------------------------------
@@ -176,17 +163,69 @@ def listed_by_parent(
     *,
     link: Any = None,
     descending: bool = False,
+    key: str = "id",
 ) -> Select:
     """A short list per parent (`schema.types.many`): the rows of `stmt` whose `parent`
     column holds one of `ids`, each labelled with it (`pg_parent`) and sorted by `order`
     within it (downwards when `descending`). `parent` is a column of the rows' own table
-    (an offer's request), or of a link table whose `link` column refers to the row (a
-    cluster's pools through `pool_cluster`)."""
+    (an offer's request), or of a link table whose `link` column refers to the row's
+    `key` column (a cluster's pools through `pool_cluster`). Tuples of parents and links:
+    the union of a branch per pair (a member's clusters, by `cluster_service_user` and
+    `cluster_pa`)."""
+    if isinstance(parent, tuple):
+        u = union(
+            *(
+                _linked_rows(stmt, one, ids, link=by, key=key)
+                for one, by in zip(parent, link, strict=True)
+            )
+        ).subquery()
+        keys = [u.c[column.key] for column in order]
+        return select(u).order_by(u.c.pg_parent, *(k.desc() if descending else k for k in keys))
+    sort = [column.desc() if descending else column for column in order]
+    return _linked_rows(stmt, parent, ids, link=link, key=key).order_by(parent, *sort)
+
+
+def _linked_rows(stmt: Select, parent: Any, ids: Sequence[Any], *, link: Any, key: str) -> Select:
     if link is not None:
-        stmt = stmt.join(link.table, link == stmt.selected_columns.id)
-    sort = [key.desc() if descending else key for key in order]
-    return (
-        stmt.add_columns(parent.label("pg_parent")).where(parent.in_(ids)).order_by(parent, *sort)
+        stmt = stmt.join(link.table, link == stmt.selected_columns[key])
+    return stmt.add_columns(parent.label("pg_parent")).where(parent.in_(ids))
+
+
+def paged_by_parent(
+    viewer: Viewer,
+    key: Hashable,
+    build: Callable[[Viewer], Select],
+    parent: Any,
+    ids: Sequence[Any],
+    request: PageRequest,
+    sort: Sequence[Any],
+    *,
+    link: Any = None,
+    narrow: Callable[[Select], Select] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Select:
+    """A page per parent (`schema.types.paged`): the rows of `build(viewer)` whose
+    `parent` column holds one of `ids` (of the rows' own table, or of a link table whose
+    `link` column refers to the row, as `listed_by_parent`), narrowed by `narrow`, cut by
+    `care.paging.page` in `sort` order. Built once per `key` (which says what `narrow`
+    does: its values are named parameters, `values`), viewer shape and page shape."""
+
+    def statement() -> Select:
+        stmt = build(viewer)
+        if link is not None:
+            stmt = stmt.join(link.table, link == stmt.selected_columns.id)
+        stmt = stmt.where(parent.in_(_ids(ids)))
+        if narrow is not None:
+            stmt = narrow(stmt)
+        return page(stmt, sort, request, parent=parent)
+
+    return _reuse(
+        (key, policy.shape(viewer), request.shape),
+        statement,
+        viewer,
+        ids=list(ids),
+        **page_params(request, sort),
+        **(values or {}),
     )
 
 
@@ -257,47 +296,6 @@ MEMBER_ORDERS: dict[str, Order] = {
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def cluster_service_users(
-    viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
-) -> Select:
-    def build() -> Select:
-        stmt = (
-            _member_select(viewer)
-            .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
-            .where(ClusterServiceUser.cluster_id.in_(_ids(cluster_ids)))
-        )
-        return page(stmt, [Member.id], request, parent=ClusterServiceUser.cluster_id)
-
-    key = ("cluster_service_users", policy.shape(viewer), request.shape)
-    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
-
-
-def cluster_personal_assistants(
-    viewer: Viewer, cluster_ids: Sequence[int], request: PageRequest
-) -> Select:
-    def build() -> Select:
-        stmt = (
-            _member_select(viewer)
-            .join(ClusterPa, ClusterPa.pa_id == Member.id)
-            .where(ClusterPa.cluster_id.in_(_ids(cluster_ids)))
-        )
-        return page(stmt, [Member.id], request, parent=ClusterPa.cluster_id)
-
-    key = ("cluster_personal_assistants", policy.shape(viewer), request.shape)
-    return _reuse(key, build, viewer, ids=list(cluster_ids), **page_params(request, [Member.id]))
-
-
-def pool_personal_assistants(
-    viewer: Viewer, pool_ids: Sequence[int], request: PageRequest
-) -> Select:
-    stmt = (
-        _member_select(viewer)
-        .join(PoolPa, PoolPa.pa_id == Member.id)
-        .where(PoolPa.pool_id.in_(pool_ids))
-    )
-    return page(stmt, [Member.id], request, parent=PoolPa.pool_id)
 
 
 def skill_select(viewer: Viewer) -> Select:
@@ -371,24 +369,6 @@ def clusters_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
         viewer,
         ids=list(ids),
     )
-
-
-def clusters_of_members(viewer: Viewer, member_ids: Sequence[int]) -> Select:
-    """Clusters a service user belongs to or a PA works in, keyed by member."""
-    su = (
-        _cluster_select(viewer)
-        .add_columns(ClusterServiceUser.service_user_id.label("pg_parent"))
-        .join(ClusterServiceUser, ClusterServiceUser.cluster_id == Cluster.id)
-        .where(ClusterServiceUser.service_user_id.in_(member_ids))
-    )
-    pa = (
-        _cluster_select(viewer)
-        .add_columns(ClusterPa.pa_id.label("pg_parent"))
-        .join(ClusterPa, ClusterPa.cluster_id == Cluster.id)
-        .where(ClusterPa.pa_id.in_(member_ids))
-    )
-    u = union(su, pa).subquery()
-    return select(u).order_by(u.c.pg_parent, u.c.id)
 
 
 POOL_COLUMNS = (Pool.id, Pool.name, Pool.shared_with_partners)
@@ -549,45 +529,6 @@ def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     )
 
 
-def visits_of(
-    viewer: Viewer,
-    owner: str,
-    owner_ids: Sequence[int],
-    request: PageRequest,
-    *,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-    statuses: Sequence[str] | None = None,
-) -> Select:
-    """Visits of many service users (owner="service_user") or PAs (owner="pa"), a page each."""
-    column = Visit.service_user_id if owner == "service_user" else Visit.pa_id
-
-    def build() -> Select:
-        stmt = _visit_filters(
-            _visit_select(viewer).where(column.in_(_ids(owner_ids))),
-            starts_from=starts_from,
-            starts_before=starts_before,
-            statuses=statuses,
-        )
-        return page(stmt, VISIT_SORT, request, parent=column)
-
-    ranged = starts_from is not None or starts_before is not None
-    key = (
-        "visits_of",
-        owner,
-        policy.shape(viewer),
-        request.shape,
-        ranged,
-        bool(statuses),
-    )
-    values: dict[str, Any] = {"ids": list(owner_ids), **page_params(request, VISIT_SORT)}
-    if ranged:
-        values.update(starts_from=starts_from, starts_before=starts_before)
-    if statuses:
-        values["statuses"] = list(statuses)
-    return _reuse(key, build, viewer, **values)
-
-
 def _availability_select(viewer: Viewer) -> Select:
     return select(
         AvailabilityWindow.id,
@@ -656,22 +597,6 @@ def availability_filters(
             AvailabilityWindow.pa_id.in_(select(PoolPa.pa_id).where(PoolPa.pool_id == pool))
         )
     return stmt
-
-
-def availability_of_pas(
-    viewer: Viewer,
-    pa_ids: Sequence[int],
-    request: PageRequest,
-    *,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-) -> Select:
-    stmt = _availability_range(
-        _availability_select(viewer).where(AvailabilityWindow.pa_id.in_(pa_ids)),
-        starts_from,
-        starts_before,
-    )
-    return page(stmt, AVAILABILITY_SORT, request, parent=AvailabilityWindow.pa_id)
 
 
 def availability_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:

@@ -18,7 +18,8 @@ A field holding the one record a key of the row names (a visit's PA) is declared
 too, with `schema.types.record`: a `ToOne` in the field's metadata, which the resolver
 follows with the source's loader and the compiler reads as a correlated subquery
 (`records`). So is a short list reached through a key (a cluster's pools):
-`schema.types.many`, a `Many` (`lists`).
+`schema.types.many`, a `Many` (`lists`); and a page of rows reached through a key (a
+cluster's service users): `schema.types.paged`, a `Paged` (`pages`).
 """
 
 from __future__ import annotations
@@ -164,8 +165,12 @@ class Many:
     """A list field: the rows of `source` whose `parent` column holds the parent's id,
     sorted by `order` (downwards when `descending`). `parent` is a column of the rows' own
     table (an offer's request), or of a link table whose `link` column holds the row's id
-    (a cluster's pools: `pool_cluster.cluster_id`, `pool_cluster.pool_id`). `through`: the
-    column reaching the rows, when it is a foreign key into a member profile."""
+    (a cluster's pools: `pool_cluster.cluster_id`, `pool_cluster.pool_id`). A list made
+    of a union gives a tuple of each, a pair per branch (a member's clusters: those they
+    are served by, `cluster_service_user`, and those they work in, `cluster_pa`); a row
+    in both is listed once. `key`: the column naming a parent and a row (`id`; a
+    council's `gss_code`). `through`: the column reaching the rows, when it is a foreign
+    key into a member profile."""
 
     source: str
     parent: Any
@@ -173,6 +178,46 @@ class Many:
     link: Any = None
     descending: bool = False
     through: Any = None
+    key: str = "id"
+
+
+# The metadata key under which a field declares the page (connection) it holds.
+PAGED = "coopnet.paged"
+
+
+@dataclass(frozen=True, eq=False)  # by identity, as `Many`
+class Filters:
+    """A page's own arguments, beyond `first`/`after`/`last`/`before`: their GraphQL
+    names, in the field's order; `apply(stmt, args, prefix)` narrows a select by them
+    (the arguments by GraphQL name; every value a named parameter, its name prefixed);
+    `values(args)` are those parameters' values (without the prefix)."""
+
+    arguments: tuple[str, ...]
+    apply: Callable[[Any, dict[str, Any], str], Any]
+    values: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, eq=False)  # by identity: its columns' == builds SQL
+class Paged:
+    """A connection field: a page of the rows of `source` whose `parent` column holds the
+    parent's id, in keyset order `sort` (the cursor's keys), narrowed by `filters`.
+    `parent` and `link` as `Many`'s (a cluster's service users: `parent`
+    `cluster_service_user.cluster_id`, `link` `cluster_service_user.service_user_id`).
+    `through`: the column reaching the rows, when it is a foreign key into a member
+    profile."""
+
+    source: str
+    parent: Any
+    sort: tuple[Any, ...]
+    link: Any = None
+    filters: Filters | None = None
+    through: Any = None
+
+
+def pages(cls: type) -> dict[str, Paged]:
+    """The fields of a Strawberry type declared with `schema.types.paged`, by GraphQL
+    name."""
+    return _declared(cls, PAGED)
 
 
 def lists(cls: type) -> dict[str, Many]:

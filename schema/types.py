@@ -30,8 +30,9 @@ from schema.connection import (
     page_request,
 )
 from schema.context import DEFAULT_PAGE_SIZE, Info
+from schema.filters import AVAILABILITY, VISITS
 from schema.permissions import parse_global_id, parse_pk
-from schema.rows import MANY, TO_ONE, Many, ToOne, from_row
+from schema.rows import MANY, PAGED, TO_ONE, Filters, Many, Paged, ToOne, from_row
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves. The
 # descriptions are attached to the registered values; GraphQL names and values are unchanged.
@@ -346,12 +347,13 @@ def many(
     link: Any = None,
     descending: bool = False,
     through: Any = None,
+    key: str = "id",
 ) -> Any:
     """A field holding the short list of `source` rows a parent reaches through a key
     (`schema.rows.Many`), of the field's item type: one declaration for both read paths.
     The resolver reads every parent's list in one statement (`queries.listed_by_parent`)
     from the source's select (`LISTED`), under the caller's privacy rules."""
-    spec = Many(source, parent, order, link, descending, through)
+    spec = Many(source, parent, order, link, descending, through, key)
 
     async def resolve(root: Any, info: Info):  # type: ignore[no-untyped-def]
         build, to_object = LISTED[source]
@@ -360,13 +362,120 @@ def many(
             info.context,
             ("many", id(spec)),
             lambda ids: queries.listed_by_parent(
-                build(viewer), parent, ids, order, link=link, descending=descending
+                build(viewer), parent, ids, order, link=link, descending=descending, key=key
             ),
-        ).load(root.id)
+        ).load(getattr(root, key))
         kind = _class_of(info.return_type)
         return [item for item in map(to_object, rows) if isinstance(item, kind)]
 
     return strawberry.field(resolver=resolve, description=description, metadata={MANY: spec})
+
+
+def paged(
+    source: str,
+    parent: Any,
+    *,
+    sort: tuple[Any, ...],
+    description: str,
+    link: Any = None,
+    filters: Filters | None = None,
+    through: Any = None,
+) -> Any:
+    """A field holding a page (a connection) of the `source` rows a parent reaches through
+    a key (`schema.rows.Paged`), of the field's node type: one declaration for both read
+    paths. Its arguments are the page's (`first`, `after`, `last`, `before`) and the
+    filters'; the resolver reads every parent's page in one statement
+    (`queries.paged_by_parent`) from the source's select (`LISTED`), under the caller's
+    privacy rules, and the filters narrow it as they narrow the compiler's."""
+    spec = Paged(source, parent, sort, link, filters, through)
+    arity = len(sort)
+
+    async def load(
+        root: Any, info: Info, paging: tuple[Any, Any, Any, Any], args: dict[str, Any]
+    ) -> Connection[Any]:
+        request = page_request(info, *paging, arity=arity)
+        build, to_node = LISTED[source]
+        viewer = info.context.viewer
+        narrow: Callable[[Select], Select] | None = None
+        values: dict[str, Any] = {}
+        if filters is not None:
+            # The filters' SQL depends on which values are given: the statement's shape.
+            values = {k: v for k, v in filters.values(args).items() if v is not None}
+
+            def narrow(stmt: Select) -> Select:
+                return cast(Select, filters.apply(stmt, args, ""))
+
+        given = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())
+        rows = await loaders.paged(
+            info.context,
+            ("paged", id(spec), given),
+            request,
+            lambda ids: queries.paged_by_parent(
+                viewer,
+                ("paged", id(spec), tuple(values)),
+                build,
+                parent,
+                ids,
+                request,
+                sort,
+                link=link,
+                narrow=narrow,
+                values=values,
+            ),
+        ).load(root.id)
+        return build_connection(rows, request, to_node, arity=arity)
+
+    arguments = filters.arguments if filters is not None else ()
+    resolve: Any
+    if arguments == ():
+
+        async def resolve_page(  # type: ignore[no-untyped-def]
+            root: Any,
+            info: Info,
+            first: FirstArg = DEFAULT_PAGE_SIZE,
+            after: AfterArg = None,
+            last: LastArg = None,
+            before: BeforeArg = None,
+        ):
+            return await load(root, info, (first, after, last, before), {})
+
+        resolve = resolve_page
+    elif arguments == ("startsFrom", "startsBefore"):
+
+        async def resolve_ranged(  # type: ignore[no-untyped-def]
+            root: Any,
+            info: Info,
+            first: FirstArg = DEFAULT_PAGE_SIZE,
+            after: AfterArg = None,
+            last: LastArg = None,
+            before: BeforeArg = None,
+            starts_from: RangeFromArg = None,
+            starts_before: RangeBeforeArg = None,
+        ):
+            args = {"startsFrom": starts_from, "startsBefore": starts_before}
+            return await load(root, info, (first, after, last, before), args)
+
+        resolve = resolve_ranged
+    elif arguments == ("startsFrom", "startsBefore", "status"):
+
+        async def resolve_visits(  # type: ignore[no-untyped-def]
+            root: Any,
+            info: Info,
+            first: FirstArg = DEFAULT_PAGE_SIZE,
+            after: AfterArg = None,
+            last: LastArg = None,
+            before: BeforeArg = None,
+            starts_from: RangeFromArg = None,
+            starts_before: RangeBeforeArg = None,
+            status: VisitStatusArg = None,
+        ):
+            args = {"startsFrom": starts_from, "startsBefore": starts_before, "status": status}
+            return await load(root, info, (first, after, last, before), args)
+
+        resolve = resolve_visits
+    else:
+        raise ValueError(f"No resolver takes the arguments {arguments}: add one to `paged`.")
+    return strawberry.field(resolver=resolve, description=description, metadata={PAGED: spec})
 
 
 def _class_of(field_type: Any) -> type:
@@ -393,12 +502,14 @@ class LocalAuthority:
     gss_code: str = strawberry.field(description="ONS GSS code, e.g. E09000003.")
     name: str = strawberry.field(description="The council's name, e.g. London Borough of Barnet.")
 
-    @strawberry.field(description="Neighbouring local authorities (symmetric).")
-    async def neighbours(self, info: Info) -> list[LocalAuthority]:
-        rows = await loaders.grouped(info.context, "la_neighbours", queries.la_neighbours).load(
-            self.gss_code
-        )
-        return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
+    neighbours: list[LocalAuthority] = many(
+        "local_authority",
+        (models.LocalAuthorityNeighbour.la_a, models.LocalAuthorityNeighbour.la_b),
+        link=(models.LocalAuthorityNeighbour.la_b, models.LocalAuthorityNeighbour.la_a),
+        order=(models.LocalAuthority.gss_code,),
+        key="gss_code",
+        description="Neighbouring local authorities (symmetric).",
+    )
 
 
 async def load_local_authority(info: Info, code: str) -> LocalAuthority | None:
@@ -571,14 +682,13 @@ class Member(relay.Node):
         found = await resolve_ids(info, node_ids, load_member)
         return [member if isinstance(member, cls) else None for member in found]
 
-    @strawberry.field(description="Clusters this person is served by or works in.")
-    async def clusters(self, info: Info) -> list[Cluster]:
-        rows = await loaders.grouped(
-            info.context,
-            "member_clusters",
-            lambda ids: queries.clusters_of_members(info.context.viewer, ids),
-        ).load(self.id)
-        return [cluster_from_row(r) for r in rows]
+    clusters: list[Cluster] = many(
+        "cluster",
+        (models.ClusterServiceUser.service_user_id, models.ClusterPa.pa_id),
+        link=(models.ClusterServiceUser.cluster_id, models.ClusterPa.cluster_id),
+        order=(models.Cluster.id,),
+        description="Clusters this person is served by or works in.",
+    )
 
 
 @strawberry.type(description="A skill or training a PA holds.")
@@ -633,27 +743,13 @@ class ServiceUser(Member):
         description="PAs this person knows and prefers.",
     )
 
-    @strawberry.field(description="This person's visits, earliest first.")
-    async def visits(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        starts_from: RangeFromArg = None,
-        starts_before: RangeBeforeArg = None,
-        status: VisitStatusArg = None,
-    ) -> Connection[Visit]:
-        return await _visits_of(
-            info,
-            "service_user",
-            self.id,
-            (first, after, last, before),
-            starts_from,
-            starts_before,
-            status,
-        )
+    visits: Connection[Visit] = paged(
+        "visit",
+        models.Visit.service_user_id,
+        sort=queries.VISIT_SORT,
+        filters=VISITS,
+        description="This person's visits, earliest first.",
+    )
 
 
 @strawberry.type(description="A personal assistant: a paid care worker.")
@@ -712,44 +808,20 @@ class PersonalAssistant(Member):
         description="The pools this PA belongs to that the caller may see.",
     )
 
-    @strawberry.field(description="Free time; visible to the PA, coordinators and admins.")
-    async def availability(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        starts_from: RangeFromArg = None,
-        starts_before: RangeBeforeArg = None,
-    ) -> Connection[AvailabilityWindow]:
-        request = page_request(info, first, after, last, before, arity=2)
-        viewer = info.context.viewer
-        rows = await loaders.paged(
-            info.context,
-            ("pa_availability", starts_from, starts_before),
-            request,
-            lambda ids: queries.availability_of_pas(
-                viewer, ids, request, starts_from=starts_from, starts_before=starts_before
-            ),
-        ).load(self.id)
-        return build_connection(rows, request, availability_from_row, arity=2)
-
-    @strawberry.field(description="Visits booked with this PA, earliest first.")
-    async def visits(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        starts_from: RangeFromArg = None,
-        starts_before: RangeBeforeArg = None,
-        status: VisitStatusArg = None,
-    ) -> Connection[Visit]:
-        return await _visits_of(
-            info, "pa", self.id, (first, after, last, before), starts_from, starts_before, status
-        )
+    availability: Connection[AvailabilityWindow] = paged(
+        "availability",
+        models.AvailabilityWindow.pa_id,
+        sort=queries.AVAILABILITY_SORT,
+        filters=AVAILABILITY,
+        description="Free time; visible to the PA, coordinators and admins.",
+    )
+    visits: Connection[Visit] = paged(
+        "visit",
+        models.Visit.pa_id,
+        sort=queries.VISIT_SORT,
+        filters=VISITS,
+        description="Visits booked with this PA, earliest first.",
+    )
 
     @strawberry.field(
         description=(
@@ -907,50 +979,28 @@ class Cluster(relay.Node):
         description="The support worker (coordinator) who runs the cluster.",
     )
 
-    @strawberry.field(description="Service users in this cluster that the caller may see.")
-    async def service_users(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-    ) -> Connection[ServiceUser]:
-        request = page_request(info, first, after, last, before)
-        viewer = info.context.viewer
-        rows = await loaders.paged(
-            info.context,
-            "cluster_service_users",
-            request,
-            lambda ids: queries.cluster_service_users(viewer, ids, request),
-        ).load(self.id)
-        return build_connection(rows, request, member_from_row)
-
-    @strawberry.field(description="The cluster's PA team.")
-    async def personal_assistants(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-    ) -> Connection[PersonalAssistant]:
-        request = page_request(info, first, after, last, before)
-        viewer = info.context.viewer
-        rows = await loaders.paged(
-            info.context,
-            "cluster_pas",
-            request,
-            lambda ids: queries.cluster_personal_assistants(viewer, ids, request),
-        ).load(self.id)
-        return build_connection(rows, request, member_from_row)
-
     pools: list[Pool] = many(
         "pool",
         models.PoolCluster.cluster_id,
         link=models.PoolCluster.pool_id,
         order=(models.Pool.id,),
         description="Pools of PAs that serve this cluster.",
+    )
+    service_users: Connection[ServiceUser] = paged(
+        "member",
+        models.ClusterServiceUser.cluster_id,
+        link=models.ClusterServiceUser.service_user_id,
+        through=models.ClusterServiceUser.service_user_id,
+        sort=(models.Member.id,),
+        description="Service users in this cluster that the caller may see.",
+    )
+    personal_assistants: Connection[PersonalAssistant] = paged(
+        "member",
+        models.ClusterPa.cluster_id,
+        link=models.ClusterPa.pa_id,
+        through=models.ClusterPa.pa_id,
+        sort=(models.Member.id,),
+        description="The cluster's PA team.",
     )
 
 
@@ -988,24 +1038,14 @@ class Pool(relay.Node):
         description="Clusters this pool serves that the caller may see.",
     )
 
-    @strawberry.field(description="PAs in this pool that the caller may see.")
-    async def personal_assistants(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-    ) -> Connection[PersonalAssistant]:
-        request = page_request(info, first, after, last, before)
-        viewer = info.context.viewer
-        rows = await loaders.paged(
-            info.context,
-            "pool_pas",
-            request,
-            lambda ids: queries.pool_personal_assistants(viewer, ids, request),
-        ).load(self.id)
-        return build_connection(rows, request, member_from_row)
+    personal_assistants: Connection[PersonalAssistant] = paged(
+        "member",
+        models.PoolPa.pool_id,
+        link=models.PoolPa.pa_id,
+        through=models.PoolPa.pa_id,
+        sort=(models.Member.id,),
+        description="PAs in this pool that the caller may see.",
+    )
 
 
 def pool_from_row(row: Row[Any]) -> Pool:
@@ -1142,35 +1182,6 @@ def visit_from_row(row: Row[Any]) -> Visit:
 
 
 load_visit: Loader[Visit] = by_id_loader("visit", queries.visits_by_id, visit_from_row)
-
-
-async def _visits_of(
-    info: Info,
-    owner: str,
-    owner_id: int,
-    paging: tuple[int | None, str | None, int | None, str | None],
-    starts_from: dt.datetime | None,
-    starts_before: dt.datetime | None,
-    status: list[enums.VisitStatus] | None,
-) -> Connection[Visit]:
-    request = page_request(info, *paging, arity=2)
-    viewer = info.context.viewer
-    statuses = tuple(s.value for s in status) if status else None
-    rows = await loaders.paged(
-        info.context,
-        ("visits_of", owner, starts_from, starts_before, statuses),
-        request,
-        lambda ids: queries.visits_of(
-            viewer,
-            owner,
-            ids,
-            request,
-            starts_from=starts_from,
-            starts_before=starts_before,
-            statuses=statuses,
-        ),
-    ).load(owner_id)
-    return build_connection(rows, request, visit_from_row, arity=2)
 
 
 # --- cover ---------------------------------------------------------------------------
@@ -1773,12 +1784,15 @@ LOADERS: dict[str, Callable[[Info, Any], Awaitable[Any]]] = {
     "local_authority": load_local_authority,
 }
 
-# Where `many` fields read each kind of row, and how a row becomes its object (the
+# Where `many` and `paged` fields read each kind of row, and how a row becomes its object (the
 # compiler reads the same selects: `schema.compiled.registry.SOURCES`).
 LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] = {
     "member": (queries.member_select, member_from_row),
+    "local_authority": (queries.local_authority_select, lambda row: from_row(LocalAuthority, row)),
     "pool": (queries.pool_select, pool_from_row),
     "cluster": (queries.cluster_select, cluster_from_row),
+    "visit": (queries.visit_select, visit_from_row),
+    "availability": (queries.availability_select, availability_from_row),
     "pay_rate": (queries.pay_rate_select, lambda row: from_row(PayRate, row)),
     "skill": (queries.skill_select, lambda row: from_row(Skill, row)),
     "cover_offer": (queries.cover_offer_select, cover_offer_from_row),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
@@ -23,23 +24,16 @@ from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select,
 from care import enums, queries
 from care.models import (
     MAX_VISIT_LENGTH,
-    AvailabilityWindow,
-    Cluster,
-    ClusterPa,
-    ClusterServiceUser,
     CoverExchange,
-    LocalAuthority,
-    LocalAuthorityNeighbour,
     Member,
     PaProfile,
-    PoolPa,
     ServiceUserProfile,
-    Visit,
 )
 from care.viewer import Viewer
 from schema import types
-from schema.permissions import MEMBER_TYPES, decode_id
-from schema.rows import Kind, ToOne, data_fields, lists, records
+from schema.filters import filter_id, range_arguments, visit_arguments
+from schema.permissions import MEMBER_TYPES
+from schema.rows import Kind, Paged, ToOne, data_fields, lists, pages, records
 
 
 class Render(Enum):
@@ -211,47 +205,12 @@ SOURCES: dict[str, Source] = {
     "cover_exchange": Source(build=queries.cover_exchange_select),
     # Read only as the events of an exchange the caller may see (no rule of their own).
     "cover_exchange_event": Source(build=queries.cover_exchange_event_select),
-    # Public reference data: no rule applies (as `queries.local_authorities`).
-    "local_authority": Source(
-        build=lambda viewer: select(LocalAuthority.gss_code, LocalAuthority.name)
-    ),
+    # Public reference data: no rule applies.
+    "local_authority": Source(build=queries.local_authority_select),
 }
 
 
 # --- the lists' arguments -------------------------------------------------------------
-
-
-def _filter_id(global_id: str | None, *type_names: str) -> int | None:
-    """As the root `visits` field: an id of the wrong type matches nothing (-1)."""
-    if global_id is None:
-        return None
-    found = decode_id(global_id, *type_names)
-    return found if found is not None else -1
-
-
-def visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """A visit list's GraphQL arguments as `care.queries.visit_filters` takes them."""
-    statuses = args.get("status")
-    return {
-        "starts_from": args.get("startsFrom"),
-        "starts_before": args.get("startsBefore"),
-        "statuses": [getattr(s, "value", s) for s in statuses] if statuses else None,
-        "cluster_id": _filter_id(args.get("clusterId"), "Cluster"),
-        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
-        "service_user_id": _filter_id(args.get("serviceUserId"), "ServiceUser", *MEMBER_TYPES),
-    }
-
-
-def range_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    return {"starts_from": args.get("startsFrom"), "starts_before": args.get("startsBefore")}
-
-
-def _range_filter(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.availability_range(stmt, **range_arguments(args), prefix=prefix)
-
-
-def _visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.visit_filters(stmt, **visit_arguments(args), prefix=prefix)
 
 
 def member_arguments(args: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +232,7 @@ def cover_request_arguments(args: dict[str, Any]) -> dict[str, Any]:
     them."""
     statuses = args.get("status")
     return {
-        "cluster_id": _filter_id(args.get("clusterId"), "Cluster"),
+        "cluster_id": filter_id(args.get("clusterId"), "Cluster"),
         "statuses": [getattr(s, "value", s) for s in statuses] if statuses else None,
         "visit_starts_from": args.get("visitStartsFrom"),
     }
@@ -288,8 +247,8 @@ def root_availability_arguments(args: dict[str, Any]) -> dict[str, Any]:
     `availability_filters`)."""
     return {
         **range_arguments(args),
-        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
-        "pool_id": _filter_id(args.get("poolId"), "Pool"),
+        "pa_id": filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+        "pool_id": filter_id(args.get("poolId"), "Pool"),
     }
 
 
@@ -308,7 +267,7 @@ def absence_arguments(args: dict[str, Any]) -> dict[str, Any]:
     is in the plan's shape instead: `care.queries.absence_filters`)."""
     return {
         **range_arguments(args),
-        "pa_id": _filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
+        "pa_id": filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
     }
 
 
@@ -362,29 +321,6 @@ def _joined(table: Any, member_column: Any, parent_column: Any) -> Callable[[Sel
     return link
 
 
-def _clusters_of_member(stmt: Select, parent: Any) -> Select:
-    """The clusters a member is served by or works in (`queries.clusters_of_members`)."""
-    # Each side of a UNION correlates only when told (else the parent joins its FROM).
-    ids = union(
-        select(ClusterServiceUser.cluster_id)
-        .where(ClusterServiceUser.service_user_id == parent.c.id)
-        .correlate(parent),
-        select(ClusterPa.cluster_id).where(ClusterPa.pa_id == parent.c.id).correlate(parent),
-    )
-    return stmt.where(Cluster.id.in_(ids))
-
-
-def _neighbours(stmt: Select, parent: Any) -> Select:
-    """A local authority's neighbours, read both ways from the ordered pair table
-    (`queries.la_neighbours`)."""
-    pairs = LocalAuthorityNeighbour
-    ids = union(
-        select(pairs.la_b).where(pairs.la_a == parent.c.gss_code).correlate(parent),
-        select(pairs.la_a).where(pairs.la_b == parent.c.gss_code).correlate(parent),
-    )
-    return stmt.where(LocalAuthority.gss_code.in_(ids))
-
-
 def _live_cover_of_visit(stmt: Select, parent: Any) -> Select:
     """A visit's live exchanges (`queries.live_cover_exchanges_of_visits`)."""
     return queries.live_cover_exchanges(stmt).where(CoverExchange.visit_id == parent.c.id)
@@ -405,18 +341,70 @@ def declared_lists(cls: type) -> dict[str, FieldSpec]:
     (`_joined`), other rows joined through their link table."""
     found: dict[str, FieldSpec] = {}
     for name, spec in lists(cls).items():
-        if spec.link is None:
-            link = _linked(spec.parent)
-        elif spec.source == "member":
-            link = _joined(spec.link.table, spec.link, spec.parent)
-        else:
-            (row_id,) = [fk.column for fk in spec.link.expression.foreign_keys]
-            link = _through(spec.link.table, spec.link == row_id, spec.parent)
+        link = _link(spec.source, spec.parent, spec.link, spec.key)
         found[name] = ToMany(spec.source, link, spec.order, spec.descending, spec.through)
     return found
 
 
-CLUSTERS_OF_MEMBER = ToMany("cluster", link=_clusters_of_member, order=CLUSTER_SORT)
+def _link(
+    source: str, parent: Any, row_link: Any, key: str = "id"
+) -> Callable[[Select, Any], Select]:
+    """How a declared list or page narrows its source select to one parent's rows: by a
+    column of the rows' own table, members by id from an array (`_joined`), other rows
+    joined through their link table, and a union's rows by key from the union of its
+    branches (`_united`)."""
+    if isinstance(parent, tuple):
+        return _united(parent, row_link, key)
+    if row_link is None:
+        return _linked(parent)
+    if source == "member":
+        return _joined(row_link.table, row_link, parent)
+    (row_id,) = [fk.column for fk in row_link.expression.foreign_keys]
+    return _through(row_link.table, row_link == row_id, parent)
+
+
+def _united(
+    parents: tuple[Any, ...], links: tuple[Any, ...], key: str
+) -> Callable[[Select, Any], Select]:
+    """The rows whose key is in the union of the parent's links (a member's clusters, by
+    `cluster_service_user` or `cluster_pa`; a council's neighbours, read both ways from
+    the ordered pairs)."""
+    (row_key,) = {fk.column for link in links for fk in link.expression.foreign_keys}
+
+    def link(stmt: Select, parent: Any) -> Select:
+        # Each side of a UNION correlates only when told (else the parent joins its FROM).
+        ids = union(
+            *(
+                select(by).where(one == parent.c[key]).correlate(parent)
+                for one, by in zip(parents, links, strict=True)
+            )
+        )
+        return stmt.where(row_key.in_(ids))
+
+    return link
+
+
+@cache
+def page_of(spec: Paged) -> Page:
+    """The page a `schema.types.paged` field declares (`schema.rows.Paged`), as the
+    compiler reads it: correlated to the parent row as `declared_lists`, its arguments the
+    page's and its filters', its filters applied as the resolver applies them. One `Page`
+    per declaration (tests/schema/test_rows.py checks FIELDS holds it)."""
+    found = spec.filters
+    return Page(
+        spec.source,
+        spec.sort,
+        PAGE | frozenset(found.arguments if found is not None else ()),
+        link=_link(spec.source, spec.parent, spec.link),
+        filters=found.apply if found is not None else None,
+        values=found.values if found is not None else None,
+        through=spec.through,
+    )
+
+
+def declared_pages(cls: type) -> dict[str, FieldSpec]:
+    """The type's pages declared with `schema.types.paged`."""
+    return {name: page_of(spec) for name, spec in pages(cls).items()}
 
 
 _RENDERS = {
@@ -502,6 +490,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Cluster": {
         **data_columns(types.Cluster),
         **declared_lists(types.Cluster),
+        **declared_pages(types.Cluster),
         **records(types.Cluster),
         "id": GlobalId(),
         "centre": Embedded(
@@ -511,77 +500,29 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "longitude": Column("centre_longitude", Render.FLOAT),
             },
         ),
-        "serviceUsers": Page(
-            "member",
-            MEMBER_SORT,
-            PAGE,
-            link=_joined(
-                ClusterServiceUser,
-                ClusterServiceUser.service_user_id,
-                ClusterServiceUser.cluster_id,
-            ),
-            through=ClusterServiceUser.service_user_id,
-        ),
-        "personalAssistants": Page(
-            "member",
-            MEMBER_SORT,
-            PAGE,
-            link=_joined(ClusterPa, ClusterPa.pa_id, ClusterPa.cluster_id),
-            through=ClusterPa.pa_id,
-        ),
     },
     "Pool": {
         **data_columns(types.Pool),
         **declared_lists(types.Pool),
+        **declared_pages(types.Pool),
         "id": GlobalId(),
-        "personalAssistants": Page(
-            "member",
-            MEMBER_SORT,
-            PAGE,
-            link=_joined(PoolPa, PoolPa.pa_id, PoolPa.pool_id),
-            through=PoolPa.pa_id,
-        ),
     },
     "Skill": data_columns(types.Skill),
     "LocalAuthority": {
         **data_columns(types.LocalAuthority),
-        "neighbours": ToMany("local_authority", link=_neighbours, order=(LocalAuthority.gss_code,)),
+        **declared_lists(types.LocalAuthority),
     },
     "ServiceUser": {
         **data_columns(types.ServiceUser),
         **declared_lists(types.ServiceUser),
+        **declared_pages(types.ServiceUser),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
-        "visits": Page(
-            "visit",
-            VISIT_SORT,
-            VISIT_RANGE,
-            link=_linked(Visit.service_user_id),
-            filters=_visit_filters,
-            values=visit_arguments,
-        ),
     },
     "PersonalAssistant": {
         **data_columns(types.PersonalAssistant),
         **declared_lists(types.PersonalAssistant),
+        **declared_pages(types.PersonalAssistant),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
-        "availability": Page(
-            "availability",
-            queries.AVAILABILITY_SORT,
-            PAGE | {"startsFrom", "startsBefore"},
-            link=_linked(AvailabilityWindow.pa_id),
-            filters=_range_filter,
-            values=range_arguments,
-        ),
-        "visits": Page(
-            "visit",
-            VISIT_SORT,
-            VISIT_RANGE,
-            link=_linked(Visit.pa_id),
-            filters=_visit_filters,
-            values=visit_arguments,
-        ),
     },
     "Absence": {
         **data_columns(types.Absence),
@@ -604,12 +545,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.Carer),
         **declared_lists(types.Carer),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
     },
     "CoopMember": {
         **data_columns(types.CoopMember),
+        **declared_lists(types.CoopMember),
         "id": GlobalId(),
-        "clusters": CLUSTERS_OF_MEMBER,
     },
     "AvailabilityWindow": {
         **data_columns(types.AvailabilityWindow),

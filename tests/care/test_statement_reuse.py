@@ -8,6 +8,7 @@ from sqlalchemy.dialects import postgresql
 
 from care import queries
 from care.enums import Role
+from care.models import ClusterServiceUser, Member, Visit
 from care.paging import PageRequest
 from care.viewer import Viewer
 
@@ -32,18 +33,45 @@ def test_second_viewer_gets_their_own_values() -> None:
 def test_pages_and_filters_follow_the_call() -> None:
     viewer = Viewer(role=Role.COORDINATOR, member_id=5)
     start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    queries.visits_of(viewer, "pa", [1], PageRequest(5), starts_from=start)
-    later = queries.visits_of(
+
+    def visits_of_pas(
+        viewer: Viewer, ids: list[int], request: PageRequest, starts_from: dt.datetime
+    ) -> object:
+        values = {"starts_from": starts_from}
+        return queries.paged_by_parent(
+            viewer,
+            ("test_visits_of_pas", tuple(values)),
+            queries.visit_select,
+            Visit.pa_id,
+            ids,
+            request,
+            queries.VISIT_SORT,
+            narrow=lambda stmt: queries.visit_filters(
+                stmt, starts_from=starts_from, starts_before=None, statuses=None
+            ),
+            values=values,
+        )
+
+    visits_of_pas(viewer, [1], PageRequest(5), start)
+    later = visits_of_pas(
         Viewer(role=Role.COORDINATOR, member_id=6),
-        "pa",
         [2, 3],
         PageRequest(10),
-        starts_from=start + dt.timedelta(days=1),
+        start + dt.timedelta(days=1),
     )
     got = params(later)
     assert (got["viewer_member_id"], got["ids"], got["page_limit"]) == (6, [2, 3], 11)
     assert got["starts_from"] == start + dt.timedelta(days=1)
-    after = queries.cluster_service_users(viewer, [4], PageRequest(3, after=(17,)))
+    after = queries.paged_by_parent(
+        viewer,
+        "test_cluster_service_users",
+        queries.member_select,
+        ClusterServiceUser.cluster_id,
+        [4],
+        PageRequest(3, after=(17,)),
+        (Member.id,),
+        link=ClusterServiceUser.service_user_id,
+    )
     assert (params(after)["page_after_0"], params(after)["page_limit"]) == (17, 4)
 
 

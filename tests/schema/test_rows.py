@@ -10,12 +10,14 @@ from types import SimpleNamespace
 
 import strawberry
 from strawberry import relay
+from strawberry.types.base import get_object_definition
+from strawberry.utils.str_converters import to_snake_case
 
 from care import models
 from schema import types
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
-from schema.rows import Kind, ToOne, data_fields, from_row, lists, records
+from schema.rows import PAGED, Kind, ToOne, data_fields, from_row, lists, pages, records
 
 
 class Colour(Enum):
@@ -124,7 +126,10 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
 def test_a_list_field_is_declared_once_for_both_paths() -> None:
     # `schema.types.many`: the resolver's statement and the compiler's link come from it.
     assert set(lists(types.Cluster)) == {"pools"}
-    assert set(lists(types.ServiceUser)) == {"carers", "regularPersonalAssistants"}
+    assert set(lists(types.ServiceUser)) == {"carers", "regularPersonalAssistants", "clusters"}
+    # A union's branches: a member's clusters, a council's neighbours.
+    assert set(lists(types.CoopMember)) == {"clusters"}
+    assert lists(types.LocalAuthority)["neighbours"].key == "gss_code"
     for name in (
         "Cluster",
         "Pool",
@@ -132,6 +137,8 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
         "PersonalAssistant",
         "CoverRequest",
         "Carer",
+        "CoopMember",
+        "LocalAuthority",
         "CoverExchange",
     ):
         declared = lists(getattr(types, name))
@@ -143,3 +150,55 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
             assert (compiled.descending, compiled.through) == (spec.descending, spec.through)
             # Both paths read the rows from one select.
             assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
+    # Every list the compiler reads below the root is a declaration's.
+    for name, fields in registry.FIELDS.items():
+        if name != "Query":
+            for field, compiled in fields.items():
+                if isinstance(compiled, registry.ToMany):
+                    assert field in lists(getattr(types, name)), (name, field, "by hand")
+
+
+def test_a_page_field_is_declared_once_for_both_paths() -> None:
+    # `schema.types.paged`: the resolver's statement and arguments and the compiler's
+    # `Page` come from one declaration; a `Page` written by hand in FIELDS, for a declared
+    # field or another nested one, is not the declaration's and fails here.
+    assert set(pages(types.Cluster)) == {"serviceUsers", "personalAssistants"}
+    assert set(pages(types.PersonalAssistant)) == {"availability", "visits"}
+    declared_anywhere = 0
+    for name, fields in registry.FIELDS.items():
+        if name == "Query":
+            continue
+        declared = pages(getattr(types, name))
+        for field, spec in fields.items():
+            if isinstance(spec, registry.Page):
+                assert field in declared, (name, field, "a Page written by hand")
+        for field, page in declared.items():
+            declared_anywhere += 1
+            compiled = fields[field]
+            assert compiled is registry.page_of(page), (name, field)
+            assert isinstance(compiled, registry.Page)
+            assert (compiled.source, compiled.sort, compiled.through) == (
+                page.source,
+                page.sort,
+                page.through,
+            )
+            own = page.filters.arguments if page.filters is not None else ()
+            assert compiled.arguments == registry.PAGE | set(own), (name, field)
+            if page.filters is not None:
+                assert compiled.filters is page.filters.apply
+                assert compiled.values is page.filters.values
+            # The resolver takes exactly the arguments the compiler accepts.
+            definition = get_object_definition(getattr(types, name), strict=True)
+            (resolver_field,) = [
+                f for f in definition.fields if (f.metadata or {}).get(PAGED) is page
+            ]
+            assert [a.python_name for a in resolver_field.arguments] == [
+                "first",
+                "after",
+                "last",
+                "before",
+                *(to_snake_case(a) for a in own),
+            ]
+            # Both paths read the rows from one select.
+            assert types.LISTED[page.source][0] is registry.SOURCES[page.source].build
+    assert declared_anywhere == 6
