@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    false,
     func,
     literal,
     literal_column,
@@ -849,13 +850,25 @@ def cover_offer_select(viewer: Viewer) -> Select:
     ).where(policy.cover_offer_visible(viewer, CoverOffer))
 
 
-def offers_for_pa(
-    viewer: Viewer, request: PageRequest, pa_id: int, *, open_only: bool = True
-) -> Select:
-    stmt = cover_offer_select(viewer).where(CoverOffer.pa_id == pa_id)
-    if open_only:
-        stmt = stmt.where(CoverOffer.status == "OPEN", CoverOffer.expires_at > func.now())
-    return page(stmt, (CoverOffer.id,), request)
+def my_open_offers(stmt: Select, viewer: Viewer) -> Select:
+    """The viewer's own open (unexpired) offers of `stmt` (`cover_offer_select`): none for
+    a viewer who is no member. `myCoverOffers` on both read paths (the compiled one runs
+    it again for another PA: the viewer's id is a named parameter, `policy.me`)."""
+    if viewer.member_id is None:
+        return stmt.where(false())
+    return stmt.where(
+        CoverOffer.pa_id == policy.me(viewer),
+        CoverOffer.status == "OPEN",
+        CoverOffer.expires_at > func.now(),
+    )
+
+
+MY_COVER_OFFER_SORT = (CoverOffer.id,)
+
+
+def my_cover_offers(viewer: Viewer, request: PageRequest) -> Select:
+    stmt = my_open_offers(cover_offer_select(viewer), viewer)
+    return page(stmt, MY_COVER_OFFER_SORT, request)
 
 
 def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -1028,6 +1041,42 @@ def cover_exchange_select(viewer: Viewer) -> Select:
     )
 
 
+def cover_exchange_filters(
+    stmt: Select,
+    *,
+    side: str | None = None,
+    status: str | None = None,
+    partnership_id: int | None = None,
+    prefix: str = "",
+) -> Select:
+    """The filters of the cover exchange lists, as named parameters (`prefix`: see
+    `_visit_filters`): the compiled read path runs them again with other values."""
+    if side is not None:
+        stmt = stmt.where(CoverExchange.side == bindparam(f"{prefix}side", side))
+    if status is not None:
+        stmt = stmt.where(CoverExchange.status == bindparam(f"{prefix}status", status))
+    if partnership_id is not None:
+        partnership: BindParameter[int] = bindparam(f"{prefix}partnership_id", partnership_id)
+        stmt = stmt.where(CoverExchange.partnership_id == partnership)
+    return stmt
+
+
+def own_cover_exchanges(stmt: Select, viewer: Viewer) -> Select:
+    """The viewer's own cover for partner co-ops among `stmt` (`cover_exchange_select`):
+    PROVIDING exchanges of theirs as the PA; none for a viewer who is no member. The
+    viewer's id is a named parameter (`policy.me`), as in the predicates."""
+    if viewer.member_id is None:
+        return stmt.where(false())
+    return stmt.where(CoverExchange.side == "PROVIDING", CoverExchange.pa_id == policy.me(viewer))
+
+
+# By the time of the visit, soonest first; typed, so a cursor's keys can be checked.
+COVER_EXCHANGE_SORT = (
+    func.lower(CoverExchange.during, type_=DateTime(timezone=True)),
+    CoverExchange.id,
+)
+
+
 def cover_exchanges(
     viewer: Viewer,
     request: PageRequest,
@@ -1035,23 +1084,16 @@ def cover_exchanges(
     side: str | None = None,
     status: str | None = None,
     partnership_id: int | None = None,
-    pa_id: int | None = None,
+    mine: bool = False,
 ) -> Select:
-    """Cover exchanges the viewer may see, by the time of the visit, soonest first."""
-    stmt = cover_exchange_select(viewer)
-    if side is not None:
-        stmt = stmt.where(CoverExchange.side == side)
-    if status is not None:
-        stmt = stmt.where(CoverExchange.status == status)
-    if partnership_id is not None:
-        stmt = stmt.where(CoverExchange.partnership_id == partnership_id)
-    if pa_id is not None:
-        stmt = stmt.where(CoverExchange.pa_id == pa_id)
-    return page(
-        stmt,
-        (func.lower(CoverExchange.during, type_=DateTime(timezone=True)), CoverExchange.id),
-        request,
+    """Cover exchanges the viewer may see, by the time of the visit, soonest first; only
+    the viewer's own cover for partners (`own_cover_exchanges`) when `mine`."""
+    stmt = cover_exchange_filters(
+        cover_exchange_select(viewer), side=side, status=status, partnership_id=partnership_id
     )
+    if mine:
+        stmt = own_cover_exchanges(stmt, viewer)
+    return page(stmt, COVER_EXCHANGE_SORT, request)
 
 
 def cover_exchanges_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:

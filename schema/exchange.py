@@ -133,9 +133,8 @@ class CoverExchangeQueries:
             queries.cover_exchanges(
                 viewer,
                 request,
-                side=ExchangeSide.PROVIDING.value,
                 status=status.value if status else None,
-                pa_id=viewer.member_id,
+                mine=True,
             )
         )
         return build_connection(rows, request, cover_exchange_from_row, arity=2)

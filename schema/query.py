@@ -512,7 +512,7 @@ class Query(
                 [], page_request(info, first, after, last, before), cover_offer_from_row
             )
         request = page_request(info, first, after, last, before)
-        rows = await info.context.rows(queries.offers_for_pa(viewer, request, viewer.member_id))
+        rows = await info.context.rows(queries.my_cover_offers(viewer, request))
         return build_connection(rows, request, cover_offer_from_row)
 
     @strawberry.field(

@@ -702,6 +702,8 @@ class Compiler:
         if spec.link is not None:
             assert parent is not None
             stmt = spec.link(stmt, parent).correlate(parent)
+        if spec.mine is not None:
+            stmt = spec.mine(stmt, self.viewer)
         if spec.filters is not None:
             stmt = spec.filters(stmt, args, prefix)
         try:

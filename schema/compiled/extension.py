@@ -4,8 +4,9 @@ SQL statement, and no resolver runs; anything else runs on the resolver path.
 
 Plans are cached per (document, operation name, viewer shape, variable shape): the viewer
 shape is `care.policy.shape` (what decides the predicates' SQL), the variable shape which
-variables are null, which lists empty, each boolean's and each enum's value (what decides
-the SQL of filters, cursors, orders and @include/@skip). Values are parameters of every run.
+variables are null (an input object's fields too), which lists empty, each boolean's and
+each enum's value (what decides the SQL of filters, cursors, orders and @include/@skip).
+Values are parameters of every run.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def _variable_shape(values: dict[str, Any]) -> tuple[tuple[str, object], ...]:
             return value
         if isinstance(value, list | tuple):
             return "list" if value else "empty"
+        if isinstance(value, dict):  # an input object: its fields' shapes (which null)
+            return tuple(sorted((key, shape(item)) for key, item in value.items()))
         return "value"
 
     return tuple(sorted((name, shape(value)) for name, value in values.items()))

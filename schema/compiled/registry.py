@@ -82,6 +82,9 @@ class Page:
     orders: Mapping[str, tuple[Sequence[Any], bool]] | None = None
     # The link's foreign key to the members, when it refers into a profile.
     through: Any = None
+    # A root list of the viewer's own rows (`myCoverOffers`): narrows the source select
+    # for the viewer (`care.queries.my_open_offers`, ...), as the resolver does.
+    mine: Callable[[Select, Viewer], Select] | None = None
 
     def order(self, args: dict[str, Any]) -> tuple[str | None, Sequence[Any], bool]:
         """The order `args` ask for: the name its cursors carry (None for the default
@@ -280,6 +283,35 @@ def _absence_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     )
 
 
+def cover_exchange_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """The root exchange list's `filter` as `care.queries.cover_exchange_filters` takes
+    it; an unknown partnership id matches nothing (-1), as the resolver."""
+    given = args.get("filter") or {}  # as graphql-core coerces it: by GraphQL names
+    side, status = given.get("side"), given.get("status")
+    partnership = given.get("partnershipId")
+    return {
+        "side": getattr(side, "value", side),
+        "status": getattr(status, "value", status),
+        "partnership_id": (
+            None if partnership is None else decode_id(partnership, "Partnership") or -1
+        ),
+    }
+
+
+def _cover_exchange_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.cover_exchange_filters(stmt, **cover_exchange_arguments(args), prefix=prefix)
+
+
+def my_cover_exchange_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """`myCoverExchanges(status:)` (the viewer's own: `care.queries.own_cover_exchanges`)."""
+    status = args.get("status")
+    return {"status": getattr(status, "value", status)}
+
+
+def _my_cover_exchange_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.cover_exchange_filters(stmt, **my_cover_exchange_arguments(args), prefix=prefix)
+
+
 def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
     values = visit_arguments(args)
     if values["starts_from"] is not None:
@@ -445,6 +477,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "Absence": "absence",
                 "CoverRequest": "cover_request",
                 "CoverOffer": "cover_offer",
+                "CoverExchange": "cover_exchange",
             }
         ),
         "clusters": Page("cluster", CLUSTER_SORT, PAGE),
@@ -485,6 +518,24 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
             filters=_cover_request_filters,
             values=cover_request_arguments,
             orders=queries.COVER_REQUEST_ORDERS,
+        ),
+        "coverExchanges": Page(
+            "cover_exchange",
+            queries.COVER_EXCHANGE_SORT,
+            PAGE | {"filter"},
+            filters=_cover_exchange_filters,
+            values=cover_exchange_arguments,
+        ),
+        "myCoverExchanges": Page(
+            "cover_exchange",
+            queries.COVER_EXCHANGE_SORT,
+            PAGE | {"status"},
+            filters=_my_cover_exchange_filters,
+            values=my_cover_exchange_arguments,
+            mine=queries.own_cover_exchanges,
+        ),
+        "myCoverOffers": Page(
+            "cover_offer", queries.MY_COVER_OFFER_SORT, PAGE, mine=queries.my_open_offers
         ),
     },
     "Cluster": {

@@ -21,12 +21,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import session_factory
 from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import (
     CarerLink,
     Cluster,
+    ClusterPa,
     CoverExchange,
     CoverExchangeEvent,
     CoverRequest,
@@ -35,7 +37,10 @@ from care.models import (
     Visit,
 )
 from care.queries import COVER_REQUEST_ORDERS, MEMBER_ORDERS, VISIT_ORDERS
+from care.viewer import Viewer
+from schema.build import create_schema
 from schema.compiled.extension import PLANS
+from schema.context import Context, Limits
 from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
 from tests.conftest import Api, StatementCounter
@@ -140,6 +145,14 @@ fragment Exchange on CoverExchange { __typename id ref side status partner { nam
   startsAt endsAt district skills holdExpiresAt paRef paFirstName personFirstName
   personAddress careSummary cancelledBy reason visit { id status } coverRequest { id status }
   pa { id } events { __typename at status bySide byRole note } }"""
+
+
+# The root lists of cover for partners: managers', and a PA's own with their offers.
+EXCHANGES = """
+{ coverExchanges(first: 3, filter: {side: PROVIDING}) { totalCount nodes { id status } } }"""
+MY_COVER = """
+{ myCoverExchanges(last: 2) { totalCount edges { cursor node { id status } } }
+  myCoverOffers { totalCount nodes { id status } } }"""
 
 
 MEMBERS = """
@@ -360,6 +373,56 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
             ),
         ]
     )
+    # Cover for partner co-ops (providing side, our PAs), far ahead of every visit: the
+    # busy PA's HELD one, a DECLINED one at the same start (ties go by id), a CONFIRMED
+    # one with a second partner and a CANCELLED one; a HELD and an ACCEPTED one of a PA
+    # on the coordinator's cluster's team.
+    second = await Build(db).partnership(
+        "https://second.example", ["COVER"], coop_name="Second Co-op"
+    )
+    team_pa = await db.scalar(
+        select(ClusterPa.pa_id)
+        .where(ClusterPa.cluster_id == cluster_id, ClusterPa.pa_id != busy_pa)
+        .order_by(ClusterPa.pa_id)
+        .limit(1)
+    )
+    assert team_pa is not None
+    ahead = dt.datetime.combine(today + dt.timedelta(days=900), dt.time(10), dt.UTC)
+
+    def providing(pa: int, status: str, hours: int, partner: Any, **fields: Any) -> None:
+        start = ahead + dt.timedelta(hours=hours)
+        db.add(
+            CoverExchange(
+                ref=uuid.uuid4(),
+                partnership_id=partner.id,
+                side="PROVIDING",
+                status=status,
+                during=Range(start, start + dt.timedelta(hours=2), bounds="[)"),
+                district="EN1",
+                skills=["meds"],
+                pa_ref="our-pa",
+                hold_expires_at=start - dt.timedelta(days=1),
+                pa_id=pa,
+                **fields,
+            )
+        )
+
+    providing(busy_pa, "HELD", 0, partnership)
+    providing(busy_pa, "DECLINED", 0, partnership, reason="Busy")
+    providing(
+        busy_pa,
+        "CONFIRMED",
+        24,
+        second,
+        pa_first_name="Sam",
+        person_first_name="Bea",
+        person_address="EN1 1AA",
+        care_summary="Likes tea.",
+    )
+    providing(busy_pa, "CANCELLED", 48, second, cancelled_by="PARTNER", reason="Sorted")
+    providing(team_pa, "HELD", 24, second)
+    providing(team_pa, "ACCEPTED", 72, partnership)
+    await db.flush()
     assert during.lower is not None
     assert await db.scalar(select(func.count()).select_from(PaProfile)) > 1
     assert await db.scalar(select(func.count()).select_from(Member)) > 10
@@ -375,10 +438,12 @@ async def demo(db: AsyncSession) -> dict[str, Any]:
             "start": during.lower.isoformat(),
         },
         "covered": {"visit": covered.id, "exchange": live.id, "person": covered.service_user_id},
+        "partnerships": {"first": partnership.id, "second": second.id},
         "ids": {
             "coordinator": coordinator,
             "busy_pa": busy_pa,
             "idle_pa": idle_pa,
+            "team_pa": team_pa,
             "stranger": stranger,
             "person": person,
             "carer": carer,
@@ -417,6 +482,8 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
         ),
         (RELATIONS, {"id": demo["cluster"]}),
         (PARTNER_COVER, demo["cover"]),
+        (EXCHANGES, {}),
+        (MY_COVER, {}),
         (MEMBERS, {}),
         (MEMBERS, {"class": "SERVICE_USER", "active": True, "name": "smith"}),
         # "%" is a character to look for, not a wildcard; "" is refused (input bounds).
@@ -881,6 +948,212 @@ async def test_availability_and_absences_both_ways_are_identical_for_every_calle
     assert with_results >= 20
 
 
+# The root lists of cover exchanges and a PA's own offers, one at a time; the filter as a
+# variable (`$filter`) or written out with variables inside (`FILTER_WRITTEN`).
+EXCHANGE_PAGES = (
+    """
+query Exchanges($n: Int, $l: Int, $a: String, $b: String, $filter: CoverExchangeFilter,
+                $status: ExchangeStatus, $all: Boolean!, $mine: Boolean!, $offers: Boolean!) {
+  coverExchanges(first: $n, last: $l, after: $a, before: $b, filter: $filter)
+    @include(if: $all) { ...Exchanges }
+  myCoverExchanges(first: $n, last: $l, after: $a, before: $b, status: $status)
+    @include(if: $mine) { ...Exchanges }
+  myCoverOffers(first: $n, last: $l, after: $a, before: $b) @include(if: $offers) {
+    totalCount PAGE_INFO
+    edges { cursor node { __typename id status offeredAt expiresAt respondedAt
+      coverRequest { id status } personalAssistant { id name } } } }
+}
+fragment Exchanges on CoverExchangeConnection {
+  totalCount PAGE_INFO edges { cursor node { ...Exchange } } }
+""".replace("PAGE_INFO", INFO)
+    + PARTNER_COVER[PARTNER_COVER.index("fragment Exchange ") :]
+)
+
+FILTER_WRITTEN = """
+query Written($n: Int, $l: Int, $a: String, $b: String, $side: ExchangeSide,
+              $status: ExchangeStatus, $partnership: ID) {
+  coverExchanges(first: $n, last: $l, after: $a, before: $b,
+                 filter: {side: $side, status: $status, partnershipId: $partnership}) {
+    totalCount PAGE_INFO edges { cursor node { id side status startsAt partner { name } } } }
+}""".replace("PAGE_INFO", INFO)
+
+
+def _exchange_filters(demo: dict[str, Any]) -> list[dict[str, Any]]:
+    first, second = (gid("Partnership", demo["partnerships"][k]) for k in ("first", "second"))
+    return [
+        {},
+        {"side": "PROVIDING"},
+        {"side": "REQUESTING", "status": "HELD"},
+        {"status": "CONFIRMED"},
+        {"partnershipId": second},
+        {"side": "PROVIDING", "status": "HELD", "partnershipId": first},
+        {"partnershipId": gid("Visit", 1)},  # an id of another type matches nothing
+        {"partnershipId": gid("Partnership", 999999)},  # so does an unknown one
+        {"partnershipId": "not an id"},
+    ]
+
+
+async def _open_offers(db: AsyncSession, pa: int) -> None:
+    """Open offers of the PA's on more requests, to page through (`myCoverOffers`)."""
+    await db.execute(
+        text(
+            "INSERT INTO cover_offer (cover_request_id, pa_id, status, offered_at, expires_at)"
+            " SELECT id, :pa, 'OPEN', now(), now() + interval '2 days' FROM cover_request"
+            " WHERE id NOT IN (SELECT cover_request_id FROM cover_offer WHERE pa_id = :pa"
+            " AND status = 'OPEN') ORDER BY id LIMIT 6"
+        ),
+        {"pa": pa},
+    )
+    await db.commit()
+
+
+async def test_cover_exchanges_and_offers_both_ways_are_identical_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    await _open_offers(db, demo["ids"]["busy_pa"])
+    both = Both(api, app, sql_counter)
+    lists: list[tuple[str, dict[str, Any], str]] = []
+    off = {"filter": None, "status": None, "all": False, "mine": False, "offers": False}
+    for given in [None, *_exchange_filters(demo)]:
+        lists.append(("coverExchanges", {**off, "all": True, "filter": given}, EXCHANGE_PAGES))
+    for given in _exchange_filters(demo):
+        written = {"side": None, "status": None, "partnership": given.get("partnershipId")}
+        written |= {k: v for k, v in given.items() if k != "partnershipId"}
+        lists.append(("coverExchanges", written, FILTER_WRITTEN))
+    for status in (None, "HELD", "CONFIRMED", "DECLINED", "EXPIRED"):
+        lists.append(("myCoverExchanges", {**off, "mine": True, "status": status}, EXCHANGE_PAGES))
+    lists.append(("myCoverOffers", {**off, "offers": True}, EXCHANGE_PAGES))
+    callers = _callers(api, demo["ids"])
+    seen: dict[tuple[str, str, str], int] = {}
+    for name, token in callers.items():
+        for field, base, query in lists:
+            pages, walked = await _walk(both, token, field, base, query)
+            seen[(name, field, orjson.dumps(base).decode())] = len(walked)
+    # Not vacuous: each list has rows for some callers and filters, none for others.
+    rows = {
+        field: sum(n for (_, f, _), n in seen.items() if f == field)
+        for field in ("coverExchanges", "myCoverExchanges", "myCoverOffers")
+    }
+    assert all(rows.values()), rows
+    mine = {
+        name: n
+        for (name, f, b), n in seen.items()
+        if f == "myCoverExchanges" and '"status":null' in b
+    }
+    assert mine["pa with visits"] == 4 and mine["pa without visits"] == 0
+
+
+async def _by_hand(
+    app: Any, viewer: Viewer, query: str, variables: dict[str, Any], *, compiled: bool
+) -> tuple[bytes, Any, int]:
+    """An operation in a context built by hand (no token can name a PA who is no member),
+    on the compiled path or the resolvers'; its data, errors and statements."""
+    context: Context | None = None
+    async with session_factory(app.state.engine)() as session:
+        context = Context(session=session, viewer=viewer, limits=Limits(), compiled_reads=compiled)
+        result = await create_schema().execute(
+            query, variable_values=variables, context_value=context
+        )
+    errors = [e.formatted for e in result.errors or []]
+    # The compiled data is PostgreSQL's JSON text (orjson.Fragment): compared as values.
+    return _exact(orjson.loads(orjson.dumps(result.data))), errors, context.statements
+
+
+async def test_a_pa_who_is_no_member_has_no_cover_on_either_path(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    """The resolvers answer a PA viewer without a member id with empty pages, running no
+    statement; the compiled statement (planned for that shape) with the same pages."""
+    both = Both(api, app, sql_counter)
+    variables = {"n": 3, "l": None, "a": None, "b": None, "filter": None, "status": None}
+    variables |= {"all": False, "mine": True, "offers": True}
+    every = {**variables, "all": True, "mine": False, "offers": False}
+    admin = await both.same(EXCHANGE_PAGES, every, api.token(Role.ADMIN), statements=1)
+    cursor = admin["data"]["coverExchanges"]["edges"][1]["cursor"]
+    nobody = Viewer(role=Role.PA)
+    PLANS.entries.clear()
+    for paging in (
+        {},
+        {"n": None, "l": 2},
+        # An exchange list's cursor (an offer list's would be another).
+        {"status": "HELD", "a": cursor, "offers": False},
+        {"n": None, "l": 1, "b": cursor, "offers": False},
+    ):
+        given = {**variables, **paging}
+        resolved = await _by_hand(app, nobody, EXCHANGE_PAGES, given, compiled=False)
+        compiled = await _by_hand(app, nobody, EXCHANGE_PAGES, given, compiled=True)
+        assert compiled[:2] == resolved[:2], paging
+        assert compiled[2] == 1, paging  # the compiled statement answered
+        data = orjson.loads(compiled[0])
+        assert data["myCoverExchanges"]["totalCount"] == 0, paging
+        assert (data.get("myCoverOffers") or {"edges": []})["edges"] == [], paging
+
+
+async def test_cover_exchanges_and_offers_are_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    await _open_offers(db, demo["ids"]["busy_pa"])
+    both = Both(api, app, sql_counter)
+    off = {"n": 50, "l": None, "a": None, "b": None, "status": None}
+    everything = {**off, "filter": None, "all": True, "mine": False, "offers": False}
+    body = await both.same(EXCHANGE_PAGES, everything, api.token(Role.ADMIN), statements=1)
+    listed = [e["node"] for e in body["data"]["coverExchanges"]["edges"]]
+    assert len(listed) == 10 and body["data"]["coverExchanges"]["totalCount"] == 10
+    starts = [(e["startsAt"], base64.b64decode(e["id"])) for e in listed]
+    assert starts == sorted(starts, key=lambda s: (s[0], int(s[1].split(b":")[1])))
+    confirmed = [e for e in listed if e["side"] == "PROVIDING" and e["status"] == "CONFIRMED"]
+    assert confirmed[0]["personFirstName"] == "Bea" and confirmed[0]["careSummary"]
+    assert confirmed[0]["partner"] == {"name": "Second Co-op", "baseUrl": "https://second.example"}
+    held = [e for e in listed if e["side"] == "PROVIDING" and e["status"] == "HELD"]
+    assert held and all(e["careSummary"] is None and e["personAddress"] is None for e in held)
+    # Filtered: the second partner's providing ones; an unknown partnership, nothing.
+    second = gid("Partnership", demo["partnerships"]["second"])
+    body = await both.same(
+        EXCHANGE_PAGES,
+        {**everything, "filter": {"side": "PROVIDING", "partnershipId": second}},
+        api.token(Role.ADMIN),
+        statements=1,
+    )
+    assert body["data"]["coverExchanges"]["totalCount"] == 3
+    for unknown in (gid("Partnership", 999999), gid("Cluster", 1)):
+        body = await both.same(
+            EXCHANGE_PAGES,
+            {**everything, "filter": {"partnershipId": unknown}},
+            api.token(Role.ADMIN),
+            statements=1,
+        )
+        assert body["data"]["coverExchanges"]["edges"] == []
+    # The coordinator: their person's requesting ones and their team PA's providing ones.
+    coordinator = api.token(Role.COORDINATOR, demo["ids"]["coordinator"])
+    body = await both.same(EXCHANGE_PAGES, everything, coordinator, statements=1)
+    team = {
+        e["node"]["pa"]["id"]
+        for e in body["data"]["coverExchanges"]["edges"]
+        if e["node"]["side"] == "PROVIDING"
+    }
+    assert gid("PersonalAssistant", demo["ids"]["team_pa"]) in team
+    assert any(e["node"]["side"] == "REQUESTING" for e in body["data"]["coverExchanges"]["edges"])
+    # The PA's own: theirs only, and their open offers.
+    mine = {**off, "filter": None, "all": False, "mine": True, "offers": True}
+    busy = demo["ids"]["busy_pa"]
+    body = await both.same(EXCHANGE_PAGES, mine, api.token(Role.PA, busy), statements=1)
+    own = body["data"]["myCoverExchanges"]["edges"]
+    assert len(own) == 4
+    assert {e["node"]["pa"]["id"] for e in own} == {gid("PersonalAssistant", busy)}
+    offers = body["data"]["myCoverOffers"]
+    assert offers["totalCount"] >= 3
+    assert {e["node"]["status"] for e in offers["edges"]} == {"OPEN"}
+    # Read by id, as a node, one statement: the PA's own, not another's.
+    node = """query($id: ID!) { node(id: $id) { __typename id ... on CoverExchange {
+      status personFirstName partner { name } } } }"""
+    exchange = own[0]["node"]["id"]
+    body = await both.same(node, {"id": exchange}, api.token(Role.PA, busy), statements=1)
+    assert body["data"]["node"]["id"] == exchange
+    other = api.token(Role.PA, demo["ids"]["team_pa"])
+    body = await both.same(node, {"id": exchange}, other, statements=1)
+    assert body["data"]["node"] is None
+
+
 NODE = """
 query Node($id: ID!) {
   node(id: $id) {
@@ -895,6 +1168,7 @@ query Node($id: ID!) {
     ... on Absence { kind note }
     ... on CoverRequest { reason visit { id } }
     ... on CoverOffer { status personalAssistant { name } }
+    ... on CoverExchange { side exchangeStatus: status personFirstName partner { name } pa { id } }
   }
   again: node(id: $id) { id }
 }"""
@@ -913,12 +1187,16 @@ async def test_node_is_identical_for_every_caller_and_every_kind_of_id(
             ("Absence", "absence"),
             ("CoverRequest", "cover_request"),
             ("CoverOffer", "cover_offer"),
+            ("CoverExchange", "cover_exchange"),
         )
     }
     assert all(records.values()), records
+    # The newest exchange: the providing side's, of a PA on the coordinator's team.
+    providing = await db.scalar(select(func.max(CoverExchange.id)))
     values = [
         gid("Cluster", int(base64.b64decode(demo["cluster"]).split(b":")[1])),
         *(gid(type_name, pk) for type_name, pk in records.items()),
+        gid("CoverExchange", providing),
         gid("ServiceUser", ids["person"]),
         gid("PersonalAssistant", ids["busy_pa"]),
         gid("Carer", ids["carer"]),
