@@ -32,7 +32,7 @@ from care.models import (
 from care.viewer import Viewer
 from schema import types
 from schema.filters import filter_id, range_arguments, visit_arguments
-from schema.permissions import MEMBER_TYPES
+from schema.permissions import MEMBER_TYPES, decode_id
 from schema.rows import Kind, Paged, ToOne, data_fields, lists, pages, records
 
 
