@@ -21,6 +21,7 @@ from api.db import create_engine, session_factory
 from api.settings import Settings
 from care.enums import Role
 from care.models import Base
+from schema.compiled import extension
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,6 +92,27 @@ def settings(tmp_path_factory: pytest.TempPathFactory, migrated_url: str) -> Set
         # No delivery worker in the in-process app: outbox tests start real instances.
         outbox_worker=False,
     )
+
+
+class watching_compiled:
+    """Records whether the compiled path answered: a spy on the extension's `answer`."""
+
+    def __init__(self, answered: list[bool]) -> None:
+        self.answered = answered
+        self.original = extension.answer
+
+    def __enter__(self) -> None:
+        original = self.original
+
+        async def answer(context: Any, request: Any) -> Any:
+            result = await original(context, request)
+            self.answered.append(result is not None)
+            return result
+
+        extension.answer = answer
+
+    def __exit__(self, *exc: object) -> None:
+        extension.answer = self.original
 
 
 class StatementCounter:

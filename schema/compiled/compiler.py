@@ -1,5 +1,6 @@
 """Compile a query operation into one SQL statement whose columns are the response's root
-fields as JSON text, built by PostgreSQL (`json_build_object`, `json_agg`).
+fields as JSON text, written by PostgreSQL as text (`_object`, `_list`): compact, as
+orjson writes the resolvers' answers.
 
 The statement is built once per operation and viewer shape (`Plan`) and runs again with
 the request's values: the viewer's (`care.policy.viewer_params`) and the arguments'
@@ -14,6 +15,7 @@ answers (or refuses) exactly as it always has.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +45,8 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
 from sqlalchemy import (
-    JSON,
     BigInteger,
+    Boolean,
     ColumnElement,
     DateTime,
     Double,
@@ -57,12 +59,10 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    false,
     func,
     literal_column,
     null,
     select,
-    true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
@@ -240,7 +240,7 @@ def _float(column: Any) -> ColumnElement[Any]:
         (exponent == _constant("-05"), sign + _constant("0.0000") + digits),
         else_=mantissa + _constant("e") + cast(cast(exponent, Integer), Text),
     )
-    return cast(written, JSON)
+    return written
 
 
 def _base64(text: Any) -> ColumnElement[str]:
@@ -285,27 +285,69 @@ def cursor(keys: list[Any], order: str | None = None) -> ColumnElement[str]:
     return func.rtrim(func.translate(_base64(text), _constant("+/"), _constant("-_")), "=")
 
 
+# JSON is written as text: `json_build_object` looks up each argument's type (keys too) in
+# the catalogue and escapes it, per row; concatenating text that needs no escaping (keys,
+# ids, instants, numbers) and escaping only free text (`to_json`) took a fifth of the
+# cluster page's instructions off (callgrind). Every value is JSON text, or SQL null for a
+# JSON null.
+NULL = literal_column("'null'::text", Text)
+TRUE = literal_column("'true'::text", Text)
+FALSE = literal_column("'false'::text", Text)
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+def _quoted(text: Any) -> ColumnElement[str]:
+    """A JSON string of text that needs no escaping (ids, cursors, instants, dates)."""
+    return _constant('"') + text + _constant('"')
+
+
+def _escaped(value: Any) -> ColumnElement[str]:
+    return cast(func.to_json(value), Text)
+
+
+def _boolean(condition: ColumnElement[bool]) -> ColumnElement[str]:
+    return case((condition, TRUE), else_=FALSE)
+
+
 def _render(column: Any, how: Render) -> ColumnElement[Any]:
     if how is Render.INSTANT:
-        return _instant(column)
+        return _quoted(_instant(column))
     if how is Render.DATE:
-        return _date(column)
+        return _quoted(_date(column))
     if how is Render.LIST:
-        return func.to_json(column)
+        return _escaped(column)
     if how is Render.FLOAT:
         return _float(column)
     if how is Render.IS_SET:
-        return column.is_not(None)  # type: ignore[no-any-return]
+        return _boolean(column.is_not(None))
     if how is Render.LIST_OR_EMPTY:
-        return func.coalesce(func.to_json(column), literal_column("'[]'::json"))
-    return column  # type: ignore[no-any-return]
+        return func.coalesce(_escaped(column), _constant("[]"))
+    if isinstance(column.type, Integer | Boolean):
+        return cast(column, Text)  # digits, or true and false
+    return _escaped(column)
 
 
-def _object(parts: list[ColumnElement[Any]], where: str) -> ColumnElement[Any]:
-    # PostgreSQL functions take at most 100 arguments: 50 keys.
-    if len(parts) > 100:
-        raise Unsupported(f"{where}: more than 50 fields")
-    return func.json_build_object(*parts, type_=JSON)
+def _object(parts: list[Any], where: str) -> ColumnElement[Any]:
+    """A JSON object of (response key, JSON text) pairs, given flat: key, value, ...; a
+    value that is SQL null is JSON's null."""
+    text: ColumnElement[str] | None = None
+    for i in range(0, len(parts), 2):
+        key, value = parts[i], parts[i + 1]
+        if not _NAME.fullmatch(key):  # a GraphQL name: nothing in it to escape
+            raise Unsupported(f"{where}: the key {key!r}")
+        head = _constant(("{" if i == 0 else ",") + f'"{key}":')
+        part = head + func.coalesce(value, NULL)
+        text = part if text is None else text + part
+    return _constant("{}") if text is None else text + _constant("}")
+
+
+def _listed(value: ColumnElement[Any], kept: ColumnElement[bool] | None) -> ColumnElement[Any]:
+    """A JSON array of the rows' values in the rows' order (see `_list`), of the rows
+    `kept` lets through; a value that is SQL null is JSON's null."""
+    aggregated: ColumnElement[Any] = func.string_agg(func.coalesce(value, NULL), _constant(","))
+    if kept is not None:
+        aggregated = func.string_agg(func.coalesce(value, NULL), _constant(",")).filter(kept)
+    return _constant("[") + func.coalesce(aggregated, _constant("")) + _constant("]")
 
 
 def _named(type_: Any) -> GraphQLNamedType:
@@ -424,7 +466,7 @@ class Compiler:
         for key, nodes in fields.items():
             name = nodes[0].name.value
             if name == "__typename":
-                value: ColumnElement[Any] = func.to_json(_constant(query.name))
+                value: ColumnElement[Any] = _quoted(_constant(query.name))
                 columns.append(cast(value, Text).label(f"f{len(columns)}"))
                 keys.append(key)
                 continue
@@ -576,12 +618,12 @@ class Compiler:
             specs = registry.FIELDS.get(type_.name)
         if specs is None:
             raise Unsupported(type_.name)
-        parts: list[ColumnElement[Any]] = []
+        parts: list[Any] = []
         for key, field_nodes in self.collect(type_, self._subselections(nodes)).items():
             name = field_nodes[0].name.value
-            parts.append(_constant(key))
+            parts.append(key)
             if name == "__typename":
-                parts.append(_constant(type_.name))
+                parts.append(_quoted(_constant(type_.name)))
                 continue
             where = f"{type_.name}.{name}"
             spec = specs.get(name)
@@ -592,7 +634,7 @@ class Compiler:
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(_render(row.c[spec.column], spec.render))
             elif isinstance(spec, GlobalId):
-                parts.append(global_id(type_.name, row.c[spec.column]))
+                parts.append(_quoted(global_id(type_.name, row.c[spec.column])))
             elif isinstance(spec, ToOne):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(self.to_one(where, definition, spec, row, field_nodes))
@@ -666,14 +708,12 @@ class Compiler:
         ).subquery()
         item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
         value = self.output(where, item_type, rows, source, nodes, spec.through)
-        aggregated: ColumnElement[Any] = func.json_agg(value, type_=JSON)
+        kept: ColumnElement[bool] | None = None
         typename = source.typename if spec.through is None else None
         if typename is not None and isinstance(item_type, GraphQLObjectType):
             # The resolvers drop rows of another concrete type (isinstance filters).
             kept = typename(rows) == _constant(item_type.name)
-            aggregated = aggregated.filter(kept)
-        listed = func.coalesce(aggregated, literal_column("'[]'::json"))
-        return select(listed).select_from(rows).scalar_subquery()
+        return select(_listed(value, kept)).select_from(rows).scalar_subquery()
 
     # Connections.
 
@@ -751,17 +791,17 @@ class Compiler:
         assert isinstance(connection_type, GraphQLObjectType)
         shown = page.c.pg_rank <= first
         page_cursor = cursor([page.c[f"pg_k{i}"] for i in range(len(keys))], order)
-        parts: list[ColumnElement[Any]] = []
+        parts: list[Any] = []
         # Whether anything aggregates the page's rows: without, the select gives a row per
         # row of the page (an error past one, null for none) where the resolvers give one.
         aggregated = False
         for key, field_nodes in self.collect(connection_type, self._subselections(nodes)).items():
             name = field_nodes[0].name.value
-            parts.append(_constant(key))
+            parts.append(key)
             field_def = connection_type.fields.get(name)
             aggregated = aggregated or name in ("totalCount", "nodes", "edges")
             if name == "__typename":
-                parts.append(_constant(connection_type.name))
+                parts.append(_quoted(_constant(connection_type.name)))
             elif name == "totalCount":
                 # Counted only when asked; an empty page (past the end) says 0, as today.
                 total = (
@@ -771,7 +811,7 @@ class Compiler:
                 )
                 if parent is not None:
                     total = total.correlate(parent)
-                parts.append(case((func.count() == 0, 0), else_=total))
+                parts.append(cast(case((func.count() == 0, 0), else_=total), Text))
             elif name == "nodes" and field_def is not None:
                 node_type = _strip_non_null(field_def.type).of_type
                 value = self.output(
@@ -781,16 +821,16 @@ class Compiler:
             elif name == "edges" and field_def is not None:
                 edge_type = _named(field_def.type)
                 assert isinstance(edge_type, GraphQLObjectType)
-                edge: list[ColumnElement[Any]] = []
+                edge: list[Any] = []
                 for edge_key, edge_nodes in self.collect(
                     edge_type, self._subselections(field_nodes)
                 ).items():
                     edge_name = edge_nodes[0].name.value
-                    edge.append(_constant(edge_key))
+                    edge.append(edge_key)
                     if edge_name == "__typename":
-                        edge.append(_constant(edge_type.name))
+                        edge.append(_quoted(_constant(edge_type.name)))
                     elif edge_name == "cursor":
-                        edge.append(page_cursor)
+                        edge.append(_quoted(page_cursor))
                     elif edge_name == "node":
                         node_type = edge_type.fields["node"].type
                         edge.append(
@@ -804,27 +844,28 @@ class Compiler:
             elif name == "pageInfo" and field_def is not None:
                 info_type = _named(field_def.type)
                 assert isinstance(info_type, GraphQLObjectType)
-                info: list[ColumnElement[Any]] = []
+                info: list[Any] = []
                 for info_key, info_nodes in self.collect(
                     info_type, self._subselections(field_nodes)
                 ).items():
                     info_name = info_nodes[0].name.value
-                    info.append(_constant(info_key))
+                    info.append(info_key)
                     if info_name == "__typename":
-                        info.append(_constant(info_type.name))
+                        info.append(_quoted(_constant(info_type.name)))
                     elif info_name == "hasNextPage":
                         # Forwards: whether the extra row came; backwards: whether
                         # `before` was given (`schema.connection.build_connection`).
                         aggregated = aggregated or not shape.from_end
-                        info.append(_given(shape.before) if shape.from_end else further)
+                        info.append(_given(shape.before) if shape.from_end else _boolean(further))
                     elif info_name == "hasPreviousPage":
                         aggregated = aggregated or shape.from_end
-                        info.append(further if shape.from_end else _given(shape.after))
+                        info.append(_boolean(further) if shape.from_end else _given(shape.after))
                     elif info_name in ("startCursor", "endCursor"):
                         aggregated = True
                         end = listed if info_name == "startCursor" else backwards
                         ordered = aggregate_order_by(page_cursor, end)
-                        info.append(pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1])
+                        first_cursor = pg_array_agg(ordered, type_=ARRAY(Text)).filter(shown)[1]
+                        info.append(_quoted(first_cursor))
                     else:
                         raise Unsupported(f"{info_type.name}.{info_name}")
                 parts.append(_object(info, info_type.name))
@@ -846,8 +887,7 @@ def _list(value: ColumnElement[Any], shown: ColumnElement[bool]) -> ColumnElemen
     a plain (not parallel) scan of it in that order: an ORDER BY in the aggregate would
     sort the rows again with each one's JSON, which cost a tenth of the cluster page's
     instructions (callgrind). The differential tests compare every order both ways."""
-    aggregated = func.json_agg(value, type_=JSON).filter(shown)
-    return func.coalesce(aggregated, literal_column("'[]'::json"))
+    return _listed(value, shown)
 
 
 def _filters_in_use(spec: Page, args: dict[str, Any]) -> frozenset[str]:
@@ -869,8 +909,8 @@ class _PageShape:
     before: bool
 
 
-def _given(flag: bool) -> ColumnElement[bool]:
-    return true() if flag else false()
+def _given(flag: bool) -> ColumnElement[str]:
+    return TRUE if flag else FALSE
 
 
 def _first_given(node: FieldNode, variables: VariableValues) -> bool:

@@ -41,9 +41,8 @@ from api.db import session_factory
 from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import Cluster, Visit
-from schema.compiled import extension
 from schema.compiled.registry import FIELDS, Page
-from tests.conftest import ROOT, Api
+from tests.conftest import ROOT, Api, watching_compiled
 from tests.factories import BARNET
 
 # Examples per strategy; each runs as every caller below, through both paths.
@@ -463,7 +462,7 @@ async def compare(coop: DemoCoop, query: str, caller: str) -> tuple[str | None, 
         coop.app.state.compiled_reads = True
     answered: list[bool] = []
     lane = coop.app.state.fast_lane_answered
-    with _watching(answered):
+    with watching_compiled(answered):
         compiled = await coop.api.query(query, token=token)
     # A text the compiled path answered before (for another caller) may be answered by
     # the HTTP fast lane (api/fastlane.py), ahead of the extension.
@@ -475,27 +474,6 @@ async def compare(coop: DemoCoop, query: str, caller: str) -> tuple[str | None, 
     elif compiled.get("errors") != resolved.get("errors"):
         difference = f"errors as {caller}:\n{resolved.get('errors')}\n{compiled.get('errors')}"
     return difference, answered == [True] or by_lane == 1
-
-
-class _watching:
-    """Records whether the compiled path answered: a spy on the extension's `answer`."""
-
-    def __init__(self, answered: list[bool]) -> None:
-        self.answered = answered
-        self.original = extension.answer
-
-    def __enter__(self) -> None:
-        original = self.original
-
-        async def answer(context: Any, request: Any) -> Any:
-            result = await original(context, request)
-            self.answered.append(result is not None)
-            return result
-
-        extension.answer = answer
-
-    def __exit__(self, *exc: object) -> None:
-        extension.answer = self.original
 
 
 def _roots(query: str) -> set[str]:
