@@ -657,17 +657,20 @@ async def test_an_unsupported_field_falls_back_and_answers(
 ) -> None:
     both = Both(api, app, sql_counter)
     admin = api.token(Role.ADMIN)
-    query = """query($id: ID!) { cluster(id: $id) { name
+    # Every field of the types the compiler reads compiles; `coverCandidates` (ranked in
+    # Python, partners asked over the network) does not.
+    query = """query($id: ID!, $visit: ID!) { cluster(id: $id) { name
       pools { name }
-      personalAssistants(first: 3) { nodes { name
-        busyPeriods(startsFrom: "2026-01-05T00:00:00Z", startsBefore: "2026-01-12T00:00:00Z")
-          { startsAt } } } } }"""
+      personalAssistants(first: 3) { nodes { name } } }
+      coverCandidates(visitId: $visit, first: 3, includePartners: false) {
+        candidates { __typename } } }"""
     PLANS.entries.clear()
+    variables = {"id": demo["cluster"], "visit": demo["cover"]["visit"]}
     with caplog.at_level(logging.INFO, logger="coopnet.compiled"):
-        body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
+        body = await both.same(query, variables, admin, statements=None)
     assert body["data"]["cluster"]["pools"]
     assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
-    assert any("PersonalAssistant.busyPeriods" in r.getMessage() for r in caplog.records)
+    assert any("Query.coverCandidates" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_cached_statement_never_carries_another_viewers_values(
