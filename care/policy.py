@@ -524,17 +524,19 @@ def referral_visible(viewer: Viewer, la_code: Any) -> ColumnElement[bool]:
 
 def busy_time_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[bool]:
     """When a PA is busy (visits and absences as bare periods: no person, kind or note):
-    admins, every coordinator (rota planning across clusters) and the PA themself."""
-    return availability_visible(viewer, pa_id_column)
-
-
-def may_read_busy_time(viewer: Viewer, pa_id: int) -> bool:
-    """`busy_time_visible` for one PA, decided before reading (null rather than empty)."""
-    if viewer.role is Role.ADMIN:
-        return True
+    admins, every coordinator (rota planning across clusters) and the PA themself. Decided
+    per PA in SQL for both read paths (`care.queries.busy_time_select`): a PA whose busy
+    time the caller may not read is null to the API rather than empty."""
+    role = viewer.role
+    if role is Role.ADMIN:
+        return true()
     if viewer.member_id is None:
-        return False
-    return viewer.role is Role.COORDINATOR or (viewer.role is Role.PA and viewer.member_id == pa_id)
+        return false()
+    if role is Role.COORDINATOR:
+        return true()
+    if role is Role.PA:
+        return pa_id_column == me(viewer)  # type: ignore[no-any-return]
+    return false()
 
 
 def cover_request_visible(viewer: Viewer, request: Any) -> ColumnElement[bool]:

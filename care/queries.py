@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Float,
+    Integer,
     Numeric,
     Select,
     and_,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    extract,
     false,
     func,
     literal,
@@ -608,56 +610,70 @@ def availability_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
 MAX_BUSY_RANGE = dt.timedelta(days=62)
 
 
+def busy_time_select(viewer: Viewer, prefix: str = "") -> Select:
+    """When PAs are busy within [busy_from, busy_before) (named parameters, `prefix`: see
+    `_visit_filters`): their active visits (SCHEDULED, COMPLETED), uncancelled absences
+    and holds for partner co-ops, clipped to the range, overlapping and touching periods
+    merged (`range_agg`), a row each (`pg_parent`: the PA; `starts_at`, `ends_at`), and one
+    more row with null bounds for every PA. Only the rows of PAs whose busy time the viewer
+    may read (`policy.busy_time_visible`): no row at all is null to the API, the null row
+    alone an empty list. Bare periods: nothing says whose visit or what kind of absence,
+    so a coordinator may plan a PA's time in other clusters without seeing those clusters'
+    people. Both read paths read it: the resolver for its PAs (`busy_periods_of_pas`), the
+    compiled one (schema/compiled) for each PA row; PostgreSQL pushes their test of the PA
+    into every branch."""
+    instant = DateTime(timezone=True)
+    window = func.tstzrange(
+        bindparam(f"{prefix}busy_from", type_=instant),
+        bindparam(f"{prefix}busy_before", type_=instant),
+    )
+    visits = select(Visit.pa_id.label("pa_id"), Visit.during.label("during")).where(
+        Visit.status.in_([s.value for s in ACTIVE_VISIT_STATUSES]),
+        Visit.during.op("&&")(window),
+    )
+    away = select(Absence.pa_id.label("pa_id"), Absence.during.label("during")).where(
+        Absence.cancelled_at.is_(None),
+        Absence.during.op("&&")(window),
+    )
+    # Holds and bookings for partner co-ops (cross-boundary cover), as bare periods.
+    held = select(PaCommitment.pa_id.label("pa_id"), PaCommitment.during.label("during")).where(
+        PaCommitment.kind == CommitmentKind.HOLD.value,
+        PaCommitment.during.op("&&")(window),
+    )
+    spans = union_all(visits, away, held).subquery()
+    merged = (
+        select(
+            spans.c.pa_id,
+            func.unnest(func.range_agg(spans.c.during.op("*")(window))).label("period"),
+        )
+        .group_by(spans.c.pa_id)
+        .subquery()
+    )
+    every_pa = select(
+        PaProfile.member_id.label("pg_parent"),
+        null().cast(instant).label("starts_at"),
+        null().cast(instant).label("ends_at"),
+    )
+    periods = select(
+        merged.c.pa_id,
+        func.lower(merged.c.period, type_=instant),
+        func.upper(merged.c.period, type_=instant),
+    )
+    rows = union_all(every_pa, periods).subquery()
+    return select(rows.c.pg_parent, rows.c.starts_at, rows.c.ends_at).where(
+        policy.busy_time_visible(viewer, rows.c.pg_parent)
+    )
+
+
 def busy_periods_of_pas(
     viewer: Viewer, pa_ids: Sequence[int], starts_from: dt.datetime, starts_before: dt.datetime
 ) -> Select:
-    """When each PA is busy within [starts_from, starts_before): their active visits
-    (SCHEDULED, COMPLETED), uncancelled absences and holds for partner co-ops, clipped to
-    the range, overlapping and touching periods merged (`range_agg`), keyed by PA. Bare
-    periods: nothing says whose visit or what kind of absence, so a coordinator may plan a
-    PA's time in other clusters without seeing those clusters' people. One statement for
-    any number of PAs."""
+    """`busy_time_select` for these PAs, by PA and start: one statement for any number."""
 
     def build() -> Select:
-        window = func.tstzrange(
-            bindparam("busy_from", type_=DateTime(timezone=True)),
-            bindparam("busy_before", type_=DateTime(timezone=True)),
-        )
-        visible = policy.busy_time_visible
-        ids = _ids(pa_ids)
-        visits = select(Visit.pa_id.label("pa_id"), Visit.during.label("during")).where(
-            Visit.pa_id.in_(ids),
-            Visit.status.in_([s.value for s in ACTIVE_VISIT_STATUSES]),
-            Visit.during.op("&&")(window),
-            visible(viewer, Visit.pa_id),
-        )
-        away = select(Absence.pa_id.label("pa_id"), Absence.during.label("during")).where(
-            Absence.pa_id.in_(ids),
-            Absence.cancelled_at.is_(None),
-            Absence.during.op("&&")(window),
-            visible(viewer, Absence.pa_id),
-        )
-        # Holds and bookings for partner co-ops (cross-boundary cover), as bare periods.
-        held = select(PaCommitment.pa_id.label("pa_id"), PaCommitment.during.label("during")).where(
-            PaCommitment.pa_id.in_(ids),
-            PaCommitment.kind == CommitmentKind.HOLD.value,
-            PaCommitment.during.op("&&")(window),
-            visible(viewer, PaCommitment.pa_id),
-        )
-        spans = union_all(visits, away, held).subquery()
-        merged = (
-            select(
-                spans.c.pa_id,
-                func.unnest(func.range_agg(spans.c.during.op("*")(window))).label("period"),
-            )
-            .group_by(spans.c.pa_id)
-            .subquery()
-        )
-        return select(
-            merged.c.pa_id.label("pg_parent"),
-            func.lower(merged.c.period).label("starts_at"),
-            func.upper(merged.c.period).label("ends_at"),
-        ).order_by(merged.c.pa_id, func.lower(merged.c.period))
+        stmt = busy_time_select(viewer)
+        pa, start = stmt.selected_columns.pg_parent, stmt.selected_columns.starts_at
+        return stmt.where(pa.in_(_ids(pa_ids))).order_by(pa, start)
 
     return _reuse(
         ("busy_periods_of_pas", policy.shape(viewer)),
@@ -894,17 +910,28 @@ def _great_circle_km(a: Any, b: Any) -> ColumnElement[float]:
     return cast(func.round(cast(km, Numeric), OFFER_DISTANCE_DECIMALS), Float)
 
 
-def offer_summaries(viewer: Viewer, ids: Sequence[int]) -> Select:
+def _whole_minutes(starts_at: Any, ends_at: Any) -> ColumnElement[int]:
+    """The minutes from one instant to the other, rounded half to even as Python's
+    `round` (exact: PostgreSQL's epoch of an interval is numeric)."""
+    minutes = cast(extract("epoch", ends_at - starts_at), Numeric) / 60
+    half = minutes - func.floor(minutes) == literal_column("0.5")
+    return cast(case((half, 2 * func.round(minutes / 2)), else_=func.round(minutes)), Integer)
+
+
+def offer_summary_select(viewer: Viewer) -> Select:
     """For each offer, the visit as its PA weighs it (`policy.offer_summary_visible`):
-    rows only for offers the viewer may read it of, one statement for any number. No
-    address, postcode or contact detail is selected at all."""
+    rows only for offers the viewer may read it of, the visit's length in whole minutes
+    computed here. No address, postcode or contact detail is selected at all. Both read
+    paths read `CoverOffer.visitSummary` from it (the resolver by `offer_summaries`)."""
     person = aliased(Member)
     pa_home = aliased(Member)
+    starts_at, ends_at = func.lower(Visit.during), func.upper(Visit.during)
     return (
         select(
             CoverOffer.id,
-            func.lower(Visit.during).label("starts_at"),
-            func.upper(Visit.during).label("ends_at"),
+            starts_at.label("starts_at"),
+            ends_at.label("ends_at"),
+            _whole_minutes(starts_at, ends_at).label("duration_minutes"),
             Visit.tasks,
             postcode_district_sql(person.postcode).label("postcode_district"),
             _great_circle_km(pa_home, person).label("distance_km"),
@@ -916,8 +943,13 @@ def offer_summaries(viewer: Viewer, ids: Sequence[int]) -> Select:
         .join(person, person.id == Visit.service_user_id)
         .outerjoin(ServiceUserProfile, ServiceUserProfile.member_id == person.id)
         .join(pa_home, pa_home.id == CoverOffer.pa_id)
-        .where(CoverOffer.id.in_(ids), policy.offer_summary_visible(viewer, CoverOffer))
+        .where(policy.offer_summary_visible(viewer, CoverOffer))
     )
+
+
+def offer_summaries(viewer: Viewer, ids: Sequence[int]) -> Select:
+    """`offer_summary_select` for these offers: one statement for any number."""
+    return offer_summary_select(viewer).where(CoverOffer.id.in_(ids))
 
 
 # --- partnerships with other instances ------------------------------------------------------

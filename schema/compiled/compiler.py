@@ -82,6 +82,7 @@ from schema.compiled.registry import (
     First,
     GlobalId,
     Page,
+    Ranged,
     Render,
     ToMany,
     ToOne,
@@ -646,6 +647,8 @@ class Compiler:
                 parts.append(self.first(where, definition, spec, row, field_nodes))
             elif isinstance(spec, Page):
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
+            elif isinstance(spec, Ranged):
+                parts.append(self.ranged(where, definition, spec, row, field_nodes))
             elif isinstance(spec, Embedded):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 embedded = _named(definition.type)
@@ -714,6 +717,46 @@ class Compiler:
             # The resolvers drop rows of another concrete type (isinstance filters).
             kept = typename(rows) == _constant(item_type.name)
         return select(_listed(value, kept)).select_from(rows).scalar_subquery()
+
+    def ranged(
+        self,
+        where: str,
+        definition: GraphQLField,
+        spec: Ranged,
+        parent: FromClause,
+        nodes: list[FieldNode],
+    ) -> ColumnElement[Any]:
+        """The parent's rows of `spec.rows` over the request's range, in order: null when
+        there is none (the caller may not read them), rows with a null `order` left out.
+        The range is bound per request; one the resolver refuses falls back."""
+        node = nodes[0]
+        if any(n.arguments != node.arguments for n in nodes[1:]):
+            raise Unsupported(f"{where}: merged with other arguments")
+        self._arguments(where, definition, node, spec.arguments)
+        prefix = self._prefix()
+        stmt = spec.rows(self.viewer, prefix)
+        stmt = stmt.where(stmt.selected_columns.pg_parent == parent.c.id).correlate(parent)
+        rows = stmt.subquery()
+        item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
+        if not isinstance(item_type, GraphQLObjectType):
+            raise Unsupported(f"{where}: {_named(item_type).name}")
+        value = self.object(item_type, rows, nodes)
+        order = rows.c[spec.order]
+        aggregated = func.json_agg(aggregate_order_by(value, order), type_=JSON)
+        listed = func.coalesce(aggregated.filter(order.is_not(None)), literal_column("'[]'::json"))
+        found = case((func.count() == 0, null()), else_=listed)
+        field_definition = definition
+
+        def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+            args = get_argument_values(field_definition, node, variables)
+            try:
+                values = spec.values(args)
+            except GraphQLError as exc:
+                raise Fallback(where) from exc
+            return {f"{prefix}{name}": value for name, value in values.items()}
+
+        self.binders.append(bind)
+        return select(found).select_from(rows).scalar_subquery()
 
     # Connections.
 

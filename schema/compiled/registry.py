@@ -129,6 +129,22 @@ class First:
 
 
 @dataclass(frozen=True)
+class Ranged:
+    """A list of one parent's rows over a range the request gives, null where the caller
+    may not read it (`PersonalAssistant.busyPeriods`): `rows(viewer, prefix)` is the
+    resolver's select (`care.queries.busy_time_select`): rows by `pg_parent`, sorted by
+    `order`, a row whose `order` is null for a parent with none, no row for a parent the
+    caller may not read. `values` turns the request's arguments into its parameters (without
+    the prefix) with the resolver's own check, whose error sends the request to the
+    resolvers (so the error is theirs)."""
+
+    rows: Callable[[Viewer, str], Select]
+    order: str
+    arguments: frozenset[str]
+    values: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class AnyNode:
     """`node(id:)`: the record of the id's type, read by id from that type's source (as
     the type's `resolve_nodes` loads it); `sources` names the source of each node type
@@ -146,7 +162,7 @@ class Embedded:
     fields: Mapping[str, Column]
 
 
-FieldSpec = Column | GlobalId | ToOne | Page | ToMany | First | AnyNode | Embedded
+FieldSpec = Column | GlobalId | ToOne | Page | ToMany | First | AnyNode | Embedded | Ranged
 
 
 @dataclass(frozen=True)
@@ -203,6 +219,8 @@ SOURCES: dict[str, Source] = {
     "cover_request": Source(build=queries.cover_request_select),
     "absence": Source(build=queries.absence_select),
     "cover_offer": Source(build=queries.cover_offer_select),
+    # An offer's visit as its PA weighs it, by the offer's id (`CoverOffer.visitSummary`).
+    "offer_summary": Source(build=queries.offer_summary_select),
     "pay_rate": Source(build=queries.pay_rate_select),
     "skill": Source(build=queries.skill_select),
     "cover_exchange": Source(build=queries.cover_exchange_select),
@@ -310,6 +328,13 @@ def my_cover_exchange_arguments(args: dict[str, Any]) -> dict[str, Any]:
 
 def _my_cover_exchange_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.cover_exchange_filters(stmt, **my_cover_exchange_arguments(args), prefix=prefix)
+
+
+def busy_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """`busyPeriods`' range as `care.queries.busy_time_select` takes it, checked by the
+    resolver's own `schema.types.busy_range` (its GraphQLError: the request falls back)."""
+    starts_from, starts_before = types.busy_range(args["startsFrom"], args["startsBefore"])
+    return {"busy_from": starts_from, "busy_before": starts_before}
 
 
 def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
@@ -574,7 +599,14 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **declared_lists(types.PersonalAssistant),
         **declared_pages(types.PersonalAssistant),
         "id": GlobalId(),
+        "busyPeriods": Ranged(
+            queries.busy_time_select,
+            order="starts_at",
+            arguments=frozenset({"startsFrom", "startsBefore"}),
+            values=busy_arguments,
+        ),
     },
+    "BusyPeriod": data_columns(types.BusyPeriod),
     "Absence": {
         **data_columns(types.Absence),
         **records(types.Absence),
@@ -590,7 +622,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.CoverOffer),
         **records(types.CoverOffer),
         "id": GlobalId(),
+        "visitSummary": ToOne("offer_summary", key="id"),
     },
+    "OfferedVisit": data_columns(types.OfferedVisit),
     "PayRate": data_columns(types.PayRate),
     "Carer": {
         **data_columns(types.Carer),

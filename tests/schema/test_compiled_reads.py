@@ -26,6 +26,7 @@ from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
 from care.enums import Role
 from care.models import (
+    MAX_VISIT_LENGTH,
     CarerLink,
     Cluster,
     ClusterPa,
@@ -657,17 +658,20 @@ async def test_an_unsupported_field_falls_back_and_answers(
 ) -> None:
     both = Both(api, app, sql_counter)
     admin = api.token(Role.ADMIN)
-    query = """query($id: ID!) { cluster(id: $id) { name
+    # Every field of the types the compiler reads compiles; `coverCandidates` (ranked in
+    # Python, partners asked over the network) does not.
+    query = """query($id: ID!, $visit: ID!) { cluster(id: $id) { name
       pools { name }
-      personalAssistants(first: 3) { nodes { name
-        busyPeriods(startsFrom: "2026-01-05T00:00:00Z", startsBefore: "2026-01-12T00:00:00Z")
-          { startsAt } } } } }"""
+      personalAssistants(first: 3) { nodes { name } } }
+      coverCandidates(visitId: $visit, first: 3, includePartners: false) {
+        candidates { __typename } } }"""
     PLANS.entries.clear()
+    variables = {"id": demo["cluster"], "visit": demo["cover"]["visit"]}
     with caplog.at_level(logging.INFO, logger="coopnet.compiled"):
-        body = await both.same(query, {"id": demo["cluster"]}, admin, statements=None)
+        body = await both.same(query, variables, admin, statements=None)
     assert body["data"]["cluster"]["pools"]
     assert body["extensions"]["sqlStatements"] > 1  # the resolvers ran
-    assert any("PersonalAssistant.busyPeriods" in r.getMessage() for r in caplog.records)
+    assert any("Query.coverCandidates" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_cached_statement_never_carries_another_viewers_values(
@@ -1358,3 +1362,270 @@ async def test_both_first_and_last_get_todays_error(
     for size in (0, 101):
         resolved, compiled, _ = await both.run(query, {"n": None, "l": size}, admin)
         assert resolved.get("errors") and compiled.get("errors") == resolved.get("errors")
+
+
+# Computed fields: an offer's visit as its PA weighs it (`durationMinutes` computed by
+# `care.queries.offer_summary_select`) and a PA's busy time over a range
+# (`care.queries.busy_time_select`, null for a caller who may not read it).
+SUMMARY = """fragment Summary on OfferedVisit { __typename startsAt endsAt durationMinutes
+  postcodeDistrict distanceKm personFirstName needs tasks }"""
+MY_SUMMARIES = (
+    "{ myCoverOffers(first: 50) { nodes { id status visitSummary { ...Summary } } } }" + SUMMARY
+)
+OFFER_SUMMARIES = (
+    """{ coverRequests(first: 50, orderBy: OPENED_DESC) { nodes { id
+      offers { id status visitSummary { ...Summary } personalAssistant { id } } } } }"""
+    + SUMMARY
+)
+OFFER_NODE = (
+    """query($id: ID!) { node(id: $id) { id ... on CoverOffer { status
+      visitSummary { ...Summary } } } }"""
+    + SUMMARY
+)
+BUSY = """
+query Busy($cluster: ID!, $idle: ID!, $busy: ID!, $from: DateTime!, $before: DateTime!) {
+  cluster(id: $cluster) { personalAssistants(first: 10) { nodes { id
+    busyPeriods(startsFrom: $from, startsBefore: $before) { startsAt endsAt } } } }
+  idle: node(id: $idle) { ... on PersonalAssistant {
+    busyPeriods(startsFrom: $from, startsBefore: $before) { __typename startsAt endsAt } } }
+  busy: node(id: $busy) { ... on PersonalAssistant {
+    busyPeriods(startsFrom: $from, startsBefore: $before) { endsAt startsAt }
+    later: busyPeriods(startsFrom: "2099-01-01T00:00:00", startsBefore: "2099-01-07T00:00:00") {
+      startsAt } } }
+  me { ... on PersonalAssistant { busyPeriods(startsFrom: $from, startsBefore: $before) {
+    endsAt } } }
+}"""
+
+# Visit lengths in seconds and the minutes they show (Python's `round`: half to even):
+# spanning midnight, under a minute, halves either way, a microsecond either side of one.
+LENGTHS = [
+    (95 * 60 + 30, 96),  # 23:40:00 to 01:15:30 the next day
+    (30, 0),
+    (90, 2),
+    (150, 2),
+    (60 * 60, 60),
+    (45 * 60 + 30.000001, 46),
+    (59 * 60 + 29.999999, 59),
+    (MAX_VISIT_LENGTH.total_seconds(), 24 * 60),
+]
+
+
+async def _computed_edges(db: AsyncSession, demo: dict[str, Any]) -> dict[str, Any]:
+    """Offers of visits of the edge lengths (the busy PA's, open; the idle PA's first one,
+    open too), and two touching absences of the idle PA: [T, T+2h) and [T+2h,
+    T+2h30m30.0005s) at T far ahead, read as one period."""
+    ids = demo["ids"]
+    today = dt.datetime.now(LONDON).date()
+    day = dt.datetime.combine(today + dt.timedelta(days=300), dt.time(23, 40), dt.UTC)
+    offers: list[int] = []
+    for n, (seconds, _) in enumerate(LENGTHS):
+        start = day + dt.timedelta(days=2 * n)
+        visit = (
+            await db.execute(
+                text(
+                    "INSERT INTO visit (service_user_id, during, status, tasks) VALUES "
+                    "(:person, tstzrange(:start, :end), 'NEEDS_COVER', '{}') RETURNING id"
+                ),
+                {
+                    "person": demo["covered"]["person"],
+                    "start": start,
+                    "end": start + dt.timedelta(seconds=seconds),
+                },
+            )
+        ).scalar_one()
+        request = (
+            await db.execute(
+                text(
+                    "INSERT INTO cover_request (visit_id, reason) VALUES (:visit, 'MANUAL') "
+                    "RETURNING id"
+                ),
+                {"visit": visit},
+            )
+        ).scalar_one()
+        for pa in (ids["busy_pa"], ids["idle_pa"]) if n == 0 else (ids["busy_pa"],):
+            offer = await db.scalar(
+                text(
+                    "INSERT INTO cover_offer (cover_request_id, pa_id, status, offered_at,"
+                    " expires_at) VALUES (:request, :pa, 'OPEN', now(), now() + interval"
+                    " '1 day') RETURNING id"
+                ),
+                {"request": request, "pa": pa},
+            )
+            offers.append(offer)
+    away = dt.datetime.combine(today + dt.timedelta(days=200), dt.time(9), dt.UTC)
+    back = away + dt.timedelta(hours=2, minutes=30, seconds=30, microseconds=500)
+    for starts, ends in (
+        (away, away + dt.timedelta(hours=2)),
+        (away + dt.timedelta(hours=2), back),
+    ):
+        await db.execute(
+            text(
+                "INSERT INTO absence (pa_id, kind, during) VALUES "
+                "(:pa, 'HOLIDAY', tstzrange(:start, :end))"
+            ),
+            {"pa": ids["idle_pa"], "start": starts, "end": ends},
+        )
+    await db.commit()
+    return {"offers": offers, "away": away, "back": back}
+
+
+def _busy_ranges(demo: dict[str, Any], away: dt.datetime, back: dt.datetime) -> list[Any]:
+    """Ranges for BUSY, and whether the resolver refuses them: the demo's visits ahead;
+    the absences whole, clipped at either end, ending at their start and starting at their
+    end (both empty); London wall-clock time; and refused ones (empty, backwards, longer
+    than 62 days by a microsecond)."""
+    hour = dt.timedelta(hours=1)
+    start = dt.datetime.fromisoformat(demo["from"])
+    return [
+        (start, start + dt.timedelta(days=14), False),
+        (away - hour, back + hour, False),
+        (away + hour, back - hour, False),
+        (away, back, False),
+        (away - hour, away, False),
+        (back, back + hour, False),
+        (away.replace(tzinfo=None), (back + hour).replace(tzinfo=None), False),
+        (away, away, True),
+        (back, away, True),
+        (away, away + dt.timedelta(days=62, microseconds=1), True),
+    ]
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+async def test_computed_fields_are_identical_on_both_paths_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    edges = await _computed_edges(db, demo)
+    ids = demo["ids"]
+    both = Both(api, app, sql_counter)
+    operations: list[tuple[str, dict[str, Any], bool]] = [
+        (MY_SUMMARIES, {}, False),
+        (OFFER_SUMMARIES, {}, False),
+    ]
+    operations += [(OFFER_NODE, {"id": gid("CoverOffer", o)}, False) for o in edges["offers"]]
+    members = {
+        "cluster": demo["cluster"],
+        "idle": gid("PersonalAssistant", ids["idle_pa"]),
+        "busy": gid("PersonalAssistant", ids["busy_pa"]),
+    }
+    for starts, ends, refused in _busy_ranges(demo, edges["away"], edges["back"]):
+        given = {**members, "from": _iso(starts), "before": _iso(ends)}
+        operations.append((BUSY, given, refused))
+    compiled = errors = 0
+    for name, token in _callers(api, ids).items():
+        for query, variables, refused in operations:
+            resolved, answer, _ = await both.run(query, variables, token)
+            assert _exact(answer.get("data")) == _exact(resolved.get("data")), (name, variables)
+            assert answer.get("errors") == resolved.get("errors"), (name, variables)
+            if refused:  # the range's check is the resolver's: the request falls back
+                assert not both.compiled, (name, variables)
+                errors += bool(resolved.get("errors"))
+            elif not resolved.get("errors"):
+                assert both.compiled, (name, variables)
+                compiled += 1
+    assert compiled >= 120 and errors >= 9, (compiled, errors)
+    # Not vacuous: the edges are in the answers.
+    pa = _callers(api, ids)["pa with visits"]
+    summaries = (await api.data(MY_SUMMARIES, token=pa))["myCoverOffers"]["nodes"]
+    minutes = [n["visitSummary"]["durationMinutes"] for n in summaries if n["visitSummary"]]
+    assert [m for _, m in LENGTHS] == minutes[-len(LENGTHS) :]
+    first = summaries[-len(LENGTHS)]["visitSummary"]
+    assert (first["startsAt"][11:], first["endsAt"][11:]) == ("23:40:00+00:00", "01:15:30+00:00")
+
+
+async def test_busy_periods_keep_their_edges_on_both_paths(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    edges = await _computed_edges(db, demo)
+    ids = demo["ids"]
+    away, back = edges["away"], edges["back"]
+    both = Both(api, app, sql_counter)
+    hour = dt.timedelta(hours=1)
+    query = """query($id: ID!, $from: DateTime!, $before: DateTime!) { node(id: $id) {
+      ... on PersonalAssistant { busyPeriods(startsFrom: $from, startsBefore: $before) {
+        startsAt endsAt } } } }"""
+    expected = {
+        (away - hour, back + hour): [(away, back)],  # touching absences merged
+        (away + hour, back - hour): [(away + hour, back - hour)],  # clipped both ends
+        (away, back): [(away, back)],
+        (away - hour, away): [],  # ends where the absence starts
+        (back, back + hour): [],  # starts where it ends
+        (away - hour, away + dt.timedelta(microseconds=1)): [
+            (away, away + dt.timedelta(microseconds=1))
+        ],
+    }
+    variables = {"id": gid("PersonalAssistant", ids["idle_pa"])}
+    for token in (api.token(Role.ADMIN), api.token(Role.PA, ids["idle_pa"])):
+        for (starts, ends), periods in expected.items():
+            given = {**variables, "from": _iso(starts), "before": _iso(ends)}
+            body = await both.same(query, given, token, statements=1)
+            found = body["data"]["node"]["busyPeriods"]
+            assert found == [{"startsAt": _iso(s), "endsAt": _iso(e)} for s, e in periods]
+    # Another PA may not read the idle PA's busy time: null, not empty, on both paths.
+    other = api.token(Role.PA, ids["busy_pa"])
+    given = {**variables, "from": _iso(away), "before": _iso(back)}
+    assert (await both.same(query, given, other, statements=1))["data"]["node"] is None
+    me = """query($from: DateTime!, $before: DateTime!) { me { ... on PersonalAssistant {
+      busyPeriods(startsFrom: $from, startsBefore: $before) { startsAt } } } }"""
+    body = await both.same(me, {"from": _iso(away), "before": _iso(back)}, other, statements=1)
+    assert body["data"]["me"]["busyPeriods"] == []
+
+
+async def test_refused_busy_ranges_get_todays_errors(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    query = """query($from: DateTime!, $before: DateTime!) { me { ... on PersonalAssistant {
+      busyPeriods(startsFrom: $from, startsBefore: $before) { startsAt } } } }"""
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    pa = api.token(Role.PA, demo["ids"]["busy_pa"])
+    for starts, ends, message in (
+        (at, at, "must be before"),
+        # Refused by the input bounds (schema/limits.py) before either path runs.
+        (at, at - dt.timedelta(seconds=1), "must not be after"),
+        (at, at + dt.timedelta(days=62, microseconds=1), "at most 62 days"),
+    ):
+        given = {"from": _iso(starts), "before": _iso(ends)}
+        resolved, compiled, ran = await both.run(query, given, pa)
+        assert compiled.get("errors") == resolved.get("errors"), given
+        assert message in resolved["errors"][0]["message"], resolved
+        assert _exact(compiled.get("data")) == _exact(resolved.get("data"))
+        assert not both.compiled  # the resolvers' refusal, not the compiler's
+    # The longest range allowed compiles.
+    given = {"from": _iso(at), "before": _iso(at + dt.timedelta(days=62))}
+    await both.same(query, given, pa, statements=1)
+
+
+async def test_computed_fields_are_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    edges = await _computed_edges(db, demo)
+    ids = demo["ids"]
+    both = Both(api, app, sql_counter)
+    query = (
+        """query($id: ID!, $idle: ID!, $from: DateTime!, $before: DateTime!) {
+      coverRequests(first: 100) { nodes { offers { visitSummary { ...Summary } } } }
+      cluster(id: $id) { personalAssistants(first: 10) { nodes {
+        busyPeriods(startsFrom: $from, startsBefore: $before) { startsAt endsAt } } } }
+      node(id: $idle) { ... on PersonalAssistant { away: busyPeriods(
+        startsFrom: "2000-01-01T00:00:00Z", startsBefore: "2000-01-02T00:00:00Z") {
+          startsAt } } } }"""
+        + SUMMARY
+    )
+    start = dt.datetime.fromisoformat(demo["from"])
+    variables = {
+        "id": demo["cluster"],
+        "idle": gid("PersonalAssistant", ids["idle_pa"]),
+        "from": _iso(start),
+        "before": _iso(start + dt.timedelta(days=14)),
+    }
+    body = await both.same(query, variables, api.token(Role.ADMIN), statements=1)
+    data = body["data"]
+    summaries = [o["visitSummary"] for r in data["coverRequests"]["nodes"] for o in r["offers"]]
+    assert sum(s is not None for s in summaries) >= len(edges["offers"])
+    assert any(s and s["distanceKm"] is not None and s["needs"] for s in summaries)
+    busy = [p["busyPeriods"] for p in data["cluster"]["personalAssistants"]["nodes"]]
+    assert any(busy) and all(b is not None for b in busy)
+    assert data["node"] == {"away": []}

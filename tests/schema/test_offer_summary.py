@@ -317,14 +317,31 @@ async def test_a_partner_instance_is_refused(app: Any, w: World) -> None:
 # --- statements ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["resolvers", "compiled"])
 async def test_summaries_of_many_offers_take_one_statement(
-    api: Api, w: World, db: AsyncSession, sql_counter: StatementCounter
+    api: Api,
+    app: Any,
+    w: World,
+    db: AsyncSession,
+    sql_counter: StatementCounter,
+    compiled: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
+    app.state.compiled_reads = compiled
+    request.addfinalizer(lambda: setattr(app.state, "compiled_reads", True))
     query = f"{{ myCoverOffers(first: 50) {{ nodes {{ {SUMMARY} }} }} }}"
     pa = token(api, w, "offered_pa")
-    sql_counter.count = 0
-    one = await api.data(query, token=pa)
-    with_one = sql_counter.count
+
+    async def statements() -> tuple[int, dict[str, Any]]:
+        # A repeated compiled read is answered by the fast lane (api/fastlane.py) with one
+        # statement of its own, on asyncpg directly, which the counter does not see.
+        sql_counter.count = 0
+        lane = app.state.fast_lane_answered
+        data = await api.data(query, token=pa)
+        return sql_counter.count + app.state.fast_lane_answered - lane, data
+
+    with_one, one = await statements()
+    assert with_one == 1 if compiled else with_one > 1
     assert len(one["myCoverOffers"]["nodes"]) == 1
 
     b = Build(db)
@@ -341,10 +358,9 @@ async def test_summaries_of_many_offers_take_one_statement(
             )
         )
     await db.commit()
-    sql_counter.count = 0
-    many = await api.data(query, token=pa)
+    with_many, many = await statements()
     assert len(many["myCoverOffers"]["nodes"]) == 11
     assert all(
         n["visitSummary"]["personFirstName"] == "Ada" for n in many["myCoverOffers"]["nodes"]
     )
-    assert sql_counter.count == with_one, sql_counter.statements
+    assert with_many == with_one, sql_counter.statements
