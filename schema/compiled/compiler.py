@@ -736,15 +736,14 @@ class Compiler:
         prefix = self._prefix()
         stmt = spec.rows(self.viewer, prefix)
         stmt = stmt.where(stmt.selected_columns.pg_parent == parent.c.id).correlate(parent)
-        rows = stmt.subquery()
+        # Aggregated in the subquery's order, as a page's rows are (`_list`).
+        rows = stmt.order_by(stmt.selected_columns[spec.order]).subquery()
         item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
         if not isinstance(item_type, GraphQLObjectType):
             raise Unsupported(f"{where}: {_named(item_type).name}")
         value = self.object(item_type, rows, nodes)
         order = rows.c[spec.order]
-        aggregated = func.json_agg(aggregate_order_by(value, order), type_=JSON)
-        listed = func.coalesce(aggregated.filter(order.is_not(None)), literal_column("'[]'::json"))
-        found = case((func.count() == 0, null()), else_=listed)
+        found = case((func.count() == 0, null()), else_=_listed(value, order.is_not(None)))
         field_definition = definition
 
         def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
