@@ -345,22 +345,26 @@ def _cluster_select(viewer: Viewer) -> Select:
 cluster_select = _cluster_select
 
 
-def clusters(
-    viewer: Viewer,
-    request: PageRequest,
+def cluster_filters(
+    stmt: Select,
     *,
     la_code: str | None = None,
     kind: str | None = None,
     status: str | None = None,
+    prefix: str = "",
 ) -> Select:
-    stmt = _cluster_select(viewer)
+    """The filters of the cluster list, as named parameters (`prefix`: see
+    `_visit_filters`)."""
     if la_code is not None:
-        stmt = stmt.where(Cluster.la_code == la_code)
+        stmt = stmt.where(Cluster.la_code == bindparam(f"{prefix}la_code", la_code))
     if kind is not None:
-        stmt = stmt.where(Cluster.kind == kind)
+        stmt = stmt.where(Cluster.kind == bindparam(f"{prefix}kind", kind))
     if status is not None:
-        stmt = stmt.where(Cluster.status == status)
-    return page(stmt, [Cluster.id], request)
+        stmt = stmt.where(Cluster.status == bindparam(f"{prefix}status", status))
+    return stmt
+
+
+CLUSTER_SORT = (Cluster.id,)
 
 
 def clusters_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
