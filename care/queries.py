@@ -267,25 +267,6 @@ def member_filters(
     return stmt
 
 
-def members(
-    viewer: Viewer,
-    request: PageRequest,
-    *,
-    membership_class: str | None = None,
-    active: bool | None = None,
-    name_contains: str | None = None,
-    order: str = "ID_ASC",
-) -> Select:
-    stmt = member_filters(
-        _member_select(viewer),
-        membership_class=membership_class,
-        active=active,
-        name_pattern=name_pattern(name_contains),
-    )
-    keys, descending = MEMBER_ORDERS[order]
-    return page(stmt, keys, request, descending=descending)
-
-
 # The orders a root list offers, by the names of their GraphQL enum values: the sort keys
 # (typed, so a cursor's keys can be checked against them; the last one unique) and whether
 # they run downwards. The first is the list's default. Each has an index (models).
@@ -347,22 +328,26 @@ def _cluster_select(viewer: Viewer) -> Select:
 cluster_select = _cluster_select
 
 
-def clusters(
-    viewer: Viewer,
-    request: PageRequest,
+def cluster_filters(
+    stmt: Select,
     *,
     la_code: str | None = None,
     kind: str | None = None,
     status: str | None = None,
+    prefix: str = "",
 ) -> Select:
-    stmt = _cluster_select(viewer)
+    """The filters of the cluster list, as named parameters (`prefix`: see
+    `_visit_filters`)."""
     if la_code is not None:
-        stmt = stmt.where(Cluster.la_code == la_code)
+        stmt = stmt.where(Cluster.la_code == bindparam(f"{prefix}la_code", la_code))
     if kind is not None:
-        stmt = stmt.where(Cluster.kind == kind)
+        stmt = stmt.where(Cluster.kind == bindparam(f"{prefix}kind", kind))
     if status is not None:
-        stmt = stmt.where(Cluster.status == status)
-    return page(stmt, [Cluster.id], request)
+        stmt = stmt.where(Cluster.status == bindparam(f"{prefix}status", status))
+    return stmt
+
+
+CLUSTER_SORT = (Cluster.id,)
 
 
 def clusters_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -497,32 +482,6 @@ def visit_start_bounds(
     return stmt
 
 
-def visits(
-    viewer: Viewer,
-    request: PageRequest,
-    *,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-    statuses: Sequence[str] | None = None,
-    cluster_id: int | None = None,
-    pa_id: int | None = None,
-    service_user_id: int | None = None,
-    order: str = "START_ASC",
-) -> Select:
-    stmt = _visit_filters(
-        _visit_select(viewer),
-        starts_from=starts_from,
-        starts_before=starts_before,
-        statuses=statuses,
-        cluster_id=cluster_id,
-        pa_id=pa_id,
-        service_user_id=service_user_id,
-    )
-    stmt = visit_start_bounds(stmt, starts_from=starts_from, starts_before=starts_before)
-    keys, descending = VISIT_ORDERS[order]
-    return page(stmt, keys, request, descending=descending)
-
-
 def visits_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
     return _reuse(
         ("visits_by_id", policy.shape(viewer)),
@@ -571,20 +530,6 @@ def _availability_range(
 # The compiled read path (schema/compiled) reads availability through these too.
 availability_select = _availability_select
 availability_range = _availability_range
-
-
-def availability(
-    viewer: Viewer,
-    request: PageRequest,
-    *,
-    pa_id: int | None = None,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-    pool_id: int | None = None,
-) -> Select:
-    stmt = _availability_range(_availability_select(viewer), starts_from, starts_before)
-    stmt = availability_filters(stmt, pa_id=pa_id, pool_id=pool_id)
-    return page(stmt, AVAILABILITY_SORT, request)
 
 
 def availability_filters(
@@ -701,25 +646,6 @@ def _absence_select(viewer: Viewer) -> Select:
     ).where(policy.absence_visible(viewer, Absence))
 
 
-def absences(
-    viewer: Viewer,
-    request: PageRequest,
-    *,
-    pa_id: int | None = None,
-    starts_from: dt.datetime | None = None,
-    starts_before: dt.datetime | None = None,
-    include_cancelled: bool = False,
-) -> Select:
-    stmt = absence_filters(
-        _absence_select(viewer),
-        pa_id=pa_id,
-        starts_from=starts_from,
-        starts_before=starts_before,
-        include_cancelled=include_cancelled,
-    )
-    return page(stmt, ABSENCE_SORT, request)
-
-
 ABSENCE_SORT = (func.lower(Absence.during, type_=DateTime(timezone=True)), Absence.id)
 
 # The compiled read path (schema/compiled) reads absences through this too.
@@ -809,26 +735,6 @@ def cover_request_filters(
 cover_request_select = _cover_request_select
 
 
-def cover_requests(
-    viewer: Viewer,
-    request: PageRequest,
-    *,
-    cluster_id: int | None = None,
-    statuses: Sequence[str] | None = None,
-    visit_starts_from: dt.datetime | None = None,
-    order: str = "VISIT_START_ASC",
-) -> Select:
-    """Cover requests by the time of their visit, soonest first, or in `order`."""
-    stmt = cover_request_filters(
-        _cover_request_select(viewer),
-        cluster_id=cluster_id,
-        statuses=statuses,
-        visit_starts_from=visit_starts_from,
-    )
-    keys, descending = COVER_REQUEST_ORDERS[order]
-    return page(stmt, keys, request, descending=descending)
-
-
 _OPENED = (CoverRequest.opened_at, CoverRequest.id)
 COVER_REQUEST_ORDERS: dict[str, Order] = {
     "VISIT_START_ASC": (
@@ -880,11 +786,6 @@ def my_open_offers(stmt: Select, viewer: Viewer) -> Select:
 
 
 MY_COVER_OFFER_SORT = (CoverOffer.id,)
-
-
-def my_cover_offers(viewer: Viewer, request: PageRequest) -> Select:
-    stmt = my_open_offers(cover_offer_select(viewer), viewer)
-    return page(stmt, MY_COVER_OFFER_SORT, request)
 
 
 def offers_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
@@ -1107,25 +1008,6 @@ COVER_EXCHANGE_SORT = (
     func.lower(CoverExchange.during, type_=DateTime(timezone=True)),
     CoverExchange.id,
 )
-
-
-def cover_exchanges(
-    viewer: Viewer,
-    request: PageRequest,
-    *,
-    side: str | None = None,
-    status: str | None = None,
-    partnership_id: int | None = None,
-    mine: bool = False,
-) -> Select:
-    """Cover exchanges the viewer may see, by the time of the visit, soonest first; only
-    the viewer's own cover for partners (`own_cover_exchanges`) when `mine`."""
-    stmt = cover_exchange_filters(
-        cover_exchange_select(viewer), side=side, status=status, partnership_id=partnership_id
-    )
-    if mine:
-        stmt = own_cover_exchanges(stmt, viewer)
-    return page(stmt, COVER_EXCHANGE_SORT, request)
 
 
 def cover_exchanges_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:

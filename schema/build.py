@@ -18,7 +18,6 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from schema.compiled import CompiledReads
 from schema.context import DEFAULT_PAGE_SIZE, Context
 from schema.error_codes import CoopSchema
 from schema.limits import InputBounds, QueryCostLimiter
@@ -33,6 +32,7 @@ from schema.types import Carer, CoopMember, PersonalAssistant, ServiceUser
 # Only after schema.mutations: schema.candidates reaches schema.feed, which must not load
 # before it (schema.feed and schema.mutations import each other).
 from schema.candidates import LocalCoverCandidate, PartnerCoverCandidate
+from schema.compiled import CompiledReads  # its registry reads schema.query's root lists
 
 
 class StatementCount(SchemaExtension):

@@ -23,14 +23,12 @@ from care.errors import DomainError, ErrorCode
 from care.viewer import Viewer
 from federation import exchange as rules
 from federation.idempotency import DuplicateDelivery, KeyReused, first_answer, remember
+from schema import filters
 from schema.connection import (
     AfterArg,
     BeforeArg,
-    Connection,
     FirstArg,
     LastArg,
-    build_connection,
-    page_request,
 )
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.errors import EXCHANGE, CoverExchangeError
@@ -45,13 +43,22 @@ from schema.mutations.base import (
     perform_steps,
 )
 from schema.mutations.runner import run_mutation
-from schema.permissions import MANAGING, PARTNER_COVER, PAS, decode_id, guard
+from schema.permissions import MANAGING, PARTNER_COVER, PAS, guard
+from schema.rows import Argument
 from schema.types import (
     CoverExchange,
     ExchangeSide,
     ExchangeStatus,
-    cover_exchange_from_row,
     load_cover_exchange,
+    root_page,
+)
+
+# The page's arguments, after the list's own in both lists below.
+PAGING = (
+    Argument("first", FirstArg, DEFAULT_PAGE_SIZE),
+    Argument("after", AfterArg),
+    Argument("last", LastArg),
+    Argument("before", BeforeArg),
 )
 
 EXCHANGE_ID = IdKind(("CoverExchange",), "cover exchange")
@@ -77,67 +84,45 @@ class CoverExchangeFilter:
 
 @strawberry.type
 class CoverExchangeQueries:
-    @strawberry.field(
+    cover_exchanges = root_page(
+        "cover_exchange",
+        CoverExchange,
+        sort=queries.COVER_EXCHANGE_SORT,
+        filters=filters.COVER_EXCHANGES,
+        arguments=(
+            Argument(
+                "filter",
+                Annotated[
+                    CoverExchangeFilter | None, strawberry.argument(description="What to list.")
+                ],
+            ),
+            *PAGING,
+        ),
         description="Cover exchanges with partner co-ops, by visit time, soonest first. "
         "Admins see all; coordinators those for the people they manage (REQUESTING) and "
         "for the PAs on their clusters' teams (PROVIDING).",
         extensions=guard(MANAGING),
     )
-    async def cover_exchanges(
-        self,
-        info: Info,
-        filter: Annotated[
-            CoverExchangeFilter | None, strawberry.argument(description="What to list.")
-        ] = None,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-    ) -> Connection[CoverExchange]:
-        request = page_request(info, first, after, last, before, arity=2)
-        partnership_id = None
-        if filter is not None and filter.partnership_id is not None:
-            partnership_id = decode_id(filter.partnership_id, "Partnership") or -1
-        rows = await info.context.rows(
-            queries.cover_exchanges(
-                info.context.viewer,
-                request,
-                side=filter.side.value if filter and filter.side else None,
-                status=filter.status.value if filter and filter.status else None,
-                partnership_id=partnership_id,
-            )
-        )
-        return build_connection(rows, request, cover_exchange_from_row, arity=2)
 
-    @strawberry.field(
+    my_cover_exchanges = root_page(
+        "cover_exchange",
+        CoverExchange,
+        sort=queries.COVER_EXCHANGE_SORT,
+        filters=filters.MY_COVER_EXCHANGES,
+        mine=queries.own_cover_exchanges,
+        arguments=(
+            Argument(
+                "status",
+                Annotated[
+                    ExchangeStatus | None, strawberry.argument(description="Only this status.")
+                ],
+            ),
+            *PAGING,
+        ),
         description="The signed-in PA's cover for partner co-ops (PROVIDING exchanges), by "
         "visit time: offers to answer (HELD) and bookings (CONFIRMED) among them.",
         extensions=guard(PAS),
     )
-    async def my_cover_exchanges(
-        self,
-        info: Info,
-        status: Annotated[
-            ExchangeStatus | None, strawberry.argument(description="Only this status.")
-        ] = None,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: AfterArg = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-    ) -> Connection[CoverExchange]:
-        request = page_request(info, first, after, last, before, arity=2)
-        viewer = info.context.viewer
-        if viewer.member_id is None:  # a PA token always names its member
-            return build_connection([], request, cover_exchange_from_row, arity=2)
-        rows = await info.context.rows(
-            queries.cover_exchanges(
-                viewer,
-                request,
-                status=status.value if status else None,
-                mine=True,
-            )
-        )
-        return build_connection(rows, request, cover_exchange_from_row, arity=2)
 
 
 # --- what coordinators and PAs do --------------------------------------------------------------

@@ -12,6 +12,7 @@ from strawberry import relay
 
 from care import queries
 from care.geography import postcode_district
+from schema import filters
 from schema.candidates import CandidateQueries
 from schema.connection import (
     BeforeArg,
@@ -32,12 +33,12 @@ from schema.permissions import (
     ADMINS,
     COOP,
     MANAGING,
-    MEMBER_TYPES,
     PAS,
     PUBLIC,
     decode_id,
     guard,
 )
+from schema.rows import Argument
 from schema.types import (
     Absence,
     AvailabilityWindow,
@@ -57,21 +58,15 @@ from schema.types import (
     ReferralStatus,
     Visit,
     VisitStatus,
-    absence_from_row,
-    availability_from_row,
-    cluster_from_row,
     coop_from_row,
-    cover_offer_from_row,
-    cover_request_from_row,
     document_enum,
     load_cluster,
     load_member,
-    member_from_row,
     partnership_from_row,
     pool_from_row,
     referral_from_row,
     resolve_global_id,
-    visit_from_row,
+    root_page,
 )
 from schema.vocabulary import CareTermQueries
 
@@ -87,6 +82,13 @@ RANGE_NOTE = (
 HIDDEN_ID = "An unknown id, or one of a record the caller may not see, matches nothing."
 
 After = Annotated[str | None, strawberry.argument(description=AFTER)]
+# The page's arguments, first in every root list of this module.
+PAGING = (
+    Argument("first", FirstArg, DEFAULT_PAGE_SIZE),
+    Argument("after", After),
+    Argument("last", LastArg),
+    Argument("before", BeforeArg),
+)
 ORDER_NOTE = (
     " Cursors carry the order: one from a page in another order is BAD_USER_INPUT. Ties "
     "are broken by id, so pages never skip or repeat a result."
@@ -133,12 +135,6 @@ document_enum(
         "OPENED_DESC": "By when the request was opened, newest first.",
     },
 )
-
-
-def _cursor_order(order: StrEnum, default: StrEnum) -> str | None:
-    """The name a cursor carries for `order` (none for the list's default order, so the
-    cursors of callers that never choose an order are unchanged)."""
-    return None if order is default else str(order)
 
 
 @strawberry.type(
@@ -197,42 +193,41 @@ class Query(
         rows = await info.context.rows(queries.local_authorities())
         return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
 
-    @strawberry.field(
+    clusters = root_page(
+        "cluster",
+        Cluster,
+        sort=queries.CLUSTER_SORT,
+        filters=filters.CLUSTERS,
+        arguments=(
+            *PAGING,
+            Argument(
+                "local_authority",
+                Annotated[
+                    str | None,
+                    strawberry.argument(
+                        description="Only clusters in this local authority, by its GSS code "
+                        "(e.g. E09000010)."
+                    ),
+                ],
+            ),
+            Argument(
+                "kind",
+                Annotated[
+                    ClusterKind | None,
+                    strawberry.argument(description="Only clusters of this kind."),
+                ],
+            ),
+            Argument(
+                "status",
+                Annotated[
+                    ClusterStatus | None,
+                    strawberry.argument(description="Only clusters in this status."),
+                ],
+            ),
+        ),
         description="Clusters, filtered by local authority, kind and status.",
         extensions=guard(COOP),
     )
-    async def clusters(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        local_authority: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Only clusters in this local authority, by its GSS code "
-                "(e.g. E09000010)."
-            ),
-        ] = None,
-        kind: Annotated[
-            ClusterKind | None, strawberry.argument(description="Only clusters of this kind.")
-        ] = None,
-        status: Annotated[
-            ClusterStatus | None, strawberry.argument(description="Only clusters in this status.")
-        ] = None,
-    ) -> Connection[Cluster]:
-        request = page_request(info, first, after, last, before)
-        rows = await info.context.rows(
-            queries.clusters(
-                info.context.viewer,
-                request,
-                la_code=local_authority,
-                kind=kind.value if kind else None,
-                status=status.value if status else None,
-            )
-        )
-        return build_connection(rows, request, cluster_from_row)
 
     @strawberry.field(
         description="One cluster by id; null when unknown or hidden from the caller.",
@@ -246,274 +241,270 @@ class Query(
         cluster_id = decode_id(id, "Cluster")
         return await load_cluster(info, cluster_id) if cluster_id is not None else None
 
-    @strawberry.field(
+    members = root_page(
+        "member",
+        Member,
+        orders=queries.MEMBER_ORDERS,
+        filters=filters.MEMBERS,
+        arguments=(
+            *PAGING,
+            Argument(
+                "membership_class",
+                Annotated[
+                    MembershipClass | None,
+                    strawberry.argument(description="Only members of this membership class."),
+                ],
+            ),
+            Argument(
+                "active",
+                Annotated[
+                    bool | None,
+                    strawberry.argument(
+                        description="true: only active members; false: only deactivated "
+                        "ones; not given: both."
+                    ),
+                ],
+            ),
+            Argument(
+                "name_contains",
+                Annotated[
+                    str | None,
+                    strawberry.argument(
+                        description="Only members whose name contains this text, ignoring case."
+                    ),
+                ],
+            ),
+            Argument(
+                "order_by",
+                Annotated[
+                    MemberOrder,
+                    strawberry.argument(description="The order of the results." + ORDER_NOTE),
+                ],
+                MemberOrder.ID_ASC,
+            ),
+        ),
         description="Members the caller may see, filtered by class, in the order they were "
         "recorded unless `orderBy` says otherwise.",
         extensions=guard(COOP),
     )
-    async def members(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        membership_class: Annotated[
-            MembershipClass | None,
-            strawberry.argument(description="Only members of this membership class."),
-        ] = None,
-        active: Annotated[
-            bool | None,
-            strawberry.argument(
-                description="true: only active members; false: only deactivated ones; "
-                "not given: both."
-            ),
-        ] = None,
-        name_contains: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Only members whose name contains this text, ignoring case."
-            ),
-        ] = None,
-        order_by: Annotated[
-            MemberOrder,
-            strawberry.argument(description="The order of the results." + ORDER_NOTE),
-        ] = MemberOrder.ID_ASC,
-    ) -> Connection[Member]:
-        keys, _ = queries.MEMBER_ORDERS[str(order_by)]
-        order = _cursor_order(order_by, MemberOrder.ID_ASC)
-        request = page_request(info, first, after, last, before, arity=len(keys), order=order)
-        rows = await info.context.rows(
-            queries.members(
-                info.context.viewer,
-                request,
-                membership_class=membership_class.value if membership_class else None,
-                active=active,
-                name_contains=name_contains,
-                order=str(order_by),
-            )
-        )
-        return build_connection(rows, request, member_from_row, arity=len(keys), order=order)
 
     @strawberry.field(description="Shared PA pools the caller may see.", extensions=guard(COOP))
     async def pools(self, info: Info) -> list[Pool]:
         rows = await info.context.rows(queries.pools(info.context.viewer))
         return [pool_from_row(r) for r in rows]
 
-    @strawberry.field(
+    visits = root_page(
+        "visit",
+        Visit,
+        orders=queries.VISIT_ORDERS,
+        filters=filters.ROOT_VISITS,
+        arguments=(
+            *PAGING,
+            Argument(
+                "starts_from",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(
+                        description="Only visits that end after this time (one under way "
+                        "then counts). " + RANGE_NOTE
+                    ),
+                ],
+            ),
+            Argument(
+                "starts_before",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(description="Only visits that start before this time."),
+                ],
+            ),
+            Argument(
+                "status",
+                Annotated[
+                    list[VisitStatus] | None,
+                    strawberry.argument(description="Only visits in one of these statuses."),
+                ],
+            ),
+            Argument(
+                "cluster_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(
+                        description="Only visits to the service users of this cluster. " + HIDDEN_ID
+                    ),
+                ],
+            ),
+            Argument(
+                "pa_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(description="Only this PA's visits. " + HIDDEN_ID),
+                ],
+            ),
+            Argument(
+                "service_user_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(
+                        description="Only visits to this service user. " + HIDDEN_ID
+                    ),
+                ],
+            ),
+            Argument(
+                "order_by",
+                Annotated[
+                    VisitOrder,
+                    strawberry.argument(description="The order of the results." + ORDER_NOTE),
+                ],
+                VisitOrder.START_ASC,
+            ),
+        ),
         description="Visits the caller may see, earliest first unless `orderBy` says otherwise.",
         extensions=guard(COOP),
     )
-    async def visits(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        starts_from: Annotated[
-            dt.datetime | None,
-            strawberry.argument(
-                description="Only visits that end after this time (one under way then "
-                "counts). " + RANGE_NOTE
-            ),
-        ] = None,
-        starts_before: Annotated[
-            dt.datetime | None,
-            strawberry.argument(description="Only visits that start before this time."),
-        ] = None,
-        status: Annotated[
-            list[VisitStatus] | None,
-            strawberry.argument(description="Only visits in one of these statuses."),
-        ] = None,
-        cluster_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(
-                description="Only visits to the service users of this cluster. " + HIDDEN_ID
-            ),
-        ] = None,
-        pa_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(description="Only this PA's visits. " + HIDDEN_ID),
-        ] = None,
-        service_user_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(description="Only visits to this service user. " + HIDDEN_ID),
-        ] = None,
-        order_by: Annotated[
-            VisitOrder,
-            strawberry.argument(description="The order of the results." + ORDER_NOTE),
-        ] = VisitOrder.START_ASC,
-    ) -> Connection[Visit]:
-        order = _cursor_order(order_by, VisitOrder.START_ASC)
-        request = page_request(info, first, after, last, before, arity=2, order=order)
-        rows = await info.context.rows(
-            queries.visits(
-                info.context.viewer,
-                request,
-                starts_from=starts_from,
-                starts_before=starts_before,
-                statuses=[s.value for s in status] if status else None,
-                cluster_id=_filter_id(cluster_id, "Cluster"),
-                pa_id=_filter_id(pa_id, "PersonalAssistant"),
-                service_user_id=_filter_id(service_user_id, "ServiceUser"),
-                order=str(order_by),
-            )
-        )
-        return build_connection(rows, request, visit_from_row, arity=2, order=order)
 
-    @strawberry.field(
-        description="PA availability windows, for one PA or one pool.", extensions=guard(COOP)
+    availability = root_page(
+        "availability",
+        AvailabilityWindow,
+        sort=queries.AVAILABILITY_SORT,
+        filters=filters.ROOT_AVAILABILITY,
+        arguments=(
+            *PAGING,
+            Argument(
+                "pa_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(description="Only this PA's windows. " + HIDDEN_ID),
+                ],
+            ),
+            Argument(
+                "pool_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(
+                        description="Only windows of the PAs in this pool. " + HIDDEN_ID
+                    ),
+                ],
+            ),
+            Argument(
+                "starts_from",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(
+                        description="Only windows that end after this time. " + RANGE_NOTE
+                    ),
+                ],
+            ),
+            Argument(
+                "starts_before",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(description="Only windows that start before this time."),
+                ],
+            ),
+        ),
+        description="PA availability windows, for one PA or one pool.",
+        extensions=guard(COOP),
     )
-    async def availability(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        pa_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(description="Only this PA's windows. " + HIDDEN_ID),
-        ] = None,
-        pool_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(description="Only windows of the PAs in this pool. " + HIDDEN_ID),
-        ] = None,
-        starts_from: Annotated[
-            dt.datetime | None,
-            strawberry.argument(description="Only windows that end after this time. " + RANGE_NOTE),
-        ] = None,
-        starts_before: Annotated[
-            dt.datetime | None,
-            strawberry.argument(description="Only windows that start before this time."),
-        ] = None,
-    ) -> Connection[AvailabilityWindow]:
-        request = page_request(info, first, after, last, before, arity=2)
-        rows = await info.context.rows(
-            queries.availability(
-                info.context.viewer,
-                request,
-                pa_id=_filter_id(pa_id, "PersonalAssistant"),
-                pool_id=_filter_id(pool_id, "Pool"),
-                starts_from=starts_from,
-                starts_before=starts_before,
-            )
-        )
-        return build_connection(rows, request, availability_from_row, arity=2)
 
-    @strawberry.field(
+    absences = root_page(
+        "absence",
+        Absence,
+        sort=queries.ABSENCE_SORT,
+        filters=filters.ABSENCES,
+        arguments=(
+            *PAGING,
+            Argument(
+                "pa_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(description="Only this PA's absences. " + HIDDEN_ID),
+                ],
+            ),
+            Argument(
+                "starts_from",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(
+                        description="Only absences that end after this time. " + RANGE_NOTE
+                    ),
+                ],
+            ),
+            Argument(
+                "starts_before",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(description="Only absences that start before this time."),
+                ],
+            ),
+            Argument(
+                "include_cancelled",
+                Annotated[bool, strawberry.argument(description="Include cancelled absences too.")],
+                False,
+            ),
+        ),
         description=(
             "A PA's absences: the PA's own, every absence for admins, and for coordinators "
             "those of the PAs on their clusters' teams."
         ),
         extensions=guard(COOP),
     )
-    async def absences(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        pa_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(description="Only this PA's absences. " + HIDDEN_ID),
-        ] = None,
-        starts_from: Annotated[
-            dt.datetime | None,
-            strawberry.argument(
-                description="Only absences that end after this time. " + RANGE_NOTE
-            ),
-        ] = None,
-        starts_before: Annotated[
-            dt.datetime | None,
-            strawberry.argument(description="Only absences that start before this time."),
-        ] = None,
-        include_cancelled: Annotated[
-            bool, strawberry.argument(description="Include cancelled absences too.")
-        ] = False,
-    ) -> Connection[Absence]:
-        request = page_request(info, first, after, last, before, arity=2)
-        rows = await info.context.rows(
-            queries.absences(
-                info.context.viewer,
-                request,
-                pa_id=_filter_id(pa_id, "PersonalAssistant"),
-                starts_from=starts_from,
-                starts_before=starts_before,
-                include_cancelled=include_cancelled,
-            )
-        )
-        return build_connection(rows, request, absence_from_row, arity=2)
 
-    @strawberry.field(
+    cover_requests = root_page(
+        "cover_request",
+        CoverRequest,
+        orders=queries.COVER_REQUEST_ORDERS,
+        filters=filters.COVER_REQUESTS,
+        arguments=(
+            *PAGING,
+            Argument(
+                "cluster_id",
+                Annotated[
+                    strawberry.ID | None,
+                    strawberry.argument(
+                        description="Only requests for visits to the service users of this "
+                        "cluster. " + HIDDEN_ID
+                    ),
+                ],
+            ),
+            Argument(
+                "status",
+                Annotated[
+                    list[CoverRequestStatus] | None,
+                    strawberry.argument(description="Only requests in one of these statuses."),
+                ],
+            ),
+            Argument(
+                "visit_starts_from",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(
+                        description="Only requests whose visit starts at or after this time. "
+                        "Give a UTC offset."
+                    ),
+                ],
+            ),
+            Argument(
+                "order_by",
+                Annotated[
+                    CoverRequestOrder,
+                    strawberry.argument(description="The order of the results." + ORDER_NOTE),
+                ],
+                CoverRequestOrder.VISIT_START_ASC,
+            ),
+        ),
         description="Cover requests by visit time, soonest first, unless `orderBy` says otherwise.",
         extensions=guard(COOP),
     )
-    async def cover_requests(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        cluster_id: Annotated[
-            strawberry.ID | None,
-            strawberry.argument(
-                description="Only requests for visits to the service users of this "
-                "cluster. " + HIDDEN_ID
-            ),
-        ] = None,
-        status: Annotated[
-            list[CoverRequestStatus] | None,
-            strawberry.argument(description="Only requests in one of these statuses."),
-        ] = None,
-        visit_starts_from: Annotated[
-            dt.datetime | None,
-            strawberry.argument(
-                description="Only requests whose visit starts at or after this time. "
-                "Give a UTC offset."
-            ),
-        ] = None,
-        order_by: Annotated[
-            CoverRequestOrder,
-            strawberry.argument(description="The order of the results." + ORDER_NOTE),
-        ] = CoverRequestOrder.VISIT_START_ASC,
-    ) -> Connection[CoverRequest]:
-        order = _cursor_order(order_by, CoverRequestOrder.VISIT_START_ASC)
-        request = page_request(info, first, after, last, before, arity=2, order=order)
-        rows = await info.context.rows(
-            queries.cover_requests(
-                info.context.viewer,
-                request,
-                cluster_id=_filter_id(cluster_id, "Cluster"),
-                statuses=[s.value for s in status] if status else None,
-                visit_starts_from=visit_starts_from,
-                order=str(order_by),
-            )
-        )
-        return build_connection(rows, request, cover_request_from_row, arity=2, order=order)
 
-    @strawberry.field(
-        description="The signed-in PA's open (unexpired) cover offers.", extensions=guard(PAS)
+    my_cover_offers = root_page(
+        "cover_offer",
+        CoverOffer,
+        sort=queries.MY_COVER_OFFER_SORT,
+        mine=queries.my_open_offers,
+        arguments=PAGING,
+        description="The signed-in PA's open (unexpired) cover offers.",
+        extensions=guard(PAS),
     )
-    async def my_cover_offers(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-    ) -> Connection[CoverOffer]:
-        viewer = info.context.viewer
-        if viewer.member_id is None:  # a PA token always names its member
-            return build_connection(
-                [], page_request(info, first, after, last, before), cover_offer_from_row
-            )
-        request = page_request(info, first, after, last, before)
-        rows = await info.context.rows(queries.my_cover_offers(viewer, request))
-        return build_connection(rows, request, cover_offer_from_row)
 
     @strawberry.field(
         description="This instance's partnerships with other co-ops' instances, in every "
@@ -572,11 +563,3 @@ class Query(
             )
         )
         return build_connection(rows, request, referral_from_row)
-
-
-def _filter_id(global_id: strawberry.ID | None, type_name: str) -> int | None:
-    """A filter on an id of the wrong type matches nothing (-1 is never an id)."""
-    if global_id is None:
-        return None
-    found = decode_id(global_id, type_name, *(MEMBER_TYPES if type_name in MEMBER_TYPES else ()))
-    return found if found is not None else -1

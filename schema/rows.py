@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -212,6 +212,70 @@ class Paged:
     link: Any = None
     filters: Filters | None = None
     through: Any = None
+
+
+# The metadata key under which a root field declares the list it holds.
+ROOT_PAGE = "coopnet.root_page"
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a root list: its Python name (the GraphQL name is camel-cased),
+    its annotation (the type, with its description: `strawberry.argument`) and its
+    default."""
+
+    name: str
+    annotation: Any
+    default: Any = None
+
+    @property
+    def graphql_name(self) -> str:
+        return to_camel_case(self.name)
+
+
+# A list's orders by their `orderBy` names: each its sort keys and whether they run
+# downwards (`care.queries.MEMBER_ORDERS`, ...); the first is the default.
+Orders = Mapping[str, tuple[Sequence[Any], bool]]
+
+
+def chosen_order(
+    orders: Orders | None, sort: Sequence[Any], args: dict[str, Any]
+) -> tuple[str | None, Sequence[Any], bool]:
+    """The order `args` (by GraphQL name) ask for: the name its cursors carry (None for
+    the default order, so the cursors of callers that never choose one carry none), its
+    sort keys and whether they run downwards. Without `orders`: `sort`, ascending."""
+    if orders is None:
+        return None, sort, False
+    default = next(iter(orders))
+    chosen = args.get("orderBy")
+    name = default if chosen is None else str(chosen)
+    keys, descending = orders[name]
+    return (None if name == default else name), keys, descending
+
+
+@dataclass(frozen=True, eq=False)  # by identity, as `Paged`
+class RootPage:
+    """A root connection field: a page of the rows of `source` the caller may see, in
+    keyset order `sort` (the default order's keys when `orders` are given: `orderBy`),
+    narrowed by `filters` and, for the viewer's own rows (`myCoverOffers`), by
+    `mine(stmt, viewer)` (nothing for a viewer who is no member). `arguments`: the
+    field's, in order, the page's (`first`, `after`, `last`, `before`) among them."""
+
+    source: str
+    sort: tuple[Any, ...]
+    arguments: tuple[Argument, ...]
+    filters: Filters | None = None
+    orders: Orders | None = None
+    mine: Callable[[Any, Any], Any] | None = None
+
+    def order(self, args: dict[str, Any]) -> tuple[str | None, Sequence[Any], bool]:
+        return chosen_order(self.orders, self.sort, args)
+
+
+def root_pages(cls: type) -> dict[str, RootPage]:
+    """The fields of a Strawberry type declared with `schema.types.root_page`, by GraphQL
+    name."""
+    return _declared(cls, ROOT_PAGE)
 
 
 def pages(cls: type) -> dict[str, Paged]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar, cast
@@ -16,6 +17,7 @@ from strawberry import relay
 from strawberry.types.enum import StrawberryEnumDefinition
 
 from care import enums, models, queries
+from care.paging import PageRequest, page
 from care.services.coop import effective_weights
 from care.services.visits import to_utc
 from care.viewer import Viewer
@@ -32,7 +34,20 @@ from schema.connection import (
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.filters import AVAILABILITY, VISITS
 from schema.permissions import parse_global_id, parse_pk
-from schema.rows import MANY, PAGED, TO_ONE, Filters, Many, Paged, ToOne, from_row
+from schema.rows import (
+    MANY,
+    PAGED,
+    ROOT_PAGE,
+    TO_ONE,
+    Argument,
+    Filters,
+    Many,
+    Orders,
+    Paged,
+    RootPage,
+    ToOne,
+    from_row,
+)
 
 # Registered with Strawberry in place, so annotations use the domain enums themselves. The
 # descriptions are attached to the registered values; GraphQL names and values are unchanged.
@@ -472,6 +487,93 @@ def paged(
     else:
         raise ValueError(f"No resolver takes the arguments {arguments}: add one to `paged`.")
     return strawberry.field(resolver=resolve, description=description, metadata={PAGED: spec})
+
+
+def root_page(
+    source: str,
+    node: type,
+    *,
+    arguments: tuple[Argument, ...],
+    description: str,
+    extensions: list[Any],
+    sort: tuple[Any, ...] | None = None,
+    orders: Orders | None = None,
+    filters: Filters | None = None,
+    mine: Callable[[Select, Viewer], Select] | None = None,
+) -> Any:
+    """A root field holding a page (a connection) of the `source` rows the caller may see,
+    of type `node` (`schema.rows.RootPage`): one declaration for both read paths. Its
+    GraphQL arguments are `arguments`, in order (the page's among them); the resolver reads
+    the source's select (`LISTED`), narrowed by `mine` for the viewer's own rows (an empty
+    page, and no statement, for a viewer who is no member) and by the filters, as the
+    compiler narrows it, then cuts the page in the order `orderBy` names (`orders`, the
+    first the default: its cursors carry no order) or in `sort`. `extensions`: the
+    field's access rule (`schema.permissions.guard`)."""
+    if sort is None:
+        if orders is None:
+            raise ValueError("A root list needs its sort keys or its orders.")
+        sort = tuple(next(iter(orders.values()))[0])
+    spec = RootPage(source, sort, arguments, filters, orders, mine)
+    names = [a.name for a in arguments]
+    if not {"first", "after", "last", "before"} <= set(names):
+        raise ValueError(f"A root list takes the page's arguments: {names}")
+    if filters is not None:
+        missing = set(filters.arguments) - {a.graphql_name for a in arguments}
+        if missing:
+            raise ValueError(f"Its filters read arguments it does not take: {missing}")
+
+    async def resolve(root: Any, info: Info, **given: Any) -> Connection[Any]:
+        args = {a.graphql_name: given[a.name] for a in arguments}
+        order, keys, _ = spec.order(args)
+        arity = len(keys)
+        paging = (given["first"], given["after"], given["last"], given["before"])
+        request = page_request(info, *paging, arity=arity, order=order)
+        to_node = LISTED[source][1]
+        viewer = info.context.viewer
+        if mine is not None and viewer.member_id is None:  # no token names such a PA
+            return build_connection([], request, to_node, arity=arity, order=order)
+        rows = await info.context.rows(root_statement(spec, viewer, request, args))
+        return build_connection(rows, request, to_node, arity=arity, order=order)
+
+    # Strawberry reads the arguments from the signature: the declared ones, in order.
+    # The return type is the resolver's (an annotation on the class would move the field
+    # ahead of the type's other fields in the schema).
+    parameters = [
+        inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+        *(
+            inspect.Parameter(
+                a.name, inspect.Parameter.KEYWORD_ONLY, annotation=a.annotation, default=a.default
+            )
+            for a in arguments
+        ),
+    ]
+    resolve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters,
+        return_annotation=Connection[node],  # type: ignore[valid-type]
+    )
+    return strawberry.field(
+        resolver=resolve,
+        description=description,
+        extensions=extensions,
+        metadata={ROOT_PAGE: spec},
+    )
+
+
+def root_statement(
+    spec: RootPage, viewer: Viewer, request: PageRequest, args: dict[str, Any]
+) -> Select:
+    """The statement of a root list's page (`root_page`'s resolver): the source's select
+    (`LISTED`, the compiler's `registry.SOURCES` too), narrowed to the viewer's own rows
+    (`mine`) and by the filters, for `args` by GraphQL name, cut in the order they ask
+    for."""
+    stmt = LISTED[spec.source][0](viewer)
+    if spec.mine is not None:
+        stmt = spec.mine(stmt, viewer)
+    if spec.filters is not None:
+        stmt = cast(Select, spec.filters.apply(stmt, args, ""))
+    _, keys, descending = spec.order(args)
+    return page(stmt, keys, request, descending=descending)
 
 
 def _class_of(field_type: Any) -> type:
@@ -1787,6 +1889,9 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "pay_rate": (queries.pay_rate_select, lambda row: from_row(PayRate, row)),
     "skill": (queries.skill_select, lambda row: from_row(Skill, row)),
     "cover_offer": (queries.cover_offer_select, cover_offer_from_row),
+    "absence": (queries.absence_select, absence_from_row),
+    "cover_request": (queries.cover_request_select, cover_request_from_row),
+    "cover_exchange": (queries.cover_exchange_select, cover_exchange_from_row),
     "cover_exchange_event": (
         queries.cover_exchange_event_select,
         lambda row: from_row(CoverExchangeEvent, row),

@@ -23,7 +23,6 @@ from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select,
 
 from care import enums, queries
 from care.models import (
-    MAX_VISIT_LENGTH,
     CoverExchange,
     Member,
     PaProfile,
@@ -31,9 +30,21 @@ from care.models import (
 )
 from care.viewer import Viewer
 from schema import types
-from schema.filters import filter_id, range_arguments, visit_arguments
-from schema.permissions import MEMBER_TYPES, decode_id
-from schema.rows import Kind, Paged, ToOne, data_fields, lists, pages, records
+from schema.permissions import MEMBER_TYPES
+from schema.query import Query
+from schema.rows import (
+    Kind,
+    Orders,
+    Paged,
+    RootPage,
+    ToOne,
+    chosen_order,
+    data_fields,
+    lists,
+    pages,
+    records,
+    root_pages,
+)
 
 
 class Render(Enum):
@@ -79,7 +90,7 @@ class Page:
     # A root list's orders by their `orderBy` names (`care.queries.MEMBER_ORDERS`, ...):
     # each its sort keys and whether it runs downwards; the first is the default, whose
     # cursors carry no order. None: the list has one order, `sort` ascending.
-    orders: Mapping[str, tuple[Sequence[Any], bool]] | None = None
+    orders: Orders | None = None
     # The link's foreign key to the members, when it refers into a profile.
     through: Any = None
     # A root list of the viewer's own rows (`myCoverOffers`): narrows the source select
@@ -89,13 +100,7 @@ class Page:
     def order(self, args: dict[str, Any]) -> tuple[str | None, Sequence[Any], bool]:
         """The order `args` ask for: the name its cursors carry (None for the default
         order), its sort keys and whether they run downwards."""
-        if self.orders is None:
-            return None, self.sort, False
-        default = next(iter(self.orders))
-        chosen = args.get("orderBy")
-        name = default if chosen is None else str(chosen)
-        keys, descending = self.orders[name]
-        return (None if name == default else name), keys, descending
+        return chosen_order(self.orders, self.sort, args)
 
 
 # `ToOne.key` of `me`: the viewer's own member id (`care.policy.me`), not a column.
@@ -231,105 +236,6 @@ SOURCES: dict[str, Source] = {
 }
 
 
-# --- the lists' arguments -------------------------------------------------------------
-
-
-def member_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """The member list's arguments as `care.queries.member_filters` takes them."""
-    membership_class = args.get("membershipClass")
-    return {
-        "membership_class": getattr(membership_class, "value", membership_class),
-        "active": args.get("active"),
-        "name_pattern": queries.name_pattern(args.get("nameContains")),
-    }
-
-
-def _member_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.member_filters(stmt, **member_arguments(args), prefix=prefix)
-
-
-def cover_request_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """The cover request list's arguments as `care.queries.cover_request_filters` takes
-    them."""
-    statuses = args.get("status")
-    return {
-        "cluster_id": filter_id(args.get("clusterId"), "Cluster"),
-        "statuses": [getattr(s, "value", s) for s in statuses] if statuses else None,
-        "visit_starts_from": args.get("visitStartsFrom"),
-    }
-
-
-def _cover_request_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.cover_request_filters(stmt, **cover_request_arguments(args), prefix=prefix)
-
-
-def root_availability_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """The root availability list's arguments (`care.queries.availability_range` and
-    `availability_filters`)."""
-    return {
-        **range_arguments(args),
-        "pa_id": filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
-        "pool_id": filter_id(args.get("poolId"), "Pool"),
-    }
-
-
-def _root_availability_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    values = root_availability_arguments(args)
-    stmt = queries.availability_range(
-        stmt, values["starts_from"], values["starts_before"], prefix=prefix
-    )
-    return queries.availability_filters(
-        stmt, pa_id=values["pa_id"], pool_id=values["pool_id"], prefix=prefix
-    )
-
-
-def absence_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """The absence list's arguments with a parameter each (`includeCancelled`, a boolean,
-    is in the plan's shape instead: `care.queries.absence_filters`)."""
-    return {
-        **range_arguments(args),
-        "pa_id": filter_id(args.get("paId"), "PersonalAssistant", *MEMBER_TYPES),
-    }
-
-
-def _absence_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.absence_filters(
-        stmt,
-        **absence_arguments(args),
-        include_cancelled=bool(args.get("includeCancelled")),
-        prefix=prefix,
-    )
-
-
-def cover_exchange_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """The root exchange list's `filter` as `care.queries.cover_exchange_filters` takes
-    it; an unknown partnership id matches nothing (-1), as the resolver."""
-    given = args.get("filter") or {}  # as graphql-core coerces it: by GraphQL names
-    side, status = given.get("side"), given.get("status")
-    partnership = given.get("partnershipId")
-    return {
-        "side": getattr(side, "value", side),
-        "status": getattr(status, "value", status),
-        "partnership_id": (
-            None if partnership is None else decode_id(partnership, "Partnership") or -1
-        ),
-    }
-
-
-def _cover_exchange_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.cover_exchange_filters(stmt, **cover_exchange_arguments(args), prefix=prefix)
-
-
-def my_cover_exchange_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """`myCoverExchanges(status:)` (the viewer's own: `care.queries.own_cover_exchanges`)."""
-    status = args.get("status")
-    return {"status": getattr(status, "value", status)}
-
-
-def _my_cover_exchange_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    return queries.cover_exchange_filters(stmt, **my_cover_exchange_arguments(args), prefix=prefix)
-
-
 def busy_arguments(args: dict[str, Any]) -> dict[str, Any]:
     """`busyPeriods`' range as `care.queries.busy_time_select` takes it, checked by the
     resolver's own `schema.types.busy_range` (its GraphQLError: the request falls back)."""
@@ -337,26 +243,7 @@ def busy_arguments(args: dict[str, Any]) -> dict[str, Any]:
     return {"busy_from": starts_from, "busy_before": starts_before}
 
 
-def root_visit_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    values = visit_arguments(args)
-    if values["starts_from"] is not None:
-        values["earliest_start"] = values["starts_from"] - MAX_VISIT_LENGTH
-    values["latest_start"] = values["starts_before"]
-    return values
-
-
-def _root_visit_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
-    """The root list's filters, and its bounds on the start (as `queries.visits`)."""
-    values = visit_arguments(args)
-    stmt = queries.visit_filters(stmt, **values, prefix=prefix)
-    return queries.visit_start_bounds(stmt, **values, prefix=prefix)
-
-
-VISIT_SORT = queries.VISIT_SORT
-MEMBER_SORT = (Member.id,)
-CLUSTER_SORT = (queries.Cluster.id,)
 PAGE = frozenset({"first", "after", "last", "before"})
-VISIT_RANGE = PAGE | {"startsFrom", "startsBefore", "status"}
 
 
 def _linked(column: Any) -> Callable[[Select, Any], Select]:
@@ -459,6 +346,29 @@ def page_of(spec: Paged) -> Page:
     )
 
 
+@cache
+def root_page_of(spec: RootPage) -> Page:
+    """The page a root list declares (`schema.types.root_page`, a `schema.rows.RootPage`),
+    as the compiler reads it: its arguments, filters, orders and narrowing to the
+    viewer's own rows the resolver's. One `Page` per declaration (tests/schema/
+    test_rows.py checks FIELDS holds it)."""
+    found = spec.filters
+    return Page(
+        spec.source,
+        spec.sort,
+        frozenset(a.graphql_name for a in spec.arguments),
+        filters=found.apply if found is not None else None,
+        values=found.values if found is not None else None,
+        orders=spec.orders,
+        mine=spec.mine,
+    )
+
+
+def declared_roots(cls: type) -> dict[str, FieldSpec]:
+    """The root lists declared with `schema.types.root_page`."""
+    return {name: root_page_of(spec) for name, spec in root_pages(cls).items()}
+
+
 def declared_pages(cls: type) -> dict[str, FieldSpec]:
     """The type's pages declared with `schema.types.paged`."""
     return {name: page_of(spec) for name, spec in pages(cls).items()}
@@ -505,63 +415,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "CoverExchange": "cover_exchange",
             }
         ),
-        "clusters": Page("cluster", CLUSTER_SORT, PAGE),
-        "members": Page(
-            "member",
-            MEMBER_SORT,
-            PAGE | {"membershipClass", "active", "nameContains", "orderBy"},
-            filters=_member_filters,
-            values=member_arguments,
-            orders=queries.MEMBER_ORDERS,
-        ),
-        "visits": Page(
-            "visit",
-            VISIT_SORT,
-            VISIT_RANGE | {"clusterId", "paId", "serviceUserId", "orderBy"},
-            filters=_root_visit_filters,
-            values=root_visit_arguments,
-            orders=queries.VISIT_ORDERS,
-        ),
-        "availability": Page(
-            "availability",
-            queries.AVAILABILITY_SORT,
-            PAGE | {"paId", "poolId", "startsFrom", "startsBefore"},
-            filters=_root_availability_filters,
-            values=root_availability_arguments,
-        ),
-        "absences": Page(
-            "absence",
-            queries.ABSENCE_SORT,
-            PAGE | {"paId", "startsFrom", "startsBefore", "includeCancelled"},
-            filters=_absence_filters,
-            values=absence_arguments,
-        ),
-        "coverRequests": Page(
-            "cover_request",
-            queries.COVER_REQUEST_ORDERS["VISIT_START_ASC"][0],
-            PAGE | {"clusterId", "status", "visitStartsFrom", "orderBy"},
-            filters=_cover_request_filters,
-            values=cover_request_arguments,
-            orders=queries.COVER_REQUEST_ORDERS,
-        ),
-        "coverExchanges": Page(
-            "cover_exchange",
-            queries.COVER_EXCHANGE_SORT,
-            PAGE | {"filter"},
-            filters=_cover_exchange_filters,
-            values=cover_exchange_arguments,
-        ),
-        "myCoverExchanges": Page(
-            "cover_exchange",
-            queries.COVER_EXCHANGE_SORT,
-            PAGE | {"status"},
-            filters=_my_cover_exchange_filters,
-            values=my_cover_exchange_arguments,
-            mine=queries.own_cover_exchanges,
-        ),
-        "myCoverOffers": Page(
-            "cover_offer", queries.MY_COVER_OFFER_SORT, PAGE, mine=queries.my_open_offers
-        ),
+        **declared_roots(Query),
     },
     "Cluster": {
         **data_columns(types.Cluster),

@@ -11,10 +11,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care import queries
 from care.enums import Role
 from care.paging import PageRequest
 from care.viewer import Viewer
+from schema.query import Query
+from schema.rows import root_pages
+from schema.types import root_statement
 from tests.conftest import Api
 from tests.factories import Build
 
@@ -80,12 +82,11 @@ async def test_a_page_of_a_range_is_read_from_the_start_index(db: AsyncSession, 
     begins a day before `startsFrom` (or at `startsBefore`, backwards) and stops at the
     page's end. Other plans are switched off: whether the index CAN be used this way is
     what is tested, not what the planner picks for a near-empty table."""
-    stmt = queries.visits(
+    stmt = root_statement(
+        root_pages(Query)["visits"],
         Viewer(role=Role.ADMIN),
         PageRequest(first=20, count=False),
-        starts_from=T,
-        starts_before=T + dt.timedelta(days=7),
-        order=order,
+        {"startsFrom": T, "startsBefore": T + dt.timedelta(days=7), "orderBy": order},
     )
     sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     await db.execute(text("SET LOCAL enable_seqscan = off"))

@@ -627,6 +627,38 @@ async def test_pages_follow_cursors_identically(
     assert body["data"]["clusters"] == {"totalCount": 0, "nodes": []}
 
 
+async def test_the_cluster_filters_compile_identically(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    # Declared once (`schema.filters.CLUSTERS`): both paths apply the same filters.
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    every = await both.same(
+        "{ clusters(first: 100) { nodes { kind status localAuthority { gssCode } } } }",
+        {},
+        admin,
+        statements=1,
+    )
+    first = every["data"]["clusters"]["nodes"][0]
+    query = """query($la: String, $kind: ClusterKind, $status: ClusterStatus) {
+      clusters(first: 100, localAuthority: $la, kind: $kind, status: $status) {
+        totalCount nodes { id name kind status } } }"""
+    la = first["localAuthority"]["gssCode"]
+    matching = {"la": la, "kind": first["kind"], "status": first["status"]}
+    for variables in ({"la": la}, {"kind": first["kind"]}, matching):
+        body = await both.same(query, variables, admin, statements=1)
+        nodes = body["data"]["clusters"]["nodes"]
+        assert nodes
+        assert all(n["kind"] == variables.get("kind", n["kind"]) for n in nodes)
+        assert all(n["status"] == variables.get("status", n["status"]) for n in nodes)
+    none = await both.same(query, {"la": "E00000000"}, admin, statements=1)
+    assert none["data"]["clusters"] == {"totalCount": 0, "nodes": []}
+    written = await both.same(
+        "{ clusters(kind: GEOGRAPHIC, status: ACTIVE) { totalCount } }", {}, admin, statements=1
+    )
+    assert written["data"]["clusters"]["totalCount"] >= 0
+
+
 async def test_bad_input_gets_todays_errors(
     api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
 ) -> None:

@@ -14,7 +14,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care import queries
 from care.enums import PartnerScope, PartnershipStatus, Role
 from care.models import (
     CoverExchange,
@@ -25,6 +24,9 @@ from care.paging import PageRequest
 from care.viewer import Viewer
 from schema import create_schema
 from schema.context import Context, Limits
+from schema.query import Query
+from schema.rows import root_pages
+from schema.types import root_statement
 from tests.conftest import Api
 from tests.factories import BARNET, Build, at, gid
 
@@ -227,8 +229,10 @@ async def test_nobody_else_sees_an_exchange(app: Any, api: Api, db: AsyncSession
         partner,
     ]
     await db.rollback()
+    exchanges = root_pages(Query)["coverExchanges"]
     for viewer in viewers:
-        rows = (await db.execute(queries.cover_exchanges(viewer, PageRequest(first=10)))).all()
+        stmt = root_statement(exchanges, viewer, PageRequest(first=10), {})
+        rows = (await db.execute(stmt)).all()
         assert rows == [], viewer
 
 

@@ -11,13 +11,25 @@ from types import SimpleNamespace
 import strawberry
 from strawberry import relay
 from strawberry.types.base import get_object_definition
-from strawberry.utils.str_converters import to_snake_case
+from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
 from care import models
 from schema import types
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
-from schema.rows import PAGED, Kind, ToOne, data_fields, from_row, lists, pages, records
+from schema.query import Query
+from schema.rows import (
+    PAGED,
+    ROOT_PAGE,
+    Kind,
+    ToOne,
+    data_fields,
+    from_row,
+    lists,
+    pages,
+    records,
+    root_pages,
+)
 
 
 class Colour(Enum):
@@ -202,3 +214,50 @@ def test_a_page_field_is_declared_once_for_both_paths() -> None:
             # Both paths read the rows from one select.
             assert types.LISTED[page.source][0] is registry.SOURCES[page.source].build
     assert declared_anywhere == 6
+
+
+def test_a_root_list_is_declared_once_for_both_paths() -> None:
+    # `schema.types.root_page`: the resolver (its arguments, filters, orders and the
+    # viewer's own rows) and the compiler's `Page` come from one declaration; a `Page`
+    # written by hand under `Query` is not a declaration's and fails here.
+    declared = root_pages(Query)
+    assert set(declared) == {
+        "clusters",
+        "members",
+        "visits",
+        "availability",
+        "absences",
+        "coverRequests",
+        "coverExchanges",
+        "myCoverExchanges",
+        "myCoverOffers",
+    }
+    roots = registry.FIELDS["Query"]
+    for field, compiled in roots.items():
+        if isinstance(compiled, registry.Page):
+            assert field in declared, (field, "a Page written by hand")
+    definition = get_object_definition(Query, strict=True)
+    for field, spec in declared.items():
+        compiled = roots[field]
+        assert compiled is registry.root_page_of(spec), field
+        assert isinstance(compiled, registry.Page)
+        assert (compiled.source, compiled.sort) == (spec.source, spec.sort)
+        assert (compiled.orders, compiled.mine) == (spec.orders, spec.mine)
+        if spec.orders is not None:
+            assert spec.sort == tuple(next(iter(spec.orders.values()))[0]), field
+        if spec.filters is not None:
+            assert compiled.filters is spec.filters.apply
+            assert compiled.values is spec.filters.values
+        else:
+            assert compiled.filters is None and compiled.values is None
+        # The resolver takes exactly the arguments the compiler accepts, in order.
+        (resolver_field,) = [
+            f for f in definition.fields if (f.metadata or {}).get(ROOT_PAGE) is spec
+        ]
+        names = [a.python_name for a in resolver_field.arguments]
+        assert names == [a.name for a in spec.arguments], field
+        assert compiled.arguments == {to_camel_case(name) for name in names}, field
+        assert registry.PAGE <= compiled.arguments, field
+        assert ("orderBy" in compiled.arguments) == (spec.orders is not None), field
+        # Both paths read the rows from one select.
+        assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
