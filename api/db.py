@@ -44,7 +44,13 @@ def create_engine(
     Without (migrations, the CLI's set-up steps), statements may run as long as they need."""
     # extra_float_digits 1: floats as their shortest exact text, whatever the server's
     # setting (the compiled read path writes them as orjson does: schema/compiled).
-    server_settings = {"application_name": "coopnet", "jit": "off", "extra_float_digits": "1"}
+    # DateStyle ISO: the compiled read path writes instants and dates from their text.
+    server_settings = {
+        "application_name": "coopnet",
+        "jit": "off",
+        "extra_float_digits": "1",
+        "DateStyle": "ISO",
+    }
     connect_args: dict[str, Any] = {
         "server_settings": server_settings,
         # asyncpg keeps its statements prepared per connection only up to 15 KB of SQL by

@@ -61,6 +61,7 @@ class DataField:
     kind: Kind
     nullable: bool
     convert: Callable[[Any], Any]
+    enum: type[Enum] | None = None  # an ENUM field's Python enum
 
 
 def _kind(hint: Any) -> tuple[Kind, bool, Any]:
@@ -132,9 +133,9 @@ def _data_fields(cls: type) -> tuple[DataField, ...]:
             hint = get_args(hint)[0]
         kind, nullable, hint = _kind(hint)
         graphql_name = to_camel_case(field.name) if exposed else None
-        found.append(
-            DataField(field.name, graphql_name, kind, nullable, _converter(kind, nullable, hint))
-        )
+        convert = _converter(kind, nullable, hint)
+        enum = hint if kind is Kind.ENUM else None
+        found.append(DataField(field.name, graphql_name, kind, nullable, convert, enum))
     return tuple(found)
 
 

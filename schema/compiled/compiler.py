@@ -209,18 +209,19 @@ NEWLINE = literal_column("E'\\n'", Text)
 
 
 def _instant(column: Any) -> ColumnElement[str]:
-    """Python's `datetime.isoformat()` of the UTC instant (Strawberry's DateTime)."""
-    utc = func.timezone(_constant("UTC"), column)
-    micro = func.to_char(utc, _constant("US"))
-    return (
-        func.to_char(utc, _constant('YYYY-MM-DD"T"HH24:MI:SS'))
-        + case((micro != _constant("000000"), _constant(".") + micro), else_=_constant(""))
-        + _constant("+00:00")
-    )
+    """Python's `datetime.isoformat()` of the UTC instant (Strawberry's DateTime), from
+    PostgreSQL's text of the UTC timestamp in DateStyle ISO (set on every connection by
+    `api.db`): `2026-11-29 05:00:00`, a fraction written without its trailing zeros,
+    which Python writes as six digits. A fifth of `to_char`'s instructions."""
+    text = cast(func.timezone(_constant("UTC"), column), Text)
+    whole = func.length(text) == literal_column("19")  # no fraction
+    full = case((whole, text), else_=func.rpad(text, literal_column("26"), _constant("0")))
+    return func.replace(full, _constant(" "), _constant("T")) + _constant("+00:00")
 
 
 def _date(column: Any) -> ColumnElement[str]:
-    return func.to_char(column, _constant("YYYY-MM-DD"))
+    """`YYYY-MM-DD`: a date's text in DateStyle ISO."""
+    return cast(column, Text)
 
 
 def _float(column: Any) -> ColumnElement[Any]:
@@ -319,6 +320,8 @@ def _render(column: Any, how: Render) -> ColumnElement[Any]:
         return _escaped(column)
     if how is Render.FLOAT:
         return _float(column)
+    if how is Render.ENUM:
+        return _quoted(column)
     if how is Render.IS_SET:
         return _boolean(column.is_not(None))
     if how is Render.LIST_OR_EMPTY:
@@ -328,18 +331,57 @@ def _render(column: Any, how: Render) -> ColumnElement[Any]:
     return _escaped(column)
 
 
+@dataclass(frozen=True)
+class Present:
+    """JSON text that is never SQL null, in pieces (text of ours, and SQL text) that an
+    object joins with its keys: fewer concatenations, and no `coalesce`. Only for what
+    cannot be null: a null piece would make the whole object null."""
+
+    pieces: tuple[str | ColumnElement[str], ...]
+
+
+def _name_string(name: str) -> Present:
+    """A GraphQL name as a JSON string (`__typename`): nothing in it to escape."""
+    if not _NAME.fullmatch(name):
+        raise Unsupported(name)
+    return Present((f'"{name}"',))
+
+
+def _join(pieces: Iterable[str | ColumnElement[str]]) -> ColumnElement[str]:
+    """The pieces concatenated, neighbouring constants as one."""
+    parts: list[ColumnElement[str]] = []
+    constant = ""
+    for piece in pieces:
+        if isinstance(piece, str):
+            constant += piece
+            continue
+        if constant:
+            parts.append(_constant(constant))
+            constant = ""
+        parts.append(piece)
+    if constant:
+        parts.append(_constant(constant))
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + part
+    return text
+
+
 def _object(parts: list[Any], where: str) -> ColumnElement[Any]:
     """A JSON object of (response key, JSON text) pairs, given flat: key, value, ...; a
     value that is SQL null is JSON's null."""
-    text: ColumnElement[str] | None = None
+    pieces: list[str | ColumnElement[str]] = []
     for i in range(0, len(parts), 2):
         key, value = parts[i], parts[i + 1]
         if not _NAME.fullmatch(key):  # a GraphQL name: nothing in it to escape
             raise Unsupported(f"{where}: the key {key!r}")
-        head = _constant(("{" if i == 0 else ",") + f'"{key}":')
-        part = head + func.coalesce(value, NULL)
-        text = part if text is None else text + part
-    return _constant("{}") if text is None else text + _constant("}")
+        pieces.append(("{" if i == 0 else ",") + f'"{key}":')
+        if isinstance(value, Present):
+            pieces.extend(value.pieces)
+        else:
+            pieces.append(func.coalesce(value, NULL))
+    pieces.append("}" if pieces else "{}")
+    return _join(pieces)
 
 
 def _listed(value: ColumnElement[Any], kept: ColumnElement[bool] | None) -> ColumnElement[Any]:
@@ -467,7 +509,7 @@ class Compiler:
         for key, nodes in fields.items():
             name = nodes[0].name.value
             if name == "__typename":
-                value: ColumnElement[Any] = _quoted(_constant(query.name))
+                value: ColumnElement[Any] = _join(_name_string(query.name).pieces)
                 columns.append(cast(value, Text).label(f"f{len(columns)}"))
                 keys.append(key)
                 continue
@@ -624,7 +666,7 @@ class Compiler:
             name = field_nodes[0].name.value
             parts.append(key)
             if name == "__typename":
-                parts.append(_quoted(_constant(type_.name)))
+                parts.append(_name_string(type_.name))
                 continue
             where = f"{type_.name}.{name}"
             spec = specs.get(name)
@@ -635,7 +677,8 @@ class Compiler:
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(_render(row.c[spec.column], spec.render))
             elif isinstance(spec, GlobalId):
-                parts.append(_quoted(global_id(type_.name, row.c[spec.column])))
+                # A primary key: never null.
+                parts.append(Present(('"', global_id(type_.name, row.c[spec.column]), '"')))
             elif isinstance(spec, ToOne):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 parts.append(self.to_one(where, definition, spec, row, field_nodes))
@@ -843,7 +886,7 @@ class Compiler:
             field_def = connection_type.fields.get(name)
             aggregated = aggregated or name in ("totalCount", "nodes", "edges")
             if name == "__typename":
-                parts.append(_quoted(_constant(connection_type.name)))
+                parts.append(_name_string(connection_type.name))
             elif name == "totalCount":
                 # Counted only when asked; an empty page (past the end) says 0, as today.
                 total = (
@@ -853,13 +896,14 @@ class Compiler:
                 )
                 if parent is not None:
                     total = total.correlate(parent)
-                parts.append(cast(case((func.count() == 0, 0), else_=total), Text))
+                counted = case((func.count() == 0, 0), else_=total)  # a count: never null
+                parts.append(Present((cast(counted, Text),)))
             elif name == "nodes" and field_def is not None:
                 node_type = _strip_non_null(field_def.type).of_type
                 value = self.output(
                     f"{where}.nodes", node_type, page, source, field_nodes, spec.through
                 )
-                parts.append(_list(value, shown))
+                parts.append(Present((_list(value, shown),)))
             elif name == "edges" and field_def is not None:
                 edge_type = _named(field_def.type)
                 assert isinstance(edge_type, GraphQLObjectType)
@@ -870,7 +914,7 @@ class Compiler:
                     edge_name = edge_nodes[0].name.value
                     edge.append(edge_key)
                     if edge_name == "__typename":
-                        edge.append(_quoted(_constant(edge_type.name)))
+                        edge.append(_name_string(edge_type.name))
                     elif edge_name == "cursor":
                         edge.append(_quoted(page_cursor))
                     elif edge_name == "node":
@@ -882,7 +926,7 @@ class Compiler:
                         )
                     else:
                         raise Unsupported(f"{edge_type.name}.{edge_name}")
-                parts.append(_list(_object(edge, edge_type.name), shown))
+                parts.append(Present((_list(_object(edge, edge_type.name), shown),)))
             elif name == "pageInfo" and field_def is not None:
                 info_type = _named(field_def.type)
                 assert isinstance(info_type, GraphQLObjectType)
@@ -893,15 +937,17 @@ class Compiler:
                     info_name = info_nodes[0].name.value
                     info.append(info_key)
                     if info_name == "__typename":
-                        info.append(_quoted(_constant(info_type.name)))
+                        info.append(_name_string(info_type.name))
                     elif info_name == "hasNextPage":
                         # Forwards: whether the extra row came; backwards: whether
                         # `before` was given (`schema.connection.build_connection`).
                         aggregated = aggregated or not shape.from_end
-                        info.append(_given(shape.before) if shape.from_end else _boolean(further))
+                        said = _given(shape.before) if shape.from_end else _boolean(further)
+                        info.append(Present((said,)))
                     elif info_name == "hasPreviousPage":
                         aggregated = aggregated or shape.from_end
-                        info.append(_boolean(further) if shape.from_end else _given(shape.after))
+                        said = _boolean(further) if shape.from_end else _given(shape.after)
+                        info.append(Present((said,)))
                     elif info_name in ("startCursor", "endCursor"):
                         aggregated = True
                         end = listed if info_name == "startCursor" else backwards

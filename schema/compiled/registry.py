@@ -13,9 +13,10 @@ magnitudes below 1e15, which every float column's type or check constraint guara
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from functools import cache
 from typing import Any
 
@@ -50,7 +51,8 @@ from schema.rows import (
 class Render(Enum):
     """How a column becomes JSON identical to today's serialisation."""
 
-    PLAIN = "plain"  # text, int, bool, or an enum stored under its GraphQL name
+    PLAIN = "plain"  # text, int or bool
+    ENUM = "enum"  # an enum stored under its GraphQL name (checked below): no escaping
     INSTANT = "instant"  # timestamptz as Python's isoformat() of a UTC datetime
     DATE = "date"  # YYYY-MM-DD
     LIST = "list"  # text[]: null stays null
@@ -374,9 +376,10 @@ def declared_pages(cls: type) -> dict[str, FieldSpec]:
     return {name: page_of(spec) for name, spec in pages(cls).items()}
 
 
+_ENUM_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 _RENDERS = {
     Kind.PLAIN: Render.PLAIN,
-    Kind.ENUM: Render.PLAIN,
+    Kind.ENUM: Render.ENUM,
     Kind.FLOAT: Render.FLOAT,
     Kind.INSTANT: Render.INSTANT,
     Kind.DATE: Render.DATE,
@@ -394,6 +397,13 @@ def data_columns(cls: type) -> dict[str, FieldSpec]:
             render = Render.LIST if field.nullable else Render.LIST_OR_EMPTY
         else:
             render = _RENDERS[field.kind]
+        if field.enum is not None and any(
+            member.name != member.value or not _ENUM_NAME.fullmatch(member.name)
+            for member in field.enum
+        ):
+            # Written as the stored text between quotes (`Render.ENUM`): it must be the
+            # GraphQL name, which needs no escaping.
+            raise RuntimeError(f"{field.enum.__name__}: the compiled path writes enums' values")
         columns[field.graphql_name] = Column(field.name, render)
     return columns
 
@@ -522,23 +532,3 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "CoverExchangeEvent": data_columns(types.CoverExchangeEvent),
 }
-
-# Enums read as PLAIN columns store their GraphQL names (checked at import).
-_PLAIN_ENUMS: tuple[type[StrEnum], ...] = (
-    enums.MembershipClass,
-    enums.Funding,
-    enums.ClusterKind,
-    enums.ClusterStatus,
-    enums.VisitStatus,
-    enums.CoverReason,
-    enums.AbsenceKind,
-    enums.CoverRequestStatus,
-    enums.CoverOfferStatus,
-    enums.ExchangeSide,
-    enums.ExchangeStatus,
-    enums.ExchangeActor,
-    enums.PartnershipSide,
-)
-for _enum in _PLAIN_ENUMS:
-    if any(member.name != member.value for member in _enum):
-        raise RuntimeError(f"{_enum.__name__}: the compiled path reads enums by their values")

@@ -8,6 +8,7 @@ from decimal import Decimal
 from enum import Enum
 from types import SimpleNamespace
 
+import pytest
 import strawberry
 from strawberry import relay
 from strawberry.types.base import get_object_definition
@@ -90,9 +91,10 @@ def test_the_compiler_reads_the_same_fields_with_the_same_renderings() -> None:
     assert kinds["owner_id"] == (None, Kind.PLAIN)  # private
     assert kinds["where"] == ("where", Kind.OBJECT)
     assert "computed" not in kinds
+    assert kinds["colour"] == ("colour", Kind.ENUM)
     assert data_columns(Sample) == {
-        "colour": Column("colour"),
-        "shade": Column("shade"),
+        "colour": Column("colour", Render.ENUM),
+        "shade": Column("shade", Render.ENUM),
         "hours": Column("hours", Render.FLOAT),
         "when": Column("when", Render.INSTANT),
         "day": Column("day", Render.DATE),
@@ -261,3 +263,19 @@ def test_a_root_list_is_declared_once_for_both_paths() -> None:
         assert ("orderBy" in compiled.arguments) == (spec.orders is not None), field
         # Both paths read the rows from one select.
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
+
+
+class Spelled(Enum):
+    HELD = "held by us"
+
+
+@strawberry.type
+class Odd:
+    state: Spelled
+
+
+def test_an_enum_whose_values_are_not_its_names_is_refused() -> None:
+    # The compiled path writes an enum's stored value between quotes, unescaped: only a
+    # GraphQL name may be written so.
+    with pytest.raises(RuntimeError, match="Spelled"):
+        data_columns(Odd)
