@@ -367,6 +367,18 @@ def _join(pieces: Iterable[str | ColumnElement[str]]) -> ColumnElement[str]:
     return text
 
 
+_STRINGS = {Render.INSTANT: _instant, Render.DATE: _date, Render.ENUM: lambda column: column}
+
+
+def _value(column: Any, spec: Column) -> Present | ColumnElement[Any]:
+    """A column's JSON; a string of a non-null field in pieces its object joins with its
+    key (`Present`)."""
+    written = _STRINGS.get(spec.render)
+    if spec.present and written is not None:
+        return Present(('"', written(column), '"'))
+    return _render(column, spec.render)
+
+
 def _object(parts: list[Any], where: str) -> ColumnElement[Any]:
     """A JSON object of (response key, JSON text) pairs, given flat: key, value, ...; a
     value that is SQL null is JSON's null."""
@@ -675,7 +687,7 @@ class Compiler:
                 raise Unsupported(where)
             if isinstance(spec, Column):
                 self._arguments(where, definition, field_nodes[0], frozenset())
-                parts.append(_render(row.c[spec.column], spec.render))
+                parts.append(_value(row.c[spec.column], spec))
             elif isinstance(spec, GlobalId):
                 # A primary key: never null.
                 parts.append(Present(('"', global_id(type_.name, row.c[spec.column]), '"')))

@@ -67,6 +67,9 @@ class Column:
 
     column: str
     render: Render = Render.PLAIN
+    # Declared non-null (a data field's annotation): its JSON is written without a
+    # `coalesce` to JSON null.
+    present: bool = False
 
 
 @dataclass(frozen=True)
@@ -404,7 +407,7 @@ def data_columns(cls: type) -> dict[str, FieldSpec]:
             # Written as the stored text between quotes (`Render.ENUM`): it must be the
             # GraphQL name, which needs no escaping.
             raise RuntimeError(f"{field.enum.__name__}: the compiled path writes enums' values")
-        columns[field.graphql_name] = Column(field.name, render)
+        columns[field.graphql_name] = Column(field.name, render, present=not field.nullable)
     return columns
 
 

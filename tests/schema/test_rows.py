@@ -93,14 +93,14 @@ def test_the_compiler_reads_the_same_fields_with_the_same_renderings() -> None:
     assert "computed" not in kinds
     assert kinds["colour"] == ("colour", Kind.ENUM)
     assert data_columns(Sample) == {
-        "colour": Column("colour", Render.ENUM),
+        "colour": Column("colour", Render.ENUM, present=True),
         "shade": Column("shade", Render.ENUM),
-        "hours": Column("hours", Render.FLOAT),
-        "when": Column("when", Render.INSTANT),
+        "hours": Column("hours", Render.FLOAT, present=True),
+        "when": Column("when", Render.INSTANT, present=True),
         "day": Column("day", Render.DATE),
-        "tags": Column("tags", Render.LIST_OR_EMPTY),
+        "tags": Column("tags", Render.LIST_OR_EMPTY, present=True),
         "notes": Column("notes", Render.LIST),
-        "done": Column("done"),
+        "done": Column("done", present=True),
     }
 
 
