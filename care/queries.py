@@ -97,6 +97,12 @@ def coop() -> Select:
     return select(Coop)
 
 
+def coop_select(viewer: Viewer) -> Select:
+    """The co-op's one row, by its columns: its public profile (`coop`; `coverRules` are
+    shown by the field's own rule) for both read paths."""
+    return select(*Coop.__table__.c)
+
+
 def partnership_with(base_url: str) -> Select:
     """This instance's record of its partnership with the instance at `base_url`."""
     return select(
@@ -371,10 +377,6 @@ def _pool_select(viewer: Viewer) -> Select:
 
 # The compiled read path (schema/compiled) reads pools through this select too.
 pool_select = _pool_select
-
-
-def pools(viewer: Viewer) -> Select:
-    return _pool_select(viewer).order_by(Pool.id)
 
 
 def pools_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:

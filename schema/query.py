@@ -12,6 +12,9 @@ from strawberry import relay
 
 from care import queries
 from care.geography import postcode_district
+from care.models import Coop as CoopRow
+from care.models import LocalAuthority as LocalAuthorityRow
+from care.models import Pool as PoolRow
 from schema import filters
 from schema.candidates import CandidateQueries
 from schema.connection import (
@@ -58,15 +61,15 @@ from schema.types import (
     ReferralStatus,
     Visit,
     VisitStatus,
-    coop_from_row,
     document_enum,
     load_cluster,
     load_member,
     partnership_from_row,
-    pool_from_row,
     referral_from_row,
     resolve_global_id,
+    root_list,
     root_page,
+    root_record,
 )
 from schema.vocabulary import CareTermQueries
 
@@ -175,23 +178,21 @@ class Query(
             return None
         return await load_member(info, viewer.member_id)
 
-    @strawberry.field(
+    coop = root_record(
+        "coop",
+        Coop,
+        order=(CoopRow.id,),
         description="The co-op's public profile. Open to anonymous callers.",
         extensions=guard(PUBLIC),
     )
-    async def coop(self, info: Info) -> Coop | None:
-        rows = await info.context.rows(queries.coop())
-        if not rows:
-            return None
-        return coop_from_row(rows[0][0])
 
-    @strawberry.field(
+    local_authorities = root_list(
+        "local_authority",
+        LocalAuthority,
+        order=(LocalAuthorityRow.gss_code,),
         description="Local authorities known to this instance (public).",
         extensions=guard(PUBLIC),
     )
-    async def local_authorities(self, info: Info) -> list[LocalAuthority]:
-        rows = await info.context.rows(queries.local_authorities())
-        return [LocalAuthority(gss_code=r.gss_code, name=r.name) for r in rows]
 
     clusters = root_page(
         "cluster",
@@ -288,10 +289,13 @@ class Query(
         extensions=guard(COOP),
     )
 
-    @strawberry.field(description="Shared PA pools the caller may see.", extensions=guard(COOP))
-    async def pools(self, info: Info) -> list[Pool]:
-        rows = await info.context.rows(queries.pools(info.context.viewer))
-        return [pool_from_row(r) for r in rows]
+    pools = root_list(
+        "pool",
+        Pool,
+        order=(PoolRow.id,),
+        description="Shared PA pools the caller may see.",
+        extensions=guard(COOP),
+    )
 
     visits = root_page(
         "visit",

@@ -273,6 +273,27 @@ class RootPage:
         return chosen_order(self.orders, self.sort, args)
 
 
+# The metadata key under which a root field declares the rows it holds (not a page).
+ROOT_ROWS = "coopnet.root_rows"
+
+
+@dataclass(frozen=True, eq=False)  # by identity, as `RootPage`
+class RootRows:
+    """A root field holding every row of `source` the caller may see, sorted by `order`
+    (`pools`, `localAuthorities`), or, when `one`, the first of them: a source of one row
+    (`coop`), null when it has none. It takes no arguments."""
+
+    source: str
+    order: tuple[Any, ...]
+    one: bool = False
+
+
+def root_rows(cls: type) -> dict[str, RootRows]:
+    """The fields of a Strawberry type declared with `schema.types.root_list` or
+    `schema.types.root_record`, by GraphQL name."""
+    return _declared(cls, ROOT_ROWS)
+
+
 def root_pages(cls: type) -> dict[str, RootPage]:
     """The fields of a Strawberry type declared with `schema.types.root_page`, by GraphQL
     name."""

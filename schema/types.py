@@ -38,6 +38,7 @@ from schema.rows import (
     MANY,
     PAGED,
     ROOT_PAGE,
+    ROOT_ROWS,
     TO_ONE,
     Argument,
     Filters,
@@ -45,6 +46,7 @@ from schema.rows import (
     Orders,
     Paged,
     RootPage,
+    RootRows,
     ToOne,
     from_row,
 )
@@ -576,6 +578,49 @@ def root_statement(
     return page(stmt, keys, request, descending=descending)
 
 
+def root_list(
+    source: str, item: type, *, order: tuple[Any, ...], description: str, extensions: list[Any]
+) -> Any:
+    """A root field holding every `source` row the caller may see, as a list of `item` in
+    `order` (`schema.rows.RootRows`): one declaration for both read paths. The resolver
+    reads the source's select (`LISTED`, the compiler's `registry.SOURCES` too), sorted;
+    `extensions`: the field's access rule (`schema.permissions.guard`)."""
+    return _root_rows(RootRows(source, order), list[item], description, extensions)  # type: ignore[valid-type]
+
+
+def root_record(
+    source: str, node: type, *, order: tuple[Any, ...], description: str, extensions: list[Any]
+) -> Any:
+    """A root field holding the first `source` row in `order` (a source of one row: the
+    co-op), of type `node`, null when there is none (`schema.rows.RootRows`, `one`)."""
+    return _root_rows(RootRows(source, order, one=True), node | None, description, extensions)
+
+
+def _root_rows(spec: RootRows, returns: Any, description: str, extensions: list[Any]) -> Any:
+    async def resolve(root: Any, info: Info) -> Any:
+        build, to_object = LISTED[spec.source]
+        stmt = build(info.context.viewer).order_by(*spec.order)
+        if spec.one:
+            rows = await info.context.rows(stmt.limit(1))
+            return to_object(rows[0]) if rows else None
+        return [to_object(row) for row in await info.context.rows(stmt)]
+
+    # As `root_page`: the return type is the resolver's, so the field keeps its place.
+    resolve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+        ],
+        return_annotation=returns,
+    )
+    return strawberry.field(
+        resolver=resolve,
+        description=description,
+        extensions=extensions,
+        metadata={ROOT_ROWS: spec},
+    )
+
+
 def _class_of(field_type: Any) -> type:
     while (inner := getattr(field_type, "of_type", None)) is not None:
         field_type = inner  # StrawberryOptional's
@@ -642,11 +687,12 @@ class Coop:
     home_la_code: strawberry.Private[str]
     rules: strawberry.Private[CoverRules]
 
-    @strawberry.field(
-        description="The council area the co-op is based in; null if its code is unknown."
+    home_local_authority: LocalAuthority | None = record(
+        "local_authority",
+        "home_la_code",
+        target="gss_code",
+        description="The council area the co-op is based in; null if its code is unknown.",
     )
-    async def home_local_authority(self, info: Info) -> LocalAuthority | None:
-        return await load_local_authority(info, self.home_la_code)
 
     @strawberry.field(description="The rules cover follows; null outside the co-op.")
     def cover_rules(self, info: Info) -> CoverRules | None:
@@ -1882,6 +1928,7 @@ LOADERS: dict[str, Callable[[Info, Any], Awaitable[Any]]] = {
 LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] = {
     "member": (queries.member_select, member_from_row),
     "local_authority": (queries.local_authority_select, lambda row: from_row(LocalAuthority, row)),
+    "coop": (queries.coop_select, coop_from_row),
     "pool": (queries.pool_select, pool_from_row),
     "cluster": (queries.cluster_select, cluster_from_row),
     "visit": (queries.visit_select, visit_from_row),

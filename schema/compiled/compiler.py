@@ -84,6 +84,7 @@ from schema.compiled.registry import (
     Page,
     Ranged,
     Render,
+    RootRows,
     ToMany,
     ToOne,
 )
@@ -546,6 +547,8 @@ class Compiler:
             return self.connection(where, definition, spec, nodes, parent=None)
         if isinstance(spec, AnyNode):
             return self.any_node(where, definition, spec, nodes)
+        if isinstance(spec, RootRows):
+            return self.root_rows(where, definition, spec, nodes)
         assert isinstance(spec, ToOne)
         source = registry.SOURCES[spec.source]
         row = source.build(self.viewer).subquery()
@@ -571,6 +574,27 @@ class Compiler:
             match = row.c.id == bindparam(name_param, type_=Integer)
         value = self.output(where, definition.type, row, source, nodes)
         return select(value).select_from(row).where(match).scalar_subquery()
+
+    def root_rows(
+        self, where: str, definition: GraphQLField, spec: RootRows, nodes: list[FieldNode]
+    ) -> ColumnElement[Any]:
+        """Every row of the source the caller may see in the declared order, as a list, or
+        (`one`) the first of them or null, as `schema.types.root_list`'s resolver."""
+        self._arguments(where, definition, nodes[0], frozenset())
+        source = registry.SOURCES[spec.source]
+        stmt = source.build(self.viewer).order_by(*spec.order)
+        if spec.one:
+            row = stmt.limit(1).subquery()
+            value = self.output(where, definition.type, row, source, nodes)
+            return select(value).select_from(row).scalar_subquery()
+        # Aggregated in the subquery's order, as a page's rows are (`_list`).
+        rows = stmt.subquery()
+        item_type = _strip_non_null(_strip_non_null(definition.type).of_type)
+        value = self.output(where, item_type, rows, source, nodes)
+        kept: ColumnElement[bool] | None = None
+        if source.typename is not None and isinstance(item_type, GraphQLObjectType):
+            kept = source.typename(rows) == _constant(item_type.name)
+        return select(_listed(value, kept)).select_from(rows).scalar_subquery()
 
     def any_node(
         self, where: str, definition: GraphQLField, spec: AnyNode, nodes: list[FieldNode]

@@ -38,6 +38,7 @@ from schema.rows import (
     Orders,
     Paged,
     RootPage,
+    RootRows,
     ToOne,
     chosen_order,
     data_fields,
@@ -45,6 +46,7 @@ from schema.rows import (
     pages,
     records,
     root_pages,
+    root_rows,
 )
 
 
@@ -172,7 +174,9 @@ class Embedded:
     fields: Mapping[str, Column]
 
 
-FieldSpec = Column | GlobalId | ToOne | Page | ToMany | First | AnyNode | Embedded | Ranged
+FieldSpec = (
+    Column | GlobalId | ToOne | Page | ToMany | First | AnyNode | Embedded | Ranged | RootRows
+)
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,8 @@ SOURCES: dict[str, Source] = {
     "cover_exchange_event": Source(build=queries.cover_exchange_event_select),
     # Public reference data: no rule applies.
     "local_authority": Source(build=queries.local_authority_select),
+    # The co-op's public profile (one row; its cover rules are not read here).
+    "coop": Source(build=queries.coop_select),
 }
 
 
@@ -370,8 +376,12 @@ def root_page_of(spec: RootPage) -> Page:
 
 
 def declared_roots(cls: type) -> dict[str, FieldSpec]:
-    """The root lists declared with `schema.types.root_page`."""
-    return {name: root_page_of(spec) for name, spec in root_pages(cls).items()}
+    """The root lists declared with `schema.types.root_page`, and the root rows declared
+    with `schema.types.root_list` and `root_record` (read as declared: `RootRows`)."""
+    return {
+        **{name: root_page_of(spec) for name, spec in root_pages(cls).items()},
+        **root_rows(cls),
+    }
 
 
 def declared_pages(cls: type) -> dict[str, FieldSpec]:
@@ -451,6 +461,12 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "id": GlobalId(),
     },
     "Skill": data_columns(types.Skill),
+    # `coverRules` is built in Python (`schema.types.coop_from_row`: the weights merged
+    # with their defaults) and shown by the viewer: a query asking for it falls back.
+    "Coop": {
+        **data_columns(types.Coop),
+        **records(types.Coop),
+    },
     "LocalAuthority": {
         **data_columns(types.LocalAuthority),
         **declared_lists(types.LocalAuthority),

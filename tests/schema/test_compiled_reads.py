@@ -167,6 +167,17 @@ query Members($class: MembershipClass, $active: Boolean, $name: String) {
 }"""
 
 
+# The root fields read as declared (`schema.types.root_list`, `root_record`): public ones
+# and the co-op's (`pools`) apart, so a caller refused one still compiles the other.
+PUBLIC_ROOTS = """
+query { coop { __typename name kind societyNumber cqcProviderId cqcStatus description
+    homeLocalAuthority { gssCode name neighbours { gssCode } } }
+  localAuthorities { __typename gssCode name neighbours { gssCode name } } }"""
+POOLS = """
+query { pools { __typename id name sharedWithPartners clusters { name }
+    personalAssistants(first: 2) { totalCount nodes { name } } } }"""
+
+
 def _exact(value: Any) -> bytes:
     """JSON with key order: dicts compare equal whatever their order, bytes do not."""
     return orjson.dumps(value)
@@ -490,6 +501,8 @@ async def test_reads_are_identical_on_both_paths_for_every_caller(
         # "%" is a character to look for, not a wildcard; "" is refused (input bounds).
         (MEMBERS, {"class": "SERVICE_USER", "active": False, "name": "%"}),
         (MEMBERS, {"class": "SERVICE_USER", "active": True, "name": ""}),
+        (PUBLIC_ROOTS, {}),
+        (POOLS, {}),
     ]
     answered = 0
     for name, token in _callers(api, demo["ids"]).items():
@@ -572,6 +585,32 @@ async def test_a_visits_partner_cover_is_one_statement_with_data(
     body = await both.same(PARTNER_COVER, demo["cover"], coordinator, statements=1)
     assert body["data"]["covered"]["partnerCover"]["id"] == exchange
     assert not (body["data"]["other"] or {}).get("partnerCover")
+
+
+async def test_the_root_rows_are_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any]
+) -> None:
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    body = await both.same(PUBLIC_ROOTS + "\n", {}, None, statements=1)  # anonymous
+    coop = body["data"]["coop"]
+    assert coop["name"] and coop["homeLocalAuthority"]["gssCode"]
+    councils = body["data"]["localAuthorities"]
+    assert len(councils) > 1 and any(c["neighbours"] for c in councils)
+    assert [c["gssCode"] for c in councils] == sorted(c["gssCode"] for c in councils)
+    body = await both.same(POOLS, {}, admin, statements=1)
+    pools = body["data"]["pools"]
+    assert pools and any(p["clusters"] for p in pools)
+    assert any(p["personalAssistants"]["totalCount"] for p in pools)
+    # A caller outside the co-op is refused `pools` on both paths alike.
+    analyst = api.tokens.issue(Role.LA_ANALYST, la_code="E09000003")
+    refused = await both.same(POOLS + " ", {}, analyst, statements=None)
+    assert refused.get("errors")
+    # `coverRules` is built in Python (defaults merged into the weights): it falls back.
+    rules = "{ coop { name coverRules { dbsValidMonths weights { travel } } } }"
+    body = await both.same(rules, {}, admin, statements=None)
+    assert body["data"]["coop"]["coverRules"]["dbsValidMonths"]
+    assert not both.compiled
 
 
 async def test_the_cluster_page_is_one_statement_with_data(

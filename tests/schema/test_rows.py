@@ -22,7 +22,9 @@ from schema.query import Query
 from schema.rows import (
     PAGED,
     ROOT_PAGE,
+    ROOT_ROWS,
     Kind,
+    RootRows,
     ToOne,
     data_fields,
     from_row,
@@ -30,6 +32,7 @@ from schema.rows import (
     pages,
     records,
     root_pages,
+    root_rows,
 )
 
 
@@ -131,6 +134,7 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
         "CoverOffer",
         "AvailabilityWindow",
         "CoverExchange",
+        "Coop",
     ):
         for field, spec in records(getattr(types, name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
@@ -263,6 +267,30 @@ def test_a_root_list_is_declared_once_for_both_paths() -> None:
         assert ("orderBy" in compiled.arguments) == (spec.orders is not None), field
         # Both paths read the rows from one select.
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
+
+
+def test_the_root_rows_are_declared_once_for_both_paths() -> None:
+    # `schema.types.root_list` and `root_record`: the compiler reads the declaration the
+    # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
+    # is not a declaration's and fails here.
+    declared = root_rows(Query)
+    assert set(declared) == {"coop", "localAuthorities", "pools"}
+    assert declared["coop"].one and not declared["pools"].one
+    assert declared["pools"].order == (models.Pool.id,)
+    assert declared["localAuthorities"].order == (models.LocalAuthority.gss_code,)
+    roots = registry.FIELDS["Query"]
+    for field, compiled in roots.items():
+        if isinstance(compiled, RootRows):
+            assert compiled is declared.get(field), (field, "written by hand")
+    definition = get_object_definition(Query, strict=True)
+    for field, spec in declared.items():
+        (resolver_field,) = [
+            f for f in definition.fields if (f.metadata or {}).get(ROOT_ROWS) is spec
+        ]
+        assert resolver_field.arguments == [], field
+        assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
+    # `coverRules` is built in Python: not read by the compiler (a query for it falls back).
+    assert "coverRules" not in registry.FIELDS["Coop"]
 
 
 class Spelled(Enum):
