@@ -894,7 +894,9 @@ def partnerships(viewer: Viewer, ids: Sequence[int] | None = None) -> Select:
 # --- referrals ---------------------------------------------------------------------------
 
 
-def _referral_select(viewer: Viewer) -> Select:
+def referral_select(viewer: Viewer) -> Select:
+    """Referrals the viewer may see (`policy.referral_visible`): every read of referrals
+    builds on it, the compiled path's too (`schema.compiled.registry.SOURCES`)."""
     return select(
         Referral.id,
         Referral.la_code,
@@ -910,28 +912,32 @@ def _referral_select(viewer: Viewer) -> Select:
     ).where(policy.referral_visible(viewer, Referral.la_code))
 
 
-def referrals(
-    viewer: Viewer,
-    request: PageRequest,
+def referral_filters(
+    stmt: Select,
     *,
     la_code: str | None = None,
     district: str | None = None,
     status: str | None = None,
+    prefix: str = "",
 ) -> Select:
-    """Referrals the viewer may see, in the order they were recorded (oldest first);
-    the filters use `ix_referral_la_status_district`."""
-    stmt = _referral_select(viewer)
+    """The filters of the referral list, as named parameters (`prefix`: see
+    `_visit_filters`); they use `ix_referral_la_status_district`. `district` is already a
+    postcode district (`schema.filters.referral_arguments`): "" matches nothing."""
     if la_code is not None:
-        stmt = stmt.where(Referral.la_code == la_code)
+        stmt = stmt.where(Referral.la_code == bindparam(f"{prefix}la_code", la_code))
     if district is not None:
-        stmt = stmt.where(Referral.postcode_district == district)
+        stmt = stmt.where(Referral.postcode_district == bindparam(f"{prefix}district", district))
     if status is not None:
-        stmt = stmt.where(Referral.status == status)
-    return page(stmt, (Referral.id,), request)
+        stmt = stmt.where(Referral.status == bindparam(f"{prefix}status", status))
+    return stmt
+
+
+# In the order they were recorded, oldest first.
+REFERRAL_SORT = (Referral.id,)
 
 
 def referrals_by_id(viewer: Viewer, ids: Sequence[int]) -> Select:
-    return _referral_select(viewer).where(Referral.id.in_(ids))
+    return referral_select(viewer).where(Referral.id.in_(ids))
 
 
 # --- cover exchanges with partner co-ops --------------------------------------------------

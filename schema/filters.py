@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Select
 
 from care import queries
+from care.geography import postcode_district
 from care.models import MAX_VISIT_LENGTH
 from schema.permissions import MEMBER_TYPES, decode_id
 from schema.rows import Filters
@@ -206,6 +207,23 @@ def my_cover_exchange_filters(stmt: Select, args: dict[str, Any], prefix: str) -
     return queries.cover_exchange_filters(stmt, **my_cover_exchange_arguments(args), prefix=prefix)
 
 
+def referral_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """`referrals(localAuthority:, district:, status:)` as `care.queries.referral_filters`
+    takes them. The district is normalised here, once per request for both paths (the
+    resolver's statement and the compiled statement's parameter): case and spaces are
+    ignored, and a value that is no district becomes "", which matches nothing."""
+    district = args.get("district")
+    return {
+        "la_code": args.get("localAuthority"),
+        "district": None if district is None else postcode_district(district) or "",
+        "status": _value(args.get("status")),
+    }
+
+
+def referral_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return queries.referral_filters(stmt, **referral_arguments(args), prefix=prefix)
+
+
 CLUSTERS = Filters(("localAuthority", "kind", "status"), cluster_filters, cluster_arguments)
 MEMBERS = Filters(("membershipClass", "active", "nameContains"), member_filters, member_arguments)
 ROOT_VISITS = Filters(
@@ -226,3 +244,4 @@ COVER_REQUESTS = Filters(
 )
 COVER_EXCHANGES = Filters(("filter",), cover_exchange_filters, cover_exchange_arguments)
 MY_COVER_EXCHANGES = Filters(("status",), my_cover_exchange_filters, my_cover_exchange_arguments)
+REFERRALS = Filters(("localAuthority", "district", "status"), referral_filters, referral_arguments)

@@ -11,7 +11,6 @@ import strawberry
 from strawberry import relay
 
 from care import queries
-from care.geography import postcode_district
 from care.models import Coop as CoopRow
 from care.models import LocalAuthority as LocalAuthorityRow
 from care.models import Pool as PoolRow
@@ -19,11 +18,8 @@ from schema import filters
 from schema.candidates import CandidateQueries
 from schema.connection import (
     BeforeArg,
-    Connection,
     FirstArg,
     LastArg,
-    build_connection,
-    page_request,
 )
 from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.exchange import CoverExchangeQueries
@@ -65,7 +61,6 @@ from schema.types import (
     load_cluster,
     load_member,
     partnership_from_row,
-    referral_from_row,
     resolve_global_id,
     root_list,
     root_page,
@@ -519,51 +514,44 @@ class Query(
         rows = await info.context.rows(queries.partnerships(info.context.viewer))
         return [partnership_from_row(r) for r in rows]
 
-    @strawberry.field(
+    referrals = root_page(
+        "referral",
+        Referral,
+        sort=queries.REFERRAL_SORT,
+        filters=filters.REFERRALS,
+        arguments=(
+            *PAGING,
+            Argument(
+                "local_authority",
+                Annotated[
+                    str | None,
+                    strawberry.argument(
+                        description="Only referrals in this local authority, by its GSS code "
+                        "(e.g. E09000003)."
+                    ),
+                ],
+            ),
+            Argument(
+                "district",
+                Annotated[
+                    str | None,
+                    strawberry.argument(
+                        description="Only referrals in this postcode district (e.g. N12; case "
+                        "and spaces ignored). A value that is not a district matches nothing."
+                    ),
+                ],
+            ),
+            Argument(
+                "status",
+                Annotated[
+                    ReferralStatus | None,
+                    strawberry.argument(description="Only referrals in this status."),
+                ],
+            ),
+        ),
         description="People waiting for care (referrals), in the order they were recorded, "
         "oldest first: every referral for admins; for coordinators those in the local "
         "authority of a cluster they support (not closed) or a neighbouring one. Rows, "
         "totalCount and cursors follow the same rule.",
         extensions=guard(MANAGING),
     )
-    async def referrals(
-        self,
-        info: Info,
-        first: FirstArg = DEFAULT_PAGE_SIZE,
-        after: After = None,
-        last: LastArg = None,
-        before: BeforeArg = None,
-        local_authority: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Only referrals in this local authority, by its GSS code "
-                "(e.g. E09000003)."
-            ),
-        ] = None,
-        district: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Only referrals in this postcode district (e.g. N12; case and "
-                "spaces ignored). A value that is not a district matches nothing."
-            ),
-        ] = None,
-        status: Annotated[
-            ReferralStatus | None,
-            strawberry.argument(description="Only referrals in this status."),
-        ] = None,
-    ) -> Connection[Referral]:
-        request = page_request(info, first, after, last, before)
-        wanted = None
-        if district is not None:
-            # "" never matches the district check, so junk matches nothing.
-            wanted = postcode_district(district) or ""
-        rows = await info.context.rows(
-            queries.referrals(
-                info.context.viewer,
-                request,
-                la_code=local_authority,
-                district=wanted,
-                status=status.value if status else None,
-            )
-        )
-        return build_connection(rows, request, referral_from_row)

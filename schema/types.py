@@ -1844,33 +1844,23 @@ class Referral(relay.Node):
     ) -> list[Any]:
         return await resolve_ids(info, node_ids, load_referral)
 
-    @strawberry.field(description="The local authority the person lives in.")
-    async def local_authority(self, info: Info) -> LocalAuthority | None:
-        return await load_local_authority(info, self.la_code)
-
-    @strawberry.field(
-        description="Who recorded the referral; null if unknown or if the caller may not see them."
+    local_authority: LocalAuthority | None = record(
+        "local_authority",
+        "la_code",
+        target="gss_code",
+        description="The local authority the person lives in.",
     )
-    async def recorded_by(self, info: Info) -> Member | None:
-        if self.recorded_by_id is None:
-            return None
-        return await load_member(info, self.recorded_by_id)
+    recorded_by: Member | None = record(
+        "member",
+        "recorded_by_id",
+        description="Who recorded the referral; null if unknown or if the caller may not see them.",
+    )
 
 
 def referral_from_row(row: Row[Any]) -> Referral:
-    return Referral(
-        id=row.id,
-        postcode_district=row.postcode_district,
-        needs=list(row.needs or []),
-        hours_per_week=float(row.hours_per_week),
-        referred_on=row.referred_on,
-        status=enums.ReferralStatus(row.status),
-        note=row.note,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        la_code=row.la_code,
-        recorded_by_id=row.recorded_by_id,
-    )
+    """A referral from a row of `queries.referral_select`: its data fields read as the
+    compiled path reads them (`schema.rows`)."""
+    return from_row(Referral, row)
 
 
 load_referral: Loader[Referral] = by_id_loader(
@@ -1939,6 +1929,7 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "absence": (queries.absence_select, absence_from_row),
     "cover_request": (queries.cover_request_select, cover_request_from_row),
     "cover_exchange": (queries.cover_exchange_select, cover_exchange_from_row),
+    "referral": (queries.referral_select, referral_from_row),
     "cover_exchange_event": (
         queries.cover_exchange_event_select,
         lambda row: from_row(CoverExchangeEvent, row),

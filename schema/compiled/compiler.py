@@ -1014,10 +1014,15 @@ def _list(value: ColumnElement[Any], shown: ColumnElement[bool]) -> ColumnElemen
     return _listed(value, shown)
 
 
-def _filters_in_use(spec: Page, args: dict[str, Any]) -> frozenset[str]:
-    if spec.values is None:
-        return frozenset()
-    return frozenset(name for name, value in spec.values(args).items() if value is not None)
+def _filter_values(spec: Page, args: dict[str, Any]) -> dict[str, Any]:
+    """The filters' parameters for these arguments (ids decoded, a district normalised:
+    `schema.filters`), worked out once per request."""
+    return spec.values(args) if spec.values is not None else {}
+
+
+def _in_use(values: dict[str, Any]) -> frozenset[str]:
+    """The filters the values turn on: the statement's shape."""
+    return frozenset(name for name, value in values.items() if value is not None)
 
 
 @dataclass(frozen=True)
@@ -1062,7 +1067,7 @@ def _page_binder(
     where the request's values ask for another statement than this one: another order
     (given by a variable), or other filters (a value that turns a filter off, such as
     `nameContains: ""`, is not a null variable)."""
-    in_use = _filters_in_use(spec, compiled)
+    in_use = _in_use(_filter_values(spec, compiled))
 
     def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
@@ -1100,12 +1105,12 @@ def _page_binder(
             raise Fallback("cursor") from exc
         for name, keys in cursors.items():
             values.update({f"{prefix}{name}_{i}": key for i, key in enumerate(keys)})
-        if _filters_in_use(spec, args) != in_use:
+        given = _filter_values(spec, args)
+        if _in_use(given) != in_use:
             raise Fallback("filters")
-        if spec.values is not None:
-            for name, value in spec.values(args).items():
-                if value is not None:
-                    values[f"{prefix}{name}"] = list(value) if name == "statuses" else value
+        for name, value in given.items():
+            if value is not None:
+                values[f"{prefix}{name}"] = list(value) if name == "statuses" else value
         return values
 
     return bind

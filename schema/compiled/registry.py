@@ -240,6 +240,8 @@ SOURCES: dict[str, Source] = {
     "cover_exchange": Source(build=queries.cover_exchange_select),
     # Read only as the events of an exchange the caller may see (no rule of their own).
     "cover_exchange_event": Source(build=queries.cover_exchange_event_select),
+    # Admins, and coordinators in or next to the referral's council (`referral_visible`).
+    "referral": Source(build=queries.referral_select),
     # Public reference data: no rule applies.
     "local_authority": Source(build=queries.local_authority_select),
     # The co-op's public profile (one row; its cover rules are not read here).
@@ -436,6 +438,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "CoverRequest": "cover_request",
                 "CoverOffer": "cover_offer",
                 "CoverExchange": "cover_exchange",
+                "Referral": "referral",
             }
         ),
         **declared_roots(Query),
@@ -550,4 +553,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         ),
     },
     "CoverExchangeEvent": data_columns(types.CoverExchangeEvent),
+    "Referral": {
+        **data_columns(types.Referral),
+        **records(types.Referral),
+        "id": GlobalId(),
+    },
 }

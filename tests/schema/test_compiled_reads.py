@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import logging
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,16 @@ from care.models import (
     CoverExchange,
     CoverExchangeEvent,
     CoverRequest,
+    LocalAuthority,
+    LocalAuthorityNeighbour,
     Member,
     PaProfile,
+    Referral,
     Visit,
 )
 from care.queries import COVER_REQUEST_ORDERS, MEMBER_ORDERS, VISIT_ORDERS
 from care.viewer import Viewer
+from schema import filters
 from schema.build import create_schema
 from schema.compiled.extension import PLANS
 from schema.context import Context, Limits
@@ -1710,3 +1715,297 @@ async def test_computed_fields_are_one_statement_with_data(
     busy = [p["busyPeriods"] for p in data["cluster"]["personalAssistants"]["nodes"]]
     assert any(busy) and all(b is not None for b in busy)
     assert data["node"] == {"away": []}
+
+
+# --- referrals ---------------------------------------------------------------------------
+
+# Far from the demo's London boroughs: Birmingham and Solihull, neighbours of each other.
+FAR, FAR_NEXT = "E08000025", "E08000029"
+# Free text that must be escaped in JSON: quotes, a backslash, controls, a line separator,
+# an astral character and a closing tag.
+ODD_NOTE = 'Zoë "away"\n\tback \\ soon </script>\u2028 😀 \x01'
+
+REFERRAL_FIELDS = """__typename id postcodeDistrict needs hoursPerWeek referredOn status note
+  createdAt updatedAt localAuthority { __typename gssCode name neighbours { gssCode } }
+  recordedBy { __typename id name ... on PersonalAssistant { maxTravelKm } }"""
+
+REFERRAL_PAGES = """
+query Referrals($n: Int, $l: Int, $a: String, $b: String, $la: String, $district: String,
+                $status: ReferralStatus) {
+  referrals(first: $n, last: $l, after: $a, before: $b, localAuthority: $la,
+            district: $district, status: $status) {
+    totalCount PAGE_INFO edges { cursor node { FIELDS } } } }
+""".replace("PAGE_INFO", INFO).replace("FIELDS", REFERRAL_FIELDS)
+
+
+async def _seed_referrals(db: AsyncSession, demo: dict[str, Any]) -> dict[str, Any]:
+    """Referrals beside the demo's (Barnet and Enfield): in the coordinator's own council,
+    next to it, and far away (Birmingham, where the coordinator's only cluster is CLOSED,
+    which grants nothing, and Solihull next to it); several districts and statuses, odd
+    free text, recorded by the coordinator, a PA and a member the coordinator may not see.
+    Returns every referral (id, council, district, status), in id order, and the ids the
+    coordinator may see."""
+    ids = demo["ids"]
+    db.add_all(
+        [
+            LocalAuthority(gss_code=FAR, name="Birmingham"),
+            LocalAuthority(gss_code=FAR_NEXT, name='Solihull "Metropolitan"'),
+        ]
+    )
+    await db.flush()
+    db.add(LocalAuthorityNeighbour(la_a=FAR, la_b=FAR_NEXT))
+    db.add(
+        Cluster(
+            name="Closed in Birmingham",
+            kind="GEOGRAPHIC",
+            la_code=FAR,
+            status="CLOSED",
+            closed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            centre_latitude=52.48,
+            centre_longitude=-1.89,
+            radius_km=Decimal("3"),
+            postcode_districts=["B1"],
+            need_tags=[],
+            support_worker_id=ids["coordinator"],
+        )
+    )
+    await db.flush()
+    worked = set(
+        await db.scalars(
+            select(Cluster.la_code).where(
+                Cluster.support_worker_id == ids["coordinator"], Cluster.status != "CLOSED"
+            )
+        )
+    )
+    n = LocalAuthorityNeighbour
+    near = set(await db.scalars(select(n.la_b).where(n.la_a.in_(worked))))
+    near |= set(await db.scalars(select(n.la_a).where(n.la_b.in_(worked))))
+    near -= worked
+    assert worked and near and not {FAR, FAR_NEXT} & (worked | near)
+    own, next_door = sorted(worked)[0], sorted(near)[0]
+    today = dt.date(2026, 11, 20)
+    seeded = [
+        (own, "N12", ["dementia", "personal-care"], "7.25", "WAITING", ODD_NOTE, "coordinator"),
+        (own, "N3", [], "168", "PLACED", "", "stranger"),
+        (next_door, "EN1", ["personal-care"], "0.5", "OFFERED", "Back\\slash", "busy_pa"),
+        (next_door, "N12", ["hoist"], "10", "WAITING", None, None),
+        (FAR, "B1", ["dementia"], "12.5", "WAITING", 'Far "away"', "coordinator"),
+        (FAR, "B1", ["medication-support"], "3", "WITHDRAWN", None, "stranger"),
+        (FAR_NEXT, "B91", ["hoist", "dementia"], "20", "WAITING", "Solihull\n", None),
+        (own, "N12", ["dementia"], "1", "OFFERED", "ümlaut", "idle_pa"),
+        (FAR_NEXT, "N12", [], "2", "PLACED", None, "busy_pa"),
+    ]
+    for la, district, needs, hours, status, note, by in seeded:
+        db.add(
+            Referral(
+                la_code=la,
+                postcode_district=district,
+                needs=needs,
+                hours_per_week=Decimal(hours),
+                referred_on=today,
+                status=status,
+                note=note,
+                recorded_by_id=ids[by] if by else None,
+            )
+        )
+    await db.commit()
+    rows = (
+        await db.execute(
+            select(
+                Referral.id, Referral.la_code, Referral.postcode_district, Referral.status
+            ).order_by(Referral.id)
+        )
+    ).all()
+    visible = [r.id for r in rows if r.la_code in worked | near]
+    assert 0 < len(visible) < len(rows)
+    return {"rows": rows, "visible": visible, "own": own, "near": next_door}
+
+
+async def _walk_referrals(
+    both: Both, token: str | None, variables: dict[str, Any]
+) -> list[int] | None:
+    """Every page of `referrals` forwards (2 a page), then backwards from the end (3 a
+    page), each identical on both paths and compiled; the ids, or None when refused."""
+    ids: dict[str, list[int]] = {"forwards": [], "backwards": []}
+    total = None
+    for direction, size, cursor_key, more in (
+        ("forwards", {"n": 2}, "a", "hasNextPage"),
+        ("backwards", {"l": 3}, "b", "hasPreviousPage"),
+    ):
+        cursor = None
+        for _ in range(50):
+            values = {"n": None, "l": None, "a": None, "b": None, **variables, **size}
+            values[cursor_key] = cursor
+            resolved, compiled, _ = await both.run(REFERRAL_PAGES, values, token)
+            assert _exact(compiled.get("data")) == _exact(resolved.get("data")), values
+            assert compiled.get("errors") == resolved.get("errors"), values
+            if resolved.get("errors"):
+                return None
+            assert both.compiled, values  # compiled, not fallen back
+            page = compiled["data"]["referrals"]
+            assert total in (None, page["totalCount"])
+            total = page["totalCount"]
+            found = [int(base64.b64decode(e["node"]["id"]).split(b":")[1]) for e in page["edges"]]
+            # Backwards, each page comes before the ones already seen.
+            ids[direction] = found + ids[direction] if cursor_key == "b" else ids[direction] + found
+            end = "endCursor" if direction == "forwards" else "startCursor"
+            cursor = page["pageInfo"][end]
+            if not page["pageInfo"][more]:
+                break
+        else:
+            raise AssertionError("too many pages")
+    assert ids["forwards"] == ids["backwards"]
+    assert total == len(ids["forwards"])
+    return ids["forwards"]
+
+
+async def test_referrals_are_identical_on_both_paths_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    seeded = await _seed_referrals(db, demo)
+    rows, visible = seeded["rows"], set(seeded["visible"])
+    both = Both(api, app, sql_counter)
+    # Each filter alone and together; a district in any case and spacing, junk matching
+    # nothing. Expected: the rows matching, in id order.
+    cases: list[tuple[dict[str, Any], Any]] = [
+        ({}, lambda r: True),
+        ({"la": seeded["own"]}, lambda r: r.la_code == seeded["own"]),
+        ({"la": FAR}, lambda r: r.la_code == FAR),
+        ({"la": "E00000000"}, lambda r: False),
+        ({"district": "N12"}, lambda r: r.postcode_district == "N12"),
+        ({"district": " n12 "}, lambda r: r.postcode_district == "N12"),
+        ({"district": "b91 4aa"}, lambda r: r.postcode_district == "B91"),
+        ({"district": "ZZ!"}, lambda r: False),
+        ({"district": "N1 2"}, lambda r: False),
+        ({"status": "WAITING"}, lambda r: r.status == "WAITING"),
+        (
+            {"la": seeded["near"], "district": "en1", "status": "OFFERED"},
+            lambda r: (
+                (r.la_code, r.postcode_district, r.status) == (seeded["near"], "EN1", "OFFERED")
+            ),
+        ),
+    ]
+    callers = _callers(api, demo["ids"])
+    walked = 0
+    for name, token in callers.items():
+        for variables, matches in cases:
+            found = await _walk_referrals(both, token, variables)
+            if name not in ("admin", "coordinator"):
+                assert found is None, (name, variables)  # refused on both paths alike
+                continue
+            expected = [r.id for r in rows if matches(r)]
+            if name == "coordinator":
+                expected = [i for i in expected if i in visible]
+            assert found == expected, (name, variables)
+            walked += len(expected)
+    assert walked > 40  # not vacuous
+    # The filters written out in the query, and an empty district (refused alike).
+    admin, coordinator = callers["admin"], callers["coordinator"]
+    written = """{ referrals(first: 3, localAuthority: "LA", district: " n12 ",
+      status: WAITING) { totalCount nodes { id note needs } } }""".replace("LA", seeded["own"])
+    for token in (admin, coordinator):
+        body = await both.same(written, {}, token, statements=1)
+        expected = [
+            r.id
+            for r in rows
+            if (r.la_code, r.postcode_district, r.status) == (seeded["own"], "N12", "WAITING")
+        ]
+        assert body["data"]["referrals"]["totalCount"] == len(expected) > 0
+    junk = '{ referrals(district: "??") { totalCount nodes { id } } }'
+    body = await both.same(junk, {}, admin, statements=1)
+    assert body["data"]["referrals"] == {"totalCount": 0, "nodes": []}
+    empty = '{ referrals(district: "") { totalCount } }'
+    resolved, compiled, _ = await both.run(empty, {}, admin)
+    assert _exact(compiled.get("data")) == _exact(resolved.get("data"))
+    assert compiled.get("errors") == resolved.get("errors")
+
+
+async def test_referrals_are_one_statement_with_data(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    seeded = await _seed_referrals(db, demo)
+    both = Both(api, app, sql_counter)
+    query = f"{{ referrals(first: 100) {{ totalCount nodes {{ {REFERRAL_FIELDS} }} }} }}"
+    body = await both.same(query, {}, api.token(Role.ADMIN), statements=1)
+    assert body["extensions"]["sqlStatements"] == 1
+    nodes = body["data"]["referrals"]["nodes"]
+    assert len(nodes) == body["data"]["referrals"]["totalCount"] == len(seeded["rows"])
+    odd = [n for n in nodes if n["note"] == ODD_NOTE]
+    assert len(odd) == 1 and odd[0]["needs"] == ["dementia", "personal-care"]
+    assert odd[0]["hoursPerWeek"] == 7.25 and odd[0]["recordedBy"]["__typename"]
+    assert {n["localAuthority"]["gssCode"] for n in nodes} >= {FAR, FAR_NEXT}
+    far = [n for n in nodes if n["localAuthority"]["gssCode"] == FAR_NEXT]
+    assert far[0]["localAuthority"]["neighbours"] == [{"gssCode": FAR}]
+    coordinator = api.token(Role.COORDINATOR, demo["ids"]["coordinator"])
+    body = await both.same(query, {}, coordinator, statements=1)
+    shown = body["data"]["referrals"]["nodes"]
+    assert [n["id"] for n in shown] == [gid("Referral", i) for i in seeded["visible"]]
+    assert not {n["localAuthority"]["gssCode"] for n in shown} & {FAR, FAR_NEXT}
+    # Who recorded one: a member the coordinator may not see is null on both paths.
+    assert any(n["recordedBy"] is None for n in shown)
+    assert any(n["recordedBy"] is not None for n in shown)
+    # By `node`, for every caller: the referral or null.
+    node = f"query($id: ID!) {{ node(id: $id) {{ id ... on Referral {{ {REFERRAL_FIELDS} }} }} }}"
+    far_id = next(r.id for r in seeded["rows"] if r.la_code == FAR)
+    for token in _callers(api, demo["ids"]).values():
+        for pk in (seeded["visible"][0], far_id):
+            await both.same(node, {"id": gid("Referral", pk)}, token, statements=1)
+
+
+async def test_referral_cursors_and_page_sizes_get_todays_errors(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    await _seed_referrals(db, demo)
+    both = Both(api, app, sql_counter)
+    query = """query($n: Int, $l: Int, $a: String, $b: String) {
+      referrals(first: $n, last: $l, after: $a, before: $b) { totalCount nodes { id } } }"""
+    visit_cursor = "W3sidCI6IjE5MDAtMDEtMDFUMDA6MDA6MDArMDA6MDAifSwxXQ"  # a visit list's
+    ordered = base64.urlsafe_b64encode(b'{"o":"NAME_ASC","k":["a",1]}').decode().rstrip("=")
+    for token in (api.token(Role.ADMIN), api.token(Role.COORDINATOR, demo["ids"]["coordinator"])):
+        for variables in (
+            {"a": "not a cursor"},
+            {"b": visit_cursor},
+            {"a": ordered},
+            {"a": "W3RydWVd"},  # [true]
+            {"b": "WzkyMjMzNzIwMzY4NTQ3NzU4MDhd"},  # [2**63]: out of range
+            {"n": 0},
+            {"l": 101},
+            {"n": 2, "l": 2},
+        ):
+            resolved, compiled, _ = await both.run(query, variables, token)
+            assert resolved.get("errors"), variables
+            assert _exact(compiled.get("data")) == _exact(resolved.get("data")), variables
+            assert compiled.get("errors") == resolved.get("errors"), variables
+            assert not both.compiled, variables  # the resolvers' own refusal
+        # A valid cursor past the end: an empty page, compiled.
+        body = await both.same(query, {"a": "Wzk5OTk5OTk5XQ"}, token, statements=1)
+        assert body["data"]["referrals"] == {"totalCount": 0, "nodes": []}
+
+
+async def test_a_referral_district_is_normalised_once_per_request(
+    api: Api,
+    app: Any,
+    sql_counter: StatementCounter,
+    demo: dict[str, Any],
+    db: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _seed_referrals(db, demo)
+    calls: list[str] = []
+    normalise = filters.postcode_district
+
+    def counted(value: str) -> str | None:
+        calls.append(value)
+        return normalise(value)
+
+    monkeypatch.setattr(filters, "postcode_district", counted)
+    both = Both(api, app, sql_counter)
+    query = "query($d: String) { referrals(district: $d) { totalCount } }"
+    admin = api.token(Role.ADMIN)
+    await both.same(query, {"d": " n12 "}, admin, statements=1)  # compiles the plan
+    calls.clear()
+    body = await both.same(query, {"d": "en1 "}, admin, statements=1)
+    # Once for each of the three requests: the resolvers', the compiled path's and the
+    # fast lane's (the same plan, bound again).
+    assert calls == ["en1 "] * 3
+    assert body["data"]["referrals"]["totalCount"] > 0

@@ -14,8 +14,8 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
-from care import models
-from schema import types
+from care import models, queries
+from schema import filters, types
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
 from schema.query import Query
@@ -126,6 +126,11 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
     assert records(types.Cluster)["localAuthority"] == ToOne(
         "local_authority", "la_code", target="gss_code"
     )
+    # A referral's council and who recorded it: records, as the cluster's.
+    assert records(types.Referral) == {
+        "localAuthority": ToOne("local_authority", "la_code", target="gss_code"),
+        "recordedBy": ToOne("member", "recorded_by_id"),
+    }
     for name in (
         "Cluster",
         "Visit",
@@ -135,6 +140,7 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
         "AvailabilityWindow",
         "CoverExchange",
         "Coop",
+        "Referral",
     ):
         for field, spec in records(getattr(types, name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
@@ -237,7 +243,15 @@ def test_a_root_list_is_declared_once_for_both_paths() -> None:
         "coverExchanges",
         "myCoverExchanges",
         "myCoverOffers",
+        "referrals",
     }
+    # The referral list: the district normalised by its filters' values (once per
+    # request, for both paths), junk as "", which matches nothing.
+    referrals = declared["referrals"]
+    assert referrals.filters is filters.REFERRALS and referrals.sort == queries.REFERRAL_SORT
+    assert filters.REFERRALS.values({"district": " n12 8qb "})["district"] == "N12"
+    assert filters.REFERRALS.values({"district": "ZZ!"})["district"] == ""
+    assert filters.REFERRALS.values({})["district"] is None
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, registry.Page):
