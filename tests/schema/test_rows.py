@@ -55,6 +55,8 @@ class Sample(relay.Node):
     day: dt.date | None
     tags: list[str]
     notes: list[str] | None
+    colours: list[Colour]
+    maybe_colours: list[Colour] | None
     done: bool
     where: Point | None
     owner_id: strawberry.Private[int]
@@ -73,6 +75,8 @@ ROW = SimpleNamespace(
     day=None,
     tags=None,
     notes=None,
+    colours=["RED", "RED"],
+    maybe_colours=None,
     done=None,
     owner_id=3,
 )
@@ -84,6 +88,13 @@ def test_a_row_becomes_an_object_by_the_annotations() -> None:
     assert sample.colour is Colour.RED and sample.shade is None
     assert sample.hours == 7.5 and type(sample.hours) is float
     assert sample.tags == [] and sample.notes is None  # a null array: [] unless nullable
+    # A list of enums: each item from its stored value, as a single enum.
+    assert sample.colours == [Colour.RED, Colour.RED]
+    assert all(c is Colour.RED for c in sample.colours)
+    assert sample.maybe_colours is None
+    assert from_row(
+        Sample, SimpleNamespace(**{**vars(ROW), "maybe_colours": ["RED"]}), where=None
+    ).maybe_colours == [Colour.RED]
     assert sample.done is False
     assert sample.where == Point(x=1.0)
 
@@ -103,6 +114,8 @@ def test_the_compiler_reads_the_same_fields_with_the_same_renderings() -> None:
         "day": Column("day", Render.DATE),
         "tags": Column("tags", Render.LIST_OR_EMPTY, present=True),
         "notes": Column("notes", Render.LIST),
+        "colours": Column("colours", Render.LIST_OR_EMPTY, present=True),
+        "maybeColours": Column("maybe_colours", Render.LIST),
         "done": Column("done", present=True),
     }
 
@@ -302,8 +315,16 @@ class Odd:
     state: Spelled
 
 
+@strawberry.type
+class OddList:
+    states: list[Spelled]
+
+
 def test_an_enum_whose_values_are_not_its_names_is_refused() -> None:
     # The compiled path writes an enum's stored value between quotes, unescaped: only a
     # GraphQL name may be written so.
     with pytest.raises(RuntimeError, match="Spelled"):
         data_columns(Odd)
+    # So is a list of them (a list's items are written as its enum's stored values).
+    with pytest.raises(RuntimeError, match="Spelled"):
+        data_columns(OddList)
