@@ -14,6 +14,7 @@ from care import queries
 from care.geography import postcode_district
 from care.models import Coop as CoopRow
 from care.models import LocalAuthority as LocalAuthorityRow
+from care.models import Partnership as PartnershipRow
 from care.models import Pool as PoolRow
 from schema import filters
 from schema.candidates import CandidateQueries
@@ -64,7 +65,6 @@ from schema.types import (
     document_enum,
     load_cluster,
     load_member,
-    partnership_from_row,
     referral_from_row,
     resolve_global_id,
     root_list,
@@ -510,14 +510,14 @@ class Query(
         extensions=guard(PAS),
     )
 
-    @strawberry.field(
+    partnerships = root_list(
+        "partnership",
+        Partnership,
+        order=(PartnershipRow.id,),
         description="This instance's partnerships with other co-ops' instances, in every "
         "status, oldest first (admins). See docs/federation.md, section 8.",
         extensions=guard(ADMINS),
     )
-    async def partnerships(self, info: Info) -> list[Partnership]:
-        rows = await info.context.rows(queries.partnerships(info.context.viewer))
-        return [partnership_from_row(r) for r in rows]
 
     @strawberry.field(
         description="People waiting for care (referrals), in the order they were recorded, "

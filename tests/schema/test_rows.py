@@ -16,6 +16,7 @@ from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
 from care import models
 from schema import types
+from schema.build import create_schema
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
 from schema.query import Query
@@ -171,6 +172,7 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
         "CoopMember",
         "LocalAuthority",
         "CoverExchange",
+        "Partnership",
     ):
         declared = lists(getattr(types, name))
         assert declared, name
@@ -287,9 +289,11 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
     # is not a declaration's and fails here.
     declared = root_rows(Query)
-    assert set(declared) == {"coop", "localAuthorities", "pools"}
+    assert set(declared) == {"coop", "localAuthorities", "pools", "partnerships"}
     assert declared["coop"].one and not declared["pools"].one
+    assert not declared["partnerships"].one
     assert declared["pools"].order == (models.Pool.id,)
+    assert declared["partnerships"].order == (models.Partnership.id,)
     assert declared["localAuthorities"].order == (models.LocalAuthority.gss_code,)
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
@@ -304,6 +308,21 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
     # `coverRules` is built in Python: not read by the compiler (a query for it falls back).
     assert "coverRules" not in registry.FIELDS["Coop"]
+
+
+def test_every_field_of_a_partnership_compiles() -> None:
+    # `Partnership`'s fields are columns of `queries.partnership_select` (`keyIds` an array
+    # of text) or a declared list (`localAuthorities`, one row per council of the
+    # manifest's JSON): none is built in Python, so `partnerships` compiles whatever it
+    # asks for.
+    graphql = create_schema()._schema.type_map
+    for name in ("Partnership", "PartnerLocalAuthority"):
+        assert set(graphql[name].fields) == set(registry.FIELDS[name]), name  # type: ignore[union-attr]
+    councils = lists(types.Partnership)["localAuthorities"]
+    assert (councils.source, councils.parent) == ("partner_local_authority", models.Partnership.id)
+    assert registry.FIELDS["Query"]["partnerships"] is root_rows(Query)["partnerships"]
+    # The resolvers' loader (`node`, the mutations' payloads) reads the same select.
+    assert types.LISTED["partnership"][0] is registry.SOURCES["partnership"].build
 
 
 class Spelled(Enum):
