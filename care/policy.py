@@ -438,6 +438,11 @@ def sees_coop_records(viewer: Viewer) -> bool:
     return viewer.in_coop
 
 
+def sees_partnerships(viewer: Viewer) -> bool:
+    """Partnerships with other instances, and what their manifests say, are for admins."""
+    return viewer.is_admin
+
+
 def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[bool]:
     role = viewer.role
     if role in (Role.ADMIN, Role.COORDINATOR):

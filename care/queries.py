@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     Select,
+    Text,
     and_,
     any_,
     bindparam,
@@ -31,9 +32,12 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
+    type_coerce,
     union,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
 from care import policy
@@ -858,37 +862,95 @@ def offer_summaries(viewer: Viewer, ids: Sequence[int]) -> Select:
 # --- partnerships with other instances ------------------------------------------------------
 
 
-def partnerships(viewer: Viewer, ids: Sequence[int] | None = None) -> Select:
-    """Partnerships, for admins only (anyone else: no rows). Never the pseudonym key;
-    of the partner's public keys only their ids."""
+def _json_text(value: Any) -> ColumnElement[str]:
+    """A JSON value of a partner's manifest as text, as Python's `str()` of it read the
+    value before: a string's own text, an integer's digits, `None` for a JSON null or a
+    missing member (never SQL null: the fields are non-null). The manifest's values are
+    stored as strings (`federation.client.parse_manifest` writes `str()` of each)."""
+    return func.coalesce(value, literal_column("'None'", Text))
+
+
+def _array_or_empty(value: Any) -> ColumnElement[Any]:
+    """A JSONB column's elements if it holds an array, none otherwise (a JSON null was
+    read as no elements too)."""
+    return case(
+        (func.jsonb_typeof(value) == literal_column("'array'"), value),
+        else_=literal_column("'[]'::jsonb", JSONB),
+    )
+
+
+# The ids (`kid`) of a partner's public keys, in the manifest's order: an array of text,
+# so both read paths take it as it is (`Partnership.keyIds`).
+_KEY_IDS = (
+    func.jsonb_array_elements_text(
+        func.jsonb_path_query_array(Partnership.keys, literal_column("'$[*].kid'::jsonpath"))
+    )
+    .table_valued("value", with_ordinality="position")
+    .render_derived("partner_kid")
+)
+
+
+def partnership_select(viewer: Viewer) -> Select:
+    """Partnerships, for admins only (anyone else: no rows), by the columns of
+    `schema.types.Partnership` (both read paths: `Query.partnerships`, the loader). Never
+    the pseudonym key; of the partner's public keys only their ids."""
+    key_ids = select(_json_text(_KEY_IDS.c.value)).order_by(_KEY_IDS.c.position)
+    stmt = select(
+        Partnership.id,
+        Partnership.base_url,
+        Partnership.coop_name,
+        Partnership.home_la_code.label("home_local_authority"),
+        Partnership.direction,
+        Partnership.status,
+        Partnership.requested_scopes,
+        Partnership.granted_scopes,
+        Partnership.suspended_by,
+        Partnership.protocol_version,
+        func.array(key_ids.scalar_subquery()).label("key_ids"),
+        Partnership.manifest_fetched_at,
+        Partnership.last_contact_at,
+        Partnership.last_error,
+        Partnership.last_error_at,
+        Partnership.last_sync_at,
+        Partnership.created_at,
+        Partnership.updated_at,
+    )
+    if not policy.sees_partnerships(viewer):
+        stmt = stmt.where(literal(False))
+    return stmt
+
+
+def partnerships(viewer: Viewer, ids: Sequence[int]) -> Select:
+    """The partnerships of `ids` the caller may see (`partnership_select`), in id order."""
+    return partnership_select(viewer).where(Partnership.id.in_(ids)).order_by(Partnership.id)
+
+
+# The local authorities of a partnership's manifest, one row each, in the manifest's order.
+_PARTNER_LAS = (
+    func.jsonb_array_elements(_array_or_empty(Partnership.local_authorities))
+    .table_valued("value", with_ordinality="position")
+    .render_derived()
+    .lateral("partner_la")
+)
+PARTNER_LOCAL_AUTHORITY_ORDER = (_PARTNER_LAS.c.position,)
+
+
+def partner_local_authority_select(viewer: Viewer) -> Select:
+    """The local authorities partners serve, from their manifests (`Partnership.
+    localAuthorities`, both read paths: `schema.types.many` by `Partnership.id`), for
+    admins only as the partnerships are."""
+    element = type_coerce(_PARTNER_LAS.c.value, JSONB)
     stmt = (
         select(
-            Partnership.id,
-            Partnership.base_url,
-            Partnership.coop_name,
-            Partnership.home_la_code,
-            Partnership.local_authorities,
-            Partnership.direction,
-            Partnership.status,
-            Partnership.requested_scopes,
-            Partnership.granted_scopes,
-            Partnership.suspended_by,
-            Partnership.protocol_version,
-            func.jsonb_path_query_array(
-                Partnership.keys, literal_column("'$[*].kid'::jsonpath")
-            ).label("key_ids"),
-            Partnership.manifest_fetched_at,
-            Partnership.last_contact_at,
-            Partnership.last_error,
-            Partnership.last_error_at,
-            Partnership.last_sync_at,
-            Partnership.created_at,
-            Partnership.updated_at,
+            _json_text(element["gssCode"].astext).label("gss_code"),
+            _json_text(element["name"].astext).label("name"),
         )
-        .where(literal(viewer.is_admin))
-        .order_by(Partnership.id)
+        .select_from(Partnership)
+        .join(_PARTNER_LAS, true())
     )
-    return stmt if ids is None else stmt.where(Partnership.id.in_(ids))
+    if not policy.sees_partnerships(viewer):
+        stmt = stmt.where(literal(False))
+    return stmt
 
 
 # --- referrals ---------------------------------------------------------------------------

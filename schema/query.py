@@ -13,6 +13,7 @@ from strawberry import relay
 from care import queries
 from care.models import Coop as CoopRow
 from care.models import LocalAuthority as LocalAuthorityRow
+from care.models import Partnership as PartnershipRow
 from care.models import Pool as PoolRow
 from schema import filters
 from schema.candidates import CandidateQueries
@@ -60,7 +61,6 @@ from schema.types import (
     document_enum,
     load_cluster,
     load_member,
-    partnership_from_row,
     resolve_global_id,
     root_list,
     root_page,
@@ -505,14 +505,14 @@ class Query(
         extensions=guard(PAS),
     )
 
-    @strawberry.field(
+    partnerships = root_list(
+        "partnership",
+        Partnership,
+        order=(PartnershipRow.id,),
         description="This instance's partnerships with other co-ops' instances, in every "
         "status, oldest first (admins). See docs/federation.md, section 8.",
         extensions=guard(ADMINS),
     )
-    async def partnerships(self, info: Info) -> list[Partnership]:
-        rows = await info.context.rows(queries.partnerships(info.context.viewer))
-        return [partnership_from_row(r) for r in rows]
 
     referrals = root_page(
         "referral",

@@ -61,7 +61,7 @@ class DataField:
     kind: Kind
     nullable: bool
     convert: Callable[[Any], Any]
-    enum: type[Enum] | None = None  # an ENUM field's Python enum
+    enum: type[Enum] | None = None  # an ENUM field's Python enum, or a LIST's items' enum
 
 
 def _kind(hint: Any) -> tuple[Kind, bool, Any]:
@@ -92,6 +92,12 @@ def _converter(kind: Kind, nullable: bool, hint: Any) -> Callable[[Any], Any]:
     if kind is Kind.FLOAT:
         return lambda value: None if value is None else float(value)
     if kind is Kind.LIST:
+        (item,) = get_args(hint)
+        if isinstance(item, type) and issubclass(item, Enum):
+            # A list of enums (a partnership's scopes): each from its stored value.
+            if nullable:
+                return lambda value: None if value is None else [item(v) for v in value]
+            return lambda value: [item(v) for v in value or ()]
         if nullable:
             return lambda value: None if value is None else list(value)
         return lambda value: list(value or ())
@@ -134,9 +140,17 @@ def _data_fields(cls: type) -> tuple[DataField, ...]:
         kind, nullable, hint = _kind(hint)
         graphql_name = to_camel_case(field.name) if exposed else None
         convert = _converter(kind, nullable, hint)
-        enum = hint if kind is Kind.ENUM else None
+        enum = hint if kind is Kind.ENUM else _listed_enum(kind, hint)
         found.append(DataField(field.name, graphql_name, kind, nullable, convert, enum))
     return tuple(found)
+
+
+def _listed_enum(kind: Kind, hint: Any) -> type[Enum] | None:
+    """The enum of a list of enums' items (checked and written as an enum's are)."""
+    if kind is not Kind.LIST:
+        return None
+    (item,) = get_args(hint)
+    return item if isinstance(item, type) and issubclass(item, Enum) else None
 
 
 # The metadata key under which a field declares the record it holds.

@@ -1724,8 +1724,13 @@ class Partnership(relay.Node):
         description="GSS code of the partner co-op's home local authority, from its "
         "manifest; null if it gave none."
     )
-    local_authorities: list[PartnerLocalAuthority] = strawberry.field(
-        description="The local authorities the partner serves, from its manifest."
+    # Read from the manifest's JSON by `queries.partner_local_authority_select`, one row
+    # each, on both read paths.
+    local_authorities: list[PartnerLocalAuthority] = many(
+        "partner_local_authority",
+        models.Partnership.id,
+        order=queries.PARTNER_LOCAL_AUTHORITY_ORDER,
+        description="The local authorities the partner serves, from its manifest.",
     )
     direction: PartnershipDirection = strawberry.field(description="Who proposed it.")
     status: PartnershipStatus = strawberry.field(description="Where it stands.")
@@ -1776,30 +1781,9 @@ class Partnership(relay.Node):
 
 
 def partnership_from_row(row: Row[Any]) -> Partnership:
-    return Partnership(
-        id=row.id,
-        base_url=row.base_url,
-        coop_name=row.coop_name,
-        home_local_authority=row.home_la_code,
-        local_authorities=[
-            PartnerLocalAuthority(gss_code=str(la.get("gssCode")), name=str(la.get("name")))
-            for la in (row.local_authorities or [])
-        ],
-        direction=enums.PartnershipDirection(row.direction),
-        status=enums.PartnershipStatus(row.status),
-        requested_scopes=[enums.PartnerScope(s) for s in row.requested_scopes],
-        granted_scopes=[enums.PartnerScope(s) for s in row.granted_scopes],
-        suspended_by=enums.PartnershipSide(row.suspended_by) if row.suspended_by else None,
-        protocol_version=row.protocol_version,
-        key_ids=[str(k) for k in (row.key_ids or [])],
-        manifest_fetched_at=row.manifest_fetched_at,
-        last_contact_at=row.last_contact_at,
-        last_error=row.last_error,
-        last_error_at=row.last_error_at,
-        last_sync_at=row.last_sync_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    """A partnership from a row of `queries.partnership_select`: every field is a column
+    (`keyIds` an array of text), as the compiled path reads them."""
+    return from_row(Partnership, row)
 
 
 load_partnership: Loader[Partnership] = by_id_loader(
@@ -1933,5 +1917,10 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "cover_exchange_event": (
         queries.cover_exchange_event_select,
         lambda row: from_row(CoverExchangeEvent, row),
+    ),
+    "partnership": (queries.partnership_select, partnership_from_row),
+    "partner_local_authority": (
+        queries.partner_local_authority_select,
+        lambda row: from_row(PartnerLocalAuthority, row),
     ),
 }

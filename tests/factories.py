@@ -59,20 +59,18 @@ class Build:
         return obj
 
     async def partnership(self, base_url: str, scopes: list[str], **extra: Any) -> Partnership:
-        """An ACTIVE partnership we proposed to another instance, granting `scopes`."""
-        return await self._add(
-            Partnership(
-                base_url=base_url,
-                graphql_endpoint=f"{base_url}/graphql",
-                proposal_ref=uuid.uuid4(),
-                direction="OUTGOING",
-                status="ACTIVE",
-                requested_scopes=scopes,
-                granted_scopes=scopes,
-                protocol_version="coopnet-federation/1",
-                **extra,
-            )
-        )
+        """An ACTIVE partnership we proposed to another instance, granting `scopes`;
+        `extra` sets other columns or overrides these (another status, direction)."""
+        defaults: dict[str, Any] = {
+            "graphql_endpoint": f"{base_url}/graphql",
+            "proposal_ref": uuid.uuid4(),
+            "direction": "OUTGOING",
+            "status": "ACTIVE",
+            "requested_scopes": scopes,
+            "granted_scopes": scopes,
+            "protocol_version": "coopnet-federation/1",
+        }
+        return await self._add(Partnership(base_url=base_url, **(defaults | extra)))
 
     async def las(self) -> None:
         self.s.add_all(

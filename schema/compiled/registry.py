@@ -246,6 +246,9 @@ SOURCES: dict[str, Source] = {
     "local_authority": Source(build=queries.local_authority_select),
     # The co-op's public profile (one row; its cover rules are not read here).
     "coop": Source(build=queries.coop_select),
+    # Partnerships with other instances and their manifests' local authorities (admins).
+    "partnership": Source(build=queries.partnership_select),
+    "partner_local_authority": Source(build=queries.partner_local_authority_select),
 }
 
 
@@ -558,4 +561,10 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **records(types.Referral),
         "id": GlobalId(),
     },
+    "Partnership": {
+        **data_columns(types.Partnership),
+        **declared_lists(types.Partnership),
+        "id": GlobalId(),
+    },
+    "PartnerLocalAuthority": data_columns(types.PartnerLocalAuthority),
 }

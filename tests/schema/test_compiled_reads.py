@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.db import session_factory
 from api.graphiql_page import fill_dates, load_examples
 from care.demo import LONDON, load_demo
-from care.enums import Role
+from care.enums import PartnershipStatus, Role
 from care.models import (
     MAX_VISIT_LENGTH,
     CarerLink,
@@ -39,6 +39,7 @@ from care.models import (
     LocalAuthorityNeighbour,
     Member,
     PaProfile,
+    Partnership,
     Referral,
     Visit,
 )
@@ -2009,3 +2010,201 @@ async def test_a_referral_district_is_normalised_once_per_request(
     # fast lane's (the same plan, bound again).
     assert calls == ["en1 "] * 3
     assert body["data"]["referrals"]["totalCount"] > 0
+
+
+# --- partnerships (`Query.partnerships`, admins only) --------------------------------------
+
+# Text JSON escapes: quotes, a backslash, control characters, and characters it does not
+# escape (non-ASCII, "/", "<").
+ESCAPED = 'Q "uote" \\ back\nline\ttab\x01\x1f é 🙂 </script>'
+PARTNERSHIP_FIELDS = """__typename id baseUrl coopName homeLocalAuthority
+    localAuthorities { __typename gssCode name } direction status requestedScopes
+    grantedScopes suspendedBy protocolVersion keyIds manifestFetchedAt lastContactAt
+    lastError lastErrorAt lastSyncAt createdAt updatedAt"""
+PARTNERSHIPS = "query { partnerships { " + PARTNERSHIP_FIELDS + " } }"
+# With other root fields that compile, aliases, a fragment, an inline fragment, a
+# directive, and the same field twice (merged).
+PARTNERSHIPS_MIXED = """
+query Mixed($withKeys: Boolean!) {
+  pools { id name }
+  coop { name homeLocalAuthority { gssCode } }
+  localAuthorities { gssCode }
+  clusters(first: 2) { totalCount nodes { name } }
+  all: partnerships { ...Partner ... on Partnership { keyIds @include(if: $withKeys) } }
+  again: partnerships { id councils: localAuthorities { code: gssCode gssCode }
+    localAuthorities { name } state: status }
+  partnerships { id localAuthorities { __typename } }
+}
+fragment Partner on Partnership { id url: baseUrl status suspendedBy
+  localAuthorities { name gssCode } }"""
+
+
+def _old_partnership_lists(las: Any, keys: Any) -> tuple[list[dict[str, str]], list[str]]:
+    """`localAuthorities` and `keyIds` as the resolver built them in Python before both
+    paths read them from the select: `str()` of each JSON value."""
+    councils = [
+        {
+            "__typename": "PartnerLocalAuthority",
+            "gssCode": str(la.get("gssCode")),
+            "name": str(la.get("name")),
+        }
+        for la in (las or [])
+    ]
+    return councils, [str(k["kid"]) for k in (keys or []) if "kid" in k]
+
+
+async def _partnerships(db: AsyncSession) -> list[Partnership]:
+    """A partnership in every status, each direction, with none, one and several local
+    authorities and keys, text JSON escapes, and what the manifest parser never writes
+    (a missing or null name, a number for a code, JSON null for the lists, a key
+    without a kid), which both paths read as Python's `str()` did."""
+    moment = dt.datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=dt.UTC)
+    many_las = [
+        {"gssCode": "E09000003", "name": "Barnet"},
+        {"gssCode": "E09000010", "name": ESCAPED},
+        {"gssCode": "W06000015", "name": "Caerdydd / Cardiff"},
+        {"gssCode": "S12000036"},
+        {"gssCode": 12345, "name": None},
+    ]
+    keys = [{"kty": "OKP", "kid": f"kid-{i}-{ESCAPED}"} for i in range(3)]
+    specs: list[dict[str, Any]] = [
+        dict(
+            status="PROPOSED",
+            direction="INCOMING",
+            requested_scopes=["COVER"],
+            granted_scopes=[],
+            local_authorities=[],
+            keys=[],
+        ),
+        dict(
+            status="ACTIVE",
+            coop_name=ESCAPED,
+            home_la_code="E09000003",
+            local_authorities=many_las,
+            keys=[*keys, {"kty": "OKP"}],
+            manifest_fetched_at=moment,
+            last_contact_at=moment,
+            last_sync_at=moment,
+            requested_scopes=["AVAILABILITY", "COVER", "MARKET_DATA"],
+            granted_scopes=["MARKET_DATA", "AVAILABILITY"],
+        ),
+        dict(
+            status="REJECTED",
+            direction="INCOMING",
+            granted_scopes=[],
+            local_authorities=[{"gssCode": "E06000001", "name": "Hartlepool"}],
+            keys=keys[:1],
+            last_error=ESCAPED,
+            last_error_at=moment,
+        ),
+        dict(
+            status="SUSPENDED",
+            suspended_by="PARTNER",
+            local_authorities=many_las[:2],
+            keys=keys[:2],
+        ),
+        dict(status="SUSPENDED", suspended_by="US", coop_name="Us Suspended"),
+        dict(status="ENDED", local_authorities=None, keys=None),
+    ]
+    made = []
+    for i, extra in enumerate(specs):
+        extra.setdefault("requested_scopes", ["AVAILABILITY", "COVER"])
+        extra.setdefault("granted_scopes", ["COVER"])
+        made.append(
+            await Build(db).partnership(
+                f"https://p{i}.example/co-op/{ESCAPED}", extra.pop("requested_scopes"), **extra
+            )
+        )
+    await db.commit()
+    return made
+
+
+def _data_bytes(response: Any) -> bytes:
+    """The response's `data`, as sent (its `extensions` differ: the statements run)."""
+    content: bytes = response.content
+    assert content.startswith(b'{"data":'), content[:100]
+    return content[len(b'{"data":') : content.rindex(b',"extensions":')]
+
+
+async def test_partnerships_are_identical_on_both_paths_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    made = await _partnerships(db)
+    both = Both(api, app, sql_counter)
+    operations = [
+        (PARTNERSHIPS, {}),
+        (PARTNERSHIPS_MIXED, {"withKeys": True}),
+        (PARTNERSHIPS_MIXED, {"withKeys": False}),
+    ]
+    admin = api.token(Role.ADMIN)
+    for name, token in _callers(api, demo["ids"]).items():
+        for query, variables in operations:
+            resolved, compiled, ran = await both.run(query, variables, token)
+            assert _exact(compiled.get("data")) == _exact(resolved.get("data")), name
+            assert compiled.get("errors") == resolved.get("errors"), name
+            if name == "admin":
+                assert not resolved.get("errors") and both.compiled and ran == 1, name
+            else:
+                # Refused by the field's access rule on both paths alike (the compiler
+                # hands the operation to the resolvers, which refuse with today's code).
+                assert not both.compiled, name
+                codes = {e["extensions"]["code"] for e in resolved["errors"]}
+                assert codes == {"FORBIDDEN" if token else "UNAUTHENTICATED"}, name
+    # The bytes as sent, not only the values: JSON escapes written alike.
+    state = app.state
+    for query, variables in operations:
+        state.compiled_reads = state.fast_lane = False
+        try:
+            resolved_raw = await api.post(query, variables, token=admin)
+        finally:
+            state.compiled_reads = state.fast_lane = True
+        compiled_raw = await api.post(query, variables, token=admin)
+        assert _data_bytes(compiled_raw) == _data_bytes(resolved_raw)
+    # Every partnership, oldest first, as the resolver built them from the JSON before.
+    body = await both.same(PARTNERSHIPS, {}, admin, statements=1)
+    rows = body["data"]["partnerships"]
+    ours = [row for row in rows if row["id"] in {gid("Partnership", p.id) for p in made}]
+    assert [row["id"] for row in rows] == sorted(
+        (row["id"] for row in rows), key=lambda g: int(base64.b64decode(g).split(b":")[1])
+    )
+    assert len(ours) == len(made) and len(rows) == len(made) + 2  # the demo's two
+    for row, partnership in zip(ours, made, strict=True):
+        councils, key_ids = _old_partnership_lists(partnership.local_authorities, partnership.keys)
+        assert row["localAuthorities"] == councils
+        assert row["keyIds"] == key_ids
+        assert row["status"] == partnership.status and row["baseUrl"] == partnership.base_url
+    assert {len(row["localAuthorities"]) for row in ours} == {0, 1, 2, 5}
+    assert {len(row["keyIds"]) for row in ours} == {0, 1, 2, 3}
+    assert {row["status"] for row in ours} == {s.value for s in PartnershipStatus}
+    assert {row["suspendedBy"] for row in ours} == {None, "US", "PARTNER"}
+    busy = ours[1]
+    assert busy["coopName"] == ESCAPED and busy["grantedScopes"] == ["MARKET_DATA", "AVAILABILITY"]
+    assert busy["localAuthorities"][3:] == [
+        {"__typename": "PartnerLocalAuthority", "gssCode": "S12000036", "name": "None"},
+        {"__typename": "PartnerLocalAuthority", "gssCode": "12345", "name": "None"},
+    ]
+    assert busy["manifestFetchedAt"] == "2026-03-04T05:06:07.000089+00:00"
+
+
+async def test_a_partnership_by_node_and_its_loader_answer_as_before(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    # `node` does not read Partnership: the request goes to the resolvers, whose loader
+    # reads the select `partnerships` reads (`queries.partnership_select`), and whose
+    # `localAuthorities` is the same declared list.
+    made = await _partnerships(db)
+    both = Both(api, app, sql_counter)
+    query = (
+        "query($id: ID!) { node(id: $id) { ... on Partnership { " + PARTNERSHIP_FIELDS + " } } }"
+    )
+    listed = (await both.same(PARTNERSHIPS, {}, api.token(Role.ADMIN), statements=1))["data"]
+    by_id = {row["id"]: row for row in listed["partnerships"]}
+    for name, token in _callers(api, demo["ids"]).items():
+        for partnership in made:
+            value = gid("Partnership", partnership.id)
+            body = await both.same(query, {"id": value}, token, statements=None)
+            assert not both.compiled
+            if name == "admin":
+                assert body["data"]["node"] == by_id[value]
+            else:
+                assert body["data"]["node"] is None  # no one else sees a partnership

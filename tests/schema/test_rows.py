@@ -16,6 +16,7 @@ from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
 from care import models, queries
 from schema import filters, types
+from schema.build import create_schema
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
 from schema.query import Query
@@ -55,6 +56,8 @@ class Sample(relay.Node):
     day: dt.date | None
     tags: list[str]
     notes: list[str] | None
+    colours: list[Colour]
+    maybe_colours: list[Colour] | None
     done: bool
     where: Point | None
     owner_id: strawberry.Private[int]
@@ -73,6 +76,8 @@ ROW = SimpleNamespace(
     day=None,
     tags=None,
     notes=None,
+    colours=["RED", "RED"],
+    maybe_colours=None,
     done=None,
     owner_id=3,
 )
@@ -84,6 +89,13 @@ def test_a_row_becomes_an_object_by_the_annotations() -> None:
     assert sample.colour is Colour.RED and sample.shade is None
     assert sample.hours == 7.5 and type(sample.hours) is float
     assert sample.tags == [] and sample.notes is None  # a null array: [] unless nullable
+    # A list of enums: each item from its stored value, as a single enum.
+    assert sample.colours == [Colour.RED, Colour.RED]
+    assert all(c is Colour.RED for c in sample.colours)
+    assert sample.maybe_colours is None
+    assert from_row(
+        Sample, SimpleNamespace(**{**vars(ROW), "maybe_colours": ["RED"]}), where=None
+    ).maybe_colours == [Colour.RED]
     assert sample.done is False
     assert sample.where == Point(x=1.0)
 
@@ -103,6 +115,8 @@ def test_the_compiler_reads_the_same_fields_with_the_same_renderings() -> None:
         "day": Column("day", Render.DATE),
         "tags": Column("tags", Render.LIST_OR_EMPTY, present=True),
         "notes": Column("notes", Render.LIST),
+        "colours": Column("colours", Render.LIST_OR_EMPTY, present=True),
+        "maybeColours": Column("maybe_colours", Render.LIST),
         "done": Column("done", present=True),
     }
 
@@ -164,6 +178,7 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
         "CoopMember",
         "LocalAuthority",
         "CoverExchange",
+        "Partnership",
     ):
         declared = lists(getattr(types, name))
         assert declared, name
@@ -288,9 +303,11 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
     # is not a declaration's and fails here.
     declared = root_rows(Query)
-    assert set(declared) == {"coop", "localAuthorities", "pools"}
+    assert set(declared) == {"coop", "localAuthorities", "pools", "partnerships"}
     assert declared["coop"].one and not declared["pools"].one
+    assert not declared["partnerships"].one
     assert declared["pools"].order == (models.Pool.id,)
+    assert declared["partnerships"].order == (models.Partnership.id,)
     assert declared["localAuthorities"].order == (models.LocalAuthority.gss_code,)
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
@@ -307,6 +324,21 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     assert "coverRules" not in registry.FIELDS["Coop"]
 
 
+def test_every_field_of_a_partnership_compiles() -> None:
+    # `Partnership`'s fields are columns of `queries.partnership_select` (`keyIds` an array
+    # of text) or a declared list (`localAuthorities`, one row per council of the
+    # manifest's JSON): none is built in Python, so `partnerships` compiles whatever it
+    # asks for.
+    graphql = create_schema()._schema.type_map
+    for name in ("Partnership", "PartnerLocalAuthority"):
+        assert set(graphql[name].fields) == set(registry.FIELDS[name]), name  # type: ignore[union-attr]
+    councils = lists(types.Partnership)["localAuthorities"]
+    assert (councils.source, councils.parent) == ("partner_local_authority", models.Partnership.id)
+    assert registry.FIELDS["Query"]["partnerships"] is root_rows(Query)["partnerships"]
+    # The resolvers' loader (`node`, the mutations' payloads) reads the same select.
+    assert types.LISTED["partnership"][0] is registry.SOURCES["partnership"].build
+
+
 class Spelled(Enum):
     HELD = "held by us"
 
@@ -316,8 +348,16 @@ class Odd:
     state: Spelled
 
 
+@strawberry.type
+class OddList:
+    states: list[Spelled]
+
+
 def test_an_enum_whose_values_are_not_its_names_is_refused() -> None:
     # The compiled path writes an enum's stored value between quotes, unescaped: only a
     # GraphQL name may be written so.
     with pytest.raises(RuntimeError, match="Spelled"):
         data_columns(Odd)
+    # So is a list of them (a list's items are written as its enum's stored values).
+    with pytest.raises(RuntimeError, match="Spelled"):
+        data_columns(OddList)
