@@ -95,8 +95,9 @@ WEIGHT_NAMES = {
 async def _respond(info: Info, done: int | None, errors: list[CoverError]) -> CoopPayload:
     coop = None
     if done is not None:
-        rows = await info.context.rows(queries.coop())
-        coop = coop_from_row(rows[0][0]) if rows else None
+        # The select both read paths read (admins only here: the rules are shown).
+        rows = await info.context.rows(queries.coop_select(info.context.viewer))
+        coop = coop_from_row(rows[0]) if rows else None
     return CoopPayload(coop=coop, errors=errors)
 
 
