@@ -20,6 +20,7 @@ from graphql import OperationType, print_ast
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.utils.str_converters import to_camel_case
 
 from api.db import session_factory
 from api.graphiql_page import fill_dates, load_examples
@@ -45,6 +46,7 @@ from schema import types
 from schema.build import create_schema
 from schema.compiled.extension import PLANS
 from schema.context import Context, Limits
+from schema.mutations.coop import CoverWeightsInput
 from schema.rows import data_fields
 from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
@@ -1426,6 +1428,12 @@ def test_the_weights_fields_are_the_stored_names() -> None:
     # column_name`); the GraphQL names are the names a co-op stores them by.
     fields = [(f.name, f.graphql_name) for f in data_fields(types.CoverWeights)]
     assert fields == [(column_name(name), name) for name in DEFAULT_WEIGHTS]
+    # The schema's descriptions say the defaults (the numbers are `DEFAULT_WEIGHTS`'),
+    # on the rules read and on the input that changes them.
+    for kind in (types.CoverWeights, CoverWeightsInput):
+        for field in kind.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+            default = DEFAULT_WEIGHTS[to_camel_case(field.python_name)]
+            assert field.description.endswith(f"(default {default:g})."), field.python_name
 
 
 async def test_cover_rules_are_identical_on_both_paths_for_every_caller(
