@@ -113,6 +113,7 @@ from care.models import (
 )
 from care.services.access import MANAGERS
 from care.viewer import Viewer
+from care.weights import DEFAULT_WEIGHTS, weight
 
 log = logging.getLogger("coopnet.candidates")
 
@@ -124,16 +125,6 @@ DEFAULT_SOURCE_TIMEOUT = 2.0
 LOCAL_ZONE = "Europe/London"
 LONDON = ZoneInfo(LOCAL_ZONE)
 
-# Weights of the preferences, by the name a co-op uses in `coop.cover_weights`.
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "regularPa": 3.0,
-    "continuity": 3.0,
-    "sameCluster": 2.0,
-    "samePool": 1.0,
-    "travel": 1.0,
-    "contractHours": 1.0,
-    "fairness": 1.0,
-}
 # Used when the co-op row is missing (a fresh instance): the same as the column defaults.
 DEFAULT_DBS_VALID_MONTHS = 36
 DEFAULT_MAX_WEEKLY_HOURS = 48.0
@@ -345,12 +336,9 @@ def _at_local(day: Any) -> ColumnElement[dt.datetime]:
 
 
 def _weight(weights: Any, name: str) -> ColumnElement[float]:
-    """The co-op's weight for a part when it set a number, else the default."""
-    key = _k(name)
-    return case(
-        (func.jsonb_typeof(weights.op("->")(key)) == _k("number"), _f(weights.op("->>")(key))),
-        else_=_k(DEFAULT_WEIGHTS[name]),
-    ).label(f"w_{name}")
+    """The co-op's weight for a part (`care.weights.weight`: the rule `Coop.coverRules`
+    shows too)."""
+    return weight(weights, name).label(f"w_{name}")
 
 
 def _target(visit_id: Any) -> Any:
@@ -1170,7 +1158,10 @@ def target_statement(viewer: Viewer, visit_id: int, *, partners: bool = False) -
     else:
         manages = false()
     su = Member.__table__.alias("su")
-    weights = type_coerce(select(Coop.cover_weights).scalar_subquery(), JSONB)
+    weights = type_coerce(
+        func.coalesce(select(Coop.cover_weights).scalar_subquery(), literal_column("'{}'::jsonb")),
+        JSONB,
+    )
     listed = _cover_partners() if partners else type_coerce(literal_column("NULL"), JSONB)
     return (
         select(
@@ -1184,25 +1175,13 @@ def target_statement(viewer: Viewer, visit_id: int, *, partners: bool = False) -
             su.c.latitude,
             su.c.longitude,
             su.c.postcode,
-            weights.label("cover_weights"),
+            *(_weight(weights, name) for name in DEFAULT_WEIGHTS),
             listed.label("partners"),
         )
         .join(ServiceUserProfile, ServiceUserProfile.member_id == Visit.service_user_id)
         .join(su, su.c.id == Visit.service_user_id)
         .where(Visit.id == visit_id, policy.visit_visible(viewer))
     )
-
-
-def weights_from(raw: Any) -> dict[str, float]:
-    """The co-op's weights: `coop.cover_weights` over the defaults, by the rule the local
-    statement applies (`_weight`): a name set to a number overrides, anything else not."""
-    given = raw if isinstance(raw, dict) else {}
-    weights = dict(DEFAULT_WEIGHTS)
-    for name in DEFAULT_WEIGHTS:
-        value = given.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            weights[name] = float(value)
-    return weights
 
 
 def _partner(raw: Mapping[str, Any]) -> Partner:
@@ -1539,7 +1518,7 @@ async def find_cover_candidates(
         ends_at=row.ends_at,
         needs=tuple(row.needs or ()),
         location=_location(row),
-        weights=weights_from(row.cover_weights),
+        weights={name: row._mapping[f"w_{name}"] for name in DEFAULT_WEIGHTS},
         partners=tuple(_partner(p) for p in row.partners or ()),
     )
     others: list[CandidateSource] = [

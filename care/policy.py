@@ -443,6 +443,13 @@ def sees_partnerships(viewer: Viewer) -> bool:
     return viewer.is_admin
 
 
+def cover_rules_visible(viewer: Viewer) -> ColumnElement[bool]:
+    """The co-op's cover rules and weights (`Coop.coverRules`): its own people, not
+    anonymous callers, partners or LA analysts, to whom the co-op's profile is public.
+    A mask over the co-op's row (`care.queries.coop_select`), read by both read paths."""
+    return true() if viewer.in_coop else false()
+
+
 def availability_visible(viewer: Viewer, pa_id_column: Any) -> ColumnElement[bool]:
     role = viewer.role
     if role in (Role.ADMIN, Role.COORDINATOR):

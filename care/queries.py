@@ -69,6 +69,7 @@ from care.models import (
 )
 from care.paging import PageRequest, page, page_params
 from care.viewer import Viewer
+from care.weights import DEFAULT_WEIGHTS, column_name, weight
 
 # Statements reused across requests, by shape (see `_reuse`).
 _TEMPLATES: dict[Hashable, Select] = {}
@@ -97,14 +98,36 @@ def _masked(mask: ColumnElement[bool], column: Any, name: str) -> Any:
 # --- co-op and local authorities -----------------------------------------------------
 
 
-def coop() -> Select:
-    return select(Coop)
+# The column of `coop_select` that is null where the caller may not read the co-op's
+# cover rules (`policy.cover_rules_visible`), and only there (it is not null in the
+# table): both read paths build `Coop.coverRules` from the row when it is set.
+COVER_RULES_SHOWN = "dbs_valid_months"
 
 
 def coop_select(viewer: Viewer) -> Select:
-    """The co-op's one row, by its columns: its public profile (`coop`; `coverRules` are
-    shown by the field's own rule) for both read paths."""
-    return select(*Coop.__table__.c)
+    """The co-op's one row for both read paths: its public profile (`coop`), and its cover
+    rules with the weights in force (`care.weights.weight`: the co-op's own over the
+    defaults, as the candidate statements rank by), by the names of the `CoverRules` and
+    `CoverWeights` fields, masked for callers outside the co-op."""
+    shown = policy.cover_rules_visible(viewer)
+    return select(
+        Coop.id,
+        Coop.name,
+        Coop.kind,
+        Coop.society_number,
+        Coop.cqc_provider_id,
+        Coop.cqc_status,
+        Coop.home_la_code,
+        Coop.description,
+        _masked(shown, Coop.dbs_valid_months, "dbs_valid_months"),
+        _masked(shown, Coop.max_weekly_hours, "max_weekly_hours"),
+        _masked(shown, Coop.min_daily_rest_hours, "min_daily_rest_hours"),
+        _masked(shown, Coop.cover_offer_ttl_minutes, "cover_offer_ttl_minutes"),
+        *(
+            _masked(shown, weight(Coop.cover_weights, name), column_name(name))
+            for name in DEFAULT_WEIGHTS
+        ),
+    )
 
 
 def partnership_with(base_url: str) -> Select:

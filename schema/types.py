@@ -18,7 +18,6 @@ from strawberry.types.enum import StrawberryEnumDefinition
 
 from care import enums, models, queries
 from care.paging import PageRequest, page
-from care.services.coop import effective_weights
 from care.services.visits import to_utc
 from care.viewer import Viewer
 from schema import loaders
@@ -685,7 +684,8 @@ class Coop:
         description="The co-op's public description; null if none is set."
     )
     home_la_code: strawberry.Private[str]
-    rules: strawberry.Private[CoverRules]
+    # None where the select masked them (`care.policy.cover_rules_visible`).
+    rules: strawberry.Private[CoverRules | None]
 
     home_local_authority: LocalAuthority | None = record(
         "local_authority",
@@ -695,8 +695,8 @@ class Coop:
     )
 
     @strawberry.field(description="The rules cover follows; null outside the co-op.")
-    def cover_rules(self, info: Info) -> CoverRules | None:
-        return self.rules if info.context.viewer.in_coop else None
+    def cover_rules(self) -> CoverRules | None:
+        return self.rules
 
 
 @strawberry.type(description="The co-op's rules for cover (see docs/cover.md).")
@@ -738,22 +738,11 @@ class CoverWeights:
 
 
 def coop_from_row(c: Any) -> Coop:
-    w = effective_weights(c.cover_weights)
-    rules = CoverRules(
-        dbs_valid_months=c.dbs_valid_months,
-        max_weekly_hours=float(c.max_weekly_hours),
-        min_daily_rest_hours=float(c.min_daily_rest_hours),
-        cover_offer_ttl_minutes=c.cover_offer_ttl_minutes,
-        weights=CoverWeights(
-            regular_pa=w["regularPa"],
-            continuity=w["continuity"],
-            same_cluster=w["sameCluster"],
-            same_pool=w["samePool"],
-            travel=w["travel"],
-            contract_hours=w["contractHours"],
-            fairness=w["fairness"],
-        ),
-    )
+    """A co-op from its select (`care.queries.coop_select`, the compiled path's too): the
+    rules and weights in force are its columns, null where the caller may not read them."""
+    rules = None
+    if getattr(c, queries.COVER_RULES_SHOWN) is not None:
+        rules = from_row(CoverRules, c, weights=from_row(CoverWeights, c))
     return Coop(
         name=c.name,
         kind=enums.CoopKind(c.kind),

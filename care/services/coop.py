@@ -7,11 +7,11 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.candidates import DEFAULT_WEIGHTS
 from care.enums import Role
 from care.errors import DomainError, DomainErrors, ErrorCode, forbidden
 from care.models import Coop
 from care.viewer import Viewer
+from care.weights import DEFAULT_WEIGHTS
 
 MAX_WEIGHT = 100.0
 
@@ -73,9 +73,3 @@ async def update_cover_rules(session: AsyncSession, viewer: Viewer, rules: Cover
         coop.cover_weights = {**(coop.cover_weights or {}), **rules.weights}
     await session.flush()
     return coop.id
-
-
-def effective_weights(stored: dict[str, float] | None) -> dict[str, float]:
-    """The weights in force: the co-op's own over the defaults."""
-    known = {k: float(v) for k, v in (stored or {}).items() if k in DEFAULT_WEIGHTS}
-    return {**DEFAULT_WEIGHTS, **known}

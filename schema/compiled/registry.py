@@ -168,10 +168,11 @@ class AnyNode:
 @dataclass(frozen=True)
 class Embedded:
     """An object made of the parent row's own columns (`Cluster.centre`: a GeoPoint of
-    its centre's columns), null when the `present` column is."""
+    its centre's columns), null when the `present` column is. Its fields may be objects
+    of the row's columns too (`Coop.coverRules.weights`)."""
 
     present: str
-    fields: Mapping[str, Column]
+    fields: Mapping[str, FieldSpec]
 
 
 FieldSpec = (
@@ -244,7 +245,7 @@ SOURCES: dict[str, Source] = {
     "referral": Source(build=queries.referral_select),
     # Public reference data: no rule applies.
     "local_authority": Source(build=queries.local_authority_select),
-    # The co-op's public profile (one row; its cover rules are not read here).
+    # The co-op's public profile, and its cover rules masked for callers outside it.
     "coop": Source(build=queries.coop_select),
     # Partnerships with other instances and their manifests' local authorities (admins).
     "partnership": Source(build=queries.partnership_select),
@@ -467,11 +468,19 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "id": GlobalId(),
     },
     "Skill": data_columns(types.Skill),
-    # `coverRules` is built in Python (`schema.types.coop_from_row`: the weights merged
-    # with their defaults) and shown by the viewer: a query asking for it falls back.
     "Coop": {
         **data_columns(types.Coop),
         **records(types.Coop),
+        # The rules and the weights in force are columns of the co-op's select, by their
+        # fields' names, null outside the co-op (`queries.COVER_RULES_SHOWN`), as
+        # `schema.types.coop_from_row` reads them.
+        "coverRules": Embedded(
+            queries.COVER_RULES_SHOWN,
+            {
+                **data_columns(types.CoverRules),
+                "weights": Embedded(queries.COVER_RULES_SHOWN, data_columns(types.CoverWeights)),
+            },
+        ),
     },
     "LocalAuthority": {
         **data_columns(types.LocalAuthority),

@@ -8,6 +8,7 @@ import strawberry
 
 from care import queries
 from care.services import coop as service
+from care.weights import DEFAULT_WEIGHTS, column_name
 from schema.context import Info
 from schema.errors import COVER, CoverError
 from schema.mutations.base import mutation, perform
@@ -81,22 +82,17 @@ class CoopPayload:
     )
 
 
-WEIGHT_NAMES = {
-    "regular_pa": "regularPa",
-    "continuity": "continuity",
-    "same_cluster": "sameCluster",
-    "same_pool": "samePool",
-    "travel": "travel",
-    "contract_hours": "contractHours",
-    "fairness": "fairness",
-}
+# The name each weight is stored by (`care.weights.DEFAULT_WEIGHTS`), by the input's
+# Python field names.
+WEIGHT_NAMES = {column_name(name): name for name in DEFAULT_WEIGHTS}
 
 
 async def _respond(info: Info, done: int | None, errors: list[CoverError]) -> CoopPayload:
     coop = None
     if done is not None:
-        rows = await info.context.rows(queries.coop())
-        coop = coop_from_row(rows[0][0]) if rows else None
+        # The select both read paths read (admins only here: the rules are shown).
+        rows = await info.context.rows(queries.coop_select(info.context.viewer))
+        coop = coop_from_row(rows[0]) if rows else None
     return CoopPayload(coop=coop, errors=errors)
 
 

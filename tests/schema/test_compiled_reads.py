@@ -19,9 +19,10 @@ import orjson
 import pytest
 import time_machine
 from graphql import OperationType, print_ast
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.utils.str_converters import to_camel_case
 
 from api.db import session_factory
 from api.graphiql_page import fill_dates, load_examples
@@ -32,6 +33,7 @@ from care.models import (
     CarerLink,
     Cluster,
     ClusterPa,
+    Coop,
     CoverExchange,
     CoverExchangeEvent,
     CoverRequest,
@@ -45,10 +47,13 @@ from care.models import (
 )
 from care.queries import COVER_REQUEST_ORDERS, MEMBER_ORDERS, VISIT_ORDERS
 from care.viewer import Viewer
-from schema import filters
+from care.weights import DEFAULT_WEIGHTS, column_name
+from schema import filters, types
 from schema.build import create_schema
 from schema.compiled.extension import PLANS
 from schema.context import Context, Limits
+from schema.mutations.coop import CoverWeightsInput
+from schema.rows import data_fields
 from tests.api.test_readme_examples import _normalised, readme_operations
 from tests.api.test_timeouts import client_of, code_of, post, running, table_locked
 from tests.conftest import Api, StatementCounter, watching_compiled
@@ -616,11 +621,13 @@ async def test_the_root_rows_are_one_statement_with_data(
     analyst = api.tokens.issue(Role.LA_ANALYST, la_code="E09000003")
     refused = await both.same(POOLS + " ", {}, analyst, statements=None)
     assert refused.get("errors")
-    # `coverRules` is built in Python (defaults merged into the weights): it falls back.
+    # `coverRules`: columns of the co-op's select (the weights merged with their defaults
+    # in SQL), read in the same statement; null outside the co-op.
     rules = "{ coop { name coverRules { dbsValidMonths weights { travel } } } }"
-    body = await both.same(rules, {}, admin, statements=None)
-    assert body["data"]["coop"]["coverRules"]["dbsValidMonths"]
-    assert not both.compiled
+    body = await both.same(rules, {}, admin, statements=1)
+    assert body["data"]["coop"]["coverRules"] == {"dbsValidMonths": 36, "weights": {"travel": 1.0}}
+    body = await both.same(rules, {}, None, statements=1)
+    assert body["data"]["coop"] == {"name": coop["name"], "coverRules": None}
 
 
 async def test_the_cluster_page_is_one_statement_with_data(
@@ -1369,6 +1376,129 @@ async def test_floats_are_written_as_orjson_writes_them(
     assert b'"centre":{"__typename":"GeoPoint","latitude":51.0,"longitude":-0.00001}' in _exact(
         admin["data"]
     )
+
+
+# `Coop.coverRules`: the co-op's rules and the weights in force (its own over the
+# defaults, in SQL: `care.weights.weight`), every field, under aliases, in fragments,
+# with the co-op's other fields and other root fields.
+RULES = "dbsValidMonths maxWeeklyHours minDailyRestHours coverOfferTtlMinutes"
+WEIGHTS = "regularPa continuity sameCluster samePool travel contractHours fairness"
+COVER_RULES = [
+    f"{{ coop {{ coverRules {{ {RULES} weights {{ {WEIGHTS} }} }} }} }}",
+    """query { us: coop { name rules: coverRules { __typename ...Rules
+        weights { __typename w: travel ...Weights } } kind
+        again: coverRules { weights { fairness regularPa } } description }
+      localAuthorities { gssCode } me { name } }
+    fragment Rules on CoverRules { maxWeeklyHours ttl: coverOfferTtlMinutes dbsValidMonths }
+    fragment Weights on CoverWeights { contractHours sameCluster continuity samePool }""",
+    """query($with: Boolean!) { coop { ... on Coop { cqcStatus coverRules @include(if: $with) {
+        ... on CoverRules { minDailyRestHours weights { ... on CoverWeights { samePool } } } }
+      homeLocalAuthority { name } } } pools { name } }""",
+]
+# Stored weights: none, some, all, and values that are not numbers or not weights (the
+# default stays in force, as the candidate statements rank by).
+STORED_WEIGHTS: list[dict[str, Any]] = [
+    {},
+    {"travel": 0.5, "fairness": 0},
+    {
+        "regularPa": 10,
+        "continuity": 1e-6,
+        "sameCluster": 2.0,
+        "samePool": 0,
+        "travel": 0.5,
+        "contractHours": 3,
+        "fairness": 0.00001,
+    },
+    {
+        "regularPa": 100,
+        "continuity": 0.1 + 0.2,
+        "sameCluster": 0.000015,
+        "samePool": True,
+        "travel": "lots",
+        "contractHours": None,
+        "unknown": 5,
+    },
+]
+
+
+def _in_force(stored: dict[str, Any]) -> dict[str, float]:
+    """The weights in force as the GraphQL fields name them, from the test's own reading
+    of the rule: a number overrides the default, anything else does not."""
+    return {
+        name: float(value)
+        if isinstance(value := stored.get(name), int | float) and not isinstance(value, bool)
+        else default
+        for name, default in DEFAULT_WEIGHTS.items()
+    }
+
+
+def test_the_weights_fields_are_the_stored_names() -> None:
+    # `coop_select` labels each weight by its field's Python name (`care.weights.
+    # column_name`); the GraphQL names are the names a co-op stores them by.
+    fields = [(f.name, f.graphql_name) for f in data_fields(types.CoverWeights)]
+    assert fields == [(column_name(name), name) for name in DEFAULT_WEIGHTS]
+    # The schema's descriptions say the defaults (the numbers are `DEFAULT_WEIGHTS`'),
+    # on the rules read and on the input that changes them.
+    for kind in (types.CoverWeights, CoverWeightsInput):
+        for field in kind.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+            default = DEFAULT_WEIGHTS[to_camel_case(field.python_name)]
+            assert field.description.endswith(f"(default {default:g})."), field.python_name
+
+
+async def test_cover_rules_are_identical_on_both_paths_for_every_caller(
+    api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
+) -> None:
+    both = Both(api, app, sql_counter)
+    callers = _callers(api, demo["ids"])
+    admin = callers["admin"]
+    for stored in STORED_WEIGHTS:
+        await db.execute(update(Coop).values(cover_weights=stored))
+        await db.commit()
+        for name, token in callers.items():
+            for query in COVER_RULES:
+                variables = {"with": True} if "$with" in query else {}
+                resolved, compiled, ran = await both.run(query, variables, token)
+                assert _exact(compiled.get("data")) == _exact(resolved.get("data")), name
+                assert compiled.get("errors") == resolved.get("errors"), name
+                if not resolved.get("errors"):
+                    assert both.compiled, name
+        # One statement, with the weights in force; outside the co-op, null.
+        body = await both.same(COVER_RULES[0], {}, admin, statements=1)
+        assert body["data"]["coop"]["coverRules"] == {
+            "dbsValidMonths": 36,
+            "maxWeeklyHours": 48.0,
+            "minDailyRestHours": 11.0,
+            "coverOfferTtlMinutes": 120,
+            "weights": _in_force(stored),
+        }
+        for outsider in ("la analyst", "anonymous"):
+            body = await both.same(COVER_RULES[0], {}, callers[outsider], statements=1)
+            assert body["data"]["coop"] == {"coverRules": None}
+        body = await both.same(COVER_RULES[1], {}, callers["stranger"], statements=1)
+        assert body["data"]["us"]["rules"]["weights"]["w"] == _in_force(stored)["travel"]
+    # Written as orjson writes the floats: an integral weight stored as 10 is 10.0.
+    body = await both.same(COVER_RULES[0], {}, admin, statements=1)
+    assert (
+        b'"weights":{"regularPa":100.0,"continuity":0.30000000000000004,'
+        b'"sameCluster":0.000015,"samePool":1.0,"travel":1.0,"contractHours":1.0,'
+        b'"fairness":1.0}' in _exact(body["data"])
+    )
+    await db.execute(update(Coop).values(cover_weights=STORED_WEIGHTS[2]))
+    await db.execute(
+        update(Coop).values(max_weekly_hours=40.5, min_daily_rest_hours=0, dbs_valid_months=12)
+    )
+    await db.commit()
+    coordinator = callers["coordinator"]
+    body = await both.same(COVER_RULES[0], {}, coordinator, statements=1)
+    assert _exact(body["data"]) == (
+        b'{"coop":{"coverRules":{"dbsValidMonths":12,"maxWeeklyHours":40.5,'
+        b'"minDailyRestHours":0.0,"coverOfferTtlMinutes":120,"weights":{"regularPa":10.0,'
+        b'"continuity":1e-6,"sameCluster":2.0,"samePool":0.0,"travel":0.5,'
+        b'"contractHours":3.0,"fairness":0.00001}}}}'
+    )
+    # Left out by @include, the rules are not read: still one statement.
+    body = await both.same(COVER_RULES[2], {"with": False}, coordinator, statements=1)
+    assert "coverRules" not in body["data"]["coop"]
 
 
 async def test_nested_pages_backwards_are_identical_for_every_caller(

@@ -320,8 +320,15 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         ]
         assert resolver_field.arguments == [], field
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
-    # `coverRules` is built in Python: not read by the compiler (a query for it falls back).
-    assert "coverRules" not in registry.FIELDS["Coop"]
+    # `coverRules`: columns of the co-op's select by its fields' names, as the resolver
+    # reads them (`schema.types.coop_from_row`), null where the select masked them.
+    rules = registry.FIELDS["Coop"]["coverRules"]
+    assert isinstance(rules, registry.Embedded)
+    assert rules.present == queries.COVER_RULES_SHOWN
+    assert set(rules.fields) == {f.graphql_name for f in data_fields(types.CoverRules)}
+    weights = rules.fields["weights"]
+    assert isinstance(weights, registry.Embedded)
+    assert weights.fields == registry.data_columns(types.CoverWeights)
 
 
 def test_every_field_of_a_partnership_compiles() -> None:
