@@ -14,8 +14,8 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
-from care import models
-from schema import types
+from care import models, vocabulary
+from schema import filters, types
 from schema.compiled import registry
 from schema.compiled.registry import Column, Render, data_columns
 from schema.query import Query
@@ -274,10 +274,15 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
     # is not a declaration's and fails here.
     declared = root_rows(Query)
-    assert set(declared) == {"coop", "localAuthorities", "pools"}
+    assert set(declared) == {"coop", "localAuthorities", "pools", "careTerms"}
     assert declared["coop"].one and not declared["pools"].one
     assert declared["pools"].order == (models.Pool.id,)
     assert declared["localAuthorities"].order == (models.LocalAuthority.gss_code,)
+    # The care vocabulary's order and filters are `care.vocabulary`'s, the filters'
+    # arguments the field's.
+    terms = declared["careTerms"]
+    assert terms.order is vocabulary.TERM_ORDER and terms.filters is filters.CARE_TERMS
+    assert terms.filters.arguments == ("use", "includeInactive", "needsReview")
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, RootRows):
@@ -287,7 +292,13 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         (resolver_field,) = [
             f for f in definition.fields if (f.metadata or {}).get(ROOT_ROWS) is spec
         ]
-        assert resolver_field.arguments == [], field
+        # The resolver takes exactly the arguments the compiler accepts, in order.
+        names = [a.python_name for a in resolver_field.arguments]
+        assert names == [a.name for a in spec.arguments], field
+        if spec.filters is None:
+            assert names == [], field
+        else:
+            assert set(spec.filters.arguments) <= {to_camel_case(n) for n in names}, field
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
     # `coverRules` is built in Python: not read by the compiler (a query for it falls back).
     assert "coverRules" not in registry.FIELDS["Coop"]
