@@ -516,8 +516,13 @@ class Compiler:
     ) -> dict[str, Any]:
         """The field's arguments for this shape of request; an argument the compiler does
         not know (one added to the schema later, say) makes the field unsupported, and so
-        does one it knows only at its default (`defaults`) given another value."""
-        args = get_argument_values(definition, node, self.variables)
+        does one it knows only at its default (`defaults`) given another value. Arguments
+        that do not coerce (a nullable variable given null for a non-null argument with a
+        default) are the resolvers' to refuse: for every request of this shape."""
+        try:
+            args = get_argument_values(definition, node, self.variables)
+        except GraphQLError as exc:
+            raise Unsupported(f"{where}: {exc.message}") from exc
         only = dict(defaults)
         for name, value in args.items():
             if name in only and str(value) == only[name]:

@@ -216,6 +216,22 @@ async def test_a_refused_caller_gets_the_same_error_beside_a_field_it_may_read(
     assert body["data"]["localAuthorities"] and body["data"]["careTerms"]
 
 
+async def test_include_inactive_given_null_gets_the_same_error(
+    api: Api, app: Any, sql_counter: StatementCounter, world: dict[str, Any]
+) -> None:
+    # A nullable variable may stand for `includeInactive: Boolean! = false`; given null,
+    # the argument is refused, on both paths alike.
+    # So is a root page's order given null (`members(orderBy:)`, the same check).
+    both = Both(api, app, sql_counter)
+    admin = api.token(Role.ADMIN)
+    members = "query($o: MemberOrder) { members(orderBy: $o) { nodes { name } } }"
+    for query, variables in ((VARIABLES, {"all": None}), (members, {"o": None})):
+        resolved, compiled, _ = await both.run(query, variables, admin)
+        assert resolved.get("errors") and not both.compiled
+        assert _exact(compiled.get("errors")) == _exact(resolved.get("errors"))
+        assert _exact(compiled.get("data")) == _exact(resolved.get("data"))
+
+
 def _variables(operation: OperationDefinitionNode, given: dict[str, Any]) -> VariableValues:
     coerced = get_variable_values(SCHEMA, operation.variable_definitions or (), given)
     assert isinstance(coerced, VariableValues)
