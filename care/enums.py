@@ -199,6 +199,14 @@ class CareTermKind(StrEnum):
     SKILL = "SKILL"
 
 
+class CareTermUse(StrEnum):
+    """Which pickers a care term belongs in (`careTerms(use:)`): every term may be a
+    skill; only NEED terms may be needs."""
+
+    SKILL = "SKILL"
+    NEED = "NEED"
+
+
 class LiveSubject(StrEnum):
     """What a stored live event (`live_event`) is about: each subscription follows one."""
 

@@ -84,17 +84,43 @@ async def require_terms(
         )
 
 
-def terms(*, need_only: bool, include_inactive: bool, needs_review: bool | None) -> Select:  # type: ignore[type-arg]
-    """The vocabulary for pickers, by label: NEED terms only for need pickers; active
-    terms unless asked for inactive ones or for those awaiting review (all inactive)."""
-    query = select(CareTerm).order_by(CareTerm.label, CareTerm.code)
+def term_select(viewer: Viewer) -> Select:
+    """Every term of the vocabulary, a column per field (both read paths: `careTerms`'
+    resolver and the compiled path). Nothing in it is private: who may read it at all is
+    the field's access rule, so the viewer changes nothing."""
+    return select(
+        CareTerm.code,
+        CareTerm.label,
+        CareTerm.description,
+        CareTerm.kind,
+        CareTerm.active,
+        CareTerm.needs_review,
+        CareTerm.updated_at,
+    )
+
+
+# Pickers list terms by label; two terms may share one, so the code settles their order.
+TERM_ORDER = (CareTerm.label, CareTerm.code)
+
+
+def term_filters(
+    stmt: Select,
+    *,
+    need_only: bool,
+    include_inactive: bool,
+    needs_review: bool | None,
+) -> Select:
+    """The vocabulary for pickers: NEED terms only for need pickers; active terms unless
+    asked for inactive ones or for those awaiting review (all inactive). The arguments
+    decide the SQL, and none is a parameter: the compiled path builds a statement for each
+    of their shapes."""
     if need_only:
-        query = query.where(CareTerm.kind == CareTermKind.NEED.value)
+        stmt = stmt.where(CareTerm.kind == CareTermKind.NEED.value)
     if not include_inactive and not needs_review:
-        query = query.where(CareTerm.active)
+        stmt = stmt.where(CareTerm.active)
     if needs_review is not None:
-        query = query.where(CareTerm.needs_review == needs_review)
-    return query
+        stmt = stmt.where(CareTerm.needs_review == needs_review)
+    return stmt
 
 
 # --- managing the vocabulary (admins) ---------------------------------------------------

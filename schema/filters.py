@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Select
 
-from care import queries
+from care import queries, vocabulary
+from care.enums import CareTermUse
 from care.geography import postcode_district
 from care.models import MAX_VISIT_LENGTH
 from schema.permissions import MEMBER_TYPES, decode_id
@@ -224,6 +225,26 @@ def referral_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
     return queries.referral_filters(stmt, **referral_arguments(args), prefix=prefix)
 
 
+def care_term_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """`careTerms(use:, includeInactive:, needsReview:)` as `care.vocabulary.term_filters`
+    takes them."""
+    return {
+        "need_only": _value(args.get("use")) == CareTermUse.NEED,
+        "include_inactive": bool(args.get("includeInactive")),
+        "needs_review": args.get("needsReview"),
+    }
+
+
+def care_term_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return vocabulary.term_filters(stmt, **care_term_arguments(args))
+
+
+def no_parameters(args: dict[str, Any]) -> dict[str, Any]:
+    """Filters whose arguments are all booleans and enums: their values are in the
+    statement's shape (the plan cache's variable shape), and none is a parameter."""
+    return {}
+
+
 CLUSTERS = Filters(("localAuthority", "kind", "status"), cluster_filters, cluster_arguments)
 MEMBERS = Filters(("membershipClass", "active", "nameContains"), member_filters, member_arguments)
 ROOT_VISITS = Filters(
@@ -245,3 +266,4 @@ COVER_REQUESTS = Filters(
 COVER_EXCHANGES = Filters(("filter",), cover_exchange_filters, cover_exchange_arguments)
 MY_COVER_EXCHANGES = Filters(("status",), my_cover_exchange_filters, my_cover_exchange_arguments)
 REFERRALS = Filters(("localAuthority", "district", "status"), referral_filters, referral_arguments)
+CARE_TERMS = Filters(("use", "includeInactive", "needsReview"), care_term_filters, no_parameters)

@@ -295,11 +295,14 @@ ROOT_ROWS = "coopnet.root_rows"
 class RootRows:
     """A root field holding every row of `source` the caller may see, sorted by `order`
     (`pools`, `localAuthorities`), or, when `one`, the first of them: a source of one row
-    (`coop`), null when it has none. It takes no arguments."""
+    (`coop`), null when it has none. `arguments`: the field's, in order (none for most),
+    which `filters` read to narrow the rows (`careTerms`)."""
 
     source: str
     order: tuple[Any, ...]
     one: bool = False
+    arguments: tuple[Argument, ...] = ()
+    filters: Filters | None = None
 
 
 def root_rows(cls: type) -> dict[str, RootRows]:

@@ -16,7 +16,7 @@ from sqlalchemy import Row, Select
 from strawberry import relay
 from strawberry.types.enum import StrawberryEnumDefinition
 
-from care import enums, models, queries
+from care import enums, models, queries, vocabulary
 from care.paging import PageRequest, page
 from care.services.visits import to_utc
 from care.viewer import Viewer
@@ -234,6 +234,21 @@ _ENUM_DOCS: dict[type[StrEnum], tuple[str, dict[str, str]]] = {
             "SYSTEM": "Nobody: a hold that ran out, or a confirmation made automatically.",
         },
     ),
+    enums.CareTermKind: (
+        "What a care term may be used for.",
+        {
+            "NEED": "A need a person may have (needs, cluster need tags, referrals), and the PA "
+            "skill that meets it: a need is met only by a skill with the same code.",
+            "SKILL": "A PA skill or training only (e.g. first-aid); never a need.",
+        },
+    ),
+    enums.CareTermUse: (
+        "Which pickers a care term belongs in.",
+        {
+            "SKILL": "PA skills: every term.",
+            "NEED": "Needs and need tags: NEED terms only.",
+        },
+    ),
 }
 
 
@@ -271,6 +286,8 @@ PartnershipSide = enums.PartnershipSide
 ExchangeSide = enums.ExchangeSide
 ExchangeStatus = enums.ExchangeStatus
 ExchangeActor = enums.ExchangeActor
+CareTermKind = enums.CareTermKind
+CareTermUse = enums.CareTermUse
 
 
 # Arguments of the time-ranged fields below.
@@ -518,10 +535,7 @@ def root_page(
     names = [a.name for a in arguments]
     if not {"first", "after", "last", "before"} <= set(names):
         raise ValueError(f"A root list takes the page's arguments: {names}")
-    if filters is not None:
-        missing = set(filters.arguments) - {a.graphql_name for a in arguments}
-        if missing:
-            raise ValueError(f"Its filters read arguments it does not take: {missing}")
+    _check_filters(filters, arguments)
 
     async def resolve(root: Any, info: Info, **given: Any) -> Connection[Any]:
         args = {a.graphql_name: given[a.name] for a in arguments}
@@ -536,28 +550,41 @@ def root_page(
         rows = await info.context.rows(root_statement(spec, viewer, request, args))
         return build_connection(rows, request, to_node, arity=arity, order=order)
 
-    # Strawberry reads the arguments from the signature: the declared ones, in order.
-    # The return type is the resolver's (an annotation on the class would move the field
-    # ahead of the type's other fields in the schema).
-    parameters = [
-        inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
-        *(
-            inspect.Parameter(
-                a.name, inspect.Parameter.KEYWORD_ONLY, annotation=a.annotation, default=a.default
-            )
-            for a in arguments
-        ),
-    ]
-    resolve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        parameters,
-        return_annotation=Connection[node],  # type: ignore[valid-type]
-    )
+    resolve.__signature__ = _signature(arguments, Connection[node])  # type: ignore[attr-defined,valid-type]
     return strawberry.field(
         resolver=resolve,
         description=description,
         extensions=extensions,
         metadata={ROOT_PAGE: spec},
+    )
+
+
+def _check_filters(filters: Filters | None, arguments: tuple[Argument, ...]) -> None:
+    if filters is not None:
+        missing = set(filters.arguments) - {a.graphql_name for a in arguments}
+        if missing:
+            raise ValueError(f"Its filters read arguments it does not take: {missing}")
+
+
+def _signature(arguments: tuple[Argument, ...], returns: Any) -> inspect.Signature:
+    """A root field resolver's signature: Strawberry reads the arguments from it, the
+    declared ones, in order. The return type is the resolver's (an annotation on the class
+    would move the field ahead of the type's other fields in the schema)."""
+    return inspect.Signature(
+        [
+            inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
+            *(
+                inspect.Parameter(
+                    a.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=a.annotation,
+                    default=a.default,
+                )
+                for a in arguments
+            ),
+        ],
+        return_annotation=returns,
     )
 
 
@@ -578,13 +605,23 @@ def root_statement(
 
 
 def root_list(
-    source: str, item: type, *, order: tuple[Any, ...], description: str, extensions: list[Any]
+    source: str,
+    item: type,
+    *,
+    order: tuple[Any, ...],
+    description: str,
+    extensions: list[Any],
+    arguments: tuple[Argument, ...] = (),
+    filters: Filters | None = None,
 ) -> Any:
     """A root field holding every `source` row the caller may see, as a list of `item` in
     `order` (`schema.rows.RootRows`): one declaration for both read paths. The resolver
-    reads the source's select (`LISTED`, the compiler's `registry.SOURCES` too), sorted;
-    `extensions`: the field's access rule (`schema.permissions.guard`)."""
-    return _root_rows(RootRows(source, order), list[item], description, extensions)  # type: ignore[valid-type]
+    reads the source's select (`LISTED`, the compiler's `registry.SOURCES` too), narrowed
+    by `filters` (which read `arguments`, the field's GraphQL arguments, in order: those
+    of `careTerms`), as the compiler narrows it, and sorted; `extensions`: the field's
+    access rule (`schema.permissions.guard`)."""
+    spec = RootRows(source, order, arguments=arguments, filters=filters)
+    return _root_rows(spec, list[item], description, extensions)  # type: ignore[valid-type]
 
 
 def root_record(
@@ -596,22 +633,22 @@ def root_record(
 
 
 def _root_rows(spec: RootRows, returns: Any, description: str, extensions: list[Any]) -> Any:
-    async def resolve(root: Any, info: Info) -> Any:
+    _check_filters(spec.filters, spec.arguments)
+
+    async def resolve(root: Any, info: Info, **given: Any) -> Any:
         build, to_object = LISTED[spec.source]
-        stmt = build(info.context.viewer).order_by(*spec.order)
+        stmt = build(info.context.viewer)
+        if spec.filters is not None:
+            args = {a.graphql_name: given[a.name] for a in spec.arguments}
+            stmt = cast(Select, spec.filters.apply(stmt, args, ""))
+        stmt = stmt.order_by(*spec.order)
         if spec.one:
             rows = await info.context.rows(stmt.limit(1))
             return to_object(rows[0]) if rows else None
         return [to_object(row) for row in await info.context.rows(stmt)]
 
     # As `root_page`: the return type is the resolver's, so the field keeps its place.
-    resolve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Info),
-        ],
-        return_annotation=returns,
-    )
+    resolve.__signature__ = _signature(spec.arguments, returns)  # type: ignore[attr-defined]
     return strawberry.field(
         resolver=resolve,
         description=description,
@@ -753,6 +790,35 @@ def coop_from_row(c: Any) -> Coop:
         home_la_code=c.home_la_code,
         rules=rules,
     )
+
+
+# --- the care vocabulary -----------------------------------------------------------------
+
+
+@strawberry.type(
+    description="A term of the co-op's care vocabulary: skills, needs, cluster need tags "
+    "and referrals' needs are written in its codes."
+)
+class CareTerm:
+    code: str = strawberry.field(
+        description="The code stored and matched, e.g. personal-care: lower-case words "
+        "joined by hyphens; never changes."
+    )
+    label: str = strawberry.field(description="The name to show, e.g. Personal care.")
+    description: str = strawberry.field(description="What the term covers; may be empty.")
+    kind: CareTermKind = strawberry.field(description="What the term may be used for.")
+    active: bool = strawberry.field(
+        description="Whether it may be newly given; records keep an inactive term they hold."
+    )
+    needs_review: bool = strawberry.field(
+        description="Added by the migration from free text it could not map (inactive): "
+        "an admin should describe and activate it, or replace it. Editing clears it."
+    )
+    updated_at: dt.datetime = strawberry.field(description="When it was last changed.")
+
+
+def term_from_row(row: Any) -> CareTerm:
+    return from_row(CareTerm, row)
 
 
 # --- members -------------------------------------------------------------------------
@@ -1892,6 +1958,7 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "member": (queries.member_select, member_from_row),
     "local_authority": (queries.local_authority_select, lambda row: from_row(LocalAuthority, row)),
     "coop": (queries.coop_select, coop_from_row),
+    "care_term": (vocabulary.term_select, term_from_row),
     "pool": (queries.pool_select, pool_from_row),
     "cluster": (queries.cluster_select, cluster_from_row),
     "visit": (queries.visit_select, visit_from_row),

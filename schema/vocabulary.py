@@ -4,105 +4,72 @@ are `care.vocabulary`."""
 
 from __future__ import annotations
 
-import datetime as dt
-from enum import Enum
 from typing import Annotated
 
 import strawberry
-from sqlalchemy import select
 
-from care.enums import CareTermKind
 from care.models import CareTerm as CareTermRow
-from care.vocabulary import TermFields, add_term, delete_term, terms, update_term
+from care.vocabulary import (
+    TERM_ORDER,
+    TermFields,
+    add_term,
+    delete_term,
+    term_select,
+    update_term,
+)
+from schema import filters
 from schema.context import Info
 from schema.errors import CARE_TERM, CareTermError
 from schema.mutations.base import mutation, perform
 from schema.permissions import ADMINS, COOP, guard
-from schema.types import document_enum
-
-document_enum(
-    CareTermKind,
-    "What a care term may be used for.",
-    {
-        "NEED": "A need a person may have (needs, cluster need tags, referrals), and the PA "
-        "skill that meets it: a need is met only by a skill with the same code.",
-        "SKILL": "A PA skill or training only (e.g. first-aid); never a need.",
-    },
-)
-
-
-@strawberry.enum(description="Which pickers a care term belongs in.")
-class CareTermUse(Enum):
-    SKILL = strawberry.enum_value("SKILL", description="PA skills: every term.")
-    NEED = strawberry.enum_value("NEED", description="Needs and need tags: NEED terms only.")
-
-
-@strawberry.type(
-    description="A term of the co-op's care vocabulary: skills, needs, cluster need tags "
-    "and referrals' needs are written in its codes."
-)
-class CareTerm:
-    code: str = strawberry.field(
-        description="The code stored and matched, e.g. personal-care: lower-case words "
-        "joined by hyphens; never changes."
-    )
-    label: str = strawberry.field(description="The name to show, e.g. Personal care.")
-    description: str = strawberry.field(description="What the term covers; may be empty.")
-    kind: CareTermKind = strawberry.field(description="What the term may be used for.")
-    active: bool = strawberry.field(
-        description="Whether it may be newly given; records keep an inactive term they hold."
-    )
-    needs_review: bool = strawberry.field(
-        description="Added by the migration from free text it could not map (inactive): "
-        "an admin should describe and activate it, or replace it. Editing clears it."
-    )
-    updated_at: dt.datetime = strawberry.field(description="When it was last changed.")
-
-
-def term_from_row(row: CareTermRow) -> CareTerm:
-    return CareTerm(
-        code=row.code,
-        label=row.label,
-        description=row.description,
-        kind=CareTermKind(row.kind),
-        active=row.active,
-        needs_review=row.needs_review,
-        updated_at=row.updated_at,
-    )
+from schema.rows import Argument
+from schema.types import CareTerm, CareTermKind, CareTermUse, root_list, term_from_row
 
 
 @strawberry.type
 class CareTermQueries:
-    @strawberry.field(
+    # Declared once for both read paths (`schema.types.root_list`): the resolver and the
+    # compiled path read `care.vocabulary`'s select, order and filters.
+    care_terms = root_list(
+        "care_term",
+        CareTerm,
+        order=TERM_ORDER,
+        filters=filters.CARE_TERMS,
+        arguments=(
+            Argument(
+                "use",
+                Annotated[
+                    CareTermUse | None,
+                    strawberry.argument(
+                        description="Only terms usable this way; all when omitted."
+                    ),
+                ],
+            ),
+            Argument(
+                "include_inactive",
+                Annotated[
+                    bool,
+                    strawberry.argument(
+                        description="Include inactive terms (e.g. to show old data)."
+                    ),
+                ],
+                False,
+            ),
+            Argument(
+                "needs_review",
+                Annotated[
+                    bool | None,
+                    strawberry.argument(
+                        description="Only terms awaiting review (true) or only reviewed ones "
+                        "(false)."
+                    ),
+                ],
+            ),
+        ),
         description="The co-op's care vocabulary, ordered by label: what frontends build "
         "skill and need pickers from. Active terms only unless `includeInactive`.",
         extensions=guard(COOP),
     )
-    async def care_terms(
-        self,
-        info: Info,
-        use: Annotated[
-            CareTermUse | None,
-            strawberry.argument(description="Only terms usable this way; all when omitted."),
-        ] = None,
-        include_inactive: Annotated[
-            bool,
-            strawberry.argument(description="Include inactive terms (e.g. to show old data)."),
-        ] = False,
-        needs_review: Annotated[
-            bool | None,
-            strawberry.argument(
-                description="Only terms awaiting review (true) or only reviewed ones (false)."
-            ),
-        ] = None,
-    ) -> list[CareTerm]:
-        query = terms(
-            need_only=use is CareTermUse.NEED,
-            include_inactive=include_inactive,
-            needs_review=needs_review,
-        )
-        rows = await info.context.rows(query)
-        return [term_from_row(r[0]) for r in rows]
 
 
 @strawberry.input(description="A new care term.")
@@ -146,8 +113,9 @@ async def _respond(
 ) -> CareTermPayload:
     term = None
     if code is not None and not deleted:
-        rows = await info.context.rows(select(CareTermRow).where(CareTermRow.code == code))
-        term = term_from_row(rows[0][0]) if rows else None
+        stmt = term_select(info.context.viewer).where(CareTermRow.code == code)
+        rows = await info.context.rows(stmt)
+        term = term_from_row(rows[0]) if rows else None
     return CareTermPayload(care_term=term, errors=errors)
 
 

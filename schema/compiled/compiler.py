@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -110,6 +111,25 @@ class Fallback(Exception):
 
 # One request's values for some named parameters of the statement.
 Binder = Callable[[VariableValues, Limits], dict[str, Any]]
+
+
+def value_shape(values: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
+    """What of some values (variables, or a field's arguments) decides a statement's SQL:
+    which are null (an input object's fields too), which lists empty, each boolean's and
+    each enum's value (`orderBy`, `careTerms`' filters); other values are parameters. The
+    plan cache's key holds the variables' (`extension.prepare`)."""
+
+    def shape(value: Any) -> object:
+        # An enum's value can change the SQL (`orderBy`): few values, a plan each.
+        if value is None or isinstance(value, bool | Enum):
+            return value
+        if isinstance(value, list | tuple):
+            return "list" if value else "empty"
+        if isinstance(value, dict):  # an input object: its fields' shapes (which null)
+            return tuple(sorted((key, shape(item)) for key, item in value.items()))
+        return "value"
+
+    return tuple(sorted((name, shape(value)) for name, value in values.items()))
 
 
 @dataclass
@@ -496,8 +516,13 @@ class Compiler:
     ) -> dict[str, Any]:
         """The field's arguments for this shape of request; an argument the compiler does
         not know (one added to the schema later, say) makes the field unsupported, and so
-        does one it knows only at its default (`defaults`) given another value."""
-        args = get_argument_values(definition, node, self.variables)
+        does one it knows only at its default (`defaults`) given another value. Arguments
+        that do not coerce (a nullable variable given null for a non-null argument with a
+        default) are the resolvers' to refuse: for every request of this shape."""
+        try:
+            args = get_argument_values(definition, node, self.variables)
+        except GraphQLError as exc:
+            raise Unsupported(f"{where}: {exc.message}") from exc
         only = dict(defaults)
         for name, value in args.items():
             if name in only and str(value) == only[name]:
@@ -579,10 +604,20 @@ class Compiler:
         self, where: str, definition: GraphQLField, spec: RootRows, nodes: list[FieldNode]
     ) -> ColumnElement[Any]:
         """Every row of the source the caller may see in the declared order, as a list, or
-        (`one`) the first of them or null, as `schema.types.root_list`'s resolver."""
-        self._arguments(where, definition, nodes[0], frozenset())
+        (`one`) the first of them or null, as `schema.types.root_list`'s resolver: narrowed
+        by the declared filters as the request's arguments shape them (`careTerms`)."""
+        node = nodes[0]
+        if any(n.arguments != node.arguments for n in nodes[1:]):
+            raise Unsupported(f"{where}: merged with other arguments")
+        known = frozenset(a.graphql_name for a in spec.arguments)
+        args = self._arguments(where, definition, node, known)
         source = registry.SOURCES[spec.source]
-        stmt = source.build(self.viewer).order_by(*spec.order)
+        stmt = source.build(self.viewer)
+        if spec.filters is not None:
+            prefix = self._prefix()
+            stmt = spec.filters.apply(stmt, args, prefix)
+            self.binders.append(_filters_binder(where, definition, node, spec, prefix, args))
+        stmt = stmt.order_by(*spec.order)
         if spec.one:
             row = stmt.limit(1).subquery()
             value = self.output(where, definition.type, row, source, nodes)
@@ -998,6 +1033,32 @@ class Compiler:
         if not aggregated:  # only `__typename` or `pageInfo { hasPreviousPage }`: rare
             raise Unsupported(f"{where}: no rows asked for")
         return select(_object(parts, connection_type.name)).select_from(page).scalar_subquery()
+
+
+def _filters_binder(
+    where: str,
+    definition: GraphQLField,
+    node: FieldNode,
+    spec: RootRows,
+    prefix: str,
+    compiled: dict[str, Any],
+) -> Binder:
+    """A root list's filter parameters for one request (`Filters.values`). The filters'
+    SQL was built for the compiled arguments' shape (which are null, each boolean's and
+    enum's value): arguments of another shape ask for another statement, and fall back.
+    The plan cache's key keeps such requests apart already; this keeps the answer right
+    should a plan ever be reused more widely."""
+    filters = spec.filters
+    assert filters is not None
+    shape = value_shape(compiled)
+
+    def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+        args = get_argument_values(definition, node, variables)
+        if value_shape(args) != shape:
+            raise Fallback(f"{where}: another shape of arguments")
+        return {f"{prefix}{name}": value for name, value in filters.values(args).items()}
+
+    return bind
 
 
 def _strip_non_null(type_: Any) -> Any:

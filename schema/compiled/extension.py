@@ -15,7 +15,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from graphql import (
@@ -32,7 +31,7 @@ from strawberry.extensions import SchemaExtension
 from care import policy
 from care.tokens import TokenRef, in_force_values
 from care.viewer import Viewer
-from schema.compiled.compiler import Compiler, Fallback, Plan, Unsupported
+from schema.compiled.compiler import Compiler, Fallback, Plan, Unsupported, value_shape
 from schema.context import Context, Limits
 from schema.error_codes import known_error
 
@@ -66,20 +65,6 @@ PLANS: PlanCache[Plan | str] = PlanCache()
 # Documents (by schema, which has its own limits, and text) that parsed, validated and were
 # answered here: a request repeating one may skip parsing and validation (api/fastlane.py).
 ANSWERED: PlanCache[DocumentNode] = PlanCache()
-
-
-def _variable_shape(values: dict[str, Any]) -> tuple[tuple[str, object], ...]:
-    def shape(value: Any) -> object:
-        # An enum's value can change the SQL (`orderBy`): few values, a plan each.
-        if value is None or isinstance(value, bool | Enum):
-            return value
-        if isinstance(value, list | tuple):
-            return "list" if value else "empty"
-        if isinstance(value, dict):  # an input object: its fields' shapes (which null)
-            return tuple(sorted((key, shape(item)) for key, item in value.items()))
-        return "value"
-
-    return tuple(sorted((name, shape(value)) for name, value in values.items()))
 
 
 class CompiledReads(SchemaExtension):
@@ -136,7 +121,7 @@ def prepare(
     coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {})
     if not isinstance(coerced, VariableValues):
         return None  # the executor reports the variables' errors
-    key = (query, operation_name, policy.shape(viewer), _variable_shape(coerced.coerced))
+    key = (query, operation_name, policy.shape(viewer), value_shape(coerced.coerced))
     plan = PLANS.get(key)
     if plan is None:
         try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
 
-from care import enums, queries
+from care import enums, queries, vocabulary
 from care.models import (
     CoverExchange,
     Member,
@@ -250,6 +250,8 @@ SOURCES: dict[str, Source] = {
     # Partnerships with other instances and their manifests' local authorities (admins).
     "partnership": Source(build=queries.partnership_select),
     "partner_local_authority": Source(build=queries.partner_local_authority_select),
+    # The care vocabulary: nothing private (who may read it is `careTerms`' access rule).
+    "care_term": Source(build=vocabulary.term_select),
 }
 
 
@@ -383,7 +385,8 @@ def root_page_of(spec: RootPage) -> Page:
 
 def declared_roots(cls: type) -> dict[str, FieldSpec]:
     """The root lists declared with `schema.types.root_page`, and the root rows declared
-    with `schema.types.root_list` and `root_record` (read as declared: `RootRows`)."""
+    with `schema.types.root_list` and `root_record` (read as declared: `RootRows`, its
+    arguments and filters too)."""
     return {
         **{name: root_page_of(spec) for name, spec in root_pages(cls).items()},
         **root_rows(cls),
@@ -576,4 +579,5 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         "id": GlobalId(),
     },
     "PartnerLocalAuthority": data_columns(types.PartnerLocalAuthority),
+    "CareTerm": data_columns(types.CareTerm),
 }

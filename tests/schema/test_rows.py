@@ -14,7 +14,7 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
-from care import models, queries
+from care import models, queries, vocabulary
 from schema import filters, types
 from schema.build import create_schema
 from schema.compiled import registry
@@ -303,12 +303,17 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
     # is not a declaration's and fails here.
     declared = root_rows(Query)
-    assert set(declared) == {"coop", "localAuthorities", "pools", "partnerships"}
+    assert set(declared) == {"coop", "localAuthorities", "pools", "partnerships", "careTerms"}
     assert declared["coop"].one and not declared["pools"].one
     assert not declared["partnerships"].one
     assert declared["pools"].order == (models.Pool.id,)
     assert declared["partnerships"].order == (models.Partnership.id,)
     assert declared["localAuthorities"].order == (models.LocalAuthority.gss_code,)
+    # The care vocabulary's order and filters are `care.vocabulary`'s, the filters'
+    # arguments the field's.
+    terms = declared["careTerms"]
+    assert terms.order is vocabulary.TERM_ORDER and terms.filters is filters.CARE_TERMS
+    assert terms.filters.arguments == ("use", "includeInactive", "needsReview")
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, RootRows):
@@ -318,7 +323,13 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         (resolver_field,) = [
             f for f in definition.fields if (f.metadata or {}).get(ROOT_ROWS) is spec
         ]
-        assert resolver_field.arguments == [], field
+        # The resolver takes exactly the arguments the compiler accepts, in order.
+        names = [a.python_name for a in resolver_field.arguments]
+        assert names == [a.name for a in spec.arguments], field
+        if spec.filters is None:
+            assert names == [], field
+        else:
+            assert set(spec.filters.arguments) <= {to_camel_case(n) for n in names}, field
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
     # `coverRules`: columns of the co-op's select by its fields' names, as the resolver
     # reads them (`schema.types.coop_from_row`), null where the select masked them.
