@@ -3,7 +3,7 @@
 The application has always refused visits longer than 24 hours (care/services/visits.py).
 As a check constraint it becomes something a query may rely on: a visit under way at an
 instant began at most a day before it, so "visits from T" can read the start index from
-T - 24h and stop at the end of its page (care/queries.py, `visits`), where it read every
+T - 24h and stop at the end of its page (care/queries.py, `visit_start_bounds`), where it read every
 visit that ever started before T. Validated separately, so the table is not locked for
 writes while existing rows are checked.
 
