@@ -468,6 +468,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "CoverOffer": "cover_offer",
                 "CoverExchange": "cover_exchange",
                 "Referral": "referral",
+                # Admins only (`care.policy.sees_partnerships`): null for anyone else.
+                "Partnership": "partnership",
             }
         ),
         **declared_roots(Query),
