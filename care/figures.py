@@ -41,16 +41,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     DateTime,
     Float,
     Select,
     and_,
+    bindparam,
     case,
     cast,
     func,
     literal,
     select,
+    true,
 )
 
 from care import policy, queries
@@ -62,6 +65,7 @@ from care.models import (
     CoverRequest,
     Member,
     RegularPa,
+    ServiceUserProfile,
     Visit,
 )
 from care.services.visits import to_utc
@@ -115,10 +119,9 @@ def _minutes(interval: ColumnElement[Any]) -> ColumnElement[Any]:
     return cast(func.extract("epoch", interval), Float) / 60.0
 
 
-def _starts_in(p: Period) -> ColumnElement[bool]:
+def _starts_in(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[bool]:
     """A visit starts in [start, end). The overlap test is implied by the start test; it is
     there so the GiST index on (service_user_id, during) serves the query."""
-    start, end = _at(p.start), _at(p.end)
     return and_(
         Visit.during.op("&&")(func.tstzrange(start, end, "[)")),
         func.lower(Visit.during) >= start,
@@ -172,7 +175,7 @@ def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period
         .where(
             ClusterServiceUser.cluster_id.in_(select(chosen.c.id)),
             Visit.status.in_([VisitStatus.MISSED.value, VisitStatus.COMPLETED.value]),
-            _starts_in(p),
+            _starts_in(_at(p.start), _at(p.end)),
         )
         .group_by(ClusterServiceUser.cluster_id)
         .subquery("delivery")
@@ -205,20 +208,48 @@ def continuity_window(viewer: Viewer) -> Period:
     return Period(viewer.now - CONTINUITY_WINDOW, viewer.now)
 
 
-def service_user_continuity(viewer: Viewer, cluster_id: int) -> Select:
-    """One row per service user of the cluster the viewer may see, if the viewer manages
-    the cluster (else no rows), ordered by member id: the member columns of
-    `queries` (with the same privacy masks) and the continuity figures over the 28 days up
-    to `viewer.now`."""
+# The continuity window's bounds are named parameters: a statement built once (the
+# compiled read path caches it) must take them from each request's viewer, never keep the
+# clock of the request it was built for (`continuity_params`).
+CONTINUITY_FROM = "continuity_from"
+CONTINUITY_TO = "continuity_to"
+
+
+def continuity_params(viewer: Viewer) -> dict[str, Any]:
+    """The values of `continuity_select`'s window for this viewer's `now`."""
     window = continuity_window(viewer)
+    return {CONTINUITY_FROM: window.start, CONTINUITY_TO: window.end}
+
+
+def continuity_select(viewer: Viewer) -> Select:
+    """Both read paths' rows of `serviceUserContinuity`: one per service user of each
+    cluster the viewer manages (`policy.cluster_managed`; none for anyone else, nor for a
+    coordinator's token without a member), with their cluster (`cluster_id`, which
+    `continuity_filters` narrows to one), ordered by member id: the columns of
+    `queries.member_select` (with the same privacy masks; the person is a service user by
+    the link's foreign key, and the select says so too) and the continuity figures over the
+    28 days up to `viewer.now`, read per person from their visits' index."""
+    values = continuity_params(viewer)
+    start, end = (
+        bindparam(name, values[name], type_=DateTime(timezone=True))
+        for name in (CONTINUITY_FROM, CONTINUITY_TO)
+    )
     regular = RegularPa.pa_id.is_not(None)
+    # Correlated to the person's row (LATERAL): an aggregate without GROUP BY gives one
+    # row, zeros and no share for a person without visits.
+    visits = func.count()
+    by_regular = func.count().filter(regular)
     figures = (
         select(
-            Visit.service_user_id.label("service_user_id"),
-            func.count().label("visits"),
-            func.count(func.distinct(Visit.pa_id)).label("distinct_pas"),
-            func.count().filter(regular).label("by_regular"),
+            visits.label("visits_last_28_days"),
+            func.count(func.distinct(Visit.pa_id)).label("distinct_pas_last_28_days"),
+            by_regular.label("visits_by_regular_pas"),
+            case(
+                (visits > 0, cast(by_regular, Float) / cast(visits, Float)),
+                else_=None,
+            ).label("regular_pa_share"),
         )
+        .select_from(Visit)
         .outerjoin(
             RegularPa,
             and_(
@@ -227,35 +258,38 @@ def service_user_continuity(viewer: Viewer, cluster_id: int) -> Select:
             ),
         )
         .where(
-            Visit.service_user_id.in_(
-                select(ClusterServiceUser.service_user_id).where(
-                    ClusterServiceUser.cluster_id == cluster_id
-                )
-            ),
+            Visit.service_user_id == Member.id,
             Visit.status == DELIVERED,
-            _starts_in(window),
+            _starts_in(start, end),
         )
-        .group_by(Visit.service_user_id)
-        .subquery("continuity")
+        .lateral("continuity")
     )
-    visits = func.coalesce(figures.c.visits, 0)
-    by_regular = func.coalesce(figures.c.by_regular, 0)
     return (
         queries.member_select(viewer)
         .add_columns(
-            visits.label("visits_last_28_days"),
-            func.coalesce(figures.c.distinct_pas, 0).label("distinct_pas_last_28_days"),
-            by_regular.label("visits_by_regular_pas"),
-            case(
-                (visits > 0, cast(by_regular, Float) / cast(visits, Float)),
-                else_=None,
-            ).label("regular_pa_share"),
+            ClusterServiceUser.cluster_id.label("cluster_id"),
+            figures.c.visits_last_28_days,
+            figures.c.distinct_pas_last_28_days,
+            figures.c.visits_by_regular_pas,
+            figures.c.regular_pa_share,
         )
         .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Member.id)
-        .outerjoin(figures, figures.c.service_user_id == Member.id)
+        .join(figures, true())
         .where(
-            ClusterServiceUser.cluster_id == cluster_id,
+            ServiceUserProfile.member_id.is_not(None),
             policy.cluster_managed(viewer, ClusterServiceUser.cluster_id),
         )
-        .order_by(Member.id)
+    )
+
+
+# In member id order.
+CONTINUITY_ORDER = (Member.id,)
+
+
+def continuity_filters(stmt: Select, *, cluster_id: int | None, prefix: str = "") -> Select:
+    """The one cluster asked for, as a named parameter (`prefix`: see
+    `queries._visit_filters`); -1, never an id, for an id that is none of a cluster's."""
+    return stmt.where(
+        ClusterServiceUser.cluster_id
+        == bindparam(f"{prefix}cluster_id", cluster_id, type_=BigInteger)
     )

@@ -1,7 +1,8 @@
 """Figures the co-op needs: continuity and cover, for coordinators and admins.
 
 Thin resolvers over `care.figures`: each root field runs one SQL statement, whatever the
-number of clusters or service users, and builds its objects from the rows."""
+number of clusters or service users, and builds its objects from the rows. Continuity is
+declared once for both read paths (`schema.types.root_list`, `ContinuityFigures`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from sqlalchemy import Row
 
 from care import figures
 from care.errors import DomainError
+from schema import filters
 from schema.context import Info
 from schema.permissions import MANAGING, decode_id, guard
-from schema.types import Cluster, ServiceUser, cluster_from_row, member_from_row
+from schema.rows import REQUIRED, Argument
+from schema.types import Cluster, ContinuityFigures, cluster_from_row, root_list
 
 
 @strawberry.type(
@@ -55,27 +58,6 @@ class ClusterFigures:
     )
 
 
-@strawberry.type(
-    description=(
-        "Continuity of care for one person over the 28 days up to now. Only visits that "
-        "took place (COMPLETED) count; scheduled, uncovered, missed and cancelled visits "
-        "do not."
-    )
-)
-class ContinuityFigures:
-    service_user: ServiceUser = strawberry.field(description="The person.")
-    distinct_pas_last_28_days: int = strawberry.field(
-        description="Different PAs who made the person's completed visits."
-    )
-    visits_last_28_days: int = strawberry.field(description="The person's completed visits.")
-    visits_by_regular_pas: int = strawberry.field(
-        description="Of those, the visits made by one of the person's regular PAs."
-    )
-    regular_pa_share: float | None = strawberry.field(
-        description="visitsByRegularPas / visitsLast28Days; null when there were no visits."
-    )
-
-
 def _bad_input(error: DomainError) -> GraphQLError:
     return GraphQLError(error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field})
 
@@ -92,19 +74,6 @@ def _cluster_figures_from_row(row: Row[Any], period: figures.Period) -> ClusterF
         visits_missed=row.visits_missed,
         visits_completed=row.visits_completed,
         hours_delivered=float(row.hours_delivered),
-    )
-
-
-def _continuity_from_row(row: Row[Any]) -> ContinuityFigures | None:
-    member = member_from_row(row)
-    if not isinstance(member, ServiceUser):
-        return None
-    return ContinuityFigures(
-        service_user=member,
-        distinct_pas_last_28_days=row.distinct_pas_last_28_days,
-        visits_last_28_days=row.visits_last_28_days,
-        visits_by_regular_pas=row.visits_by_regular_pas,
-        regular_pa_share=row.regular_pa_share,
     )
 
 
@@ -174,7 +143,27 @@ class FigureQueries:
             found.sort(key=lambda f: position[f.cluster.id])
         return found
 
-    @strawberry.field(
+    # Declared once for both read paths (`schema.types.root_list`): the resolver and the
+    # compiled path read `care.figures.continuity_select`, its order and its filter (who
+    # may see which cluster is in the select: `care.policy.cluster_managed`).
+    service_user_continuity = root_list(
+        "service_user_continuity",
+        ContinuityFigures,
+        order=figures.CONTINUITY_ORDER,
+        filters=filters.CONTINUITY,
+        arguments=(
+            Argument(
+                "cluster_id",
+                Annotated[
+                    strawberry.ID,
+                    strawberry.argument(
+                        description="The cluster. An unknown one, or one the caller does not "
+                        "manage, gives an empty list."
+                    ),
+                ],
+                REQUIRED,
+            ),
+        ),
         description=(
             "Continuity of care for every service user of a cluster, by member id, over the "
             "28 days up to now. For admins and the cluster's coordinator; an unknown cluster "
@@ -182,20 +171,3 @@ class FigureQueries:
         ),
         extensions=guard(MANAGING),
     )
-    async def service_user_continuity(
-        self,
-        info: Info,
-        cluster_id: Annotated[
-            strawberry.ID,
-            strawberry.argument(
-                description="The cluster. An unknown one, or one the caller does not "
-                "manage, gives an empty list."
-            ),
-        ],
-    ) -> list[ContinuityFigures]:
-        viewer = info.context.viewer
-        cid = decode_id(cluster_id, "Cluster")
-        if cid is None or not figures.may_ask(viewer):
-            return []
-        rows = await info.context.rows(figures.service_user_continuity(viewer, cid))
-        return [f for f in map(_continuity_from_row, rows) if f is not None]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,23 @@ class ToOne:
     through: Any = None
 
 
+# The metadata key under which a field declares the record its parent's row holds.
+IN_ROW = "coopnet.in_row"
+
+
+@dataclass(frozen=True)
+class InRow:
+    """An object field whose record is read from the parent's own row: the parent's select
+    is `source`'s select with more columns (`ContinuityFigures.serviceUser`: the members'
+    select with a person's figures added), so both paths build the record from that row,
+    the resolver with the source's row builder, the compiler as the source's object over
+    the parent's row, with its masks as they are in the select. `through`: as `ToOne`'s,
+    the foreign key that fixes a member's type."""
+
+    source: str
+    through: Any = None
+
+
 # The metadata key under which a field declares the list it holds.
 MANY = "coopnet.many"
 
@@ -233,11 +251,15 @@ class Paged:
 ROOT_PAGE = "coopnet.root_page"
 
 
+# `Argument.default` of an argument without a default (a required one, e.g. `ID!`).
+REQUIRED: Any = inspect.Parameter.empty
+
+
 @dataclass(frozen=True)
 class Argument:
     """One argument of a root list: its Python name (the GraphQL name is camel-cased),
     its annotation (the type, with its description: `strawberry.argument`) and its
-    default."""
+    default (`REQUIRED`: none)."""
 
     name: str
     annotation: Any
@@ -327,6 +349,12 @@ def lists(cls: type) -> dict[str, Many]:
     """The fields of a Strawberry type declared with `schema.types.many`, by GraphQL
     name."""
     return _declared(cls, MANY)
+
+
+def in_rows(cls: type) -> dict[str, InRow]:
+    """The fields of a Strawberry type declared with `schema.types.in_row`, by GraphQL
+    name."""
+    return _declared(cls, IN_ROW)
 
 
 def records(cls: type) -> dict[str, ToOne]:

@@ -14,9 +14,10 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy import Row, Select
 from strawberry import relay
+from strawberry.types.base import get_object_definition
 from strawberry.types.enum import StrawberryEnumDefinition
 
-from care import enums, models, queries, vocabulary
+from care import enums, figures, models, queries, vocabulary
 from care.paging import PageRequest, page
 from care.services.visits import to_utc
 from care.viewer import Viewer
@@ -34,6 +35,7 @@ from schema.context import DEFAULT_PAGE_SIZE, Info
 from schema.filters import AVAILABILITY, VISITS
 from schema.permissions import parse_global_id, parse_pk
 from schema.rows import (
+    IN_ROW,
     MANY,
     PAGED,
     ROOT_PAGE,
@@ -41,6 +43,7 @@ from schema.rows import (
     TO_ONE,
     Argument,
     Filters,
+    InRow,
     Many,
     Orders,
     Paged,
@@ -365,6 +368,26 @@ def record(
 
     spec = ToOne(source, key, target, through)
     return strawberry.field(resolver=resolve, description=description, metadata={TO_ONE: spec})
+
+
+def in_row(source: str, *, description: str, through: Any = None) -> Any:
+    """A field holding the record of `source` that its parent's own row holds (the
+    parent's select is the source's with more columns: `schema.rows.InRow`), of the
+    field's type: one declaration for both read paths. The resolver path builds it from
+    the parent's row with the source's row builder (`LISTED`, `from_own_row`); the compiler
+    writes the source's object over the parent's row."""
+    return strawberry.field(description=description, metadata={IN_ROW: InRow(source, through)})
+
+
+def from_own_row(cls: type[NodeT], row: Row[Any]) -> NodeT:
+    """An object of `cls` from a row, its `in_row` records built from the same row."""
+    definition = get_object_definition(cls, strict=True)
+    given = {
+        field.python_name: LISTED[field.metadata[IN_ROW].source][1](row)
+        for field in definition.fields
+        if field.metadata and IN_ROW in field.metadata
+    }
+    return from_row(cls, row, **given)
 
 
 def many(
@@ -1117,6 +1140,41 @@ def member_from_row(row: Row[Any]) -> Member:
 
 
 load_member: Loader[Member] = by_id_loader("member", queries.members_by_id, member_from_row)
+
+
+# --- figures ----------------------------------------------------------------------------
+
+
+@strawberry.type(
+    description=(
+        "Continuity of care for one person over the 28 days up to now. Only visits that "
+        "took place (COMPLETED) count; scheduled, uncovered, missed and cancelled visits "
+        "do not."
+    )
+)
+class ContinuityFigures:
+    """A row of `care.figures.continuity_select`: the person's member columns and their
+    figures, both read paths building the person from the same row."""
+
+    service_user: ServiceUser = in_row(
+        "member",
+        through=models.ClusterServiceUser.service_user_id,
+        description="The person.",
+    )
+    distinct_pas_last_28_days: int = strawberry.field(
+        description="Different PAs who made the person's completed visits."
+    )
+    visits_last_28_days: int = strawberry.field(description="The person's completed visits.")
+    visits_by_regular_pas: int = strawberry.field(
+        description="Of those, the visits made by one of the person's regular PAs."
+    )
+    regular_pa_share: float | None = strawberry.field(
+        description="visitsByRegularPas / visitsLast28Days; null when there were no visits."
+    )
+
+
+def continuity_from_row(row: Row[Any]) -> ContinuityFigures:
+    return from_own_row(ContinuityFigures, row)
 
 
 # --- clusters and pools ----------------------------------------------------------------
@@ -1979,4 +2037,5 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
         queries.partner_local_authority_select,
         lambda row: from_row(PartnerLocalAuthority, row),
     ),
+    "service_user_continuity": (figures.continuity_select, continuity_from_row),
 }

@@ -82,6 +82,7 @@ from schema.compiled.registry import (
     Embedded,
     First,
     GlobalId,
+    InRow,
     Page,
     Ranged,
     Render,
@@ -142,6 +143,8 @@ class Plan:
     keys: list[str]
     access: list[Access]
     binders: list[Binder] = field(default_factory=list)
+    # The viewer's clock's values for the sources that read it (`registry.Source.clock`).
+    clocks: list[Callable[[Viewer], dict[str, Any]]] = field(default_factory=list)
     # The statement as asyncpg runs it (see `for_driver`), compiled on first use.
     _driver: DriverStatement | None = None
 
@@ -149,6 +152,8 @@ class Plan:
         self, viewer: Viewer, variables: VariableValues, limits: Limits
     ) -> dict[str, Any]:
         values = policy.viewer_params(viewer)
+        for clock in self.clocks:
+            values.update(clock(viewer))
         for bind in self.binders:
             values.update(bind(variables, limits))
         return values
@@ -452,6 +457,7 @@ class Compiler:
         self.variables = variables
         self.viewer = placeholder(viewer)
         self.binders: list[Binder] = []
+        self.clocks: list[Callable[[Viewer], dict[str, Any]]] = []
         self.counter = 0
 
     # Selections, as graphql-core's executor collects them.
@@ -531,6 +537,13 @@ class Compiler:
                 raise Unsupported(f"{where}({name})")
         return args
 
+    def _select(self, source: registry.Source) -> Select:
+        """The source's select for the placeholder viewer; the values it holds from the
+        viewer's clock (`registry.Source.clock`) are bound again on every request."""
+        if source.clock is not None and source.clock not in self.clocks:
+            self.clocks.append(source.clock)
+        return source.build(self.viewer)
+
     def _prefix(self) -> str:
         self.counter += 1
         return f"c{self.counter}_"
@@ -562,7 +575,13 @@ class Compiler:
             value = self.root_field(name, definition, spec, nodes)
             columns.append(cast(value, Text).label(f"f{len(columns)}"))
             keys.append(key)
-        return Plan(statement=select(*columns), keys=keys, access=access, binders=self.binders)
+        return Plan(
+            statement=select(*columns),
+            keys=keys,
+            access=access,
+            binders=self.binders,
+            clocks=self.clocks,
+        )
 
     def root_field(
         self, name: str, definition: GraphQLField, spec: Any, nodes: list[FieldNode]
@@ -576,7 +595,7 @@ class Compiler:
             return self.root_rows(where, definition, spec, nodes)
         assert isinstance(spec, ToOne)
         source = registry.SOURCES[spec.source]
-        row = source.build(self.viewer).subquery()
+        row = self._select(source).subquery()
         if spec.key == VIEWER:
             self._arguments(where, definition, nodes[0], frozenset())
             if self.viewer.member_id is None:
@@ -612,7 +631,7 @@ class Compiler:
         known = frozenset(a.graphql_name for a in spec.arguments)
         args = self._arguments(where, definition, node, known)
         source = registry.SOURCES[spec.source]
-        stmt = source.build(self.viewer)
+        stmt = self._select(source)
         if spec.filters is not None:
             prefix = self._prefix()
             stmt = spec.filters.apply(stmt, args, prefix)
@@ -648,7 +667,7 @@ class Compiler:
                 continue
             binders = len(self.binders)
             source = registry.SOURCES[source_name]
-            row = source.build(self.viewer).subquery()
+            row = self._select(source).subquery()
             try:
                 value = self.output(f"{where}: {type_name}", node_type, row, source, nodes)
             except Unsupported:
@@ -763,6 +782,13 @@ class Compiler:
                 parts.append(self.connection(where, definition, spec, field_nodes, parent=row))
             elif isinstance(spec, Ranged):
                 parts.append(self.ranged(where, definition, spec, row, field_nodes))
+            elif isinstance(spec, InRow):
+                # The record is the row's own columns (the source's select with more).
+                self._arguments(where, definition, field_nodes[0], frozenset())
+                source = registry.SOURCES[spec.source]
+                parts.append(
+                    self.output(where, definition.type, row, source, field_nodes, spec.through)
+                )
             elif isinstance(spec, Embedded):
                 self._arguments(where, definition, field_nodes[0], frozenset())
                 embedded = _named(definition.type)
@@ -783,7 +809,7 @@ class Compiler:
         nodes: list[FieldNode],
     ) -> ColumnElement[Any]:
         source = registry.SOURCES[spec.source]
-        row = source.build(self.viewer).subquery()
+        row = self._select(source).subquery()
         value = self.output(where, definition.type, row, source, nodes, spec.through)
         return (
             select(value)
@@ -804,7 +830,7 @@ class Compiler:
         select sorted and limited to one row."""
         source = registry.SOURCES[spec.source]
         order = [key.desc() if spec.descending else key for key in spec.order]
-        stmt = spec.link(source.build(self.viewer), parent).correlate(parent)
+        stmt = spec.link(self._select(source), parent).correlate(parent)
         row = stmt.order_by(*order).limit(1).subquery()
         value = self.output(where, definition.type, row, source, nodes)
         return select(value).select_from(row).scalar_subquery()
@@ -818,7 +844,7 @@ class Compiler:
         nodes: list[FieldNode],
     ) -> ColumnElement[Any]:
         source = registry.SOURCES[spec.source]
-        stmt = spec.link(source.build(self.viewer), parent).correlate(parent)
+        stmt = spec.link(self._select(source), parent).correlate(parent)
         # Aggregated in the subquery's order, as a page's rows are (`_list`).
         rows = stmt.order_by(
             *[key.desc() if spec.descending else key for key in spec.order]
@@ -889,7 +915,7 @@ class Compiler:
         args = self._arguments(where, definition, node, spec.arguments)
         prefix = self._prefix()
         source = registry.SOURCES[spec.source]
-        stmt = source.build(self.viewer)
+        stmt = self._select(source)
         if spec.link is not None:
             assert parent is not None
             stmt = spec.link(stmt, parent).correlate(parent)

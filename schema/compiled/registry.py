@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
 
-from care import enums, queries, vocabulary
+from care import enums, figures, queries, vocabulary
 from care.models import (
     CoverExchange,
     Member,
@@ -34,6 +34,7 @@ from schema import types
 from schema.permissions import MEMBER_TYPES
 from schema.query import Query
 from schema.rows import (
+    InRow,
     Kind,
     Orders,
     Paged,
@@ -42,6 +43,7 @@ from schema.rows import (
     ToOne,
     chosen_order,
     data_fields,
+    in_rows,
     lists,
     pages,
     records,
@@ -176,7 +178,17 @@ class Embedded:
 
 
 FieldSpec = (
-    Column | GlobalId | ToOne | Page | ToMany | First | AnyNode | Embedded | Ranged | RootRows
+    Column
+    | GlobalId
+    | ToOne
+    | Page
+    | ToMany
+    | First
+    | AnyNode
+    | Embedded
+    | Ranged
+    | RootRows
+    | InRow
 )
 
 
@@ -188,6 +200,11 @@ class Source:
     # The concrete GraphQL type of a row (for interfaces): (SQL over the row, names).
     typename: Callable[[Any], ColumnElement[str]] | None = None
     types: tuple[str, ...] = ()
+    # The values of the select's named parameters that follow the viewer's clock (not
+    # `care.policy.viewer_params`'), by name: bound again on every request, as the select
+    # built for the request would hold them (a cached statement must not keep the clock
+    # of the request it was compiled for).
+    clock: Callable[[Viewer], dict[str, Any]] | None = None
 
 
 # The member type each profile table makes its members (`schema.types.member_from_row`).
@@ -252,6 +269,11 @@ SOURCES: dict[str, Source] = {
     "partner_local_authority": Source(build=queries.partner_local_authority_select),
     # The care vocabulary: nothing private (who may read it is `careTerms`' access rule).
     "care_term": Source(build=vocabulary.term_select),
+    # Service users with their continuity over the 28 days up to the viewer's `now`, of
+    # the clusters the viewer manages (`care.policy.cluster_managed`).
+    "service_user_continuity": Source(
+        build=figures.continuity_select, clock=figures.continuity_params
+    ),
 }
 
 
@@ -446,6 +468,8 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
                 "CoverOffer": "cover_offer",
                 "CoverExchange": "cover_exchange",
                 "Referral": "referral",
+                # Admins only (`care.policy.sees_partnerships`): null for anyone else.
+                "Partnership": "partnership",
             }
         ),
         **declared_roots(Query),
@@ -580,4 +604,9 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "PartnerLocalAuthority": data_columns(types.PartnerLocalAuthority),
     "CareTerm": data_columns(types.CareTerm),
+    # The person is read from the figures' own row (`schema.types.in_row`).
+    "ContinuityFigures": {
+        **data_columns(types.ContinuityFigures),
+        **in_rows(types.ContinuityFigures),
+    },
 }

@@ -448,12 +448,18 @@ class Tally:
 
     compiled: int = 0
     fell_back: int = 0
+    # Refused by a root field's access rule (`serviceUserContinuity` for a PA): the
+    # resolvers' error, never compiled; counted apart, as neither.
+    refused: int = 0
 
 
-async def compare(coop: DemoCoop, query: str, caller: str) -> tuple[str | None, bool]:
-    """`query` through both paths as `caller`: the difference (or None), and whether the
+REFUSALS = {"FORBIDDEN", "UNAUTHENTICATED"}
+
+
+async def compare(coop: DemoCoop, query: str, caller: str) -> tuple[str | None, bool, bool]:
+    """`query` through both paths as `caller`: the difference (or None), whether the
     compiled path (or the fast lane) answered it (rather than falling back to the
-    resolvers)."""
+    resolvers), and whether an access rule refused the caller."""
     token = coop.tokens[caller]
     coop.app.state.compiled_reads = False
     try:
@@ -473,7 +479,8 @@ async def compare(coop: DemoCoop, query: str, caller: str) -> tuple[str | None, 
         difference = f"data as {caller}:\n{resolved.get('data')}\n{compiled.get('data')}"
     elif compiled.get("errors") != resolved.get("errors"):
         difference = f"errors as {caller}:\n{resolved.get('errors')}\n{compiled.get('errors')}"
-    return difference, answered == [True] or by_lane == 1
+    codes = {(e.get("extensions") or {}).get("code") for e in resolved.get("errors") or ()}
+    return difference, answered == [True] or by_lane == 1, bool(codes & REFUSALS)
 
 
 def _roots(query: str) -> set[str]:
@@ -506,10 +513,13 @@ def _hunt(
         must_fall_back = not _roots(query) <= set(COMPILED_ROOTS) | {"__typename"}
         for caller in CALLERS:
             future = asyncio.run_coroutine_threadsafe(compare(coop, query, caller), loop)
-            difference, compiled = future.result(timeout=60)
+            difference, compiled, refused = future.result(timeout=60)
             assert difference is None, f"{difference}\n{query}"
             assert not (compiled and must_fall_back), query
-            if compiled:
+            if refused:
+                assert not compiled, query
+                tally.refused += 1
+            elif compiled:
                 tally.compiled += 1
             else:
                 tally.fell_back += 1
@@ -574,5 +584,5 @@ async def test_differences_found_stay_fixed(
     demo: DemoCoop, reads_compiled: None, query: str
 ) -> None:
     for caller in CALLERS:
-        difference, _ = await compare(demo, query, caller)
+        difference, _, _ = await compare(demo, query, caller)
         assert difference is None, f"{difference}\n{query}"

@@ -1317,10 +1317,14 @@ async def test_node_is_identical_for_every_caller_and_every_kind_of_id(
                 assert both.compiled, value
                 found += (resolved.get("data") or {}).get("node") is not None
     assert found >= 30
-    # A node type the compiler does not read: the request falls back, same answer.
+    # A partnership's id (admins only; the demo has some): compiled too, for any caller.
     partnership = gid("Partnership", 1)
-    await both.same(NODE, {"id": partnership}, api.token(Role.ADMIN), statements=None)
-    assert not both.compiled
+    for name, token in _callers(api, ids).items():
+        body = await both.same(NODE, {"id": partnership}, token, statements=1)
+        shown = body["data"]["node"]
+        assert shown == (
+            {"__typename": "Partnership", "id": partnership} if name == "admin" else None
+        )
 
 
 # Floats PostgreSQL and orjson write differently unless told: integral, zero, negative
@@ -2319,9 +2323,9 @@ async def test_partnerships_are_identical_on_both_paths_for_every_caller(
 async def test_a_partnership_by_node_and_its_loader_answer_as_before(
     api: Api, app: Any, sql_counter: StatementCounter, demo: dict[str, Any], db: AsyncSession
 ) -> None:
-    # `node` does not read Partnership: the request goes to the resolvers, whose loader
-    # reads the select `partnerships` reads (`queries.partnership_select`), and whose
-    # `localAuthorities` is the same declared list.
+    # `node` of a Partnership compiles: one statement over the select `partnerships` and
+    # the resolvers' loader read (`queries.partnership_select`, admins only), its
+    # `localAuthorities` the same declared list; anyone else gets null on both paths.
     made = await _partnerships(db)
     both = Both(api, app, sql_counter)
     query = (
@@ -2332,8 +2336,8 @@ async def test_a_partnership_by_node_and_its_loader_answer_as_before(
     for name, token in _callers(api, demo["ids"]).items():
         for partnership in made:
             value = gid("Partnership", partnership.id)
-            body = await both.same(query, {"id": value}, token, statements=None)
-            assert not both.compiled
+            body = await both.same(query, {"id": value}, token, statements=1)
+            assert both.compiled
             if name == "admin":
                 assert body["data"]["node"] == by_id[value]
             else:

@@ -455,8 +455,10 @@ async def test_only_admins_and_coordinators_may_ask(api: Api, w: World, field: s
 
 
 async def test_one_statement_per_root_field_whatever_the_number_of_clusters(
-    api: Api, w: World, sql_counter: StatementCounter
+    api: Api, w: World, sql_counter: StatementCounter, resolvers_only: None
 ) -> None:
+    """On the resolver path (`serviceUserContinuity` compiles: one statement there too,
+    tests/schema/test_compiled_continuity.py)."""
     admin = api.token(Role.ADMIN)
     counts = []
     for ids in ([cid(w.a)], [cid(w.a), cid(w.b), cid(w.empty)], None):

@@ -14,7 +14,7 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
-from care import models, queries, vocabulary
+from care import figures, models, queries, vocabulary
 from schema import filters, types
 from schema.build import create_schema
 from schema.compiled import registry
@@ -24,11 +24,13 @@ from schema.rows import (
     PAGED,
     ROOT_PAGE,
     ROOT_ROWS,
+    InRow,
     Kind,
     RootRows,
     ToOne,
     data_fields,
     from_row,
+    in_rows,
     lists,
     pages,
     records,
@@ -159,6 +161,17 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
         for field, spec in records(getattr(types, name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
             assert spec.source in types.LOADERS and spec.source in registry.SOURCES
+
+
+def test_a_record_of_the_parent_row_is_declared_once_for_both_paths() -> None:
+    # `schema.types.in_row`: the continuity figures' person is the member columns of the
+    # same row, built by the members' row builder and compiled as a member over that row.
+    declared = in_rows(types.ContinuityFigures)
+    spec = InRow("member", through=models.ClusterServiceUser.service_user_id)
+    assert declared == {"serviceUser": spec}
+    assert registry.FIELDS["ContinuityFigures"]["serviceUser"] is declared["serviceUser"]
+    assert spec.source in types.LISTED and spec.source in registry.SOURCES
+    assert registry.member_type_of(spec.through) == "ServiceUser"
 
 
 def test_a_list_field_is_declared_once_for_both_paths() -> None:
@@ -303,7 +316,14 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
     # is not a declaration's and fails here.
     declared = root_rows(Query)
-    assert set(declared) == {"coop", "localAuthorities", "pools", "partnerships", "careTerms"}
+    assert set(declared) == {
+        "coop",
+        "localAuthorities",
+        "pools",
+        "partnerships",
+        "careTerms",
+        "serviceUserContinuity",
+    }
     assert declared["coop"].one and not declared["pools"].one
     assert not declared["partnerships"].one
     assert declared["pools"].order == (models.Pool.id,)
@@ -314,6 +334,13 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     terms = declared["careTerms"]
     assert terms.order is vocabulary.TERM_ORDER and terms.filters is filters.CARE_TERMS
     assert terms.filters.arguments == ("use", "includeInactive", "needsReview")
+    # Continuity: `care.figures`' select, order and filter; the window's bounds follow
+    # each request's clock on the compiled path (`registry.Source.clock`).
+    continuity = declared["serviceUserContinuity"]
+    assert continuity.order is figures.CONTINUITY_ORDER
+    assert continuity.filters is filters.CONTINUITY
+    assert continuity.filters.arguments == ("clusterId",)
+    assert registry.SOURCES[continuity.source].clock is figures.continuity_params
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, RootRows):
