@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
 
-from care import enums, queries, vocabulary
+from care import enums, figures, queries, vocabulary
 from care.models import (
     CoverExchange,
     Member,
@@ -31,6 +31,7 @@ from care.models import (
 )
 from care.viewer import Viewer
 from schema import types
+from schema.figures import ClusterFigures
 from schema.permissions import MEMBER_TYPES
 from schema.query import Query
 from schema.rows import (
@@ -252,6 +253,9 @@ SOURCES: dict[str, Source] = {
     "partner_local_authority": Source(build=queries.partner_local_authority_select),
     # The care vocabulary: nothing private (who may read it is `careTerms`' access rule).
     "care_term": Source(build=vocabulary.term_select),
+    # Cover and delivery figures per cluster the caller manages, over a period: its rows
+    # take the request's values as parameters (`schema.figures.CLUSTER_FIGURES`).
+    "cluster_figures": Source(build=figures.cluster_figures),
 }
 
 
@@ -580,4 +584,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "PartnerLocalAuthority": data_columns(types.PartnerLocalAuthority),
     "CareTerm": data_columns(types.CareTerm),
+}
+
+# A cluster's figures: their row holds the cluster's columns too, from which the resolver
+# makes the cluster (`schema.figures._cluster_figures_from_row`), as the compiler does.
+FIELDS["ClusterFigures"] = {
+    **data_columns(ClusterFigures),
+    "cluster": Embedded("id", FIELDS["Cluster"]),
 }
