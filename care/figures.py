@@ -36,7 +36,6 @@ the caller may not manage is left out of the result, exactly like an unknown one
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,14 +46,17 @@ from sqlalchemy import (
     Float,
     Select,
     and_,
+    any_,
     bindparam,
     case,
     cast,
     func,
     literal,
+    or_,
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from care import policy, queries
 from care.enums import CoverRequestStatus, Role, VisitStatus
@@ -119,7 +121,9 @@ def _minutes(interval: ColumnElement[Any]) -> ColumnElement[Any]:
     return cast(func.extract("epoch", interval), Float) / 60.0
 
 
-def _starts_in(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[bool]:
+def _starts_in(
+    start: ColumnElement[dt.datetime], end: ColumnElement[dt.datetime]
+) -> ColumnElement[bool]:
     """A visit starts in [start, end). The overlap test is implied by the start test; it is
     there so the GiST index on (service_user_id, during) serves the query."""
     return and_(
@@ -129,14 +133,45 @@ def _starts_in(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElem
     )
 
 
-def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period) -> Select:
-    """One row per cluster the viewer manages (all of them when `cluster_ids` is None, else
-    those among `cluster_ids`), ordered by id: the cluster's columns
-    (`queries.CLUSTER_COLUMNS`) and the figures over the period."""
-    clusters = select(Cluster.id).where(policy.cluster_managed(viewer, Cluster.id))
-    if cluster_ids is not None:
-        clusters = clusters.where(Cluster.id.in_(cluster_ids))
-    chosen = clusters.cte("chosen")
+@dataclass(frozen=True)
+class Asked:
+    """What one request for cluster figures asks: the clusters (None: every one the caller
+    manages), each once in the order asked, and the period."""
+
+    cluster_ids: list[int] | None
+    period: Period
+
+
+def figure_parameters(asked: Asked) -> dict[str, Any]:
+    """The values of `cluster_figures`' named parameters (without their prefix)."""
+    return {
+        "cluster_ids": asked.cluster_ids,
+        "period_start": asked.period.start,
+        "period_end": asked.period.end,
+    }
+
+
+def cluster_figures(viewer: Viewer, prefix: str = "") -> Select:
+    """One row per cluster the viewer manages, among those asked for: the cluster's columns
+    (`queries.CLUSTER_COLUMNS`), the period's bounds (`from_`, `to`) and the figures over
+    the period. Every cluster the viewer manages when the asked ids are null, ordered by
+    id; else those of them asked for, in the order asked.
+
+    What is asked is named parameters (`figure_parameters`, each name prefixed with
+    `prefix`), bound per request: both read paths run this one statement, the resolver
+    with `Select.params`, the compiled path with the request's values (the period is worked
+    out from the clock per request, never built into a cached statement)."""
+    timestamp = DateTime(timezone=True)
+    ids_type = ARRAY(BigInteger)
+    ids = cast(bindparam(f"{prefix}cluster_ids", type_=ids_type), ids_type)
+    start = cast(bindparam(f"{prefix}period_start", type_=timestamp), timestamp)
+    end = cast(bindparam(f"{prefix}period_end", type_=timestamp), timestamp)
+    clusters = select(Cluster.id).where(
+        policy.cluster_managed(viewer, Cluster.id),
+        or_(ids.is_(None), Cluster.id == any_(ids)),
+    )
+    # Named by the prefix: two of these in one statement (aliases) must not clash.
+    chosen = clusters.cte(f"{prefix}chosen")
 
     filled = CoverRequest.status == CoverRequestStatus.FILLED.value
     cover = (
@@ -154,11 +189,11 @@ def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period
         .join(CoverRequest, CoverRequest.visit_id == Visit.id)
         .where(
             ClusterServiceUser.cluster_id.in_(select(chosen.c.id)),
-            CoverRequest.opened_at >= p.start,
-            CoverRequest.opened_at < p.end,
+            CoverRequest.opened_at >= start,
+            CoverRequest.opened_at < end,
         )
         .group_by(ClusterServiceUser.cluster_id)
-        .subquery("cover")
+        .subquery(f"{prefix}cover")
     )
 
     completed = Visit.status == VisitStatus.COMPLETED.value
@@ -175,10 +210,10 @@ def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period
         .where(
             ClusterServiceUser.cluster_id.in_(select(chosen.c.id)),
             Visit.status.in_([VisitStatus.MISSED.value, VisitStatus.COMPLETED.value]),
-            _starts_in(_at(p.start), _at(p.end)),
+            _starts_in(start, end),
         )
         .group_by(ClusterServiceUser.cluster_id)
-        .subquery("delivery")
+        .subquery(f"{prefix}delivery")
     )
 
     opened = func.coalesce(cover.c.opened, 0)
@@ -186,6 +221,8 @@ def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period
     return (
         select(
             *queries.CLUSTER_COLUMNS,
+            start.label("from_"),
+            end.label("to"),
             opened.label("cover_requests_opened"),
             filled_count.label("cover_requests_filled"),
             case(
@@ -200,7 +237,8 @@ def cluster_figures(viewer: Viewer, cluster_ids: Sequence[int] | None, p: Period
         .where(Cluster.id.in_(select(chosen.c.id)))
         .outerjoin(cover, cover.c.cluster_id == Cluster.id)
         .outerjoin(delivery, delivery.c.cluster_id == Cluster.id)
-        .order_by(Cluster.id)
+        # The order asked (positions in the array); by id when none was asked.
+        .order_by(func.array_position(ids, Cluster.id), Cluster.id)
     )
 
 

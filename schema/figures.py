@@ -15,11 +15,18 @@ from sqlalchemy import Row
 
 from care import figures
 from care.errors import DomainError
+from care.viewer import Viewer
 from schema import filters
-from schema.context import Info
+from schema.context import Limits
 from schema.permissions import MANAGING, decode_id, guard
-from schema.rows import REQUIRED, Argument
-from schema.types import Cluster, ContinuityFigures, cluster_from_row, root_list
+from schema.rows import REQUIRED, Argument, Parameters, from_row
+from schema.types import (
+    LISTED,
+    Cluster,
+    ContinuityFigures,
+    cluster_from_row,
+    root_list,
+)
 
 
 @strawberry.type(
@@ -62,24 +69,92 @@ def _bad_input(error: DomainError) -> GraphQLError:
     return GraphQLError(error.message, extensions={"code": "BAD_USER_INPUT", "field": error.field})
 
 
-def _cluster_figures_from_row(row: Row[Any], period: figures.Period) -> ClusterFigures:
-    return ClusterFigures(
-        cluster=cluster_from_row(row),
-        from_=period.start,
-        to=period.end,
-        cover_requests_opened=row.cover_requests_opened,
-        cover_requests_filled=row.cover_requests_filled,
-        fill_rate=row.fill_rate,
-        median_time_to_fill_minutes=row.median_time_to_fill_minutes,
-        visits_missed=row.visits_missed,
-        visits_completed=row.visits_completed,
-        hours_delivered=float(row.hours_delivered),
-    )
+def _cluster_figures_from_row(row: Row[Any]) -> ClusterFigures:
+    """Its fields are columns of `care.figures.cluster_figures`, the period's bounds
+    included; the cluster is made of the same row's cluster columns."""
+    return from_row(ClusterFigures, row, cluster=cluster_from_row(row))
+
+
+# Both read paths read cluster figures from `care.figures.cluster_figures`.
+LISTED["cluster_figures"] = (figures.cluster_figures, _cluster_figures_from_row)
+
+
+def cluster_figure_values(args: dict[str, Any], viewer: Viewer, limits: Limits) -> dict[str, Any]:
+    """`clusterFigures`' arguments as `care.figures.cluster_figures` takes them, worked out
+    once per request for both read paths: the period (`care.figures.period`, from the
+    viewer's clock when not given), and the ids asked for, decoded, each once in the order
+    asked (others than clusters' left out, as unknown ones are). BAD_USER_INPUT for a bad
+    period or too many ids. A caller who may not ask (a coordinator's token without a
+    member) gets nothing, whatever they ask."""
+    if not figures.may_ask(viewer):
+        return figures.figure_parameters(figures.Asked([], figures.period(viewer, None, None)))
+    try:
+        period = figures.period(viewer, args.get("from"), args.get("to"))
+    except DomainError as error:
+        raise _bad_input(error) from error
+    ids: list[int] | None = None
+    cluster_ids = args.get("clusterIds")
+    if cluster_ids is not None:
+        limit = limits.max_page_size
+        if len(cluster_ids) > limit:
+            raise GraphQLError(
+                f"Ask for at most {limit} clusters at once.",
+                extensions={"code": "BAD_USER_INPUT", "field": "clusterIds"},
+            )
+        decoded = (decode_id(g, "Cluster") for g in cluster_ids)
+        ids = list(dict.fromkeys(i for i in decoded if i is not None))
+    return figures.figure_parameters(figures.Asked(ids, period))
+
+
+CLUSTER_FIGURES = Parameters(
+    ("clusterIds", "from", "to"), cluster_figure_values, figures.cluster_figures
+)
 
 
 @strawberry.type
 class FigureQueries:
-    @strawberry.field(
+    # Declared once for both read paths (`schema.types.root_list` with `parameters`): the
+    # resolver and the compiled path read `care.figures.cluster_figures`, with the values
+    # `cluster_figure_values` works out per request (the compiled path falls back on
+    # values it refuses, so the error is the resolver's).
+    cluster_figures = root_list(
+        "cluster_figures",
+        ClusterFigures,
+        order=(),
+        parameters=CLUSTER_FIGURES,
+        arguments=(
+            Argument(
+                "cluster_ids",
+                Annotated[
+                    list[strawberry.ID] | None,
+                    strawberry.argument(
+                        description="The clusters, at most 100; unknown ids and clusters the "
+                        "caller may not manage are left out. Not given: all the caller manages."
+                    ),
+                ],
+            ),
+            Argument(
+                "from_",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(
+                        name="from",
+                        description="Start of the period (included); 28 days before `to` when "
+                        "not given. Without a UTC offset: London time.",
+                    ),
+                ],
+            ),
+            Argument(
+                "to",
+                Annotated[
+                    dt.datetime | None,
+                    strawberry.argument(
+                        description="End of the period (excluded); now when not given. Without "
+                        "a UTC offset: London time."
+                    ),
+                ],
+            ),
+        ),
         description=(
             "Cover and delivery figures per cluster, for admins (any cluster) and "
             "coordinators (the clusters they support). Without `clusterIds`: every cluster "
@@ -91,57 +166,6 @@ class FigureQueries:
         ),
         extensions=guard(MANAGING),
     )
-    async def cluster_figures(
-        self,
-        info: Info,
-        cluster_ids: Annotated[
-            list[strawberry.ID] | None,
-            strawberry.argument(
-                description="The clusters, at most 100; unknown ids and clusters the "
-                "caller may not manage are left out. Not given: all the caller manages."
-            ),
-        ] = None,
-        from_: Annotated[
-            dt.datetime | None,
-            strawberry.argument(
-                name="from",
-                description="Start of the period (included); 28 days before `to` when "
-                "not given. Without a UTC offset: London time.",
-            ),
-        ] = None,
-        to: Annotated[
-            dt.datetime | None,
-            strawberry.argument(
-                description="End of the period (excluded); now when not given. Without a "
-                "UTC offset: London time."
-            ),
-        ] = None,
-    ) -> list[ClusterFigures]:
-        viewer = info.context.viewer
-        if not figures.may_ask(viewer):  # a coordinator's token without a member
-            return []
-        try:
-            period = figures.period(viewer, from_, to)
-        except DomainError as error:
-            raise _bad_input(error) from error
-        ids: list[int] | None = None
-        if cluster_ids is not None:
-            limit = info.context.limits.max_page_size
-            if len(cluster_ids) > limit:
-                raise GraphQLError(
-                    f"Ask for at most {limit} clusters at once.",
-                    extensions={"code": "BAD_USER_INPUT", "field": "clusterIds"},
-                )
-            decoded = (decode_id(g, "Cluster") for g in cluster_ids)
-            ids = list(dict.fromkeys(i for i in decoded if i is not None))
-            if not ids:
-                return []
-        rows = await info.context.rows(figures.cluster_figures(viewer, ids, period))
-        found = [_cluster_figures_from_row(r, period) for r in rows]
-        if ids is not None:
-            position = {cluster_id: n for n, cluster_id in enumerate(ids)}
-            found.sort(key=lambda f: position[f.cluster.id])
-        return found
 
     # Declared once for both read paths (`schema.types.root_list`): the resolver and the
     # compiled path read `care.figures.continuity_select`, its order and its filter (who

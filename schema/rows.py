@@ -31,11 +31,25 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
+from strawberry.types.arguments import StrawberryArgumentAnnotation
 from strawberry.types.base import get_object_definition
 from strawberry.types.private import StrawberryPrivate
 from strawberry.utils.str_converters import to_camel_case
+
+if TYPE_CHECKING:
+    from care.viewer import Viewer
+    from schema.context import Limits
 
 T = TypeVar("T")
 
@@ -126,6 +140,8 @@ def data_fields(cls: type) -> tuple[DataField, ...]:
 def _data_fields(cls: type) -> tuple[DataField, ...]:
     definition = get_object_definition(cls, strict=True)
     resolved = {f.python_name for f in definition.fields if f.base_resolver is not None}
+    # A field named otherwise in GraphQL (`from_` is `from`) keeps its name there.
+    named = {f.python_name: f.graphql_name for f in definition.fields if f.graphql_name}
     hints = get_type_hints(cls, include_extras=True)
     found = []
     for field in dataclasses.fields(cls):
@@ -139,7 +155,7 @@ def _data_fields(cls: type) -> tuple[DataField, ...]:
             exposed = not any(isinstance(extra, StrawberryPrivate) for extra in hint.__metadata__)
             hint = get_args(hint)[0]
         kind, nullable, hint = _kind(hint)
-        graphql_name = to_camel_case(field.name) if exposed else None
+        graphql_name = named.get(field.name, to_camel_case(field.name)) if exposed else None
         convert = _converter(kind, nullable, hint)
         enum = hint if kind is Kind.ENUM else _listed_enum(kind, hint)
         found.append(DataField(field.name, graphql_name, kind, nullable, convert, enum))
@@ -267,6 +283,13 @@ class Argument:
 
     @property
     def graphql_name(self) -> str:
+        """Its GraphQL name: the annotation's (`strawberry.argument(name=...)`: `from`
+        for `from_`), else the Python name camel-cased."""
+        if get_origin(self.annotation) is Annotated:
+            for extra in self.annotation.__metadata__:
+                given = getattr(extra, "name", None)
+                if isinstance(extra, StrawberryArgumentAnnotation) and given:
+                    return str(given)
         return to_camel_case(self.name)
 
 
@@ -313,18 +336,36 @@ class RootPage:
 ROOT_ROWS = "coopnet.root_rows"
 
 
+@dataclass(frozen=True, eq=False)  # by identity, as `Filters`
+class Parameters:
+    """A root list whose select takes values worked out from the request
+    (`clusterFigures`: the clusters asked for, and the period, from the clock when not
+    given): `values(args, viewer, limits)` works them out once per request, by the field's
+    own checks, which raise the field's GraphQLError (the compiled path then falls back, so
+    the error is the resolver's); `rows(viewer, prefix)` is the select, each value a named
+    parameter (`prefix` + its name in `values`), for any request: the resolver binds the
+    values with `Select.params`, the compiled path per request. `arguments`: the GraphQL
+    names `values` reads."""
+
+    arguments: tuple[str, ...]
+    values: Callable[[dict[str, Any], Viewer, Limits], dict[str, Any]]
+    rows: Callable[[Viewer, str], Any]
+
+
 @dataclass(frozen=True, eq=False)  # by identity, as `RootPage`
 class RootRows:
     """A root field holding every row of `source` the caller may see, sorted by `order`
     (`pools`, `localAuthorities`), or, when `one`, the first of them: a source of one row
     (`coop`), null when it has none. `arguments`: the field's, in order (none for most),
-    which `filters` read to narrow the rows (`careTerms`)."""
+    which `filters` read to narrow the rows (`careTerms`), or `parameters` turn into the
+    values of a select that takes them (`clusterFigures`, sorted by that select)."""
 
     source: str
     order: tuple[Any, ...]
     one: bool = False
     arguments: tuple[Argument, ...] = ()
     filters: Filters | None = None
+    parameters: Parameters | None = None
 
 
 def root_rows(cls: type) -> dict[str, RootRows]:

@@ -47,6 +47,7 @@ from schema.rows import (
     Many,
     Orders,
     Paged,
+    Parameters,
     RootPage,
     RootRows,
     ToOne,
@@ -636,14 +637,17 @@ def root_list(
     extensions: list[Any],
     arguments: tuple[Argument, ...] = (),
     filters: Filters | None = None,
+    parameters: Parameters | None = None,
 ) -> Any:
     """A root field holding every `source` row the caller may see, as a list of `item` in
     `order` (`schema.rows.RootRows`): one declaration for both read paths. The resolver
     reads the source's select (`LISTED`, the compiler's `registry.SOURCES` too), narrowed
     by `filters` (which read `arguments`, the field's GraphQL arguments, in order: those
-    of `careTerms`), as the compiler narrows it, and sorted; `extensions`: the field's
-    access rule (`schema.permissions.guard`)."""
-    spec = RootRows(source, order, arguments=arguments, filters=filters)
+    of `careTerms`), as the compiler narrows it, and sorted; or, with `parameters`, the
+    select they declare with the values they work out from the arguments (`clusterFigures`:
+    the select sorts its rows, `order` is empty). `extensions`: the field's access rule
+    (`schema.permissions.guard`)."""
+    spec = RootRows(source, order, arguments=arguments, filters=filters, parameters=parameters)
     return _root_rows(spec, list[item], description, extensions)  # type: ignore[valid-type]
 
 
@@ -657,12 +661,22 @@ def root_record(
 
 def _root_rows(spec: RootRows, returns: Any, description: str, extensions: list[Any]) -> Any:
     _check_filters(spec.filters, spec.arguments)
+    if spec.parameters is not None:
+        missing = set(spec.parameters.arguments) - {a.graphql_name for a in spec.arguments}
+        if missing:
+            raise ValueError(f"Its parameters read arguments it does not take: {missing}")
 
     async def resolve(root: Any, info: Info, **given: Any) -> Any:
         build, to_object = LISTED[spec.source]
-        stmt = build(info.context.viewer)
+        viewer = info.context.viewer
+        args = {a.graphql_name: given[a.name] for a in spec.arguments}
+        if spec.parameters is not None:
+            # Worked out once, by the field's checks (their error is the answer).
+            values = spec.parameters.values(args, viewer, info.context.limits)
+            stmt = cast(Select, spec.parameters.rows(viewer, "")).params(values)
+        else:
+            stmt = build(viewer)
         if spec.filters is not None:
-            args = {a.graphql_name: given[a.name] for a in spec.arguments}
             stmt = cast(Select, spec.filters.apply(stmt, args, ""))
         stmt = stmt.order_by(*spec.order)
         if spec.one:

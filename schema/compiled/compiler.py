@@ -110,8 +110,9 @@ class Fallback(Exception):
     resolvers do (their error, e.g. an invalid cursor): run the resolvers."""
 
 
-# One request's values for some named parameters of the statement.
-Binder = Callable[[VariableValues, Limits], dict[str, Any]]
+# One request's values for some named parameters of the statement, from its variables,
+# limits and viewer (whose clock a value may read: `clusterFigures`' default period).
+Binder = Callable[[VariableValues, Limits, Viewer], dict[str, Any]]
 
 
 def value_shape(values: Mapping[str, Any]) -> tuple[tuple[str, object], ...]:
@@ -155,7 +156,7 @@ class Plan:
         for clock in self.clocks:
             values.update(clock(viewer))
         for bind in self.binders:
-            values.update(bind(variables, limits))
+            values.update(bind(variables, limits, viewer))
         return values
 
     def for_driver(self) -> DriverStatement:
@@ -609,7 +610,9 @@ class Compiler:
             type_name = _named(definition.type).name
             node, field_definition = nodes[0], definition
 
-            def bind_id(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+            def bind_id(
+                variables: VariableValues, limits: Limits, viewer: Viewer
+            ) -> dict[str, Any]:
                 args = get_argument_values(field_definition, node, variables)
                 found = decode_id(args.get(argument), type_name)
                 return {name_param: -1 if found is None else found}
@@ -631,7 +634,13 @@ class Compiler:
         known = frozenset(a.graphql_name for a in spec.arguments)
         args = self._arguments(where, definition, node, known)
         source = registry.SOURCES[spec.source]
-        stmt = self._select(source)
+        if spec.parameters is not None:
+            # A select taking the request's values as parameters, bound per request.
+            prefix = self._prefix()
+            stmt = spec.parameters.rows(self.viewer, prefix)
+            self.binders.append(_parameters_binder(where, definition, node, spec, prefix))
+        else:
+            stmt = self._select(source)
         if spec.filters is not None:
             prefix = self._prefix()
             stmt = spec.filters.apply(stmt, args, prefix)
@@ -681,7 +690,7 @@ class Compiler:
             raise Unsupported(where)
         node, field_definition = nodes[0], definition
 
-        def bind_node(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+        def bind_node(variables: VariableValues, limits: Limits, viewer: Viewer) -> dict[str, Any]:
             value = get_argument_values(field_definition, node, variables).get("id")
             found = parse_global_id(value) if isinstance(value, str) else None
             known = found is not None and found.type_name in NODE_TYPES
@@ -886,7 +895,7 @@ class Compiler:
         found = case((func.count() == 0, null()), else_=_listed(value, order.is_not(None)))
         field_definition = definition
 
-        def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+        def bind(variables: VariableValues, limits: Limits, viewer: Viewer) -> dict[str, Any]:
             args = get_argument_values(field_definition, node, variables)
             try:
                 values = spec.values(args)
@@ -1078,11 +1087,32 @@ def _filters_binder(
     assert filters is not None
     shape = value_shape(compiled)
 
-    def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+    def bind(variables: VariableValues, limits: Limits, viewer: Viewer) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
         if value_shape(args) != shape:
             raise Fallback(f"{where}: another shape of arguments")
         return {f"{prefix}{name}": value for name, value in filters.values(args).items()}
+
+    return bind
+
+
+def _parameters_binder(
+    where: str, definition: GraphQLField, node: FieldNode, spec: RootRows, prefix: str
+) -> Binder:
+    """The values a root list's select takes (`schema.rows.Parameters`), worked out per
+    request from its arguments, limits and viewer (the clock: never built into the cached
+    statement) by the field's own checks: values they refuse (a bad period, too many ids)
+    are the resolver's to answer, with its error."""
+    parameters = spec.parameters
+    assert parameters is not None
+
+    def bind(variables: VariableValues, limits: Limits, viewer: Viewer) -> dict[str, Any]:
+        args = get_argument_values(definition, node, variables)
+        try:
+            values = parameters.values(args, viewer, limits)
+        except (GraphQLError, ValueError, ArithmeticError) as exc:
+            raise Fallback(f"{where}: {exc}") from exc
+        return {f"{prefix}{name}": value for name, value in values.items()}
 
     return bind
 
@@ -1156,7 +1186,7 @@ def _page_binder(
     `nameContains: ""`, is not a null variable)."""
     in_use = _in_use(_filter_values(spec, compiled))
 
-    def bind(variables: VariableValues, limits: Limits) -> dict[str, Any]:
+    def bind(variables: VariableValues, limits: Limits, viewer: Viewer) -> dict[str, Any]:
         args = get_argument_values(definition, node, variables)
         try:
             order, sort, _ = spec.order(args)

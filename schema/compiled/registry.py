@@ -31,6 +31,7 @@ from care.models import (
 )
 from care.viewer import Viewer
 from schema import types
+from schema.figures import ClusterFigures
 from schema.permissions import MEMBER_TYPES
 from schema.query import Query
 from schema.rows import (
@@ -274,6 +275,9 @@ SOURCES: dict[str, Source] = {
     "service_user_continuity": Source(
         build=figures.continuity_select, clock=figures.continuity_params
     ),
+    # Cover and delivery figures per cluster the caller manages, over a period: its rows
+    # take the request's values as parameters (`schema.figures.CLUSTER_FIGURES`).
+    "cluster_figures": Source(build=figures.cluster_figures),
 }
 
 
@@ -609,4 +613,11 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.ContinuityFigures),
         **in_rows(types.ContinuityFigures),
     },
+}
+
+# A cluster's figures: their row holds the cluster's columns too, from which the resolver
+# makes the cluster (`schema.figures._cluster_figures_from_row`), as the compiler does.
+FIELDS["ClusterFigures"] = {
+    **data_columns(ClusterFigures),
+    "cluster": Embedded("id", FIELDS["Cluster"]),
 }

@@ -14,7 +14,9 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
-from care import figures, models, queries, vocabulary
+from care import figures as care_figures
+from care import models, queries, vocabulary
+from schema import figures as schema_figures
 from schema import filters, types
 from schema.build import create_schema
 from schema.compiled import registry
@@ -85,6 +87,13 @@ ROW = SimpleNamespace(
 )
 
 
+def _strawberry_type(name: str) -> type:
+    """The Strawberry class of a type the registry reads (`schema.types`', or a root
+    field's own module's: `ClusterFigures`)."""
+    found: type = getattr(types, name, None) or getattr(schema_figures, name)
+    return found
+
+
 def test_a_row_becomes_an_object_by_the_annotations() -> None:
     sample = from_row(Sample, ROW, where=Point(x=1.0))
     assert sample.id == 7 and sample.owner_id == 3
@@ -128,7 +137,7 @@ def test_every_data_field_of_a_compiled_type_compiles() -> None:
     for name, fields in registry.FIELDS.items():
         if name == "Query":
             continue
-        for field in data_fields(getattr(types, name)):
+        for field in data_fields(_strawberry_type(name)):
             if field.graphql_name is not None:
                 assert field.graphql_name in fields, (name, field.graphql_name)
 
@@ -158,7 +167,7 @@ def test_a_record_field_is_declared_once_for_both_paths() -> None:
         "Coop",
         "Referral",
     ):
-        for field, spec in records(getattr(types, name)).items():
+        for field, spec in records(_strawberry_type(name)).items():
             assert registry.FIELDS[name][field] is spec, (name, field)
             assert spec.source in types.LOADERS and spec.source in registry.SOURCES
 
@@ -193,7 +202,7 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
         "CoverExchange",
         "Partnership",
     ):
-        declared = lists(getattr(types, name))
+        declared = lists(_strawberry_type(name))
         assert declared, name
         for field, spec in declared.items():
             compiled = registry.FIELDS[name][field]
@@ -207,7 +216,7 @@ def test_a_list_field_is_declared_once_for_both_paths() -> None:
         if name != "Query":
             for field, compiled in fields.items():
                 if isinstance(compiled, registry.ToMany):
-                    assert field in lists(getattr(types, name)), (name, field, "by hand")
+                    assert field in lists(_strawberry_type(name)), (name, field, "by hand")
 
 
 def test_a_page_field_is_declared_once_for_both_paths() -> None:
@@ -220,7 +229,7 @@ def test_a_page_field_is_declared_once_for_both_paths() -> None:
     for name, fields in registry.FIELDS.items():
         if name == "Query":
             continue
-        declared = pages(getattr(types, name))
+        declared = pages(_strawberry_type(name))
         for field, spec in fields.items():
             if isinstance(spec, registry.Page):
                 assert field in declared, (name, field, "a Page written by hand")
@@ -240,7 +249,7 @@ def test_a_page_field_is_declared_once_for_both_paths() -> None:
                 assert compiled.filters is page.filters.apply
                 assert compiled.values is page.filters.values
             # The resolver takes exactly the arguments the compiler accepts.
-            definition = get_object_definition(getattr(types, name), strict=True)
+            definition = get_object_definition(_strawberry_type(name), strict=True)
             (resolver_field,) = [
                 f for f in definition.fields if (f.metadata or {}).get(PAGED) is page
             ]
@@ -323,6 +332,7 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         "partnerships",
         "careTerms",
         "serviceUserContinuity",
+        "clusterFigures",
     }
     assert declared["coop"].one and not declared["pools"].one
     assert not declared["partnerships"].one
@@ -337,10 +347,17 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # Continuity: `care.figures`' select, order and filter; the window's bounds follow
     # each request's clock on the compiled path (`registry.Source.clock`).
     continuity = declared["serviceUserContinuity"]
-    assert continuity.order is figures.CONTINUITY_ORDER
+    assert continuity.order is care_figures.CONTINUITY_ORDER
     assert continuity.filters is filters.CONTINUITY
     assert continuity.filters.arguments == ("clusterId",)
-    assert registry.SOURCES[continuity.source].clock is figures.continuity_params
+    assert registry.SOURCES[continuity.source].clock is care_figures.continuity_params
+    # Cluster figures: `care.figures`' select, with the values `schema.figures` works out
+    # per request from the field's arguments (by their GraphQL names: `from`, not `from_`).
+    figures = declared["clusterFigures"]
+    assert figures.parameters is schema_figures.CLUSTER_FIGURES and figures.order == ()
+    assert figures.parameters.rows is care_figures.cluster_figures
+    assert [a.graphql_name for a in figures.arguments] == ["clusterIds", "from", "to"]
+    assert figures.parameters.arguments == ("clusterIds", "from", "to")
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, RootRows):
@@ -353,10 +370,16 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         # The resolver takes exactly the arguments the compiler accepts, in order.
         names = [a.python_name for a in resolver_field.arguments]
         assert names == [a.name for a in spec.arguments], field
-        if spec.filters is None:
+        graphql_names = {
+            a.graphql_name or to_camel_case(a.python_name) for a in resolver_field.arguments
+        }
+        assert graphql_names == {a.graphql_name for a in spec.arguments}, field
+        if spec.filters is None and spec.parameters is None:
             assert names == [], field
-        else:
-            assert set(spec.filters.arguments) <= {to_camel_case(n) for n in names}, field
+        if spec.filters is not None:
+            assert set(spec.filters.arguments) <= graphql_names, field
+        if spec.parameters is not None:
+            assert set(spec.parameters.arguments) <= graphql_names, field
         assert types.LISTED[spec.source][0] is registry.SOURCES[spec.source].build
     # `coverRules`: columns of the co-op's select by its fields' names, as the resolver
     # reads them (`schema.types.coop_from_row`), null where the select masked them.
@@ -382,6 +405,21 @@ def test_every_field_of_a_partnership_compiles() -> None:
     assert registry.FIELDS["Query"]["partnerships"] is root_rows(Query)["partnerships"]
     # The resolvers' loader (`node`, the mutations' payloads) reads the same select.
     assert types.LISTED["partnership"][0] is registry.SOURCES["partnership"].build
+
+
+def test_every_field_of_cluster_figures_compiles() -> None:
+    # Its fields are columns of `care.figures.cluster_figures` (`from` and `to` the bound
+    # period, by their GraphQL names), its cluster made of the same row's columns, as the
+    # resolver makes it (`schema.figures._cluster_figures_from_row`).
+    graphql = create_schema()._schema.type_map
+    compiled = registry.FIELDS["ClusterFigures"]
+    assert set(graphql["ClusterFigures"].fields) == set(compiled)  # type: ignore[union-attr]
+    assert compiled["from"] == Column("from_", Render.INSTANT, present=True)
+    assert compiled["to"] == Column("to", Render.INSTANT, present=True)
+    assert compiled["fillRate"] == Column("fill_rate", Render.FLOAT)
+    cluster = compiled["cluster"]
+    assert isinstance(cluster, registry.Embedded) and cluster.fields is registry.FIELDS["Cluster"]
+    assert types.LISTED["cluster_figures"][0] is care_figures.cluster_figures
 
 
 class Spelled(Enum):
