@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
 
-from care import enums, queries, vocabulary
+from care import candidates, enums, queries, vocabulary
 from care.models import (
     CoverExchange,
     Member,
@@ -252,6 +252,8 @@ SOURCES: dict[str, Source] = {
     "partner_local_authority": Source(build=queries.partner_local_authority_select),
     # The care vocabulary: nothing private (who may read it is `careTerms`' access rule).
     "care_term": Source(build=vocabulary.term_select),
+    # Needs no team PA meets, per cluster the caller manages (no rows for another's).
+    "cover_gap": Source(build=candidates.cover_gaps_select),
 }
 
 
@@ -580,4 +582,5 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
     },
     "PartnerLocalAuthority": data_columns(types.PartnerLocalAuthority),
     "CareTerm": data_columns(types.CareTerm),
+    "CoverGap": data_columns(types.CoverGap),
 }

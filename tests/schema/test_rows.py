@@ -14,7 +14,7 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
-from care import models, queries, vocabulary
+from care import candidates, models, queries, vocabulary
 from schema import filters, types
 from schema.build import create_schema
 from schema.compiled import registry
@@ -303,7 +303,14 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     # resolver reads (one select, one order); a `RootRows` written by hand under `Query`
     # is not a declaration's and fails here.
     declared = root_rows(Query)
-    assert set(declared) == {"coop", "localAuthorities", "pools", "partnerships", "careTerms"}
+    assert set(declared) == {
+        "coop",
+        "localAuthorities",
+        "pools",
+        "partnerships",
+        "careTerms",
+        "coverGaps",
+    }
     assert declared["coop"].one and not declared["pools"].one
     assert not declared["partnerships"].one
     assert declared["pools"].order == (models.Pool.id,)
@@ -314,6 +321,10 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     terms = declared["careTerms"]
     assert terms.order is vocabulary.TERM_ORDER and terms.filters is filters.CARE_TERMS
     assert terms.filters.arguments == ("use", "includeInactive", "needsReview")
+    # Cover gaps: `care.candidates`' select and order, narrowed to the cluster argument.
+    gaps = declared["coverGaps"]
+    assert gaps.order is candidates.COVER_GAP_ORDER and gaps.filters is filters.COVER_GAPS
+    assert gaps.filters.arguments == ("clusterId",) and not gaps.one
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, RootRows):
