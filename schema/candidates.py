@@ -33,7 +33,7 @@ from schema import filters
 from schema.context import Info
 from schema.feed import PartnerCoop, SharedSkill
 from schema.permissions import MANAGING, decode_id, guard
-from schema.rows import Argument
+from schema.rows import REQUIRED, Argument
 from schema.types import (
     CoverGap,
     PartnerLocalAuthority,
@@ -479,6 +479,7 @@ class CandidateQueries:
             Argument(
                 "cluster_id",
                 Annotated[strawberry.ID, strawberry.argument(description="The cluster.")],
+                REQUIRED,
             ),
         ),
         description=(

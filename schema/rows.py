@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -233,11 +234,16 @@ class Paged:
 ROOT_PAGE = "coopnet.root_page"
 
 
+# `Argument.default` of an argument the caller must give: it has no default in the schema
+# (a non-null one with a default could be left out; `coverGaps(clusterId:)` cannot).
+REQUIRED: Any = inspect.Parameter.empty
+
+
 @dataclass(frozen=True)
 class Argument:
     """One argument of a root list: its Python name (the GraphQL name is camel-cased),
     its annotation (the type, with its description: `strawberry.argument`) and its
-    default."""
+    default (`REQUIRED`: none)."""
 
     name: str
     annotation: Any

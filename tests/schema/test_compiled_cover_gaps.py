@@ -14,16 +14,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import time_machine
+from graphql import Undefined
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
 from care.models import CoverRequest, Member, PaSkill
+from schema.build import create_schema
 from tests.conftest import Api, StatementCounter
 from tests.factories import BARNET, Build, gid
 from tests.schema.test_compiled_reads import Both, _exact
 
 LONDON = ZoneInfo("Europe/London")
+SCHEMA = create_schema()._schema
 FIELDS = "__typename need requests lapsedHolders firstStartsAt"
 VARIABLE = f"query($c: ID!) {{ coverGaps(clusterId: $c) {{ {FIELDS} }} }}"
 # Two clusters in one operation: each field binds its own cluster.
@@ -257,9 +260,10 @@ async def test_a_cached_plan_reads_the_time_of_the_request_running_it(
     with time_machine.travel(now, tick=False):
         world = await seed(db, now)
     both = Both(api, app, sql_counter)
-    token = api.token(Role.COORDINATOR, world["coordinator"])
     queries = ((literal(world["finchley"]), {}), (VARIABLE, {"c": world["finchley"]}))
     with time_machine.travel(now, tick=False):
+        # Issued at the clock's time, so that it is never newer than the requests.
+        token = api.token(Role.COORDINATOR, world["coordinator"])
         for query, variables in queries:
             body = await both.same(query, variables, token, statements=1)
             assert body["data"]["coverGaps"] == finchley_gaps(world)
@@ -268,3 +272,17 @@ async def test_a_cached_plan_reads_the_time_of_the_request_running_it(
         for query, variables in queries:
             body = await both.same(query, variables, token, statements=1)
             assert body["data"]["coverGaps"] == finchley_gaps(world, later=True)
+
+
+async def test_the_cluster_must_be_given_on_both_paths(
+    api: Api, app: Any, sql_counter: StatementCounter, db: AsyncSession
+) -> None:
+    # `clusterId` is required, as before the field was declared with `root_list`: no
+    # default in the schema (`schema.rows.REQUIRED`), so leaving it out is refused.
+    argument = SCHEMA.query_type.fields["coverGaps"].args["clusterId"]  # type: ignore[union-attr]
+    assert argument.default_value is Undefined
+    both = Both(api, app, sql_counter)
+    resolved, compiled, _ = await both.run(f"{{ coverGaps {{ {FIELDS} }} }}", {}, None)
+    assert not both.compiled
+    assert _exact(compiled) == _exact(resolved)
+    assert "clusterId" in compiled["errors"][0]["message"]
