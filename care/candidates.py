@@ -58,10 +58,12 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    asc,
     bindparam,
     case,
     cast,
     column,
+    desc,
     exists,
     false,
     func,
@@ -76,7 +78,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
-from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement, TextClause, UnaryExpression
 
 from care import policy
 from care.enums import (
@@ -991,57 +993,48 @@ def exclusion_from_row(row: Row[Any]) -> Exclusion:
 # --- skills the team lacks ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CoverGap:
-    """A need of people with open cover requests in a cluster that no active PA on the
-    cluster's team has a skill in date for."""
-
-    need: str
-    requests: int  # open requests (visits not over) whose person has the need
-    lapsed_holders: int  # team PAs whose skill of that name lapsed before such a visit
-    first_starts_at: dt.datetime  # the soonest of those visits
-
-
-def cover_gaps_statement(viewer: Viewer, cluster_id: int) -> Select:
-    """For the open cover requests of a cluster's people (visits not over at `viewer.now`):
-    each need that no active PA on the cluster's team has a skill in date for on the
-    visit's London date, with the number of such requests; most requests first, then by
-    name. One statement, whatever the number of requests or PAs. No rows unless the
-    viewer manages the cluster (admins: any; coordinators: the clusters they support)."""
+def cover_gaps_select(viewer: Viewer) -> Select:
+    """For the open cover requests of the people of the clusters the viewer manages
+    (admins: any; coordinators: the clusters they support; anyone else: none), visits not
+    over at the viewer's `now` (`policy.now`, a parameter: a statement reused later binds
+    its own time): each need that no active PA on the cluster's team has a skill in date
+    for on the visit's London date, per cluster, with the number of such requests. Read
+    one cluster's with `cover_gaps_filter`, sorted by `COVER_GAP_ORDER` (most requests
+    first, then by name): the `coverGaps` field (`schema.candidates`, both read paths).
+    One statement, whatever the number of requests or PAs."""
     if viewer.role is Role.ADMIN:
         manages: ColumnElement[bool] = true()
     elif viewer.role is Role.COORDINATOR and viewer.member_id is not None:
-        manages = literal(cluster_id).in_(policy.supported_cluster_ids(viewer))
+        manages = ClusterServiceUser.cluster_id.in_(policy.supported_cluster_ids(viewer))
     else:
         manages = false()
     starts = func.lower(Visit.during)
     requests = (
         select(
+            ClusterServiceUser.cluster_id,
             CoverRequest.id.label("request_id"),
             starts.label("starts_at"),
             cast(_local(starts), Date).label("day"),
             ServiceUserProfile.needs,
         )
         .join(Visit, Visit.id == CoverRequest.visit_id)
-        .join(
-            ClusterServiceUser,
-            and_(
-                ClusterServiceUser.service_user_id == Visit.service_user_id,
-                ClusterServiceUser.cluster_id == cluster_id,
-            ),
-        )
+        .join(ClusterServiceUser, ClusterServiceUser.service_user_id == Visit.service_user_id)
         .join(ServiceUserProfile, ServiceUserProfile.member_id == Visit.service_user_id)
         .where(
             manages,
             CoverRequest.status == CoverRequestStatus.OPEN.value,
-            func.upper(Visit.during) > viewer.now,
+            func.upper(Visit.during) > policy.now(viewer),
         )
-        .cte("open_requests")
+        # A subquery, not a CTE: one operation may read two clusters' gaps (a CTE's name
+        # is the statement's).
+        .subquery("open_requests")
     )
+    # The active PAs on the team of the request's cluster.
     team = (
         select(ClusterPa.pa_id)
         .join(Member, Member.id == ClusterPa.pa_id)
-        .where(ClusterPa.cluster_id == cluster_id, Member.active)
+        .where(ClusterPa.cluster_id == requests.c.cluster_id, Member.active)
+        .correlate(requests)
     )
     need = func.unnest(requests.c.needs).table_valued("need").lateral("need")
     held_in_date = (
@@ -1065,6 +1058,7 @@ def cover_gaps_statement(viewer: Viewer, cluster_id: int) -> Select:
     )
     gaps = (
         select(
+            requests.c.cluster_id,
             requests.c.request_id,
             requests.c.starts_at,
             need.c.need,
@@ -1075,26 +1069,25 @@ def cover_gaps_statement(viewer: Viewer, cluster_id: int) -> Select:
         .where(not_(held_in_date))
         .subquery("gaps")
     )
-    count = func.count(gaps.c.request_id.distinct())
-    return (
-        select(
-            gaps.c.need,
-            count.label("requests"),
-            func.max(gaps.c.lapsed).label("lapsed_holders"),
-            func.min(gaps.c.starts_at).label("first_starts_at"),
-        )
-        .group_by(gaps.c.need)
-        .order_by(count.desc(), gaps.c.need)
-    )
+    return select(
+        gaps.c.cluster_id,
+        gaps.c.need,
+        func.count(gaps.c.request_id.distinct()).label("requests"),
+        func.max(gaps.c.lapsed).label("lapsed_holders"),
+        func.min(gaps.c.starts_at).label("first_starts_at"),
+    ).group_by(gaps.c.cluster_id, gaps.c.need)
 
 
-def cover_gap_from_row(row: Row[Any]) -> CoverGap:
-    return CoverGap(
-        need=str(row.need),
-        requests=int(row.requests),
-        lapsed_holders=int(row.lapsed_holders),
-        first_starts_at=row.first_starts_at,
-    )
+# Most requests first, then by name: by the select's own column names (its subquery is
+# built per viewer), as the resolver sorts it and the compiled path reads it.
+COVER_GAP_ORDER: tuple[UnaryExpression[Any], ...] = (desc("requests"), asc("need"))
+
+
+def cover_gaps_filter(stmt: Select, cluster_id: int, prefix: str = "") -> Select:
+    """`cover_gaps_select` narrowed to one cluster, a named parameter (`prefix`: see
+    `care.queries._visit_filters`). PostgreSQL pushes it down into the open requests."""
+    cluster = bindparam(f"{prefix}cluster_id", cluster_id, type_=BigInteger)
+    return stmt.where(stmt.selected_columns.cluster_id == cluster)
 
 
 # --- who may ask, and the visit -----------------------------------------------------------

@@ -83,10 +83,17 @@ def me(viewer: Viewer) -> BindParameter[int]:
     return bindparam("viewer_member_id", viewer.member_id, type_=BigInteger)
 
 
+def now(viewer: Viewer) -> BindParameter[dt.datetime]:
+    """The viewer's time (the request's) as a named parameter, as `me`: a statement built
+    earlier (a cached plan) must read the time of the request running it."""
+    return bindparam("viewer_now", viewer.now, type_=DateTime(timezone=True))
+
+
 def viewer_params(viewer: Viewer) -> dict[str, Any]:
     """Values of the named parameters the predicates below use."""
     return {
         "viewer_member_id": viewer.member_id,
+        "viewer_now": viewer.now,
         "recent_from": viewer.now - RECENT_VISIT_BEFORE,
         "recent_to": viewer.now + RECENT_VISIT_AHEAD,
     }

@@ -17,24 +17,30 @@ from graphql import GraphQLError
 from strawberry import relay
 
 from care.candidates import (
+    COVER_GAP_ORDER,
     EXCLUSION_RULES,
     AnyCandidate,
     Candidate,
-    CoverGap,
     Exclusion,
     LeftOut,
     Partner,
     PartnerCandidate,
     ScoreParts,
-    cover_gap_from_row,
-    cover_gaps_statement,
     find_cover_candidates,
 )
 from care.errors import DomainError, ErrorCode
+from schema import filters
 from schema.context import Info
 from schema.feed import PartnerCoop, SharedSkill
 from schema.permissions import MANAGING, decode_id, guard
-from schema.types import PartnerLocalAuthority, PersonalAssistant, load_member
+from schema.rows import REQUIRED, Argument
+from schema.types import (
+    CoverGap,
+    PartnerLocalAuthority,
+    PersonalAssistant,
+    load_member,
+    root_list,
+)
 
 DEFAULT_CANDIDATES = 10
 
@@ -302,34 +308,6 @@ def rule_counts(exclusions: list[Exclusion]) -> list[ExclusionRuleCount]:
 
 
 @strawberry.type(
-    name="CoverGap",
-    description="A need of people with open cover requests in a cluster that no active PA "
-    "on the cluster's team has a skill in date for: a gap for training or recruitment.",
-)
-class CoverGapType:
-    need: str = strawberry.field(description="The need tag (the skill of the same name).")
-    requests: int = strawberry.field(
-        description="Open cover requests (visits not over) whose person has the need."
-    )
-    lapsed_holders: int = strawberry.field(
-        description="PAs on the team who hold the skill but whose skill lapsed before such "
-        "a visit (the most for any one request): renewing it would close the gap."
-    )
-    first_starts_at: dt.datetime = strawberry.field(
-        description="When the soonest of those visits starts."
-    )
-
-
-def _gap(g: CoverGap) -> CoverGapType:
-    return CoverGapType(
-        need=g.need,
-        requests=g.requests,
-        lapsed_holders=g.lapsed_holders,
-        first_starts_at=g.first_starts_at,
-    )
-
-
-@strawberry.type(
     description="Cover candidates for a visit, best first, from every source that "
     "answered in time, and the sources left out."
 )
@@ -488,7 +466,22 @@ class CandidateQueries:
             excluded_by_rule=None if excluded is None else rule_counts(excluded),
         )
 
-    @strawberry.field(
+    # Declared once for both read paths (`schema.types.root_list`): the resolver and the
+    # compiled path read `care.candidates.cover_gaps_select` (which holds who may read
+    # which cluster's), narrowed to the cluster by `schema.filters.COVER_GAPS` and sorted
+    # by `COVER_GAP_ORDER`.
+    cover_gaps = root_list(
+        "cover_gap",
+        CoverGap,
+        order=COVER_GAP_ORDER,
+        filters=filters.COVER_GAPS,
+        arguments=(
+            Argument(
+                "cluster_id",
+                Annotated[strawberry.ID, strawberry.argument(description="The cluster.")],
+                REQUIRED,
+            ),
+        ),
         description=(
             "Needs of the people with open cover requests in a cluster (visits not over) "
             "that no active PA on the cluster's team has a skill in date for, with how "
@@ -498,13 +491,3 @@ class CandidateQueries:
         ),
         extensions=guard(MANAGING),
     )
-    async def cover_gaps(
-        self,
-        info: Info,
-        cluster_id: Annotated[strawberry.ID, strawberry.argument(description="The cluster.")],
-    ) -> list[CoverGapType]:
-        cid = decode_id(cluster_id, "Cluster")
-        if cid is None:
-            return []
-        rows = await info.context.rows(cover_gaps_statement(info.context.viewer, cid))
-        return [_gap(cover_gap_from_row(r)) for r in rows]

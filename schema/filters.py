@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Select
 
-from care import figures, queries, vocabulary
+from care import candidates, figures, queries, vocabulary
 from care.enums import CareTermUse
 from care.geography import postcode_district
 from care.models import MAX_VISIT_LENGTH
@@ -249,6 +249,17 @@ def continuity_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Selec
     return figures.continuity_filters(stmt, **continuity_arguments(args), prefix=prefix)
 
 
+def cover_gap_arguments(args: dict[str, Any]) -> dict[str, Any]:
+    """`coverGaps(clusterId:)` as `care.candidates.cover_gaps_filter` takes it: an id that
+    does not decode, or of another type, matches nothing (-1), an empty list as before."""
+    cluster_id = filter_id(args.get("clusterId"), "Cluster")
+    return {"cluster_id": -1 if cluster_id is None else cluster_id}
+
+
+def cover_gap_filters(stmt: Select, args: dict[str, Any], prefix: str) -> Select:
+    return candidates.cover_gaps_filter(stmt, **cover_gap_arguments(args), prefix=prefix)
+
+
 def no_parameters(args: dict[str, Any]) -> dict[str, Any]:
     """Filters whose arguments are all booleans and enums: their values are in the
     statement's shape (the plan cache's variable shape), and none is a parameter."""
@@ -278,3 +289,4 @@ MY_COVER_EXCHANGES = Filters(("status",), my_cover_exchange_filters, my_cover_ex
 REFERRALS = Filters(("localAuthority", "district", "status"), referral_filters, referral_arguments)
 CARE_TERMS = Filters(("use", "includeInactive", "needsReview"), care_term_filters, no_parameters)
 CONTINUITY = Filters(("clusterId",), continuity_filters, continuity_arguments)
+COVER_GAPS = Filters(("clusterId",), cover_gap_filters, cover_gap_arguments)

@@ -267,7 +267,8 @@ class Paged:
 ROOT_PAGE = "coopnet.root_page"
 
 
-# `Argument.default` of an argument without a default (a required one, e.g. `ID!`).
+# `Argument.default` of an argument the caller must give: it has no default in the schema
+# (a non-null one with a default could be left out; `coverGaps(clusterId:)` cannot).
 REQUIRED: Any = inspect.Parameter.empty
 
 

@@ -17,7 +17,7 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.types.enum import StrawberryEnumDefinition
 
-from care import enums, figures, models, queries, vocabulary
+from care import candidates, enums, figures, models, queries, vocabulary
 from care.paging import PageRequest, page
 from care.services.visits import to_utc
 from care.viewer import Viewer
@@ -856,6 +856,33 @@ class CareTerm:
 
 def term_from_row(row: Any) -> CareTerm:
     return from_row(CareTerm, row)
+
+
+# --- cover gaps -------------------------------------------------------------------------
+
+
+@strawberry.type(
+    description="A need of people with open cover requests in a cluster that no active PA "
+    "on the cluster's team has a skill in date for: a gap for training or recruitment.",
+)
+class CoverGap:
+    need: str = strawberry.field(description="The need tag (the skill of the same name).")
+    requests: int = strawberry.field(
+        description="Open cover requests (visits not over) whose person has the need."
+    )
+    lapsed_holders: int = strawberry.field(
+        description="PAs on the team who hold the skill but whose skill lapsed before such "
+        "a visit (the most for any one request): renewing it would close the gap."
+    )
+    first_starts_at: dt.datetime = strawberry.field(
+        description="When the soonest of those visits starts."
+    )
+
+
+def cover_gap_from_row(row: Any) -> CoverGap:
+    """A row of `care.candidates.cover_gaps_select`: a column per field, as the compiled
+    path reads it (`schema.compiled.registry`, `data_columns`)."""
+    return from_row(CoverGap, row)
 
 
 # --- members -------------------------------------------------------------------------
@@ -2031,6 +2058,7 @@ LISTED: dict[str, tuple[Callable[[Viewer], Select], Callable[[Row[Any]], Any]]] 
     "local_authority": (queries.local_authority_select, lambda row: from_row(LocalAuthority, row)),
     "coop": (queries.coop_select, coop_from_row),
     "care_term": (vocabulary.term_select, term_from_row),
+    "cover_gap": (candidates.cover_gaps_select, cover_gap_from_row),
     "pool": (queries.pool_select, pool_from_row),
     "cluster": (queries.cluster_select, cluster_from_row),
     "visit": (queries.visit_select, visit_from_row),

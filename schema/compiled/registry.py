@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, case, func, literal, select, union
 
-from care import enums, figures, queries, vocabulary
+from care import candidates, enums, figures, queries, vocabulary
 from care.models import (
     CoverExchange,
     Member,
@@ -278,6 +278,8 @@ SOURCES: dict[str, Source] = {
     # Cover and delivery figures per cluster the caller manages, over a period: its rows
     # take the request's values as parameters (`schema.figures.CLUSTER_FIGURES`).
     "cluster_figures": Source(build=figures.cluster_figures),
+    # Needs no team PA meets, per cluster the caller manages (no rows for another's).
+    "cover_gap": Source(build=candidates.cover_gaps_select),
 }
 
 
@@ -613,6 +615,7 @@ FIELDS: dict[str, dict[str, FieldSpec]] = {
         **data_columns(types.ContinuityFigures),
         **in_rows(types.ContinuityFigures),
     },
+    "CoverGap": data_columns(types.CoverGap),
 }
 
 # A cluster's figures: their row holds the cluster's columns too, from which the resolver

@@ -14,8 +14,8 @@ from strawberry import relay
 from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case, to_snake_case
 
+from care import candidates, models, queries, vocabulary
 from care import figures as care_figures
-from care import models, queries, vocabulary
 from schema import figures as schema_figures
 from schema import filters, types
 from schema.build import create_schema
@@ -333,6 +333,7 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
         "careTerms",
         "serviceUserContinuity",
         "clusterFigures",
+        "coverGaps",
     }
     assert declared["coop"].one and not declared["pools"].one
     assert not declared["partnerships"].one
@@ -358,6 +359,10 @@ def test_the_root_rows_are_declared_once_for_both_paths() -> None:
     assert figures.parameters.rows is care_figures.cluster_figures
     assert [a.graphql_name for a in figures.arguments] == ["clusterIds", "from", "to"]
     assert figures.parameters.arguments == ("clusterIds", "from", "to")
+    # Cover gaps: `care.candidates`' select and order, narrowed to the cluster argument.
+    gaps = declared["coverGaps"]
+    assert gaps.order is candidates.COVER_GAP_ORDER and gaps.filters is filters.COVER_GAPS
+    assert gaps.filters.arguments == ("clusterId",) and not gaps.one
     roots = registry.FIELDS["Query"]
     for field, compiled in roots.items():
         if isinstance(compiled, RootRows):
