@@ -485,7 +485,10 @@ async def offer_some_cover(app: Any, admin: Viewer) -> None:
     body = await run(
         app,
         admin,
-        "{ coverRequests(status: [OPEN], first: 20) { nodes { id visit { id } } } }",
+        # Visits still to come: an open request whose visit is over (the demo's times
+        # follow the time of day) is refused CLOSED.
+        f'{{ coverRequests(status: [OPEN], visitStartsFrom: "{admin.now.isoformat()}", '
+        "first: 20) { nodes { id visit { id } } } }",
     )
     for request in body["data"]["coverRequests"]["nodes"]:
         found = await run(

@@ -479,6 +479,7 @@ async def test_one_statement_per_root_field_whatever_the_number_of_clusters(
     sizes = []
     for cluster in (w.b, w.a):
         sql_counter.count = 0
+        lane = app.state.fast_lane_answered
         rows = await continuity(api, admin, cid(cluster))
-        sizes.append((len(rows), sql_counter.count))
+        sizes.append((len(rows), sql_counter.count + app.state.fast_lane_answered - lane))
     assert sizes == [(1, 1), (3, 1)], sql_counter.statements
