@@ -290,3 +290,37 @@ class Api:
 @pytest.fixture
 def api(client: httpx.AsyncClient, app: Any) -> Api:
     return Api(client, app)
+
+
+# Who asks a field for admins and coordinators (`MANAGING`) in the compiled-read
+# comparisons, and what the callers it refuses get.
+MANAGING_REFUSED = {
+    "pa with visits": "FORBIDDEN",
+    "pa without visits": "FORBIDDEN",
+    "stranger": "FORBIDDEN",
+    "la analyst": "FORBIDDEN",
+    "anonymous": "UNAUTHENTICATED",
+}
+
+
+def managing_callers(
+    api: Api,
+    *,
+    coordinator: int,
+    other_coordinator: int,
+    pa_with_visits: int,
+    pa_without_visits: int,
+    stranger: int,
+    la: str,
+) -> dict[str, str | None]:
+    """A token for each caller of a `MANAGING` field, by name (None: anonymous)."""
+    return {
+        "admin": api.token(Role.ADMIN),
+        "coordinator": api.token(Role.COORDINATOR, coordinator),
+        "coordinator of another cluster": api.token(Role.COORDINATOR, other_coordinator),
+        "pa with visits": api.token(Role.PA, pa_with_visits),
+        "pa without visits": api.token(Role.PA, pa_without_visits),
+        "stranger": api.token(Role.SERVICE_USER, stranger),
+        "la analyst": api.token(Role.LA_ANALYST, la=la),
+        "anonymous": None,
+    }

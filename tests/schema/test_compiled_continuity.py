@@ -16,7 +16,7 @@ import time_machine
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.enums import Role
-from tests.conftest import Api, StatementCounter
+from tests.conftest import MANAGING_REFUSED, Api, StatementCounter, managing_callers
 from tests.factories import BARNET, Build, at, gid
 from tests.schema.test_compiled_reads import Both, _exact
 
@@ -123,25 +123,18 @@ async def world(db: AsyncSession) -> dict[str, Any]:
 
 
 def callers(api: Api, world: dict[str, Any]) -> dict[str, str | None]:
-    return {
-        "admin": api.token(Role.ADMIN),
-        "coordinator": api.token(Role.COORDINATOR, world["coordinator"]),
-        "coordinator of another cluster": api.token(Role.COORDINATOR, world["other_coordinator"]),
-        "pa with visits": api.token(Role.PA, world["busy"]),
-        "pa without visits": api.token(Role.PA, world["idle"]),
-        "stranger": api.token(Role.SERVICE_USER, world["stranger"]),
-        "la analyst": api.token(Role.LA_ANALYST, la=BARNET),
-        "anonymous": None,
-    }
+    return managing_callers(
+        api,
+        coordinator=world["coordinator"],
+        other_coordinator=world["other_coordinator"],
+        pa_with_visits=world["busy"],
+        pa_without_visits=world["idle"],
+        stranger=world["stranger"],
+        la=BARNET,
+    )
 
 
-REFUSED = {
-    "pa with visits": "FORBIDDEN",
-    "pa without visits": "FORBIDDEN",
-    "stranger": "FORBIDDEN",
-    "la analyst": "FORBIDDEN",
-    "anonymous": "UNAUTHENTICATED",
-}
+REFUSED = MANAGING_REFUSED
 # The figures of cluster A at `t`: (name, distinct PAs, visits, by regular PAs, share).
 AT_T = [
     ("Ada Mixed", 3, 5, 3, 0.6),

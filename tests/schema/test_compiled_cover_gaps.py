@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.enums import Role
 from care.models import CoverRequest, Member, PaSkill
 from schema.build import create_schema
-from tests.conftest import Api, StatementCounter
+from tests.conftest import MANAGING_REFUSED, Api, StatementCounter, managing_callers
 from tests.factories import BARNET, Build, gid
 from tests.schema.test_compiled_reads import Both, _exact
 
@@ -137,25 +137,18 @@ async def seed(db: AsyncSession, now: dt.datetime) -> dict[str, Any]:
 
 
 def callers(api: Api, world: dict[str, Any]) -> dict[str, str | None]:
-    return {
-        "admin": api.token(Role.ADMIN),
-        "coordinator": api.token(Role.COORDINATOR, world["coordinator"]),
-        "other coordinator": api.token(Role.COORDINATOR, world["other coordinator"]),
-        "pa with visits": api.token(Role.PA, world["busy"]),
-        "pa without visits": api.token(Role.PA, world["idle"]),
-        "stranger": api.token(Role.SERVICE_USER, world["stranger"]),
-        "la analyst": api.token(Role.LA_ANALYST, la=BARNET),
-        "anonymous": None,
-    }
+    return managing_callers(
+        api,
+        coordinator=world["coordinator"],
+        other_coordinator=world["other coordinator"],
+        pa_with_visits=world["busy"],
+        pa_without_visits=world["idle"],
+        stranger=world["stranger"],
+        la=BARNET,
+    )
 
 
-REFUSED = {
-    "pa with visits": "FORBIDDEN",
-    "pa without visits": "FORBIDDEN",
-    "stranger": "FORBIDDEN",
-    "la analyst": "FORBIDDEN",
-    "anonymous": "UNAUTHENTICATED",
-}
+REFUSED = MANAGING_REFUSED
 
 
 def instant(at: dt.datetime) -> str:
@@ -198,7 +191,7 @@ def expected(name: str, cluster: str, world: dict[str, Any]) -> list[dict[str, A
     """What a caller admitted reads: admins any cluster, a coordinator their own."""
     if cluster == "finchley" and name in ("admin", "coordinator"):
         return finchley_gaps(world)
-    if cluster == "east" and name in ("admin", "other coordinator"):
+    if cluster == "east" and name in ("admin", "coordinator of another cluster"):
         return EAST
     return []
 

@@ -23,7 +23,7 @@ from care.viewer import Viewer
 from schema.build import create_schema
 from schema.compiled.compiler import Compiler, Fallback
 from schema.context import Limits
-from tests.conftest import Api, StatementCounter
+from tests.conftest import MANAGING_REFUSED, Api, StatementCounter, managing_callers
 from tests.factories import BARNET, Build, gid
 from tests.schema.test_compiled_reads import Both, _exact
 from tests.schema.test_figures import DAY, World, cid, cover, w
@@ -80,25 +80,18 @@ async def world(db: AsyncSession, w: World) -> dict[str, Any]:
 
 def callers(api: Api, world: dict[str, Any]) -> dict[str, str | None]:
     w: World = world["w"]
-    return {
-        "admin": api.token(Role.ADMIN),
-        "coordinator": api.token(Role.COORDINATOR, w.coordinator.id),
-        "coordinator of another cluster": api.token(Role.COORDINATOR, w.other_coordinator.id),
-        "pa with visits": api.token(Role.PA, w.pa1.id),
-        "pa without visits": api.token(Role.PA, world["idle_pa"]),
-        "stranger": api.token(Role.SERVICE_USER, world["stranger"]),
-        "la analyst": api.token(Role.LA_ANALYST, la=BARNET),
-        "anonymous": None,
-    }
+    return managing_callers(
+        api,
+        coordinator=w.coordinator.id,
+        other_coordinator=w.other_coordinator.id,
+        pa_with_visits=w.pa1.id,
+        pa_without_visits=world["idle_pa"],
+        stranger=world["stranger"],
+        la=BARNET,
+    )
 
 
-REFUSED = {
-    "pa with visits": "FORBIDDEN",
-    "pa without visits": "FORBIDDEN",
-    "stranger": "FORBIDDEN",
-    "la analyst": "FORBIDDEN",
-    "anonymous": "UNAUTHENTICATED",
-}
+REFUSED = MANAGING_REFUSED
 
 
 def asked_ids(w: World) -> list[list[str] | None]:
